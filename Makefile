@@ -1,0 +1,50 @@
+# Berth: `make run` starts everything on embedded defaults; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+export SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
+
+.PHONY: run test bench migrate demo clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Everything a single-machine install runs: web, worker (torch, onnxruntime) and the demo.
+$(VENV)/.installed-worker: pyproject.toml | $(PY)
+	$(PIP) install -e ".[worker]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PIP) install -e ".[worker,dev]"
+	touch $@
+
+var/secret_key:
+	mkdir -p var
+	umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+
+migrate: $(VENV)/.installed-worker var/secret_key
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py demo
+
+run: demo
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed-dev var/secret_key
+	rm -rf var/test
+	BERTH_VAR_DIR=$(CURDIR)/var/test $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev var/secret_key
+	$(PY) bench/upload.py
+
+clean:
+	rm -rf var/test var/broker

@@ -1,0 +1,28 @@
+"""/api/v1/ (DESIGN §4)."""
+
+from django.urls import path
+
+from jobs import api as jobs_api
+from registry import api as registry_api
+
+app_name = "api"
+
+urlpatterns = [
+    path("models/", registry_api.ModelListApi.as_view(), name="models"),
+    path("models/<str:name>/", registry_api.ModelDetailApi.as_view(), name="model"),
+    path("models/<str:name>/versions/", registry_api.VersionRegisterApi.as_view(), name="versions"),
+    path("models/<str:name>/versions/<str:version>/", registry_api.VersionDetailApi.as_view(), name="version"),
+    path("models/<str:name>/versions/<str:version>/artifact/", registry_api.VersionArtifactApi.as_view(),
+         name="version-artifact"),
+    path("models/<str:name>/versions/<str:version>/datasets/", registry_api.DatasetAttachApi.as_view(),
+         name="version-datasets"),
+    path("models/<str:name>/aliases/<slug:alias>/", registry_api.AliasApi.as_view(), name="alias"),
+    path("uploads/", registry_api.UploadStartApi.as_view(), name="uploads"),
+    path("uploads/<uuid:upload_id>/", registry_api.UploadApi.as_view(), name="upload"),
+    path("uploads/<uuid:upload_id>/complete/", registry_api.UploadCompleteApi.as_view(), name="upload-complete"),
+    path("targets/", registry_api.TargetListApi.as_view(), name="targets"),
+    path("targets/<str:slug>/", registry_api.TargetDetailApi.as_view(), name="target"),
+    path("jobs/", jobs_api.JobListApi.as_view(), name="jobs"),
+    path("jobs/<int:job_id>/", jobs_api.JobDetailApi.as_view(), name="job"),
+    path("jobs/<int:job_id>/cancel/", jobs_api.JobCancelApi.as_view(), name="job-cancel"),
+]

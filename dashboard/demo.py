@@ -1,0 +1,157 @@
+"""Demo data: a digits classifier trained on the fly from scikit-learn's bundled
+``load_digits`` (no download), registered like any other model.
+
+The training and export helpers are also what tests and benchmarks use to get real models.
+"""
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEMO_PASSWORD = "berth-demo"
+DEMO_USERS = [("admin", "admin"), ("engineer", "engineer"), ("viewer", "viewer")]
+
+
+@dataclass
+class DigitsData:
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+def digits_data(seed=0):
+    """load_digits as float32 in [0, 1], split 80/20 with a fixed seed."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    split = int(len(x) * 0.8)
+    train, test = order[:split], order[split:]
+    return DigitsData(x[train], y[train], x[test], y[test])
+
+
+def train_digits_mlp(data, *, hidden=128, epochs=40, seed=0):
+    """A small MLP on 64 pixel features; returns (module in eval mode, test accuracy)."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, hidden), torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden // 2), torch.nn.ReLU(),
+        torch.nn.Linear(hidden // 2, 10),
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x = torch.from_numpy(data.train_x)
+    y = torch.from_numpy(data.train_y)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(64):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        predictions = model(torch.from_numpy(data.test_x)).argmax(dim=1).numpy()
+    return model, float((predictions == data.test_y).mean())
+
+
+def export_onnx(module, path, *, features=64):
+    """ONNX with a dynamic batch axis, one file, input ``x`` and output ``logits``."""
+    import torch
+
+    example = (torch.zeros(2, features),)
+    torch.onnx.export(module, example, str(path), dynamo=True, external_data=False,
+                      input_names=["x"], output_names=["logits"],
+                      dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    return Path(path)
+
+
+def export_torchscript(module, path, *, features=64):
+    import torch
+
+    traced = torch.jit.trace(module, torch.zeros(1, features))
+    torch.jit.save(traced, str(path))
+    return Path(path)
+
+
+def save_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return Path(path)
+
+
+def load_demo(*, out=print):
+    """Create roles' demo users, the cpu target and the digits model with two versions and
+    its datasets. Idempotent: what exists is left as it is."""
+    from django.contrib.auth.models import Group, User
+    from django.db import transaction
+
+    from registry import services, uploads
+    from registry.models import HardwareTarget, Model, ModelVersion
+
+    with transaction.atomic():
+        for username, role in DEMO_USERS:
+            if not User.objects.filter(username=username).exists():
+                user = User.objects.create_user(username, password=DEMO_PASSWORD, is_staff=(role == "admin"),
+                                                is_superuser=(role == "admin"))
+                user.groups.add(Group.objects.get(name=role))
+                out(f"  user {username} ({role}) created")
+    admin = User.objects.get(username="admin")
+    if not HardwareTarget.objects.filter(slug="cpu").exists():
+        services.target_create(slug="cpu", name="CPU (this machine)", device="cpu",
+                               execution_provider="CPUExecutionProvider",
+                               description="The local CPU with onnxruntime's default provider.")
+        out("  hardware target cpu created (queue target.cpu)")
+
+    model = Model.objects.filter(name="digits").first()
+    if model is None:
+        model = services.model_create(name="digits", task=Model.Task.CLASSIFICATION, owner=admin,
+                                      description="8x8 handwritten digits (scikit-learn load_digits), a small MLP.")
+    have = set(ModelVersion.objects.filter(model=model).values_list("version", flat=True))
+    if {"1", "2"} <= have:
+        out("  digits 1 and 2 already registered")
+        return
+
+    out("  training digits classifiers with torch on load_digits (a few seconds)…")
+    data = digits_data()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if "1" not in have:
+            module, accuracy = train_digits_mlp(data, hidden=128, epochs=30)
+            out(f"  digits 1: MLP 64-128-64-10, test accuracy {accuracy:.1%} on {len(data.test_y)} held-out images")
+            _register(services, uploads, export_onnx(module, tmp / "v1.onnx"), model, "1", admin,
+                      {"framework": "torch", "architecture": "mlp-128", "test_accuracy": round(accuracy, 4),
+                       "trained_on": "sklearn.datasets.load_digits (80% split, seed 0)"}, ["demo", "onnx"])
+            version = ModelVersion.objects.get(model=model, version="1")
+            for name, kind, arrays in [
+                ("digits-test", "evaluation", {"x": data.test_x, "labels": data.test_y}),
+                ("digits-calibration", "calibration", {"x": data.train_x[:128]}),
+                ("digits-reference", "reference", {"x": data.train_x, "labels": data.train_y}),
+            ]:
+                incoming = uploads.incoming_copy(save_npz(tmp / f"{name}.npz", **arrays))
+                try:
+                    services.dataset_attach(version=version, name=name, kind=kind, incoming=incoming, created_by=admin)
+                finally:
+                    incoming.path.unlink(missing_ok=True)
+                out(f"  dataset {name} ({kind}, {len(next(iter(arrays.values())))} rows) attached")
+        if "2" not in have:
+            module, accuracy = train_digits_mlp(data, hidden=256, epochs=40, seed=1)
+            out(f"  digits 2: MLP 64-256-128-10 as TorchScript, test accuracy {accuracy:.1%}")
+            _register(services, uploads, export_torchscript(module, tmp / "v2.pt"), model, "2", admin,
+                      {"framework": "torch", "architecture": "mlp-256", "test_accuracy": round(accuracy, 4),
+                       "trained_on": "sklearn.datasets.load_digits (80% split, seed 0)"}, ["demo", "torchscript"])
+
+
+def _register(services, uploads, path, model, version, user, metadata, tags):
+    incoming = uploads.incoming_copy(path)
+    try:
+        services.version_register(model_name=model.name, version=version, artifact=incoming, created_by=user,
+                                  metadata=metadata, tags=tags)
+    finally:
+        incoming.path.unlink(missing_ok=True)
+

@@ -1,0 +1,73 @@
+"""Start the web server (gunicorn) and a Celery worker with beat, all queues, and keep
+them running until Ctrl-C. What `make run` ends with."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from dashboard.demo import DEMO_PASSWORD
+from registry.models import HardwareTarget
+
+
+class Command(BaseCommand):
+    help = "Run the web server and one Celery worker (all queues, with beat) in the foreground."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument("--no-worker", action="store_true", help="Start the web server only.")
+
+    def handle(self, *args, host, port, web_workers, no_worker, **options):
+        bin_dir = os.path.dirname(sys.executable)
+        queues = ["default"] + [t.queue for t in HardwareTarget.objects.filter(active=True)]
+        processes = {}
+        if not no_worker:
+            processes["worker"] = subprocess.Popen([
+                os.path.join(bin_dir, "celery"), "-A", "dashboard", "worker", "-B", "-Q", ",".join(queues),
+                "--concurrency", "2", "--loglevel", "INFO", "--hostname", "local@%h",
+                "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
+            ])
+        processes["web"] = subprocess.Popen([
+            os.path.join(bin_dir, "gunicorn"), "dashboard.wsgi", "--bind", f"{host}:{port}",
+            "--workers", str(web_workers), "--threads", "4", "--timeout", "300", "--access-logfile", "-",
+        ])
+        self.stdout.write(self.style.SUCCESS(
+            f"\nBerth is running at http://{host}:{port}/\n"
+            f"  log in as admin, engineer or viewer with the password {DEMO_PASSWORD!r} (demo users)\n"
+            f"  worker queues: {', '.join(queues) if not no_worker else 'none (--no-worker)'}\n"
+            "  stop with Ctrl-C\n"
+        ))
+        self._wait(processes)
+
+    def _wait(self, processes):
+        stopping = False
+
+        def stop(*_):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping:
+                for name, process in processes.items():
+                    if process.poll() is not None:
+                        self.stderr.write(f"The {name} process exited with code {process.returncode}; stopping.")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.terminate()
+            deadline = time.monotonic() + 20
+            for process in processes.values():
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()

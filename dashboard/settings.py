@@ -1,0 +1,270 @@
+"""Berth settings: one file, read from the environment.
+
+With no configuration at all Berth runs on SQLite (WAL) and Celery's file-system
+broker under ``var/``; ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to
+PostgreSQL and Redis.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name, default=""):
+    return os.environ.get(name, default)
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
+
+
+def env_list(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_secret(name, default=""):
+    """A secret from ``NAME`` or from the file named by ``NAME_FILE`` (Docker/K8s secrets)."""
+    if os.environ.get(name):
+        return os.environ[name]
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE points at {path!r}, which cannot be read: {exc}") from exc
+    return default
+
+
+DEBUG = env_bool("DEBUG")
+
+SECRET_KEY = env_secret("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY or SECRET_KEY_FILE (make run and make test do this "
+            "for you), or DEBUG=1 for local development."
+        )
+    SECRET_KEY = "insecure-development-key-only-used-with-DEBUG"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Everything Berth writes by default (database, broker, media, upload parts) lives here.
+VAR_DIR = Path(env_str("BERTH_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "dashboard",
+    "registry",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+WSGI_APPLICATION = "dashboard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "dashboard.context_processors.roles",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'berth.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server read while a worker writes; IMMEDIATE takes the write lock at
+    # the start of a transaction, so two writers queue (up to the timeout) instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    DATABASES["default"]["PASSWORD"] = env_secret("DATABASE_PASSWORD", DATABASES["default"].get("PASSWORD", ""))
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+os.makedirs(STATIC_ROOT, exist_ok=True)
+# Without collectstatic (tests, a quick DEBUG run) WhiteNoise serves straight from the finders.
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+
+MEDIA_ROOT = Path(env_str("BERTH_MEDIA_ROOT", str(VAR_DIR / "media"))).resolve()
+MEDIA_URL = "/media/"  # never served directly: downloads go through a permission-checked view
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# Uploads: streamed to disk next to the media root (so finishing one is a rename, not a copy)
+# with the sha256 computed while the bytes arrive.
+BERTH_UPLOAD_DIR = Path(env_str("BERTH_UPLOAD_DIR", str(VAR_DIR / "uploads"))).resolve()
+BERTH_MAX_UPLOAD_BYTES = env_int("BERTH_MAX_UPLOAD_BYTES", 4 * 1024**3)
+BERTH_MAX_CHUNK_BYTES = env_int("BERTH_MAX_CHUNK_BYTES", 64 * 1024**2)
+# ONNX files up to this size are fully parsed and checked at intake; larger ones are only
+# walked structurally (flat memory) and fully parsed by the validate job on a worker.
+BERTH_INTAKE_PARSE_MAX_BYTES = env_int("BERTH_INTAKE_PARSE_MAX_BYTES", 64 * 1024**2)
+BERTH_UPLOAD_EXPIRY_HOURS = env_int("BERTH_UPLOAD_EXPIRY_HOURS", 72)
+os.makedirs(BERTH_UPLOAD_DIR / "tmp", exist_ok=True)
+FILE_UPLOAD_HANDLERS = ["registry.uploads.HashingFileUploadHandler"]
+FILE_UPLOAD_TEMP_DIR = str(BERTH_UPLOAD_DIR / "tmp")
+FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["dashboard.access.RolePermission"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "dashboard.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Berth API",
+    "DESCRIPTION": "Registry, jobs and benchmarks for ML models. Authenticate with `Authorization: Token <key>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobKindEnum": "jobs.models.Job.Kind",
+        "JobStatusEnum": "jobs.models.Job.Status",
+        "DatasetKindEnum": "registry.models.Dataset.Kind",
+        "VersionStatusEnum": "registry.models.ModelVersion.Status",
+        "UploadStatusEnum": "registry.models.Upload.Status",
+    },
+}
+
+# Celery: configured here under the CELERY_ namespace (dashboard/celery.py reads it).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+BERTH_BROKER_DIR = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # in and out are the same folder: producers and consumers meet there.
+        "data_folder_in": str(BERTH_BROKER_DIR / "queue"),
+        "data_folder_out": str(BERTH_BROKER_DIR / "queue"),
+        "processed_folder": str(BERTH_BROKER_DIR / "processed"),
+        "store_processed": False,
+        # Needed for remote control: ping, revoke, inspect.
+        "control_folder": str(BERTH_BROKER_DIR / "control"),
+    }
+    for _folder in ("queue", "processed", "control"):
+        os.makedirs(BERTH_BROKER_DIR / _folder, exist_ok=True)
+else:
+    # With acks_late a message un-acked for longer than this is re-delivered: keep it above
+    # the longest hard time limit of any job.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Job state lives in the Job row; Celery carries only the job id and stores no results.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Ack after the job ran, so a worker that dies mid-job gives the message back to the broker.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Jobs are long: a worker takes one at a time instead of hoarding a queue.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = "UTC"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Chatty libraries: the exporter's pass-by-pass INFO lines and torchvision notices.
+        "onnx_ir": {"level": "WARNING"},
+        "onnxscript": {"level": "WARNING"},
+        "torch.onnx._internal.exporter._registration": {"level": "ERROR"},
+        # The file-system broker has no hostname; kombu warns about it on every connection.
+        "kombu.connection": {"level": "ERROR"},
+    },
+}
+
+CELERY_BEAT_SCHEDULE = {
+    "expire-uploads": {"task": "registry.expire_uploads", "schedule": 3600.0, "options": {"queue": "default"}},
+}

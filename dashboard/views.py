@@ -1,0 +1,32 @@
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+from rest_framework.authtoken.models import Token
+
+from jobs.models import Job
+from registry.models import Model, ModelVersion
+
+from .access import VIEWER, role_required
+
+
+@role_required(VIEWER)
+def home(request):
+    return render(request, "dashboard/home.html", {
+        "model_count": Model.objects.count(),
+        "recent_versions": ModelVersion.objects.select_related("model", "created_by").order_by("-created")[:10],
+        "recent_jobs": Job.objects.select_related("version__model", "target").order_by("-created")[:10],
+        "active_jobs": Job.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count(),
+    })
+
+
+@role_required(VIEWER)
+@require_http_methods(["GET", "POST"])
+def token(request):
+    """The user's API token for CI and scripts; POST replaces it."""
+    if request.method == "POST":
+        Token.objects.filter(user=request.user).delete()
+        Token.objects.create(user=request.user)
+        messages.success(request, "A new token was created; the old one no longer works.")
+        return redirect("token")
+    current = Token.objects.filter(user=request.user).first()
+    return render(request, "dashboard/token.html", {"token": current})

@@ -1,0 +1,50 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.generics import GenericAPIView
+from rest_framework.views import APIView
+
+from dashboard.api import CONFLICT, ERRORS, validated
+
+from registry import selectors as registry_selectors
+
+from . import selectors, services
+from .serializers import JobCreateSerializer, JobDetailSerializer, JobSerializer
+
+
+class JobListApi(GenericAPIView):
+    serializer_class = JobSerializer
+
+    @extend_schema(
+        parameters=[OpenApiParameter(name, str) for name in ("kind", "status", "target", "version")],
+        responses={200: JobSerializer(many=True)},
+    )
+    def get(self, request):
+        params = request.query_params
+        version = registry_selectors.version_by_ref(params["version"]) if params.get("version") else None
+        jobs = selectors.job_list(kind=params.get("kind", ""), status=params.get("status", ""),
+                                  target=params.get("target", ""), version=version)
+        page = self.paginate_queryset(jobs)
+        return self.get_paginated_response(JobSerializer(page, many=True).data)
+
+    @extend_schema(request=JobCreateSerializer, responses={202: JobDetailSerializer, **ERRORS})
+    def post(self, request):
+        data = validated(JobCreateSerializer, request.data)
+        version = registry_selectors.version_by_ref(data["version"])
+        target = registry_selectors.target_get(data["target"]) if data["target"] else None
+        job = services.job_create(kind=data["kind"], version=version, target=target, params=data["params"],
+                                  created_by=request.user)
+        return Response(JobDetailSerializer(selectors.job_get(job.id)).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses={200: JobDetailSerializer, **ERRORS})
+    def get(self, request, job_id):
+        return Response(JobDetailSerializer(selectors.job_get(job_id)).data)
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses={200: JobDetailSerializer, **CONFLICT, **ERRORS})
+    def post(self, request, job_id):
+        job = services.job_cancel(job=selectors.job_get(job_id), user=request.user)
+        return Response(JobDetailSerializer(selectors.job_get(job.id)).data)

@@ -1,0 +1,229 @@
+"""The registry's REST API (DESIGN §4): thin views over services and selectors."""
+
+from django.conf import settings
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.generics import GenericAPIView
+from rest_framework.views import APIView
+
+from dashboard.access import ADMIN
+from dashboard.api import CONFLICT, ERRORS, INVALID_FILE, TOO_LARGE, validated
+from dashboard.errors import BerthError, TooLarge
+
+from . import selectors, services
+from .models import HardwareTarget
+from .serializers import (
+    AliasSerializer,
+    AliasSetSerializer,
+    DatasetAttachSerializer,
+    DatasetSerializer,
+    ModelCreateSerializer,
+    ModelDetailSerializer,
+    ModelSummarySerializer,
+    TargetSerializer,
+    UploadCompleteSerializer,
+    UploadSerializer,
+    UploadStartSerializer,
+    VersionDetailSerializer,
+    VersionRegisterSerializer,
+)
+from .uploads import incoming_from_uploaded_file
+
+# Multipart overhead allowed on top of the file itself before a request is refused unread.
+MULTIPART_SLACK = 1024 * 1024
+
+
+def _refuse_oversized_body(request, limit):
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        raise TooLarge(f"The request has {length:,} bytes; this server accepts files of at most "
+                       f"{settings.BERTH_MAX_UPLOAD_BYTES:,} bytes (BERTH_MAX_UPLOAD_BYTES).", field="artifact")
+
+
+def version_payload(version):
+    ancestors, children = selectors.version_lineage(version)
+    context = {"children": children, "jobs": selectors.version_jobs(version)}
+    return VersionDetailSerializer(version, context=context).data
+
+
+class ModelListApi(GenericAPIView):
+    serializer_class = ModelSummarySerializer
+
+    @extend_schema(parameters=[OpenApiParameter("q", str, description="Search in names and descriptions")],
+                   responses={200: ModelSummarySerializer(many=True)})
+    def get(self, request):
+        page = self.paginate_queryset(selectors.model_list(query=request.query_params.get("q", "")))
+        return self.get_paginated_response(ModelSummarySerializer(page, many=True).data)
+
+    @extend_schema(request=ModelCreateSerializer, responses={201: ModelSummarySerializer, **CONFLICT, **ERRORS})
+    def post(self, request):
+        data = validated(ModelCreateSerializer, request.data)
+        model = services.model_create(owner=request.user, **data)
+        return Response(ModelSummarySerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+class ModelDetailApi(APIView):
+    @extend_schema(responses={200: ModelDetailSerializer, **ERRORS})
+    def get(self, request, name):
+        model = selectors.model_get(name)
+        versions = list(selectors.model_versions(model))
+        return Response(ModelDetailSerializer(model, context={"versions": versions}).data)
+
+
+class VersionRegisterApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": VersionRegisterSerializer},
+        responses={
+            201: VersionDetailSerializer,
+            200: OpenApiResponse(VersionDetailSerializer, description="Same version and bytes already registered"),
+            **CONFLICT,
+            **TOO_LARGE,
+            **INVALID_FILE,
+            **ERRORS,
+        },
+    )
+    def post(self, request, name):
+        _refuse_oversized_body(request, settings.BERTH_MAX_UPLOAD_BYTES + MULTIPART_SLACK)
+        data = validated(VersionRegisterSerializer, request.data)
+        incoming = incoming_from_uploaded_file(data.pop("artifact"))
+        version, created = services.version_register(model_name=name, artifact=incoming, created_by=request.user,
+                                                     **data)
+        return Response(version_payload(version), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class VersionDetailApi(APIView):
+    @extend_schema(responses={200: VersionDetailSerializer, **ERRORS})
+    def get(self, request, name, version):
+        return Response(version_payload(selectors.version_get(name, version)))
+
+
+class VersionArtifactApi(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **ERRORS})
+    def get(self, request, name, version):
+        found = selectors.version_get(name, version)
+        extension = found.artifact.name.rsplit(".", 1)[-1]
+        return FileResponse(found.artifact.open("rb"), as_attachment=True,
+                            filename=f"{found.model.name}-{found.version}.{extension}")
+
+
+class DatasetAttachApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request={"multipart/form-data": DatasetAttachSerializer},
+                   responses={201: DatasetSerializer, 200: DatasetSerializer, **CONFLICT, **TOO_LARGE,
+                              **ERRORS})
+    def post(self, request, name, version):
+        _refuse_oversized_body(request, settings.BERTH_MAX_UPLOAD_BYTES + MULTIPART_SLACK)
+        found = selectors.version_get(name, version)
+        data = validated(DatasetAttachSerializer, request.data)
+        incoming = incoming_from_uploaded_file(data["file"])
+        dataset, created = services.dataset_attach(version=found, name=data["name"], kind=data["kind"],
+                                                   incoming=incoming, created_by=request.user)
+        return Response(DatasetSerializer(dataset).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class AliasApi(APIView):
+    @extend_schema(request=AliasSetSerializer, responses={200: AliasSerializer, **ERRORS})
+    def put(self, request, name, alias):
+        model = selectors.model_get(name)
+        data = validated(AliasSetSerializer, request.data)
+        version = selectors.version_get(model.name, data["version"])
+        moved = services.alias_set(model=model, name=alias, version=version, user=request.user)
+        return Response(AliasSerializer(moved).data)
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def delete(self, request, name, alias):
+        services.alias_remove(model=selectors.model_get(name), name=alias)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TargetListApi(APIView):
+    write_role = ADMIN
+
+    @extend_schema(responses={200: TargetSerializer(many=True)})
+    def get(self, request):
+        return Response(TargetSerializer(HardwareTarget.objects.all(), many=True).data)
+
+    @extend_schema(request=TargetSerializer, responses={201: TargetSerializer, **CONFLICT, **ERRORS})
+    def post(self, request):
+        data = validated(TargetSerializer, request.data)
+        target = services.target_create(**data)
+        return Response(TargetSerializer(target).data, status=status.HTTP_201_CREATED)
+
+
+class TargetDetailApi(APIView):
+    @extend_schema(responses={200: TargetSerializer, **ERRORS})
+    def get(self, request, slug):
+        return Response(TargetSerializer(selectors.target_get(slug)).data)
+
+
+class RawChunkParser(BaseParser):
+    """Leaves the body unread: upload chunks are streamed to disk by the view."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream
+
+
+class UploadStartApi(APIView):
+    @extend_schema(request=UploadStartSerializer,
+                   responses={201: UploadSerializer,
+                              200: OpenApiResponse(UploadSerializer, description="Your open upload of the same bytes"),
+                              **TOO_LARGE, **ERRORS})
+    def post(self, request):
+        data = validated(UploadStartSerializer, request.data)
+        upload, created = services.upload_start(user=request.user, **data)
+        return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class UploadApi(APIView):
+    parser_classes = [JSONParser, RawChunkParser]
+
+    @extend_schema(responses={200: UploadSerializer, **ERRORS})
+    def get(self, request, upload_id):
+        return Response(UploadSerializer(selectors.upload_get(upload_id, user=request.user)).data)
+
+    @extend_schema(
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        parameters=[OpenApiParameter("Content-Range", str, OpenApiParameter.HEADER, required=True,
+                                     description="bytes <first>-<last>/<total>")],
+        responses={200: UploadSerializer, 409: OpenApiResponse(description="Out of order or overlapping chunk"),
+                   **TOO_LARGE, **ERRORS},
+    )
+    def put(self, request, upload_id):
+        upload = selectors.upload_get(upload_id, user=request.user)
+        try:
+            content_length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError as exc:
+            raise BerthError("Content-Length must be a number.", field="Content-Length") from exc
+        upload = services.upload_write_chunk(upload=upload, content_range=request.META.get("HTTP_CONTENT_RANGE"),
+                                             content_length=content_length, stream=request._request)
+        return Response(UploadSerializer(upload).data)
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def delete(self, request, upload_id):
+        services.upload_discard(upload=selectors.upload_get(upload_id, user=request.user))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UploadCompleteApi(APIView):
+    @extend_schema(request=UploadCompleteSerializer,
+                   responses={201: VersionDetailSerializer, 200: VersionDetailSerializer, **CONFLICT,
+                              **INVALID_FILE, **ERRORS})
+    def post(self, request, upload_id):
+        upload = selectors.upload_get(upload_id, user=request.user)
+        data = validated(UploadCompleteSerializer, request.data)
+        version, created = services.upload_complete(upload=upload, user=request.user, model_name=data.pop("model"),
+                                                    **data)
+        return Response(version_payload(version), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -1,0 +1,187 @@
+import uuid
+
+from django.conf import settings
+from django.core.validators import RegexValidator, validate_slug
+from django.db import models
+from django.urls import reverse
+
+version_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$",
+    "A version is 1-128 characters: letters, digits, '.', '_', '+', '-', starting with a letter or digit.",
+)
+model_name_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9_-]{0,99}$",
+    "A model name is 1-100 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit.",
+)
+
+
+class Model(models.Model):
+    class Task(models.TextChoices):
+        CLASSIFICATION = "classification"
+        REGRESSION = "regression"
+        EMBEDDING = "embedding"
+        OTHER = "other"
+
+    name = models.CharField(max_length=100, unique=True, validators=[model_name_validator])
+    description = models.TextField(blank=True)
+    task = models.CharField(max_length=20, choices=Task.choices, default=Task.OTHER)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("registry:model", args=[self.name])
+
+
+class ModelVersion(models.Model):
+    class Format(models.TextChoices):
+        ONNX = "onnx", "ONNX"
+        TORCHSCRIPT = "torchscript", "TorchScript"
+        EXPORTED_PROGRAM = "exported_program", "torch.export (.pt2)"
+
+    class Status(models.TextChoices):
+        VALIDATING = "validating"
+        READY = "ready"
+        INVALID = "invalid"
+
+    model = models.ForeignKey(Model, related_name="versions", on_delete=models.CASCADE)
+    version = models.CharField(max_length=128, validators=[version_validator])
+    parent = models.ForeignKey("self", null=True, blank=True, related_name="children", on_delete=models.PROTECT)
+    # How this version was derived from its parent (converter, quantization settings, ...).
+    recipe = models.JSONField(default=dict, blank=True)
+    format = models.CharField(max_length=20, choices=Format.choices)
+    artifact = models.FileField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    # {"inputs": [{"name", "dtype", "shape", "dynamic_axes"}], "outputs": [...]}
+    io_signature = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.VALIDATING)
+    status_detail = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model__name", "-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["model", "version"], name="unique_version_per_model")]
+        indexes = [models.Index(fields=["model", "-created"])]
+
+    def __str__(self):
+        return f"{self.model.name}:{self.version}"
+
+    @property
+    def ref(self):
+        return f"{self.model.name}:{self.version}"
+
+    def get_absolute_url(self):
+        return reverse("registry:version", args=[self.model.name, self.version])
+
+
+class Alias(models.Model):
+    """A movable name (production, candidate, ...) pointing at one version of a model."""
+
+    model = models.ForeignKey(Model, related_name="aliases", on_delete=models.CASCADE)
+    name = models.CharField(max_length=50, validators=[validate_slug])
+    version = models.ForeignKey(ModelVersion, related_name="aliases", on_delete=models.CASCADE)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["model", "name"], name="unique_alias_per_model")]
+
+    def __str__(self):
+        return f"{self.model.name}@{self.name}"
+
+
+class Dataset(models.Model):
+    class Kind(models.TextChoices):
+        CALIBRATION = "calibration"
+        EVALUATION = "evaluation"
+        REFERENCE = "reference"
+
+    model = models.ForeignKey(Model, related_name="datasets", on_delete=models.CASCADE)
+    # The version it was attached through; its inputs were checked against that signature.
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, related_name="datasets", on_delete=models.SET_NULL)
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    file = models.FileField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    rows = models.PositiveIntegerField()
+    # {"x": {"dtype": "float32", "shape": [360, 64]}, "labels": {...}}
+    arrays = models.JSONField(default=dict)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["model", "name"], name="unique_dataset_name_per_model")]
+
+    def __str__(self):
+        return f"{self.model.name}/{self.name} ({self.kind})"
+
+    @property
+    def has_labels(self):
+        return "labels" in self.arrays
+
+
+class HardwareTarget(models.Model):
+    class Device(models.TextChoices):
+        CPU = "cpu", "CPU"
+        CUDA = "cuda", "CUDA GPU"
+
+    slug = models.CharField(max_length=50, unique=True, validators=[model_name_validator])
+    name = models.CharField(max_length=100)
+    device = models.CharField(max_length=10, choices=Device.choices, default=Device.CPU)
+    description = models.TextField(blank=True)
+    execution_provider = models.CharField(max_length=64, default="CPUExecutionProvider")
+    provider_options = models.JSONField(default=dict, blank=True)
+    active = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self):
+        return self.slug
+
+    @property
+    def queue(self):
+        """The Celery queue whose workers run this target's jobs."""
+        return f"target.{self.slug}"
+
+
+class Upload(models.Model):
+    """A resumable chunked upload: bytes land in ``BERTH_UPLOAD_DIR/<id>.part`` in order."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Shown to people only; never used as a path.
+    filename = models.CharField(max_length=255, blank=True)
+    size = models.BigIntegerField()
+    offset = models.BigIntegerField(default=0)
+    expected_sha256 = models.CharField(max_length=64, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    status_detail = models.TextField(blank=True)
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return f"upload {self.id} ({self.offset}/{self.size})"

@@ -1,0 +1,246 @@
+import json
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .models import Dataset, HardwareTarget, Model, ModelVersion, Upload, model_name_validator, version_validator
+
+METADATA_MAX_CHARS = 64 * 1024
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class JSONObjectField(serializers.Field):
+    """A JSON object, given as an object (JSON bodies) or as a JSON string (multipart forms)."""
+
+    default_error_messages = {
+        "invalid": "Must be a JSON object, e.g. {{\"commit\": \"abc123\"}}.",
+        "too_long": f"Must be at most {METADATA_MAX_CHARS:,} characters of JSON.",
+    }
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            try:
+                data = json.loads(data) if data.strip() else {}
+            except ValueError:
+                self.fail("invalid")
+        if not isinstance(data, dict):
+            self.fail("invalid")
+        if len(json.dumps(data)) > METADATA_MAX_CHARS:
+            self.fail("too_long")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field({"type": "array", "items": {"type": "string"}})
+class TagsField(serializers.Field):
+    """A list of short strings; multipart forms may send "a,b,c" or the field repeated."""
+
+    default_error_messages = {"invalid": "Tags are a list of strings of at most 50 characters (at most 20 tags)."}
+
+    def get_value(self, dictionary):
+        if hasattr(dictionary, "getlist") and self.field_name in dictionary:
+            values = dictionary.getlist(self.field_name)
+            return values if len(values) > 1 else values[0]
+        return super().get_value(dictionary)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = [t.strip() for t in data.split(",") if t.strip()]
+        if not isinstance(data, list) or len(data) > 20:
+            self.fail("invalid")
+        if not all(isinstance(t, str) and 0 < len(t) <= 50 for t in data):
+            self.fail("invalid")
+        return list(dict.fromkeys(data))
+
+    def to_representation(self, value):
+        return value
+
+
+class RegistrationFields(serializers.Serializer):
+    """What describes a version at registration, whichever way its bytes arrived."""
+
+    version = serializers.CharField(max_length=128, validators=[version_validator])
+    metadata = JSONObjectField(required=False, default=dict)
+    tags = TagsField(required=False, default=list)
+    parent = serializers.CharField(required=False, allow_blank=True, default="",
+                                   help_text="Parent version of the same model, or model:version.")
+    alias = serializers.SlugField(required=False, allow_blank=True, default="", max_length=50,
+                                  help_text="Point this alias (e.g. candidate) at the new version.")
+    create_model = serializers.BooleanField(required=False, default=False,
+                                            help_text="Create the model if it does not exist yet.")
+    task = serializers.ChoiceField(choices=Model.Task.choices, required=False, default=Model.Task.OTHER,
+                                   help_text="Task of the model, when create_model creates it.")
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class VersionRegisterSerializer(RegistrationFields):
+    artifact = serializers.FileField(help_text="The model file: ONNX, TorchScript or torch.export .pt2.")
+
+
+class UploadCompleteSerializer(RegistrationFields):
+    model = serializers.CharField(max_length=100, validators=[model_name_validator])
+    sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="",
+                                    help_text="sha256 of the whole file; the upload is refused if the bytes differ.")
+
+
+class UploadStartSerializer(serializers.Serializer):
+    size = serializers.IntegerField(min_value=1, help_text="Total size of the file in bytes.")
+    filename = serializers.CharField(max_length=255, required=False, allow_blank=True, default="",
+                                     help_text="Shown to people only; never used as a path.")
+    sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="")
+
+
+class UploadSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Upload
+        fields = ["id", "url", "filename", "size", "offset", "expected_sha256", "sha256", "status", "status_detail",
+                  "version", "created", "updated"]
+
+    def get_url(self, upload) -> str:
+        return reverse("api:upload", args=[upload.id])
+
+    def get_version(self, upload) -> str | None:
+        return upload.version.ref if upload.version_id else None
+
+
+class ModelCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, validators=[model_name_validator])
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    task = serializers.ChoiceField(choices=Model.Task.choices, required=False, default=Model.Task.OTHER)
+
+
+class ModelSummarySerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", default=None, read_only=True)
+    version_count = serializers.IntegerField(read_only=True, default=0)
+    aliases = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Model
+        fields = ["name", "url", "description", "task", "owner", "created", "version_count", "aliases"]
+
+    def get_aliases(self, model) -> dict[str, str]:
+        return {alias.name: alias.version.version for alias in model.aliases.all()}
+
+    def get_url(self, model) -> str:
+        return reverse("api:model", args=[model.name])
+
+
+class VersionSummarySerializer(serializers.ModelSerializer):
+    parent = serializers.SerializerMethodField()
+    aliases = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "version", "url", "status", "format", "size_bytes", "sha256", "parent", "recipe", "tags",
+                  "aliases", "created"]
+
+    def get_parent(self, version) -> str | None:
+        return version.parent.ref if version.parent_id else None
+
+    def get_aliases(self, version) -> list[str]:
+        return [alias.name for alias in version.aliases.all()]
+
+    def get_url(self, version) -> str:
+        return reverse("api:version", args=[version.model.name, version.version])
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    attached_to = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "kind", "rows", "arrays", "sha256", "size_bytes", "attached_to", "created"]
+
+    def get_attached_to(self, dataset) -> str | None:
+        return dataset.version.ref if dataset.version_id else None
+
+
+class DatasetAttachSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text=".npz with one array per model input (named after it) and optional labels.")
+    name = serializers.SlugField(max_length=100)
+    kind = serializers.ChoiceField(choices=Dataset.Kind.choices)
+
+
+class ModelDetailSerializer(ModelSummarySerializer):
+    versions = serializers.SerializerMethodField()
+    datasets = DatasetSerializer(many=True, read_only=True)
+
+    class Meta(ModelSummarySerializer.Meta):
+        fields = ModelSummarySerializer.Meta.fields + ["versions", "datasets"]
+
+    def get_versions(self, model) -> list[dict]:
+        return VersionSummarySerializer(self.context["versions"], many=True).data
+
+
+class JobBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    progress = serializers.IntegerField()
+    message = serializers.CharField()
+    error = serializers.CharField()
+    target = serializers.CharField(source="target.slug", default=None)
+    created = serializers.DateTimeField()
+    url = serializers.SerializerMethodField()
+
+    def get_url(self, job) -> str:
+        return reverse("api:job", args=[job.id])
+
+
+class VersionDetailSerializer(VersionSummarySerializer):
+    model = serializers.CharField(source="model.name")
+    children = serializers.SerializerMethodField()
+    jobs = serializers.SerializerMethodField()
+    artifact_url = serializers.SerializerMethodField()
+    page_url = serializers.SerializerMethodField()
+    created_by = serializers.CharField(source="created_by.username", default=None)
+
+    class Meta(VersionSummarySerializer.Meta):
+        fields = ["id", "model", "version", "url", "page_url", "status", "status_detail", "format", "size_bytes", "sha256",
+                  "io_signature", "metadata", "tags", "aliases", "parent", "children", "recipe", "jobs",
+                  "artifact_url", "created_by", "created"]
+
+    def get_children(self, version) -> list[str]:
+        return [child.ref for child in self.context.get("children", [])]
+
+    def get_jobs(self, version) -> list[dict]:
+        return JobBriefSerializer(self.context.get("jobs", []), many=True).data
+
+    def get_page_url(self, version) -> str:
+        return version.get_absolute_url()
+
+    def get_artifact_url(self, version) -> str:
+        return reverse("api:version-artifact", args=[version.model.name, version.version])
+
+
+class AliasSetSerializer(serializers.Serializer):
+    version = serializers.CharField(max_length=128, help_text="The version (of this model) the alias points at.")
+
+
+class AliasSerializer(serializers.Serializer):
+    model = serializers.CharField(source="model.name")
+    name = serializers.CharField()
+    version = serializers.CharField(source="version.version")
+    updated_by = serializers.CharField(source="updated_by.username", default=None)
+    updated = serializers.DateTimeField()
+
+
+class TargetSerializer(serializers.ModelSerializer):
+    queue = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = HardwareTarget
+        fields = ["slug", "name", "device", "description", "execution_provider", "provider_options", "active",
+                  "queue", "created"]
+        read_only_fields = ["created"]
+        extra_kwargs = {"slug": {"validators": []}, "name": {"required": False},
+                        "execution_provider": {"required": False}}

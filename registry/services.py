@@ -1,0 +1,365 @@
+"""Registry use cases: every write to models, versions, aliases, datasets, targets and
+uploads goes through a function here."""
+
+import re
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from dashboard.errors import BerthError, Conflict, InvalidModelFile, NotFound, TooLarge
+from jobs import services as job_services
+
+from . import storage, uploads
+from .models import Alias, Dataset, HardwareTarget, Model, ModelVersion, Upload
+from .sniff import SniffError, read_npz_arrays, sniff_model_file
+
+PROVIDERS_BY_DEVICE = {
+    HardwareTarget.Device.CPU: ["CPUExecutionProvider", "OpenVINOExecutionProvider", "DnnlExecutionProvider"],
+    HardwareTarget.Device.CUDA: ["CUDAExecutionProvider", "TensorrtExecutionProvider"],
+}
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _full_clean(instance, **kwargs):
+    """full_clean() with the first problem raised as a BerthError naming its field."""
+    try:
+        instance.full_clean(validate_unique=False, validate_constraints=False, **kwargs)
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise BerthError(" ".join(messages), field=None if field == "__all__" else field) from exc
+
+
+# --- models ----------------------------------------------------------------------------------
+
+def model_create(*, name, description="", task=Model.Task.OTHER, owner=None):
+    if Model.objects.filter(name=name).exists():
+        raise Conflict(f"A model named {name!r} already exists.", field="name")
+    model = Model(name=name, description=description, task=task, owner=owner)
+    _full_clean(model, exclude=["owner"])
+    try:
+        with transaction.atomic():
+            model.save()
+    except IntegrityError as exc:
+        raise Conflict(f"A model named {name!r} already exists.", field="name") from exc
+    return model
+
+
+# --- versions --------------------------------------------------------------------------------
+
+def version_register(*, model_name, version, artifact, created_by, metadata=None, tags=None, parent=None,
+                     alias=None, create_model=False, task=None, description=""):
+    """Register ``artifact`` (an uploads.IncomingArtifact) as ``model_name:version``.
+
+    Returns ``(ModelVersion, created)``. Registering the same version with the same bytes
+    again returns the existing version (created=False); other bytes raise Conflict (409).
+    The format is sniffed from the content: pickles, unknown and corrupt files raise
+    InvalidModelFile (422). A validate job is queued once the version is committed.
+    """
+    model = Model.objects.filter(name=model_name).first()
+    if model is None and not create_model:
+        raise NotFound(
+            f"There is no model named {model_name!r}. Create it first (POST /api/v1/models/) "
+            "or register with create_model=true.",
+            field="model",
+        )
+    if model is not None:
+        existing = model.versions.filter(version=version).first()
+        if existing is not None:
+            return _existing_or_conflict(existing, artifact.sha256), False
+    try:
+        sniffed = sniff_model_file(artifact.path, parse_max_bytes=settings.BERTH_INTAKE_PARSE_MAX_BYTES)
+    except SniffError as exc:
+        raise InvalidModelFile(str(exc), field="artifact") from exc
+    parent_version = _resolve_parent(model, parent) if parent else None
+
+    try:
+        with transaction.atomic():
+            if model is None:
+                model = model_create(name=model_name, description=description, task=task or Model.Task.OTHER,
+                                     owner=created_by)
+            name = storage.new_name("artifacts", model.name, sniffed.format)
+            mv = ModelVersion(
+                model=model, version=version, parent=parent_version, format=sniffed.format, artifact=name,
+                sha256=artifact.sha256, size_bytes=artifact.size, metadata=metadata or {}, tags=list(tags or []),
+                created_by=created_by,
+                status_detail="Waiting for the validate job.",
+            )
+            _full_clean(mv, exclude=["artifact", "parent", "created_by", "recipe", "io_signature"])
+            mv.save()
+            if alias:
+                alias_set(model=model, name=alias, version=mv, user=created_by)
+            job_services.job_create(kind="validate", version=mv, created_by=created_by)
+            # Last step, so that a failed insert leaves the incoming file where it was.
+            stored_name = storage.store(artifact, name)
+            if stored_name != name:
+                ModelVersion.objects.filter(pk=mv.pk).update(artifact=stored_name)
+                mv.artifact.name = stored_name
+    except IntegrityError:
+        existing = ModelVersion.objects.filter(model__name=model_name, version=version).first()
+        if existing is None:
+            raise
+        return _existing_or_conflict(existing, artifact.sha256), False
+    return mv, True
+
+
+def _existing_or_conflict(existing, sha256):
+    if existing.sha256 == sha256:
+        return existing
+    raise Conflict(
+        f"Version {existing.version} of {existing.model.name} already exists with different content "
+        f"(sha256 {existing.sha256[:12]}…, yours {sha256[:12]}…). Versions are immutable: register these bytes "
+        "under a new version string.",
+        field="version",
+    )
+
+
+def _resolve_parent(model, parent):
+    """``parent`` is a version string of the same model or ``model:version``."""
+    model_name, _, version = parent.rpartition(":")
+    if not model_name:
+        if model is None:
+            raise BerthError("A new model has no versions to be a parent; give the parent as model:version.",
+                             field="parent")
+        model_name = model.name
+    found = ModelVersion.objects.filter(model__name=model_name, version=version).first()
+    if found is None:
+        raise BerthError(f"Parent version {model_name}:{version} does not exist.", field="parent")
+    return found
+
+
+def version_mark_ready(*, version, io_signature, detail=""):
+    ModelVersion.objects.filter(pk=version.pk).update(
+        status=ModelVersion.Status.READY, io_signature=io_signature, status_detail=detail
+    )
+
+
+def version_mark_invalid(*, version, reason, io_signature=None):
+    fields = {"status": ModelVersion.Status.INVALID, "status_detail": reason}
+    if io_signature is not None:
+        fields["io_signature"] = io_signature
+    ModelVersion.objects.filter(pk=version.pk).update(**fields)
+
+
+# --- aliases ---------------------------------------------------------------------------------
+
+def alias_set(*, model, name, version, user):
+    """Point alias ``name`` of ``model`` at ``version`` (creating or moving it)."""
+    if version.model_id != model.id:
+        raise BerthError(f"Version {version.ref} does not belong to model {model.name}.", field="version")
+    if version.status == ModelVersion.Status.INVALID:
+        raise BerthError(f"Version {version.version} is invalid ({version.status_detail}); an alias cannot point at it.",
+                         field="version")
+    alias = Alias.objects.filter(model=model, name=name).first() or Alias(model=model, name=name)
+    alias.version = version
+    alias.updated_by = user
+    _full_clean(alias, exclude=["updated_by"])
+    with transaction.atomic():
+        alias.save()
+    return alias
+
+
+def alias_remove(*, model, name):
+    deleted, _ = Alias.objects.filter(model=model, name=name).delete()
+    if not deleted:
+        raise NotFound(f"Model {model.name} has no alias {name!r}.")
+
+
+# --- datasets --------------------------------------------------------------------------------
+
+def dataset_attach(*, version, name, kind, incoming, created_by):
+    """Attach an .npz dataset to the version's model. Its arrays are checked against the
+    version's input signature (when known); ``labels`` is optional. Returns (dataset, created)."""
+    if kind not in Dataset.Kind.values:
+        raise BerthError(f"Unknown dataset kind {kind!r}; use one of {', '.join(Dataset.Kind.values)}.", field="kind")
+    existing = Dataset.objects.filter(model=version.model, name=name).first()
+    if existing is not None:
+        if existing.sha256 == incoming.sha256 and existing.kind == kind:
+            return existing, False
+        raise Conflict(f"Model {version.model.name} already has a dataset named {name!r} with other content.",
+                       field="name")
+    try:
+        arrays = read_npz_arrays(incoming.path)
+    except SniffError as exc:
+        raise BerthError(str(exc), field="file") from exc
+    rows = _dataset_rows(arrays)
+    _check_dataset_inputs(version, arrays)
+    with transaction.atomic():
+        file_name = storage.new_name("datasets", version.model.name, "npz")
+        dataset = Dataset(model=version.model, version=version, name=name, kind=kind, file=file_name,
+                          sha256=incoming.sha256, size_bytes=incoming.size, rows=rows, arrays=arrays,
+                          created_by=created_by)
+        _full_clean(dataset, exclude=["file", "version", "created_by"])
+        dataset.save()
+        stored = storage.store(incoming, file_name)
+        if stored != file_name:
+            Dataset.objects.filter(pk=dataset.pk).update(file=stored)
+    return dataset, True
+
+
+def _dataset_rows(arrays):
+    lengths = {name: (spec["shape"][0] if spec["shape"] else None) for name, spec in arrays.items()}
+    if None in lengths.values():
+        scalar = next(n for n, v in lengths.items() if v is None)
+        raise BerthError(f"Array {scalar!r} is a scalar; every array needs one row per example.", field="file")
+    if len(set(lengths.values())) != 1:
+        raise BerthError(f"Arrays have different numbers of rows: {lengths}. Every array needs one row per example.",
+                         field="file")
+    rows = next(iter(lengths.values()))
+    if rows == 0:
+        raise BerthError("The dataset has no rows.", field="file")
+    return rows
+
+
+def _check_dataset_inputs(version, arrays):
+    inputs = [i["name"] for i in version.io_signature.get("inputs", [])]
+    if not inputs:
+        return
+    missing = [name for name in inputs if name not in arrays]
+    unknown = [name for name in arrays if name not in inputs and name != "labels"]
+    if missing or unknown:
+        raise BerthError(
+            f"The dataset's arrays must be named after the model's inputs ({', '.join(inputs)}) plus an optional "
+            f"'labels'. Missing: {', '.join(missing) or 'none'}; unexpected: {', '.join(unknown) or 'none'}.",
+            field="file",
+        )
+
+
+# --- hardware targets ------------------------------------------------------------------------
+
+def target_create(*, slug, name, device=HardwareTarget.Device.CPU, execution_provider="", provider_options=None,
+                  description="", active=True):
+    if HardwareTarget.objects.filter(slug=slug).exists():
+        raise Conflict(f"A hardware target {slug!r} already exists.", field="slug")
+    if device not in PROVIDERS_BY_DEVICE:
+        raise BerthError(f"Unknown device {device!r}; use cpu or cuda.", field="device")
+    allowed = PROVIDERS_BY_DEVICE[device]
+    execution_provider = execution_provider or allowed[0]
+    if execution_provider not in allowed:
+        raise BerthError(
+            f"{execution_provider} cannot run on a {device} target; use one of {', '.join(allowed)}.",
+            field="execution_provider",
+        )
+    if not isinstance(provider_options or {}, dict):
+        raise BerthError("provider_options must be a JSON object.", field="provider_options")
+    target = HardwareTarget(slug=slug, name=name or slug, device=device, execution_provider=execution_provider,
+                            provider_options=provider_options or {}, description=description, active=active)
+    _full_clean(target)
+    with transaction.atomic():
+        target.save()
+    return target
+
+
+# --- resumable uploads -----------------------------------------------------------------------
+
+def upload_start(*, user, size, filename="", sha256=""):
+    """Open a resumable upload of ``size`` bytes, or return the user's open upload of the
+    same bytes (same size and sha256) so that a restarted client resumes where it stopped.
+    Returns ``(upload, created)``."""
+    if size < 1:
+        raise BerthError("size must be at least 1 byte.", field="size")
+    if size > settings.BERTH_MAX_UPLOAD_BYTES:
+        raise uploads.too_large_error(size)
+    sha256 = (sha256 or "").lower()
+    if sha256 and not _SHA256.match(sha256):
+        raise BerthError("sha256 must be 64 hexadecimal characters.", field="sha256")
+    if sha256:
+        existing = Upload.objects.filter(created_by=user, size=size, expected_sha256=sha256,
+                                         status=Upload.Status.OPEN).first()
+        if existing is not None and uploads.part_path(existing.id).exists():
+            return existing, False
+    upload = Upload(created_by=user, size=size, filename=filename[:255], expected_sha256=sha256)
+    with transaction.atomic():
+        upload.save()
+        uploads.create_part_file(upload.id)
+    return upload, True
+
+
+def upload_write_chunk(*, upload, content_range, content_length, stream):
+    """Append one chunk (``Content-Range: bytes start-end/total``) to an open upload."""
+    if upload.status != Upload.Status.OPEN:
+        raise Conflict(f"This upload is {upload.status}; it takes no more data.")
+    match = _CONTENT_RANGE.match(content_range or "")
+    if not match:
+        raise BerthError("Send each chunk with a header 'Content-Range: bytes <first>-<last>/<total>'.",
+                         field="Content-Range")
+    first, last, total = (int(g) for g in match.groups())
+    if total != upload.size:
+        raise BerthError(f"Content-Range says the file has {total:,} bytes, but this upload was started for "
+                         f"{upload.size:,}.", field="Content-Range")
+    if last < first or last >= total:
+        raise BerthError(f"Content-Range bytes {first}-{last} is not a range inside 0-{total - 1}.",
+                         field="Content-Range")
+    length = last - first + 1
+    if content_length != length:
+        raise BerthError(f"Content-Range announces {length:,} bytes but the body has {content_length:,}.",
+                         field="Content-Length")
+    if length > settings.BERTH_MAX_CHUNK_BYTES:
+        raise TooLarge(f"Chunks may be at most {settings.BERTH_MAX_CHUNK_BYTES:,} bytes; this one has {length:,}.")
+
+    def current_offset():
+        return Upload.objects.values_list("offset", flat=True).get(pk=upload.pk)
+
+    new_offset = uploads.append_chunk(upload_id=upload.id, current_offset=current_offset, start=first,
+                                      length=length, stream=stream)
+    Upload.objects.filter(pk=upload.pk).update(offset=new_offset, updated=timezone.now())
+    upload.offset = new_offset
+    return upload
+
+
+def upload_complete(*, upload, user, sha256="", **registration):
+    """Finish an upload and register its bytes as a version (see version_register).
+
+    The sha256 of the received bytes must match the one the client gave (at start or now);
+    otherwise the upload is discarded and nothing is registered. Completing an already
+    completed upload returns its version. Returns ``(ModelVersion, created)``.
+    """
+    with uploads.locked_part(upload.id):
+        upload.refresh_from_db()
+        return _upload_complete_locked(upload=upload, user=user, sha256=sha256, **registration)
+
+
+def _upload_complete_locked(*, upload, user, sha256, **registration):
+    if upload.status == Upload.Status.COMPLETED and upload.version_id:
+        return upload.version, False
+    if upload.status != Upload.Status.OPEN:
+        raise Conflict(f"This upload is {upload.status}: {upload.status_detail} Start a new upload.")
+    if upload.offset != upload.size:
+        raise Conflict(
+            f"The upload is incomplete: {upload.offset:,} of {upload.size:,} bytes received. "
+            f"Send the rest from byte {upload.offset:,}.",
+            extra={"offset": upload.offset},
+        )
+    actual = uploads.finished_sha256(upload.id, upload.size)
+    expected = (sha256 or upload.expected_sha256).lower()
+    if expected and expected != actual:
+        detail = (f"The received bytes have sha256 {actual}, not {expected} as announced. The upload was "
+                  "discarded and nothing was registered; upload the file again.")
+        Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.FAILED, status_detail=detail, sha256=actual)
+        uploads.remove_part_file(upload.id)
+        raise BerthError(detail, field="sha256")
+    incoming = uploads.IncomingArtifact(uploads.part_path(upload.id), upload.size, actual)
+    version, created = version_register(artifact=incoming, created_by=user, **registration)
+    Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.COMPLETED, sha256=actual, version=version)
+    uploads.remove_part_file(upload.id)
+    return version, created
+
+
+def upload_discard(*, upload):
+    Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.FAILED, status_detail="Discarded by the client.")
+    uploads.remove_part_file(upload.id)
+
+
+def uploads_expire(*, now=None):
+    """Discard open uploads untouched for BERTH_UPLOAD_EXPIRY_HOURS; returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.BERTH_UPLOAD_EXPIRY_HOURS)
+    stale = list(Upload.objects.filter(status=Upload.Status.OPEN, updated__lt=cutoff).values_list("id", flat=True))
+    for upload_id in stale:
+        uploads.remove_part_file(upload_id)
+    Upload.objects.filter(id__in=stale).update(
+        status=Upload.Status.FAILED, status_detail="Expired: no data received for too long."
+    )
+    return len(stale)

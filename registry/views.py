@@ -1,0 +1,147 @@
+from django.conf import settings
+from django.contrib import messages
+from django.http import FileResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from dashboard.access import ADMIN, ENGINEER, VIEWER, role_required
+from dashboard.errors import BerthError
+from jobs import services as job_services
+
+from . import selectors, services
+from .forms import AliasForm, ModelCreateForm, TargetForm
+from .models import HardwareTarget, Model
+
+
+def _form_error(form, exc):
+    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+
+
+def _render_model_list(request, form):
+    query = request.GET.get("q", "").strip()
+    return render(request, "registry/model_list.html", {
+        "models": selectors.model_list(query=query), "query": query, "form": form,
+    })
+
+
+@role_required(VIEWER)
+def model_list(request):
+    return _render_model_list(request, ModelCreateForm())
+
+
+@role_required(ENGINEER)
+@require_POST
+def model_create(request):
+    form = ModelCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            model = services.model_create(owner=request.user, **form.cleaned_data)
+        except BerthError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Model {model.name} created.")
+            return redirect(model)
+    return _render_model_list(request, form)
+
+
+@role_required(VIEWER)
+def model_detail(request, name):
+    model = selectors.model_get(name)
+    versions = list(selectors.model_versions(model))
+    return render(request, "registry/model_detail.html", {
+        "model": model,
+        "tree": selectors.lineage_tree(versions),
+        "versions": versions,
+        "aliases": model.aliases.select_related("version", "updated_by"),
+        "datasets": model.datasets.select_related("version"),
+        "alias_form": AliasForm(versions=versions),
+    })
+
+
+@role_required(ENGINEER)
+@require_POST
+def alias_set(request, name):
+    model = selectors.model_get(name)
+    form = AliasForm(request.POST, versions=selectors.model_versions(model))
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        return redirect(model)
+    version = selectors.version_get(model.name, form.cleaned_data["version"])
+    try:
+        services.alias_set(model=model, name=form.cleaned_data["name"], version=version, user=request.user)
+    except BerthError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{form.cleaned_data['name']} now points at {version.version}.")
+    return redirect(model)
+
+
+@role_required(VIEWER)
+def version_detail(request, name, version):
+    found = selectors.version_get(name, version)
+    ancestors, children = selectors.version_lineage(found)
+    return render(request, "registry/version_detail.html", {
+        "version": found,
+        "ancestors": ancestors,
+        "children": children,
+        "jobs": selectors.version_jobs(found),
+        "aliases": found.aliases.all(),
+        "datasets": found.model.datasets.all(),
+    })
+
+
+@role_required(VIEWER)
+def version_status(request, name, version):
+    """The live part of the version page; htmx polls it while the version is validating."""
+    return render(request, "registry/_version_status.html", {"version": selectors.version_get(name, version)})
+
+
+@role_required(VIEWER)
+def version_download(request, name, version):
+    found = selectors.version_get(name, version)
+    extension = found.artifact.name.rsplit(".", 1)[-1]
+    return FileResponse(found.artifact.open("rb"), as_attachment=True,
+                        filename=f"{found.model.name}-{found.version}.{extension}")
+
+
+@role_required(ENGINEER)
+@require_POST
+def version_validate(request, name, version):
+    found = selectors.version_get(name, version)
+    job = job_services.job_create(kind="validate", version=found, created_by=request.user)
+    messages.success(request, f"Validation queued (job {job.id}).")
+    return redirect(found)
+
+
+@role_required(ENGINEER)
+def upload(request):
+    return render(request, "registry/upload.html", {
+        "models": Model.objects.order_by("name").values_list("name", flat=True),
+        "chunk_bytes": min(8 * 1024**2, settings.BERTH_MAX_CHUNK_BYTES),
+        "max_bytes": settings.BERTH_MAX_UPLOAD_BYTES,
+        "initial_model": request.GET.get("model", ""),
+    })
+
+
+def _render_target_list(request, form):
+    return render(request, "registry/target_list.html", {"targets": HardwareTarget.objects.all(), "form": form})
+
+
+@role_required(VIEWER)
+def target_list(request):
+    return _render_target_list(request, TargetForm())
+
+
+@role_required(ADMIN)
+@require_POST
+def target_create(request):
+    form = TargetForm(request.POST)
+    if form.is_valid():
+        try:
+            target = services.target_create(**form.cleaned_data)
+        except BerthError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Target {target.slug} created; its jobs go to the queue {target.queue}.")
+            return redirect("registry:targets")
+    return _render_target_list(request, form)

@@ -1,0 +1,223 @@
+"""Shared fixtures: users per role, API clients with tokens, real model files, a real
+Celery worker on the configured broker."""
+
+import hashlib
+import os
+import pickle
+import time
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import override_settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from dashboard.access import ADMIN, ENGINEER, VIEWER
+
+# --- isolation -------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _isolated_files(tmp_path):
+    """Each test's media and upload parts live in its own temporary folder."""
+    root = tmp_path / "var"
+    (root / "uploads" / "tmp").mkdir(parents=True)
+    with override_settings(MEDIA_ROOT=str(root / "media"), BERTH_UPLOAD_DIR=root / "uploads",
+                           FILE_UPLOAD_TEMP_DIR=str(root / "uploads" / "tmp")):
+        yield root
+
+
+# --- users and clients -----------------------------------------------------------------------
+
+
+def make_user(username, role=None, **extra):
+    user = User.objects.create_user(username, password="pw-" + username, **extra)
+    if role:
+        group, _ = Group.objects.get_or_create(name=role)
+        user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def viewer(db):
+    return make_user("vera", VIEWER)
+
+
+@pytest.fixture
+def engineer(db):
+    return make_user("ed", ENGINEER)
+
+
+@pytest.fixture
+def admin_user(db):
+    return make_user("ada", ADMIN)
+
+
+@pytest.fixture
+def nobody(db):
+    """Logged in, but in no role group."""
+    return make_user("norole")
+
+
+def api_client(user=None):
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def anon_api():
+    return APIClient()
+
+
+@pytest.fixture
+def viewer_api(viewer):
+    return api_client(viewer)
+
+
+@pytest.fixture
+def engineer_api(engineer):
+    return api_client(engineer)
+
+
+@pytest.fixture
+def admin_api(admin_user):
+    return api_client(admin_user)
+
+
+# --- model files -----------------------------------------------------------------------------
+
+
+def tiny_onnx_bytes(features=4, classes=3, seed=0):
+    """A real (tiny) ONNX classifier built with onnx.helper: y = softmax(x @ W + b), dynamic batch."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weight = numpy_helper.from_array(rng.standard_normal((features, classes)).astype(np.float32), "W")
+    bias = numpy_helper.from_array(rng.standard_normal(classes).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["z"]),
+         helper.make_node("Softmax", ["z"], ["probs"], axis=1)],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", classes])],
+        initializer=[weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="berth-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@pytest.fixture
+def onnx_file(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(tiny_onnx_bytes())
+    return path
+
+
+@pytest.fixture
+def other_onnx_file(tmp_path):
+    path = tmp_path / "other.onnx"
+    path.write_bytes(tiny_onnx_bytes(seed=1))
+    return path
+
+
+class CreatesFileWhenUnpickled:
+    """Unpickling this runs ``open(marker, "w")``: proof of code execution if the file appears."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def pickle_bomb(tmp_path):
+    """(pickled checkpoint, marker path) — the marker must never exist."""
+    marker = tmp_path / "pwned-by-pickle"
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(pickle.dumps({"state_dict": CreatesFileWhenUnpickled(marker)}, protocol=4))
+    return path, marker
+
+
+@pytest.fixture
+def torch_save_bomb(tmp_path):
+    """A torch.save-style zip checkpoint whose data.pkl would create a file when unpickled."""
+    import zipfile
+
+    marker = tmp_path / "pwned-by-torch-save"
+    path = tmp_path / "checkpoint.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("checkpoint/data.pkl", pickle.dumps(CreatesFileWhenUnpickled(marker), protocol=2))
+        archive.writestr("checkpoint/version", "3\n")
+        archive.writestr("checkpoint/byteorder", "little")
+    return path, marker
+
+
+def sha256_of(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+# --- registering through the API -------------------------------------------------------------
+
+
+def register(client, path, *, model="digits", version="1", create_model=True, **fields):
+    with open(path, "rb") as f:
+        data = {"artifact": f, "version": version, "create_model": "true" if create_model else "false", **fields}
+        return client.post(f"/api/v1/models/{model}/versions/", data, format="multipart")
+
+
+# --- a real Celery worker --------------------------------------------------------------------
+
+
+def purge_queues(app, names):
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for name in names:
+            try:
+                channel.queue_purge(name)
+            except Exception:  # a queue nobody declared yet has nothing to purge
+                pass
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker (threads in this process) consuming ``default`` and ``target.cpu``
+    from the broker in CELERY_BROKER_URL (Redis in CI, the file-system broker otherwise)."""
+    from celery.contrib.testing.worker import start_worker
+
+    from dashboard.celery import app
+
+    queues = ["default", "target.cpu"]
+    purge_queues(app, queues)
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, queues=queues,
+                      shutdown_timeout=30) as worker:
+        yield worker
+
+
+def wait_for(condition, timeout=60, interval=0.1, message="condition"):
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+@pytest.fixture
+def media_files(settings):
+    """Lists every file under the media root (to prove nothing partial was written)."""
+
+    def files():
+        root = settings.MEDIA_ROOT
+        return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+    return files
