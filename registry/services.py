@@ -230,7 +230,7 @@ def _check_dataset_inputs(version, arrays):
 
 # --- hardware targets ------------------------------------------------------------------------
 
-def target_create(*, slug, name, device=HardwareTarget.Device.CPU, execution_provider="", provider_options=None,
+def target_create(*, slug, name="", device=HardwareTarget.Device.CPU, execution_provider="", provider_options=None,
                   description="", active=True):
     if HardwareTarget.objects.filter(slug=slug).exists():
         raise Conflict(f"A hardware target {slug!r} already exists.", field="slug")
@@ -317,14 +317,20 @@ def upload_complete(*, upload, user, sha256="", **registration):
     otherwise the upload is discarded and nothing is registered. Completing an already
     completed upload returns its version. Returns ``(ModelVersion, created)``.
     """
-    with uploads.locked_part(upload.id):
+    try:
+        with uploads.locked_part(upload.id):
+            upload.refresh_from_db()
+            return _upload_complete_locked(upload=upload, user=user, sha256=sha256, **registration)
+    except Conflict:
         upload.refresh_from_db()
-        return _upload_complete_locked(upload=upload, user=user, sha256=sha256, **registration)
+        if upload.status == Upload.Status.COMPLETED and upload.version_id:
+            return upload.version, False  # completed already (a retried or concurrent request)
+        if upload.status != Upload.Status.OPEN:
+            raise Conflict(f"This upload is {upload.status}: {upload.status_detail} Start a new upload.") from None
+        raise
 
 
 def _upload_complete_locked(*, upload, user, sha256, **registration):
-    if upload.status == Upload.Status.COMPLETED and upload.version_id:
-        return upload.version, False
     if upload.status != Upload.Status.OPEN:
         raise Conflict(f"This upload is {upload.status}: {upload.status_detail} Start a new upload.")
     if upload.offset != upload.size:

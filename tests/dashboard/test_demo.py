@@ -1,0 +1,27 @@
+"""`manage.py demo`, as `make run` runs it."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+
+from jobs.models import Job
+from registry.models import Dataset, HardwareTarget, ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_demo_loads_real_models_once():
+    call_command("demo")
+    versions = {v.version: v for v in ModelVersion.objects.filter(model__name="digits")}
+    assert set(versions) == {"1", "2"}
+    assert versions["1"].format == "onnx" and versions["2"].format == "torchscript"
+    assert versions["1"].metadata["test_accuracy"] > 0.9  # measured on held-out digits
+    assert {d.kind for d in Dataset.objects.all()} == {"evaluation", "calibration", "reference"}
+    assert Dataset.objects.get(kind="evaluation").has_labels
+    assert HardwareTarget.objects.get(slug="cpu").execution_provider == "CPUExecutionProvider"
+    assert {u.username for u in User.objects.all()} == {"admin", "engineer", "viewer"}
+    assert Job.objects.filter(kind="validate").count() == 2
+
+    call_command("demo")
+    assert ModelVersion.objects.count() == 2 and Dataset.objects.count() == 3 and User.objects.count() == 3
+    assert Job.objects.count() == 2

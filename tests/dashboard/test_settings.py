@@ -1,0 +1,42 @@
+"""Settings come from the environment, with defaults that need no configuration."""
+
+import os
+import subprocess
+import sys
+
+
+def settings_in_subprocess(env, expression):
+    code = f"import dashboard.settings as s; print({expression})"
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY",
+                                                              "SECRET_KEY_FILE", "DEBUG")}
+    return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
+
+
+def test_it_runs_on_sqlite_and_the_file_broker_by_default(tmp_path):
+    result = settings_in_subprocess({"SECRET_KEY": "x", "BERTH_VAR_DIR": str(tmp_path)},
+                                    "s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, "
+                                    "s.DATABASES['default']['OPTIONS']['init_command']")
+    assert result.returncode == 0, result.stderr
+    assert "sqlite3" in result.stdout and "filesystem://" in result.stdout and "WAL" in result.stdout
+    assert (tmp_path / "broker" / "queue").is_dir()
+
+
+def test_it_uses_postgresql_and_redis_when_configured(tmp_path):
+    result = settings_in_subprocess(
+        {"SECRET_KEY": "x", "BERTH_VAR_DIR": str(tmp_path), "DATABASE_URL": "postgres://u@db:5432/berth",
+         "CELERY_BROKER_URL": "redis://cache:6379/0"},
+        "s.DATABASES['default']['ENGINE'], s.DATABASES['default']['HOST'], s.CELERY_BROKER_URL")
+    assert "postgresql" in result.stdout and "db" in result.stdout and "redis://cache" in result.stdout
+
+
+def test_it_refuses_to_start_without_a_secret_key_unless_debug(tmp_path):
+    refused = settings_in_subprocess({"BERTH_VAR_DIR": str(tmp_path)}, "1")
+    assert refused.returncode != 0 and "SECRET_KEY is not set" in refused.stderr
+    assert settings_in_subprocess({"BERTH_VAR_DIR": str(tmp_path), "DEBUG": "1"}, "1").returncode == 0
+
+
+def test_it_reads_the_secret_key_from_a_file(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("from-a-file\n")
+    result = settings_in_subprocess({"SECRET_KEY_FILE": str(key), "BERTH_VAR_DIR": str(tmp_path)}, "s.SECRET_KEY")
+    assert result.stdout.strip() == "from-a-file"

@@ -1,0 +1,121 @@
+"""Jobs: the API CI polls, and the services that claim, run, fail and cancel them."""
+
+import pytest
+
+from jobs import services
+from jobs.models import Job
+from registry.models import ModelVersion
+from tests.conftest import register
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def job(engineer_api, onnx_file):
+    register(engineer_api, onnx_file, version="1")
+    return Job.objects.get()
+
+
+def test_it_lists_and_filters_jobs(viewer_api, job):
+    body = viewer_api.get("/api/v1/jobs/").json()
+    assert body["count"] == 1 and body["results"][0]["kind"] == "validate"
+    assert viewer_api.get("/api/v1/jobs/?status=running").json()["count"] == 0
+    assert viewer_api.get("/api/v1/jobs/?version=digits:1").json()["count"] == 1
+    detail = viewer_api.get(f"/api/v1/jobs/{job.id}/").json()
+    assert detail["status"] == "queued" and detail["version"] == "digits:1" and "log" in detail
+    assert viewer_api.get("/api/v1/jobs/999/").status_code == 404
+
+
+def test_it_starts_a_validate_job(engineer_api, job):
+    response = engineer_api.post("/api/v1/jobs/", {"kind": "validate", "version": "digits:1"}, format="json")
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued" and response.json()["queue"] == "default"
+    assert Job.objects.count() == 2
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"kind": "explode", "version": "digits:1"}, "kind"),
+    ({"kind": "validate", "version": "digits:404"}, "version"),
+    ({"kind": "validate", "version": "no-colon"}, "version"),
+    ({"kind": "validate", "version": "digits:1", "params": {"x": 1}}, "params"),
+    ({"kind": "validate", "version": "digits:1", "target": "nope"}, "target"),
+])
+def test_it_refuses_bad_job_requests(engineer_api, job, body, field):
+    response = engineer_api.post("/api/v1/jobs/", body, format="json")
+    assert response.status_code in (400, 404)
+    assert field in response.json()["errors"], response.json()
+    assert Job.objects.count() == 1
+
+
+def test_viewers_cannot_start_or_cancel_jobs(viewer_api, job):
+    assert viewer_api.post("/api/v1/jobs/", {"kind": "validate", "version": "digits:1"},
+                           format="json").status_code == 403
+    assert viewer_api.post(f"/api/v1/jobs/{job.id}/cancel/").status_code == 403
+    assert Job.objects.get().status == "queued"
+
+
+def test_cancel_marks_the_job_and_refuses_a_finished_one(engineer_api, job):
+    response = engineer_api.post(f"/api/v1/jobs/{job.id}/cancel/")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    assert "Cancelled by ed" in response.json()["log"]
+    again = engineer_api.post(f"/api/v1/jobs/{job.id}/cancel/")
+    assert again.status_code == 409
+    assert "already cancelled" in again.json()["detail"]
+
+
+def test_a_cancelled_job_never_runs(job):
+    services.job_cancel(job=job)
+    services.job_run(job_id=job.id, worker_host="test")
+    job.refresh_from_db()
+    assert job.status == "cancelled" and job.started is None
+
+
+def test_a_job_runs_once_even_if_delivered_twice(job):
+    services.job_run(job_id=job.id, worker_host="first")
+    done = Job.objects.get(id=job.id)
+    assert done.status == "succeeded" and done.worker_host == "first"
+    services.job_run(job_id=job.id, worker_host="second")
+    again = Job.objects.get(id=job.id)
+    assert (again.worker_host, again.finished, again.log) == ("first", done.finished, done.log)
+
+
+def test_an_invalid_model_fails_the_job_with_the_engines_reason(engineer_api, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+        initializer=[helper.make_tensor("shape", TensorProto.INT64, [2], [2, 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, str(path))
+    register(engineer_api, path, model="bad", version="1")
+    job = Job.objects.get()
+    services.job_run(job_id=job.id, worker_host="test")
+    job.refresh_from_db()
+    version = ModelVersion.objects.get()
+    assert job.status == "failed"
+    assert job.error.startswith("Test inference failed on generated inputs")
+    assert "Traceback" not in job.error
+    assert version.status == "invalid" and version.status_detail == job.error
+
+
+def test_a_changed_artifact_fails_validation_loudly(job):
+    version = job.version
+    with open(version.artifact.path, "ab") as f:
+        f.write(b"tampered")
+    services.job_run(job_id=job.id, worker_host="test")
+    job.refresh_from_db()
+    assert job.status == "failed" and "changed on disk" in job.error
+    version.refresh_from_db()
+    assert version.status == "invalid"
+
+
+def test_revalidating_an_invalid_version_resets_it(engineer_api, job):
+    ModelVersion.objects.update(status="invalid", status_detail="old")
+    engineer_api.post("/api/v1/jobs/", {"kind": "validate", "version": "digits:1"}, format="json")
+    assert ModelVersion.objects.get().status == "validating"

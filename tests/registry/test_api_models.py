@@ -1,0 +1,172 @@
+"""Models, versions, aliases, datasets and targets through the API."""
+
+import io
+
+import numpy as np
+import pytest
+
+from registry.models import Alias, Dataset, HardwareTarget, Model, ModelVersion
+from tests.conftest import register
+
+pytestmark = pytest.mark.django_db
+
+
+def ready(model="digits", version="1"):
+    """Mark a registered version ready with the tiny model's signature (as the validate job would)."""
+    ModelVersion.objects.filter(model__name=model, version=version).update(
+        status="ready",
+        io_signature={"inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 4], "dynamic_axes": [0]}],
+                      "outputs": [{"name": "probs", "dtype": "float32", "shape": ["batch", 3], "dynamic_axes": [0]}]},
+    )
+
+
+def npz(**arrays):
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    buffer.seek(0)
+    buffer.name = "data.npz"
+    return buffer
+
+
+def test_it_creates_and_lists_models(engineer_api, viewer_api):
+    response = engineer_api.post("/api/v1/models/", {"name": "digits", "task": "classification",
+                                                     "description": "8x8 digits"}, format="json")
+    assert response.status_code == 201
+    assert response.json()["owner"] == "ed"
+    listing = viewer_api.get("/api/v1/models/").json()
+    assert listing["count"] == 1 and listing["results"][0]["name"] == "digits"
+    assert viewer_api.get("/api/v1/models/?q=8x8").json()["count"] == 1
+    assert viewer_api.get("/api/v1/models/?q=nothing").json()["count"] == 0
+
+
+def test_it_refuses_a_duplicate_or_bad_model_name(engineer_api):
+    engineer_api.post("/api/v1/models/", {"name": "digits"}, format="json")
+    duplicate = engineer_api.post("/api/v1/models/", {"name": "digits"}, format="json")
+    assert duplicate.status_code == 409
+    assert duplicate.json()["errors"] == {"name": ["A model named 'digits' already exists."]}
+    bad = engineer_api.post("/api/v1/models/", {"name": "Bad Name!"}, format="json")
+    assert bad.status_code == 400 and "name" in bad.json()["errors"]
+    assert Model.objects.count() == 1
+
+
+def test_viewers_cannot_create_models(viewer_api, anon_api):
+    assert viewer_api.post("/api/v1/models/", {"name": "x"}, format="json").status_code == 403
+    assert anon_api.get("/api/v1/models/").status_code == 401
+    assert not Model.objects.exists()
+
+
+def test_users_without_a_role_cannot_read(nobody):
+    from tests.conftest import api_client
+
+    assert api_client(nobody).get("/api/v1/models/").status_code == 403
+
+
+def test_model_detail_lists_versions_and_aliases(engineer_api, viewer_api, onnx_file, other_onnx_file):
+    register(engineer_api, onnx_file, version="1")
+    register(engineer_api, other_onnx_file, version="2", alias="candidate")
+    body = viewer_api.get("/api/v1/models/digits/").json()
+    assert [v["version"] for v in body["versions"]] == ["2", "1"]
+    assert body["aliases"] == {"candidate": "2"}
+    assert body["versions"][0]["aliases"] == ["candidate"]
+    assert viewer_api.get("/api/v1/models/nope/").status_code == 404
+
+
+def test_the_version_detail_has_what_ci_needs(engineer_api, viewer_api, onnx_file):
+    register(engineer_api, onnx_file, version="1", metadata='{"commit": "abc"}')
+    body = viewer_api.get("/api/v1/models/digits/versions/1/").json()
+    for key in ("status", "sha256", "io_signature", "parent", "children", "jobs", "artifact_url", "page_url"):
+        assert key in body
+    assert body["jobs"][0]["kind"] == "validate"
+    download = viewer_api.get(body["artifact_url"])
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content) == onnx_file.read_bytes()
+    assert viewer_api.get("/api/v1/models/digits/versions/9/").status_code == 404
+
+
+def test_aliases_move_between_versions(engineer_api, viewer_api, onnx_file, other_onnx_file):
+    register(engineer_api, onnx_file, version="1")
+    register(engineer_api, other_onnx_file, version="2")
+    assert engineer_api.put("/api/v1/models/digits/aliases/production/", {"version": "1"},
+                            format="json").status_code == 200
+    moved = engineer_api.put("/api/v1/models/digits/aliases/production/", {"version": "2"}, format="json")
+    assert moved.status_code == 200 and moved.json()["version"] == "2"
+    assert Alias.objects.get(name="production").version.version == "2"
+    assert viewer_api.put("/api/v1/models/digits/aliases/production/", {"version": "1"},
+                          format="json").status_code == 403
+    assert engineer_api.delete("/api/v1/models/digits/aliases/production/").status_code == 204
+    assert not Alias.objects.exists()
+
+
+def test_an_alias_cannot_point_at_an_invalid_version(engineer_api, onnx_file):
+    register(engineer_api, onnx_file, version="1")
+    ModelVersion.objects.update(status="invalid", status_detail="broken")
+    response = engineer_api.put("/api/v1/models/digits/aliases/production/", {"version": "1"}, format="json")
+    assert response.status_code == 400
+    assert "invalid" in response.json()["detail"]
+    assert not Alias.objects.exists()
+
+
+def test_it_attaches_a_dataset_checked_against_the_signature(engineer_api, onnx_file):
+    register(engineer_api, onnx_file, version="1")
+    ready()
+    data = {"file": npz(x=np.zeros((10, 4), np.float32), labels=np.arange(10)), "name": "eval", "kind": "evaluation"}
+    response = engineer_api.post("/api/v1/models/digits/versions/1/datasets/", data, format="multipart")
+    assert response.status_code == 201, response.json()
+    assert response.json()["rows"] == 10
+    assert response.json()["arrays"]["x"] == {"dtype": "float32", "shape": [10, 4]}
+    dataset = Dataset.objects.get()
+    assert dataset.has_labels and dataset.file.name.startswith("datasets/digits/")
+
+
+@pytest.mark.parametrize("arrays,message", [
+    ({"pixels": np.zeros((3, 4), np.float32)}, "named after the model's inputs"),
+    ({"x": np.zeros((3, 4), np.float32), "labels": np.arange(2)}, "different numbers of rows"),
+    ({"x": np.array([{}] * 3, dtype=object)}, "never unpickles"),
+])
+def test_it_explains_a_bad_dataset(engineer_api, onnx_file, arrays, message, media_files):
+    register(engineer_api, onnx_file, version="1")
+    ready()
+    before = media_files()
+    data = {"file": npz(**arrays), "name": "eval", "kind": "evaluation"}
+    response = engineer_api.post("/api/v1/models/digits/versions/1/datasets/", data, format="multipart")
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+    assert not Dataset.objects.exists()
+    assert media_files() == before
+
+
+def test_a_dataset_that_is_not_an_npz_is_refused(engineer_api, onnx_file):
+    register(engineer_api, onnx_file, version="1")
+    data = {"file": io.BytesIO(b"a,b\n1,2\n"), "name": "eval", "kind": "evaluation"}
+    response = engineer_api.post("/api/v1/models/digits/versions/1/datasets/", data, format="multipart")
+    assert response.status_code == 400
+    assert ".npz" in response.json()["detail"]
+
+
+def test_only_admins_create_targets(admin_api, engineer_api, viewer_api):
+    body = {"slug": "gpu-a100", "name": "A100", "device": "cuda", "execution_provider": "CUDAExecutionProvider",
+            "provider_options": {"device_id": 0}}
+    assert engineer_api.post("/api/v1/targets/", body, format="json").status_code == 403
+    created = admin_api.post("/api/v1/targets/", body, format="json")
+    assert created.status_code == 201
+    assert created.json()["queue"] == "target.gpu-a100"
+    assert viewer_api.get("/api/v1/targets/").json()[0]["slug"] == "gpu-a100"
+    assert admin_api.post("/api/v1/targets/", body, format="json").status_code == 409
+
+
+def test_a_target_needs_a_provider_that_fits_its_device(admin_api):
+    response = admin_api.post("/api/v1/targets/", {"slug": "cpu2", "device": "cpu",
+                                                   "execution_provider": "CUDAExecutionProvider"}, format="json")
+    assert response.status_code == 400
+    assert "execution_provider" in response.json()["errors"]
+    assert not HardwareTarget.objects.exists()
+
+
+def test_the_schema_and_docs_are_served_without_a_cdn(client):
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/uploads/{upload_id}/complete/" in schema.content
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    html = docs.content.decode()
+    assert "cdn" not in html.lower() and "https://" not in html.split("<body")[0]
