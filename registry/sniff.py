@@ -18,6 +18,11 @@ PICKLE_MESSAGE = (
     "because loading a pickle can run arbitrary code. Export the model instead with "
     "torch.onnx.export (ONNX), torch.jit.save (TorchScript) or torch.export.save (.pt2) and upload that."
 )
+EXTERNAL_DATA_MESSAGE = (
+    "This ONNX file keeps {count} tensors in external data files, which a single-file upload does not "
+    "carry. Save it as one file (onnx.save_model(model, path, save_as_external_data=False), or "
+    "torch.onnx.export(..., external_data=False))."
+)
 UNKNOWN_MESSAGE = (
     "Unrecognised model file. Berth accepts ONNX (.onnx), TorchScript archives (torch.jit.save) "
     "and torch.export programs (torch.export.save, .pt2)."
@@ -55,6 +60,8 @@ def sniff_model_file(path, *, parse_max_bytes=64 * 1024**2):
         if head[:1] == b"\x08":  # ModelProto starts with ir_version (field 1, varint)
             raise SniffError(f"This ONNX file cannot be parsed: {exc}") from exc
         raise SniffError(UNKNOWN_MESSAGE) from exc
+    if details["external_tensors"]:
+        raise SniffError(EXTERNAL_DATA_MESSAGE.format(count=details["external_tensors"]))
     if details["size"] <= parse_max_bytes:
         details.update(_parse_onnx_fully(path))
     return Sniffed(ONNX, details)
@@ -77,6 +84,7 @@ class OnnxWireError(Exception):
 _MODEL_FIELDS = {1: "ir_version", 2: "producer_name", 3: "producer_version", 4: "domain", 5: "model_version",
                  6: "doc_string", 7: "graph", 8: "opset_import", 14: "metadata_props", 20: "training_info",
                  25: "functions", 26: "configuration"}
+_TENSOR_FIELDS = {1: "dims", 2: "data_type", 8: "name", 9: "raw_data", 13: "external_data", 14: "data_location"}
 _GRAPH_FIELDS = {1: "node", 2: "name", 5: "initializer", 10: "doc_string", 11: "input", 12: "output",
                  13: "value_info", 14: "quantization_annotation", 15: "sparse_initializer", 16: "metadata_props"}
 
@@ -95,8 +103,10 @@ def _read_varint(f, where):
     raise OnnxWireError(f"malformed number at byte {where}")
 
 
-def _walk_message(f, start, end, names, on_field=None):
-    """Walk the fields of one protobuf message between byte offsets [start, end)."""
+def _walk_message(f, start, end, names, on_field=None, on_varint=None):
+    """Walk the fields of one protobuf message between byte offsets [start, end); call
+    ``on_field(number, start, end)`` for length-delimited fields and ``on_varint(number,
+    value)`` for varints."""
     f.seek(start)
     counts = {}
     while f.tell() < end:
@@ -107,7 +117,9 @@ def _walk_message(f, start, end, names, on_field=None):
         if number == 0:
             raise OnnxWireError(f"invalid field number 0 at byte {where} (corrupt data)")
         if wire_type == 0:
-            _read_varint(f, where)
+            value = _read_varint(f, where)
+            if on_varint:
+                on_varint(number, value)
         elif wire_type == 1:
             f.seek(8, 1)
         elif wire_type == 5:
@@ -143,10 +155,18 @@ def walk_onnx(path):
         if 7 not in top:
             raise OnnxWireError("no graph: this is not an ONNX model")
         graph_start, graph_end = graphs[-1]
-        graph = _walk_message(f, graph_start, graph_end, _GRAPH_FIELDS)
+        initializers = []
+        graph = _walk_message(f, graph_start, graph_end, _GRAPH_FIELDS,
+                              on_field=lambda n, s, e: initializers.append((s, e)) if n == 5 else None)
+        external = []
+        for tensor_start, tensor_end in initializers:
+            _walk_message(f, tensor_start, tensor_end, _TENSOR_FIELDS,
+                          on_varint=lambda n, v: external.append(1) if n == 14 and v == 1 else None)
+            f.seek(tensor_end)
     if not graph.get(1):
         raise OnnxWireError("the graph has no nodes")
-    return {"size": size, "nodes": graph.get(1, 0), "initializers": graph.get(5, 0)}
+    return {"size": size, "nodes": graph.get(1, 0), "initializers": graph.get(5, 0),
+            "external_tensors": len(external)}
 
 
 def _parse_onnx_fully(path):
@@ -157,13 +177,6 @@ def _parse_onnx_fully(path):
         model = onnx.load_model(path, load_external_data=False)
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise SniffError(f"This ONNX file cannot be parsed: {exc}") from exc
-    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-    if external:
-        raise SniffError(
-            f"This ONNX file keeps {len(external)} tensors in external data files (e.g. {external[0]!r}), "
-            "which a single-file upload does not carry. Save it as one file "
-            "(onnx.save_model(model, path, save_as_external_data=False), or torch.onnx.export(..., external_data=False))."
-        )
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:

@@ -74,61 +74,42 @@ _ORT_TYPES = {
 }
 
 
-def _onnx_value_info(value):
-    import onnx
-
-    tensor_type = value.type.tensor_type
-    if not value.type.HasField("tensor_type"):
-        raise ModelInvalid(f"{value.name!r} is not a tensor ({value.type.WhichOneof('value')}); Berth handles tensors only.")
-    try:
-        dtype = str(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
-    except (KeyError, TypeError) as exc:
-        raise ModelInvalid(f"{value.name!r} has an unsupported element type {tensor_type.elem_type}.") from exc
-    if not tensor_type.HasField("shape"):
-        return _tensor(value.name, dtype, None)
-    shape = []
-    for dim in tensor_type.shape.dim:
-        if dim.HasField("dim_value"):
-            shape.append(int(dim.dim_value))
-        else:
-            shape.append(dim.dim_param or None)
-    return _tensor(value.name, dtype, shape)
+def _ort_value_info(arg):
+    if arg.type not in _ORT_TYPES:
+        raise ModelInvalid(f"{arg.name!r} has type {arg.type}; Berth handles numeric and boolean tensors only.")
+    shape = [d if isinstance(d, int) else (d or None) for d in arg.shape] if arg.shape is not None else None
+    return _tensor(arg.name, _ORT_TYPES[arg.type], shape)
 
 
 def _inspect_onnx(path, input_shapes, progress):
+    """Structure walk (flat memory), the ONNX checker on the path (so files near 2 GB work),
+    then onnxruntime: the signature is what the runtime will actually expect."""
     import onnx
     import onnxruntime as ort
-    from google.protobuf.message import DecodeError
 
-    progress(10, "Parsing the ONNX graph")
+    from registry.sniff import OnnxWireError, walk_onnx
+
+    progress(10, "Checking the ONNX structure")
     try:
-        model = onnx.load_model(path, load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError) as exc:
+        structure = walk_onnx(path)
+    except OnnxWireError as exc:
         raise ModelInvalid(f"The ONNX file cannot be parsed: {exc}") from exc
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+    if structure["external_tensors"]:
         raise ModelInvalid("The ONNX model references external data files, which a single-file artifact does not carry.")
     try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise ModelInvalid(f"The ONNX checker rejects the model: {str(exc).strip().splitlines()[0]}") from exc
-    initializers = {t.name for t in model.graph.initializer}
-    signature = {
-        "inputs": [_onnx_value_info(v) for v in model.graph.input if v.name not in initializers],
-        "outputs": [_onnx_value_info(v) for v in model.graph.output],
-    }
-    opsets = {imp.domain or "ai.onnx": imp.version for imp in model.opset_import}
-    del model
+        onnx.checker.check_model(path)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        raise ModelInvalid(f"The ONNX checker rejects the model: {_first_line(exc)}") from exc
 
     progress(40, "Creating an onnxruntime session")
     try:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
         raise ModelInvalid(f"onnxruntime cannot load the model: {_first_line(exc)}") from exc
-    for spec, arg in zip(signature["inputs"], session.get_inputs()):
-        if spec["shape"] is None:
-            spec.update(_tensor(spec["name"], spec["dtype"], [d if isinstance(d, int) else d or None for d in arg.shape]))
-        if arg.type not in _ORT_TYPES:
-            raise ModelInvalid(f"Input {arg.name!r} has type {arg.type}, which Berth cannot generate test data for.")
+    signature = {
+        "inputs": [_ort_value_info(arg) for arg in session.get_inputs()],
+        "outputs": [_ort_value_info(arg) for arg in session.get_outputs()],
+    }
     progress(60, "Running one inference on generated inputs")
     feeds = example_inputs(signature["inputs"])
     started = time.perf_counter()
@@ -138,8 +119,8 @@ def _inspect_onnx(path, input_shapes, progress):
         raise ModelInvalid(f"Test inference failed on generated inputs of shapes "
                            f"{ {k: list(v.shape) for k, v in feeds.items()} }: {_first_line(exc)}") from exc
     elapsed_ms = (time.perf_counter() - started) * 1000
-    notes = [f"opsets {opsets}"] + _finiteness_notes(signature["outputs"], outputs)
-    return Inspection(signature, elapsed_ms, notes)
+    notes = [f"{structure['nodes']} nodes, {structure['initializers']} initializers."]
+    return Inspection(signature, elapsed_ms, notes + _finiteness_notes(signature["outputs"], outputs))
 
 
 # --- TorchScript and torch.export -----------------------------------------------------------

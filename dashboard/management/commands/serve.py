@@ -3,6 +3,7 @@ them running until Ctrl-C. What `make run` ends with."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ class Command(BaseCommand):
             os.path.join(bin_dir, "gunicorn"), "dashboard.wsgi", "--bind", f"{host}:{port}",
             "--workers", str(web_workers), "--threads", "4", "--timeout", "300", "--access-logfile", "-",
         ])
+        self._wait_until_listening(host, port, processes["web"])
         self.stdout.write(self.style.SUCCESS(
             f"\nBerth is running at http://{host}:{port}/\n"
             f"  log in as admin, engineer or viewer with the password {DEMO_PASSWORD!r} (demo users)\n"
@@ -44,6 +46,16 @@ class Command(BaseCommand):
             "  stop with Ctrl-C\n"
         ))
         self._wait(processes)
+
+    def _wait_until_listening(self, host, port, web, timeout=60):
+        """Print the banner once the server answers, not somewhere inside its start-up logs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and web.poll() is None:
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
 
     def _wait(self, processes):
         stopping = False
