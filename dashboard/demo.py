@@ -61,21 +61,46 @@ def train_digits_mlp(data, *, hidden=128, epochs=40, seed=0):
     return model, float((predictions == data.test_y).mean())
 
 
-def export_onnx(module, path, *, features=64):
+def train_digits_cnn(data, *, epochs=12, seed=0):
+    """A small CNN on the 8x8 images (input [batch, 1, 8, 8]); returns (module, test accuracy)."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(32 * 4 * 4, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10),
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    x = torch.from_numpy(data.train_x.reshape(-1, 1, 8, 8))
+    y = torch.from_numpy(data.train_y)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(64):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        predictions = model(torch.from_numpy(data.test_x.reshape(-1, 1, 8, 8))).argmax(dim=1).numpy()
+    return model, float((predictions == data.test_y).mean())
+
+
+def export_onnx(module, path, *, example_shape=(2, 64)):
     """ONNX with a dynamic batch axis, one file, input ``x`` and output ``logits``."""
     import torch
 
-    example = (torch.zeros(2, features),)
+    example = (torch.zeros(*example_shape),)
     torch.onnx.export(module, example, str(path), dynamo=True, external_data=False,
                       input_names=["x"], output_names=["logits"],
                       dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     return Path(path)
 
 
-def export_torchscript(module, path, *, features=64):
+def export_torchscript(module, path, *, example_shape=(1, 64)):
     import torch
 
-    traced = torch.jit.trace(module, torch.zeros(1, features))
+    traced = torch.jit.trace(module, torch.zeros(*example_shape))
     torch.jit.save(traced, str(path))
     return Path(path)
 

@@ -15,6 +15,7 @@ class BerthError(Exception):
     """A request that cannot be done as asked, with a message saying what to do instead."""
 
     status = status.HTTP_400_BAD_REQUEST
+    headers = {}
 
     def __init__(self, message, *, field=None, status=None, extra=None):
         super().__init__(message)
@@ -43,6 +44,13 @@ class TooLarge(BerthError):
 
 class InvalidModelFile(BerthError):
     status = status.HTTP_422_UNPROCESSABLE_ENTITY
+
+
+class Busy(BerthError):
+    """A transient conflict (someone else holds the resource): retry shortly."""
+
+    status = status.HTTP_503_SERVICE_UNAVAILABLE
+    headers = {"Retry-After": "2"}
 
 
 def _flatten(errors):
@@ -77,7 +85,7 @@ def _summary(errors):
 
 def api_exception_handler(exc, context):
     if isinstance(exc, BerthError):
-        return Response(exc.as_payload(), status=exc.status)
+        return Response(exc.as_payload(), status=exc.status, headers=exc.headers)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, PermissionDenied):

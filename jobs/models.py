@@ -36,6 +36,8 @@ class Job(models.Model):
     queue = models.CharField(max_length=60, default="default")
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    # When the message was last handed to the broker (the reconciler re-sends lost ones).
+    enqueued = models.DateTimeField(null=True, blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
     worker_host = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -63,3 +65,64 @@ class Job(models.Model):
         if self.started and self.finished:
             return self.finished - self.started
         return None
+
+
+class BenchmarkResult(models.Model):
+    """One measured configuration (batch size × threads) of a version on a target."""
+
+    job = models.ForeignKey(Job, related_name="benchmark_results", on_delete=models.CASCADE)
+    version = models.ForeignKey("registry.ModelVersion", related_name="benchmark_results", on_delete=models.CASCADE)
+    target = models.ForeignKey("registry.HardwareTarget", related_name="benchmark_results", on_delete=models.PROTECT)
+    batch_size = models.PositiveIntegerField()
+    threads = models.PositiveSmallIntegerField(null=True, blank=True, help_text="None: the runtime's default")
+    iterations = models.PositiveIntegerField()
+    warmup = models.PositiveIntegerField()
+    p50_ms = models.FloatField()
+    p90_ms = models.FloatField()
+    p95_ms = models.FloatField()
+    p99_ms = models.FloatField()
+    mean_ms = models.FloatField()
+    std_ms = models.FloatField()
+    throughput = models.FloatField(help_text="items per second")
+    stable = models.BooleanField(help_text="The last three measuring windows agreed within 10 %")
+    windows = models.JSONField(default=list, blank=True, help_text="Mean latency (ms) of each measuring window")
+    peak_memory_bytes = models.BigIntegerField(null=True, blank=True, help_text="Peak RSS of a fresh process")
+    load_time_ms = models.FloatField(null=True, blank=True, help_text="Cold session creation in a fresh process")
+    # Against the parent on the evaluation set (fraction points), or output fidelity when
+    # there is no labelled evaluation set.
+    accuracy = models.FloatField(null=True, blank=True)
+    accuracy_delta = models.FloatField(null=True, blank=True)
+    fidelity = models.JSONField(default=dict, blank=True)
+    samples = models.BinaryField(help_text="zlib-compressed float32 latencies in ms")
+    environment = models.JSONField(default=dict)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version", "target", "batch_size", "threads"]
+        indexes = [models.Index(fields=["version", "target", "batch_size"])]
+
+    def __str__(self):
+        return f"{self.version} on {self.target.slug}, batch {self.batch_size}: p50 {self.p50_ms:.3f} ms"
+
+
+class WorkerHost(models.Model):
+    """A Celery worker as it reported itself: hardware, runtimes, queues, last heartbeat."""
+
+    hostname = models.CharField(max_length=200, unique=True)
+    queues = models.JSONField(default=list)
+    cpu_model = models.CharField(max_length=200, blank=True)
+    cpu_count = models.PositiveIntegerField(null=True, blank=True)
+    memory_bytes = models.BigIntegerField(null=True, blank=True)
+    gpus = models.JSONField(default=list, blank=True)
+    providers = models.JSONField(default=list, blank=True, help_text="onnxruntime execution providers")
+    versions = models.JSONField(default=dict, blank=True, help_text="onnxruntime, torch, python")
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    started = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    stopped = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self):
+        return self.hostname

@@ -348,7 +348,14 @@ def _upload_complete_locked(*, upload, user, sha256, **registration):
         uploads.remove_part_file(upload.id)
         raise BerthError(detail, field="sha256")
     incoming = uploads.IncomingArtifact(uploads.part_path(upload.id), upload.size, actual)
-    version, created = version_register(artifact=incoming, created_by=user, **registration)
+    try:
+        version, created = version_register(artifact=incoming, created_by=user, **registration)
+    except InvalidModelFile as exc:
+        # No version name makes these bytes acceptable: free the disk now.
+        Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.FAILED, status_detail=exc.message,
+                                                   sha256=actual)
+        uploads.remove_part_file(upload.id)
+        raise
     Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.COMPLETED, sha256=actual, version=version)
     uploads.remove_part_file(upload.id)
     return version, created

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 
-from dashboard.errors import BerthError, Conflict, TooLarge
+from dashboard.errors import BerthError, Busy, Conflict, TooLarge
 
 READ_SIZE = 1024 * 1024
 
@@ -143,8 +143,8 @@ def locked_part(upload_id, mode="r+b"):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise Conflict("Another request is writing or finishing this upload right now. "
-                           "Send chunks one at a time.") from exc
+            raise Busy("Another request is writing or finishing this upload right now (perhaps an earlier "
+                       "attempt of yours the network lost); retry in a moment. Send chunks one at a time.") from exc
         yield f
 
 

@@ -70,7 +70,9 @@
         if (answer.status < 500) return answer;
       } catch (err) { /* network down: retry below */ }
       const wait = Math.min(30, 2 ** Math.min(tries, 5));
-      say(`Connection lost while ${what}; retrying in ${wait} s…`, true);
+      const why = answer ? `The server could not take it yet (${answer.body.detail || "HTTP " + answer.status})`
+        : "Connection lost";
+      say(`${why} while ${what}; retrying in ${wait} s…`, true);
       await Promise.race([sleep(wait * 1000), new Promise((r) => window.addEventListener("online", r, { once: true }))]);
     }
   }
