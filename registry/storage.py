@@ -38,12 +38,30 @@ def new_name(folder, owner, kind):
 
 
 def store(incoming, name):
-    """Move an IncomingArtifact into storage under ``name``; returns the stored name."""
+    """Move an IncomingArtifact into storage under ``name``; returns the stored name.
+
+    The bytes are flushed to disk first (and the rename after it), so a version whose row is
+    committed never points at a file a power cut could lose.
+    """
+    _fsync(incoming.path)
     movable = _MovableFile(incoming.path)
     try:
-        return default_storage.save(name, movable)
+        stored = default_storage.save(name, movable)
     finally:
         movable.close()
+    try:
+        _fsync(os.path.dirname(default_storage.path(stored)))
+    except NotImplementedError:  # remote storage: durability is the store's business
+        pass
+    return stored
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def delete(name):

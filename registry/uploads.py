@@ -8,6 +8,7 @@ of a resumable upload (``append_chunk``). Either gives an ``IncomingArtifact``: 
 import contextlib
 import fcntl
 import hashlib
+import queue
 import threading
 import uuid
 from collections import OrderedDict
@@ -168,14 +169,14 @@ def append_chunk(*, upload_id, current_offset, start, length, stream):
         f.seek(start)
         f.truncate()
         received = 0
-        while received < length:
-            data = stream.read(min(READ_SIZE, length - received))
-            if not data:
-                break
-            f.write(data)
-            if hasher:
-                hasher.update(data)
-            received += len(data)
+        with _BackgroundHash(hasher) as background:
+            while received < length:
+                data = stream.read(min(READ_SIZE, length - received))
+                if not data:
+                    break
+                f.write(data)
+                background.update(data)
+                received += len(data)
         if received != length:
             f.truncate(start)
             raise BerthError(
@@ -186,6 +187,36 @@ def append_chunk(*, upload_id, current_offset, start, length, stream):
         if hasher:
             _hashes.put(upload_id, start + length, hasher)
         return start + length
+
+
+class _BackgroundHash:
+    """Feeds a hash object from a second thread. hashlib releases the GIL for large buffers,
+    so hashing one block overlaps receiving and writing the next (a bounded queue keeps
+    memory flat). With no hash object it does nothing."""
+
+    def __init__(self, hasher, depth=8):
+        self.hasher = hasher
+        self.blocks = queue.Queue(maxsize=depth) if hasher else None
+
+    def __enter__(self):
+        if self.hasher:
+            self.thread = threading.Thread(target=self._run, name="upload-hash", daemon=True)
+            self.thread.start()
+        return self
+
+    def _run(self):
+        while (block := self.blocks.get()) is not None:
+            self.hasher.update(block)
+
+    def update(self, data):
+        if self.hasher:
+            self.blocks.put(data)
+
+    def __exit__(self, *exc_info):
+        if self.hasher:
+            self.blocks.put(None)
+            self.thread.join()
+        return False
 
 
 def finished_sha256(upload_id, size):

@@ -1,0 +1,309 @@
+"""``berth``: register model versions and follow their jobs from CI.
+
+Exit codes: 0 ok · 1 refused by the server, or the model/job turned out invalid/failed ·
+2 usage, authentication or permission problem, or not found (status) · 3 the network or
+server stayed down for --retry-for seconds, or --wait timed out.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from urllib.parse import quote
+
+from . import client as api
+
+OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
+HASH_PROGRESS_MIN_BYTES = 64 * 1024 * 1024
+AUTH_HINT = ("Check --token / BERTH_TOKEN (an admin creates one with `manage.py drf_create_token <user>`); "
+             "registering needs the engineer role, reading the viewer role.")
+
+
+class UsageError(Exception):
+    pass
+
+
+class Progress:
+    """Upload or hashing progress on stderr: redrawn in place on a terminal, otherwise a line
+    every 10 % so that CI logs stay short."""
+
+    def __init__(self, label, stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._started = time.monotonic()
+        self._first = None
+        self._last_decile = -1
+        self._open_line = False
+        self._width = 0
+
+    def __call__(self, done, total):
+        if self._first is None:
+            self._first = done
+        percent = 100 * done // total if total else 100
+        if not self.tty:
+            if percent // 10 == self._last_decile:
+                return
+            self._last_decile = percent // 10
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        rate = (done - self._first) / elapsed / 1e6
+        line = f"{self.label} {percent:3d}% {done / 1e6:,.1f}/{total / 1e6:,.1f} MB {rate:,.1f} MB/s"
+        if self.tty:
+            # Padded so that a shorter line fully covers the one it replaces.
+            self._width = max(self._width, len(line))
+            self.stream.write("\r" + line.ljust(self._width))
+            self._open_line = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self):
+        if self._open_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open_line = False
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+def _parser():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", default=os.environ.get("BERTH_URL"),
+                        help="Berth URL, e.g. https://berth.example (default: $BERTH_URL)")
+    common.add_argument("--token", default=os.environ.get("BERTH_TOKEN"),
+                        help="API token (default: $BERTH_TOKEN)")
+
+    parser = argparse.ArgumentParser(prog="berth", description="Register model versions with Berth.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    register = commands.add_parser("register", parents=[common], help="upload a model file as a new version")
+    register.add_argument("--model", required=True, help="model name (lowercase slug)")
+    register.add_argument("--version", required=True, help="version string, e.g. 1.4.0 or a commit")
+    register.add_argument("--file", required=True, help="ONNX, TorchScript or torch.export (.pt2) file")
+    register.add_argument("--metadata", default="", help="JSON object, or @file.json")
+    register.add_argument("--tags", default="", help="comma-separated tags")
+    register.add_argument("--alias", default="", help="point this alias (e.g. candidate) at the version")
+    register.add_argument("--parent", default="", help="parent version (same model) or model:version")
+    register.add_argument("--create-model", action="store_true", help="create the model if it does not exist")
+    register.add_argument("--wait", action="store_true", help="wait until validation says ready or invalid")
+    register.add_argument("--timeout", type=float, default=900, help="seconds --wait waits (default 900)")
+    register.add_argument("--chunk-size", type=_positive_int, default=api.CHUNK_SIZE,
+                          help="upload chunk size in bytes (default 8 MiB)")
+    register.add_argument("--retry-for", type=float, default=api.RETRY_FOR,
+                          help="seconds to keep retrying while the network or server is down (default 300)")
+
+    status = commands.add_parser("status", parents=[common], help="show a version or a job")
+    status.add_argument("ref", nargs="?", metavar="NAME:VERSION", help="the version to show")
+    status.add_argument("--job", type=int, help="show job ID instead")
+    status.add_argument("--json", action="store_true", help="print the API's JSON")
+    return parser
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _metadata(text):
+    if not text:
+        return {}
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise UsageError(f"Cannot read the metadata file: {exc}") from exc
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--metadata is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise UsageError('--metadata must be a JSON object, e.g. {"commit": "abc123"}.')
+    return value
+
+
+def _client(args):
+    if not args.server:
+        raise UsageError("No server: pass --server or set BERTH_URL.")
+    if not args.token:
+        raise UsageError("No token: pass --token or set BERTH_TOKEN.")
+    try:
+        return api.Client(args.server, args.token)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+# --- register --------------------------------------------------------------------------------
+
+def cmd_register(args):
+    metadata = _metadata(args.metadata)
+    tags = [t.strip() for t in args.tags.split(",") if t.strip()]
+    if not os.path.isfile(args.file):
+        raise UsageError(f"No such file: {args.file}")
+    client = _client(args)
+    # Asked before hashing, so that a bad token or server fails at once, even for a big file.
+    existing = _existing_version(client, args.model, args.version, args.retry_for)
+
+    hashing = Progress("hashing  ") if os.path.getsize(args.file) >= HASH_PROGRESS_MIN_BYTES else None
+    sha256 = api.file_sha256(args.file, progress=hashing)
+    if hashing:
+        hashing.finish()
+
+    if existing is not None:
+        if existing["sha256"] != sha256:
+            raise api.ApiError(409, f"Version {args.version} of {args.model} already exists with different "
+                                    f"content (sha256 {existing['sha256'][:12]}…, yours {sha256[:12]}…). Versions "
+                                    "are immutable: register these bytes under a new version string.")
+        created, version = False, existing
+    else:
+        uploading = Progress("uploading")
+        try:
+            upload = api.upload_file(client, args.file, sha256=sha256, chunk_size=args.chunk_size,
+                                     retry_for=args.retry_for, progress=uploading)
+        finally:
+            uploading.finish()
+        created, version = api.upload_complete(
+            client, upload["id"], model=args.model, version=args.version, sha256=sha256, metadata=metadata,
+            tags=tags, parent=args.parent, alias=args.alias, create_model=args.create_model,
+            retry_for=args.retry_for)
+
+    ref = f"{version['model']}:{version['version']}"
+    print(f"{'registered' if created else 'already registered'} {ref} ({version['status']}) "
+          f"sha256 {version['sha256']}")
+    print(f"page: {client.url(version['page_url'])}")
+    if not args.wait:
+        return OK
+    return _wait_until_validated(client, version, args.timeout)
+
+
+def _existing_version(client, model, version, retry_for):
+    """The version if it is registered already (re-runs of a CI step then upload nothing)."""
+    try:
+        return api.Retry(retry_for).call(lambda: client.get(_version_path(model, version)))
+    except api.ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _version_path(model, version):
+    return f"/api/v1/models/{quote(model, safe='')}/versions/{quote(version, safe='')}/"
+
+
+def _wait_until_validated(client, version, timeout):
+    ref = f"{version['model']}:{version['version']}"
+    path = _version_path(version["model"], version["version"])
+    deadline = time.monotonic() + timeout
+    interval = 0.5
+    print(f"waiting for {ref} to be validated (up to {timeout:g} s)…", file=sys.stderr)
+    while version["status"] not in ("ready", "invalid"):
+        if time.monotonic() + interval > deadline:
+            print(f"error: {ref} is still {version['status']} after {timeout:g} s ({version['status_detail']}).",
+                  file=sys.stderr)
+            return UNREACHABLE
+        time.sleep(interval)
+        interval = min(interval * 1.5, 5)
+        try:
+            version = client.get(path)
+        except api.TransientError as exc:
+            print(f"warning: {exc}; still waiting", file=sys.stderr)
+    if version["status"] == "invalid":
+        print(f"error: {ref} is invalid: {version['status_detail']}", file=sys.stderr)
+        return REFUSED
+    print(f"{ref} is ready")
+    for line in _signature_lines(version.get("io_signature") or {}):
+        print(line)
+    return OK
+
+
+def _signature_lines(signature):
+    for side in ("inputs", "outputs"):
+        tensors = signature.get(side) or []
+        if tensors:
+            yield f"{side + ':':9}" + ", ".join(_tensor(t) for t in tensors)
+
+
+def _tensor(spec):
+    shape = ", ".join(str(d) for d in spec.get("shape") or [])
+    return f"{spec.get('name')} {spec.get('dtype', '?')}[{shape}]"
+
+
+# --- status ----------------------------------------------------------------------------------
+
+def cmd_status(args):
+    if (args.ref is None) == (args.job is None):
+        raise UsageError("Give either NAME:VERSION or --job ID.")
+    client = _client(args)
+    if args.job is not None:
+        job = client.get(f"/api/v1/jobs/{args.job}/")
+        _print_job(job, args.json)
+        return REFUSED if job["status"] == "failed" else OK
+    model, sep, version = args.ref.partition(":")
+    if not sep or not model or not version:
+        raise UsageError(f"Give the version as NAME:VERSION, e.g. digits:1.4.0 (not {args.ref!r}).")
+    found = client.get(_version_path(model, version))
+    _print_version(found, args.json)
+    return REFUSED if found["status"] == "invalid" else OK
+
+
+def _print_version(version, as_json):
+    if as_json:
+        print(json.dumps(version, indent=2))
+        return
+    rows = [("status", version["status"] + (f" ({version['status_detail']})" if version.get("status_detail") else "")),
+            ("format", version.get("format", "")),
+            ("size", f"{version.get('size_bytes', 0) / 1e6:,.1f} MB ({version.get('size_bytes', 0):,} bytes)"),
+            ("sha256", version.get("sha256", ""))]
+    rows += [(line.split(":", 1)[0], line.split(":", 1)[1].strip())
+             for line in _signature_lines(version.get("io_signature") or {})]
+    for job in version.get("jobs") or []:
+        rows.append(("job", f"#{job['id']} {job['kind']} {job['status']} {job['progress']}%"
+                            + (f" {job['message']}" if job.get("message") else "")))
+    print(f"{version['model']}:{version['version']}")
+    for label, value in rows:
+        print(f"  {label:8} {value}")
+
+
+def _print_job(job, as_json):
+    if as_json:
+        print(json.dumps(job, indent=2))
+        return
+    print(f"job {job['id']}")
+    for label in ("kind", "status", "progress", "message", "error", "version", "target"):
+        value = job.get(label)
+        if value not in (None, ""):
+            print(f"  {label:8} {value}{'%' if label == 'progress' else ''}")
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+COMMANDS = {"register": cmd_register, "status": cmd_status}
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE
+    except api.GaveUp as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return UNREACHABLE
+    except api.TransientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return UNREACHABLE
+    except api.ApiError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        if exc.status in (401, 403):
+            print(f"hint: {AUTH_HINT}", file=sys.stderr)
+            return USAGE
+        if exc.status == 404 and args.command == "status":
+            return USAGE
+        return REFUSED
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume the upload", file=sys.stderr)
+        return 130
