@@ -74,7 +74,7 @@ def _parser():
     common.add_argument("--token", default=os.environ.get("BERTH_TOKEN"),
                         help="API token (default: $BERTH_TOKEN)")
 
-    parser = argparse.ArgumentParser(prog="berth", description="Register model versions with Berth.")
+    parser = argparse.ArgumentParser(prog="berth", description="Register, compress and benchmark model versions.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     register = commands.add_parser("register", parents=[common], help="upload a model file as a new version")
@@ -92,6 +92,27 @@ def _parser():
                           help="upload chunk size in bytes (default 8 MiB)")
     register.add_argument("--retry-for", type=float, default=api.RETRY_FOR,
                           help="seconds to keep retrying while the network or server is down (default 300)")
+
+    jobs = argparse.ArgumentParser(add_help=False)
+    jobs.add_argument("--version", required=True, metavar="NAME:VERSION", help="the version to work on")
+    jobs.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                      help="any job parameter; VALUE is JSON when it parses as JSON (repeatable)")
+    jobs.add_argument("--wait", action="store_true", help="wait for the jobs to finish and print their results")
+    jobs.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
+
+    benchmark = commands.add_parser("benchmark", parents=[common, jobs],
+                                    help="measure a version on one or more hardware targets")
+    benchmark.add_argument("--target", action="append", required=True, help="hardware target slug (repeatable)")
+    benchmark.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,8,32 (default 1)")
+    benchmark.add_argument("--threads", default="", help="comma-separated thread counts (default: runtime's)")
+
+    compress = commands.add_parser("compress", parents=[common, jobs], help="make a compressed variant of a version")
+    compress.add_argument("--target", required=True, help="hardware target slug whose workers do the work")
+    compress.add_argument("--method", required=True,
+                          choices=["static_int8", "dynamic_int8", "fp16", "optimize", "prune", "autotune"])
+    compress.add_argument("--output-version", default="", help="name of the new version (default: derived)")
+    compress.add_argument("--then-benchmark", default="", metavar="BATCH_SIZES",
+                          help="benchmark the result at these batch sizes on the same target, e.g. 1,32")
 
     status = commands.add_parser("status", parents=[common], help="show a version or a job")
     status.add_argument("ref", nargs="?", metavar="NAME:VERSION", help="the version to show")
@@ -231,6 +252,112 @@ def _tensor(spec):
     return f"{spec.get('name')} {spec.get('dtype', '?')}[{shape}]"
 
 
+# --- benchmark and compress ------------------------------------------------------------------
+
+def _int_list(text, option):
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise UsageError(f"{option} takes whole numbers separated by commas, e.g. 1,8,32.") from exc
+
+
+def _params(pairs):
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param takes KEY=VALUE, not {pair!r}.")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def cmd_benchmark(args):
+    params = {"batch_sizes": _int_list(args.batch_sizes, "--batch-sizes")}
+    if args.threads:
+        params["threads"] = _int_list(args.threads, "--threads")
+    params.update(_params(args.param))
+    client = _client(args)
+    jobs = [_start_job(client, "benchmark", args.version, target, params) for target in args.target]
+    return _follow(client, jobs, args)
+
+
+def cmd_compress(args):
+    params = {"method": args.method, **_params(args.param)}
+    if args.output_version:
+        params["output_version"] = args.output_version
+    if args.then_benchmark:
+        params["then_benchmark"] = {"batch_sizes": _int_list(args.then_benchmark, "--then-benchmark")}
+    client = _client(args)
+    return _follow(client, [_start_job(client, "compress", args.version, args.target, params)], args)
+
+
+def _start_job(client, kind, version, target, params):
+    _, job = client.json("POST", "/api/v1/jobs/", {"kind": kind, "version": version, "target": target,
+                                                   "params": params})
+    print(f"started job {job['id']}: {kind} of {job['version']} on {job['target']} ({client.url(job['url'])})")
+    if job.get("waiting_for"):
+        print(f"note: {job['waiting_for']}", file=sys.stderr)
+    return job
+
+
+def _follow(client, jobs, args):
+    """With --wait: poll the jobs (and a benchmark a compress job queues) until they finish."""
+    if not args.wait:
+        return OK
+    deadline = time.monotonic() + args.timeout
+    pending = [job["id"] for job in jobs]
+    code = OK
+    interval = 1.0
+    while pending:
+        if time.monotonic() > deadline:
+            print(f"error: jobs {', '.join(map(str, pending))} did not finish within {args.timeout:g} s.",
+                  file=sys.stderr)
+            return UNREACHABLE
+        time.sleep(interval)
+        interval = min(interval * 1.5, 5)
+        for job_id in list(pending):
+            try:
+                job = client.get(f"/api/v1/jobs/{job_id}/")
+            except api.TransientError as exc:
+                print(f"warning: {exc}; still waiting", file=sys.stderr)
+                continue
+            if job["status"] not in ("succeeded", "failed", "cancelled"):
+                continue
+            pending.remove(job_id)
+            _print_result(job)
+            if job["status"] != "succeeded":
+                code = REFUSED
+            elif job["result"].get("benchmark_job"):
+                pending.append(job["result"]["benchmark_job"])
+    return code
+
+
+def _print_result(job):
+    print(f"job {job['id']} ({job['kind']} of {job['version']} on {job['target']}): {job['status']}")
+    if job["status"] != "succeeded":
+        print(f"  {job['error'] or job['message']}")
+        return
+    result = job["result"]
+    if job["kind"] == "benchmark":
+        quality = result.get("quality") or {}
+        print(f"  {'batch':>5} {'threads':>7} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'items/s':>11}")
+        for row in result.get("results", []):
+            print(f"  {row['batch_size']:>5} {str(row['threads'] or 'default'):>7} {row['p50_ms']:>9.3f} "
+                  f"{row['p95_ms']:>9.3f} {row['p99_ms']:>9.3f} {row['throughput']:>11,.0f}"
+                  + ("" if row["stable"] else "  (unstable)"))
+        if quality.get("accuracy") is not None:
+            delta = quality.get("accuracy_delta")
+            print(f"  accuracy {quality['accuracy'] * 100:.2f} %"
+                  + (f" ({delta * 100:+.2f} pt vs the parent)" if delta is not None else ""))
+    elif result.get("output_version"):
+        ratio = result.get("size_ratio")
+        print(f"  created {result['output_version']}, {result.get('size_bytes', 0):,} bytes"
+              + (f" ({ratio:.2f}× the parent)" if ratio else ""))
+
+
 # --- status ----------------------------------------------------------------------------------
 
 def cmd_status(args):
@@ -280,7 +407,7 @@ def _print_job(job, as_json):
 
 # --- entry point -----------------------------------------------------------------------------
 
-COMMANDS = {"register": cmd_register, "status": cmd_status}
+COMMANDS = {"register": cmd_register, "status": cmd_status, "benchmark": cmd_benchmark, "compress": cmd_compress}
 
 
 def main(argv=None):

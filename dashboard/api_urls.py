@@ -25,4 +25,6 @@ urlpatterns = [
     path("jobs/", jobs_api.JobListApi.as_view(), name="jobs"),
     path("jobs/<int:job_id>/", jobs_api.JobDetailApi.as_view(), name="job"),
     path("jobs/<int:job_id>/cancel/", jobs_api.JobCancelApi.as_view(), name="job-cancel"),
+    path("benchmarks/", jobs_api.BenchmarkListApi.as_view(), name="benchmarks"),
+    path("workers/", jobs_api.WorkerListApi.as_view(), name="workers"),
 ]

@@ -136,6 +136,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # A file, not memory: tests start real worker processes that must see the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 else:
     DATABASES["default"]["PASSWORD"] = env_secret("DATABASE_PASSWORD", DATABASES["default"].get("PASSWORD", ""))
 
@@ -265,6 +267,16 @@ LOGGING = {
     },
 }
 
+# Jobs and workers report a heartbeat; a job silent for BERTH_JOB_LOST_AFTER_SECONDS is failed
+# as "worker lost", a worker silent for BERTH_WORKER_LIVE_SECONDS is shown as gone.
+BERTH_JOB_HEARTBEAT_SECONDS = env_int("BERTH_JOB_HEARTBEAT_SECONDS", 10)
+BERTH_JOB_LOST_AFTER_SECONDS = env_int("BERTH_JOB_LOST_AFTER_SECONDS", 90)
+BERTH_JOB_REQUEUE_AFTER_SECONDS = env_int("BERTH_JOB_REQUEUE_AFTER_SECONDS", 600)
+BERTH_WORKER_HEARTBEAT_SECONDS = env_int("BERTH_WORKER_HEARTBEAT_SECONDS", 15)
+BERTH_WORKER_LIVE_SECONDS = env_int("BERTH_WORKER_LIVE_SECONDS", 60)
+
 CELERY_BEAT_SCHEDULE = {
     "expire-uploads": {"task": "registry.expire_uploads", "schedule": 3600.0, "options": {"queue": "default"}},
+    "reap-lost-jobs": {"task": "jobs.reap", "schedule": 30.0, "options": {"queue": "default", "expires": 30}},
+    "requeue-lost-jobs": {"task": "jobs.requeue", "schedule": 60.0, "options": {"queue": "default", "expires": 60}},
 }

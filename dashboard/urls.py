@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/token/", views.token, name="token"),
+    path("workers/", views.workers, name="workers"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("dashboard.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -2,14 +2,22 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.generics import GenericAPIView
+from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from dashboard.api import CONFLICT, ERRORS, validated
+from dashboard.renderers import CSVRenderer
 
 from registry import selectors as registry_selectors
 
 from . import selectors, services
-from .serializers import JobCreateSerializer, JobDetailSerializer, JobSerializer
+from .serializers import (
+    BenchmarkResultSerializer,
+    JobCreateSerializer,
+    JobDetailSerializer,
+    JobSerializer,
+    WorkerSerializer,
+)
 
 
 class JobListApi(GenericAPIView):
@@ -48,3 +56,35 @@ class JobCancelApi(APIView):
     def post(self, request, job_id):
         job = services.job_cancel(job=selectors.job_get(job_id), user=request.user)
         return Response(JobDetailSerializer(selectors.job_get(job.id)).data)
+
+
+class BenchmarkListApi(GenericAPIView):
+    serializer_class = BenchmarkResultSerializer
+    renderer_classes = [JSONRenderer, CSVRenderer]
+    pagination_class = None
+
+    @extend_schema(
+        parameters=[OpenApiParameter("model", str), OpenApiParameter("version", str), OpenApiParameter("target", str),
+                    OpenApiParameter("format", str, enum=["json", "csv"], description="csv for a spreadsheet")],
+        responses={200: BenchmarkResultSerializer(many=True)},
+    )
+    def get(self, request):
+        params = request.query_params
+        rows = selectors.benchmark_results(model=params.get("model"), version=params.get("version"),
+                                           target=params.get("target"))
+        response = Response(BenchmarkResultSerializer(rows, many=True).data)
+        if getattr(request, "accepted_renderer", None) and request.accepted_renderer.format == "csv":
+            response["Content-Disposition"] = 'attachment; filename="benchmarks.csv"'
+        return response
+
+
+class WorkerListApi(APIView):
+    @extend_schema(responses={200: WorkerSerializer(many=True)})
+    def get(self, request):
+        from .models import WorkerHost
+
+        live = set(selectors.live_workers().values_list("id", flat=True))
+        workers = WorkerHost.objects.all()
+        for worker in workers:
+            worker.live = worker.id in live
+        return Response(WorkerSerializer(workers, many=True).data)

@@ -22,3 +22,75 @@ def job_get(job_id):
     if job is None:
         raise NotFound(f"There is no job {job_id}.")
     return job
+
+
+def live_workers(*, now=None):
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from .models import WorkerHost
+
+    now = now or timezone.now()
+    return WorkerHost.objects.filter(stopped__isnull=True,
+                                     last_seen__gte=now - timedelta(seconds=settings.BERTH_WORKER_LIVE_SECONDS))
+
+
+def served_queues(*, now=None):
+    """Queue names that at least one live worker consumes."""
+    return {queue for worker in live_workers(now=now) for queue in worker.queues}
+
+
+def idle_queues(*, now=None):
+    """Queues consumed by a live worker that is running no job right now."""
+    busy = set(Job.objects.filter(status=Job.Status.RUNNING).values_list("worker_host", flat=True))
+    return {queue for worker in live_workers(now=now) if worker.hostname not in busy for queue in worker.queues}
+
+
+def waiting_reason(job, served):
+    """Why a queued job has not started, if it is because no live worker takes its queue."""
+    if job.status == Job.Status.QUEUED and job.queue not in served:
+        return f"Waiting for a worker on {job.queue}: no live worker consumes that queue."
+    return ""
+
+
+def benchmark_results(*, model=None, version=None, target=None):
+    """Benchmark rows for the API and CSV export, newest job first."""
+    from .models import BenchmarkResult
+
+    rows = BenchmarkResult.objects.select_related("version__model", "target", "job").defer("samples")
+    if model:
+        rows = rows.filter(version__model__name=model)
+    if version:
+        rows = rows.filter(version__version=version) if not isinstance(version, int) else rows.filter(version_id=version)
+    if target:
+        rows = rows.filter(target__slug=target)
+    return rows.order_by("version__model__name", "version__version", "target__slug", "-job_id", "batch_size",
+                         "threads")
+
+
+def latest_benchmarks(version):
+    """{target: [rows of its most recent benchmark job]} for the version page."""
+    from .models import BenchmarkResult
+
+    rows = list(BenchmarkResult.objects.filter(version=version).select_related("target").defer("samples")
+                .order_by("target__slug", "-job_id", "batch_size", "threads"))
+    latest = {}
+    for row in rows:
+        job_id = latest.setdefault(row.target, {"job": row.job_id, "rows": []})["job"]
+        if row.job_id == job_id:
+            latest[row.target]["rows"].append(row)
+    return {target: entry["rows"] for target, entry in latest.items()}
+
+
+def accuracy_deltas(versions):
+    """{version id: accuracy delta of its newest benchmark} for the lineage tree (one query)."""
+    from .models import BenchmarkResult
+
+    deltas = {}
+    rows = (BenchmarkResult.objects.filter(version__in=versions, accuracy_delta__isnull=False)
+            .order_by("version_id", "-job_id").values_list("version_id", "accuracy_delta"))
+    for version_id, delta in rows:
+        deltas.setdefault(version_id, delta)
+    return deltas

@@ -6,9 +6,12 @@ twice and a cancelled job never starts.
 """
 
 import logging
+import threading
 import uuid
+from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
@@ -20,11 +23,6 @@ from .models import Job
 
 logger = logging.getLogger(__name__)
 
-# Seconds: (soft, hard). The soft limit raises inside the job so it can fail cleanly.
-TIME_LIMITS = {
-    Job.Kind.VALIDATE: (300, 360),
-}
-LOG_LIMIT_CHARS = 64 * 1024
 
 
 class JobCancelled(Exception):
@@ -35,10 +33,13 @@ class JobCancelled(Exception):
 
 def job_create(*, kind, version, target=None, params=None, created_by=None):
     """Create a job row and enqueue it once the surrounding transaction commits."""
-    if kind not in HANDLERS:
-        available = ", ".join(sorted(HANDLERS))
-        raise BerthError(f"Unknown job kind {kind!r}. Available: {available}.", field="kind")
-    handler = HANDLERS[kind]
+    from .kinds import KINDS
+
+    if kind not in KINDS:
+        raise BerthError(f"Unknown job kind {kind!r}. Available: {', '.join(KINDS)}.", field="kind")
+    handler = KINDS[kind]
+    if not isinstance(params or {}, dict):
+        raise BerthError("params must be a JSON object.", field="params")
     params = handler.clean_params(params or {}, version=version, target=target)
     queue = target.queue if (target is not None and handler.runs_on_target) else "default"
     with transaction.atomic():
@@ -51,11 +52,14 @@ def job_create(*, kind, version, target=None, params=None, created_by=None):
 
 
 def job_enqueue(job):
+    """Hand the job's id to the broker, on its queue, with its kind's time limits."""
+    from .kinds import KINDS
     from .tasks import run_job
 
-    soft, hard = TIME_LIMITS.get(job.kind, (3600, 3900))
+    soft, hard = KINDS[job.kind].time_limits
     run_job.apply_async(args=[job.id], queue=job.queue, task_id=job.celery_task_id,
                         soft_time_limit=soft, time_limit=hard)
+    Job.objects.filter(pk=job.pk).update(enqueued=timezone.now())
 
 
 # --- running -------------------------------------------------------------------------------
@@ -78,19 +82,26 @@ def job_run(*, job_id, worker_host):
     if job is None:
         logger.info("job %s is not queued any more; nothing to do", job_id)
         return
-    handler = HANDLERS[job.kind]
+    from .engine.benchmark import BenchmarkCancelled
+    from .engine.errors import EngineError
+    from .kinds import KINDS
+
+    handler = KINDS[job.kind]
     reporter = Reporter(job)
     job_log(job_id=job.id, line=f"Started on {worker_host}")
     try:
-        result = handler.run(job, reporter)
-    except JobCancelled:
+        with _Heartbeat(job.id):
+            result = handler.run(job, reporter)
+    except (JobCancelled, BenchmarkCancelled):
         job_log(job_id=job.id, line="Stopped: the job was cancelled")
         handler.on_failure(job, "The job was cancelled.")
     except SoftTimeLimitExceeded:
-        soft, _ = TIME_LIMITS.get(job.kind, (3600, 3900))
+        soft, _ = handler.time_limits
         _fail(job, handler, f"The job took longer than its time limit ({soft} s) and was stopped.")
     except BerthError as exc:
         _fail(job, handler, exc.message)
+    except EngineError as exc:
+        _fail(job, handler, str(exc))
     except Exception as exc:  # a bug or an environment problem: fail the job, keep the trace in the worker log
         logger.exception("job %s crashed", job.id)
         _fail(job, handler, f"Internal error ({type(exc).__name__}): {exc}")
@@ -101,6 +112,34 @@ def job_run(*, job_id, worker_host):
 def _fail(job, handler, error):
     job_fail(job=job, error=error)
     handler.on_failure(job, error)
+
+
+class _Heartbeat:
+    """Touches the job's heartbeat while it runs, even through long engine steps that report no
+    progress; the reaper fails jobs whose heartbeat stops (their worker died)."""
+
+    def __init__(self, job_id):
+        self.job_id = job_id
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._beat, name=f"job-{self.job_id}-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def _beat(self):
+        from django.db import connection
+
+        try:
+            while not self._stop.wait(settings.BERTH_JOB_HEARTBEAT_SECONDS):
+                Job.objects.filter(id=self.job_id, status=Job.Status.RUNNING).update(heartbeat=timezone.now())
+        finally:
+            connection.close()
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+        return False
 
 
 class Reporter:
@@ -159,73 +198,80 @@ def job_cancel(*, job, user=None):
         app.control.revoke(job.celery_task_id)
     job.refresh_from_db()
     if job.started is None:
-        HANDLERS[job.kind].on_failure(job, "The job was cancelled before it started.")
+        from .kinds import KINDS
+
+        KINDS[job.kind].on_failure(job, "The job was cancelled before it started.")
     return job
 
 
-# --- kinds ---------------------------------------------------------------------------------
-
-class JobKind:
-    """What a kind of job needs: parameter checks, what to do, what to undo on failure."""
-
-    runs_on_target = False
-
-    def clean_params(self, params, *, version, target):
-        return params
-
-    def before_create(self, *, version):
-        pass
-
-    def run(self, job, report):
-        raise NotImplementedError
-
-    def on_failure(self, job, error):
-        pass
+def job_set_output(*, job, version):
+    """Record the version a job produced."""
+    Job.objects.filter(pk=job.pk).update(output_version=version)
+    job.output_version = version
 
 
-class ValidateKind(JobKind):
-    """Load the version safely, read its signature, run one inference: ready or invalid."""
+# --- keeping jobs honest when workers or the broker fail ------------------------------------
 
-    def clean_params(self, params, *, version, target):
-        if params:
-            raise BerthError("A validate job takes no parameters.", field="params")
-        return {}
+def jobs_reap(*, now=None):
+    """Fail running jobs whose heartbeat stopped: their worker died (SIGKILL, OOM, lost host).
+    A re-delivered message for such a job finds it failed and does nothing. Returns how many."""
+    from .kinds import KINDS
 
-    def before_create(self, *, version):
-        from registry.models import ModelVersion
-
-        ModelVersion.objects.filter(pk=version.pk).update(
-            status=ModelVersion.Status.VALIDATING, status_detail="Waiting for the validate job."
-        )
-
-    def run(self, job, report):
-        from registry import services as registry_services
-        from registry import storage
-
-        from .engine.validate import ModelInvalid, inspect_model
-
-        version = job.version
-        report(5, "Checking the stored file's sha256")
-        try:
-            with storage.local_copy(version.artifact.name, sha256=version.sha256) as path:
-                inspection = inspect_model(path, version.format, input_shapes=version.metadata.get("input_shapes"),
-                                           progress=report)
-        except ModelInvalid as exc:
-            raise BerthError(str(exc)) from exc
-        detail_parts = list(inspection.notes)
-        if inspection.inference_ms is not None:
-            detail_parts.insert(0, f"Test inference on generated inputs: {inspection.inference_ms:.1f} ms (cold).")
-        registry_services.version_mark_ready(version=version, io_signature=inspection.io_signature,
-                                             detail=" ".join(detail_parts))
-        return {"io_signature": inspection.io_signature, "inference_ms": inspection.inference_ms,
-                "notes": inspection.notes}
-
-    def on_failure(self, job, error):
-        from registry import services as registry_services
-
-        registry_services.version_mark_invalid(version=job.version, reason=error)
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.BERTH_JOB_LOST_AFTER_SECONDS)
+    reaped = 0
+    for job in Job.objects.filter(status=Job.Status.RUNNING, heartbeat__lt=cutoff).select_related("version"):
+        error = (f"Worker lost: {job.worker_host or 'its worker'} stopped reporting at "
+                 f"{job.heartbeat:%Y-%m-%d %H:%M:%S} UTC (killed, out of memory or disconnected). Start the job again.")
+        failed = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, heartbeat__lt=cutoff).update(
+            status=Job.Status.FAILED, error=error, message="Failed: worker lost", finished=now)
+        if failed:
+            reaped += 1
+            job_log(job_id=job.id, line=error)
+            KINDS[job.kind].on_failure(job, error)
+    return reaped
 
 
-HANDLERS = {
-    Job.Kind.VALIDATE: ValidateKind(),
-}
+def jobs_requeue_lost(*, now=None):
+    """Re-send queued jobs the broker seems to have lost: queued for a long time while an idle
+    live worker consumes their queue. A duplicate message is harmless (claiming is once only).
+    Returns how many were re-sent."""
+    from .selectors import idle_queues
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.BERTH_JOB_REQUEUE_AFTER_SECONDS)
+    idle = idle_queues(now=now)
+    resent = 0
+    for job in Job.objects.filter(status=Job.Status.QUEUED, enqueued__lt=cutoff, queue__in=idle):
+        job_enqueue(job)
+        job_log(job_id=job.id, line=f"Re-sent to the broker: queued since {job.enqueued:%H:%M:%S} UTC while an idle "
+                                    f"worker consumed {job.queue} (the broker may have lost the message)")
+        resent += 1
+    return resent
+
+
+# --- workers ----------------------------------------------------------------------------------
+
+def worker_report(*, hostname, queues, facts, pid=None):
+    """A worker started: record its hardware, runtimes and queues."""
+    from .models import WorkerHost
+
+    now = timezone.now()
+    WorkerHost.objects.update_or_create(hostname=hostname, defaults={
+        "queues": sorted(queues), "cpu_model": facts.get("cpu_model") or "", "cpu_count": facts.get("cpu_count"),
+        "memory_bytes": facts.get("memory_bytes"), "gpus": facts.get("gpus") or [],
+        "providers": facts.get("providers") or [], "versions": facts.get("versions") or {}, "pid": pid,
+        "started": now, "last_seen": now, "stopped": None,
+    })
+
+
+def worker_heartbeat(*, hostname):
+    from .models import WorkerHost
+
+    WorkerHost.objects.filter(hostname=hostname).update(last_seen=timezone.now(), stopped=None)
+
+
+def worker_stopped(*, hostname):
+    from .models import WorkerHost
+
+    WorkerHost.objects.filter(hostname=hostname).update(stopped=timezone.now())

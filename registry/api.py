@@ -14,6 +14,8 @@ from dashboard.access import ADMIN
 from dashboard.api import CONFLICT, ERRORS, INVALID_FILE, TOO_LARGE, validated
 from dashboard.errors import BerthError, TooLarge
 
+from jobs.selectors import latest_benchmarks
+
 from . import selectors, services
 from .models import HardwareTarget
 from .serializers import (
@@ -49,7 +51,8 @@ def _refuse_oversized_body(request, limit):
 
 def version_payload(version):
     ancestors, children = selectors.version_lineage(version)
-    context = {"children": children, "jobs": selectors.version_jobs(version)}
+    context = {"children": children, "jobs": selectors.version_jobs(version),
+               "benchmarks": latest_benchmarks(version)}
     return VersionDetailSerializer(version, context=context).data
 
 

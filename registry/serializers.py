@@ -200,14 +200,22 @@ class VersionDetailSerializer(VersionSummarySerializer):
     model = serializers.CharField(source="model.name")
     children = serializers.SerializerMethodField()
     jobs = serializers.SerializerMethodField()
+    benchmarks = serializers.SerializerMethodField(help_text="The latest benchmark of each target")
     artifact_url = serializers.SerializerMethodField()
     page_url = serializers.SerializerMethodField()
     created_by = serializers.CharField(source="created_by.username", default=None)
 
     class Meta(VersionSummarySerializer.Meta):
         fields = ["id", "model", "version", "url", "page_url", "status", "status_detail", "format", "size_bytes", "sha256",
-                  "io_signature", "metadata", "tags", "aliases", "parent", "children", "recipe", "jobs",
+                  "io_signature", "metadata", "tags", "aliases", "parent", "children", "recipe", "jobs", "benchmarks",
                   "artifact_url", "created_by", "created"]
+
+    def get_benchmarks(self, version) -> list[dict]:
+        rows = [row for target_rows in self.context.get("benchmarks", {}).values() for row in target_rows]
+        return [{"target": row.target.slug, "job": row.job_id, "batch_size": row.batch_size, "threads": row.threads,
+                 "p50_ms": row.p50_ms, "p95_ms": row.p95_ms, "p99_ms": row.p99_ms, "throughput": row.throughput,
+                 "stable": row.stable, "peak_memory_bytes": row.peak_memory_bytes, "load_time_ms": row.load_time_ms,
+                 "accuracy": row.accuracy, "accuracy_delta": row.accuracy_delta} for row in rows]
 
     def get_children(self, version) -> list[str]:
         return [child.ref for child in self.context.get("children", [])]

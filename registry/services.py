@@ -51,13 +51,17 @@ def model_create(*, name, description="", task=Model.Task.OTHER, owner=None):
 # --- versions --------------------------------------------------------------------------------
 
 def version_register(*, model_name, version, artifact, created_by, metadata=None, tags=None, parent=None,
-                     alias=None, create_model=False, task=None, description=""):
+                     alias=None, create_model=False, task=None, description="", recipe=None, io_signature=None,
+                     status_detail=""):
     """Register ``artifact`` (an uploads.IncomingArtifact) as ``model_name:version``.
 
     Returns ``(ModelVersion, created)``. Registering the same version with the same bytes
     again returns the existing version (created=False); other bytes raise Conflict (409).
     The format is sniffed from the content: pickles, unknown and corrupt files raise
-    InvalidModelFile (422). A validate job is queued once the version is committed.
+    InvalidModelFile (422). A validate job is queued once the version is committed, unless
+    the caller already validated the file and gives its ``io_signature`` (jobs that derive
+    versions do): then the version is ready at once. ``parent`` is a ModelVersion or a
+    version string (``model:version`` for another model).
     """
     model = Model.objects.filter(name=model_name).first()
     if model is None and not create_model:
@@ -74,7 +78,7 @@ def version_register(*, model_name, version, artifact, created_by, metadata=None
         sniffed = sniff_model_file(artifact.path, parse_max_bytes=settings.BERTH_INTAKE_PARSE_MAX_BYTES)
     except SniffError as exc:
         raise InvalidModelFile(str(exc), field="artifact") from exc
-    parent_version = _resolve_parent(model, parent) if parent else None
+    parent_version = parent if isinstance(parent, ModelVersion) else (_resolve_parent(model, parent) if parent else None)
 
     try:
         with transaction.atomic():
@@ -85,14 +89,16 @@ def version_register(*, model_name, version, artifact, created_by, metadata=None
             mv = ModelVersion(
                 model=model, version=version, parent=parent_version, format=sniffed.format, artifact=name,
                 sha256=artifact.sha256, size_bytes=artifact.size, metadata=metadata or {}, tags=list(tags or []),
-                created_by=created_by,
-                status_detail="Waiting for the validate job.",
+                created_by=created_by, recipe=recipe or {}, io_signature=io_signature or {},
+                status=ModelVersion.Status.VALIDATING if io_signature is None else ModelVersion.Status.READY,
+                status_detail=status_detail or ("Waiting for the validate job." if io_signature is None else ""),
             )
             _full_clean(mv, exclude=["artifact", "parent", "created_by", "recipe", "io_signature"])
             mv.save()
             if alias:
                 alias_set(model=model, name=alias, version=mv, user=created_by)
-            job_services.job_create(kind="validate", version=mv, created_by=created_by)
+            if io_signature is None:
+                job_services.job_create(kind="validate", version=mv, created_by=created_by)
             # Last step, so that a failed insert leaves the incoming file where it was.
             stored_name = storage.store(artifact, name)
             if stored_name != name:
@@ -104,6 +110,31 @@ def version_register(*, model_name, version, artifact, created_by, metadata=None
             raise
         return _existing_or_conflict(existing, artifact.sha256), False
     return mv, True
+
+
+def version_create_derived(*, parent, path, recipe, io_signature, name, created_by, auto_suffix=True, detail=""):
+    """Register a file a job made from ``parent`` (a compressed or converted variant) as a ready
+    child version with its ``recipe``. With ``auto_suffix`` a taken ``name`` becomes name-2,
+    name-3, …; otherwise a taken name is a Conflict."""
+    incoming = uploads.incoming_copy(path)
+    try:
+        for attempt in range(1, 100):
+            candidate = name if attempt == 1 else f"{name}-{attempt}"
+            if auto_suffix and parent.model.versions.filter(version=candidate).exists():
+                continue
+            try:
+                version, _ = version_register(
+                    model_name=parent.model.name, version=candidate, artifact=incoming, created_by=created_by,
+                    parent=parent, recipe=recipe, io_signature=io_signature, status_detail=detail,
+                    tags=["derived"], metadata={"derived_from": parent.ref})
+            except Conflict:
+                if not auto_suffix:
+                    raise
+                continue
+            return version
+        raise Conflict(f"Could not find a free version name starting with {name!r}.", field="params.output_version")
+    finally:
+        incoming.path.unlink(missing_ok=True)
 
 
 def _existing_or_conflict(existing, sha256):

@@ -1,5 +1,7 @@
 from django.urls import path
 
+from jobs import views as job_views
+
 from . import views
 
 app_name = "registry"
@@ -13,6 +15,7 @@ urlpatterns = [
     path("models/<str:name>/versions/<str:version>/status/", views.version_status, name="version-status"),
     path("models/<str:name>/versions/<str:version>/download/", views.version_download, name="version-download"),
     path("models/<str:name>/versions/<str:version>/validate/", views.version_validate, name="version-validate"),
+    path("models/<str:name>/versions/<str:version>/run/<str:kind>/", job_views.version_run, name="version-run"),
     path("upload/", views.upload, name="upload"),
     path("targets/", views.target_list, name="targets"),
     path("new/target/", views.target_create, name="target-create"),

@@ -6,7 +6,9 @@ from django.views.decorators.http import require_POST
 
 from dashboard.access import ADMIN, ENGINEER, VIEWER, role_required
 from dashboard.errors import BerthError
+from jobs import selectors as job_selectors
 from jobs import services as job_services
+from jobs.forms import BenchmarkForm, CompressForm, ConvertForm
 
 from . import selectors, services
 from .forms import AliasForm, ModelCreateForm, TargetForm
@@ -48,6 +50,9 @@ def model_create(request):
 def model_detail(request, name):
     model = selectors.model_get(name)
     versions = list(selectors.model_versions(model))
+    deltas = job_selectors.accuracy_deltas(versions)
+    for version in versions:
+        version.accuracy_delta = deltas.get(version.pk)
     return render(request, "registry/model_detail.html", {
         "model": model,
         "tree": selectors.lineage_tree(versions),
@@ -87,6 +92,11 @@ def version_detail(request, name, version):
         "jobs": selectors.version_jobs(found),
         "aliases": found.aliases.all(),
         "datasets": found.model.datasets.all(),
+        "benchmarks": job_selectors.latest_benchmarks(found),
+        "convert_form": ConvertForm(prefix="convert"),
+        "compress_form": CompressForm(prefix="compress"),
+        "benchmark_form": BenchmarkForm(prefix="benchmark", initial={"targets": HardwareTarget.objects.filter(
+            active=True, slug="cpu")}),
     })
 
 

@@ -221,3 +221,111 @@ def media_files(settings):
         return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
 
     return files
+
+
+# --- real worker processes -------------------------------------------------------------------
+
+
+def database_url():
+    """The test database as a DATABASE_URL, for worker processes started by a test."""
+    from django.db import connection
+
+    params = connection.settings_dict
+    if params["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{params['NAME']}"
+    auth = params["USER"] + (f":{params['PASSWORD']}" if params.get("PASSWORD") else "")
+    return f"postgres://{auth}@{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}/{params['NAME']}"
+
+
+@pytest.fixture
+def worker_process(transactional_db, settings):
+    """``worker_process(queues, **env)``: a real ``celery -A dashboard worker`` process on the test
+    database and broker, started and waited for (it reports itself as a WorkerHost)."""
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from dashboard.celery import app
+    from jobs.models import WorkerHost
+
+    started = []
+
+    def start(queues, **env):
+        purge_queues(app, queues)
+        name = f"test-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
+        environment = {**os.environ, "DATABASE_URL": database_url(), "BERTH_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+                       "BERTH_UPLOAD_DIR": str(settings.BERTH_UPLOAD_DIR), **{k: str(v) for k, v in env.items()}}
+        log = Path(settings.MEDIA_ROOT).parent / f"worker-{name.split('@')[0]}.log"
+        with open(log, "w") as log_file:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "celery"), "-A", "dashboard", "worker", "-Q", ",".join(queues),
+                 "--pool", "solo", "--hostname", name, "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+                env=environment, stdout=log_file, stderr=subprocess.STDOUT,
+            )
+        started.append(process)
+        process.log = log
+
+        def reported():
+            if process.poll() is not None:
+                raise AssertionError(f"the worker exited: {log.read_text()[-3000:]}")
+            return WorkerHost.objects.filter(hostname=name).exists()
+
+        wait_for(reported, timeout=60, message=f"worker {name} to report itself")
+        process.hostname = name
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# --- a real digits model with its datasets ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def digits_files(tmp_path_factory):
+    """A digits MLP trained here (a few seconds) as ONNX and TorchScript, with evaluation and
+    calibration sets as .npz: real files for jobs to work on."""
+    from dashboard.demo import digits_data, export_onnx, export_torchscript, save_npz, train_digits_mlp
+
+    folder = tmp_path_factory.mktemp("digits")
+    data = digits_data()
+    module, accuracy = train_digits_mlp(data, hidden=64, epochs=8)
+    return {
+        "onnx": export_onnx(module, folder / "digits.onnx"),
+        "torchscript": export_torchscript(module, folder / "digits.pt"),
+        "evaluation": save_npz(folder / "eval.npz", x=data.test_x, labels=data.test_y),
+        "calibration": save_npz(folder / "calib.npz", x=data.train_x[:128]),
+        "accuracy": accuracy,
+    }
+
+
+@pytest.fixture
+def digits_version(engineer_api, digits_files):
+    """digits:1 registered through the API, validated (in this process) and with its datasets;
+    plus the cpu target."""
+    from jobs import services as job_services
+    from jobs.models import Job
+    from registry.models import HardwareTarget, ModelVersion
+
+    HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})
+    response = register(engineer_api, digits_files["onnx"], version="1")
+    assert response.status_code == 201, response.json()
+    job = Job.objects.get(version_id=response.json()["id"], kind="validate")
+    job_services.job_run(job_id=job.id, worker_host="test")
+    for name, kind in (("digits-test", "evaluation"), ("digits-calibration", "calibration")):
+        path = digits_files["evaluation" if kind == "evaluation" else "calibration"]
+        with open(path, "rb") as f:
+            attached = engineer_api.post("/api/v1/models/digits/versions/1/datasets/",
+                                         {"file": f, "name": name, "kind": kind}, format="multipart")
+        assert attached.status_code == 201, attached.json()
+    version = ModelVersion.objects.get(pk=response.json()["id"])
+    assert version.status == "ready", version.status_detail
+    return version

@@ -9,3 +9,27 @@ def shape(dims):
     if dims is None:
         return "unknown"
     return " × ".join("?" if d is None else str(d) for d in dims) or "scalar"
+
+
+@register.filter
+def points(delta):
+    """An accuracy delta (a fraction) in percentage points: 0.0012 → "+0.12 pt"."""
+    if delta is None:
+        return "—"
+    return f"{delta * 100:+.2f} pt"
+
+
+@register.filter
+def ms(value):
+    """Milliseconds with sensible precision."""
+    if value is None:
+        return "—"
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+@register.filter
+def percent(value):
+    """A fraction as a percentage: 0.9861 → "98.61 %"."""
+    if value is None:
+        return "—"
+    return f"{value * 100:.2f} %"

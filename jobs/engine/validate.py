@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import EngineError
 from .progress import no_progress
 
 
-class ModelInvalid(Exception):
+class ModelInvalid(EngineError):
     """The model cannot be used; the message says why."""
 
 
@@ -24,6 +25,13 @@ class Inspection:
     io_signature: dict
     inference_ms: float | None
     notes: list = field(default_factory=list)
+
+    def summary(self):
+        """One line for the version page: the test inference's time and the notes."""
+        parts = list(self.notes)
+        if self.inference_ms is not None:
+            parts.insert(0, f"Test inference on generated inputs: {self.inference_ms:.1f} ms (cold).")
+        return " ".join(parts)
 
 
 def inspect_model(path, fmt, *, input_shapes=None, progress=no_progress):

@@ -1,0 +1,13 @@
+"""The kinds of job, by name."""
+
+from .benchmark import BenchmarkKind
+from .compress import CompressKind
+from .convert import ConvertKind
+from .validate import ValidateKind
+
+KINDS = {
+    "validate": ValidateKind(),
+    "convert": ConvertKind(),
+    "compress": CompressKind(),
+    "benchmark": BenchmarkKind(),
+}

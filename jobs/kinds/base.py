@@ -1,0 +1,93 @@
+"""What every kind of job has: parameter checks before queueing, the work, and what to undo
+when it fails. Kinds run inside jobs.services.job_run, which owns the job's state."""
+
+import contextlib
+
+import numpy as np
+
+from dashboard.errors import BerthError
+from registry.models import ModelVersion
+
+
+class JobKind:
+    # Whether the job runs on its target's queue (target.<slug>) rather than "default".
+    runs_on_target = False
+    # Seconds: (soft, hard). The soft limit raises inside the job so it fails cleanly.
+    time_limits = (3600, 3900)
+
+    def clean_params(self, params, *, version, target):
+        """Check and complete ``params``; raise BerthError (field ``params.<key>``) if wrong."""
+        return params
+
+    def before_create(self, *, version):
+        pass
+
+    def run(self, job, report):
+        """Do the work; return the job's result (a JSON object)."""
+        raise NotImplementedError
+
+    def on_failure(self, job, error):
+        pass
+
+
+def require_target(target, kind):
+    from registry.services import PROVIDERS_BY_DEVICE
+
+    if target is None:
+        raise BerthError(f"A {kind} job runs on a hardware target: give target (e.g. cpu).", field="target")
+    if not target.active:
+        raise BerthError(f"Hardware target {target.slug} is inactive.", field="target")
+    if target.execution_provider not in PROVIDERS_BY_DEVICE.get(target.device, []):
+        raise BerthError(f"Hardware target {target.slug} has no usable execution provider "
+                         f"({target.execution_provider or 'none'} on {target.device}); fix it in the admin.",
+                         field="target")
+
+
+def require_ready_onnx(version, what):
+    if version.status != ModelVersion.Status.READY:
+        raise BerthError(f"Version {version.ref} is {version.status}; only ready versions can be {what}.",
+                         field="version")
+    if version.format != ModelVersion.Format.ONNX:
+        raise BerthError(f"Version {version.ref} is {version.get_format_display()}; {what} needs ONNX. "
+                         "Convert it first (a convert job).", field="version")
+
+
+def scaled(report, start, end):
+    """A progress callback mapping an engine's 0-100 onto ``start``-``end`` of the job's."""
+
+    def progress(percent, message=""):
+        report(start + (end - start) * max(0, min(100, percent)) / 100, message)
+
+    return progress
+
+
+@contextlib.contextmanager
+def artifact_path(version):
+    """A local path to the version's artifact, its sha256 checked first."""
+    from registry import storage
+
+    with storage.local_copy(version.artifact.name, sha256=version.sha256, suffix=".onnx") as path:
+        yield path
+
+
+def load_dataset(model, name):
+    """A dataset's arrays ({name: array}), sha256-checked, never unpickled."""
+    from registry import storage
+    from registry.models import Dataset
+
+    dataset = Dataset.objects.get(model=model, name=name)
+    with storage.local_copy(dataset.file.name, sha256=dataset.sha256, suffix=".npz") as path:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+
+
+def onnx_reference(version):
+    """The nearest ready ONNX ancestor: what a variant's accuracy is compared with."""
+    node = version.parent
+    seen = set()
+    while node is not None and node.pk not in seen:
+        seen.add(node.pk)
+        if node.format == ModelVersion.Format.ONNX and node.status == ModelVersion.Status.READY:
+            return node
+        node = node.parent
+    return None

@@ -1,0 +1,105 @@
+import contextlib
+
+from django.db import transaction
+
+from jobs.models import BenchmarkResult, Job
+
+from . import params as p
+from .base import JobKind, artifact_path, load_dataset, onnx_reference, require_ready_onnx, require_target, scaled
+
+MEASUREMENT_KEYS = {"batch_sizes", "threads", "warmup", "min_runs", "min_seconds", "max_seconds", "measure_memory"}
+
+
+def clean_measurement(params):
+    """How to measure: batch sizes, thread counts and the perf_analyzer-style stopping rules."""
+    p.only_known(params, MEASUREMENT_KEYS | {"evaluation_dataset"}, "benchmark")
+    cleaned = {
+        "batch_sizes": p.int_list(params, "batch_sizes", [1], low=1, high=4096, most=8),
+        "threads": p.int_list(params, "threads", [None], low=1, high=256, most=4, allow_none=True),
+        "warmup": p.integer(params, "warmup", 5, low=0, high=10_000),
+        "min_runs": p.integer(params, "min_runs", 30, low=1, high=1_000_000),
+        "min_seconds": p.number(params, "min_seconds", 1.0, low=0, high=600),
+        "max_seconds": p.number(params, "max_seconds", 60.0, low=1, high=3600),
+        "measure_memory": p.boolean(params, "measure_memory", True),
+    }
+    if "evaluation_dataset" in params:
+        cleaned["evaluation_dataset"] = params["evaluation_dataset"]
+    return cleaned
+
+
+class BenchmarkKind(JobKind):
+    """Latency percentiles, throughput, memory and load time of a ready ONNX version on a target,
+    plus its accuracy (or output fidelity) against its parent."""
+
+    runs_on_target = True
+    time_limits = (3600, 3700)
+
+    def clean_params(self, params, *, version, target):
+        require_target(target, "benchmark")
+        require_ready_onnx(version, "benchmarked")
+        cleaned = clean_measurement(params)
+        cleaned["evaluation_dataset"] = p.dataset(params, "evaluation_dataset", model=version.model,
+                                                  kind="evaluation", required=False)
+        return cleaned
+
+    def run(self, job, report):
+        from ..engine.benchmark import compress_samples, run_benchmark
+
+        version, target, params = job.version, job.target, job.params
+        with artifact_path(version) as path:
+            measured = run_benchmark(
+                path, inputs=version.io_signature["inputs"], provider=target.execution_provider,
+                provider_options=target.provider_options or None, batch_sizes=params["batch_sizes"],
+                threads=params["threads"], warmup_runs=params["warmup"], min_runs=params["min_runs"],
+                min_seconds=params["min_seconds"], max_seconds=params["max_seconds"],
+                measure_memory=params["measure_memory"], progress=scaled(report, 2, 80),
+                should_stop=lambda: _cancelled(job.id),
+            )
+            report(82, "Measuring accuracy against the parent")
+            quality = self._quality(version, path, target, params.get("evaluation_dataset"), scaled(report, 82, 97))
+        rows = [
+            BenchmarkResult(
+                job=job, version=version, target=target, batch_size=m.batch_size, threads=m.threads,
+                iterations=m.iterations, warmup=m.warmup, p50_ms=m.p50_ms, p90_ms=m.p90_ms, p95_ms=m.p95_ms,
+                p99_ms=m.p99_ms, mean_ms=m.mean_ms, std_ms=m.std_ms, throughput=m.throughput, stable=m.stable,
+                windows=m.windows, peak_memory_bytes=m.peak_memory_bytes, load_time_ms=m.load_time_ms,
+                accuracy=quality.get("accuracy"), accuracy_delta=quality.get("accuracy_delta"),
+                fidelity=quality.get("fidelity", {}), samples=compress_samples(m.samples_ms),
+                environment=measured.environment,
+            )
+            for m in measured.measurements
+        ]
+        with transaction.atomic():
+            BenchmarkResult.objects.bulk_create(rows)
+        report(100, f"Stored {len(rows)} result{'s' if len(rows) != 1 else ''}")
+        return {
+            "results": [{"batch_size": r.batch_size, "threads": r.threads, "p50_ms": r.p50_ms, "p95_ms": r.p95_ms,
+                         "p99_ms": r.p99_ms, "throughput": r.throughput, "stable": r.stable} for r in rows],
+            "quality": quality, "environment": measured.environment,
+        }
+
+    def _quality(self, version, path, target, dataset_name, progress):
+        """accuracy / accuracy_delta on the labelled evaluation set, or output fidelity against
+        the parent (on the evaluation inputs, else generated ones); {} with neither."""
+        from ..engine.evaluate import evaluate
+        from ..engine.validate import example_inputs
+
+        reference = onnx_reference(version)
+        dataset = load_dataset(version.model, dataset_name) if dataset_name else None
+        if dataset is None or "labels" not in dataset:
+            if reference is None:
+                return {"note": "No labelled evaluation set and no ONNX parent: nothing to compare with."}
+            dataset = dataset or example_inputs(version.io_signature["inputs"], batch=64)
+        with contextlib.ExitStack() as stack:
+            reference_path = stack.enter_context(artifact_path(reference)) if reference else None
+            result = evaluate(path, dataset=dataset, reference_path=reference_path,
+                              providers=(target.execution_provider,), provider_options=target.provider_options or None,
+                              progress=progress)
+        fidelity = {key: getattr(result, key) for key in ("metric", "samples", "cosine_mean", "cosine_min",
+                                                           "max_abs_diff", "agreement", "reference_accuracy")}
+        fidelity["reference"] = reference.ref if reference else None
+        return {"accuracy": result.accuracy, "accuracy_delta": result.accuracy_delta, "fidelity": fidelity}
+
+
+def _cancelled(job_id):
+    return Job.objects.filter(id=job_id, status=Job.Status.CANCELLED).exists()

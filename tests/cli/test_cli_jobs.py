@@ -1,0 +1,44 @@
+"""``berth compress`` and ``berth benchmark`` against a live server and a real worker."""
+
+import pytest
+
+from jobs.models import BenchmarkResult, Job
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+QUICK = ("--param", "min_runs=10", "--param", "min_seconds=0.05", "--param", "measure_memory=false")
+
+
+def test_it_compresses_and_benchmarks_the_result(berth, celery_worker, digits_version):
+    result = berth("compress", "--version", "digits:1", "--target", "cpu", "--method", "dynamic_int8",
+                   "--then-benchmark", "1,4", "--wait", "--timeout", "180")
+    assert result.code == 0, result.err + result.out
+    assert "created digits:1-int8-dynamic" in result.out
+    assert "succeeded" in result.out and "p50 ms" in result.out
+    assert BenchmarkResult.objects.filter(version__version="1-int8-dynamic").count() == 2
+
+
+def test_it_benchmarks_on_a_target_and_prints_the_table(berth, celery_worker, digits_version):
+    result = berth("benchmark", "--version", "digits:1", "--target", "cpu", "--batch-sizes", "1,8", *QUICK,
+                   "--wait", "--timeout", "120")
+    assert result.code == 0, result.err + result.out
+    lines = [line.split() for line in result.out.splitlines()]
+    assert ["1", "default"] == lines[-3][:2] and ["8", "default"] == lines[-2][:2]
+    assert "accuracy" in result.out
+
+
+def test_bad_parameters_are_refused_with_the_field(berth, digits_version):
+    result = berth("benchmark", "--version", "digits:1", "--target", "cpu", "--batch-sizes", "0")
+    assert result.code == 1
+    assert "params.batch_sizes" in result.err or "batch_sizes" in result.err
+    assert not Job.objects.filter(kind="benchmark").exists()
+
+
+def test_a_failed_job_fails_the_command(berth, celery_worker, digits_version, settings):
+    # Nothing runs on an unavailable provider: the worker fails the job with the engine's reason.
+    from registry.models import HardwareTarget
+
+    HardwareTarget.objects.filter(slug="cpu").update(execution_provider="OpenVINOExecutionProvider")
+    result = berth("benchmark", "--version", "digits:1", "--target", "cpu", *QUICK, "--wait", "--timeout", "60")
+    assert result.code == 1
+    assert "OpenVINOExecutionProvider is not available on this host" in result.out

@@ -1,0 +1,88 @@
+"""Starting convert / compress / benchmark jobs: parameters are checked before anything is
+queued, and a bad request names the field at fault and creates nothing."""
+
+import pytest
+
+from jobs.models import Job
+from registry.models import Dataset, HardwareTarget
+
+pytestmark = pytest.mark.django_db
+
+
+def start(client, kind, params, version="digits:1", target="cpu"):
+    body = {"kind": kind, "version": version, "params": params}
+    if target is not None:
+        body["target"] = target
+    return client.post("/api/v1/jobs/", body, format="json")
+
+
+def test_it_queues_a_compress_job_on_the_targets_queue(engineer_api, digits_version):
+    response = start(engineer_api, "compress", {"method": "static_int8"})
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert body["queue"] == "target.cpu" and body["status"] == "queued"
+    assert body["params"]["calibration_dataset"] == "digits-calibration"
+    assert body["params"]["per_channel"] is True and body["params"]["calibration_method"] == "minmax"
+    assert "Waiting for a worker on target.cpu" in body["waiting_for"]
+
+
+def test_it_fills_in_benchmark_defaults(engineer_api, digits_version):
+    body = start(engineer_api, "benchmark", {"batch_sizes": [1, 8, 32]}).json()
+    assert body["params"] == {"batch_sizes": [1, 8, 32], "threads": [None], "warmup": 5, "min_runs": 30,
+                              "min_seconds": 1.0, "max_seconds": 60.0, "measure_memory": True,
+                              "evaluation_dataset": "digits-test"}
+
+
+@pytest.mark.parametrize("kind,params,field,message", [
+    ("compress", {"method": "int4-magic"}, "params.method", "must be one of"),
+    ("compress", {}, "params.method", "must be one of"),
+    ("compress", {"method": "prune", "sparsity": 1.5}, "params.sparsity", "from 0.01 to 0.99"),
+    ("compress", {"method": "fp16", "per_channel": True}, "params.per_channel", "Unknown parameter"),
+    ("compress", {"method": "static_int8", "calibration_method": "guess"}, "params.calibration_method", "one of"),
+    ("compress", {"method": "static_int8", "calibration_dataset": "nope"}, "params.calibration_dataset",
+     "no dataset named"),
+    ("compress", {"method": "autotune", "budget": {"speed": 2}}, "params.budget", "budget is an object"),
+    ("compress", {"method": "dynamic_int8", "op_types": ["Teleport"]}, "params.op_types", "may contain only"),
+    ("benchmark", {"batch_sizes": [0]}, "params.batch_sizes", "from 1 to 4096"),
+    ("benchmark", {"batch_sizes": []}, "params.batch_sizes", "list of 1 to 8"),
+    ("benchmark", {"threads": ["two"]}, "params.threads", "whole number"),
+    ("benchmark", {"min_seconds": -1}, "params.min_seconds", "from 0 to 600"),
+    ("benchmark", {"iterations": 5}, "params.iterations", "Unknown parameter"),
+    ("convert", {}, "version", "already ONNX"),
+])
+def test_it_refuses_bad_parameters(engineer_api, digits_version, kind, params, field, message):
+    response = start(engineer_api, kind, params)
+    assert response.status_code == 400, response.json()
+    assert field in response.json()["errors"], response.json()
+    assert message in response.json()["errors"][field][0]
+    assert not Job.objects.exclude(kind="validate").exists()
+
+
+def test_static_int8_needs_a_calibration_set(engineer_api, digits_version):
+    Dataset.objects.filter(kind="calibration").delete()
+    response = start(engineer_api, "compress", {"method": "static_int8"})
+    assert response.status_code == 400
+    assert "no calibration dataset" in response.json()["errors"]["params.calibration_dataset"][0]
+    assert not Job.objects.filter(kind="compress").exists()
+
+
+def test_jobs_need_a_usable_target(engineer_api, digits_version):
+    assert start(engineer_api, "benchmark", {}, target=None).json()["errors"]["target"]
+    assert start(engineer_api, "benchmark", {}, target="gpu-a100").status_code == 404
+    HardwareTarget.objects.create(slug="broken", name="broken", device="cuda", execution_provider="")
+    response = start(engineer_api, "benchmark", {}, target="broken")
+    assert response.status_code == 400 and "no usable execution provider" in response.json()["detail"]
+    HardwareTarget.objects.create(slug="off", name="off", active=False)
+    assert "inactive" in start(engineer_api, "benchmark", {}, target="off").json()["detail"]
+    assert not Job.objects.exclude(kind="validate").exists()
+
+
+def test_only_ready_onnx_versions_are_compressed_or_benchmarked(engineer_api, digits_version):
+    digits_version.status = "invalid"
+    digits_version.save()
+    response = start(engineer_api, "benchmark", {})
+    assert response.status_code == 400 and "only ready versions" in response.json()["detail"]
+
+
+def test_viewers_cannot_start_jobs(viewer_api, digits_version):
+    assert start(viewer_api, "benchmark", {}).status_code == 403
