@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
 
-.PHONY: run test bench migrate demo clean
+.PHONY: run test bench bench-large migrate demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ test: $(VENV)/.installed-dev var/secret_key
 
 bench: $(VENV)/.installed-dev var/secret_key
 	$(PY) bench/upload.py
+	$(PY) bench/harness_overhead.py
+	$(PY) bench/compression.py
+
+bench-large: $(VENV)/.installed-dev var/secret_key
+	$(PIP) install -e ".[large]"
+	$(PY) bench/compression.py --large
 
 clean:
 	rm -rf var/test var/broker

@@ -111,12 +111,12 @@ def save_npz(path, **arrays):
 
 
 def load_demo(*, out=print):
-    """Create roles' demo users, the cpu target and the digits model with two versions and
-    its datasets. Idempotent: what exists is left as it is."""
+    """Create the demo users, the cpu target and the digits model with two versions and its
+    datasets, and queue a compression and benchmarks. Idempotent: what exists is left alone."""
     from django.contrib.auth.models import Group, User
     from django.db import transaction
 
-    from registry import services, uploads
+    from registry import services
     from registry.models import HardwareTarget, Model, ModelVersion
 
     with transaction.atomic():
@@ -140,7 +140,14 @@ def load_demo(*, out=print):
     have = set(ModelVersion.objects.filter(model=model).values_list("version", flat=True))
     if {"1", "2"} <= have:
         out("  digits 1 and 2 already registered")
-        return
+    else:
+        _register_digits(model, admin, have, out)
+    _queue_first_jobs(model, admin, out)
+
+
+def _register_digits(model, admin, have, out):
+    from registry import services, uploads
+    from registry.models import ModelVersion
 
     out("  training digits classifiers with torch on load_digits (a few seconds)…")
     data = digits_data()
@@ -170,6 +177,32 @@ def load_demo(*, out=print):
             _register(services, uploads, export_torchscript(module, tmp / "v2.pt"), model, "2", admin,
                       {"framework": "torch", "architecture": "mlp-256", "test_accuracy": round(accuracy, 4),
                        "trained_on": "sklearn.datasets.load_digits (80% split, seed 0)"}, ["demo", "torchscript"])
+
+
+def _queue_first_jobs(model, admin, out):
+    """Validate digits:1 here and queue what a newcomer should see within a minute: a static
+    int8 variant and benchmarks of both on the cpu target (the worker runs them)."""
+    from jobs import services as job_services
+    from jobs.models import Job
+    from registry.models import HardwareTarget, ModelVersion
+
+    if Job.objects.filter(version__model=model, kind__in=["compress", "benchmark"]).exists():
+        return
+    version = ModelVersion.objects.get(model=model, version="1")
+    for job in Job.objects.filter(version=version, kind="validate", status=Job.Status.QUEUED):
+        job_services.job_run(job_id=job.id, worker_host="demo")
+    version.refresh_from_db()
+    if version.status != ModelVersion.Status.READY:
+        out(f"  digits 1 is {version.status} ({version.status_detail}); no jobs queued")
+        return
+    cpu = HardwareTarget.objects.get(slug="cpu")
+    measure = {"batch_sizes": [1, 8, 32]}
+    benchmark = job_services.job_create(kind="benchmark", version=version, target=cpu, params=measure,
+                                        created_by=admin)
+    compress = job_services.job_create(kind="compress", version=version, target=cpu, created_by=admin,
+                                       params={"method": "static_int8", "then_benchmark": measure})
+    out(f"  queued benchmark job {benchmark.id} of digits:1 and compress job {compress.id} (int8 static, then a "
+        "benchmark) on cpu")
 
 
 def _register(services, uploads, path, model, version, user, metadata, tags):

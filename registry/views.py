@@ -85,6 +85,7 @@ def alias_set(request, name):
 def version_detail(request, name, version):
     found = selectors.version_get(name, version)
     ancestors, children = selectors.version_lineage(found)
+    default_target = HardwareTarget.objects.filter(active=True).order_by("slug").first()
     return render(request, "registry/version_detail.html", {
         "version": found,
         "ancestors": ancestors,
@@ -93,10 +94,10 @@ def version_detail(request, name, version):
         "aliases": found.aliases.all(),
         "datasets": found.model.datasets.all(),
         "benchmarks": job_selectors.latest_benchmarks(found),
-        "convert_form": ConvertForm(prefix="convert"),
-        "compress_form": CompressForm(prefix="compress"),
-        "benchmark_form": BenchmarkForm(prefix="benchmark", initial={"targets": HardwareTarget.objects.filter(
-            active=True, slug="cpu")}),
+        "convert_form": ConvertForm(prefix="convert", initial={"target": default_target}),
+        "compress_form": CompressForm(prefix="compress", initial={"target": default_target}),
+        "benchmark_form": BenchmarkForm(prefix="benchmark", initial={"targets": [default_target] if default_target
+                                                                    else []}),
     })
 
 

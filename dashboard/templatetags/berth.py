@@ -33,3 +33,11 @@ def percent(value):
     if value is None:
         return "—"
     return f"{value * 100:.2f} %"
+
+
+@register.filter
+def pretty_json(value):
+    """JSON for people: indented, keys in order, null/true/false spelled as in the API."""
+    import json
+
+    return json.dumps(value, indent=2, sort_keys=True, default=str)

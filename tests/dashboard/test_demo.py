@@ -21,7 +21,12 @@ def test_the_demo_loads_real_models_once():
     assert HardwareTarget.objects.get(slug="cpu").execution_provider == "CPUExecutionProvider"
     assert {u.username for u in User.objects.all()} == {"admin", "engineer", "viewer"}
     assert Job.objects.filter(kind="validate").count() == 2
+    # digits:1 is validated on the spot, so that a compression and benchmarks wait for the worker.
+    assert ModelVersion.objects.get(pk=versions["1"].pk).status == "ready"
+    queued = Job.objects.filter(status="queued").exclude(kind="validate")
+    assert {(j.kind, j.queue) for j in queued} == {("benchmark", "target.cpu"), ("compress", "target.cpu")}
+    assert queued.get(kind="compress").params["then_benchmark"]["batch_sizes"] == [1, 8, 32]
 
     call_command("demo")
     assert ModelVersion.objects.count() == 2 and Dataset.objects.count() == 3 and User.objects.count() == 3
-    assert Job.objects.count() == 2
+    assert Job.objects.count() == 4

@@ -1,5 +1,5 @@
-"""Start the web server (gunicorn) and a Celery worker with beat, all queues, and keep
-them running until Ctrl-C. What `make run` ends with."""
+"""Start the web server (gunicorn) and local Celery workers for every queue, and keep them
+running until Ctrl-C. What `make run` ends with."""
 
 import os
 import signal
@@ -16,7 +16,8 @@ from registry.models import HardwareTarget
 
 
 class Command(BaseCommand):
-    help = "Run the web server and one Celery worker (all queues, with beat) in the foreground."
+    help = ("Run the web server and local Celery workers (default queue with beat; every active target's "
+            "queue, one job at a time) in the foreground.")
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
@@ -26,14 +27,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, web_workers, no_worker, **options):
         bin_dir = os.path.dirname(sys.executable)
-        queues = ["default"] + [t.queue for t in HardwareTarget.objects.filter(active=True)]
+        celery = [os.path.join(bin_dir, "celery"), "-A", "dashboard", "worker", "--loglevel", "INFO"]
+        target_queues = [t.queue for t in HardwareTarget.objects.filter(active=True)]
         processes = {}
         if not no_worker:
-            processes["worker"] = subprocess.Popen([
-                os.path.join(bin_dir, "celery"), "-A", "dashboard", "worker", "-B", "-Q", ",".join(queues),
-                "--concurrency", "2", "--loglevel", "INFO", "--hostname", "local@%h",
-                "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
-            ])
+            # Validation and housekeeping (with beat) in one worker; the targets' jobs in another,
+            # one at a time, so that two benchmarks never share the CPU they are measuring.
+            processes["worker"] = subprocess.Popen(celery + [
+                "-B", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"), "-Q", "default",
+                "--concurrency", "2", "--hostname", "local-default@%h"])
+            if target_queues:
+                processes["target worker"] = subprocess.Popen(celery + [
+                    "-Q", ",".join(target_queues), "--concurrency", "1", "--hostname", "local-targets@%h"])
+        queues = ["default"] + target_queues
         processes["web"] = subprocess.Popen([
             os.path.join(bin_dir, "gunicorn"), "dashboard.wsgi", "--bind", f"{host}:{port}",
             "--workers", str(web_workers), "--threads", "4", "--timeout", "300", "--access-logfile", "-",
