@@ -1,9 +1,9 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from registry.serializers import JSONObjectField
+from dashboard.serializer_fields import JSONObjectField
 
-from .models import Job
+from .models import BenchmarkResult, Job
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -50,31 +50,29 @@ class JobCreateSerializer(serializers.Serializer):
     params = JSONObjectField(required=False, default=dict)
 
 
-class BenchmarkResultSerializer(serializers.Serializer):
-    model = serializers.CharField(source="version.model.name")
-    version = serializers.CharField(source="version.version")
+class BenchmarkSummarySerializer(serializers.ModelSerializer):
+    """One measured configuration, as the version detail lists it."""
+
     target = serializers.CharField(source="target.slug")
     job = serializers.IntegerField(source="job_id")
-    batch_size = serializers.IntegerField()
-    threads = serializers.IntegerField(allow_null=True)
-    iterations = serializers.IntegerField()
-    warmup = serializers.IntegerField()
-    p50_ms = serializers.FloatField()
-    p90_ms = serializers.FloatField()
-    p95_ms = serializers.FloatField()
-    p99_ms = serializers.FloatField()
-    mean_ms = serializers.FloatField()
-    std_ms = serializers.FloatField()
-    throughput = serializers.FloatField(help_text="items per second")
-    stable = serializers.BooleanField()
-    peak_memory_bytes = serializers.IntegerField(allow_null=True)
-    load_time_ms = serializers.FloatField(allow_null=True)
-    accuracy = serializers.FloatField(allow_null=True)
-    accuracy_delta = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        model = BenchmarkResult
+        fields = ["target", "job", "batch_size", "threads", "p50_ms", "p95_ms", "p99_ms", "throughput", "stable",
+                  "peak_memory_bytes", "load_time_ms", "accuracy", "accuracy_delta"]
+
+
+class BenchmarkResultSerializer(BenchmarkSummarySerializer):
+    """Everything about one measured configuration (the benchmarks API and its CSV)."""
+
+    model = serializers.CharField(source="version.model.name")
+    version = serializers.CharField(source="version.version")
     size_bytes = serializers.IntegerField(source="version.size_bytes")
-    fidelity = serializers.JSONField()
-    environment = serializers.JSONField()
-    created = serializers.DateTimeField()
+
+    class Meta(BenchmarkSummarySerializer.Meta):
+        fields = ["model", "version", "target", "job", "batch_size", "threads", "iterations", "warmup", "p50_ms",
+                  "p90_ms", "p95_ms", "p99_ms", "mean_ms", "std_ms", "throughput", "stable", "peak_memory_bytes",
+                  "load_time_ms", "accuracy", "accuracy_delta", "size_bytes", "fidelity", "environment", "created"]
 
 
 class WorkerSerializer(serializers.Serializer):

@@ -1,63 +1,11 @@
-import json
-
 from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from dashboard.serializer_fields import JSONObjectField, TagsField
+from jobs.serializers import BenchmarkSummarySerializer
+
 from .models import Dataset, HardwareTarget, Model, ModelVersion, Upload, model_name_validator, version_validator
-
-METADATA_MAX_CHARS = 64 * 1024
-
-
-@extend_schema_field(OpenApiTypes.OBJECT)
-class JSONObjectField(serializers.Field):
-    """A JSON object, given as an object (JSON bodies) or as a JSON string (multipart forms)."""
-
-    default_error_messages = {
-        "invalid": "Must be a JSON object, e.g. {{\"commit\": \"abc123\"}}.",
-        "too_long": f"Must be at most {METADATA_MAX_CHARS:,} characters of JSON.",
-    }
-
-    def to_internal_value(self, data):
-        if isinstance(data, str):
-            try:
-                data = json.loads(data) if data.strip() else {}
-            except ValueError:
-                self.fail("invalid")
-        if not isinstance(data, dict):
-            self.fail("invalid")
-        if len(json.dumps(data)) > METADATA_MAX_CHARS:
-            self.fail("too_long")
-        return data
-
-    def to_representation(self, value):
-        return value
-
-
-@extend_schema_field({"type": "array", "items": {"type": "string"}})
-class TagsField(serializers.Field):
-    """A list of short strings; multipart forms may send "a,b,c" or the field repeated."""
-
-    default_error_messages = {"invalid": "Tags are a list of strings of at most 50 characters (at most 20 tags)."}
-
-    def get_value(self, dictionary):
-        if hasattr(dictionary, "getlist") and self.field_name in dictionary:
-            values = dictionary.getlist(self.field_name)
-            return values if len(values) > 1 else values[0]
-        return super().get_value(dictionary)
-
-    def to_internal_value(self, data):
-        if isinstance(data, str):
-            data = [t.strip() for t in data.split(",") if t.strip()]
-        if not isinstance(data, list) or len(data) > 20:
-            self.fail("invalid")
-        if not all(isinstance(t, str) and 0 < len(t) <= 50 for t in data):
-            self.fail("invalid")
-        return list(dict.fromkeys(data))
-
-    def to_representation(self, value):
-        return value
 
 
 class RegistrationFields(serializers.Serializer):
@@ -210,12 +158,10 @@ class VersionDetailSerializer(VersionSummarySerializer):
                   "io_signature", "metadata", "tags", "aliases", "parent", "children", "recipe", "jobs", "benchmarks",
                   "artifact_url", "created_by", "created"]
 
-    def get_benchmarks(self, version) -> list[dict]:
+    @extend_schema_field(BenchmarkSummarySerializer(many=True))
+    def get_benchmarks(self, version):
         rows = [row for target_rows in self.context.get("benchmarks", {}).values() for row in target_rows]
-        return [{"target": row.target.slug, "job": row.job_id, "batch_size": row.batch_size, "threads": row.threads,
-                 "p50_ms": row.p50_ms, "p95_ms": row.p95_ms, "p99_ms": row.p99_ms, "throughput": row.throughput,
-                 "stable": row.stable, "peak_memory_bytes": row.peak_memory_bytes, "load_time_ms": row.load_time_ms,
-                 "accuracy": row.accuracy, "accuracy_delta": row.accuracy_delta} for row in rows]
+        return BenchmarkSummarySerializer(rows, many=True).data
 
     def get_children(self, version) -> list[str]:
         return [child.ref for child in self.context.get("children", [])]

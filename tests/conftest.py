@@ -113,6 +113,21 @@ def tiny_onnx_bytes(features=4, classes=3, seed=0):
     return model.SerializeToString()
 
 
+def failing_onnx_bytes():
+    """An ONNX model that passes the checker but fails at run time (reshapes 3 values per row to 2×2)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+        initializer=[helper.make_tensor("shape", TensorProto.INT64, [2], [2, 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 @pytest.fixture
 def onnx_file(tmp_path):
     path = tmp_path / "model.onnx"

@@ -5,7 +5,7 @@ import pytest
 from jobs import services
 from jobs.models import Job
 from registry.models import ModelVersion
-from tests.conftest import register
+from tests.conftest import failing_onnx_bytes, register
 
 pytestmark = pytest.mark.django_db
 
@@ -80,19 +80,8 @@ def test_a_job_runs_once_even_if_delivered_twice(job):
 
 
 def test_an_invalid_model_fails_the_job_with_the_engines_reason(engineer_api, tmp_path):
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "bad",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
-        initializer=[helper.make_tensor("shape", TensorProto.INT64, [2], [2, 2])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
     path = tmp_path / "bad.onnx"
-    onnx.save(model, str(path))
+    path.write_bytes(failing_onnx_bytes())
     register(engineer_api, path, model="bad", version="1")
     job = Job.objects.get()
     services.job_run(job_id=job.id, worker_host="test")

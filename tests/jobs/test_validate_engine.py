@@ -5,6 +5,7 @@ import torch
 
 from dashboard.demo import digits_data, export_onnx, export_torchscript, train_digits_mlp
 from jobs.engine.validate import ModelInvalid, example_inputs, inspect_model
+from tests.conftest import failing_onnx_bytes
 
 
 @pytest.fixture(scope="module")
@@ -61,20 +62,8 @@ def test_it_reads_an_exported_program(tmp_path, digits):
 
 
 def test_a_model_that_fails_to_run_is_invalid(tmp_path):
-    import onnx
-    from onnx import TensorProto, helper
-
-    # Reshape to a fixed element count: passes the checker, fails at run time.
-    graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "bad",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
-        initializer=[helper.make_tensor("shape", TensorProto.INT64, [2], [2, 2])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
     path = tmp_path / "bad.onnx"
-    onnx.save(model, str(path))
+    path.write_bytes(failing_onnx_bytes())
     with pytest.raises(ModelInvalid, match="Test inference failed"):
         inspect_model(str(path), "onnx")
 
