@@ -108,3 +108,59 @@ def test_revalidating_an_invalid_version_resets_it(engineer_api, job):
     ModelVersion.objects.update(status="invalid", status_detail="old")
     engineer_api.post("/api/v1/jobs/", {"kind": "validate", "version": "digits:1"}, format="json")
     assert ModelVersion.objects.get().status == "validating"
+
+
+def _worker(hostname, queues, seen_seconds_ago=0):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.models import WorkerHost
+
+    seen = timezone.now() - timedelta(seconds=seen_seconds_ago)
+    return WorkerHost.objects.create(hostname=hostname, queues=queues, started=seen, last_seen=seen)
+
+
+def test_the_reaper_fails_running_jobs_whose_heartbeat_stopped(job, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    services.job_claim(job_id=job.id, worker_host="celery@gone")
+    assert services.jobs_reap() == 0  # fresh heartbeat
+    Job.objects.filter(pk=job.pk).update(heartbeat=timezone.now() - timedelta(seconds=600))
+    assert services.jobs_reap() == 1
+    job.refresh_from_db()
+    assert job.status == "failed" and job.error.startswith("Worker lost: celery@gone stopped reporting")
+    assert ModelVersion.objects.get().status == "invalid"
+    services.job_run(job_id=job.id, worker_host="celery@back")  # the re-delivered message
+    job.refresh_from_db()
+    assert job.status == "failed" and job.worker_host == "celery@gone"
+
+
+def test_the_reconciler_resends_jobs_an_idle_worker_never_got(job, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    long_ago = timezone.now() - timedelta(seconds=settings.BERTH_JOB_REQUEUE_AFTER_SECONDS + 60)
+    Job.objects.filter(pk=job.pk).update(enqueued=long_ago)
+    assert services.jobs_requeue_lost() == 0  # no live worker on "default": nothing would take it
+    _worker("celery@idle", ["default"])
+    _worker("celery@old", ["default"], seen_seconds_ago=3600)
+    assert services.jobs_requeue_lost() == 1
+    job.refresh_from_db()
+    assert job.enqueued > long_ago and "Re-sent to the broker" in job.log
+    assert services.jobs_requeue_lost() == 0  # not again before BERTH_JOB_REQUEUE_AFTER_SECONDS
+
+
+def test_the_reconciler_leaves_jobs_behind_a_busy_worker(job, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Job.objects.filter(pk=job.pk).update(
+        enqueued=timezone.now() - timedelta(seconds=settings.BERTH_JOB_REQUEUE_AFTER_SECONDS + 60))
+    _worker("celery@busy", ["default"])
+    Job.objects.create(kind="validate", version=job.version, status="running", worker_host="celery@busy")
+    assert services.jobs_requeue_lost() == 0
