@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from berth.client import Client, file_sha256, upload_complete, upload_file  # noqa: E402
+from dashboard.webserver import gunicorn_command, gunicorn_environment  # noqa: E402
 
 MiB = 1024 * 1024
 CHUNK_SIZE = 16 * MiB
@@ -86,14 +87,14 @@ print(Token.objects.create(user=user).key)
 
 
 class Server:
-    """gunicorn with one worker; ``peak_rss_mb()`` is the worker's largest RSS seen."""
+    """gunicorn as ``manage.py serve`` starts it, with one worker; ``peak_rss_mb()`` is the
+    worker's largest RSS seen."""
 
     def __init__(self, env, port):
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "dashboard.wsgi", "--bind", f"127.0.0.1:{port}",
-             "--workers", "1", "--threads", "4", "--timeout", "300"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            gunicorn_command(bind=f"127.0.0.1:{port}", workers=1) + ["--access-logfile", "/dev/null"],
+            cwd=ROOT, env=gunicorn_environment(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         self._sampled = 0
         self._stop = threading.Event()

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from dashboard.demo import DEMO_PASSWORD
+from dashboard.webserver import gunicorn_command, gunicorn_environment
 from registry.models import HardwareTarget
 
 
@@ -40,10 +41,8 @@ class Command(BaseCommand):
                 processes["target worker"] = subprocess.Popen(celery + [
                     "-Q", ",".join(target_queues), "--concurrency", "1", "--hostname", "local-targets@%h"])
         queues = ["default"] + target_queues
-        processes["web"] = subprocess.Popen([
-            os.path.join(bin_dir, "gunicorn"), "dashboard.wsgi", "--bind", f"{host}:{port}",
-            "--workers", str(web_workers), "--threads", "4", "--timeout", "300", "--access-logfile", "-",
-        ])
+        processes["web"] = subprocess.Popen(gunicorn_command(bind=f"{host}:{port}", workers=web_workers),
+                                            env=gunicorn_environment(os.environ))
         self._wait_until_listening(host, port, processes["web"])
         self.stdout.write(self.style.SUCCESS(
             f"\nBerth is running at http://{host}:{port}/\n"
