@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import hardware
-from .errors import EngineError
+from .errors import EngineError, first_line
 from .progress import no_progress
 from .validate import example_inputs
 
@@ -164,7 +164,7 @@ def _measure(session, feeds, *, label, warmup_runs, min_runs, window_runs, min_s
     except Exception as exc:
         shapes = {name: list(value.shape) for name, value in feeds.items()}
         raise EngineError(f"Inference failed ({label}) on generated inputs of shapes {shapes}: "
-                          f"{_first_line(exc)}") from exc
+                          f"{first_line(exc)}") from exc
 
     min_ns = int(min_seconds * 1e9)
     samples = []
@@ -243,7 +243,7 @@ def _session(ort, model_path, provider, provider_options, thread_count):
         return ort.InferenceSession(model_path, sess_options=options,
                                     providers=[(provider, dict(provider_options or {}))])
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise EngineError(f"onnxruntime cannot load the model with {provider}: {_first_line(exc)}") from exc
+        raise EngineError(f"onnxruntime cannot load the model with {provider}: {first_line(exc)}") from exc
 
 
 def _feeds(inputs, batch, seed):
@@ -326,10 +326,6 @@ def decompress_samples(data):
     """The inverse of compress_samples: a list of floats (ms, float32 precision)."""
     return np.frombuffer(zlib.decompress(data), dtype="<f4").astype(np.float64).tolist()
 
-
-def _first_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 def _last_line(text):

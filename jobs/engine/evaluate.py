@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import EngineError
+from .errors import EngineError, first_line
 from .progress import no_progress
 
 _NUMPY_TYPES = {
@@ -76,7 +76,7 @@ def run_model(model_path, dataset, *, providers=("CPUExecutionProvider",), provi
     try:
         session = ort.InferenceSession(str(model_path), providers=providers, provider_options=provider_options)
     except Exception as exc:
-        raise EngineError(f"onnxruntime cannot load {model_path}: {_first_line(exc)}") from exc
+        raise EngineError(f"onnxruntime cannot load {model_path}: {first_line(exc)}") from exc
     specs = session_input_specs(session)
     arrays = check_feeds(specs, dataset, what="evaluation data")
     rows = len(next(iter(arrays.values())))
@@ -96,7 +96,7 @@ def run_model(model_path, dataset, *, providers=("CPUExecutionProvider",), provi
         try:
             result = session.run([output.name], feeds)[0]
         except Exception as exc:
-            raise EngineError(f"Inference failed on rows {start}-{start + got - 1}: {_first_line(exc)}") from exc
+            raise EngineError(f"Inference failed on rows {start}-{start + got - 1}: {first_line(exc)}") from exc
         if not isinstance(result, np.ndarray):
             raise EngineError(f"The first output {output.name!r} is not a tensor; Berth measures tensor outputs.")
         chunks.append(result[:got])
@@ -112,7 +112,7 @@ def model_input_specs(model_path):
     try:
         session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise EngineError(f"onnxruntime cannot load the model: {_first_line(exc)}") from exc
+        raise EngineError(f"onnxruntime cannot load the model: {first_line(exc)}") from exc
     return session_input_specs(session)
 
 
@@ -216,7 +216,3 @@ def _cosines(a, b):
     cosines[both] = (a[both] * b[both]).sum(axis=1) / (na[both] * nb[both])
     return cosines
 
-
-def _first_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EngineError
+from .errors import EngineError, first_line
 from .progress import no_progress
-from .validate import _first_line, _import_torch, example_inputs
+from .validate import import_torch, example_inputs
 
 MIN_OPSET = 17
 PARITY_TOLERANCE = 1e-3
@@ -53,7 +53,7 @@ def export_to_onnx(src, fmt, dst, *, inputs, opset=18, dynamic_batch=True, parit
         raise EngineError(f"Opset {opset} is too old; use {MIN_OPSET} or later.")
     if not inputs:
         raise EngineError("The signature has no inputs; the model must be inspected before export.")
-    torch = _import_torch()
+    torch = import_torch()
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     input_names = [spec["name"] for spec in inputs]
@@ -77,7 +77,7 @@ def export_to_onnx(src, fmt, dst, *, inputs, opset=18, dynamic_batch=True, parit
     try:
         onnx.checker.check_model(str(dst), full_check=True)
     except Exception as exc:
-        raise EngineError(f"The exported model fails the ONNX checker: {_first_line(exc)}") from exc
+        raise EngineError(f"The exported model fails the ONNX checker: {first_line(exc)}") from exc
     model = onnx.load(str(dst), load_external_data=False)
     actual_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
     output_names = [o.name for o in model.graph.output]
@@ -104,13 +104,13 @@ def _export_torchscript(torch, src, dst, example, input_names, output_names, ops
     try:
         module = torch.jit.load(str(src), map_location="cpu")
     except Exception as exc:
-        raise EngineError(f"torch.jit.load cannot load the archive: {_first_line(exc)}") from exc
+        raise EngineError(f"torch.jit.load cannot load the archive: {first_line(exc)}") from exc
     module.eval()
     with torch.no_grad():
         try:
             outputs = _flatten(torch, module(*example))
         except Exception as exc:
-            raise EngineError(f"The TorchScript module fails on generated inputs: {_first_line(exc)}") from exc
+            raise EngineError(f"The TorchScript module fails on generated inputs: {first_line(exc)}") from exc
     output_names = list(output_names or [f"output_{i}" for i in range(len(outputs))])
     external = _external_data(torch, module, notes)
 
@@ -128,7 +128,7 @@ def _export_torchscript(torch, src, dst, example, input_names, output_names, ops
             _quietly(torch.onnx.export, module, example, str(dst), dynamo=False, verbose=False, opset_version=opset,
                      input_names=input_names, output_names=output_names, dynamic_axes=axes)
         except Exception as legacy_exc:
-            raise EngineError(f"torch.onnx.export failed: {_first_line(legacy_exc)} "
+            raise EngineError(f"torch.onnx.export failed: {first_line(legacy_exc)} "
                               f"(the torch.export-based exporter said: {recipe['dynamo_error']})") from legacy_exc
         recipe["exporter"] = "torchscript"
         notes.append("Exported with the TorchScript-based exporter (dynamo=False): "
@@ -141,7 +141,7 @@ def _export_program(torch, src, dst, example, input_names, output_names, opset, 
     try:
         program = torch.export.load(str(src))
     except Exception as exc:
-        raise EngineError(f"torch.export.load cannot load the program: {_first_line(exc)}") from exc
+        raise EngineError(f"torch.export.load cannot load the program: {first_line(exc)}") from exc
     if dynamic_batch and not _batch_is_dynamic(torch, program):
         # A program saved with a fixed batch is traced again, with a dynamic first axis,
         # from its own graph (guards off: they pin the saved sizes).
@@ -151,7 +151,7 @@ def _export_program(torch, src, dst, example, input_names, output_names, opset, 
                                           dynamic_shapes=_dynamic_shapes(torch, example))
         except Exception as exc:
             raise EngineError("The program was exported with a fixed batch size and cannot be given a dynamic "
-                              f"batch axis ({_first_line(exc)}). Export it with dynamic_shapes, or convert "
+                              f"batch axis ({first_line(exc)}). Export it with dynamic_shapes, or convert "
                               "without a dynamic batch.") from exc
         recipe["reexported_dynamic_batch"] = True
         notes.append("The program had a fixed batch size; it was re-exported with a dynamic batch axis.")
@@ -212,7 +212,7 @@ def _parity(torch, reference, path, inputs, batches):
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise EngineError(f"onnxruntime cannot load the exported model: {_first_line(exc)}") from exc
+        raise EngineError(f"onnxruntime cannot load the exported model: {first_line(exc)}") from exc
     worst = 0.0
     for index, batch in enumerate(batches):
         feeds = example_inputs(inputs, batch=batch, seed=index)
@@ -221,11 +221,11 @@ def _parity(torch, reference, path, inputs, batches):
                 expected = [t.numpy() for t in _flatten(torch, reference(*[torch.from_numpy(feeds[s["name"]])
                                                                               for s in inputs]))]
             except Exception as exc:
-                raise EngineError(f"The source model fails at batch {batch}: {_first_line(exc)}") from exc
+                raise EngineError(f"The source model fails at batch {batch}: {first_line(exc)}") from exc
         try:
             actual = session.run(None, feeds)
         except Exception as exc:
-            raise EngineError(f"The exported model fails at batch {batch}: {_first_line(exc)}") from exc
+            raise EngineError(f"The exported model fails at batch {batch}: {first_line(exc)}") from exc
         if len(actual) != len(expected):
             raise EngineError(f"The exported model has {len(actual)} outputs, the source {len(expected)}.")
         for want, got in zip(expected, actual):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EngineError
+from .errors import EngineError, first_line
 from .evaluate import check_feeds, model_input_specs
 from .progress import no_progress
 
@@ -75,7 +75,7 @@ def quantize_dynamic(src, dst, *, weight_type="qint8", per_channel=True, reduce_
                                  reduce_range=reduce_range, weight_type=weight, use_external_data_format=False,
                                  extra_options=dict(extra_options))
         except Exception as exc:  # onnxruntime raises plain exceptions of many types
-            raise EngineError(f"onnxruntime's quantize_dynamic failed on this model: {_first_line(exc)}. "
+            raise EngineError(f"onnxruntime's quantize_dynamic failed on this model: {first_line(exc)}. "
                               "Try op_types=['MatMul', 'Gemm'] or static quantization.") from exc
         recipe = {
             "method": "quantize_dynamic", "activations": "uint8, quantized per batch at run time",
@@ -128,7 +128,7 @@ def quantize_static(src, dst, *, calibration, method="minmax", per_channel=True,
                 raise EngineError(f"{method} calibration cannot build a histogram of a tensor whose values are "
                                   "(nearly) constant on this data. Use method='minmax', or op_types=['MatMul', "
                                   "'Gemm'] to calibrate fewer tensors.") from exc
-            raise EngineError(f"onnxruntime's quantize_static failed on this model: {_first_line(exc)}. "
+            raise EngineError(f"onnxruntime's quantize_static failed on this model: {first_line(exc)}. "
                               "Check that the calibration arrays are real model inputs, or try quantize_dynamic.") from exc
         recipe = {
             "method": "quantize_static", "format": "QDQ", "activation_type": activation_type,
@@ -161,9 +161,9 @@ def prepare_for_quantization(src, dst):
         try:
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
         except Exception as exc:
-            raise EngineError(f"Pre-processing for quantization failed: {_first_line(exc)}. Check that the "
+            raise EngineError(f"Pre-processing for quantization failed: {first_line(exc)}. Check that the "
                               "model passes the ONNX checker and loads in onnxruntime.") from exc
-        return {**done, "skip_symbolic_shape": True, "symbolic_shape_error": _first_line(first)}
+        return {**done, "skip_symbolic_shape": True, "symbolic_shape_error": first_line(first)}
 
 
 class _OnnxWithoutDumps:
@@ -252,7 +252,7 @@ def convert_fp16(src, dst, *, keep_io_types=True, progress=no_progress):
             wrapped.convert_float_to_float16(**options)
             wrapped.save_model_to_file(str(dst), use_external_data_format=False)
         except Exception as exc:
-            raise EngineError(f"The float16 conversion failed: {_first_line(exc)}") from exc
+            raise EngineError(f"The float16 conversion failed: {first_line(exc)}") from exc
         converter = "onnxruntime.transformers.onnx_model.OnnxModel.convert_float_to_float16"
         recipe = {"method": "convert_fp16", "converter": converter, **options, "tools": tool_versions()}
         notes = [("On CPU, onnxruntime has few float16 kernels: expect a file about half the size but no speed-up "
@@ -286,7 +286,7 @@ def optimize_graph(src, dst, *, level="basic", progress=no_progress):
         try:
             ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise EngineError(f"onnxruntime cannot load the model to optimize it: {_first_line(exc)}") from exc
+            raise EngineError(f"onnxruntime cannot load the model to optimize it: {first_line(exc)}") from exc
         before = len(onnx.load(str(src), load_external_data=False).graph.node)
         after = onnx.load(str(dst), load_external_data=False).graph
         custom = sorted({f"{node.domain}.{node.op_type}" for node in after.node if node.domain not in ("", "ai.onnx")})
@@ -417,17 +417,13 @@ def check_output(dst, recipe, notes, progress):
     try:
         onnx.checker.check_model(str(dst), full_check=True)
     except Exception as exc:
-        raise EngineError(f"The output fails the ONNX checker: {_first_line(exc)}. Try other parameters "
+        raise EngineError(f"The output fails the ONNX checker: {first_line(exc)}. Try other parameters "
                           "or another method.") from exc
     try:
         ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise EngineError(f"onnxruntime cannot load the output: {_first_line(exc)}. Try other parameters "
+        raise EngineError(f"onnxruntime cannot load the output: {first_line(exc)}. Try other parameters "
                           "or another method.") from exc
     progress(100, "Done")
     return CompressionResult(output_path=str(dst), size_bytes=os.path.getsize(dst), recipe=recipe, notes=notes)
 
-
-def _first_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0][:500].rstrip(".") if text else type(exc).__name__

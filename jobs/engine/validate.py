@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import EngineError
+from .errors import EngineError, first_line
 from .progress import no_progress
 
 
@@ -107,13 +107,13 @@ def _inspect_onnx(path, input_shapes, progress):
     try:
         onnx.checker.check_model(path)
     except (onnx.checker.ValidationError, ValueError) as exc:
-        raise ModelInvalid(f"The ONNX checker rejects the model: {_first_line(exc)}") from exc
+        raise ModelInvalid(f"The ONNX checker rejects the model: {first_line(exc)}") from exc
 
     progress(40, "Creating an onnxruntime session")
     try:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
-        raise ModelInvalid(f"onnxruntime cannot load the model: {_first_line(exc)}") from exc
+        raise ModelInvalid(f"onnxruntime cannot load the model: {first_line(exc)}") from exc
     signature = {
         "inputs": [_ort_value_info(arg) for arg in session.get_inputs()],
         "outputs": [_ort_value_info(arg) for arg in session.get_outputs()],
@@ -125,7 +125,7 @@ def _inspect_onnx(path, input_shapes, progress):
         outputs = session.run(None, feeds)
     except Exception as exc:
         raise ModelInvalid(f"Test inference failed on generated inputs of shapes "
-                           f"{ {k: list(v.shape) for k, v in feeds.items()} }: {_first_line(exc)}") from exc
+                           f"{ {k: list(v.shape) for k, v in feeds.items()} }: {first_line(exc)}") from exc
     elapsed_ms = (time.perf_counter() - started) * 1000
     notes = [f"{structure['nodes']} nodes, {structure['initializers']} initializers."]
     return Inspection(signature, elapsed_ms, notes + _finiteness_notes(signature["outputs"], outputs))
@@ -133,7 +133,7 @@ def _inspect_onnx(path, input_shapes, progress):
 
 # --- TorchScript and torch.export -----------------------------------------------------------
 
-def _import_torch():
+def import_torch():
     # Defence in depth: any torch.load reached while loading an upload is forced to
     # weights_only=True, even where torch's own loader asks for full unpickling.
     os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
@@ -148,12 +148,12 @@ def _torch_dtype_name(torch, dtype):
 
 
 def _inspect_torchscript(path, input_shapes, progress):
-    torch = _import_torch()
+    torch = import_torch()
     progress(10, "Loading the TorchScript archive")
     try:
         module = torch.jit.load(path, map_location="cpu", _restore_shapes=True)
     except Exception as exc:
-        raise ModelInvalid(f"torch.jit.load cannot load the archive: {_first_line(exc)}") from exc
+        raise ModelInvalid(f"torch.jit.load cannot load the archive: {first_line(exc)}") from exc
     module.eval()
     inputs = []
     notes = []
@@ -187,7 +187,7 @@ def _inspect_torchscript(path, input_shapes, progress):
         with torch.no_grad():
             result = module(*[torch.from_numpy(feeds[spec["name"]]) for spec in inputs])
     except Exception as exc:
-        raise ModelInvalid(f"Test inference failed on generated inputs: {_first_line(exc)}") from exc
+        raise ModelInvalid(f"Test inference failed on generated inputs: {first_line(exc)}") from exc
     elapsed_ms = (time.perf_counter() - started) * 1000
     outputs = _flatten_outputs(torch, result)
     signature = {
@@ -199,12 +199,12 @@ def _inspect_torchscript(path, input_shapes, progress):
 
 
 def _inspect_exported_program(path, input_shapes, progress):
-    torch = _import_torch()
+    torch = import_torch()
     progress(10, "Loading the exported program")
     try:
         program = torch.export.load(path)
     except Exception as exc:
-        raise ModelInvalid(f"torch.export.load cannot load the archive: {_first_line(exc)}") from exc
+        raise ModelInvalid(f"torch.export.load cannot load the archive: {first_line(exc)}") from exc
     placeholders = {node.name: node for node in program.graph.nodes if node.op == "placeholder"}
     inputs = []
     for name in program.graph_signature.user_inputs:
@@ -224,7 +224,7 @@ def _inspect_exported_program(path, input_shapes, progress):
         with torch.no_grad():
             result = program.module()(*[torch.from_numpy(feeds[spec["name"]]) for spec in inputs])
     except Exception as exc:
-        raise ModelInvalid(f"Test inference failed on generated inputs: {_first_line(exc)}") from exc
+        raise ModelInvalid(f"Test inference failed on generated inputs: {first_line(exc)}") from exc
     elapsed_ms = (time.perf_counter() - started) * 1000
     outputs = _flatten_outputs(torch, result)
     output_node = next(node for node in program.graph.nodes if node.op == "output")
@@ -261,7 +261,3 @@ def _finiteness_notes(specs, arrays):
         if np.asarray(array).dtype.kind == "f" and not np.isfinite(np.asarray(array)).all()
     ]
 
-
-def _first_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
