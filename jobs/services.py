@@ -24,7 +24,6 @@ from .models import Job
 logger = logging.getLogger(__name__)
 
 
-
 class JobCancelled(Exception):
     pass
 
@@ -83,7 +82,7 @@ def job_run(*, job_id, worker_host):
         logger.info("job %s is not queued any more; nothing to do", job_id)
         return
     from .engine.benchmark import BenchmarkCancelled
-    from .engine.errors import EngineError
+    from .engine.errors import EngineError, first_line
     from .kinds import KINDS
 
     handler = KINDS[job.kind]
@@ -93,8 +92,11 @@ def job_run(*, job_id, worker_host):
         with _Heartbeat(job.id):
             result = handler.run(job, reporter)
     except (JobCancelled, BenchmarkCancelled):
-        job_log(job_id=job.id, line="Stopped: the job was cancelled")
-        handler.on_failure(job, "The job was cancelled.")
+        # The row left "running" under us: cancelled by a user, or failed by the reaper.
+        status = Job.objects.values_list("status", flat=True).get(pk=job.pk)
+        job_log(job_id=job.id, line=f"Stopped: the job was {status}")
+        if status == Job.Status.CANCELLED:
+            handler.on_failure(job, "The job was cancelled.")
     except SoftTimeLimitExceeded:
         soft, _ = handler.time_limits
         _fail(job, handler, f"The job took longer than its time limit ({soft} s) and was stopped.")
@@ -104,7 +106,8 @@ def job_run(*, job_id, worker_host):
         _fail(job, handler, str(exc))
     except Exception as exc:  # a bug or an environment problem: fail the job, keep the trace in the worker log
         logger.exception("job %s crashed", job.id)
-        _fail(job, handler, f"Internal error ({type(exc).__name__}): {exc}")
+        _fail(job, handler, f"Internal error ({type(exc).__name__}): {first_line(exc)}. The worker's log has "
+                            "the details.")
     else:
         job_succeed(job=job, result=result or {})
 
@@ -147,19 +150,18 @@ class Reporter:
 
     def __init__(self, job):
         self.job = job
+        self._last_message = None
 
     def __call__(self, percent, message=""):
         percent = max(0, min(100, int(percent)))
         updated = Job.objects.filter(id=self.job.id, status=Job.Status.RUNNING).update(
             progress=percent, message=message[:300], heartbeat=timezone.now()
         )
-        if message:
+        if message and message != self._last_message:  # engines repeat a step's message as it advances
             job_log(job_id=self.job.id, line=message)
+            self._last_message = message
         if updated != 1:
             raise JobCancelled()
-
-    def log(self, line):
-        job_log(job_id=self.job.id, line=line)
 
 
 def job_log(*, job_id, line):

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import EngineError, first_line
 from .progress import no_progress
-from .validate import import_torch, example_inputs
+from .validate import example_inputs, import_torch
 
 MIN_OPSET = 17
 PARITY_TOLERANCE = 1e-3
