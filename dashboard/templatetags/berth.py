@@ -41,3 +41,13 @@ def pretty_json(value):
     import json
 
     return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+@register.filter
+def tail_lines(text, count):
+    """The last ``count`` lines of a log, with a note of how many came before."""
+    lines = (text or "").rstrip("\n").split("\n")
+    count = int(count)
+    if len(lines) <= count:
+        return "\n".join(lines)
+    return f"… {len(lines) - count} earlier lines …\n" + "\n".join(lines[-count:])
