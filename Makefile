@@ -47,6 +47,7 @@ bench: $(VENV)/.installed-dev var/secret_key
 	$(PY) bench/upload.py
 	$(PY) bench/harness_overhead.py
 	$(PY) bench/compression.py
+	$(PY) bench/compare_page.py
 
 bench-large: $(VENV)/.installed-dev var/secret_key
 	$(PIP) install -e ".[large]"

@@ -17,6 +17,9 @@ urlpatterns = [
     path("models/<str:name>/versions/<str:version>/datasets/", registry_api.DatasetAttachApi.as_view(),
          name="version-datasets"),
     path("models/<str:name>/aliases/<slug:alias>/", registry_api.AliasApi.as_view(), name="alias"),
+    path("models/<str:name>/alias-events/", registry_api.AliasEventListApi.as_view(), name="alias-events"),
+    path("models/<str:name>/gates/", registry_api.GateListApi.as_view(), name="gates"),
+    path("models/<str:name>/gates/<int:gate_id>/", registry_api.GateDetailApi.as_view(), name="gate"),
     path("uploads/", registry_api.UploadStartApi.as_view(), name="uploads"),
     path("uploads/<uuid:upload_id>/", registry_api.UploadApi.as_view(), name="upload"),
     path("uploads/<uuid:upload_id>/complete/", registry_api.UploadCompleteApi.as_view(), name="upload-complete"),
@@ -27,4 +30,5 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", jobs_api.JobCancelApi.as_view(), name="job-cancel"),
     path("benchmarks/", jobs_api.BenchmarkListApi.as_view(), name="benchmarks"),
     path("workers/", jobs_api.WorkerListApi.as_view(), name="workers"),
+    path("compare/", jobs_api.CompareApi.as_view(), name="compare"),
 ]

@@ -99,6 +99,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "dashboard.middleware.BerthErrorPages",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -213,6 +214,7 @@ SPECTACULAR_SETTINGS = {
         "DatasetKindEnum": "registry.models.Dataset.Kind",
         "VersionStatusEnum": "registry.models.ModelVersion.Status",
         "UploadStatusEnum": "registry.models.Upload.Status",
+        "PromotionGateKindEnum": "registry.models.PromotionGate.Kind",
     },
 }
 

@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from jobs import views as job_views
+
 from . import views
 
 urlpatterns = [
@@ -11,6 +13,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/token/", views.token, name="token"),
     path("workers/", views.workers, name="workers"),
+    path("compare/", job_views.compare, name="compare"),
+    path("compare/recommendations/", job_views.compare_recommendations, name="compare-recommendations"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("dashboard.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

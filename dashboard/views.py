@@ -9,13 +9,24 @@ from registry.models import HardwareTarget, Model, ModelVersion
 from .access import VIEWER, role_required
 
 
+# The overview's "best variant": the fastest p95 at batch 1 that loses at most this much accuracy.
+BEST_VARIANT_MAX_DROP = 0.005
+BEST_VARIANT_MODELS = 20
+
+
 @role_required(VIEWER)
 def home(request):
+    from jobs.comparison import best_variants
+    from registry.selectors import failing_gates
+
     return render(request, "dashboard/home.html", {
         "model_count": Model.objects.count(),
         "recent_versions": ModelVersion.objects.select_related("model", "created_by").order_by("-created")[:10],
         "recent_jobs": Job.objects.select_related("version__model", "target").order_by("-created")[:10],
         "active_jobs": Job.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count(),
+        "best_variants": best_variants(max_drop=BEST_VARIANT_MAX_DROP, limit=BEST_VARIANT_MODELS),
+        "best_variant_max_drop": BEST_VARIANT_MAX_DROP,
+        "failing_gates": failing_gates(),
     })
 
 

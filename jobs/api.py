@@ -1,3 +1,4 @@
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -11,7 +12,9 @@ from dashboard.renderers import CSVRenderer
 from registry import selectors as registry_selectors
 
 from . import selectors, services
+from .comparison import benchmark_comparison, comparison_payload, table
 from .serializers import (
+    CompareQuerySerializer,
     BenchmarkResultSerializer,
     JobCreateSerializer,
     JobDetailSerializer,
@@ -88,3 +91,21 @@ class WorkerListApi(APIView):
         for worker in workers:
             worker.live = worker.id in live
         return Response(WorkerSerializer(workers, many=True).data)
+
+
+class CompareApi(APIView):
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    @extend_schema(parameters=[CompareQuerySerializer,
+                               OpenApiParameter("format", str, enum=["json", "csv"],
+                                                description="csv: the table's rows, for a spreadsheet")],
+                   responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    def get(self, request):
+        query = validated(CompareQuerySerializer, request.query_params)
+        comparison = benchmark_comparison(**CompareQuerySerializer.comparison_kwargs(query))
+        rows = table(comparison)
+        if request.accepted_renderer.format == "csv":
+            response = Response(rows)
+            response["Content-Disposition"] = f'attachment; filename="compare-{comparison.model.name}.csv"'
+            return response
+        return Response(comparison_payload(comparison, rows))

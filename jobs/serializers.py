@@ -87,3 +87,46 @@ class WorkerSerializer(serializers.Serializer):
     versions = serializers.JSONField()
     started = serializers.DateTimeField()
     last_seen = serializers.DateTimeField()
+
+
+class CommaListField(serializers.ListField):
+    """Repeated parameters (versions=1&versions=2) or comma-separated ones (versions=1,2)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = [data]
+        items = [part.strip() for item in data for part in str(item).split(",") if part.strip()]
+        return super().to_internal_value(items)
+
+
+class CompareQuerySerializer(serializers.Serializer):
+    """The comparison's state, as the page's query string and the API's parameters."""
+
+    model = serializers.CharField(max_length=100)
+    versions = CommaListField(child=serializers.CharField(max_length=128), required=False, default=list,
+                              help_text="Version strings; default: every version with results")
+    targets = CommaListField(child=serializers.CharField(max_length=50), required=False, default=list,
+                             help_text="Target slugs; default: every target with results")
+    batch_size = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    percentile = serializers.ChoiceField(choices=["p50", "p95", "p99"], default="p95")
+    baseline = serializers.CharField(required=False, allow_blank=True, default="",
+                                     help_text="Compare every row with this version; default: each version's root")
+    budget_ms = serializers.FloatField(min_value=0, required=False, allow_null=True, default=None,
+                                       help_text="Latency budget (ms) at the chosen percentile")
+    max_drop_pt = serializers.FloatField(min_value=0, max_value=100, required=False, allow_null=True, default=None,
+                                         help_text="Largest accepted accuracy drop, in percentage points")
+
+    def to_internal_value(self, data):
+        # Empty form fields (budget_ms=) mean "not given".
+        if hasattr(data, "dict"):
+            data = {key: (data.getlist(key) if key in ("versions", "targets") else value)
+                    for key, value in data.items() if value != ""}
+        return super().to_internal_value(data)
+
+    @staticmethod
+    def comparison_kwargs(data):
+        """benchmark_comparison's arguments from validated data."""
+        return {"model_name": data["model"], "versions": data["versions"], "targets": data["targets"],
+                "batch_size": data["batch_size"], "percentile": data["percentile"], "baseline": data["baseline"] or None,
+                "budget_ms": data["budget_ms"],
+                "max_drop": data["max_drop_pt"] / 100 if data["max_drop_pt"] is not None else None}

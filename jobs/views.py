@@ -3,6 +3,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from dashboard.access import ENGINEER, VIEWER, role_required
@@ -82,3 +83,77 @@ def version_run(request, name, version, kind):
     messages.success(request, f"Started {len(started)} {kind} jobs: " + ", ".join(f"#{j.id}" for j in started))
     return redirect(found)
 
+
+
+def _comparison(request):
+    """(query errors, comparison or None) from the page's query string."""
+    from .comparison import benchmark_comparison
+    from .serializers import CompareQuerySerializer
+
+    if not request.GET.get("model"):
+        return {}, None
+    query = CompareQuerySerializer(data=request.GET)
+    if not query.is_valid():
+        return query.errors, None
+    try:
+        return {}, benchmark_comparison(**CompareQuerySerializer.comparison_kwargs(query.validated_data))
+    except BerthError as exc:
+        return {exc.field or "query": [exc.message]}, None
+
+
+@role_required(VIEWER)
+def compare(request):
+    """Versions × targets side by side; the state is the query string, so the URL can be shared."""
+    from registry.models import Model
+
+    from .charts import all_charts
+    from .comparison import METRICS
+
+    errors, comparison = _comparison(request)
+    context = {"models": Model.objects.order_by("name").values_list("name", flat=True), "errors": errors,
+               "comparison": comparison, "query": request.GET, "metrics": METRICS}
+    if comparison is not None:
+        context.update(charts=all_charts(comparison), rows=_display_rows(comparison, METRICS),
+                       selected_versions={v.pk for v in comparison.versions},
+                       selected_targets={t.pk for t in comparison.targets})
+    return render(request, "jobs/compare.html", context)
+
+
+def _display_rows(comparison, metrics):
+    """The table's rows with their figures formatted for people (the CSV has the raw numbers)."""
+    from django.template.defaultfilters import filesizeformat
+
+    from .comparison import format_ms
+
+    def show(value, unit):
+        if value is None:
+            return "missing"
+        if unit == "bytes":
+            return filesizeformat(value)
+        if unit == "ms":
+            return format_ms(value)
+        if unit == "items/s":
+            return f"{value:,.0f}"
+        return f"{value * 100:.2f} %"
+
+    rows = []
+    for row in comparison.rows:
+        cells = []
+        for key, _label, unit, _better in metrics:
+            figure = row.figures[key]
+            cells.append({"value": show(figure.value, unit),
+                          "ratio": f"{figure.ratio:.2f}×" if figure.ratio is not None else "",
+                          "verdict": figure.verdict or ""})
+        rows.append({"row": row, "cells": cells,
+                     "delta": f"{row.accuracy_delta * 100:+.2f} pt" if row.accuracy_delta is not None else ""})
+    return rows
+
+
+@role_required(VIEWER)
+def compare_recommendations(request):
+    """The recommendation alone (htmx swaps it in as the budget changes); the browser's URL
+    follows, so that the shared link carries the budget."""
+    errors, comparison = _comparison(request)
+    response = render(request, "jobs/_recommendations.html", {"comparison": comparison, "errors": errors})
+    response["HX-Replace-Url"] = f"{reverse('compare')}?{request.GET.urlencode()}"
+    return response

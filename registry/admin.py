@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Alias, Dataset, HardwareTarget, Model, ModelVersion, Upload
+from .models import Alias, AliasEvent, Dataset, HardwareTarget, Model, ModelVersion, PromotionGate, Upload
 
 
 class VersionInline(admin.TabularInline):
@@ -33,6 +33,31 @@ class ModelVersionAdmin(admin.ModelAdmin):
 class AliasAdmin(admin.ModelAdmin):
     list_display = ["model", "name", "version", "updated_by", "updated"]
     raw_id_fields = ["version"]
+
+
+@admin.register(PromotionGate)
+class PromotionGateAdmin(admin.ModelAdmin):
+    list_display = ["model", "kind", "threshold", "target", "batch_size", "created_by", "created"]
+    list_filter = ["kind", "target"]
+    search_fields = ["model__name"]
+    raw_id_fields = ["model", "created_by"]
+
+
+@admin.register(AliasEvent)
+class AliasEventAdmin(admin.ModelAdmin):
+    """The alias log is read-only: it records what happened. (Deleting stays possible so that a
+    model can be deleted with its log.)"""
+
+    list_display = ["created", "model", "alias", "action", "from_label", "to_label", "user", "overridden"]
+    list_filter = ["action", "overridden", "alias"]
+    search_fields = ["model__name", "alias", "from_label", "to_label", "justification"]
+    date_hierarchy = "created"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Dataset)

@@ -19,10 +19,14 @@ from jobs.selectors import latest_benchmarks
 from . import selectors, services
 from .models import HardwareTarget
 from .serializers import (
-    AliasSerializer,
+    AliasBlockedSerializer,
+    AliasEventSerializer,
+    AliasMovedSerializer,
     AliasSetSerializer,
     DatasetAttachSerializer,
     DatasetSerializer,
+    GateCreateSerializer,
+    GateSerializer,
     ModelCreateSerializer,
     ModelDetailSerializer,
     ModelSummarySerializer,
@@ -136,17 +140,63 @@ class DatasetAttachApi(APIView):
 
 
 class AliasApi(APIView):
-    @extend_schema(request=AliasSetSerializer, responses={200: AliasSerializer, **ERRORS})
+    @extend_schema(
+        request=AliasSetSerializer,
+        responses={
+            200: AliasMovedSerializer,
+            409: OpenApiResponse(AliasBlockedSerializer,
+                                 description="A promotion gate failed: the alias did not move (the failing gates "
+                                             "are in gates)"),
+            **ERRORS,
+        },
+        description="Point the alias at a version. Moving production checks the model's promotion gates; an admin "
+                    "may override failing gates with override=true and a justification. Every move is logged.",
+    )
     def put(self, request, name, alias):
         model = selectors.model_get(name)
         data = validated(AliasSetSerializer, request.data)
-        version = selectors.version_get(model.name, data["version"])
-        moved = services.alias_set(model=model, name=alias, version=version, user=request.user)
-        return Response(AliasSerializer(moved).data)
+        version = selectors.version_get(model.name, data.pop("version"))
+        moved, event = services.alias_set(model=model, name=alias, version=version, user=request.user, **data)
+        return Response(AliasMovedSerializer(moved, context={"event": event}).data)
 
     @extend_schema(responses={204: None, **ERRORS})
     def delete(self, request, name, alias):
-        services.alias_remove(model=selectors.model_get(name), name=alias)
+        services.alias_remove(model=selectors.model_get(name), name=alias, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AliasEventListApi(GenericAPIView):
+    serializer_class = AliasEventSerializer
+
+    @extend_schema(parameters=[OpenApiParameter("alias", str, description="Only this alias")],
+                   responses={200: AliasEventSerializer(many=True), **ERRORS},
+                   description="The model's alias log (set, move, remove), newest first.")
+    def get(self, request, name):
+        model = selectors.model_get(name)
+        page = self.paginate_queryset(selectors.alias_events(model, alias=request.query_params.get("alias", "")))
+        return self.get_paginated_response(AliasEventSerializer(page, many=True).data)
+
+
+class GateListApi(APIView):
+    @extend_schema(responses={200: GateSerializer(many=True), **ERRORS},
+                   description="The model's promotion gates: what a version must meet before production points at it.")
+    def get(self, request, name):
+        return Response(GateSerializer(selectors.model_gates(selectors.model_get(name)), many=True).data)
+
+    @extend_schema(request=GateCreateSerializer, responses={201: GateSerializer, **CONFLICT, **ERRORS})
+    def post(self, request, name):
+        model = selectors.model_get(name)
+        data = validated(GateCreateSerializer, request.data)
+        slug = data.pop("target")
+        target = selectors.target_get(slug) if slug else None
+        gate = services.gate_create(model=model, target=target, created_by=request.user, **data)
+        return Response(GateSerializer(gate).data, status=status.HTTP_201_CREATED)
+
+
+class GateDetailApi(APIView):
+    @extend_schema(responses={204: None, **ERRORS})
+    def delete(self, request, name, gate_id):
+        services.gate_delete(gate=selectors.gate_get(selectors.model_get(name), gate_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

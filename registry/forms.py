@@ -1,6 +1,6 @@
 from django import forms
 
-from .models import HardwareTarget, Model, model_name_validator
+from .models import HardwareTarget, Model, PromotionGate, model_name_validator
 from .services import PROVIDERS_BY_DEVICE
 
 
@@ -14,10 +14,22 @@ class ModelCreateForm(forms.Form):
 class AliasForm(forms.Form):
     name = forms.SlugField(max_length=50, help_text="e.g. production, candidate")
     version = forms.ChoiceField()
+    # Shown to admins only; the service refuses an override from anyone else.
+    override = forms.BooleanField(required=False, label="Override failing gates")
+    justification = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),
+                                    help_text="Why this version may be promoted although a gate fails.")
 
     def __init__(self, *args, versions=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["version"].choices = [(v.version, f"{v.version} ({v.status})") for v in versions]
+
+
+class GateForm(forms.Form):
+    kind = forms.ChoiceField(choices=PromotionGate.Kind.choices)
+    threshold = forms.FloatField(help_text="Accuracy: a fraction (0.005 = 0.5 pt). Latency: milliseconds.")
+    target = forms.ModelChoiceField(queryset=HardwareTarget.objects.order_by("slug"), to_field_name="slug",
+                                    required=False, empty_label="any (accuracy only)")
+    batch_size = forms.IntegerField(min_value=1, initial=1, help_text="For p95 gates.")
 
 
 class TargetForm(forms.Form):

@@ -100,6 +100,79 @@ class Alias(models.Model):
         return f"{self.model.name}@{self.name}"
 
 
+# Aliases whose moves must pass the model's promotion gates.
+GATED_ALIASES = ("production",)
+
+
+class PromotionGate(models.Model):
+    """A condition a version must meet before a gated alias (production) may point at it."""
+
+    class Kind(models.TextChoices):
+        MAX_ACCURACY_DROP = "max_accuracy_drop", "max accuracy drop"
+        MAX_P95_MS = "max_p95_ms", "max p95 latency"
+
+    model = models.ForeignKey(Model, related_name="gates", on_delete=models.CASCADE)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # max_accuracy_drop: a fraction (0.005 = 0.5 percentage points); max_p95_ms: milliseconds.
+    threshold = models.FloatField()
+    # Required for max_p95_ms; for max_accuracy_drop, empty means the newest result of any target.
+    target = models.ForeignKey("HardwareTarget", null=True, blank=True, related_name="gates", on_delete=models.PROTECT)
+    batch_size = models.PositiveIntegerField(default=1, help_text="The batch size whose p95 counts (max_p95_ms)")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "kind", "id"]
+        constraints = [models.CheckConstraint(condition=models.Q(threshold__gt=0), name="gate_threshold_positive")]
+
+    def __str__(self):
+        return f"{self.model.name}: {self.description}"
+
+    @property
+    def description(self):
+        """The gate for people: "p95 ≤ 5 ms on cpu at batch 8", "accuracy drop ≤ 0.50 pt"."""
+        if self.kind == self.Kind.MAX_P95_MS:
+            return f"p95 ≤ {self.threshold:g} ms on {self.target.slug} at batch {self.batch_size}"
+        where = f" on {self.target.slug}" if self.target_id else ""
+        return f"accuracy drop ≤ {self.threshold * 100:.2f} pt{where}"
+
+
+class AliasEvent(models.Model):
+    """One alias change (the audit log): who moved which alias from where to where, the gate
+    results at that moment, and the justification when an admin overrode a failing gate."""
+
+    class Action(models.TextChoices):
+        SET = "set"
+        MOVE = "move"
+        REMOVE = "remove"
+
+    model = models.ForeignKey(Model, related_name="alias_events", on_delete=models.CASCADE)
+    alias = models.CharField(max_length=50)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    from_version = models.ForeignKey(ModelVersion, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    to_version = models.ForeignKey(ModelVersion, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    # The version strings as they were, so the log still reads right if a version is deleted.
+    from_label = models.CharField(max_length=128, blank=True)
+    to_label = models.CharField(max_length=128, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+    # [{"gate", "kind", "description", "passed", "measured" (number or "no benchmark"), "reason", ...}]
+    gate_results = models.JSONField(default=list, blank=True)
+    overridden = models.BooleanField(default=False)
+    justification = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["model", "-created"])]
+
+    def __str__(self):
+        return f"{self.model.name}@{self.alias}: {self.from_label or '∅'} → {self.to_label or '∅'} ({self.action})"
+
+    @property
+    def failed_gates(self):
+        return [result for result in self.gate_results if not result.get("passed")]
+
+
 class Dataset(models.Model):
     class Kind(models.TextChoices):
         CALIBRATION = "calibration"

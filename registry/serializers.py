@@ -5,7 +5,8 @@ from rest_framework import serializers
 from dashboard.serializer_fields import JSONObjectField, TagsField
 from jobs.serializers import BenchmarkSummarySerializer
 
-from .models import Dataset, HardwareTarget, Model, ModelVersion, Upload, model_name_validator, version_validator
+from .models import (AliasEvent, Dataset, HardwareTarget, Model, ModelVersion, PromotionGate, Upload,
+                     model_name_validator, version_validator)
 
 
 class RegistrationFields(serializers.Serializer):
@@ -178,6 +179,12 @@ class VersionDetailSerializer(VersionSummarySerializer):
 
 class AliasSetSerializer(serializers.Serializer):
     version = serializers.CharField(max_length=128, help_text="The version (of this model) the alias points at.")
+    override = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Move a gated alias (production) although a promotion gate fails. Admins only; needs a "
+                  "justification.")
+    justification = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000,
+                                          help_text="Why the failing gates may be overridden (recorded in the log).")
 
 
 class AliasSerializer(serializers.Serializer):
@@ -198,3 +205,89 @@ class TargetSerializer(serializers.ModelSerializer):
         read_only_fields = ["created"]
         extra_kwargs = {"slug": {"validators": []}, "name": {"required": False},
                         "execution_provider": {"required": False}}
+
+
+class GateResultSerializer(serializers.Serializer):
+    """One promotion gate evaluated on one version (documentation of the stored JSON)."""
+
+    gate = serializers.IntegerField(help_text="The gate's id (it may have been deleted since)")
+    kind = serializers.ChoiceField(choices=PromotionGate.Kind.choices)
+    description = serializers.CharField()
+    threshold = serializers.FloatField()
+    target = serializers.CharField(allow_null=True)
+    batch_size = serializers.IntegerField(allow_null=True)
+    passed = serializers.BooleanField()
+    measured = serializers.JSONField(help_text='p95 in ms or accuracy delta as a fraction; "no benchmark" or '
+                                               '"no accuracy delta" when nothing was measured')
+    measured_on = serializers.CharField(allow_null=True, help_text="The target of the result used")
+    reason = serializers.CharField()
+    job = serializers.IntegerField(allow_null=True, help_text="The benchmark job of the result used")
+    stable = serializers.BooleanField(allow_null=True)
+
+
+class AliasMovedSerializer(AliasSerializer):
+    gates = serializers.SerializerMethodField(help_text="The gates evaluated for this move (gated aliases)")
+    overridden = serializers.SerializerMethodField()
+
+    @extend_schema_field(GateResultSerializer(many=True))
+    def get_gates(self, alias):
+        event = self.context.get("event")
+        return event.gate_results if event else []
+
+    def get_overridden(self, alias) -> bool:
+        event = self.context.get("event")
+        return bool(event and event.overridden)
+
+
+class AliasBlockedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    gates = GateResultSerializer(many=True, help_text="The failing gates")
+
+
+class GateSerializer(serializers.ModelSerializer):
+    target = serializers.CharField(source="target.slug", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    description = serializers.CharField(read_only=True, help_text='e.g. "p95 ≤ 5 ms on cpu at batch 8"')
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PromotionGate
+        fields = ["id", "url", "kind", "threshold", "target", "batch_size", "description", "created_by", "created"]
+
+    def get_url(self, gate) -> str:
+        return reverse("api:gate", args=[gate.model.name, gate.id])
+
+
+class GateCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=PromotionGate.Kind.choices)
+    threshold = serializers.FloatField(help_text="max_accuracy_drop: a fraction (0.005 = 0.5 percentage points); "
+                                                 "max_p95_ms: milliseconds")
+    target = serializers.CharField(required=False, allow_blank=True, default="",
+                                   help_text="Hardware target slug; required for max_p95_ms. For max_accuracy_drop, "
+                                             "empty means the newest result of any target.")
+    batch_size = serializers.IntegerField(required=False, default=1, min_value=1,
+                                          help_text="The batch size whose p95 counts (max_p95_ms)")
+
+
+class AliasEventSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    from_version = serializers.SerializerMethodField()
+    to_version = serializers.SerializerMethodField()
+    user = serializers.CharField(source="user.username", default=None)
+    gate_results = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AliasEvent
+        fields = ["id", "model", "alias", "action", "from_version", "to_version", "user", "created", "gate_results",
+                  "overridden", "justification"]
+
+    def get_from_version(self, event) -> str | None:
+        return event.from_label or None
+
+    def get_to_version(self, event) -> str | None:
+        return event.to_label or None
+
+    @extend_schema_field(GateResultSerializer(many=True))
+    def get_gate_results(self, event):
+        return event.gate_results

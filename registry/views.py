@@ -5,14 +5,17 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from dashboard.access import ADMIN, ENGINEER, VIEWER, role_required
-from dashboard.errors import BerthError
+from dashboard.errors import BerthError, NotFound
 from jobs import selectors as job_selectors
 from jobs import services as job_services
 from jobs.forms import BenchmarkForm, CompressForm, ConvertForm
 
 from . import selectors, services
-from .forms import AliasForm, ModelCreateForm, TargetForm
-from .models import HardwareTarget, Model
+from .forms import AliasForm, GateForm, ModelCreateForm, TargetForm
+from .models import GATED_ALIASES, HardwareTarget, Model
+
+# Alias log entries on the model page; the API has them all.
+ALIAS_EVENTS_SHOWN = 50
 
 
 def _form_error(form, exc):
@@ -53,14 +56,33 @@ def model_detail(request, name):
     deltas = job_selectors.accuracy_deltas(versions)
     for version in versions:
         version.accuracy_delta = deltas.get(version.pk)
+    aliases = list(model.aliases.select_related("version__model", "updated_by"))
+    gates = selectors.model_gates(model)
+    production = next((a for a in aliases if a.name in GATED_ALIASES), None)
+    if production is not None:
+        # Each gate as the current production version meets it now.
+        for gate, result in zip(gates, selectors.gate_results(production.version, gates=gates), strict=True):
+            gate.production_result = result
     return render(request, "registry/model_detail.html", {
         "model": model,
         "tree": selectors.lineage_tree(versions),
         "versions": versions,
-        "aliases": model.aliases.select_related("version", "updated_by"),
+        "aliases": aliases,
         "datasets": model.datasets.select_related("version"),
         "alias_form": AliasForm(versions=versions),
+        "gates": gates,
+        "gated_aliases": GATED_ALIASES,
+        "production": production,
+        "gate_form": GateForm(),
+        "events": list(selectors.alias_events(model)[:ALIAS_EVENTS_SHOWN]),
+        "events_shown": ALIAS_EVENTS_SHOWN,
     })
+
+
+def _form_problems(form):
+    """A form's errors as one line for a flash message: "threshold: Enter a number."."""
+    return " ".join((f"{field.replace('_', ' ')}: " if field in form.fields else "") + " ".join(errors)
+                    for field, errors in form.errors.items())
 
 
 @role_required(ENGINEER)
@@ -69,15 +91,66 @@ def alias_set(request, name):
     model = selectors.model_get(name)
     form = AliasForm(request.POST, versions=selectors.model_versions(model))
     if not form.is_valid():
-        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, _form_problems(form))
         return redirect(model)
-    version = selectors.version_get(model.name, form.cleaned_data["version"])
+    data = form.cleaned_data
+    version = selectors.version_get(model.name, data["version"])
     try:
-        services.alias_set(model=model, name=form.cleaned_data["name"], version=version, user=request.user)
+        _, event = services.alias_set(model=model, name=data["name"], version=version, user=request.user,
+                                      override=data["override"], justification=data["justification"])
     except BerthError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{form.cleaned_data['name']} now points at {version.version}.")
+        if event is None:
+            messages.info(request, f"{data['name']} already points at {version.version}.")
+        elif event.overridden:
+            messages.warning(request, f"{data['name']} now points at {version.version}; failing gates overridden.")
+        else:
+            messages.success(request, f"{data['name']} now points at {version.version}.")
+    return redirect(model)
+
+
+@role_required(ENGINEER)
+@require_POST
+def alias_remove(request, name, alias):
+    model = selectors.model_get(name)
+    try:
+        services.alias_remove(model=model, name=alias, user=request.user)
+    except BerthError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Alias {alias} removed.")
+    return redirect(model)
+
+
+@role_required(ENGINEER)
+@require_POST
+def gate_create(request, name):
+    model = selectors.model_get(name)
+    form = GateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_problems(form))
+        return redirect(model)
+    try:
+        gate = services.gate_create(model=model, created_by=request.user, **form.cleaned_data)
+    except BerthError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Gate added: {gate.description}.")
+    return redirect(model)
+
+
+@role_required(ENGINEER)
+@require_POST
+def gate_delete(request, name, gate_id):
+    model = selectors.model_get(name)
+    try:
+        gate = selectors.gate_get(model, gate_id)
+    except NotFound as exc:  # removed already (a second click, another engineer)
+        messages.error(request, exc.message)
+        return redirect(model)
+    services.gate_delete(gate=gate)
+    messages.success(request, f"Gate removed: {gate.description}.")
     return redirect(model)
 
 

@@ -14,6 +14,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from dashboard.access import ADMIN, ENGINEER, VIEWER
+from jobs.models import BenchmarkResult, Job
+from registry.models import HardwareTarget, Model, ModelVersion
 
 # --- isolation -------------------------------------------------------------------------------
 
@@ -344,3 +346,39 @@ def digits_version(engineer_api, digits_files):
     version = ModelVersion.objects.get(pk=response.json()["id"])
     assert version.status == "ready", version.status_detail
     return version
+
+
+# --- hand-built benchmark results, for edge cases a real run cannot force ---------------------
+
+
+class BenchWorld:
+    """Versions and hand-built benchmark rows, for edge cases a real run cannot force."""
+
+    def __init__(self, owner, name="digits"):
+        self.owner = owner
+        self.model = Model.objects.create(name=name, task="classification")
+        self.cpu = HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})[0]
+        self.gpu = HardwareTarget.objects.get_or_create(slug="gpu", defaults={
+            "name": "GPU", "device": "cuda", "execution_provider": "CUDAExecutionProvider"})[0]
+
+    def version(self, name, *, parent=None, size=1000):
+        return ModelVersion.objects.create(model=self.model, version=name, parent=parent, format="onnx",
+                                           artifact=f"artifacts/{name}.onnx", sha256="0" * 64, size_bytes=size,
+                                           status="ready")
+
+    def result(self, version, target, *, p95, batch=1, accuracy=0.98, noise=0.01, samples=1000, stable=True):
+        job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded")
+        p50, p99 = p95 * 0.8, p95 * 1.2
+        return BenchmarkResult.objects.create(
+            job=job, version=version, target=target, batch_size=batch, iterations=samples, warmup=5,
+            p25_ms=p50 * 0.9, p50_ms=p50, p75_ms=p50 * 1.1, p90_ms=p95 * 0.95, p95_ms=p95, p99_ms=p99,
+            min_ms=p50 * 0.5, max_ms=p99 * 2, mean_ms=p50, std_ms=p50 * noise, throughput=batch * 1000 / p50,
+            intervals={"p50": [p50 * (1 - noise), p50 * (1 + noise)], "p95": [p95 * (1 - noise), p95 * (1 + noise)],
+                       "p99": [p99 * (1 - noise), p99 * (1 + noise)], "mean": [p50 * (1 - noise), p50 * (1 + noise)]},
+            windows=[p50, p50 * (1 + noise / 2), p50], stable=stable, accuracy=accuracy,
+            fidelity={"samples": 360}, samples=b"", environment={})
+
+
+@pytest.fixture
+def world(engineer):
+    return BenchWorld(engineer)

@@ -22,9 +22,9 @@ def points(delta):
 @register.filter
 def ms(value):
     """Milliseconds with sensible precision."""
-    if value is None:
-        return "—"
-    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+    from jobs.comparison import format_ms
+
+    return "—" if value is None else format_ms(value)
 
 
 @register.filter
@@ -51,3 +51,14 @@ def tail_lines(text, count):
     if len(lines) <= count:
         return "\n".join(lines)
     return f"… {len(lines) - count} earlier lines …\n" + "\n".join(lines[-count:])
+
+
+@register.filter
+def pt(fraction):
+    """A fraction in percentage points, as given: 0.005 → "0.5 pt"."""
+    return f"{fraction * 100:g} pt"
+
+
+@register.filter
+def split(text, separator=" "):
+    return text.split(separator)

@@ -57,7 +57,14 @@ class Measurement:
     throughput: float
     stable: bool
     windows: list = field(default_factory=list)  # mean latency (ms) of each measuring window
-    samples_ms: list = field(default_factory=list)  # every timed run, in order (float32 precision)
+    samples_ms: list = field(default_factory=list)  # timed runs in order (float32), thinned to MAX_STORED_SAMPLES
+    p25_ms: float | None = None
+    p75_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    # 95 % confidence intervals, {"p50": [low, high], ..., "mean": [low, high]} in ms: distribution-free
+    # (order statistics) for percentiles, normal for the mean.
+    intervals: dict = field(default_factory=dict)
     peak_memory_bytes: int | None = None  # peak RSS of a fresh process that loaded and ran the model
     load_time_ms: float | None = None  # session creation in that fresh process
 
@@ -214,18 +221,53 @@ def _agree(windows, stability):
 
 def _summarise(measured, *, batch, threads, warmup, peak_memory_bytes, load_time_ms):
     ms = np.asarray(measured.samples_ns, dtype=np.float64) / 1e6
-    p50, p90, p95, p99 = (float(v) for v in np.percentile(ms, [50, 90, 95, 99]))
+    stats = latency_statistics(ms)
     total_s = float(ms.sum()) / 1e3
     return Measurement(
         batch_size=batch, threads=threads, iterations=len(ms), warmup=warmup,
-        p50_ms=p50, p90_ms=p90, p95_ms=p95, p99_ms=p99,
-        mean_ms=float(ms.mean()), std_ms=float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
         throughput=batch * len(ms) / total_s if total_s > 0 else 0.0,
         stable=measured.stable,
         windows=[timed / runs / 1e6 for runs, timed in measured.windows],
-        samples_ms=ms.astype(np.float32).tolist(),
+        samples_ms=thin(ms).astype(np.float32).tolist(),
         peak_memory_bytes=peak_memory_bytes, load_time_ms=load_time_ms,
+        **stats,
     )
+
+
+PERCENTILES = {"p25": 25, "p50": 50, "p75": 75, "p90": 90, "p95": 95, "p99": 99}
+MAX_STORED_SAMPLES = 10_000
+Z95 = 1.959964
+
+
+def latency_statistics(ms):
+    """Percentiles, mean, std, extremes and 95 % confidence intervals of latencies in ms.
+
+    A percentile's interval comes from order statistics (no assumption about the distribution:
+    the ranks n·q ± 1.96·√(n·q·(1−q)) of the sorted samples), the mean's from the normal
+    approximation. They say how precisely this run pinned a figure down, not how much the
+    next run on a noisy machine may differ (the windows say that)."""
+    ordered = np.sort(np.asarray(ms, dtype=np.float64))
+    n = len(ordered)
+    values = {f"{name}_ms": float(np.percentile(ordered, q)) for name, q in PERCENTILES.items()}
+    mean = float(ordered.mean())
+    std = float(ordered.std(ddof=1)) if n > 1 else 0.0
+    intervals = {}
+    for name in ("p50", "p90", "p95", "p99"):
+        q = PERCENTILES[name] / 100
+        half = Z95 * (n * q * (1 - q)) ** 0.5
+        low, high = max(0, int(np.floor(n * q - half)) - 1), min(n - 1, int(np.ceil(n * q + half)))
+        intervals[name] = [float(ordered[low]), float(ordered[high])]
+    margin = Z95 * std / n ** 0.5 if n > 1 else 0.0
+    intervals["mean"] = [mean - margin, mean + margin]
+    return {**values, "mean_ms": mean, "std_ms": std, "min_ms": float(ordered[0]), "max_ms": float(ordered[-1]),
+            "intervals": intervals}
+
+
+def thin(samples, limit=MAX_STORED_SAMPLES):
+    """At most ``limit`` samples, evenly spaced in time order (enough for distribution charts)."""
+    if len(samples) <= limit:
+        return samples
+    return samples[np.linspace(0, len(samples) - 1, limit).astype(int)]
 
 
 def _check_stop(should_stop):

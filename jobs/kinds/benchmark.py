@@ -60,8 +60,9 @@ class BenchmarkKind(JobKind):
         rows = [
             BenchmarkResult(
                 job=job, version=version, target=target, batch_size=m.batch_size, threads=m.threads,
-                iterations=m.iterations, warmup=m.warmup, p50_ms=m.p50_ms, p90_ms=m.p90_ms, p95_ms=m.p95_ms,
-                p99_ms=m.p99_ms, mean_ms=m.mean_ms, std_ms=m.std_ms, throughput=m.throughput, stable=m.stable,
+                iterations=m.iterations, warmup=m.warmup, p25_ms=m.p25_ms, p50_ms=m.p50_ms, p75_ms=m.p75_ms,
+                p90_ms=m.p90_ms, p95_ms=m.p95_ms, p99_ms=m.p99_ms, min_ms=m.min_ms, max_ms=m.max_ms,
+                mean_ms=m.mean_ms, std_ms=m.std_ms, intervals=m.intervals, throughput=m.throughput, stable=m.stable,
                 windows=m.windows, peak_memory_bytes=m.peak_memory_bytes, load_time_ms=m.load_time_ms,
                 accuracy=quality.get("accuracy"), accuracy_delta=quality.get("accuracy_delta"),
                 fidelity=quality.get("fidelity", {}), samples=compress_samples(m.samples_ms),

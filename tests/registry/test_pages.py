@@ -133,3 +133,11 @@ def test_model_names_and_metadata_are_escaped(engineer_api, viewer, onnx_file):
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>alert(2)</script>" not in browser(viewer).get("/models/digits/").content.decode()
+
+
+@pytest.mark.parametrize("url", ["/models/nope/", "/models/digits/versions/9/", "/jobs/999/",
+                                 "/models/digits/versions/9/download/"])
+def test_what_does_not_exist_is_a_404_page_not_an_error(registered, viewer, url):
+    response = browser(viewer).get(url)
+    assert response.status_code == 404
+    assert b"Not found" in response.content

@@ -4,7 +4,14 @@ the fresh-process probe and the provider check (no Django, no database)."""
 import numpy as np
 import pytest
 
-from jobs.engine.benchmark import BenchmarkCancelled, compress_samples, decompress_samples, run_benchmark
+from jobs.engine.benchmark import (
+    MAX_STORED_SAMPLES,
+    BenchmarkCancelled,
+    compress_samples,
+    decompress_samples,
+    run_benchmark,
+    thin,
+)
 from jobs.engine.errors import EngineError
 
 MLP_INPUTS = [{"name": "x", "dtype": "float32", "shape": ["batch", 64]}]
@@ -29,9 +36,28 @@ def test_it_orders_the_percentiles(single):
 def test_it_times_at_least_the_minimum_runs_and_seconds(single):
     (m,) = single[0].measurements
     assert m.iterations >= 30
-    assert sum(m.samples_ms) >= 0.05 * 1000 * 0.999  # float32 samples: allow rounding
-    assert len(m.samples_ms) == m.iterations
+    assert m.mean_ms * m.iterations >= 0.05 * 1000 * 0.999  # at least min_seconds of timed runs
+    assert len(m.samples_ms) == min(m.iterations, MAX_STORED_SAMPLES)
     assert m.warmup == 5
+
+
+def test_it_keeps_quartiles_extremes_and_confidence_intervals(single):
+    (m,) = single[0].measurements
+    assert m.min_ms <= m.p25_ms <= m.p50_ms <= m.p75_ms <= m.p99_ms <= m.max_ms
+    for name in ("p50", "p95", "p99"):
+        low, high = m.intervals[name]
+        assert low <= getattr(m, f"{name}_ms") <= high
+    assert m.intervals["mean"][0] <= m.mean_ms <= m.intervals["mean"][1]
+
+
+def test_stored_samples_are_thinned_evenly():
+    import numpy as np
+
+    samples = np.arange(25_000, dtype=np.float64)
+    kept = thin(samples)
+    assert len(kept) == MAX_STORED_SAMPLES and kept[0] == 0 and kept[-1] == 24_999
+    assert np.all(np.diff(kept) > 0)
+    assert len(thin(samples[:50])) == 50
 
 
 def test_it_reports_throughput_consistent_with_the_mean_latency(single):
@@ -70,7 +96,7 @@ def test_it_flags_a_run_that_hits_max_seconds_as_unstable(mlp_onnx):
     (m,) = run.measurements
     assert m.stable is False
     assert len(m.windows) < 3
-    assert len(m.samples_ms) == m.iterations > 0
+    assert len(m.samples_ms) == min(m.iterations, MAX_STORED_SAMPLES) > 0
 
 
 def test_it_stops_when_asked(mlp_onnx):

@@ -1,36 +1,22 @@
-"""Registry use cases: every write to models, versions, aliases, datasets, targets and
-uploads goes through a function here."""
-
-import re
-from datetime import timedelta
+"""Models, versions (registration, derived variants, validation results), datasets and hardware
+targets."""
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
-from dashboard.errors import BerthError, Conflict, InvalidModelFile, NotFound, TooLarge
+from dashboard.errors import BerthError, Conflict, InvalidModelFile, NotFound
 from jobs import services as job_services
 
-from . import storage, uploads
-from .models import Alias, Dataset, HardwareTarget, Model, ModelVersion, Upload
-from .sniff import SniffError, read_npz_arrays, sniff_model_file
+from .. import storage, uploads
+from ..models import Dataset, HardwareTarget, Model, ModelVersion
+from ..sniff import SniffError, read_npz_arrays, sniff_model_file
+from . import promotion
+from .base import full_clean
 
 PROVIDERS_BY_DEVICE = {
     HardwareTarget.Device.CPU: ["CPUExecutionProvider", "OpenVINOExecutionProvider", "DnnlExecutionProvider"],
     HardwareTarget.Device.CUDA: ["CUDAExecutionProvider", "TensorrtExecutionProvider"],
 }
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def _full_clean(instance, **kwargs):
-    """full_clean() with the first problem raised as a BerthError naming its field."""
-    try:
-        instance.full_clean(validate_unique=False, validate_constraints=False, **kwargs)
-    except ValidationError as exc:
-        field, messages = next(iter(exc.message_dict.items()))
-        raise BerthError(" ".join(messages), field=None if field == "__all__" else field) from exc
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -39,7 +25,7 @@ def model_create(*, name, description="", task=Model.Task.OTHER, owner=None):
     if Model.objects.filter(name=name).exists():
         raise Conflict(f"A model named {name!r} already exists.", field="name")
     model = Model(name=name, description=description, task=task, owner=owner)
-    _full_clean(model, exclude=["owner"])
+    full_clean(model, exclude=["owner"])
     try:
         with transaction.atomic():
             model.save()
@@ -93,10 +79,10 @@ def version_register(*, model_name, version, artifact, created_by, metadata=None
                 status=ModelVersion.Status.VALIDATING if io_signature is None else ModelVersion.Status.READY,
                 status_detail=status_detail or ("Waiting for the validate job." if io_signature is None else ""),
             )
-            _full_clean(mv, exclude=["artifact", "parent", "created_by", "recipe", "io_signature"])
+            full_clean(mv, exclude=["artifact", "parent", "created_by", "recipe", "io_signature"])
             mv.save()
             if alias:
-                alias_set(model=model, name=alias, version=mv, user=created_by)
+                promotion.alias_set(model=model, name=alias, version=mv, user=created_by)
             if io_signature is None:
                 job_services.job_create(kind="validate", version=mv, created_by=created_by)
             # Last step, so that a failed insert leaves the incoming file where it was.
@@ -175,30 +161,6 @@ def version_mark_invalid(*, version, reason, io_signature=None):
     ModelVersion.objects.filter(pk=version.pk).update(**fields)
 
 
-# --- aliases ---------------------------------------------------------------------------------
-
-def alias_set(*, model, name, version, user):
-    """Point alias ``name`` of ``model`` at ``version`` (creating or moving it)."""
-    if version.model_id != model.id:
-        raise BerthError(f"Version {version.ref} does not belong to model {model.name}.", field="version")
-    if version.status == ModelVersion.Status.INVALID:
-        raise BerthError(f"Version {version.version} is invalid ({version.status_detail}); an alias cannot point at it.",
-                         field="version")
-    alias = Alias.objects.filter(model=model, name=name).first() or Alias(model=model, name=name)
-    alias.version = version
-    alias.updated_by = user
-    _full_clean(alias, exclude=["updated_by"])
-    with transaction.atomic():
-        alias.save()
-    return alias
-
-
-def alias_remove(*, model, name):
-    deleted, _ = Alias.objects.filter(model=model, name=name).delete()
-    if not deleted:
-        raise NotFound(f"Model {model.name} has no alias {name!r}.")
-
-
 # --- datasets --------------------------------------------------------------------------------
 
 def dataset_attach(*, version, name, kind, incoming, created_by):
@@ -223,7 +185,7 @@ def dataset_attach(*, version, name, kind, incoming, created_by):
         dataset = Dataset(model=version.model, version=version, name=name, kind=kind, file=file_name,
                           sha256=incoming.sha256, size_bytes=incoming.size, rows=rows, arrays=arrays,
                           created_by=created_by)
-        _full_clean(dataset, exclude=["file", "version", "created_by"])
+        full_clean(dataset, exclude=["file", "version", "created_by"])
         dataset.save()
         stored = storage.store(incoming, file_name)
         if stored != file_name:
@@ -278,132 +240,7 @@ def target_create(*, slug, name="", device=HardwareTarget.Device.CPU, execution_
         raise BerthError("provider_options must be a JSON object.", field="provider_options")
     target = HardwareTarget(slug=slug, name=name or slug, device=device, execution_provider=execution_provider,
                             provider_options=provider_options or {}, description=description, active=active)
-    _full_clean(target)
+    full_clean(target)
     with transaction.atomic():
         target.save()
     return target
-
-
-# --- resumable uploads -----------------------------------------------------------------------
-
-def upload_start(*, user, size, filename="", sha256=""):
-    """Open a resumable upload of ``size`` bytes, or return the user's open upload of the
-    same bytes (same size and sha256) so that a restarted client resumes where it stopped.
-    Returns ``(upload, created)``."""
-    if size < 1:
-        raise BerthError("size must be at least 1 byte.", field="size")
-    if size > settings.BERTH_MAX_UPLOAD_BYTES:
-        raise uploads.too_large_error(size)
-    sha256 = (sha256 or "").lower()
-    if sha256 and not _SHA256.match(sha256):
-        raise BerthError("sha256 must be 64 hexadecimal characters.", field="sha256")
-    if sha256:
-        existing = Upload.objects.filter(created_by=user, size=size, expected_sha256=sha256,
-                                         status=Upload.Status.OPEN).first()
-        if existing is not None and uploads.part_path(existing.id).exists():
-            return existing, False
-    upload = Upload(created_by=user, size=size, filename=filename[:255], expected_sha256=sha256)
-    with transaction.atomic():
-        upload.save()
-        uploads.create_part_file(upload.id)
-    return upload, True
-
-
-def upload_write_chunk(*, upload, content_range, content_length, stream):
-    """Append one chunk (``Content-Range: bytes start-end/total``) to an open upload."""
-    if upload.status != Upload.Status.OPEN:
-        raise Conflict(f"This upload is {upload.status}; it takes no more data.")
-    match = _CONTENT_RANGE.match(content_range or "")
-    if not match:
-        raise BerthError("Send each chunk with a header 'Content-Range: bytes <first>-<last>/<total>'.",
-                         field="Content-Range")
-    first, last, total = (int(g) for g in match.groups())
-    if total != upload.size:
-        raise BerthError(f"Content-Range says the file has {total:,} bytes, but this upload was started for "
-                         f"{upload.size:,}.", field="Content-Range")
-    if last < first or last >= total:
-        raise BerthError(f"Content-Range bytes {first}-{last} is not a range inside 0-{total - 1}.",
-                         field="Content-Range")
-    length = last - first + 1
-    if content_length != length:
-        raise BerthError(f"Content-Range announces {length:,} bytes but the body has {content_length:,}.",
-                         field="Content-Length")
-    if length > settings.BERTH_MAX_CHUNK_BYTES:
-        raise TooLarge(f"Chunks may be at most {settings.BERTH_MAX_CHUNK_BYTES:,} bytes; this one has {length:,}.")
-
-    def current_offset():
-        return Upload.objects.values_list("offset", flat=True).get(pk=upload.pk)
-
-    new_offset = uploads.append_chunk(upload_id=upload.id, current_offset=current_offset, start=first,
-                                      length=length, stream=stream)
-    Upload.objects.filter(pk=upload.pk).update(offset=new_offset, updated=timezone.now())
-    upload.offset = new_offset
-    return upload
-
-
-def upload_complete(*, upload, user, sha256="", **registration):
-    """Finish an upload and register its bytes as a version (see version_register).
-
-    The sha256 of the received bytes must match the one the client gave (at start or now);
-    otherwise the upload is discarded and nothing is registered. Completing an already
-    completed upload returns its version. Returns ``(ModelVersion, created)``.
-    """
-    try:
-        with uploads.locked_part(upload.id):
-            upload.refresh_from_db()
-            return _upload_complete_locked(upload=upload, user=user, sha256=sha256, **registration)
-    except Conflict:
-        upload.refresh_from_db()
-        if upload.status == Upload.Status.COMPLETED and upload.version_id:
-            return upload.version, False  # completed already (a retried or concurrent request)
-        if upload.status != Upload.Status.OPEN:
-            raise Conflict(f"This upload is {upload.status}: {upload.status_detail} Start a new upload.") from None
-        raise
-
-
-def _upload_complete_locked(*, upload, user, sha256, **registration):
-    if upload.status != Upload.Status.OPEN:
-        raise Conflict(f"This upload is {upload.status}: {upload.status_detail} Start a new upload.")
-    if upload.offset != upload.size:
-        raise Conflict(
-            f"The upload is incomplete: {upload.offset:,} of {upload.size:,} bytes received. "
-            f"Send the rest from byte {upload.offset:,}.",
-            extra={"offset": upload.offset},
-        )
-    actual = uploads.finished_sha256(upload.id, upload.size)
-    expected = (sha256 or upload.expected_sha256).lower()
-    if expected and expected != actual:
-        detail = (f"The received bytes have sha256 {actual}, not {expected} as announced. The upload was "
-                  "discarded and nothing was registered; upload the file again.")
-        Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.FAILED, status_detail=detail, sha256=actual)
-        uploads.remove_part_file(upload.id)
-        raise BerthError(detail, field="sha256")
-    incoming = uploads.IncomingArtifact(uploads.part_path(upload.id), upload.size, actual)
-    try:
-        version, created = version_register(artifact=incoming, created_by=user, **registration)
-    except InvalidModelFile as exc:
-        # No version name makes these bytes acceptable: free the disk now.
-        Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.FAILED, status_detail=exc.message,
-                                                   sha256=actual)
-        uploads.remove_part_file(upload.id)
-        raise
-    Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.COMPLETED, sha256=actual, version=version)
-    uploads.remove_part_file(upload.id)
-    return version, created
-
-
-def upload_discard(*, upload):
-    Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.FAILED, status_detail="Discarded by the client.")
-    uploads.remove_part_file(upload.id)
-
-
-def uploads_expire(*, now=None):
-    """Discard open uploads untouched for BERTH_UPLOAD_EXPIRY_HOURS; returns how many."""
-    cutoff = (now or timezone.now()) - timedelta(hours=settings.BERTH_UPLOAD_EXPIRY_HOURS)
-    stale = list(Upload.objects.filter(status=Upload.Status.OPEN, updated__lt=cutoff).values_list("id", flat=True))
-    for upload_id in stale:
-        uploads.remove_part_file(upload_id)
-    Upload.objects.filter(id__in=stale).update(
-        status=Upload.Status.FAILED, status_detail="Expired: no data received for too long."
-    )
-    return len(stale)

@@ -1,0 +1,112 @@
+"""Server time and database queries of the comparison page and API at scale.
+
+50 versions × 5 targets × 4 batch sizes of benchmark results on PostgreSQL (a throw-away
+database), served in-process through Django's full stack (middleware, auth, templates,
+Plotly figure building); each figure is the median of repeated requests. The baseline is the
+same model with 5 versions, measured in the same run: the query count must not grow with the
+number of versions, and the 50-version page must stay under 300 ms.
+
+    .venv/bin/python bench/compare_page.py        # DATABASE_URL defaults to the local PostgreSQL
+"""
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only-secret")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/berth_bench")
+os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth.models import Group, User  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
+
+GOAL_MS = 300
+REPEATS = 15
+BATCH_SIZES = (1, 8, 32, 128)
+
+
+def populate(name, versions, targets):
+    from jobs.models import BenchmarkResult, Job
+    from registry.models import HardwareTarget, Model, ModelVersion
+
+    model = Model.objects.create(name=name, task="classification")
+    hosts = [HardwareTarget.objects.get_or_create(slug=f"t{i}", defaults={"name": f"target {i}"})[0]
+             for i in range(targets)]
+    created = []
+    for i in range(versions):
+        created.append(ModelVersion.objects.create(
+            model=model, version=f"v{i}", parent=created[0] if created else None, format="onnx",
+            artifact=f"artifacts/{name}/{i}.onnx", sha256=f"{i:064x}", size_bytes=1_000_000 - i * 1000,
+            status="ready"))
+    rows = []
+    for version in created:
+        for target in hosts:
+            job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded")
+            for batch in BATCH_SIZES:
+                p50 = 1.0 + 0.01 * version.pk + batch * 0.1
+                rows.append(BenchmarkResult(
+                    job=job, version=version, target=target, batch_size=batch, iterations=1000, warmup=5,
+                    p25_ms=p50 * 0.95, p50_ms=p50, p75_ms=p50 * 1.05, p90_ms=p50 * 1.2, p95_ms=p50 * 1.3,
+                    p99_ms=p50 * 1.6, min_ms=p50 * 0.8, max_ms=p50 * 3, mean_ms=p50 * 1.05, std_ms=p50 * 0.1,
+                    throughput=batch * 1000 / p50, stable=True, windows=[p50, p50, p50],
+                    intervals={"p50": [p50 * 0.99, p50 * 1.01], "p95": [p50 * 1.28, p50 * 1.32],
+                               "p99": [p50 * 1.55, p50 * 1.65], "mean": [p50 * 1.04, p50 * 1.06]},
+                    accuracy=0.98 - 0.0001 * version.pk, fidelity={"samples": 360}, samples=b"", environment={}))
+    BenchmarkResult.objects.bulk_create(rows)
+    return len(rows)
+
+
+def measure(client, path):
+    """(median server time in ms, queries) of GET ``path``."""
+    assert client.get(path).status_code == 200
+    times = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        response = client.get(path)
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        client.get(path)
+    return statistics.median(times), len(queries)
+
+
+def main():
+    setup_test_environment()
+    database = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        viewer = User.objects.create_user("viewer")
+        viewer.groups.add(Group.objects.get_or_create(name="viewer")[0])
+        client = Client()
+        client.force_login(viewer)
+        populate("few", 5, 5)
+        count = populate("many", 50, 5)
+        print(f"# {connection.vendor} database {database}: {count} benchmark rows for the 50-version model",
+              file=sys.stderr)
+        met = True
+        for label, path in (("compare_page", "/compare/?model={}&budget_ms=5&max_drop_pt=0.5"),
+                            ("compare_api", "/api/v1/compare/?model={}&budget_ms=5&max_drop_pt=0.5")):
+            few_ms, few_queries = measure(client, path.format("few"))
+            many_ms, many_queries = measure(client, path.format("many"))
+            print(f"{label}.server_time: ours={many_ms:.1f} ms (50 versions) baseline={few_ms:.1f} ms (5 versions) "
+                  f"ratio={many_ms / few_ms:.2f}")
+            print(f"{label}.queries: ours={many_queries} baseline={few_queries} ratio={many_queries / few_queries:.2f}")
+            met &= many_ms < GOAL_MS and many_queries == few_queries
+        print(f"goals (< {GOAL_MS} ms with 50 versions × 5 targets × 4 batch sizes, constant queries): "
+              f"{'met' if met else 'NOT met'}")
+    finally:
+        connection.creation.destroy_test_db(database, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()

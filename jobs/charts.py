@@ -1,0 +1,133 @@
+"""Plotly figures for the comparison page, built in Python as plain figure dicts (the JSON that
+plotly.js draws) and handed to the page as JSON; one small script, static/js/charts.js, draws
+them. Plain dicts, not plotly.graph_objects: validating hundreds of traces on every page view
+cost more than the rest of the page (the tests validate every figure with graph_objects)."""
+
+import json
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+AXIS = {"gridcolor": "#e5e7eb", "zerolinecolor": "#d1d5db", "automargin": True}
+LAYOUT = {"paper_bgcolor": "white", "plot_bgcolor": "white", "font": {"family": "system-ui, sans-serif", "size": 12},
+          "margin": {"l": 60, "r": 20, "t": 70, "b": 50}, "height": 420, "legend": {"orientation": "h", "y": -0.2}}
+RED = "#d62728"
+
+
+def _layout(title, subtitle=None, x_title=None, y_title=None, **extra):
+    x_axis = {**AXIS, **extra.pop("xaxis", {})}
+    y_axis = {**AXIS, **extra.pop("yaxis", {})}
+    if x_title:
+        x_axis["title"] = {"text": x_title}
+    if y_title:
+        y_axis["title"] = {"text": y_title}
+    heading = {"text": title, **({"subtitle": {"text": subtitle}} if subtitle else {})}
+    return {**LAYOUT, "title": heading, "xaxis": x_axis, "yaxis": y_axis, **extra}
+
+
+def to_json(figure):
+    """The figure as JSON that is safe inside a <script type="application/json"> block."""
+    text = json.dumps(figure, cls=DjangoJSONEncoder)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def latency_distribution(comparison):
+    """One box per version and target from the measured quartiles (whiskers: fastest run and p99)."""
+    traces = []
+    for target in comparison.targets:
+        rows = [r for r in comparison.rows if r.target == target and r.result is not None]
+        if not rows:
+            continue
+        traces.append({
+            "type": "box", "name": target.slug, "x": [r.version.version for r in rows],
+            "q1": [r.result.p25_ms for r in rows], "median": [r.result.p50_ms for r in rows],
+            "q3": [r.result.p75_ms for r in rows], "lowerfence": [r.result.min_ms for r in rows],
+            "upperfence": [r.result.p99_ms for r in rows], "mean": [r.result.mean_ms for r in rows],
+            "boxmean": True, "hovertemplate": "%{x}<br>median %{median:.3f} ms<extra>" + target.slug + "</extra>",
+        })
+    return {"data": traces, "layout": _layout(
+        f"Latency distribution, batch {comparison.batch_size}",
+        "box p25–p75, line median, dashes mean, whiskers fastest run to p99", y_title="ms", boxmode="group")}
+
+
+def latency_by_batch(comparison):
+    key = f"{comparison.percentile}_ms"
+    traces = []
+    for target in comparison.targets:
+        for version in comparison.versions:
+            by_batch = comparison.results_by_batch.get((version.pk, target.pk), {})
+            if by_batch:
+                sizes = sorted(by_batch)
+                traces.append({"type": "scatter", "mode": "lines+markers", "name": f"{version.version} on {target.slug}",
+                               "x": sizes, "y": [getattr(by_batch[s], key) for s in sizes]})
+    return {"data": traces, "layout": _layout(f"{comparison.percentile} latency by batch size", x_title="batch size",
+                                              y_title="ms", xaxis={"type": "log"})}
+
+
+def pareto(comparison):
+    """Accuracy against latency, marker area by file size; the Pareto-optimal variants (no other
+    is both faster and at least as accurate) are outlined and joined."""
+    key = f"{comparison.percentile}_ms"
+    points = [r for r in comparison.rows if r.result is not None and r.result.accuracy is not None]
+    optimal = pareto_optimal([(getattr(r.result, key), r.result.accuracy) for r in points])
+    largest = max((r.version.size_bytes for r in points), default=1)
+    traces = []
+    for target in comparison.targets:
+        mine = [(r, optimal[i]) for i, r in enumerate(points) if r.target == target]
+        if not mine:
+            continue
+        traces.append({
+            "type": "scatter", "mode": "markers+text", "name": target.slug, "textposition": "top center",
+            "x": [getattr(r.result, key) for r, _ in mine], "y": [r.result.accuracy * 100 for r, _ in mine],
+            "text": [r.version.version for r, _ in mine],
+            "marker": {"size": [12 + 30 * (r.version.size_bytes / largest) ** 0.5 for r, _ in mine], "opacity": 0.8,
+                       "line": {"width": [3 if best else 0 for _, best in mine], "color": RED}},
+            "customdata": [[r.version.size_bytes / 1e6, "Pareto-optimal" if best else ""] for r, best in mine],
+            "hovertemplate": "%{text}<br>%{x:.3f} ms, %{y:.2f} %<br>%{customdata[0]:.2f} MB<br>%{customdata[1]}"
+                             "<extra>" + target.slug + "</extra>",
+        })
+        front = sorted((getattr(r.result, key), r.result.accuracy * 100) for r, best in mine if best)
+        if len(front) > 1:
+            traces.append({"type": "scatter", "mode": "lines", "name": f"Pareto front ({target.slug})",
+                           "x": [p[0] for p in front], "y": [p[1] for p in front], "hoverinfo": "skip",
+                           "line": {"dash": "dot", "color": RED}})
+    return {"data": traces, "layout": _layout(
+        f"Accuracy vs {comparison.percentile} latency", "marker size: file size; outlined in red: Pareto-optimal",
+        x_title=f"{comparison.percentile} ms", y_title="accuracy %")}
+
+
+def pareto_optimal(points):
+    """For (latency, accuracy) pairs: True where no other point is at least as good on both and
+    better on one."""
+    flags = []
+    for i, (latency, accuracy) in enumerate(points):
+        dominated = any(
+            other_latency <= latency and other_accuracy >= accuracy
+            and (other_latency < latency or other_accuracy > accuracy)
+            for j, (other_latency, other_accuracy) in enumerate(points) if j != i
+        )
+        flags.append(not dominated)
+    return flags
+
+
+def history(comparison):
+    """A latency figure across all the model's versions, in registration order, per target."""
+    key = f"{comparison.percentile}_ms"
+    traces = []
+    for target in comparison.targets:
+        points = sorted(((v, r) for v, t, r in comparison.history if t == target.pk),
+                        key=lambda item: (item[0].created, item[0].pk))
+        if points:
+            traces.append({"type": "scatter", "mode": "lines+markers", "name": target.slug,
+                           "x": [v.created for v, _ in points], "y": [getattr(r, key) for _, r in points],
+                           "text": [v.version for v, _ in points],
+                           "hovertemplate": "%{text}<br>%{y:.3f} ms<extra>" + target.slug + "</extra>"})
+    return {"data": traces, "layout": _layout(f"{comparison.percentile} at batch {comparison.batch_size} across versions",
+                                              x_title="registered", y_title="ms")}
+
+
+BUILDERS = {"distribution": latency_distribution, "batch": latency_by_batch, "pareto": pareto, "history": history}
+
+
+def all_charts(comparison):
+    """{name: figure JSON} for the page."""
+    return {name: to_json(build(comparison)) for name, build in BUILDERS.items()}
