@@ -215,6 +215,10 @@ def _evaluate_p95(gate, version, rows, result):
 
 
 def _evaluate_accuracy(gate, version, rows, result):
+    if version.parent_id is None:
+        result.update(passed=True, measured=0.0)
+        result["reason"] = f"{version.version} is an original (no parent): it has no accuracy to lose against one"
+        return result
     known = [r for r in rows if r["accuracy_delta"] is not None
              and (gate.target_id is None or r["target_id"] == gate.target_id)]
     if not known:

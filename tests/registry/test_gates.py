@@ -170,6 +170,12 @@ def test_it_checks_the_accuracy_drop(world):
     assert result["passed"] is False and "-0.61 pt against the parent on cpu exceeds" in result["reason"]
 
 
+def test_an_original_version_has_no_accuracy_to_lose(world):
+    gate(world, kind="max_accuracy_drop", threshold=0.005, target=None)
+    [result] = selectors.gate_results(world["v1"])  # no parent, no benchmark needed
+    assert result["passed"] is True and "is an original" in result["reason"]
+
+
 def test_an_accuracy_gate_on_a_target_reads_only_that_target(world):
     gpu = HardwareTarget.objects.create(slug="gpu", name="GPU", device="cuda",
                                         execution_provider="CUDAExecutionProvider")
