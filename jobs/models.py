@@ -12,6 +12,7 @@ class Job(models.Model):
         CONVERT = "convert"
         COMPRESS = "compress"
         BENCHMARK = "benchmark"
+        PROFILE = "profile"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

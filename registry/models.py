@@ -258,3 +258,49 @@ class Upload(models.Model):
 
     def __str__(self):
         return f"upload {self.id} ({self.offset}/{self.size})"
+
+
+class ReferenceProfile(models.Model):
+    """One feature of a version's reference distribution: the bin edges the serving runtime
+    counts on (deciles of the reference dataset, or the classes of a prediction) and the
+    reference counts that drift is measured against."""
+
+    class Kind(models.TextChoices):
+        MEAN = "mean"
+        STD = "std"
+        COLUMN = "column"
+        CLASS = "class"
+        VALUE = "value"
+
+    version = models.ForeignKey(ModelVersion, related_name="reference_profiles", on_delete=models.CASCADE)
+    dataset = models.ForeignKey(Dataset, related_name="profiles", on_delete=models.CASCADE)
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    tensor = models.CharField(max_length=200, help_text="The input (or output, for predictions) it is read from")
+    column = models.PositiveIntegerField(null=True, blank=True)
+    classes = models.PositiveIntegerField(null=True, blank=True)
+    edges = models.JSONField(default=list)
+    counts = models.JSONField(default=list)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version", "id"]
+        constraints = [models.UniqueConstraint(fields=["version", "name"], name="one_profile_per_feature")]
+
+    def __str__(self):
+        return f"{self.version}: {self.name}"
+
+    def spec(self):
+        """The feature as the serving runtime's spec describes it."""
+        spec = {"name": self.name, "kind": self.kind}
+        if self.kind in (self.Kind.CLASS, self.Kind.VALUE):
+            spec["output"] = self.tensor
+        else:
+            spec["input"] = self.tensor
+        if self.kind == self.Kind.COLUMN:
+            spec["column"] = self.column
+        if self.kind == self.Kind.CLASS:
+            spec["classes"] = self.classes
+        else:
+            spec["edges"] = self.edges
+        return spec

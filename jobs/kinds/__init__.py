@@ -3,6 +3,7 @@
 from .benchmark import BenchmarkKind
 from .compress import CompressKind
 from .convert import ConvertKind
+from .profile import ProfileKind
 from .validate import ValidateKind
 
 KINDS = {
@@ -10,4 +11,5 @@ KINDS = {
     "convert": ConvertKind(),
     "compress": CompressKind(),
     "benchmark": BenchmarkKind(),
+    "profile": ProfileKind(),
 }

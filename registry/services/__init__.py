@@ -5,6 +5,7 @@ from .catalog import (
     PROVIDERS_BY_DEVICE,
     dataset_attach,
     model_create,
+    profile_store,
     target_create,
     version_create_derived,
     version_mark_invalid,
@@ -16,6 +17,6 @@ from .upload_sessions import upload_complete, upload_discard, upload_start, uplo
 
 __all__ = [
     "PROVIDERS_BY_DEVICE", "alias_remove", "alias_set", "dataset_attach", "gate_create", "gate_delete",
-    "model_create", "target_create", "upload_complete", "upload_discard", "upload_start", "upload_write_chunk",
+    "model_create", "profile_store", "target_create", "upload_complete", "upload_discard", "upload_start", "upload_write_chunk",
     "uploads_expire", "version_create_derived", "version_mark_invalid", "version_mark_ready", "version_register",
 ]

@@ -244,3 +244,18 @@ def target_create(*, slug, name="", device=HardwareTarget.Device.CPU, execution_
     with transaction.atomic():
         target.save()
     return target
+
+
+# --- reference profiles ----------------------------------------------------------------------
+
+def profile_store(*, version, dataset, features):
+    """Replace the version's reference profile with ``features`` (engine FeatureProfiles)."""
+    from ..models import ReferenceProfile
+
+    with transaction.atomic():
+        ReferenceProfile.objects.filter(version=version).delete()
+        ReferenceProfile.objects.bulk_create([
+            ReferenceProfile(version=version, dataset=dataset, name=f.name, kind=f.kind, tensor=f.tensor,
+                             column=f.column, classes=f.classes, edges=f.edges, counts=f.counts)
+            for f in features
+        ])
