@@ -1,0 +1,223 @@
+"""The ASGI application: the Open Inference Protocol v2 REST paths, ``/metrics`` and the
+lifespan hooks, as a raw ASGI callable (no framework on the request path).
+
+    GET  /v2                                  server metadata
+    GET  /v2/health/live  · /v2/health/ready  liveness; ready once a version is loaded
+    GET  /v2/models/{m}[/versions/{v}]        model metadata
+    GET  /v2/models/{m}[/versions/{v}]/ready  model readiness
+    POST /v2/models/{m}[/versions/{v}]/infer  inference (weighted split, or the pinned version)
+    GET  /metrics                             Prometheus
+"""
+
+import json
+import logging
+import time
+
+from . import __version__
+from .protocol import (
+    InferenceFailed,
+    NotFound,
+    ServeError,
+    TooLarge,
+    Unavailable,
+    decode_request,
+    encode_response,
+    error_body,
+    parse_json,
+)
+from .runtime import Runtime, ServeOptions, configure_logging
+
+log = logging.getLogger("berth.serve")
+
+SERVER_METADATA = json.dumps({"name": "berth", "version": __version__, "extensions": []}).encode()
+# Past this many times the limit, stop reading the body and close the connection.
+DRAIN_FACTOR = 4
+
+
+class ClientGone(Exception):
+    """The client disconnected before sending its whole request."""
+
+
+def create_app(options=None):
+    """The ASGI app (uvicorn factory); worker processes read their options from the environment."""
+    if options is None:
+        options = ServeOptions.from_env()
+        configure_logging(options.log_level)
+    return ServingApp(Runtime(options))
+
+
+class ServingApp:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    async def __call__(self, scope, receive, send):
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.runtime.stop()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- routing -------------------------------------------------------------------------------
+
+    async def _http(self, scope, receive, send):
+        path = scope["path"]
+        method = scope["method"]
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        if path.startswith("/v2/models/"):
+            parts = path[11:].split("/")
+            model, version, rest = parts[0], None, parts[1:]
+            if len(parts) >= 3 and parts[1] == "versions":
+                version, rest = parts[2], parts[3:]
+            if rest == ["infer"]:
+                if method != "POST":
+                    return await _send(send, 405, error_body("use POST for infer"), allow=b"POST")
+                return await self._infer(receive, send, model, version)
+            if method != "GET":
+                return await _send(send, 405, error_body(f"use GET for {path}"), allow=b"GET")
+            if not rest:
+                return await self._model_metadata(send, model, version)
+            if rest == ["ready"]:
+                return await self._model_ready(send, model, version)
+        elif method != "GET":
+            if path in ("/v2", "/v2/health/live", "/v2/health/ready", "/metrics"):
+                return await _send(send, 405, error_body(f"use GET for {path}"), allow=b"GET")
+        elif path == "/v2/health/ready":
+            ready = self.runtime.ready
+            return await _send(send, 200 if ready else 503, b'{"ready":true}' if ready else b'{"ready":false}')
+        elif path == "/v2/health/live":
+            return await _send(send, 200, b'{"live":true}')
+        elif path == "/v2":
+            return await _send(send, 200, SERVER_METADATA)
+        elif path == "/metrics":
+            body, content_type = self.runtime.metrics.render()
+            return await _send(send, 200, body, content_type=content_type.encode())
+        await _send(send, 404, error_body(f"no such path: {scope['method']} {scope['path']}"))
+
+    def _route(self, model, version):
+        table = self.runtime.table
+        if table is None:
+            raise Unavailable("no spec is loaded yet; the runtime is still starting")
+        if model != table.model:
+            raise NotFound(f"unknown model {model!r}; this runtime serves {table.model!r}")
+        return table, table.pick(version)
+
+    async def _model_metadata(self, send, model, version):
+        try:
+            table, route = self._route(model, version)
+        except ServeError as exc:
+            return await _send(send, exc.status, error_body(exc.message))
+        metadata = route.metadata if version is not None else table.metadata
+        await _send(send, 200, json.dumps(metadata).encode())
+
+    async def _model_ready(self, send, model, version):
+        try:
+            self._route(model, version)
+        except NotFound as exc:
+            return await _send(send, 404, error_body(exc.message))
+        except Unavailable:
+            return await _send(send, 503, json.dumps({"name": model, "ready": False}).encode())
+        await _send(send, 200, json.dumps({"name": model, "ready": True}).encode())
+
+    # --- inference -----------------------------------------------------------------------------
+
+    async def _infer(self, receive, send, model, pinned):
+        started = time.perf_counter()
+        runtime = self.runtime
+        try:
+            table, route = self._route(model, pinned)
+        except Unavailable as exc:
+            if pinned is not None and runtime.table is not None:  # a deployed version that failed to load
+                await _send(send, 503, error_body(exc.message))
+                self._count(model, pinned, started, "unavailable")
+                return
+            return await _send(send, 503, error_body(exc.message))
+        except NotFound as exc:
+            return await _send(send, 404, error_body(exc.message))
+        session = route.session
+        session.inflight += 1
+        kind = feeds = outputs = None
+        close = False
+        try:
+            body = await _read_body(receive, table.max_request_bytes)
+            feeds, wanted, request_id = decode_request(parse_json(body), route.signature)
+            try:
+                arrays = await runtime.pool.run(session, feeds)
+            except Exception as exc:
+                text = str(exc).strip().splitlines()
+                raise InferenceFailed(f"inference failed: {text[0] if text else type(exc).__name__}") from None
+            outputs = dict(zip(session.output_names, arrays))
+            status, response = 200, encode_response(route.response_prefix, request_id, session.output_names,
+                                                    arrays, wanted)
+        except ServeError as exc:
+            status, kind, response = exc.status, exc.kind, error_body(exc.message)
+            close = isinstance(exc, TooLarge) and exc.close
+        except ClientGone:
+            return
+        except Exception as exc:
+            log.exception("infer on %s:%s failed", table.model, route.version)
+            status, kind, response = 500, "inference_error", error_body(f"internal error: {exc}")
+        finally:
+            session.done()
+        await _send(send, status, response, close=close)
+        elapsed = time.perf_counter() - started
+        runtime.metrics.observe(table.model, route.version, elapsed, kind)
+        telemetry = runtime.telemetry
+        if telemetry is not None:
+            telemetry.record(route.version, elapsed * 1000.0, kind, route.features, feeds, outputs)
+
+    def _count(self, model, version, started, kind):
+        elapsed = time.perf_counter() - started
+        self.runtime.metrics.observe(model, version, elapsed, kind)
+        if self.runtime.telemetry is not None:
+            self.runtime.telemetry.record(version, elapsed * 1000.0, kind)
+
+
+async def _read_body(receive, limit):
+    """The request body; TooLarge past ``limit`` bytes (the rest is read and discarded, up to a
+    few times the limit, so the client gets its 413 on a usable connection)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > DRAIN_FACTOR * limit:
+            raise TooLarge.over(limit, close=True)
+        if not message.get("more_body", False):
+            break
+    if size > limit:
+        raise TooLarge.over(limit, close=False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send(send, status, body, *, content_type=b"application/json", allow=None, close=False):
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if allow is not None:
+        headers.append((b"allow", allow))
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+

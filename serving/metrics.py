@@ -1,0 +1,63 @@
+"""Prometheus metrics at ``/metrics``: requests, failures and latency by model and version.
+
+With several worker processes (``--workers``), prometheus_client's multiprocess mode is used
+(PROMETHEUS_MULTIPROC_DIR, set by the CLI before the workers start) and a scrape sums them.
+"""
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self):
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = CollectorRegistry(auto_describe=True)
+        kwargs = {"registry": None if self.multiprocess else self.registry}
+        self.requests = Counter("berth_requests", "Inference requests routed to a model version (errors included).",
+                                ["model", "version"], **kwargs)
+        self.failures = Counter("berth_request_failures", "Inference requests that failed, by error kind.",
+                                ["model", "version", "kind"], **kwargs)
+        self.latency = Histogram("berth_request_duration_seconds",
+                                 "Time from receiving an inference request to sending its response.",
+                                 ["model", "version"], buckets=LATENCY_BUCKETS, **kwargs)
+        self.flushes = Counter("berth_telemetry_flushes", "Telemetry flushes by outcome (delivered, retried, "
+                               "refused, dropped).", ["outcome"], **kwargs)
+        gauge = {"multiprocess_mode": "livemax"} if self.multiprocess else {}
+        self.loaded = Gauge("berth_model_version_loaded", "1 while a version is in the routing table, 0 after it left.",
+                            ["model", "version"], **kwargs, **gauge)
+        self.generation = Gauge("berth_spec_generation", "Generation of the spec being served.", **kwargs, **gauge)
+        self._children = {}
+
+    def observe(self, model, version, seconds, error_kind=None):
+        children = self._children.get((model, version))
+        if children is None:
+            children = self._children[(model, version)] = (self.requests.labels(model, version),
+                                                            self.latency.labels(model, version))
+        children[0].inc()
+        children[1].observe(seconds)
+        if error_kind is not None:
+            self.failures.labels(model, version, error_kind).inc()
+
+    def telemetry(self, outcome):
+        self.flushes.labels(outcome).inc()
+
+    def table(self, table, previous):
+        if previous is not None:
+            for version in previous.routes:
+                if version not in table.routes or previous.model != table.model:
+                    self.loaded.labels(previous.model, version).set(0)
+        for version in table.routes:
+            self.loaded.labels(table.model, version).set(1)
+        self.generation.set(table.generation)
+
+    def render(self):
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,328 @@
+"""The Open Inference Protocol v2 (KServe v2) over JSON: datatypes, a version's tensor
+signature, request decoding with validation against it, and response encoding.
+
+Every rejection raises a ServeError whose message names the tensor and says what was expected.
+"""
+
+import json
+import math
+
+import numpy as np
+
+# OIP datatype <-> numpy. BYTES (strings) is not served: Berth's models take numeric tensors.
+DATATYPES = {
+    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+}
+NUMPY_TO_DATATYPE = {dtype.name: name for name, dtype in DATATYPES.items()}
+
+
+class ServeError(Exception):
+    """A request the runtime answers with ``status`` and ``{"error": message}``; ``kind`` is the
+    telemetry error kind (None: not counted as an error of a version, e.g. an unknown model)."""
+
+    status = 500
+    kind = "inference_error"
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServeError):
+    status, kind = 400, "bad_request"
+
+
+class InvalidInput(ServeError):
+    status, kind = 400, "invalid_input"
+
+
+class TooLarge(ServeError):
+    status, kind = 413, "too_large"
+    close = False  # close the connection after answering (the rest of the body was not read)
+
+    @classmethod
+    def over(cls, limit, *, close):
+        error = cls(f"the request body is larger than this endpoint's limit of {limit:,} bytes")
+        error.close = close
+        return error
+
+
+class NotFound(ServeError):
+    status, kind = 404, None
+
+
+class Unavailable(ServeError):
+    status, kind = 503, "unavailable"
+
+
+class InferenceFailed(ServeError):
+    status, kind = 500, "inference_error"
+
+
+# --- signature -------------------------------------------------------------------------------
+
+
+class TensorSpec:
+    """One input or output of a version: name, numpy dtype, OIP datatype and shape, where a
+    dimension is an int (fixed) or None (dynamic). ``shape`` None means the rank is unknown."""
+
+    __slots__ = ("name", "dtype", "datatype", "shape", "fixed")
+
+    def __init__(self, name, dtype, shape):
+        self.name = name
+        self.dtype = np.dtype(dtype)
+        if self.dtype.name not in NUMPY_TO_DATATYPE:
+            raise ValueError(f"tensor {name!r} has dtype {self.dtype.name}, which the serving runtime does not serve")
+        self.datatype = NUMPY_TO_DATATYPE[self.dtype.name]
+        self.shape = None if shape is None else tuple(shape)
+        self.fixed = () if shape is None else tuple((axis, d) for axis, d in enumerate(shape) if d is not None)
+
+    @classmethod
+    def from_signature(cls, entry):
+        """From an io_signature entry ``{"name", "dtype", "shape", "dynamic_axes"}``: a shape entry
+        that is a non-negative int and not listed in dynamic_axes is fixed; anything else is dynamic."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"a tensor of the io_signature has no name: {entry!r}")
+        shape = entry.get("shape")
+        dynamic = set(entry.get("dynamic_axes") or [])
+        if shape is not None:
+            if not isinstance(shape, list):
+                raise ValueError(f"tensor {entry['name']!r}: shape must be a list, not {shape!r}")
+            shape = [d if isinstance(d, int) and not isinstance(d, bool) and d >= 0 and axis not in dynamic else None
+                     for axis, d in enumerate(shape)]
+        try:
+            return cls(entry["name"], entry.get("dtype") or "float32", shape)
+        except TypeError as exc:
+            raise ValueError(f"tensor {entry['name']!r}: unknown dtype {entry.get('dtype')!r}") from exc
+
+    def shape_text(self):
+        return "[" + ", ".join("-1" if d is None else str(d) for d in self.shape) + "]" if self.shape is not None \
+            else "any shape"
+
+    def metadata(self):
+        return {"name": self.name, "datatype": self.datatype,
+                "shape": [-1 if d is None else d for d in self.shape] if self.shape is not None else [-1]}
+
+
+class Signature:
+    """A version's inputs and outputs (TensorSpec), by name and in order."""
+
+    def __init__(self, inputs, outputs):
+        self.inputs = inputs
+        self.outputs = outputs
+        self.input_map = {t.name: t for t in inputs}
+        self.output_map = {t.name: t for t in outputs}
+        self.input_names = ", ".join(t.name for t in inputs)
+        self.output_names = ", ".join(t.name for t in outputs)
+
+    @classmethod
+    def from_io_signature(cls, io):
+        if not isinstance(io, dict) or not io.get("inputs"):
+            raise ValueError("the io_signature lists no inputs")
+        return cls([TensorSpec.from_signature(t) for t in io["inputs"]],
+                   [TensorSpec.from_signature(t) for t in io.get("outputs") or []])
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+def parse_json(body):
+    """The request body as JSON; BadRequest if it is not."""
+    if not body:
+        raise BadRequest("the request has no body; send a JSON object with 'inputs'")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON ({exc})") from None
+
+
+def decode_request(payload, signature):
+    """Validate an OIP infer request against ``signature``.
+
+    Returns (feeds {input name: ndarray}, requested output names or None, request id or None).
+    Raises BadRequest for a malformed structure and InvalidInput for tensors that do not fit the
+    signature.
+    """
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object with an 'inputs' list")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest("'inputs' must be a non-empty list of tensors {name, shape, datatype, data}")
+    specs = signature.input_map
+    feeds = {}
+    for index, tensor in enumerate(inputs):
+        if not isinstance(tensor, dict):
+            raise BadRequest(f"inputs[{index}] must be an object with name, shape, datatype and data")
+        name = tensor.get("name")
+        if not isinstance(name, str):
+            raise BadRequest(f"inputs[{index}] has no 'name'")
+        spec = specs.get(name)
+        if spec is None:
+            raise InvalidInput(f"unknown input {name!r}: this model's inputs are {signature.input_names}")
+        if name in feeds:
+            raise InvalidInput(f"input {name!r} is given twice")
+        feeds[name] = decode_tensor(tensor, spec)
+    if len(feeds) != len(specs):
+        missing = [s for s in signature.inputs if s.name not in feeds]
+        raise InvalidInput("missing input " + ", ".join(
+            f"{s.name!r} ({s.datatype}, shape {s.shape_text()})" for s in missing))
+    wanted = payload.get("outputs")
+    if wanted is not None:
+        wanted = _requested_outputs(wanted, signature)
+    request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest("'id' must be a string")
+    return feeds, wanted, request_id
+
+
+def _requested_outputs(wanted, signature):
+    if not isinstance(wanted, list):
+        raise BadRequest("'outputs' must be a list of {name}")
+    names = []
+    for index, item in enumerate(wanted):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise BadRequest(f"outputs[{index}] has no 'name'")
+        if signature.output_map and name not in signature.output_map:
+            raise InvalidInput(f"unknown output {name!r}: this model's outputs are {signature.output_names}")
+        names.append(name)
+    return names
+
+
+def decode_tensor(tensor, spec):
+    """One request tensor as an ndarray of the spec's dtype and the declared shape."""
+    name = spec.name
+    datatype = tensor.get("datatype")
+    if datatype != spec.datatype:
+        if datatype not in DATATYPES:
+            if datatype == "BYTES":
+                raise InvalidInput(f"input {name!r}: datatype BYTES is not served; the model expects {spec.datatype}")
+            raise InvalidInput(f"input {name!r}: {datatype!r} is not an Open Inference Protocol datatype; "
+                               f"the model expects {spec.datatype}")
+        raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model, which expects "
+                           f"{spec.datatype}")
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise BadRequest(f"input {name!r}: 'shape' must be a list of non-negative integers, not {shape!r}")
+    if spec.shape is not None:
+        if len(shape) != len(spec.shape):
+            raise InvalidInput(f"input {name!r}: shape {shape} has {len(shape)} dimensions but the model expects "
+                               f"{len(spec.shape)}: {spec.shape_text()}")
+        for axis, size in spec.fixed:
+            if shape[axis] != size:
+                raise InvalidInput(f"input {name!r}: shape {shape} does not fit the model's {spec.shape_text()} "
+                                   f"(dimension {axis} must be {size})")
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        if data is None:
+            raise BadRequest(f"input {name!r} has no 'data' (binary tensor data is not supported; send a JSON list)")
+        raise BadRequest(f"input {name!r}: 'data' must be a list, flat or nested")
+    array = _to_array(data, spec)
+    expected = math.prod(shape)
+    if array.ndim == 1 and len(shape) != 1:
+        if array.size != expected:
+            raise InvalidInput(f"input {name!r}: data has {array.size} values but shape {shape} needs {expected}")
+        return array.reshape(shape)
+    if array.shape != tuple(shape):
+        if array.ndim == 1:
+            raise InvalidInput(f"input {name!r}: data has {array.size} values but shape {shape} needs {expected}")
+        raise InvalidInput(f"input {name!r}: nested data has shape {list(array.shape)} but 'shape' says {shape}")
+    return array
+
+
+def _to_array(data, spec):
+    dtype = spec.dtype
+    try:
+        if dtype.kind == "f":
+            return np.array(data, dtype=dtype)
+        raw = np.array(data)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInput(f"input {spec.name!r}: data is not a regular (flat or evenly nested) list of "
+                           f"{spec.datatype} values ({_first_line(exc)})") from None
+    if raw.size == 0:
+        return raw.astype(dtype)
+    if dtype.kind == "b":
+        if raw.dtype.kind == "b" or (raw.dtype.kind in "iu" and ((raw == 0) | (raw == 1)).all()):
+            return raw.astype(dtype)
+        raise InvalidInput(f"input {spec.name!r}: BOOL data must be true/false")
+    if raw.dtype.kind not in "iub":
+        raise InvalidInput(f"input {spec.name!r}: {spec.datatype} data must be integers (got {raw.dtype.kind!r}-kind "
+                           "values such as floats or strings)")
+    info = np.iinfo(dtype)
+    if raw.dtype.kind != "b" and (raw.min() < info.min or raw.max() > info.max):
+        raise InvalidInput(f"input {spec.name!r}: values outside the {spec.datatype} range [{info.min}, {info.max}]")
+    return raw.astype(dtype)
+
+
+def _first_line(exc):
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# --- responses -------------------------------------------------------------------------------
+
+DATATYPE_OF = {dtype: name for name, dtype in DATATYPES.items()}  # np.dtype -> OIP (dtype.name is slow)
+# Enough significant digits to round-trip the value exactly; shorter than float64's repr.
+FLOAT_FORMATS = {"FP32": "%.9g", "FP16": "%.5g"}
+_formats = {}  # (format, count) -> "%.9g,%.9g,..."
+_names = {}  # output name -> its JSON string, as bytes
+
+
+def response_prefix(model, version):
+    """The constant start of a version's responses (built once per route)."""
+    return ('{"model_name":' + json.dumps(model) + ',"model_version":' + json.dumps(version) + ",").encode()
+
+
+def encode_response(prefix, request_id, names, arrays, wanted=None):
+    """The OIP infer response as JSON bytes: ``prefix`` (from response_prefix), the id, and
+    every output with its data flat. Assembled by hand: this is the hottest path of a request."""
+    parts = [prefix]
+    if request_id is not None:
+        parts.append(b'"id":' + json.dumps(request_id).encode() + b",")
+    parts.append(b'"outputs":[')
+    first = True
+    for name, array in zip(names, arrays):
+        if wanted is not None and name not in wanted:
+            continue
+        datatype = DATATYPE_OF.get(array.dtype)
+        if datatype is None:
+            raise InferenceFailed(f"output {name!r} has dtype {array.dtype}, which JSON responses do not carry")
+        encoded_name = _names.get(name)
+        if encoded_name is None:
+            encoded_name = _names[name] = json.dumps(name).encode()
+        parts.append(b'{"name":' if first else b',{"name":')
+        parts.append(encoded_name)
+        parts.append(f',"datatype":"{datatype}","shape":{list(array.shape)},"data":[{_data_text(array, datatype)}]}}'
+                     .encode())
+        first = False
+    parts.append(b"]}")
+    return b"".join(parts)
+
+
+def _data_text(array, datatype):
+    values = array.ravel().tolist()
+    if not values:
+        return ""
+    if datatype in FLOAT_FORMATS:
+        count = len(values)
+        template = _formats.get((datatype, count))
+        if template is None:
+            template = ",".join([FLOAT_FORMATS[datatype]] * count)
+            if count <= 4096:
+                _formats[(datatype, count)] = template
+        text = template % tuple(values)
+    elif datatype == "FP64":
+        text = ",".join(map(repr, values))
+    elif datatype == "BOOL":
+        return ",".join(["true" if v else "false" for v in values])
+    else:
+        return ",".join(map(str, values))
+    if "n" in text:  # nan or inf: no JSON number for them; json writes NaN / Infinity
+        return json.dumps(values)[1:-1]
+    return text
+
+
+def error_body(message):
+    return json.dumps({"error": message}).encode()

@@ -1,0 +1,167 @@
+"""Following the dashboard's spec: canary, promotion and rollback applied while requests keep
+flowing; artifacts verified by sha256 and cached; start-up against a dashboard that refuses,
+does not know the endpoint, or is not there yet."""
+
+import collections
+import subprocess
+import sys
+import threading
+
+import numpy as np
+
+from .conftest import ROOT, TOKEN, Client, FakeDashboard, deployment, free_port, infer_body, make_spec, \
+    served_versions, wait_until
+
+
+def _args(dashboard_url, tmp_path, *extra):
+    return ["--dashboard", dashboard_url, "--endpoint", "digits-prod", "--token", TOKEN,
+            "--cache-dir", tmp_path / "cache", "--poll-seconds", "0.1", "--no-telemetry", *extra]
+
+
+class Traffic:
+    """Requests without pause from a thread; counts answers by version and keeps failures."""
+
+    def __init__(self, port, x):
+        self.client = Client(port)
+        self.body = infer_body(x)
+        self.versions = collections.Counter()
+        self.failures = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            status, answer = self.client.post("/v2/models/digits/infer", self.body)
+            if status == 200:
+                self.versions[answer["model_version"]] += 1
+            else:
+                self.failures.append((status, answer))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        self.client.close()
+
+
+def test_it_follows_a_canary_a_promotion_and_a_rollback_without_failing_a_request(serve, dashboard, digits,
+                                                                                   tmp_path):
+    models = digits["models"]
+    one, two = models["1"], models["2"]
+    dashboard.publish(make_spec([deployment("1", one)], generation=1), [one])
+    process = serve(*_args(dashboard.url, tmp_path))
+    traffic = Traffic(process.port, digits["x"][:1])
+    try:
+        wait_until(lambda: traffic.versions["1"] > 20, message="traffic on version 1")
+
+        dashboard.publish(make_spec([deployment("1", one, 90), deployment("2", two, 10)], generation=2), [one, two])
+        wait_until(lambda: traffic.versions["2"] > 20, message="the canary to get traffic")
+
+        dashboard.publish(make_spec([deployment("2", two, 100)], generation=3), [two])
+        wait_until(lambda: served_versions(process.client) == ["2"], message="the promotion")
+        seen = traffic.versions["1"]
+        wait_until(lambda: traffic.versions["2"] > 200 + traffic.versions["2"] // 2, message="traffic after promotion")
+        assert traffic.versions["1"] - seen <= 1  # at most the request in flight at the switch
+
+        dashboard.publish(make_spec([deployment("1", one, 100)], generation=4), [one])
+        wait_until(lambda: served_versions(process.client) == ["1"], message="the rollback")
+        seen = traffic.versions["2"]
+        wait_until(lambda: traffic.versions["1"] > seen + 100, message="traffic after rollback")
+    finally:
+        traffic.stop()
+    assert traffic.failures == []
+    log = process.log()
+    assert "serving digits generation 4: 1 (100 %)" in log
+    assert "released digits:2" in log  # its session went once its last request finished
+    assert dashboard.artifact_requests.count("/api/v1/endpoints/digits-prod/artifacts/1/") == 1  # kept, not reloaded
+
+
+def test_it_refuses_an_artifact_whose_sha256_does_not_match(serve, dashboard, digits, tmp_path):
+    models = digits["models"]
+    one, two = models["1"], models["2"]
+    dashboard.publish(make_spec([deployment("1", one)], generation=1), [one])
+    process = serve(*_args(dashboard.url, tmp_path))
+
+    canary = deployment("2", two, 10)
+    dashboard.publish(make_spec([deployment("1", one, 90), canary], generation=2), [one, two])
+    dashboard.artifacts[canary["artifact_url"]] = two.raw[:-9] + b"corrupted"
+    wait_until(lambda: "REFUSED digits:2" in process.log(), message="the refusal")
+    assert "sha256 mismatch" in process.log()
+    wait_until(lambda: "serving digits generation 2: 1 (100 %); refused: 2" in process.log(),
+               message="generation 2 served without the refused version")
+    status, body = process.client.post("/v2/models/digits/versions/2/infer", infer_body(digits["x"][:1]))
+    assert status == 503 and "sha256 mismatch" in body["error"]
+    assert {process.client.post("/v2/models/digits/infer", infer_body(digits["x"][:1]))[1]["model_version"]
+            for _ in range(30)} == {"1"}
+    assert sorted(p.name for p in (tmp_path / "cache").glob("*.onnx")) == [f"{one.sha256}.onnx"]
+    assert not list((tmp_path / "cache").glob("*.part"))
+
+    # Promoting the corrupt version to 100 % keeps the last good split.
+    dashboard.spec = make_spec([dict(canary, weight=100)], generation=3)
+    wait_until(lambda: "none of the weighted versions of digits generation 3" in process.log(),
+               message="generation 3 to be turned down")
+    assert served_versions(process.client) == ["1"]
+    assert process.client.post("/v2/models/digits/infer", infer_body(digits["x"][:1]))[0] == 200
+
+
+def test_it_reuses_cached_artifacts_after_a_restart(serve, dashboard, digits, tmp_path):
+    one = digits["models"]["1"]
+    dashboard.publish(make_spec([deployment("1", one)]), [one])
+    serve(*_args(dashboard.url, tmp_path)).stop()
+    assert (tmp_path / "cache" / f"{one.sha256}.onnx").read_bytes() == one.raw
+    dashboard.artifacts.clear()
+    downloads = len(dashboard.artifact_requests)
+    process = serve(*_args(dashboard.url, tmp_path))
+    assert process.client.post("/v2/models/digits/infer", infer_body(digits["x"][:1]))[0] == 200
+    assert len(dashboard.artifact_requests) == downloads
+
+
+def _start_and_exit(*args):
+    return subprocess.run([sys.executable, "-m", "serving.cli", "--port", "0", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_it_exits_at_start_up_when_the_dashboard_refuses_the_token(dashboard, tmp_path):
+    result = _start_and_exit("--dashboard", dashboard.url, "--endpoint", "digits-prod", "--token", "wrong",
+                             "--cache-dir", tmp_path)
+    assert result.returncode == 2
+    assert "refuses the token for endpoint 'digits-prod' (401" in result.stderr
+
+
+def test_it_exits_at_start_up_for_an_unknown_endpoint(dashboard, tmp_path):
+    result = _start_and_exit("--dashboard", dashboard.url, "--endpoint", "nope", "--token", TOKEN,
+                             "--cache-dir", tmp_path)
+    assert result.returncode == 2
+    assert "has no endpoint 'nope' (404" in result.stderr
+
+
+def test_it_takes_the_token_from_the_environment(serve, dashboard, digits, tmp_path):
+    one = digits["models"]["1"]
+    dashboard.publish(make_spec([deployment("1", one)]), [one])
+    process = serve("--dashboard", dashboard.url, "--endpoint", "digits-prod", "--cache-dir", tmp_path,
+                    "--no-telemetry", env={"BERTH_ENDPOINT_TOKEN": TOKEN})
+    assert process.client.get("/v2/health/ready")[0] == 200
+
+
+def test_it_waits_for_an_unreachable_dashboard_and_is_not_ready_meanwhile(serve, digits, tmp_path):
+    port = free_port()
+    process = serve(*_args(f"http://127.0.0.1:{port}", tmp_path), wait="listening")
+    assert process.client.get("/v2/health/live") == (200, {"live": True})
+    assert process.client.get("/v2/health/ready") == (503, {"ready": False})
+    status, body = process.client.post("/v2/models/digits/infer", infer_body(digits["x"][:1]))
+    assert status == 503 and "no spec is loaded yet" in body["error"]
+    assert "at start-up; serving nothing (ready: 503) until it answers" in process.log()
+
+    one = digits["models"]["1"]
+    dashboard = FakeDashboard(port=port)
+    try:
+        dashboard.publish(make_spec([deployment("1", one)]), [one])
+        process.wait_ready()
+    finally:
+        dashboard.stop()
+    # Gone again: the last good spec keeps serving.
+    wait_until(lambda: "still serving digits generation 1" in process.log(), message="the outage to be noticed")
+    status, body = process.client.post("/v2/models/digits/infer", infer_body(digits["x"][:2]))
+    assert status == 200
+    np.testing.assert_array_equal(np.array(body["outputs"][0]["data"], dtype=np.float32).reshape(2, 10),
+                                  one.run(x=digits["x"][:2])[0])
