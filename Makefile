@@ -18,11 +18,11 @@ $(PY):
 
 # Everything a single-machine install runs: web, worker (torch, onnxruntime) and the demo.
 $(VENV)/.installed-worker: pyproject.toml | $(PY)
-	$(PIP) install -e ".[worker]"
+	$(PIP) install -e ".[worker,serve]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PIP) install -e ".[worker,dev]"
+	$(PIP) install -e ".[worker,serve,dev]"
 	touch $@
 
 var/secret_key:

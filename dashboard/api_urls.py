@@ -3,6 +3,7 @@
 from django.urls import path
 
 from jobs import api as jobs_api
+from monitoring import api as monitoring_api
 from registry import api as registry_api
 
 app_name = "api"
@@ -31,4 +32,14 @@ urlpatterns = [
     path("benchmarks/", jobs_api.BenchmarkListApi.as_view(), name="benchmarks"),
     path("workers/", jobs_api.WorkerListApi.as_view(), name="workers"),
     path("compare/", jobs_api.CompareApi.as_view(), name="compare"),
+    path("endpoints/", monitoring_api.EndpointListApi.as_view(), name="endpoints"),
+    path("endpoints/<str:name>/", monitoring_api.EndpointDetailApi.as_view(), name="endpoint"),
+    path("endpoints/<str:name>/deploy/", monitoring_api.DeployApi.as_view(), name="endpoint-deploy"),
+    path("endpoints/<str:name>/rollback/", monitoring_api.RollbackApi.as_view(), name="endpoint-rollback"),
+    path("endpoints/<str:name>/token/", monitoring_api.TokenApi.as_view(), name="endpoint-token"),
+    path("endpoints/<str:name>/bundle/", monitoring_api.BundleApi.as_view(), name="endpoint-bundle"),
+    path("endpoints/<str:name>/spec/", monitoring_api.SpecApi.as_view(), name="endpoint-spec"),
+    path("endpoints/<str:name>/artifacts/<str:version>/", monitoring_api.ArtifactApi.as_view(),
+         name="endpoint-artifact"),
+    path("telemetry/", monitoring_api.TelemetryApi.as_view(), name="telemetry"),
 ]

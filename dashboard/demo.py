@@ -143,6 +143,7 @@ def load_demo(*, out=print):
     else:
         _register_digits(model, admin, have, out)
     _queue_first_jobs(model, admin, out)
+    _demo_endpoint(model, admin, out)
 
 
 def _register_digits(model, admin, have, out):
@@ -203,6 +204,45 @@ def _queue_first_jobs(model, admin, out):
                                        params={"method": "static_int8", "then_benchmark": measure})
     out(f"  queued benchmark job {benchmark.id} of digits:1 and compress job {compress.id} (int8 static, then a "
         "benchmark) on cpu")
+
+
+DEMO_ENDPOINT = "digits-demo"
+
+
+def demo_endpoint_file():
+    """Where the demo endpoint's token is kept for `manage.py serve` (Berth stores only hashes)."""
+    from django.conf import settings
+
+    return Path(settings.VAR_DIR) / "demo-endpoint.json"
+
+
+def _demo_endpoint(model, admin, out):
+    """digits-demo serving digits:1, for the demo's serving runtime and traffic."""
+    import json
+    import os
+
+    from monitoring import services as monitoring_services
+    from monitoring.models import Endpoint
+    from registry.models import HardwareTarget, ModelVersion
+
+    version = ModelVersion.objects.get(model=model, version="1")
+    if version.status != ModelVersion.Status.READY:
+        return
+    endpoint = Endpoint.objects.filter(name=DEMO_ENDPOINT).first()
+    token = None
+    if endpoint is None:
+        endpoint, token = monitoring_services.endpoint_create(
+            name=DEMO_ENDPOINT, model=model, target=HardwareTarget.objects.get(slug="cpu"), created_by=admin,
+            description="The demo's endpoint: make run serves it on port 8081 and sends it traffic.")
+        monitoring_services.deploy(endpoint=endpoint, version=version, weight=100, user=admin)
+        out(f"  endpoint {DEMO_ENDPOINT} created, serving digits:1")
+    elif not demo_endpoint_file().exists():
+        token = monitoring_services.endpoint_rotate_token(endpoint=endpoint)
+    if token:
+        path = demo_endpoint_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"endpoint": DEMO_ENDPOINT, "token": token, "model": model.name}))
+        os.chmod(path, 0o600)
 
 
 def _register(services, uploads, path, model, version, user, metadata, tags):

@@ -2,6 +2,7 @@ import csv
 import io
 import json
 
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import BaseRenderer
 
 
@@ -25,3 +26,14 @@ class CSVRenderer(BaseRenderer):
             for row in rows:
                 writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
         return out.getvalue().encode(self.charset)
+
+
+class FirstRendererNegotiation(BaseContentNegotiation):
+    """For views that answer files: whatever the client accepts, use the view's first renderer
+    (the file itself is not rendered; errors still come as JSON)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type

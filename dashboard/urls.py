@@ -21,4 +21,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("", include("registry.urls")),
     path("jobs/", include("jobs.urls")),
+    path("", include("monitoring.urls")),
 ]

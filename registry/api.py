@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from dashboard.access import ADMIN
 from dashboard.api import CONFLICT, ERRORS, INVALID_FILE, TOO_LARGE, validated
 from dashboard.errors import BerthError, TooLarge
+from dashboard.renderers import FirstRendererNegotiation
 
 from jobs.selectors import latest_benchmarks
 
@@ -114,6 +115,8 @@ class VersionDetailApi(APIView):
 
 
 class VersionArtifactApi(APIView):
+    content_negotiation_class = FirstRendererNegotiation
+
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **ERRORS})
     def get(self, request, name, version):
         found = selectors.version_get(name, version)

@@ -9,6 +9,7 @@ from dashboard.errors import BerthError, NotFound
 from jobs import selectors as job_selectors
 from jobs import services as job_services
 from jobs.forms import BenchmarkForm, CompressForm, ConvertForm
+from monitoring.selectors import version_deployments
 
 from . import selectors, services
 from .forms import AliasForm, GateForm, ModelCreateForm, TargetForm
@@ -167,6 +168,7 @@ def version_detail(request, name, version):
         "aliases": found.aliases.all(),
         "datasets": found.model.datasets.all(),
         "benchmarks": job_selectors.latest_benchmarks(found),
+        "deployed_on": version_deployments(found),
         "convert_form": ConvertForm(prefix="convert", initial={"target": default_target}),
         "compress_form": CompressForm(prefix="compress", initial={"target": default_target}),
         "benchmark_form": BenchmarkForm(prefix="benchmark", initial={"targets": [default_target] if default_target

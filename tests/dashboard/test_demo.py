@@ -10,7 +10,12 @@ from registry.models import Dataset, HardwareTarget, ModelVersion
 pytestmark = pytest.mark.django_db
 
 
-def test_the_demo_loads_real_models_once():
+def test_the_demo_loads_real_models_once(settings, tmp_path):
+    import json
+
+    from monitoring.models import Deployment
+
+    settings.VAR_DIR = tmp_path
     call_command("demo")
     versions = {v.version: v for v in ModelVersion.objects.filter(model__name="digits")}
     assert set(versions) == {"1", "2"}
@@ -24,9 +29,15 @@ def test_the_demo_loads_real_models_once():
     # digits:1 is validated on the spot, so that a compression and benchmarks wait for the worker.
     assert ModelVersion.objects.get(pk=versions["1"].pk).status == "ready"
     queued = Job.objects.filter(status="queued").exclude(kind="validate")
-    assert {(j.kind, j.queue) for j in queued} == {("benchmark", "target.cpu"), ("compress", "target.cpu")}
+    assert {(j.kind, j.queue) for j in queued} == {("benchmark", "target.cpu"), ("compress", "target.cpu"),
+                                                    ("profile", "default")}
     assert queued.get(kind="compress").params["then_benchmark"]["batch_sizes"] == [1, 8, 32]
+    # the demo endpoint serves digits:1; its token waits in var/ for `manage.py serve`
+    deployment = Deployment.objects.get(endpoint__name="digits-demo", state="active")
+    assert (deployment.version.version, deployment.weight) == ("1", 100)
+    saved = json.loads((tmp_path / "demo-endpoint.json").read_text())
+    assert saved["endpoint"] == "digits-demo" and saved["token"][:8] == deployment.endpoint.token_prefix
 
     call_command("demo")
     assert ModelVersion.objects.count() == 2 and Dataset.objects.count() == 3 and User.objects.count() == 3
-    assert Job.objects.count() == 4
+    assert Job.objects.count() == 5 and Deployment.objects.count() == 1

@@ -25,8 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument("--no-worker", action="store_true", help="Start the web server only.")
+        parser.add_argument("--serving-port", type=int, default=8081,
+                            help="Port of the demo endpoint's serving runtime (when the demo created one).")
+        parser.add_argument("--no-demo-traffic", action="store_true",
+                            help="Do not start the demo endpoint's runtime and traffic generator.")
 
-    def handle(self, *args, host, port, web_workers, no_worker, **options):
+    def handle(self, *args, host, port, web_workers, no_worker, serving_port, no_demo_traffic, **options):
         bin_dir = os.path.dirname(sys.executable)
         celery = [os.path.join(bin_dir, "celery"), "-A", "dashboard", "worker", "--loglevel", "INFO"]
         target_queues = [t.queue for t in HardwareTarget.objects.filter(active=True)]
@@ -44,13 +48,37 @@ class Command(BaseCommand):
         processes["web"] = subprocess.Popen(gunicorn_command(bind=f"{host}:{port}", workers=web_workers),
                                             env=gunicorn_environment(os.environ))
         self._wait_until_listening(host, port, processes["web"])
+        demo = None if no_demo_traffic else self._demo_serving(processes, host, port, serving_port)
         self.stdout.write(self.style.SUCCESS(
             f"\nBerth is running at http://{host}:{port}/\n"
             f"  log in as admin, engineer or viewer with the password {DEMO_PASSWORD!r} (demo users)\n"
             f"  worker queues: {', '.join(queues) if not no_worker else 'none (--no-worker)'}\n"
-            "  stop with Ctrl-C\n"
+            + (f"  demo endpoint {demo['endpoint']}: http://{host}:{serving_port}/v2/models/{demo['model']}/infer "
+               "(Open Inference Protocol), with generated traffic\n" if demo else "")
+            + "  stop with Ctrl-C\n"
         ))
         self._wait(processes)
+
+    def _demo_serving(self, processes, host, port, serving_port):
+        """The demo endpoint's serving runtime and a traffic generator (steady digits images, a
+        phase of brighter ones that drifts, a few malformed requests)."""
+        import json
+
+        from dashboard.demo import demo_endpoint_file
+
+        path = demo_endpoint_file()
+        if not path.exists():
+            return None
+        demo = json.loads(path.read_text())
+        python = sys.executable
+        processes["serving runtime"] = subprocess.Popen([
+            python, "-m", "serving.cli", "--dashboard", f"http://{host}:{port}", "--endpoint", demo["endpoint"],
+            "--port", str(serving_port), "--cache-dir", str(settings.VAR_DIR / "serving-cache")],
+            env={**os.environ, "BERTH_ENDPOINT_TOKEN": demo["token"]})
+        processes["traffic"] = subprocess.Popen([
+            python, "-m", "serving.loadgen", "--url", f"http://{host}:{serving_port}", "--model", demo["model"],
+            "--rate", "10", "--drift-after", "90", "--drift-for", "120", "--malformed-every", "50"])
+        return demo
 
     def _wait_until_listening(self, host, port, web, timeout=60):
         """Print the banner once the server answers, not somewhere inside its start-up logs."""

@@ -1,0 +1,159 @@
+"""Endpoints and deployments for people and CI; spec, artifacts and telemetry for the serving
+runtimes (which authenticate with their endpoint's token)."""
+
+from django.conf import settings
+from django.http import FileResponse, HttpResponseNotModified
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from dashboard.api import CONFLICT, ERRORS, TOO_LARGE, validated
+from dashboard.errors import TooLarge
+from dashboard.renderers import FirstRendererNegotiation
+from registry import selectors as registry_selectors
+
+from . import bundle, selectors, services
+from .authentication import EndpointTokenAuthentication, IsEndpointRuntime
+from .serializers import (
+    DeploySerializer,
+    EndpointCreatedSerializer,
+    EndpointCreateSerializer,
+    EndpointSerializer,
+    TokenSerializer,
+)
+
+RUNTIME = {"authentication_classes": [EndpointTokenAuthentication], "permission_classes": [IsEndpointRuntime]}
+
+
+class EndpointListApi(GenericAPIView):
+    serializer_class = EndpointSerializer
+
+    @extend_schema(responses={200: EndpointSerializer(many=True)})
+    def get(self, request):
+        page = self.paginate_queryset(selectors.endpoint_list())
+        return self.get_paginated_response(EndpointSerializer(page, many=True).data)
+
+    @extend_schema(request=EndpointCreateSerializer, responses={201: EndpointCreatedSerializer, **CONFLICT, **ERRORS})
+    def post(self, request):
+        data = validated(EndpointCreateSerializer, request.data)
+        model = registry_selectors.model_get(data["model"])
+        target = registry_selectors.target_get(data["target"])
+        endpoint, token = services.endpoint_create(name=data["name"], model=model, target=target,
+                                                   description=data["description"], created_by=request.user)
+        endpoint.token = token
+        return Response(EndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+
+
+class EndpointDetailApi(APIView):
+    @extend_schema(responses={200: EndpointSerializer, **ERRORS})
+    def get(self, request, name):
+        return Response(EndpointSerializer(selectors.endpoint_get(name)).data)
+
+
+class DeployApi(APIView):
+    @extend_schema(request=DeploySerializer, responses={200: EndpointSerializer, **CONFLICT, **ERRORS},
+                   description="Deploy a version with a share of the traffic (100 promotes it), or set the whole "
+                               "split with weights. A version that is not ready (or not ONNX) is 409.")
+    def post(self, request, name):
+        endpoint = selectors.endpoint_get(name)
+        data = validated(DeploySerializer, request.data)
+        if "weights" in data:
+            split = [(self._version(endpoint, w["version"]), w["weight"]) for w in data["weights"]]
+            services.set_weights(endpoint=endpoint, weights=split, user=request.user)
+        else:
+            services.deploy(endpoint=endpoint, version=self._version(endpoint, data["version"]),
+                            weight=data["weight"], user=request.user)
+        return Response(EndpointSerializer(selectors.endpoint_get(name)).data)
+
+    @staticmethod
+    def _version(endpoint, ref):
+        return registry_selectors.version_get(endpoint.model.name, ref.rpartition(":")[2])
+
+
+class RollbackApi(APIView):
+    @extend_schema(request=None, responses={200: EndpointSerializer, **CONFLICT, **ERRORS})
+    def post(self, request, name):
+        endpoint = selectors.endpoint_get(name)
+        services.rollback(endpoint=endpoint, user=request.user)
+        return Response(EndpointSerializer(selectors.endpoint_get(name)).data)
+
+
+class TokenApi(APIView):
+    @extend_schema(request=None, responses={200: TokenSerializer, **ERRORS},
+                   description="A new token for the endpoint's runtimes (shown this once); the old one stops working.")
+    def post(self, request, name):
+        endpoint = selectors.endpoint_get(name)
+        token = services.endpoint_rotate_token(endpoint=endpoint)
+        return Response({"token": token, "token_prefix": endpoint.token_prefix})
+
+
+class BundleApi(APIView):
+    content_negotiation_class = FirstRendererNegotiation
+
+    @extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY, **ERRORS},
+                   description="A tar.gz that serves the endpoint's current split offline: artifacts, runtime, "
+                               "spec and a Dockerfile.")
+    def get(self, request, name):
+        endpoint = selectors.endpoint_get(name)
+        archive = bundle.build(endpoint)
+        return FileResponse(archive, as_attachment=True, filename=f"{endpoint.name}-bundle.tar.gz",
+                            content_type="application/gzip")
+
+
+class SpecApi(APIView):
+    """What the serving runtime must serve (endpoint token); ETag / If-None-Match → 304."""
+
+    authentication_classes = RUNTIME["authentication_classes"]
+    permission_classes = RUNTIME["permission_classes"]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 304: OpenApiResponse(description="Unchanged"), **ERRORS})
+    def get(self, request, name):
+        spec, etag = selectors.endpoint_spec(request.auth)
+        if request.headers.get("If-None-Match") == etag:
+            response = HttpResponseNotModified()
+            response["ETag"] = etag
+            return response
+        return Response(spec, headers={"ETag": etag})
+
+
+class ArtifactApi(APIView):
+    """A deployed version's artifact, for the endpoint's runtimes."""
+
+    authentication_classes = RUNTIME["authentication_classes"]
+    permission_classes = RUNTIME["permission_classes"]
+    content_negotiation_class = FirstRendererNegotiation
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **ERRORS})
+    def get(self, request, name, version):
+        endpoint = request.auth
+        found = registry_selectors.version_get(endpoint.model.name, version)
+        if not found.deployments.filter(endpoint=endpoint).exists():
+            return Response({"detail": f"{found.ref} has never been deployed on {endpoint.name}.", "errors": {}},
+                            status=status.HTTP_404_NOT_FOUND)
+        return FileResponse(found.artifact.open("rb"), as_attachment=True, filename=f"{found.sha256}.onnx")
+
+
+class TelemetryApi(APIView):
+    """Telemetry windows from a serving runtime (DESIGN §4), counted once per flush_id."""
+
+    authentication_classes = RUNTIME["authentication_classes"]
+    permission_classes = RUNTIME["permission_classes"]
+
+    @extend_schema(request=OpenApiTypes.OBJECT,
+                   responses={202: OpenApiResponse(description="Counted"),
+                              200: OpenApiResponse(description="This flush_id was counted already"),
+                              **TOO_LARGE, **ERRORS})
+    def post(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.BERTH_TELEMETRY_MAX_BYTES:
+            raise TooLarge(f"A telemetry flush may be at most {settings.BERTH_TELEMETRY_MAX_BYTES:,} bytes; send "
+                           "smaller, more frequent flushes.")
+        accepted, duplicate = services.telemetry_ingest(endpoint=request.auth, payload=request.data)
+        return Response({"accepted": accepted, "duplicate": duplicate},
+                        status=status.HTTP_200_OK if duplicate else status.HTTP_202_ACCEPTED)

@@ -1,0 +1,70 @@
+from django.urls import reverse
+from rest_framework import serializers
+
+from registry.models import model_name_validator
+
+
+class DeploymentSerializer(serializers.Serializer):
+    version = serializers.CharField(source="version.version")
+    weight = serializers.IntegerField()
+    generation = serializers.IntegerField()
+    action = serializers.CharField()
+    deployed_by = serializers.CharField(source="deployed_by.username", default=None)
+    deployed = serializers.DateTimeField()
+
+
+class EndpointSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    url = serializers.SerializerMethodField()
+    model = serializers.CharField(source="model.name")
+    target = serializers.CharField(source="target.slug")
+    description = serializers.CharField()
+    token_prefix = serializers.CharField(help_text="The first characters of the current token, to tell tokens apart")
+    token_rotated = serializers.DateTimeField()
+    deployments = serializers.SerializerMethodField(help_text="The current traffic split")
+    spec_url = serializers.SerializerMethodField()
+    created = serializers.DateTimeField()
+
+    def get_url(self, endpoint) -> str:
+        return reverse("api:endpoint", args=[endpoint.name])
+
+    def get_spec_url(self, endpoint) -> str:
+        return reverse("api:endpoint-spec", args=[endpoint.name])
+
+    def get_deployments(self, endpoint) -> list[dict]:
+        rows = [d for d in endpoint.deployments.all() if d.state == "active"]
+        return DeploymentSerializer(sorted(rows, key=lambda d: -d.weight), many=True).data
+
+
+class EndpointCreatedSerializer(EndpointSerializer):
+    token = serializers.CharField(help_text="Shown this once; Berth keeps only its hash")
+
+
+class EndpointCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, validators=[model_name_validator])
+    model = serializers.CharField(max_length=100, help_text="The model whose versions it serves")
+    target = serializers.CharField(max_length=50, help_text="The hardware target its hosts are")
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class WeightSerializer(serializers.Serializer):
+    version = serializers.CharField(max_length=128)
+    weight = serializers.IntegerField(min_value=0, max_value=100)
+
+
+class DeploySerializer(serializers.Serializer):
+    """Either one version with its share (the rest keep their proportions), or a whole split."""
+
+    version = serializers.CharField(max_length=128, required=False)
+    weight = serializers.IntegerField(min_value=1, max_value=100, required=False, default=100)
+    weights = WeightSerializer(many=True, required=False)
+
+    def validate(self, data):
+        if ("version" in data) == ("weights" in data):
+            raise serializers.ValidationError("Give either version (and weight) or weights.")
+        return data
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    token_prefix = serializers.CharField()

@@ -1,0 +1,314 @@
+"""Endpoints, deployments and telemetry: every write goes through a function here.
+
+A deployment change writes a whole new generation of Deployment rows (the new traffic split)
+and retires the previous one, in one transaction with the endpoint row locked, so the active
+weights always sum to 100 and a rollback is "make the previous generation current again".
+"""
+
+import hashlib
+import hmac
+import math
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from dashboard.errors import BerthError, Conflict, NotFound
+from registry.models import ModelVersion
+
+from .models import Deployment, Endpoint, MetricWindow, TelemetryFlush
+from .stats import DEFAULT_ALPHA, LogSketch
+
+ERROR_KINDS = ("bad_request", "invalid_input", "too_large", "inference_error", "unavailable")
+MAX_SERIES = 200
+MAX_BUCKETS = 5000
+
+
+def _hash(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _new_token():
+    token = secrets.token_urlsafe(32)
+    return token, _hash(token), token[:8]
+
+
+# --- endpoints ---------------------------------------------------------------------------------
+
+def endpoint_create(*, name, model, target, description="", created_by=None):
+    """Create an endpoint; returns ``(endpoint, token)``. The token is shown this once: only its
+    hash is stored."""
+    from registry.services.base import full_clean
+
+    if Endpoint.objects.filter(name=name).exists():
+        raise Conflict(f"An endpoint named {name!r} already exists.", field="name")
+    token, token_hash, prefix = _new_token()
+    endpoint = Endpoint(name=name, model=model, target=target, description=description, token_hash=token_hash,
+                        token_prefix=prefix, token_rotated=timezone.now(), created_by=created_by)
+    full_clean(endpoint, exclude=["created_by"])
+    try:
+        with transaction.atomic():
+            endpoint.save()
+    except IntegrityError as exc:
+        raise Conflict(f"An endpoint named {name!r} already exists.", field="name") from exc
+    return endpoint, token
+
+
+def endpoint_rotate_token(*, endpoint):
+    """A new token for the endpoint's runtimes; the old one stops working at once."""
+    token, token_hash, prefix = _new_token()
+    Endpoint.objects.filter(pk=endpoint.pk).update(token_hash=token_hash, token_prefix=prefix,
+                                                   token_rotated=timezone.now())
+    endpoint.token_hash, endpoint.token_prefix = token_hash, prefix
+    return token
+
+
+def endpoint_authenticate(*, name, token):
+    """The endpoint whose token this is, or None. Compared in constant time."""
+    endpoint = Endpoint.objects.select_related("model", "target").filter(name=name).first()
+    if endpoint is None or not token or not hmac.compare_digest(endpoint.token_hash, _hash(token)):
+        return None
+    return endpoint
+
+
+# --- deployments -------------------------------------------------------------------------------
+
+def current_generation(endpoint):
+    return list(Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE)
+                .select_related("version").order_by("-weight", "version_id"))
+
+
+def deploy(*, endpoint, version, weight=100, user=None):
+    """Send ``weight`` % of the endpoint's traffic to ``version``; the versions already serving
+    share the rest in their current proportions. 100 replaces them all (a promotion)."""
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 100:
+        raise BerthError("weight is a whole percentage from 1 to 100.", field="weight")
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        _check_deployable(endpoint, version)
+        others = [d for d in current_generation(endpoint) if d.version_id != version.pk]
+        if weight < 100 and not others:
+            raise BerthError(f"Nothing else is deployed on {endpoint.name}: the first version takes 100 % of the "
+                             "traffic. Deploy it with weight 100, then add a canary.", field="weight")
+        shares = _split(100 - weight, [d.weight for d in others])
+        split = [(version, weight)] + [(d.version, share) for d, share in zip(others, shares) if share > 0]
+        action = Deployment.Action.PROMOTE if weight == 100 and others else Deployment.Action.DEPLOY
+        return _new_generation(endpoint, split, action, user)
+
+
+def set_weights(*, endpoint, weights, user=None):
+    """Set the whole split at once: ``weights`` is [(version, weight)], summing to 100; a
+    version left out (or at 0) stops serving."""
+    split = [(version, weight) for version, weight in weights if weight]
+    if any(isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= 100 for _, w in weights):
+        raise BerthError("Weights are whole percentages from 0 to 100.", field="weights")
+    if sum(w for _, w in split) != 100:
+        raise BerthError(f"The weights add up to {sum(w for _, w in split)}; they must add up to 100.",
+                         field="weights")
+    if len({v.pk for v, _ in split}) != len(split):
+        raise BerthError("A version appears twice in the weights.", field="weights")
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        for version, _ in split:
+            _check_deployable(endpoint, version)
+        return _new_generation(endpoint, split, Deployment.Action.WEIGHTS, user)
+
+
+def rollback(*, endpoint, user=None):
+    """Make the split before the current one current again (as a new generation)."""
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        current = current_generation(endpoint)
+        if not current:
+            raise Conflict(f"Nothing is deployed on {endpoint.name}; there is nothing to roll back.")
+        previous = (Deployment.objects.filter(endpoint=endpoint, generation__lt=current[0].generation)
+                    .order_by("-generation").values_list("generation", flat=True).first())
+        if previous is None:
+            raise Conflict(f"{endpoint.name} has had only one deployment; there is no earlier one to roll back to.")
+        rows = Deployment.objects.filter(endpoint=endpoint, generation=previous).select_related("version")
+        return _new_generation(endpoint, [(d.version, d.weight) for d in rows], Deployment.Action.ROLLBACK, user)
+
+
+def _check_deployable(endpoint, version):
+    if version.model_id != endpoint.model_id:
+        raise BerthError(f"{endpoint.name} serves {endpoint.model.name}; {version.ref} is another model's version.",
+                         field="version")
+    if version.status != ModelVersion.Status.READY:
+        raise Conflict(f"{version.ref} is {version.status}; only ready versions can be deployed.", field="version")
+    if version.format != ModelVersion.Format.ONNX:
+        raise Conflict(f"{version.ref} is {version.get_format_display()}; the serving runtime runs ONNX. Convert it "
+                       "first.", field="version")
+
+
+def _split(total, weights):
+    """``total`` shared in proportion to ``weights``, in whole numbers (largest remainder)."""
+    if not weights:
+        return []
+    base = sum(weights)
+    exact = [total * w / base for w in weights]
+    shares = [math.floor(x) for x in exact]
+    for i in sorted(range(len(exact)), key=lambda i: exact[i] - shares[i], reverse=True)[:total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def _new_generation(endpoint, split, action, user):
+    now = timezone.now()
+    generation = (Deployment.objects.filter(endpoint=endpoint).aggregate(top=Max("generation"))["top"] or 0) + 1
+    Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE).update(
+        state=Deployment.State.RETIRED, retired=now)
+    rows = Deployment.objects.bulk_create([
+        Deployment(endpoint=endpoint, version=version, weight=weight, generation=generation, action=action,
+                   deployed_by=user) for version, weight in split
+    ])
+    _queue_profiles([version for version, _ in split], user)
+    return rows
+
+
+def _queue_profiles(versions, user):
+    """Deployed versions need a reference profile for drift; queue the ones that lack it."""
+    from jobs import services as job_services
+    from jobs.models import Job
+    from registry.models import Dataset
+
+    for version in versions:
+        has_reference = Dataset.objects.filter(model_id=version.model_id, kind=Dataset.Kind.REFERENCE).exists()
+        pending = Job.objects.filter(version=version, kind="profile", status__in=[Job.Status.QUEUED,
+                                                                                   Job.Status.RUNNING]).exists()
+        if has_reference and not pending and not version.reference_profiles.exists():
+            job_services.job_create(kind="profile", version=version, created_by=user)
+
+
+# --- telemetry ---------------------------------------------------------------------------------
+
+def telemetry_ingest(*, endpoint, payload):
+    """Count one telemetry flush into the endpoint's minute windows. Returns ``(accepted,
+    duplicate)``; a flush_id already counted is not counted again. Raises BerthError (400) for
+    anything malformed, before writing anything."""
+    flush = _check_flush(endpoint, payload)
+    minute = flush["start"].replace(second=0, microsecond=0)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                TelemetryFlush.objects.create(endpoint=endpoint, flush_id=flush["flush_id"], start=flush["start"],
+                                              dropped=flush["dropped"])
+        except IntegrityError:
+            return False, True
+        for series in flush["series"]:
+            _merge_into_window(endpoint, series, minute)
+    return True, False
+
+
+def _merge_into_window(endpoint, series, start):
+    window, _ = MetricWindow.objects.select_for_update().get_or_create(
+        endpoint=endpoint, version=series["version"], start=start, resolution=MetricWindow.Resolution.MINUTE)
+    window.requests += series["requests"]
+    window.errors += series["errors"]
+    for kind, count in series["error_kinds"].items():
+        window.error_kinds[kind] = window.error_kinds.get(kind, 0) + count
+    window.latency = merge_sketches(window.latency, series["latency"])
+    for name, counts in series["features"].items():
+        known = window.features.get(name)
+        window.features[name] = [a + b for a, b in zip(known, counts)] if known and len(known) == len(counts) \
+            else counts
+    window.flushes += 1
+    window.save()
+
+
+def merge_sketches(a, b):
+    """Two latency sketches (wire format) as one."""
+    if not a:
+        return dict(b)
+    if not b:
+        return dict(a)
+    return LogSketch.from_dict(a).merge(LogSketch.from_dict(b)).to_dict()
+
+
+def _check_flush(endpoint, payload):
+    """The flush, checked and typed; BerthError naming the field otherwise."""
+    if not isinstance(payload, dict):
+        raise BerthError("The body must be a JSON object.")
+    if payload.get("endpoint") not in (None, endpoint.name):
+        raise BerthError(f"This token belongs to {endpoint.name}, not {payload.get('endpoint')!r}.", field="endpoint")
+    try:
+        flush_id = uuid.UUID(str(payload.get("flush_id")))
+    except ValueError as exc:
+        raise BerthError("flush_id must be a UUID (it makes a retried flush count once).", field="flush_id") from exc
+    start = _timestamp(payload.get("start"))
+    seconds = payload.get("seconds", 10)
+    if not _number(seconds) or not 0 <= seconds <= 3600:
+        raise BerthError("seconds must be a number from 0 to 3600.", field="seconds")
+    dropped = payload.get("dropped", 0)
+    if not _count(dropped):
+        raise BerthError("dropped must be a whole number ≥ 0.", field="dropped")
+    series = payload.get("series")
+    if not isinstance(series, list) or len(series) > MAX_SERIES:
+        raise BerthError(f"series must be a list of at most {MAX_SERIES} entries.", field="series")
+    versions = {v.version: v for v in ModelVersion.objects.filter(
+        model_id=endpoint.model_id, version__in=[s.get("version") for s in series if isinstance(s, dict)])}
+    return {"flush_id": flush_id, "start": start, "dropped": dropped,
+            "series": [_check_series(entry, i, versions, endpoint) for i, entry in enumerate(series)]}
+
+
+def _check_series(entry, index, versions, endpoint):
+    field = f"series.{index}"
+    if not isinstance(entry, dict):
+        raise BerthError("Each series entry must be an object.", field=field)
+    version = versions.get(entry.get("version"))
+    if version is None:
+        raise BerthError(f"{endpoint.model.name} has no version {entry.get('version')!r}.", field=f"{field}.version")
+    requests, errors = entry.get("requests"), entry.get("errors", 0)
+    if not _count(requests) or not _count(errors) or errors > requests:
+        raise BerthError("requests and errors must be whole numbers ≥ 0, errors ≤ requests.", field=f"{field}.requests")
+    kinds = entry.get("error_kinds", {})
+    if not isinstance(kinds, dict) or not all(isinstance(k, str) and _count(v) for k, v in kinds.items()):
+        raise BerthError("error_kinds maps a kind to a whole number ≥ 0.", field=f"{field}.error_kinds")
+    latency = entry.get("latency") or {}
+    buckets = latency.get("buckets", {}) if isinstance(latency, dict) else None
+    if not isinstance(buckets, dict) or len(buckets) > MAX_BUCKETS or not _count(latency.get("zero_count", 0)):
+        raise BerthError("latency is a sketch: {alpha, buckets: {index: count}, zero_count}.", field=f"{field}.latency")
+    if latency.get("alpha", DEFAULT_ALPHA) != DEFAULT_ALPHA:
+        raise BerthError(f"latency.alpha must be {DEFAULT_ALPHA}: sketches merge only at one accuracy.",
+                         field=f"{field}.latency")
+    try:
+        buckets = {str(int(key)): value for key, value in buckets.items()}
+    except (TypeError, ValueError) as exc:
+        raise BerthError("Latency bucket indexes must be whole numbers.", field=f"{field}.latency") from exc
+    if not all(_count(v) for v in buckets.values()):
+        raise BerthError("Latency bucket counts must be whole numbers ≥ 0 (no NaN, no negatives).",
+                         field=f"{field}.latency")
+    features = entry.get("features", {})
+    if not isinstance(features, dict) or not all(
+            isinstance(name, str) and isinstance(counts, list) and counts and all(_count(c) for c in counts)
+            for name, counts in features.items()):
+        raise BerthError("features maps a feature name to a list of whole-number counts.", field=f"{field}.features")
+    return {"version": version, "requests": requests, "errors": errors, "error_kinds": kinds,
+            "latency": {"alpha": DEFAULT_ALPHA, "buckets": buckets,
+                        "zero_count": latency.get("zero_count", 0)},
+            "features": features}
+
+
+def _count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _timestamp(text):
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BerthError("start must be an ISO 8601 time, e.g. 2026-11-22T10:00:00Z.", field="start") from exc
+    if moment.tzinfo is None:
+        raise BerthError("start must carry its time zone (Z for UTC).", field="start")
+    now = timezone.now()
+    if not now - timedelta(days=settings.BERTH_TELEMETRY_MAX_AGE_DAYS) <= moment <= now + timedelta(minutes=5):
+        raise BerthError("start is too far in the past or in the future; check the runtime host's clock.",
+                         field="start")
+    return moment

@@ -1,0 +1,16 @@
+from django.urls import path
+
+from . import views
+
+app_name = "monitoring"
+
+urlpatterns = [
+    path("endpoints/", views.endpoint_list, name="endpoints"),
+    path("new/endpoint/", views.endpoint_create, name="endpoint-create"),
+    path("endpoints/<str:name>/", views.endpoint_detail, name="endpoint"),
+    path("endpoints/<str:name>/deploy/", views.endpoint_deploy, name="endpoint-deploy"),
+    path("endpoints/<str:name>/promote/<str:version>/", views.endpoint_promote, name="endpoint-promote"),
+    path("endpoints/<str:name>/rollback/", views.endpoint_rollback, name="endpoint-rollback"),
+    path("endpoints/<str:name>/token/", views.endpoint_token, name="endpoint-token"),
+    path("endpoints/<str:name>/bundle/", views.endpoint_bundle, name="endpoint-bundle"),
+]

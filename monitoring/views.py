@@ -1,0 +1,114 @@
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from dashboard.access import ENGINEER, VIEWER, role_required
+from dashboard.errors import BerthError
+from registry.selectors import version_get
+
+from . import bundle, selectors, services
+from .forms import DeployForm, EndpointCreateForm
+
+
+def _render_list(request, form):
+    return render(request, "monitoring/endpoint_list.html", {"endpoints": selectors.endpoint_list(), "form": form})
+
+
+@role_required(VIEWER)
+def endpoint_list(request):
+    return _render_list(request, EndpointCreateForm())
+
+
+@role_required(ENGINEER)
+@require_POST
+def endpoint_create(request):
+    form = EndpointCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            endpoint, token = services.endpoint_create(created_by=request.user, **form.cleaned_data)
+        except BerthError as exc:
+            form.add_error("name" if exc.field == "name" else None, exc.message)
+        else:
+            return _render_token(request, endpoint, token)
+    return _render_list(request, form)
+
+
+def _render_token(request, endpoint, token):
+    """The token, shown this once (it is not stored), with the command that uses it."""
+    return render(request, "monitoring/endpoint_token.html", {
+        "endpoint": endpoint, "token": token, "dashboard_url": request.build_absolute_uri("/").rstrip("/")})
+
+
+def _render_detail(request, endpoint, deploy_form=None):
+    return render(request, "monitoring/endpoint_detail.html", {
+        "endpoint": endpoint,
+        "deployments": selectors.active_deployments(endpoint),
+        "history": selectors.deployment_history(endpoint),
+        "deploy_form": deploy_form or DeployForm(endpoint=endpoint),
+    })
+
+
+@role_required(VIEWER)
+def endpoint_detail(request, name):
+    return _render_detail(request, selectors.endpoint_get(name))
+
+
+@role_required(ENGINEER)
+@require_POST
+def endpoint_deploy(request, name):
+    endpoint = selectors.endpoint_get(name)
+    form = DeployForm(request.POST, endpoint=endpoint)
+    if not form.is_valid():
+        return _render_detail(request, endpoint, form)
+    try:
+        services.deploy(endpoint=endpoint, version=form.cleaned_data["version"], weight=form.cleaned_data["weight"],
+                        user=request.user)
+    except BerthError as exc:
+        form.add_error(None, exc.message)
+        return _render_detail(request, endpoint, form)
+    messages.success(request, f"{form.cleaned_data['version'].version} now takes {form.cleaned_data['weight']} % of "
+                              f"{endpoint.name}'s traffic; runtimes pick it up within seconds.")
+    return redirect(endpoint)
+
+
+@role_required(ENGINEER)
+@require_POST
+def endpoint_promote(request, name, version):
+    endpoint = selectors.endpoint_get(name)
+    found = version_get(endpoint.model.name, version)
+    try:
+        services.deploy(endpoint=endpoint, version=found, weight=100, user=request.user)
+    except BerthError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{found.version} promoted to 100 % of {endpoint.name}.")
+    return redirect(endpoint)
+
+
+@role_required(ENGINEER)
+@require_POST
+def endpoint_rollback(request, name):
+    endpoint = selectors.endpoint_get(name)
+    try:
+        services.rollback(endpoint=endpoint, user=request.user)
+    except BerthError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{endpoint.name} rolled back to its previous split.")
+    return redirect(endpoint)
+
+
+@role_required(ENGINEER)
+@require_POST
+def endpoint_token(request, name):
+    endpoint = selectors.endpoint_get(name)
+    return _render_token(request, endpoint, services.endpoint_rotate_token(endpoint=endpoint))
+
+
+@role_required(VIEWER)
+def endpoint_bundle(request, name):
+    from django.http import FileResponse
+
+    endpoint = selectors.endpoint_get(name)
+    return FileResponse(bundle.build(endpoint), as_attachment=True, filename=f"{endpoint.name}-bundle.tar.gz",
+                        content_type="application/gzip")

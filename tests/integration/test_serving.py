@@ -1,0 +1,151 @@
+"""berth-serve against the real dashboard: spec, artifacts and telemetry over the REST API."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections import Counter
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from django.db.models import Sum
+
+from jobs import services as job_services
+from jobs.models import Job
+from monitoring import services
+from monitoring.models import MetricWindow
+from registry.models import HardwareTarget
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(url, body=None, timeout=10):
+    """(status, JSON answer) of a GET, or of a POST when ``body`` is given."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def infer_body(rows):
+    return {"inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}]}
+
+
+class Runtime:
+    def __init__(self, url, process, endpoint):
+        self.url, self.process, self.endpoint = url, process, endpoint
+
+    def infer(self, rows, version=None):
+        path = f"/v2/models/digits/versions/{version}/infer" if version else "/v2/models/digits/infer"
+        return call(self.url + path, infer_body(rows))
+
+    def versions(self):
+        status, body = call(self.url + "/v2/models/digits")
+        return sorted(body.get("versions", [])) if status == 200 else []
+
+
+@pytest.fixture
+def served(live_server, digits_version, engineer, settings, tmp_path):
+    """digits-prod serving digits:1 through a real berth-serve process that reads the spec from
+    the live dashboard and flushes telemetry every second."""
+    settings.BERTH_TELEMETRY_FLUSH_SECONDS = 1
+    endpoint, token = services.endpoint_create(name="digits-prod", model=digits_version.model,
+                                               target=HardwareTarget.objects.get(slug="cpu"))
+    services.deploy(endpoint=endpoint, version=digits_version, weight=100, user=engineer)
+    port = free_port()
+    log = open(tmp_path / "berth-serve.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving.cli", "--dashboard", live_server.url, "--endpoint", "digits-prod",
+         "--port", str(port), "--poll-seconds", "0.3", "--cache-dir", str(tmp_path / "cache")],
+        env={**os.environ, "BERTH_ENDPOINT_TOKEN": token}, stdout=log, stderr=subprocess.STDOUT)
+    runtime = Runtime(f"http://127.0.0.1:{port}", process, endpoint)
+
+    def ready():
+        assert process.poll() is None, (tmp_path / "berth-serve.log").read_text()[-3000:]
+        try:
+            return call(runtime.url + "/v2/health/ready", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    wait_for(ready, timeout=60, interval=0.2, message="berth-serve to be ready")
+    yield runtime
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def reported(endpoint, field="requests"):
+    return MetricWindow.objects.filter(endpoint=endpoint).aggregate(total=Sum(field))["total"] or 0
+
+
+def test_it_serves_the_deployed_version_and_reports_every_request(served, digits_files):
+    from dashboard.demo import digits_data
+
+    rows = digits_data().test_x[:8]
+    status, body = served.infer(rows)
+    assert status == 200 and body["model_version"] == "1"
+    expected = ort.InferenceSession(str(digits_files["onnx"])).run(None, {"x": rows})[0]
+    np.testing.assert_allclose(np.asarray(body["outputs"][0]["data"]).reshape(expected.shape), expected, rtol=1e-5)
+    for _ in range(39):
+        assert served.infer(rows[:1])[0] == 200
+    for _ in range(5):
+        bad = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [0, 0, 0]}]}
+        status, answer = call(served.url + "/v2/models/digits/infer", bad)
+        assert status == 400 and "x" in answer["error"]
+    wait_for(lambda: reported(served.endpoint) == 45, timeout=30, message="every request to be reported")
+    assert reported(served.endpoint, "errors") == 5
+    kinds = Counter()
+    for window in MetricWindow.objects.filter(endpoint=served.endpoint):
+        kinds.update(window.error_kinds)
+    assert kinds == {"invalid_input": 5}
+
+
+def test_a_canary_takes_its_share_and_switches_lose_nothing(served, digits_version, engineer):
+    from dashboard.demo import digits_data
+
+    cpu = HardwareTarget.objects.get(slug="cpu")
+    compress = job_services.job_create(kind="compress", version=digits_version, target=cpu,
+                                       params={"method": "dynamic_int8"})
+    job_services.job_run(job_id=compress.id, worker_host="test")
+    canary = Job.objects.get(pk=compress.pk).output_version
+    services.deploy(endpoint=served.endpoint, version=canary, weight=10, user=engineer)
+    wait_for(lambda: served.versions() == sorted(["1", canary.version]), timeout=30,
+             message="the runtime to load the canary")
+
+    rows = digits_data().test_x[:1]
+    seen = Counter(served.infer(rows)[1]["model_version"] for _ in range(2000))
+    assert abs(seen[canary.version] / 2000 - 0.10) <= 0.03, seen
+
+    failures, stop = [], threading.Event()
+
+    def steady_traffic():
+        while not stop.is_set():
+            status, body = served.infer(rows)
+            if status != 200:
+                failures.append((status, body))
+
+    thread = threading.Thread(target=steady_traffic)
+    thread.start()
+    try:
+        services.deploy(endpoint=served.endpoint, version=canary, weight=100, user=engineer)
+        wait_for(lambda: served.versions() == [canary.version], timeout=30, message="the promotion")
+        services.rollback(endpoint=served.endpoint, user=engineer)
+        wait_for(lambda: served.versions() == sorted(["1", canary.version]), timeout=30, message="the rollback")
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []

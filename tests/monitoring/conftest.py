@@ -1,0 +1,34 @@
+import pytest
+
+from monitoring import services
+from registry.models import HardwareTarget, ModelVersion
+from tests.conftest import register
+
+
+@pytest.fixture
+def endpoint(engineer, engineer_api, onnx_file, other_onnx_file):
+    """digits-prod on cpu with digits:1 (ready) deployed at 100 %, and digits:2 ready beside it.
+    Its token is on ``endpoint.token``."""
+    from jobs import services as job_services
+    from jobs.models import Job
+
+    cpu = HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})[0]
+    for path, version in ((onnx_file, "1"), (other_onnx_file, "2")):
+        assert register(engineer_api, path, version=version).status_code == 201
+    for job in Job.objects.filter(kind="validate"):
+        job_services.job_run(job_id=job.id, worker_host="test")
+    v1 = ModelVersion.objects.get(version="1")
+    endpoint, token = services.endpoint_create(name="digits-prod", model=v1.model, target=cpu, created_by=engineer)
+    services.deploy(endpoint=endpoint, version=v1, weight=100, user=engineer)
+    endpoint.token = token
+    return endpoint
+
+
+@pytest.fixture
+def runtime(client, endpoint):
+    """An API client authenticated as the endpoint's serving runtime."""
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {endpoint.token}")
+    return api

@@ -1,0 +1,67 @@
+"""Endpoint pages: list, create (token shown once), deploy, promote, roll back."""
+
+import pytest
+from django.test import Client
+
+from monitoring.models import Deployment, Endpoint
+
+pytestmark = pytest.mark.django_db
+
+
+def browser(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_an_engineer_creates_an_endpoint_and_sees_its_token_once(endpoint, engineer):
+    client = browser(engineer)
+    response = client.post("/new/endpoint/", {"name": "digits-eu", "model": "digits", "target": "cpu"})
+    html = response.content.decode()
+    assert response.status_code == 200 and "Copy it now" in html
+    token = html.split('<code id="endpoint-token">')[1].split("</code>")[0]
+    assert "berth-serve --dashboard http://testserver --endpoint digits-eu --token " + token in html
+    assert token not in client.get("/endpoints/digits-eu/").content.decode()
+    assert Endpoint.objects.get(name="digits-eu").token_prefix == token[:8]
+
+
+def test_the_endpoint_page_deploys_promotes_and_rolls_back(endpoint, engineer):
+    client = browser(engineer)
+    page = client.get("/endpoints/digits-prod/").content.decode()
+    assert "Serving now" in page and "Export bundle" in page
+    client.post("/endpoints/digits-prod/deploy/", {"version": "2", "weight": "10"})
+    current = {d.version.version: d.weight for d in Deployment.objects.filter(state="active")}
+    assert current == {"1": 90, "2": 10}
+    assert "Promote to 100 %" in client.get("/endpoints/digits-prod/").content.decode()
+    client.post("/endpoints/digits-prod/promote/2/")
+    assert {d.version.version: d.weight for d in Deployment.objects.filter(state="active")} == {"2": 100}
+    client.post("/endpoints/digits-prod/rollback/")
+    assert {d.version.version: d.weight for d in Deployment.objects.filter(state="active")} == {"1": 90, "2": 10}
+    history = client.get("/endpoints/digits-prod/").content.decode().split("Deployment history")[1]
+    assert history.count("<tr>") == 5  # header + 4 generations
+
+
+def test_a_refused_deploy_explains_itself(endpoint, engineer):
+    from registry.models import ModelVersion
+
+    ModelVersion.objects.filter(version="2").update(status="invalid")
+    response = browser(engineer).post("/endpoints/digits-prod/deploy/", {"version": "2", "weight": "10"})
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()  # only ready versions are offered
+    assert Deployment.objects.filter(state="active").count() == 1
+
+
+def test_viewers_see_but_cannot_change_endpoints(endpoint, viewer):
+    client = browser(viewer)
+    page = client.get("/endpoints/digits-prod/").content.decode()
+    assert "digits-prod" in page and "Deploy</button>" not in page
+    assert client.post("/endpoints/digits-prod/deploy/", {"version": "2", "weight": "10"}).status_code == 403
+    assert client.post("/endpoints/digits-prod/rollback/").status_code == 403
+    assert client.post("/endpoints/digits-prod/token/").status_code == 403
+    assert client.post("/new/endpoint/", {"name": "x", "model": "digits", "target": "cpu"}).status_code == 403
+    assert client.get("/endpoints/nope/").status_code == 404
+
+
+def test_the_version_page_says_where_it_is_deployed(endpoint, viewer):
+    html = browser(viewer).get("/models/digits/versions/1/").content.decode()
+    assert "digits-prod</a> with 100 % of its traffic" in html

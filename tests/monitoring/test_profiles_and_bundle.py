@@ -1,0 +1,73 @@
+"""Reference profiles for drift (a job on the real digits model) and the deployment bundle."""
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from jobs import services as job_services
+from jobs.models import Job
+from monitoring import services
+from registry.models import HardwareTarget, ReferenceProfile
+from tests.conftest import sha256_of
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def deployed_digits(digits_version, digits_files, engineer, engineer_api, tmp_path):
+    """digits:1 with a reference dataset, deployed on digits-prod."""
+    from dashboard.demo import digits_data, save_npz
+
+    data = digits_data()
+    path = save_npz(tmp_path / "reference.npz", x=data.train_x, labels=data.train_y)
+    with open(path, "rb") as f:
+        response = engineer_api.post("/api/v1/models/digits/versions/1/datasets/",
+                                     {"file": f, "name": "digits-reference", "kind": "reference"}, format="multipart")
+    assert response.status_code == 201
+    endpoint, token = services.endpoint_create(name="digits-prod", model=digits_version.model,
+                                               target=HardwareTarget.objects.get(slug="cpu"))
+    services.deploy(endpoint=endpoint, version=digits_version, weight=100, user=engineer)
+    endpoint.token = token
+    return endpoint, data
+
+
+def test_deploying_queues_a_profile_that_bins_the_reference_data(deployed_digits, digits_version):
+    endpoint, data = deployed_digits
+    job = Job.objects.get(kind="profile", version=digits_version)
+    job_services.job_run(job_id=job.id, worker_host="test")
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    profiles = {p.name: p for p in ReferenceProfile.objects.filter(version=digits_version)}
+    assert set(profiles) == {"x.mean", "x.std", "prediction"}
+    mean = profiles["x.mean"]
+    assert len(mean.edges) == 9 and mean.edges == sorted(mean.edges)
+    assert sum(mean.counts) == len(data.train_x)
+    # deciles: every bin holds about a tenth of the reference rows
+    assert max(mean.counts) - min(mean.counts) <= len(data.train_x) * 0.05
+    expected = np.bincount(np.searchsorted(mean.edges, data.train_x.mean(axis=1), side="left"), minlength=10)
+    assert mean.counts == expected.tolist()
+    prediction = profiles["prediction"]
+    assert prediction.kind == "class" and prediction.classes == 10 and sum(prediction.counts) == len(data.train_x)
+    # a second deployment of the same version queues nothing more
+    services.deploy(endpoint=endpoint, version=digits_version, weight=100)
+    assert Job.objects.filter(kind="profile").count() == 1
+
+
+def test_the_bundle_serves_the_split_offline(deployed_digits, digits_version, digits_files, viewer_api):
+    response = viewer_api.get("/api/v1/endpoints/digits-prod/bundle/")
+    assert response.status_code == 200 and response["Content-Type"] == "application/gzip"
+    archive = tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content)), mode="r:gz")
+    names = set(archive.getnames())
+    sha = sha256_of(digits_files["onnx"])
+    assert {"bundle/spec.json", f"bundle/artifacts/{sha}.onnx", "Dockerfile", "requirements.txt", "README.txt",
+            "monitoring/stats.py", "serving/__init__.py"} <= names
+    spec = json.load(archive.extractfile("bundle/spec.json"))
+    assert spec["telemetry"] is None
+    assert spec["deployments"][0]["artifact_url"] == f"artifacts/{sha}.onnx"
+    assert archive.extractfile(f"bundle/artifacts/{sha}.onnx").read() == digits_files["onnx"].read_bytes()
+    dockerfile = archive.extractfile("Dockerfile").read().decode()
+    assert "serving.cli" in dockerfile and "--bundle" in dockerfile
+    assert not any(name.startswith(("dashboard/", "registry/", "jobs/")) for name in names)

@@ -1,0 +1,146 @@
+"""What serving runtimes call with their endpoint token: spec, artifacts, telemetry."""
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from monitoring.models import MetricWindow, TelemetryFlush
+from registry.models import ReferenceProfile
+from tests.conftest import sha256_of
+
+pytestmark = pytest.mark.django_db
+
+
+def flush(version="1", requests=10, errors=1, **extra):
+    start = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
+    body = {"endpoint": "digits-prod", "flush_id": str(uuid.uuid4()), "start": start.isoformat().replace("+00:00", "Z"),
+            "seconds": 10, "dropped": 0,
+            "series": [{"version": version, "requests": requests, "errors": errors,
+                        "error_kinds": {"invalid_input": errors},
+                        "latency": {"alpha": 0.01, "buckets": {"100": requests - 1, "101": 1}, "zero_count": 0},
+                        "features": {"x.mean": [1, 2, requests - 3]}}]}
+    body.update(extra)
+    return body
+
+
+def post(runtime, body):
+    return runtime.post("/api/v1/telemetry/", body, format="json")
+
+
+def test_the_spec_says_what_to_serve(runtime, endpoint, onnx_file):
+    response = runtime.get("/api/v1/endpoints/digits-prod/spec/")
+    assert response.status_code == 200
+    spec = response.json()
+    assert spec["endpoint"] == "digits-prod" and spec["model"] == "digits"
+    assert spec["target"]["execution_provider"] == "CPUExecutionProvider"
+    (deployment,) = spec["deployments"]
+    assert deployment["version"] == "1" and deployment["weight"] == 100
+    assert deployment["sha256"] == sha256_of(onnx_file)
+    assert deployment["io_signature"]["inputs"][0]["name"] == "x"
+    assert spec["telemetry"]["url"] == "/api/v1/telemetry/" and spec["telemetry"]["flush_seconds"] == 10
+    artifact = runtime.get(deployment["artifact_url"])
+    assert b"".join(artifact.streaming_content) == onnx_file.read_bytes()
+
+
+def test_the_spec_answers_304_until_it_changes(runtime, engineer_api, endpoint):
+    etag = runtime.get("/api/v1/endpoints/digits-prod/spec/")["ETag"]
+    assert runtime.get("/api/v1/endpoints/digits-prod/spec/", HTTP_IF_NONE_MATCH=etag).status_code == 304
+    engineer_api.post("/api/v1/endpoints/digits-prod/deploy/", {"version": "2", "weight": 10}, format="json")
+    changed = runtime.get("/api/v1/endpoints/digits-prod/spec/", HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200 and changed["ETag"] != etag
+    assert {d["version"]: d["weight"] for d in changed.json()["deployments"]} == {"1": 90, "2": 10}
+
+
+def test_the_spec_carries_the_reference_features(runtime, endpoint):
+    from registry.models import Dataset, ModelVersion
+
+    version = ModelVersion.objects.get(version="1")
+    dataset = Dataset.objects.create(model=version.model, name="ref", kind="reference", file="x.npz", sha256="0" * 64,
+                                     size_bytes=1, rows=100, arrays={})
+    ReferenceProfile.objects.create(version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x",
+                                    edges=[0.1, 0.2], counts=[30, 40, 30])
+    ReferenceProfile.objects.create(version=version, dataset=dataset, name="prediction", kind="class",
+                                    tensor="probs", classes=3, counts=[20, 30, 50])
+    features = runtime.get("/api/v1/endpoints/digits-prod/spec/").json()["deployments"][0]["features"]
+    assert features == [{"name": "x.mean", "kind": "mean", "input": "x", "edges": [0.1, 0.2]},
+                        {"name": "prediction", "kind": "class", "output": "probs", "classes": 3}]
+
+
+def test_runtime_calls_need_the_endpoints_own_token(runtime, anon_api, engineer_api, endpoint):
+    from monitoring import services
+
+    assert anon_api.get("/api/v1/endpoints/digits-prod/spec/").status_code == 401
+    anon_api.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
+    assert anon_api.get("/api/v1/endpoints/digits-prod/spec/").status_code == 401
+    assert post(anon_api, flush()).status_code == 401
+    assert engineer_api.get("/api/v1/endpoints/digits-prod/spec/").status_code == 401  # a user token is no endpoint
+    services.endpoint_create(name="other", model=endpoint.model, target=endpoint.target)
+    assert runtime.get("/api/v1/endpoints/other/spec/").status_code == 403
+    assert runtime.get("/api/v1/endpoints/nope/spec/").status_code == 404
+    assert runtime.get("/api/v1/endpoints/digits-prod/artifacts/2/").status_code == 404  # never deployed here
+
+
+def test_telemetry_is_counted_into_minute_windows(runtime, endpoint):
+    assert post(runtime, flush(requests=10, errors=1)).status_code == 202
+    assert post(runtime, flush(requests=5, errors=0)).status_code == 202
+    window = MetricWindow.objects.get()
+    assert (window.requests, window.errors, window.flushes) == (15, 1, 2)
+    assert window.error_kinds == {"invalid_input": 1}
+    assert window.latency["buckets"] == {"100": 13, "101": 2}
+    assert window.features["x.mean"] == [2, 4, 9]
+    assert window.start.second == 0 and window.resolution == "minute"
+
+
+def test_a_retried_flush_counts_once(runtime, endpoint):
+    body = flush()
+    assert post(runtime, body).status_code == 202
+    again = post(runtime, body)
+    assert again.status_code == 200 and again.json() == {"accepted": False, "duplicate": True}
+    assert MetricWindow.objects.get().requests == 10 and TelemetryFlush.objects.count() == 1
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"flush_id": "nope"}, "flush_id"),
+    ({"start": "yesterday"}, "start"),
+    ({"start": "2020-01-01T00:00:00Z"}, "start"),
+    ({"seconds": -1}, "seconds"),
+    ({"endpoint": "someone-else"}, "endpoint"),
+])
+def test_a_malformed_flush_is_refused(runtime, endpoint, change, field):
+    response = post(runtime, flush(**change))
+    assert response.status_code == 400 and field in response.json()["errors"], response.json()
+    assert not MetricWindow.objects.exists() and not TelemetryFlush.objects.exists()
+
+
+@pytest.mark.parametrize("series_change,field", [
+    ({"version": "9"}, "series.0.version"),
+    ({"requests": -1}, "series.0.requests"),
+    ({"errors": 20}, "series.0.requests"),
+    ({"latency": {"alpha": 0.01, "buckets": {"100": -2}}}, "series.0.latency"),
+    ({"latency": {"alpha": 0.01, "buckets": {"a": 1}}}, "series.0.latency"),
+    ({"latency": {"alpha": 0.05, "buckets": {"1": 1}}}, "series.0.latency"),
+    ({"features": {"x.mean": [1, -1]}}, "series.0.features"),
+])
+def test_a_malformed_series_writes_nothing(runtime, endpoint, series_change, field):
+    body = flush()
+    body["series"].append({**body["series"][0], **series_change})  # the second series is the bad one
+    response = post(runtime, body)
+    assert response.status_code == 400 and field.replace("0", "1") in response.json()["errors"], response.json()
+    assert not MetricWindow.objects.exists() and not TelemetryFlush.objects.exists()
+
+
+def test_nan_latency_is_refused(runtime, endpoint):
+    text = json.dumps(flush()).replace('"zero_count": 0', '"zero_count": NaN')
+    response = runtime.post("/api/v1/telemetry/", text, content_type="application/json")
+    assert response.status_code == 400
+    assert not MetricWindow.objects.exists()
+
+
+def test_an_oversized_flush_is_refused(runtime, endpoint, settings):
+    settings.BERTH_TELEMETRY_MAX_BYTES = 200
+    response = post(runtime, flush())
+    assert response.status_code == 413 and "at most 200 bytes" in response.json()["detail"]
+    assert not TelemetryFlush.objects.exists()
