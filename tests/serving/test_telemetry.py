@@ -57,7 +57,7 @@ def test_it_reports_exactly_the_requests_it_served_with_their_error_kinds(serve,
         assert payload["endpoint"] == "digits-prod"
         assert uuid.UUID(payload["flush_id"]).version == 4
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", payload["start"])
-        assert 0 < payload["seconds"] <= 1 and payload["dropped"] == 0
+        assert 0 <= payload["seconds"] <= 1 and payload["dropped"] == 0  # a shutdown flush may follow at once
     series = [s for p in payloads for s in p["series"]]
     assert sum(sum(s["latency"]["buckets"].values()) + s["latency"]["zero_count"] for s in series) == 62
     assert all(s["latency"]["alpha"] == 0.01 and all(isinstance(k, str) for k in s["latency"]["buckets"])
