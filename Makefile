@@ -48,6 +48,10 @@ bench: $(VENV)/.installed-dev var/secret_key
 	$(PY) bench/harness_overhead.py
 	$(PY) bench/compression.py
 	$(PY) bench/compare_page.py
+	$(PY) bench/serving.py
+	$(PY) bench/sketch.py
+	$(PY) bench/ingest.py
+	$(PY) bench/monitoring_page.py
 
 bench-large: $(VENV)/.installed-dev var/secret_key
 	$(PIP) install -e ".[large]"

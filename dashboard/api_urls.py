@@ -3,6 +3,7 @@
 from django.urls import path
 
 from jobs import api as jobs_api
+from monitoring import alerts_api
 from monitoring import api as monitoring_api
 from registry import api as registry_api
 
@@ -41,5 +42,12 @@ urlpatterns = [
     path("endpoints/<str:name>/spec/", monitoring_api.SpecApi.as_view(), name="endpoint-spec"),
     path("endpoints/<str:name>/artifacts/<str:version>/", monitoring_api.ArtifactApi.as_view(),
          name="endpoint-artifact"),
+    path("endpoints/<str:name>/metrics/", monitoring_api.MetricsApi.as_view(), name="endpoint-metrics"),
     path("telemetry/", monitoring_api.TelemetryApi.as_view(), name="telemetry"),
+    path("alerts/", alerts_api.AlertListApi.as_view(), name="alerts"),
+    path("endpoints/<str:name>/alert-rules/", alerts_api.AlertRuleListApi.as_view(), name="alert-rules"),
+    path("endpoints/<str:name>/alert-rules/<int:rule_id>/", alerts_api.AlertRuleDetailApi.as_view(),
+         name="alert-rule"),
+    path("endpoints/<str:name>/alert-rules/<int:rule_id>/silence/", alerts_api.AlertRuleSilenceApi.as_view(),
+         name="alert-rule-silence"),
 ]

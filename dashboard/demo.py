@@ -236,6 +236,10 @@ def _demo_endpoint(model, admin, out):
             description="The demo's endpoint: make run serves it on port 8081 and sends it traffic.")
         monitoring_services.deploy(endpoint=endpoint, version=version, weight=100, user=admin)
         out(f"  endpoint {DEMO_ENDPOINT} created, serving digits:1")
+    if not endpoint.alert_rules.exists():
+        _demo_alert_rules(endpoint, admin)
+        out("  alert rules on it: drift (2 min), error rate above 5 %, p95 above 3 × its benchmark; "
+            "e-mails land in var/mail/")
     elif not demo_endpoint_file().exists():
         token = monitoring_services.endpoint_rotate_token(endpoint=endpoint)
     if token:
@@ -243,6 +247,19 @@ def _demo_endpoint(model, admin, out):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"endpoint": DEMO_ENDPOINT, "token": token, "model": model.name}))
         os.chmod(path, 0o600)
+
+
+def _demo_alert_rules(endpoint, admin):
+    """The rules the demo's drift phase trips (and resolves once the phase ends)."""
+    from monitoring import alerts
+
+    oncall = "oncall@example.com"
+    alerts.rule_create(endpoint=endpoint, metric="drift", threshold=50, window_minutes=2, min_requests=200,
+                       emails=oncall, user=admin)
+    alerts.rule_create(endpoint=endpoint, metric="error_rate", threshold=5, window_minutes=5, emails=oncall,
+                       user=admin)
+    alerts.rule_create(endpoint=endpoint, metric="benchmark_gap", threshold=3, window_minutes=5, emails=oncall,
+                       user=admin)
 
 
 def _register(services, uploads, path, model, version, user, metadata, tags):

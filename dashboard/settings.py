@@ -285,8 +285,41 @@ BERTH_TELEMETRY_MAX_BYTES = env_int("BERTH_TELEMETRY_MAX_BYTES", 2 * 1024**2)
 BERTH_TELEMETRY_MAX_AGE_DAYS = env_int("BERTH_TELEMETRY_MAX_AGE_DAYS", 7)
 BERTH_SERVING_MAX_REQUEST_BYTES = env_int("BERTH_SERVING_MAX_REQUEST_BYTES", 10 * 1024**2)
 
+# Monitoring: minute windows are compacted into hour windows after BERTH_MINUTE_WINDOWS_HOURS;
+# hour windows are kept BERTH_HOUR_WINDOWS_DAYS. Alert rules are evaluated, and external
+# servers scraped, every BERTH_ALERT_EVALUATE_SECONDS / BERTH_SCRAPE_SECONDS.
+BERTH_MINUTE_WINDOWS_HOURS = env_int("BERTH_MINUTE_WINDOWS_HOURS", 24)
+BERTH_HOUR_WINDOWS_DAYS = env_int("BERTH_HOUR_WINDOWS_DAYS", 90)
+BERTH_ALERT_EVALUATE_SECONDS = env_int("BERTH_ALERT_EVALUATE_SECONDS", 60)
+BERTH_SCRAPE_SECONDS = env_int("BERTH_SCRAPE_SECONDS", 15)
+
 CELERY_BEAT_SCHEDULE = {
     "expire-uploads": {"task": "registry.expire_uploads", "schedule": 3600.0, "options": {"queue": "default"}},
     "reap-lost-jobs": {"task": "jobs.reap", "schedule": 30.0, "options": {"queue": "default", "expires": 30}},
     "requeue-lost-jobs": {"task": "jobs.requeue", "schedule": 60.0, "options": {"queue": "default", "expires": 60}},
+    "compact-windows": {"task": "monitoring.compact", "schedule": 3600.0, "options": {"queue": "default"}},
+    "evaluate-alerts": {"task": "monitoring.evaluate_alerts", "schedule": float(BERTH_ALERT_EVALUATE_SECONDS),
+                        "options": {"queue": "default", "expires": BERTH_ALERT_EVALUATE_SECONDS}},
+    "scrape-endpoints": {"task": "monitoring.scrape", "schedule": float(BERTH_SCRAPE_SECONDS),
+                         "options": {"queue": "default", "expires": BERTH_SCRAPE_SECONDS}},
 }
+
+# Alert notifications. E-mail goes through Django's mail backend: without EMAIL_HOST, messages
+# are written as files under var/mail (a local install shows them without a mail server); with
+# EMAIL_HOST set they go out over SMTP. A webhook or e-mail that fails is retried with
+# exponential backoff (2, 4, 8 … s) up to BERTH_WEBHOOK_RETRIES attempts, then marked failed.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                        else "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "berth@localhost")
+BERTH_WEBHOOK_RETRIES = env_int("BERTH_WEBHOOK_RETRIES", 5)
+# Where people reach this dashboard (e.g. https://berth.example.com), to put whole links in
+# notifications; without it they carry the path only.
+BERTH_PUBLIC_URL = env_str("BERTH_PUBLIC_URL", "").rstrip("/")

@@ -12,11 +12,14 @@ from .access import VIEWER, role_required
 # The overview's "best variant": the fastest p95 at batch 1 that loses at most this much accuracy.
 BEST_VARIANT_MAX_DROP = 0.005
 BEST_VARIANT_MODELS = 20
+ENDPOINTS_ON_OVERVIEW = 20
 
 
 @role_required(VIEWER)
 def home(request):
     from jobs.comparison import best_variants
+    from monitoring import alerts, series
+    from monitoring.selectors import endpoint_list
     from registry.selectors import failing_gates
 
     return render(request, "dashboard/home.html", {
@@ -27,6 +30,8 @@ def home(request):
         "best_variants": best_variants(max_drop=BEST_VARIANT_MAX_DROP, limit=BEST_VARIANT_MODELS),
         "best_variant_max_drop": BEST_VARIANT_MAX_DROP,
         "failing_gates": failing_gates(),
+        "endpoint_health": series.endpoints_health(endpoint_list()[:ENDPOINTS_ON_OVERVIEW], minutes=60),
+        "firing_alerts": alerts.firing_alerts(limit=20),
     })
 
 

@@ -4,7 +4,7 @@ runtimes (which authenticate with their endpoint's token)."""
 from django.conf import settings
 from django.http import FileResponse, HttpResponseNotModified
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -15,7 +15,7 @@ from dashboard.errors import TooLarge
 from dashboard.renderers import FirstRendererNegotiation
 from registry import selectors as registry_selectors
 
-from . import bundle, selectors, services
+from . import bundle, selectors, series, services
 from .authentication import EndpointTokenAuthentication, IsEndpointRuntime
 from .serializers import (
     DeploySerializer,
@@ -42,7 +42,8 @@ class EndpointListApi(GenericAPIView):
         model = registry_selectors.model_get(data["model"])
         target = registry_selectors.target_get(data["target"])
         endpoint, token = services.endpoint_create(name=data["name"], model=model, target=target,
-                                                   description=data["description"], created_by=request.user)
+                                                   description=data["description"], scrape_url=data["scrape_url"],
+                                                   created_by=request.user)
         endpoint.token = token
         return Response(EndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
@@ -157,3 +158,23 @@ class TelemetryApi(APIView):
         accepted, duplicate = services.telemetry_ingest(endpoint=request.auth, payload=request.data)
         return Response({"accepted": accepted, "duplicate": duplicate},
                         status=status.HTTP_200_OK if duplicate else status.HTTP_202_ACCEPTED)
+
+
+class MetricsApi(APIView):
+    """The monitored series of an endpoint, per version (DESIGN §4)."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("range", str, description="15m, 1h (default), 6h, 24h, 7d or 30d; or since/until"),
+            OpenApiParameter("since", OpenApiTypes.DATETIME), OpenApiParameter("until", OpenApiTypes.DATETIME),
+            OpenApiParameter("step", int, description="Seconds per point, a multiple of 60 (default: chosen "
+                                                      "so that the range has at most 200 points)")],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+        description="Per version and step: requests, errors, error_rate, rps, error_kinds, latency p50/p95/p99 "
+                    "(ms, from the merged sketches; mean_ms and coarse=true where a scraped source gives only "
+                    "sums), drift per feature (test, score, threshold) and dataset drift; the benchmark p95 of "
+                    "each version on the endpoint's target; the deployment changes in the range.")
+    def get(self, request, name):
+        endpoint = selectors.endpoint_get(name)
+        since, until, step = series.parse_range(request.query_params)
+        return Response(series.endpoint_series(endpoint, since=since, until=until, step=step))

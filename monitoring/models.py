@@ -16,6 +16,12 @@ class Endpoint(models.Model):
     token_hash = models.CharField(max_length=64, db_index=True)
     token_prefix = models.CharField(max_length=8)
     token_rotated = models.DateTimeField()
+    # Scrape mode: an external server (Triton, MLServer) whose Prometheus /metrics Berth reads
+    # instead of receiving telemetry. scrape_state keeps the last counters read, to take deltas.
+    scrape_url = models.URLField(blank=True, help_text="Prometheus /metrics URL of a Triton or MLServer server")
+    scrape_state = models.JSONField(default=dict, blank=True)
+    scraped = models.DateTimeField(null=True, blank=True)
+    scrape_error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created = models.DateTimeField(auto_now_add=True)
 
@@ -71,6 +77,11 @@ class MetricWindow(models.Model):
         MINUTE = "minute"
         HOUR = "hour"
 
+    class Source(models.TextChoices):
+        RUNTIME = "runtime", "berth-serve telemetry"
+        EVENTS = "events", "raw events"
+        SCRAPE = "scrape", "scraped Prometheus metrics"
+
     endpoint = models.ForeignKey(Endpoint, related_name="windows", on_delete=models.CASCADE)
     version = models.ForeignKey("registry.ModelVersion", related_name="windows", on_delete=models.CASCADE)
     start = models.DateTimeField()
@@ -81,6 +92,11 @@ class MetricWindow(models.Model):
     latency = models.JSONField(default=dict, help_text='{"alpha", "buckets": {index: count}, "zero_count"} in ms')
     features = models.JSONField(default=dict, help_text="{feature: counts on the reference bins}")
     flushes = models.PositiveIntegerField(default=0)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.RUNTIME)
+    # A scraped source may give only a latency sum (Triton) or coarse histogram buckets (MLServer):
+    # such a window is marked coarse and its mean comes from latency_sum_ms / requests.
+    coarse = models.BooleanField(default=False)
+    latency_sum_ms = models.FloatField(default=0.0)
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -101,3 +117,104 @@ class TelemetryFlush(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["endpoint", "flush_id"], name="one_flush_per_id")]
+
+
+class AlertRule(models.Model):
+    """A condition on an endpoint's recent windows, evaluated every minute per version."""
+
+    class Metric(models.TextChoices):
+        P95_LATENCY = "p95_latency", "p95 latency above X ms"
+        ERROR_RATE = "error_rate", "error rate above Y %"
+        DRIFT = "drift", "drift score above its threshold"
+        BENCHMARK_GAP = "benchmark_gap", "p95 above k × benchmark p95"
+
+    endpoint = models.ForeignKey(Endpoint, related_name="alert_rules", on_delete=models.CASCADE)
+    metric = models.CharField(max_length=16, choices=Metric.choices)
+    # ms for p95_latency, % for error_rate, k for benchmark_gap; for drift, the share of features (%) that
+    # must drift past their own test's threshold (empty: any feature).
+    threshold = models.FloatField(null=True, blank=True)
+    window_minutes = models.PositiveSmallIntegerField(default=5)
+    min_requests = models.PositiveIntegerField(default=20, help_text="Fewer requests in the window: no verdict")
+    webhook_url = models.URLField(blank=True)
+    emails = models.CharField(max_length=500, blank=True, help_text="Comma-separated addresses")
+    enabled = models.BooleanField(default=True)
+    silenced_until = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["endpoint__name", "metric", "id"]
+
+    def __str__(self):
+        return f"{self.endpoint.name}: {self.describe()}"
+
+    def describe(self):
+        window = f"over {self.window_minutes} min"
+        if self.metric == self.Metric.P95_LATENCY:
+            return f"p95 latency above {self.threshold:g} ms {window}"
+        if self.metric == self.Metric.ERROR_RATE:
+            return f"error rate above {self.threshold:g} % {window}"
+        if self.metric == self.Metric.BENCHMARK_GAP:
+            return f"p95 above {self.threshold:g} × the benchmark p95 {window}"
+        if self.threshold:
+            return f"drift on at least {self.threshold:g} % of the features {window}"
+        return f"drift on any feature (past its test's threshold) {window}"
+
+
+class Alert(models.Model):
+    """One firing of a rule for one version, from the evaluation that found the condition true
+    to the one that found it false again."""
+
+    class State(models.TextChoices):
+        FIRING = "firing"
+        RESOLVED = "resolved"
+
+    rule = models.ForeignKey(AlertRule, related_name="alerts", on_delete=models.CASCADE)
+    endpoint = models.ForeignKey(Endpoint, related_name="alerts", on_delete=models.CASCADE)
+    version = models.ForeignKey("registry.ModelVersion", null=True, blank=True, related_name="alerts",
+                                on_delete=models.CASCADE)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.FIRING)
+    value = models.FloatField(null=True, blank=True, help_text="The measured value when it fired")
+    last_value = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    message = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    started = models.DateTimeField()
+    resolved = models.DateTimeField(null=True, blank=True)
+    last_evaluated = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-started"]
+        indexes = [models.Index(fields=["state", "-started"])]
+        constraints = [models.UniqueConstraint(fields=["rule", "version"], condition=models.Q(state="firing"),
+                                               name="one_firing_alert_per_rule_and_version")]
+
+    def __str__(self):
+        return self.message
+
+
+class Notification(models.Model):
+    """A message about an alert to one webhook or e-mail address, with its delivery attempts."""
+
+    class Channel(models.TextChoices):
+        WEBHOOK = "webhook"
+        EMAIL = "email"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+        SILENCED = "silenced"
+
+    alert = models.ForeignKey(Alert, related_name="notifications", on_delete=models.CASCADE)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    event = models.CharField(max_length=8, choices=Alert.State.choices)
+    destination = models.CharField(max_length=500)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    sent = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]

@@ -23,6 +23,9 @@ class EndpointSerializer(serializers.Serializer):
     token_rotated = serializers.DateTimeField()
     deployments = serializers.SerializerMethodField(help_text="The current traffic split")
     spec_url = serializers.SerializerMethodField()
+    scrape_url = serializers.CharField(help_text="Prometheus /metrics URL read in scrape mode; empty otherwise")
+    scraped = serializers.DateTimeField(allow_null=True, help_text="When the scrape URL was last read")
+    scrape_error = serializers.CharField(help_text="Why the last scrape failed, or what it could not count")
     created = serializers.DateTimeField()
 
     def get_url(self, endpoint) -> str:
@@ -45,6 +48,9 @@ class EndpointCreateSerializer(serializers.Serializer):
     model = serializers.CharField(max_length=100, help_text="The model whose versions it serves")
     target = serializers.CharField(max_length=50, help_text="The hardware target its hosts are")
     description = serializers.CharField(required=False, allow_blank=True, default="")
+    scrape_url = serializers.CharField(required=False, allow_blank=True, default="", max_length=200,
+                                       help_text="Scrape mode: the Prometheus /metrics URL of a Triton or MLServer "
+                                                 "server, read every BERTH_SCRAPE_SECONDS")
 
 
 class WeightSerializer(serializers.Serializer):

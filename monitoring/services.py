@@ -11,6 +11,7 @@ import math
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -20,6 +21,7 @@ from django.utils import timezone
 from dashboard.errors import BerthError, Conflict, NotFound
 from registry.models import ModelVersion
 
+from . import events
 from .models import Deployment, Endpoint, MetricWindow, TelemetryFlush
 from .stats import DEFAULT_ALPHA, LogSketch
 
@@ -39,17 +41,22 @@ def _new_token():
 
 # --- endpoints ---------------------------------------------------------------------------------
 
-def endpoint_create(*, name, model, target, description="", created_by=None):
+def endpoint_create(*, name, model, target, description="", scrape_url="", created_by=None):
     """Create an endpoint; returns ``(endpoint, token)``. The token is shown this once: only its
-    hash is stored."""
+    hash is stored. ``scrape_url``: the Prometheus /metrics URL of an external Triton or MLServer
+    server to read instead of receiving telemetry (see monitoring/scrape.py)."""
     from registry.services.base import full_clean
 
     if Endpoint.objects.filter(name=name).exists():
         raise Conflict(f"An endpoint named {name!r} already exists.", field="name")
     token, token_hash, prefix = _new_token()
-    endpoint = Endpoint(name=name, model=model, target=target, description=description, token_hash=token_hash,
-                        token_prefix=prefix, token_rotated=timezone.now(), created_by=created_by)
+    endpoint = Endpoint(name=name, model=model, target=target, description=description, scrape_url=scrape_url,
+                        token_hash=token_hash, token_prefix=prefix, token_rotated=timezone.now(),
+                        created_by=created_by)
     full_clean(endpoint, exclude=["created_by"])
+    if scrape_url and urlsplit(scrape_url).scheme not in ("http", "https"):
+        raise BerthError("scrape_url must be an http:// or https:// URL, e.g. http://triton:8002/metrics.",
+                         field="scrape_url")
     try:
         with transaction.atomic():
             endpoint.save()
@@ -186,10 +193,16 @@ def _queue_profiles(versions, user):
 # --- telemetry ---------------------------------------------------------------------------------
 
 def telemetry_ingest(*, endpoint, payload):
-    """Count one telemetry flush into the endpoint's minute windows. Returns ``(accepted,
-    duplicate)``; a flush_id already counted is not counted again. Raises BerthError (400) for
-    anything malformed, before writing anything."""
-    flush = _check_flush(endpoint, payload)
+    """Count one telemetry flush (a runtime's series, or an external server's raw events) into
+    the endpoint's minute windows. Returns ``(accepted, duplicate)``; a flush_id already counted
+    is not counted again. Raises BerthError (400) for anything malformed, before writing anything."""
+    _check_endpoint_name(endpoint, payload)
+    if isinstance(payload, dict) and "events" in payload:
+        flush = events.flush_from_events(endpoint, payload, check_time=_timestamp)
+        flush.update(dropped=0, source=MetricWindow.Source.EVENTS)
+    else:
+        flush = _check_flush(endpoint, payload)
+        flush["source"] = MetricWindow.Source.RUNTIME
     minute = flush["start"].replace(second=0, microsecond=0)
     with transaction.atomic():
         try:
@@ -199,24 +212,44 @@ def telemetry_ingest(*, endpoint, payload):
         except IntegrityError:
             return False, True
         for series in flush["series"]:
-            _merge_into_window(endpoint, series, minute)
+            window_add(endpoint=endpoint, version=series["version"], start=series.get("start", minute),
+                       requests=series["requests"], errors=series["errors"], error_kinds=series["error_kinds"],
+                       latency=series["latency"], features=series["features"], source=flush["source"])
     return True, False
 
 
-def _merge_into_window(endpoint, series, start):
+def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None, latency=None, features=None,
+               source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0, resolution=None, flushes=1):
+    """Add counts to the window of ``version`` that holds ``start`` (a minute window, or the hour
+    window once that minute has been compacted). Call inside a transaction."""
+    if resolution is None:
+        resolution, start = window_slot(start)
     window, _ = MetricWindow.objects.select_for_update().get_or_create(
-        endpoint=endpoint, version=series["version"], start=start, resolution=MetricWindow.Resolution.MINUTE)
-    window.requests += series["requests"]
-    window.errors += series["errors"]
-    for kind, count in series["error_kinds"].items():
+        endpoint=endpoint, version=version, start=start, resolution=resolution, defaults={"source": source})
+    window.requests += requests
+    window.errors += errors
+    for kind, count in (error_kinds or {}).items():
         window.error_kinds[kind] = window.error_kinds.get(kind, 0) + count
-    window.latency = merge_sketches(window.latency, series["latency"])
-    for name, counts in series["features"].items():
+    if latency:
+        window.latency = merge_sketches(window.latency, latency)
+    for name, counts in (features or {}).items():
         known = window.features.get(name)
         window.features[name] = [a + b for a, b in zip(known, counts)] if known and len(known) == len(counts) \
             else counts
-    window.flushes += 1
+    window.coarse = window.coarse or coarse
+    window.latency_sum_ms += latency_sum_ms
+    window.flushes += flushes
     window.save()
+    return window
+
+
+def window_slot(moment):
+    """(resolution, start) of the window a moment is counted in: its minute, or its hour when
+    minutes that old are compacted already (a late flush then lands in the hour row)."""
+    minute = moment.replace(second=0, microsecond=0)
+    if minute < timezone.now() - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS):
+        return MetricWindow.Resolution.HOUR, minute.replace(minute=0)
+    return MetricWindow.Resolution.MINUTE, minute
 
 
 def merge_sketches(a, b):
@@ -228,12 +261,19 @@ def merge_sketches(a, b):
     return LogSketch.from_dict(a).merge(LogSketch.from_dict(b)).to_dict()
 
 
+def _check_endpoint_name(endpoint, payload):
+    named = payload.get("endpoint") if isinstance(payload, dict) else None
+    if named in (None, endpoint.name):
+        return
+    if not Endpoint.objects.filter(name=str(named)).exists():
+        raise NotFound(f"There is no endpoint named {named!r}.", field="endpoint")
+    raise BerthError(f"This token belongs to {endpoint.name}, not {named!r}.", field="endpoint", status=403)
+
+
 def _check_flush(endpoint, payload):
     """The flush, checked and typed; BerthError naming the field otherwise."""
     if not isinstance(payload, dict):
         raise BerthError("The body must be a JSON object.")
-    if payload.get("endpoint") not in (None, endpoint.name):
-        raise BerthError(f"This token belongs to {endpoint.name}, not {payload.get('endpoint')!r}.", field="endpoint")
     try:
         flush_id = uuid.UUID(str(payload.get("flush_id")))
     except ValueError as exc:
@@ -300,15 +340,16 @@ def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _timestamp(text):
+def _timestamp(text, field="start"):
+    name = field.rsplit(".", 1)[-1]
     try:
         moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError as exc:
-        raise BerthError("start must be an ISO 8601 time, e.g. 2026-11-22T10:00:00Z.", field="start") from exc
+        raise BerthError(f"{name} must be an ISO 8601 time, e.g. 2026-11-22T10:00:00Z.", field=field) from exc
     if moment.tzinfo is None:
-        raise BerthError("start must carry its time zone (Z for UTC).", field="start")
+        raise BerthError(f"{name} must carry its time zone (Z for UTC).", field=field)
     now = timezone.now()
     if not now - timedelta(days=settings.BERTH_TELEMETRY_MAX_AGE_DAYS) <= moment <= now + timedelta(minutes=5):
-        raise BerthError("start is too far in the past or in the future; check the runtime host's clock.",
-                         field="start")
+        raise BerthError(f"{name} is too far in the past or in the future; check the sending host's clock.",
+                         field=field)
     return moment

@@ -123,3 +123,219 @@ class LogSketch:
             raise ValueError("negative zero_count")
         sketch.count = sketch.zero_count + sum(sketch.buckets.values())
         return sketch
+
+
+def sketch_quantiles(sketch_dicts, qs=(0.5, 0.95, 0.99)):
+    """The quantiles ``qs`` of the merge of wire-format sketches (empty or falsy ones skipped),
+    as ``LogSketch.quantile`` would answer them; None each when there is nothing to merge.
+
+    Faster than ``from_dict`` + ``merge`` per dict: counts are summed into one dict by their
+    string keys, and the keys are parsed once at the end. Raises ValueError on a malformed
+    sketch or different alphas."""
+    alpha, zero_count, by_key = None, 0, {}
+    try:
+        for data in sketch_dicts:
+            if not data:
+                continue
+            this_alpha = float(data.get("alpha", DEFAULT_ALPHA))
+            if alpha is None:
+                alpha = this_alpha
+            elif not math.isclose(this_alpha, alpha, rel_tol=0, abs_tol=1e-12):
+                raise ValueError(f"cannot merge sketches with alpha {alpha} and {this_alpha}")
+            for key, count in (data.get("buckets") or {}).items():
+                by_key[key] = by_key.get(key, 0) + count
+            zero_count += int(data.get("zero_count") or 0)
+        buckets = {}
+        for key, count in by_key.items():
+            k = int(key)  # "412" and 412 may both occur: they are the same bucket
+            buckets[k] = buckets.get(k, 0) + int(count)
+    except (AttributeError, TypeError) as exc:
+        raise ValueError(f"not a latency sketch: {exc}") from exc
+    if zero_count < 0 or any(c < 0 for c in buckets.values()):
+        raise ValueError("negative count in a latency sketch")
+    for q in qs:
+        if not 0 <= q <= 1:
+            raise ValueError(f"q must be between 0 and 1, not {q!r}")
+    total = zero_count + sum(buckets.values())
+    if total == 0:
+        return [None] * len(qs)
+    sketch = LogSketch(alpha)  # for its bucket values only
+    answers = [None] * len(qs)
+    # Visit the wanted ranks in increasing order while walking the buckets once.
+    wanted = sorted((math.floor(q * (total - 1)), i) for i, q in enumerate(qs))
+    keys = sorted(k for k, c in buckets.items() if c)
+    position, seen = 0, zero_count
+    for rank, i in wanted:
+        if rank < zero_count:
+            answers[i] = 0.0
+            continue
+        while position < len(keys) and seen + buckets[keys[position]] <= rank:
+            seen += buckets[keys[position]]
+            position += 1
+        answers[i] = sketch.value(keys[min(position, len(keys) - 1)])
+    return answers
+
+
+# --- drift -----------------------------------------------------------------------------------
+#
+# A feature's reference profile and a window of live traffic are both histograms on the same
+# bins (see serving/features.py); these functions compare the two lists of counts. Numeric
+# features ("column", "mean", "std", "value") are judged by the Population Stability Index,
+# class predictions ("class") by Pearson's chi-square test, as Evidently does by default.
+
+PSI_WARN = 0.1
+PSI_ALERT = 0.25
+JS_THRESHOLD = 0.1
+CHI2_P_THRESHOLD = 0.05
+DATASET_DRIFT_SHARE = 0.5  # the dataset drifts when at least this share of its features do
+MIN_DRIFT_ROWS = 100  # fewer current rows than this: not enough data for a verdict
+
+
+def _checked_counts(reference_counts, current_counts):
+    """Both count lists as lists of floats, with their totals; ValueError unless they are of
+    equal length and non-negative."""
+    reference = [float(c) for c in reference_counts]
+    current = [float(c) for c in current_counts]
+    if len(reference) != len(current):
+        raise ValueError(f"{len(reference)} reference bins but {len(current)} current bins")
+    if not all(c >= 0 for c in reference) or not all(c >= 0 for c in current):  # NaN fails too
+        raise ValueError("counts must be non-negative numbers")
+    return reference, current, sum(reference), sum(current)
+
+
+def psi(reference_counts, current_counts, eps=1e-4):
+    """Population Stability Index, sum over bins of (c - r) ln(c / r) on the proportions r and
+    c, each raised to at least ``eps`` so that an empty bin counts as rare, not impossible.
+    None if either side has no counts."""
+    reference, current, reference_total, current_total = _checked_counts(reference_counts, current_counts)
+    if reference_total == 0 or current_total == 0:
+        return None
+    index = 0.0
+    for r, c in zip(reference, current):
+        r = max(r / reference_total, eps)
+        c = max(c / current_total, eps)
+        index += (c - r) * math.log(c / r)
+    return index
+
+
+def js_distance(reference_counts, current_counts):
+    """Jensen-Shannon distance (square root of the divergence, base 2, so in [0, 1]) between
+    the two histograms' proportions; 0 log 0 = 0. None if either side has no counts."""
+    reference, current, reference_total, current_total = _checked_counts(reference_counts, current_counts)
+    if reference_total == 0 or current_total == 0:
+        return None
+    divergence = 0.0
+    for r, c in zip(reference, current):
+        r /= reference_total
+        c /= current_total
+        m = (r + c) / 2
+        if r > 0:
+            divergence += r * math.log2(r / m)
+        if c > 0:
+            divergence += c * math.log2(c / m)
+    return math.sqrt(min(max(divergence / 2, 0.0), 1.0))
+
+
+def chi_square(reference_counts, current_counts):
+    """Pearson's chi-square goodness of fit of the current counts to the reference
+    proportions: (statistic, p_value), with expected = reference proportion x current total.
+
+    Bins the reference never saw (expected 0) cannot enter the sum; they are left out, and so
+    are their degrees of freedom (dof = bins with expected > 0, minus 1). Expected counts are
+    not rescaled: current rows in such bins leave the other bins short of their expected
+    counts, so a class new to the current data still raises the statistic.
+    (None, None) if either side has no counts or fewer than two bins have expected > 0."""
+    reference, current, reference_total, current_total = _checked_counts(reference_counts, current_counts)
+    if reference_total == 0 or current_total == 0:
+        return None, None
+    statistic, used = 0.0, 0
+    for r, c in zip(reference, current):
+        if r > 0:
+            expected = r / reference_total * current_total
+            statistic += (c - expected) ** 2 / expected
+            used += 1
+    if used < 2:
+        return None, None
+    return statistic, chi2_sf(statistic, used - 1)
+
+
+def chi2_sf(x, dof):
+    """The chi-square distribution's survival function P(X > x) with ``dof`` degrees of
+    freedom: the regularized upper incomplete gamma function Q(dof / 2, x / 2)."""
+    if dof <= 0:
+        raise ValueError(f"dof must be positive, not {dof!r}")
+    if x / 2 <= 0:  # x / 2 also underflows to 0 for the smallest subnormal x
+        return 1.0
+    return _gamma_q(dof / 2, x / 2)
+
+
+_GAMMA_EPS = 1e-16
+_GAMMA_TINY = 1e-300
+_GAMMA_MAX_ITERATIONS = 100_000
+
+
+def _gamma_q(a, x):
+    """Q(a, x) for a > 0, x > 0 (Numerical Recipes, gammq): 1 - the series of P(a, x) for
+    x < a + 1, where it converges fast; the continued fraction of Q otherwise."""
+    log_prefactor = -x + a * math.log(x) - math.lgamma(a)
+    if x < a + 1:
+        term = total = 1 / a
+        ap = a
+        for _ in range(_GAMMA_MAX_ITERATIONS):
+            ap += 1
+            term *= x / ap
+            total += term
+            if abs(term) < abs(total) * _GAMMA_EPS:
+                return max(0.0, 1.0 - total * math.exp(log_prefactor))
+        raise ArithmeticError(f"incomplete gamma series did not converge for a={a}, x={x}")
+    # Modified Lentz evaluation of the continued fraction.
+    b = x + 1 - a
+    c = 1 / _GAMMA_TINY
+    d = 1 / b
+    h = d
+    for i in range(1, _GAMMA_MAX_ITERATIONS):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        if abs(d) < _GAMMA_TINY:
+            d = _GAMMA_TINY
+        c = b + an / c
+        if abs(c) < _GAMMA_TINY:
+            c = _GAMMA_TINY
+        d = 1 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < _GAMMA_EPS:
+            return math.exp(log_prefactor) * h
+    raise ArithmeticError(f"incomplete gamma continued fraction did not converge for a={a}, x={x}")
+
+
+def feature_drift(kind, reference_counts, current_counts):
+    """The drift verdict for one feature of kind ``kind`` (from the reference profile), or
+    None without enough data: fewer than MIN_DRIFT_ROWS current rows, an empty reference, or
+    (for "class") fewer than two classes in the reference."""
+    reference, current, reference_total, current_total = _checked_counts(reference_counts, current_counts)
+    if current_total < MIN_DRIFT_ROWS or reference_total == 0:
+        return None
+    rows = int(current_total)
+    if kind == "class":
+        statistic, p_value = chi_square(reference, current)
+        if p_value is None:
+            return None
+        drifted = p_value < CHI2_P_THRESHOLD
+        return {"test": "chi_square", "score": p_value, "threshold": CHI2_P_THRESHOLD, "drifted": drifted,
+                "warn": drifted, "statistic": statistic, "rows": rows}
+    index = psi(reference, current)
+    return {"test": "psi", "score": index, "threshold": PSI_ALERT, "warn_threshold": PSI_WARN,
+            "drifted": index >= PSI_ALERT, "warn": index >= PSI_WARN,
+            "js": js_distance(reference, current), "js_threshold": JS_THRESHOLD, "rows": rows}
+
+
+def dataset_drift(verdicts):
+    """Roll up ``{feature name: feature_drift(...) or None}``: the share of scored features
+    that drifted, and whether it reaches DATASET_DRIFT_SHARE."""
+    scored = [v for v in verdicts.values() if v is not None]
+    drifted = sum(1 for v in scored if v["drifted"])
+    share = drifted / len(scored) if scored else None
+    return {"features": len(scored), "drifted": drifted, "share": share, "threshold": DATASET_DRIFT_SHARE,
+            "drifted_dataset": share is not None and share >= DATASET_DRIFT_SHARE}

@@ -6,8 +6,11 @@ from dashboard.access import ENGINEER, VIEWER, role_required
 from dashboard.errors import BerthError
 from registry.selectors import version_get
 
-from . import bundle, selectors, services
+from . import alerts, bundle, charts, selectors, series, services
 from .forms import DeployForm, EndpointCreateForm
+
+RECENT_MINUTES = 5
+CHART_NAMES = ("requests", "latency", "errors", "drift_now", "drift", "histogram")
 
 
 def _render_list(request, form):
@@ -45,12 +48,40 @@ def _render_detail(request, endpoint, deploy_form=None):
         "deployments": selectors.active_deployments(endpoint),
         "history": selectors.deployment_history(endpoint),
         "deploy_form": deploy_form or DeployForm(endpoint=endpoint),
+        **_live_context(request, endpoint),
     })
+
+
+def _live_context(request, endpoint):
+    """The monitoring part of the endpoint page (refreshed every few seconds on its own)."""
+    params = request.GET
+    try:
+        since, until, step = series.parse_range(params)
+        error = None
+    except BerthError as exc:
+        since, until, step = series.parse_range({})
+        error = exc.message
+    data = series.endpoint_series(endpoint, since=since, until=until, step=step)
+    recent = series.recent(endpoint, minutes=RECENT_MINUTES)
+    figures, primary, feature = charts.page_figures(data, recent, feature=params.get("feature"),
+                                                    recent_minutes=RECENT_MINUTES)
+    return {"endpoint_alerts": alerts.endpoint_alert_context(endpoint),
+            "live": {"data": data, "recent": recent, "figures": figures, "primary": primary, "feature": feature,
+                     "range": params.get("range") if params.get("range") in series.RANGES else series.DEFAULT_RANGE,
+                     "ranges": list(series.RANGES), "error": error, "chart_names": CHART_NAMES, "recent_minutes": RECENT_MINUTES,
+                     "query": params.urlencode()}}
 
 
 @role_required(VIEWER)
 def endpoint_detail(request, name):
     return _render_detail(request, selectors.endpoint_get(name))
+
+
+@role_required(VIEWER)
+def endpoint_live(request, name):
+    endpoint = selectors.endpoint_get(name)
+    return render(request, "monitoring/_endpoint_live.html", {"endpoint": endpoint,
+                                                              **_live_context(request, endpoint)})
 
 
 @role_required(ENGINEER)

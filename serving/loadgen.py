@@ -31,6 +31,8 @@ def build_parser():
     parser.add_argument("--duration", type=float, default=0, help="seconds to run (default: until Ctrl-C)")
     parser.add_argument("--drift-after", type=float, default=None, help="start the bright-images phase after S s")
     parser.add_argument("--drift-for", type=float, default=60.0, help="length of the drift phase (default 60 s)")
+    parser.add_argument("--drift-every", type=float, default=0,
+                        help="repeat the drift phase every S s from --drift-after (default: once)")
     parser.add_argument("--malformed-every", type=int, default=0, help="every Nth request is malformed (0: none)")
     parser.add_argument("--connections", type=int, default=4, help="requests in flight at most (default 4)")
     parser.add_argument("--seed", type=int, default=0)
@@ -117,8 +119,11 @@ class LoadGenerator:
             time.sleep(1)
 
     def drifting(self, elapsed):
-        after = self.args.drift_after
-        return after is not None and after <= elapsed < after + self.args.drift_for
+        after, every = self.args.drift_after, self.args.drift_every
+        if after is None or elapsed < after:
+            return False
+        since = (elapsed - after) % every if every else elapsed - after
+        return since < self.args.drift_for
 
     def body(self, index, elapsed):
         every = self.args.malformed_every
@@ -177,6 +182,7 @@ class LoadGenerator:
         print(f"loadgen: {args.rate:g} req/s to {args.url}{self.path} (input {self.input_name!r}, "
               f"{len(self.images)} load_digits images)"
               + (f", drift from {args.drift_after:g} s for {args.drift_for:g} s" if args.drift_after is not None else "")
+              + (f", again every {args.drift_every:g} s" if args.drift_after is not None and args.drift_every else "")
               + (f", every {args.malformed_every}th request malformed" if args.malformed_every else "")
               + (f", for {args.duration:g} s" if args.duration else ", until Ctrl-C"), flush=True)
         self.started = time.monotonic()

@@ -15,6 +15,8 @@ READS = [
     "/api/v1/models/", "/api/v1/models/digits/", "/api/v1/models/digits/versions/1/",
     "/api/v1/models/digits/versions/1/artifact/", "/api/v1/targets/", "/api/v1/targets/cpu/", "/api/v1/jobs/",
     "/api/v1/jobs/{job}/", "/api/v1/benchmarks/", "/api/v1/benchmarks/?format=csv", "/api/v1/workers/",
+    "/api/v1/alerts/", "/api/v1/alerts/?state=firing&endpoint=digits-prod",
+    "/api/v1/endpoints/digits-prod/alert-rules/", "/api/v1/endpoints/digits-prod/alert-rules/{rule}/",
 ]
 # (method, path, body, the role it needs)
 WRITES = [
@@ -30,6 +32,10 @@ WRITES = [
     ("post", "/api/v1/targets/", {"slug": "gpu"}, "admin"),
     ("post", "/api/v1/jobs/", {"kind": "validate", "version": "digits:1"}, "engineer"),
     ("post", "/api/v1/jobs/{job}/cancel/", None, "engineer"),
+    ("post", "/api/v1/endpoints/digits-prod/alert-rules/", {"metric": "error_rate", "threshold": 5}, "engineer"),
+    ("patch", "/api/v1/endpoints/digits-prod/alert-rules/{rule}/", {"threshold": 7}, "engineer"),
+    ("delete", "/api/v1/endpoints/digits-prod/alert-rules/{rule}/", None, "engineer"),
+    ("post", "/api/v1/endpoints/digits-prod/alert-rules/{rule}/silence/", {"minutes": 60}, "engineer"),
 ]
 
 
@@ -38,16 +44,24 @@ def world(engineer_api, onnx_file):
     from jobs.models import Job
     from registry.models import HardwareTarget
 
+    from monitoring import alerts, services as monitoring_services
+    from registry.models import Model
+
     register(engineer_api, onnx_file, version="1")
-    HardwareTarget.objects.create(slug="cpu", name="CPU")
-    return {"job": Job.objects.get().id, "upload": uuid.uuid4()}
+    cpu = HardwareTarget.objects.create(slug="cpu", name="CPU")
+    endpoint, _ = monitoring_services.endpoint_create(name="digits-prod", model=Model.objects.get(name="digits"),
+                                                      target=cpu)
+    rule = alerts.rule_create(endpoint=endpoint, metric="error_rate", threshold=5)
+    return {"job": Job.objects.get().id, "upload": uuid.uuid4(), "rule": rule.pk}
 
 
 def counts():
     from django.apps import apps
 
     return {model.__name__: model.objects.count() for model in apps.get_app_config("registry").get_models()} | {
-        model.__name__: model.objects.count() for model in apps.get_app_config("jobs").get_models()}
+        model.__name__: model.objects.count() for model in apps.get_app_config("jobs").get_models()} | {
+        model.__name__: list(model.objects.values()) for model in apps.get_app_config("monitoring").get_models()
+        if model.__name__ in ("AlertRule", "Alert", "Notification")}
 
 
 @pytest.mark.parametrize("path", READS)

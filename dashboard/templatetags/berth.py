@@ -62,3 +62,38 @@ def pt(fraction):
 @register.filter
 def split(text, separator=" "):
     return text.split(separator)
+
+
+@register.filter
+def seconds(value):
+    """A step in seconds as people say it: 1 min, 15 min, 1 h, 6 h, 1 d."""
+    value = int(value or 0)
+    if value % 86400 == 0 and value:
+        return f"{value // 86400} d"
+    if value % 3600 == 0 and value:
+        return f"{value // 3600} h"
+    if value % 60 == 0:
+        return f"{value // 60} min"
+    return f"{value} s"
+
+
+@register.filter
+def sparkline(values, width=120):
+    """A tiny inline SVG line of a series (None values leave gaps), with its last value."""
+    from django.utils.html import format_html
+
+    points = [(i, v) for i, v in enumerate(values or []) if v is not None]
+    if not points:
+        return format_html('<span class="muted">no data</span>')
+    height, count = 24, max(len(values) - 1, 1)
+    top = max(v for _, v in points) or 1.0
+    coordinates = " ".join(f"{i * width / count:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in points)
+    return format_html('<svg class="sparkline" width="{}" height="{}" viewBox="0 0 {} {}" role="img">'
+                       '<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{}"/></svg>',
+                       width, height, width, height, coordinates)
+
+
+@register.filter
+def last_value(values):
+    """The latest non-empty value of a series."""
+    return next((v for v in reversed(values or []) if v is not None), None)

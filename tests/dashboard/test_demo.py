@@ -37,6 +37,9 @@ def test_the_demo_loads_real_models_once(settings, tmp_path):
     assert (deployment.version.version, deployment.weight) == ("1", 100)
     saved = json.loads((tmp_path / "demo-endpoint.json").read_text())
     assert saved["endpoint"] == "digits-demo" and saved["token"][:8] == deployment.endpoint.token_prefix
+    # with the rules the traffic generator's drift phase trips
+    rules = deployment.endpoint.alert_rules.all()
+    assert {(r.metric, r.threshold) for r in rules} == {("drift", 50), ("error_rate", 5), ("benchmark_gap", 3)}
 
     call_command("demo")
     assert ModelVersion.objects.count() == 2 and Dataset.objects.count() == 3 and User.objects.count() == 3

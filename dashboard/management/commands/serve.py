@@ -77,7 +77,8 @@ class Command(BaseCommand):
             env={**os.environ, "BERTH_ENDPOINT_TOKEN": demo["token"]})
         processes["traffic"] = subprocess.Popen([
             python, "-m", "serving.loadgen", "--url", f"http://{host}:{serving_port}", "--model", demo["model"],
-            "--rate", "10", "--drift-after", "90", "--drift-for", "120", "--malformed-every", "50"])
+            "--rate", "10", "--drift-after", "90", "--drift-for", "120", "--drift-every", "600",
+            "--malformed-every", "50"])
         return demo
 
     def _wait_until_listening(self, host, port, web, timeout=60):

@@ -1,0 +1,177 @@
+"""Plotly figures of the endpoint monitoring page, built from ``series.endpoint_series`` as plain
+figure dicts (drawn by static/js/charts.js like the comparison page's). ``uirevision`` keeps a
+user's zoom while the live refresh replaces the data."""
+
+from jobs.charts import RED, _layout
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+AMBER = "#e6a700"
+GREEN = "#2ca02c"
+LIVE = {"uirevision": "live", "showlegend": True, "height": 320, "margin": {"l": 60, "r": 20, "t": 60, "b": 40}}
+DEPLOY_COLORS = {"deploy": "#6b7280", "weights": "#6b7280", "promote": "#2ca02c", "rollback": RED}
+
+
+def _color(index):
+    return PALETTE[index % len(PALETTE)]
+
+
+def _times(version):
+    return [p["t"] for p in version["points"]]
+
+
+def deploy_markers(data):
+    """Vertical lines (and labels) at every deployment change, for every chart."""
+    shapes, notes = [], []
+    for event in data["deployments"]:
+        color = DEPLOY_COLORS.get(event["action"], "#6b7280")
+        split = ", ".join(f"v{v} {w} %" for v, w in event["split"].items())
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": event["t"], "x1": event["t"], "y0": 0,
+                       "y1": 1, "line": {"color": color, "dash": "dot", "width": 1}})
+        notes.append({"x": event["t"], "y": 1, "xref": "x", "yref": "paper", "yanchor": "bottom", "showarrow": False,
+                      "text": event["action"], "hovertext": f"{event['action']}: {split}",
+                      "font": {"size": 10, "color": color}})
+    return {"shapes": shapes, "annotations": notes}
+
+
+def _live_layout(data, title, subtitle, y_title, **extra):
+    markers = deploy_markers(data)
+    extra_shapes = extra.pop("shapes", [])
+    return _layout(title, subtitle, y_title=y_title, xaxis={"type": "date", "range": [data["since"], data["until"]]},
+                   shapes=markers["shapes"] + extra_shapes, annotations=markers["annotations"], **{**LIVE, **extra})
+
+
+def requests_chart(data):
+    traces = [{"type": "scatter", "mode": "lines", "name": f"v{v['version']}", "x": _times(v),
+               "y": [p["rps"] for p in v["points"]], "line": {"color": _color(i)}, "stackgroup": "rps",
+               "hovertemplate": "%{y:.2f} req/s<extra>v" + v["version"] + "</extra>"}
+              for i, v in enumerate(data["versions"])]
+    return {"data": traces, "layout": _live_layout(data, "Requests per second", "stacked by version", "req/s")}
+
+
+def latency_chart(data):
+    traces, lines = [], []
+    for i, v in enumerate(data["versions"]):
+        color = _color(i)
+        for key, dash, width in (("p50_ms", "dot", 1), ("p95_ms", "solid", 2), ("p99_ms", "dash", 1)):
+            traces.append({"type": "scatter", "mode": "lines", "name": f"v{v['version']} {key[:3]}", "x": _times(v),
+                           "y": [p[key] if p[key] is not None else p["mean_ms"] if key == "p50_ms" else None
+                                 for p in v["points"]],
+                           "line": {"color": color, "dash": dash, "width": width}, "connectgaps": False,
+                           "hovertemplate": "%{y:.3f} ms<extra>v" + v["version"] + " " + key[:3] + "</extra>"})
+        if v["benchmark_p95_ms"] is not None:
+            lines.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y",
+                          "y0": v["benchmark_p95_ms"], "y1": v["benchmark_p95_ms"],
+                          "line": {"color": color, "dash": "longdash", "width": 1}})
+            traces.append({"type": "scatter", "mode": "lines", "x": [data["since"], data["until"]],
+                           "y": [v["benchmark_p95_ms"]] * 2, "name": f"v{v['version']} benchmark p95",
+                           "line": {"color": color, "dash": "longdash", "width": 1}, "opacity": 0.6,
+                           "hovertemplate": "benchmark p95 %{y:.3f} ms<extra>v" + v["version"] + "</extra>"})
+    return {"data": traces, "layout": _live_layout(
+        data, "Latency", "p50 dotted, p95 solid, p99 dashed; long dashes: the benchmark p95 on this target", "ms")}
+
+
+def errors_chart(data):
+    traces = []
+    for i, v in enumerate(data["versions"]):
+        kinds = sorted({k for p in v["points"] for k in p["error_kinds"]})
+        for j, kind in enumerate(kinds or ["errors"]):
+            traces.append({"type": "scatter", "mode": "lines", "name": f"v{v['version']} {kind}", "x": _times(v),
+                           "y": [100 * p["error_kinds"].get(kind, 0) / p["requests"] if p["requests"] else None
+                                 for p in v["points"]],
+                           "line": {"color": _color(i), "dash": ["solid", "dot", "dash", "dashdot"][j % 4]},
+                           "hovertemplate": "%{y:.2f} %<extra>v" + v["version"] + " " + kind + "</extra>"})
+    return {"data": traces, "layout": _live_layout(data, "Error rate by kind", "share of requests, per version",
+                                                   "% of requests", yaxis={"rangemode": "tozero"})}
+
+
+def _severity(point, feature):
+    """How far past its threshold a score is: 1 = at the threshold (PSI score / threshold;
+    chi-square threshold / p-value, capped)."""
+    if point is None:
+        return None
+    if feature["test"] == "chi_square":
+        return min(3.0, feature["threshold"] / max(point["score"], 1e-6))
+    return min(3.0, point["score"] / feature["threshold"]) if feature["threshold"] else None
+
+
+def drift_heatmap(data, version):
+    features = version["drift"]["features"]
+    z = [[_severity(point, f) for point in f["points"]] for f in features]
+    text = [[("no verdict (too few requests)" if point is None else
+              f"{f['test']} {point['score']:.3g} (threshold {f['threshold']:g})" + (" DRIFT" if point["drifted"] else ""))
+             for point in f["points"]] for f in features]
+    trace = {"type": "heatmap", "x": _times(version), "y": [f["name"] for f in features], "z": z, "text": text,
+             "zmin": 0, "zmax": 2, "hovertemplate": "%{y} %{x}<br>%{text}<extra></extra>", "hoverongaps": False,
+             "colorscale": [[0, "#f7fbff"], [0.2, "#c6dbef"], [0.45, "#fdd49e"], [0.5, RED], [1, "#67000d"]],
+             "colorbar": {"title": {"text": "score / threshold"}, "tickvals": [0, 0.5, 1, 1.5, 2]}}
+    height = max(320, 60 + 14 * len(features))
+    return {"data": [trace], "layout": _live_layout(
+        data, f"Drift per feature, v{version['version']}", "red: the score is past its test's threshold", None,
+        height=height, yaxis={"automargin": True, "autorange": "reversed"})}
+
+
+def drift_now_chart(version, verdicts, window_minutes):
+    """The latest verdict of every feature: red past the threshold, amber past the warning."""
+    names, values, colors, text = [], [], [], []
+    for name, verdict in verdicts.items():
+        if verdict is None:
+            continue
+        feature = {"test": verdict["test"], "threshold": verdict["threshold"]}
+        names.append(name)
+        values.append(_severity({"score": verdict["score"]}, feature))
+        colors.append(RED if verdict["drifted"] else AMBER if verdict.get("warn") else GREEN)
+        text.append(f"{verdict['test']} {verdict['score']:.3g}, threshold {verdict['threshold']:g}"
+                    + (" — DRIFT" if verdict["drifted"] else ""))
+    trace = {"type": "bar", "x": names, "y": values, "marker": {"color": colors}, "text": text,
+             "hovertemplate": "%{x}: %{text}<extra></extra>", "textposition": "none"}
+    layout = _layout(f"Drift now, v{version} (last {window_minutes} min)",
+                     "bar = score / threshold of the feature's test; above the line: drifted",
+                     y_title="score / threshold", shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 1,
+                                                           "y1": 1, "line": {"color": RED, "dash": "dash"}}],
+                     **{**LIVE, "showlegend": False}, xaxis={"type": "category"})
+    return {"data": [trace], "layout": layout}
+
+
+def histogram_chart(version, name):
+    histogram = version["histograms"].get(name)
+    if histogram is None:
+        return None
+    reference, current = histogram["reference"], histogram["current"] or []
+    if histogram["kind"] == "class":
+        labels = [str(i) for i in range(len(reference))]
+    else:
+        edges = histogram["edges"]
+        labels = [f"≤ {edges[0]:.3g}"] + [f"{a:.3g}–{b:.3g}" for a, b in zip(edges, edges[1:])] + [f"> {edges[-1]:.3g}"]
+
+    def share(counts):
+        total = sum(counts)
+        return [c / total if total else 0 for c in counts]
+
+    traces = [{"type": "bar", "name": "reference", "x": labels, "y": share(reference), "marker": {"color": "#9ca3af"}},
+              {"type": "bar", "name": "current", "x": labels, "y": share(current) if current else [],
+               "marker": {"color": _color(0)}}]
+    return {"data": traces, "layout": _layout(f"{name}: reference vs current, v{version['version']}",
+                                              "share of rows per bin over the chosen range", y_title="share",
+                                              barmode="group", **LIVE)}
+
+
+def page_figures(data, recent, *, feature=None, recent_minutes):
+    """Every figure of the endpoint page as JSON, and the feature the histogram shows."""
+    from jobs.charts import to_json
+
+    figures = {"requests": requests_chart(data), "latency": latency_chart(data), "errors": errors_chart(data)}
+    primary = max(data["versions"], key=lambda v: (v["weight"], sum(p["requests"] for p in v["points"])),
+                  default=None)
+    if primary is not None and primary["drift"]["features"]:
+        figures["drift"] = drift_heatmap(data, primary)
+        verdicts = next((summary["drift"] for version, summary in recent.items()
+                         if version.version == primary["version"]), {})
+        if any(verdicts.values()):
+            figures["drift_now"] = drift_now_chart(primary["version"], verdicts, recent_minutes)
+        names = [f["name"] for f in primary["drift"]["features"]]
+        if feature not in names:
+            scored = [(v["score"] / v["threshold"] if v["test"] == "psi" else v["threshold"] / max(v["score"], 1e-6),
+                       name) for name, v in verdicts.items() if v]
+            feature = max(scored)[1] if scored else names[0]
+        figures["histogram"] = histogram_chart(primary, feature)
+    return {name: to_json(figure) for name, figure in figures.items() if figure}, primary, feature

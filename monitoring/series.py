@@ -1,0 +1,356 @@
+"""What an endpoint's windows say over a time range: per version and per step, requests, errors,
+latency quantiles from the merged sketches, and drift of every reference feature.
+
+Everything is computed from the stored windows (counts, sketches, binned feature counts) in one
+pass; the number of queries does not depend on the range or on the number of windows.
+"""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.models import Max
+from django.utils import timezone
+
+from jobs.models import BenchmarkResult, Job
+from registry.models import ReferenceProfile
+
+from .models import Deployment, MetricWindow
+from .stats import dataset_drift, feature_drift
+
+RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "6h": timedelta(hours=6),
+          "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+DEFAULT_RANGE = "1h"
+STEPS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 24 * 3600)
+MAX_POINTS = 200
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+def choose_step(since, until):
+    """The smallest step (seconds) that keeps the series within MAX_POINTS points."""
+    span = (until - since).total_seconds()
+    return next((step for step in STEPS if span / step <= MAX_POINTS), STEPS[-1])
+
+
+def align(moment, step):
+    seconds = int(moment.timestamp())
+    return moment.fromtimestamp(seconds - seconds % step, tz=moment.tzinfo or timezone.UTC)
+
+
+@dataclass
+class Bucket:
+    """Counts of one version over one step (or over a whole window of time)."""
+
+    requests: int = 0
+    errors: int = 0
+    error_kinds: dict = field(default_factory=dict)
+    latency: dict = field(default_factory=dict)  # bucket index -> count
+    zero_count: int = 0
+    latency_sum_ms: float = 0.0
+    coarse_requests: int = 0
+    features: dict = field(default_factory=dict)  # feature -> counts
+
+    def add(self, window):
+        self.requests += window.requests
+        self.errors += window.errors
+        for kind, count in window.error_kinds.items():
+            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + count
+        sketch = window.latency or {}
+        for key, count in (sketch.get("buckets") or {}).items():
+            key = int(key)
+            self.latency[key] = self.latency.get(key, 0) + count
+        self.zero_count += sketch.get("zero_count") or 0
+        if window.coarse:
+            self.coarse_requests += window.requests
+            self.latency_sum_ms += window.latency_sum_ms
+        for name, counts in window.features.items():
+            known = self.features.get(name)
+            if known is None or len(known) != len(counts):
+                self.features[name] = list(counts)
+            else:
+                self.features[name] = [a + b for a, b in zip(known, counts)]
+
+    def quantiles(self, qs=QUANTILES, alpha=0.01):
+        """Quantiles of the merged sketch (None where there is none), in ms."""
+        total = self.zero_count + sum(self.latency.values())
+        if not total:
+            return [None] * len(qs)
+        gamma = (1 + alpha) / (1 - alpha)
+        ranks = [int(q * (total - 1)) for q in qs]
+        answers, seen, keys = [None] * len(qs), self.zero_count, sorted(self.latency)
+        pending = list(range(len(qs)))
+        for i in list(pending):
+            if ranks[i] < seen:
+                answers[i] = 0.0
+                pending.remove(i)
+        for key in keys:
+            seen += self.latency[key]
+            for i in list(pending):
+                if ranks[i] < seen:
+                    answers[i] = 2 * gamma ** key / (gamma + 1)
+                    pending.remove(i)
+            if not pending:
+                break
+        return answers
+
+    def summary(self, seconds):
+        p50, p95, p99 = self.quantiles()
+        mean = None
+        if self.coarse_requests and self.latency_sum_ms:
+            mean = self.latency_sum_ms / self.coarse_requests
+        return {"requests": self.requests, "errors": self.errors,
+                "error_rate": self.errors / self.requests if self.requests else None,
+                "error_percent": 100 * self.errors / self.requests if self.requests else None,
+                "rps": self.requests / seconds if seconds else None, "error_kinds": dict(self.error_kinds),
+                "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "mean_ms": mean,
+                "coarse": bool(self.coarse_requests)}
+
+
+def references(versions):
+    """{version id: {feature name: (kind, edges, counts)}} of the versions' reference profiles."""
+    found = {}
+    for profile in ReferenceProfile.objects.filter(version__in=versions).only(
+            "version_id", "name", "kind", "edges", "counts", "classes"):
+        found.setdefault(profile.version_id, {})[profile.name] = profile
+    return found
+
+
+def drift_of(bucket, profiles):
+    """{feature: verdict or None} and the dataset verdict for one bucket's feature counts."""
+    verdicts = {}
+    for name, profile in profiles.items():
+        current = bucket.features.get(name)
+        if current is None or len(current) != len(profile.counts):
+            verdicts[name] = None
+            continue
+        verdicts[name] = feature_drift(profile.kind, profile.counts, current)
+    return verdicts, dataset_drift(verdicts)
+
+
+def benchmark_p95(versions, target):
+    """{version id: p95 ms of its newest batch-1 benchmark on the target} (the latency it was
+    predicted to have where it is deployed)."""
+    rows = (BenchmarkResult.objects.filter(version__in=versions, target=target, batch_size=1,
+                                           job__status=Job.Status.SUCCEEDED)
+            .order_by("version_id", "-created").values("version_id", "p95_ms"))
+    found = {}
+    for row in rows:
+        found.setdefault(row["version_id"], row["p95_ms"])
+    return found
+
+
+def _windows(endpoint, since, until):
+    return (MetricWindow.objects.filter(endpoint=endpoint, start__gte=since, start__lt=until)
+            .select_related("version").only("version__version", "version__id", "start", "resolution", "requests",
+                                            "errors", "error_kinds", "latency", "features", "coarse",
+                                            "latency_sum_ms").order_by("start"))
+
+
+def endpoint_series(endpoint, *, since, until, step=None):
+    """The monitored series of every version seen in [since, until): the metrics API's answer."""
+    step = step or choose_step(since, until)
+    since = align(since, step)
+    count = max(1, int(-(-(until - since).total_seconds() // step)))
+    times = [since + timedelta(seconds=step * i) for i in range(count)]
+    by_version, versions = {}, {}
+    for window in _windows(endpoint, since, until):
+        index = min(int((window.start - since).total_seconds() // step), count - 1)
+        versions[window.version_id] = window.version
+        by_version.setdefault(window.version_id, {}).setdefault(index, Bucket()).add(window)
+    deployed = {d.version_id: d for d in Deployment.objects.filter(
+        endpoint=endpoint, state=Deployment.State.ACTIVE).select_related("version")}
+    for version_id, deployment in deployed.items():
+        versions.setdefault(version_id, deployment.version)
+        by_version.setdefault(version_id, {})
+    profiles = references(list(versions))
+    predicted = benchmark_p95(list(versions), endpoint.target_id)
+    now = timezone.now()
+    series = []
+    for version_id, buckets in sorted(by_version.items(), key=lambda item: _natural(versions[item[0]].version)):
+        points, drift_points, total = [], [], Bucket()
+        features = profiles.get(version_id, {})
+        for i, moment in enumerate(times):
+            bucket = buckets.get(i, Bucket())
+            total_seconds = min(step, max(0.0, (now - moment).total_seconds()))
+            points.append({"t": moment.isoformat(), **bucket.summary(total_seconds)})
+            verdicts, dataset = drift_of(bucket, features)
+            drift_points.append((verdicts, dataset))
+        for bucket in buckets.values():
+            _merge(total, bucket)
+        series.append({
+            "version": versions[version_id].version,
+            "weight": deployed[version_id].weight if version_id in deployed else 0,
+            "benchmark_p95_ms": predicted.get(version_id),
+            "points": points,
+            "drift": _drift_series(features, drift_points),
+            "histograms": _histograms(features, total),
+        })
+    return {"endpoint": endpoint.name, "since": since.isoformat(), "until": until.isoformat(), "step": step,
+            "versions": series, "deployments": deployment_events(endpoint, since, until)}
+
+
+def _merge(total, bucket):
+    total.requests += bucket.requests
+    total.errors += bucket.errors
+    total.zero_count += bucket.zero_count
+    for key, count in bucket.latency.items():
+        total.latency[key] = total.latency.get(key, 0) + count
+    for name, counts in bucket.features.items():
+        known = total.features.get(name)
+        total.features[name] = list(counts) if known is None or len(known) != len(counts) else \
+            [a + b for a, b in zip(known, counts)]
+
+
+def _drift_series(profiles, drift_points):
+    features = []
+    for name, profile in profiles.items():
+        scores, first = [], None
+        for verdicts, _ in drift_points:
+            verdict = verdicts.get(name)
+            first = first or verdict
+            scores.append(None if verdict is None else {"score": verdict["score"], "drifted": verdict["drifted"],
+                                                        "warn": verdict["warn"]})
+        test = "chi_square" if profile.kind == ReferenceProfile.Kind.CLASS else "psi"
+        features.append({"name": name, "kind": profile.kind, "test": test,
+                         "threshold": first["threshold"] if first else _threshold(test),
+                         "warn_threshold": first.get("warn_threshold") if first else None,
+                         "points": scores})
+    dataset = [None if d["share"] is None else {"share": d["share"], "drifted": d["drifted_dataset"]}
+               for _, d in drift_points]
+    return {"features": features, "dataset": dataset}
+
+
+def _threshold(test):
+    from .stats import CHI2_P_THRESHOLD, PSI_ALERT
+
+    return CHI2_P_THRESHOLD if test == "chi_square" else PSI_ALERT
+
+
+def _histograms(profiles, total):
+    """Reference vs current counts over the whole range, per feature."""
+    return {name: {"kind": profile.kind, "edges": profile.edges, "reference": profile.counts,
+                   "current": total.features.get(name)} for name, profile in profiles.items()}
+
+
+def deployment_events(endpoint, since, until):
+    """Every change of the traffic split in the range, to mark on the charts."""
+    events = {}
+    for row in (Deployment.objects.filter(endpoint=endpoint, deployed__gte=since, deployed__lt=until)
+                .select_related("version").order_by("generation", "-weight")):
+        event = events.setdefault(row.generation, {"t": row.deployed.isoformat(), "action": row.action,
+                                                   "generation": row.generation, "split": {}})
+        event["split"][row.version.version] = row.weight
+    return list(events.values())
+
+
+def recent(endpoint, *, minutes, now=None):
+    """Per version over the last ``minutes``: the summary, drift verdicts and the benchmark p95.
+    What alert rules and the overview look at."""
+    now = now or timezone.now()
+    since = now - timedelta(minutes=minutes)
+    buckets, versions = {}, {}
+    for window in _windows(endpoint, since.replace(second=0, microsecond=0), now):
+        versions[window.version_id] = window.version
+        buckets.setdefault(window.version_id, Bucket()).add(window)
+    profiles = references(list(versions))
+    predicted = benchmark_p95(list(versions), endpoint.target_id)
+    found = {}
+    for version_id, bucket in buckets.items():
+        verdicts, dataset = drift_of(bucket, profiles.get(version_id, {}))
+        summary = bucket.summary(minutes * 60)
+        benchmark = predicted.get(version_id)
+        found[versions[version_id]] = {
+            **summary, "drift": verdicts, "dataset_drift": dataset, "benchmark_p95_ms": benchmark,
+            "benchmark_gap": summary["p95_ms"] / benchmark if benchmark and summary["p95_ms"] is not None else None}
+    return found
+
+
+def latest_window_start(endpoint):
+    return MetricWindow.objects.filter(endpoint=endpoint).aggregate(latest=Max("start"))["latest"]
+
+
+def _natural(version):
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+
+
+def parse_range(params, now=None):
+    """(since, until, step) from query parameters: ``range`` (15m … 30d) or ``since``/``until``
+    (ISO 8601), and an optional ``step`` in seconds. Raises BerthError naming the parameter."""
+    from dashboard.errors import BerthError
+
+    now = now or timezone.now()
+    until = _moment(params.get("until"), "until") if params.get("until") else now
+    if params.get("since"):
+        since = _moment(params.get("since"), "since")
+    else:
+        name = params.get("range") or DEFAULT_RANGE
+        if name not in RANGES:
+            raise BerthError(f"range must be one of {', '.join(RANGES)}.", field="range")
+        since = until - RANGES[name]
+    if since >= until:
+        raise BerthError("since must be before until.", field="since")
+    if until - since > RANGES["30d"] + timedelta(days=1):
+        raise BerthError("A range may span at most 30 days.", field="since")
+    step = params.get("step")
+    if step in (None, ""):
+        return since, until, choose_step(since, until)
+    try:
+        step = int(step)
+    except ValueError:
+        raise BerthError("step is a whole number of seconds.", field="step") from None
+    if step < 60 or step % 60:
+        raise BerthError("step is a multiple of 60 seconds (windows are minutes).", field="step")
+    if (until - since).total_seconds() / step > 1000:
+        raise BerthError("That step gives more than 1,000 points; choose a larger step.", field="step")
+    return since, until, step
+
+
+def _moment(text, field):
+    from datetime import datetime
+
+    from dashboard.errors import BerthError
+
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        raise BerthError(f"{field} must be an ISO 8601 time, e.g. 2026-11-22T10:00:00Z.", field=field) from None
+    if moment.tzinfo is None:
+        raise BerthError(f"{field} must carry its time zone (Z for UTC).", field=field)
+    return moment
+
+
+def endpoints_health(endpoints, *, minutes=60, now=None):
+    """For the overview: per endpoint, minute by minute over the last ``minutes`` (all versions
+    together), p95 latency, error rate and the share of drifted features; in a fixed number of
+    queries whatever the number of endpoints."""
+    now = now or timezone.now()
+    since = align(now - timedelta(minutes=minutes), 60)
+    endpoints = list(endpoints)
+    buckets = {}
+    windows = (MetricWindow.objects.filter(endpoint__in=endpoints, start__gte=since, start__lt=now)
+               .only("endpoint_id", "version_id", "start", "requests", "errors", "error_kinds", "latency", "features",
+                     "coarse", "latency_sum_ms"))
+    versions = set()
+    for window in windows:
+        index = int((window.start - since).total_seconds() // 60)
+        versions.add(window.version_id)
+        per_minute = buckets.setdefault(window.endpoint_id, {}).setdefault(index, {})
+        per_minute.setdefault(window.version_id, Bucket()).add(window)
+    profiles = references(list(versions))
+    health = {}
+    for endpoint in endpoints:
+        p95, error_rate, drift = [], [], []
+        for index in range(minutes + 1):
+            per_version = buckets.get(endpoint.id, {}).get(index, {})
+            merged, shares = Bucket(), []
+            for version_id, bucket in per_version.items():
+                _merge(merged, bucket)
+                _, dataset = drift_of(bucket, profiles.get(version_id, {}))
+                if dataset["share"] is not None:
+                    shares.append(dataset["share"])
+            p95.append(merged.quantiles((0.95,))[0])
+            error_rate.append(100 * merged.errors / merged.requests if merged.requests else None)
+            drift.append(max(shares) if shares else None)
+        health[endpoint] = {"p95_ms": p95, "error_percent": error_rate, "drift_share": drift,
+                            "requests": sum(b.requests for m in buckets.get(endpoint.id, {}).values()
+                                            for b in m.values())}
+    return health

@@ -1,0 +1,55 @@
+"""The endpoint monitoring page in real Chromium: Plotly draws every chart, and new telemetry
+shows up within a refresh, updating the charts in place (the page is not reloaded)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from monitoring import services
+from registry.models import Dataset, ReferenceProfile
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def send(endpoint, minute, count, *, mean=0.5, error_kind=None):
+    start = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=minute)
+    events = [{"ts": (start + timedelta(milliseconds=100 * i)).isoformat(), "version": "1",
+               "latency_ms": 1.0 + (i % 7) * 0.3, "ok": error_kind is None or i % 10 != 0,
+               "error_kind": error_kind, "features": {"x.mean": mean + (i % 10) * 0.01}} for i in range(count)]
+    services.telemetry_ingest(endpoint=endpoint, payload={"events": events})
+
+
+@pytest.fixture
+def monitored(world):
+    version = world.version("1")
+    dataset = Dataset.objects.create(model=world.model, name="ref", kind="reference", file="x.npz", sha256="0" * 64,
+                                     size_bytes=1, rows=1000, arrays={})
+    ReferenceProfile.objects.create(version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x",
+                                    edges=[0.2, 0.4, 0.6], counts=[250, 250, 250, 250])
+    endpoint, _ = services.endpoint_create(name="digits-prod", model=world.model, target=world.cpu)
+    services.deploy(endpoint=endpoint, version=version, weight=100)
+    world.result(version, world.cpu, p95=1.5)
+    for minute in (4, 3, 2):
+        send(endpoint, minute, 300, mean=0.5 if minute > 2 else 0.9)
+    return endpoint
+
+
+def test_the_charts_render_and_follow_new_telemetry(logged_in_page, viewer, monitored):
+    page = logged_in_page(viewer)
+    page.goto("/endpoints/digits-prod/?range=15m")
+    for name in ("requests", "latency", "errors", "drift", "drift_now", "histogram"):
+        expect(page.locator(f'[data-chart="{name}"] svg.main-svg').first).to_be_attached()
+    # The benchmark p95 is drawn on the latency chart, drift in red for the brighter minute.
+    expect(page.locator('[data-chart="latency"] .legend')).to_contain_text("v1 benchmark p95")
+    expect(page.locator("#live .kpis")).to_contain_text("1.50 ms")
+    assert "timeout" not in page.locator('[data-chart="errors"]').inner_text()
+
+    page.evaluate("document.querySelector('[data-chart=\"errors\"]').dataset.marker = 'kept'")
+    send(monitored, 1, 300, error_kind="timeout")
+    # Within a refresh (every 5 s), the table and the charts show the new errors ...
+    expect(page.locator("#live .kpis")).to_contain_text("timeout 30", timeout=15_000)
+    expect(page.locator('[data-chart="errors"]')).to_contain_text("v1 timeout")
+    # ... drawn into the same chart element: the page was not reloaded or redrawn as a whole.
+    assert page.evaluate("document.querySelector('[data-chart=\"errors\"]').dataset.marker") == "kept"

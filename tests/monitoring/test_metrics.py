@@ -1,0 +1,208 @@
+"""Raw events from external servers, the metrics API over minute and compacted hour windows,
+drift from binned counts, and the endpoint page's live part."""
+
+import json
+import math
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from monitoring import rollups, series
+from monitoring.models import MetricWindow
+from monitoring.stats import LogSketch, psi
+from registry.models import Dataset, ModelVersion, ReferenceProfile
+
+pytestmark = pytest.mark.django_db
+
+EDGES = [0.2, 0.4, 0.6]
+REFERENCE = [250, 250, 250, 250]
+
+
+@pytest.fixture
+def profiled(endpoint):
+    """Version 1 with a reference profile: x.mean on EDGES (uniform reference) and a 3-class prediction."""
+    version = ModelVersion.objects.get(version="1")
+    dataset = Dataset.objects.create(model=version.model, name="ref", kind="reference", file="x.npz", sha256="0" * 64,
+                                     size_bytes=1, rows=1000, arrays={})
+    ReferenceProfile.objects.create(version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x",
+                                    edges=EDGES, counts=REFERENCE)
+    ReferenceProfile.objects.create(version=version, dataset=dataset, name="prediction", kind="class",
+                                    tensor="probs", classes=3, counts=[300, 300, 400])
+    return endpoint
+
+
+def iso(moment):
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def events(start, count, *, shift=0.0, error_every=0, version="1", seed=0):
+    rng = np.random.default_rng(seed)
+    latencies = rng.lognormal(0.5, 0.4, count)
+    means = np.clip(rng.uniform(0, 1, count) + shift, 0, 1.5)
+    return [{"ts": iso(start + timedelta(milliseconds=50 * i)), "version": version,
+             "latency_ms": float(latencies[i]), "ok": not (error_every and i % error_every == 0),
+             "error_kind": "timeout" if error_every and i % error_every == 0 else None,
+             "features": {"x.mean": float(means[i]), "prediction": int(i % 3), "unprofiled": 1.0}}
+            for i in range(count)], latencies, means
+
+
+def minute_ago(minutes=1):
+    return timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=minutes)
+
+
+def test_raw_events_are_aggregated_into_the_same_windows(runtime, profiled):
+    start = minute_ago(3)
+    batch, latencies, means = events(start, 1000, error_every=50)
+    response = runtime.post("/api/v1/telemetry/", {"events": batch}, format="json")
+    assert response.status_code == 202, response.json()
+    windows = list(MetricWindow.objects.filter(endpoint=profiled).order_by("start"))
+    assert [w.start for w in windows] == [start]  # 1,000 events 50 ms apart: 50 s, one minute
+    (window,) = windows
+    assert window.source == "events" and window.requests == 1000 and window.errors == 20
+    assert window.error_kinds == {"timeout": 20}
+    sketch = LogSketch.from_dict(window.latency)
+    exact = np.sort(latencies)[math.floor(0.95 * 999)]
+    assert abs(sketch.quantile(0.95) - exact) <= 0.01 * exact
+    assert window.features["x.mean"] == np.bincount(np.searchsorted(EDGES, means, side="left"), minlength=4).tolist()
+    assert window.features["prediction"] == [334, 333, 333]
+    assert "unprofiled" not in window.features
+
+    # The same POST again (no flush_id: its content identifies it) is not counted twice.
+    again = runtime.post("/api/v1/telemetry/", {"events": batch}, format="json")
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert MetricWindow.objects.get().requests == 1000
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"version": "9"}, "events.3.version"),
+    ({"latency_ms": -1}, "events.3.latency_ms"),
+    ({"latency_ms": "fast"}, "events.3.latency_ms"),
+    ({"ts": "yesterday"}, "events.3.ts"),
+    ({"ts": "2020-01-01T00:00:00Z"}, "events.3.ts"),
+    ({"ok": "yes"}, "events.3.ok"),
+    ({"features": {"prediction": 7}}, "events.3.features.prediction"),
+])
+def test_a_bad_event_is_named_and_nothing_is_written(runtime, profiled, change, field):
+    batch, _, _ = events(minute_ago(2), 10)
+    batch[3].update(change)
+    response = runtime.post("/api/v1/telemetry/", {"events": batch}, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["errors"], response.json()
+    assert not MetricWindow.objects.exists()
+
+
+def test_nan_latency_is_refused_as_json(runtime, profiled):
+    body = '{"events": [{"ts": "%s", "version": "1", "latency_ms": NaN, "ok": true}]}' % iso(minute_ago())
+    response = runtime.post("/api/v1/telemetry/", body, content_type="application/json")
+    assert response.status_code == 400 and not MetricWindow.objects.exists()
+
+
+def test_telemetry_for_another_endpoint_is_refused(runtime, profiled):
+    batch, _, _ = events(minute_ago(), 5)
+    assert runtime.post("/api/v1/telemetry/", {"endpoint": "nope", "events": batch},
+                        format="json").status_code == 404
+    from monitoring import services
+    services.endpoint_create(name="other", model=profiled.model, target=profiled.target)
+    assert runtime.post("/api/v1/telemetry/", {"endpoint": "other", "events": batch},
+                        format="json").status_code == 403
+    assert not MetricWindow.objects.exists()
+
+
+def test_the_metrics_api_gives_series_per_version_with_drift(runtime, viewer_api, anon_api, profiled):
+    base = minute_ago(10)
+    for minute in range(6):
+        shift = 0.5 if minute >= 3 else 0.0  # the last three minutes: brighter inputs
+        batch, _, _ = events(base + timedelta(minutes=minute), 600, shift=shift, error_every=100, seed=minute)
+        assert runtime.post("/api/v1/telemetry/", {"events": batch}, format="json").status_code == 202
+    response = viewer_api.get("/api/v1/endpoints/digits-prod/metrics/?range=15m")
+    assert response.status_code == 200, response.json()
+    data = response.json()
+    assert data["step"] == 60
+    (v1,) = data["versions"]
+    assert v1["version"] == "1" and v1["weight"] == 100
+    assert sum(p["requests"] for p in v1["points"]) == 3600
+    assert sum(p["errors"] for p in v1["points"]) == 36
+    busy = [p for p in v1["points"] if p["requests"]]
+    assert len(busy) == 6 and all(p["error_rate"] == pytest.approx(0.01) for p in busy)
+    assert all(p["p50_ms"] <= p["p95_ms"] <= p["p99_ms"] for p in busy)
+    features = {f["name"]: f for f in v1["drift"]["features"]}
+    assert features["x.mean"]["test"] == "psi" and features["x.mean"]["threshold"] == 0.25
+    assert features["prediction"]["test"] == "chi_square"
+    scored = [p for p in features["x.mean"]["points"] if p is not None]
+    assert [p["drifted"] for p in scored] == [False, False, False, True, True, True]
+    # The score is the PSI of the binned counts, nothing else.
+    window = MetricWindow.objects.filter(endpoint=profiled).order_by("start").last()
+    assert scored[-1]["score"] == pytest.approx(psi(REFERENCE, window.features["x.mean"]))
+    histogram = v1["histograms"]["x.mean"]
+    assert histogram["reference"] == REFERENCE and sum(histogram["current"]) == 3600
+    assert data["deployments"] == [] or data["deployments"][0]["action"] == "deploy"
+
+    assert anon_api.get("/api/v1/endpoints/digits-prod/metrics/").status_code == 401
+    assert viewer_api.get("/api/v1/endpoints/nope/metrics/").status_code == 404
+    for query, field in (("range=2y", "range"), ("step=90", "step"), ("step=abc", "step"),
+                         ("since=2026-01-01", "since"), ("range=30d&step=60", "step")):
+        bad = viewer_api.get(f"/api/v1/endpoints/digits-prod/metrics/?{query}")
+        assert bad.status_code == 400 and field in bad.json()["errors"], (query, bad.json())
+
+
+def test_compaction_keeps_every_count_and_the_series_agree(runtime, viewer_api, profiled, settings):
+    base = minute_ago(90)
+    for minute in (0, 1, 2, 61, 62):
+        batch, _, _ = events(base + timedelta(minutes=minute), 200, error_every=20, seed=minute)
+        assert runtime.post("/api/v1/telemetry/", {"events": batch}, format="json").status_code == 202
+
+    def totals():
+        data = viewer_api.get("/api/v1/endpoints/digits-prod/metrics/?range=6h&step=3600").json()
+        (v1,) = data["versions"]
+        return ([p["requests"] for p in v1["points"] if p["requests"]], [p["p95_ms"] for p in v1["points"]
+                                                                          if p["requests"]])
+
+    before = totals()
+    settings.BERTH_MINUTE_WINDOWS_HOURS = 0
+    folded = rollups.compact_windows(now=timezone.now() + timedelta(hours=1))
+    assert folded == 5
+    assert not MetricWindow.objects.filter(resolution="minute").exists()
+    hours = list(MetricWindow.objects.filter(resolution="hour"))
+    assert sum(w.requests for w in hours) == 1000 and sum(w.errors for w in hours) == 50
+    assert sum(w.features["x.mean"][i] for w in hours for i in range(4)) == 1000
+    after = totals()
+    assert sum(after[0]) == sum(before[0]) == 1000
+    # A late flush for a compacted minute lands in its hour row.
+    late, _, _ = events(base, 10, seed=99)
+    assert runtime.post("/api/v1/telemetry/", {"events": late}, format="json").status_code == 202
+    assert not MetricWindow.objects.filter(resolution="minute").exists()
+    assert sum(w.requests for w in MetricWindow.objects.all()) == 1010
+    # Hour windows past their own retention go.
+    settings.BERTH_HOUR_WINDOWS_DAYS = 0
+    rollups.compact_windows(now=timezone.now() + timedelta(hours=3))
+    assert not MetricWindow.objects.exists()
+
+
+def test_the_step_grows_with_the_range():
+    now = timezone.now()
+    assert [series.choose_step(now - span, now) for span in series.RANGES.values()] == [
+        60, 60, 300, 900, 3600, 6 * 3600]
+    assert all((span.total_seconds() / series.choose_step(now - span, now)) <= series.MAX_POINTS
+               for span in series.RANGES.values())
+
+
+def test_the_endpoint_page_carries_live_charts(client, viewer, runtime, profiled):
+    base = minute_ago(4)
+    for minute in range(3):
+        batch, _, _ = events(base + timedelta(minutes=minute), 300, shift=0.5, seed=minute)
+        runtime.post("/api/v1/telemetry/", {"events": batch}, format="json")
+    client.force_login(viewer)
+    page = client.get("/endpoints/digits-prod/?range=15m")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for name in ("requests", "latency", "errors", "drift", "drift_now", "histogram"):
+        assert f'data-chart="{name}"' in html and f'id="chart-{name}"' in html, name
+    figure = json.loads(html.split('id="chart-drift_now">')[1].split("</script>")[0])
+    assert "x.mean" in figure["data"][0]["x"]
+    live = client.get("/endpoints/digits-prod/live/?range=15m&feature=prediction")
+    assert live.status_code == 200 and 'hx-trigger="every 5s"' in live.content.decode()
+    assert "prediction: reference vs current" in live.content.decode()
+    bad = client.get("/endpoints/digits-prod/?range=2y")
+    assert bad.status_code == 200 and "range must be one of" in bad.content.decode()
