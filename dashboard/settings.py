@@ -285,10 +285,12 @@ BERTH_TELEMETRY_MAX_BYTES = env_int("BERTH_TELEMETRY_MAX_BYTES", 2 * 1024**2)
 BERTH_TELEMETRY_MAX_AGE_DAYS = env_int("BERTH_TELEMETRY_MAX_AGE_DAYS", 7)
 BERTH_SERVING_MAX_REQUEST_BYTES = env_int("BERTH_SERVING_MAX_REQUEST_BYTES", 10 * 1024**2)
 
-# Monitoring: minute windows are compacted into hour windows after BERTH_MINUTE_WINDOWS_HOURS;
-# hour windows are kept BERTH_HOUR_WINDOWS_DAYS. Alert rules are evaluated, and external
+# Monitoring: minute windows are rolled up into 15-minute, hour and 6-hour windows every minute
+# and kept BERTH_MINUTE_WINDOWS_HOURS; 15-minute windows are kept BERTH_QUARTER_WINDOWS_DAYS,
+# hours and 6 hours BERTH_HOUR_WINDOWS_DAYS. Alert rules are evaluated, and external
 # servers scraped, every BERTH_ALERT_EVALUATE_SECONDS / BERTH_SCRAPE_SECONDS.
 BERTH_MINUTE_WINDOWS_HOURS = env_int("BERTH_MINUTE_WINDOWS_HOURS", 24)
+BERTH_QUARTER_WINDOWS_DAYS = env_int("BERTH_QUARTER_WINDOWS_DAYS", 7)
 BERTH_HOUR_WINDOWS_DAYS = env_int("BERTH_HOUR_WINDOWS_DAYS", 90)
 BERTH_ALERT_EVALUATE_SECONDS = env_int("BERTH_ALERT_EVALUATE_SECONDS", 60)
 BERTH_SCRAPE_SECONDS = env_int("BERTH_SCRAPE_SECONDS", 15)
@@ -297,7 +299,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-uploads": {"task": "registry.expire_uploads", "schedule": 3600.0, "options": {"queue": "default"}},
     "reap-lost-jobs": {"task": "jobs.reap", "schedule": 30.0, "options": {"queue": "default", "expires": 30}},
     "requeue-lost-jobs": {"task": "jobs.requeue", "schedule": 60.0, "options": {"queue": "default", "expires": 60}},
-    "compact-windows": {"task": "monitoring.compact", "schedule": 3600.0, "options": {"queue": "default"}},
+    "compact-windows": {"task": "monitoring.compact", "schedule": 60.0, "options": {"queue": "default", "expires": 60}},
     "evaluate-alerts": {"task": "monitoring.evaluate_alerts", "schedule": float(BERTH_ALERT_EVALUATE_SECONDS),
                         "options": {"queue": "default", "expires": BERTH_ALERT_EVALUATE_SECONDS}},
     "scrape-endpoints": {"task": "monitoring.scrape", "schedule": float(BERTH_SCRAPE_SECONDS),

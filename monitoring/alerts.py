@@ -35,7 +35,7 @@ Metric = AlertRule.Metric
 MAX_WINDOW_MINUTES = 24 * 60
 MAX_SILENCE_MINUTES = 30 * 24 * 60
 # A chi-square p-value of 0 would make the relative drift score infinite (not storable as JSON).
-MAX_RELATIVE_SCORE = 1e6
+MAX_RELATIVE_SCORE = 100.0  # a p-value of 1e-9 is not "more drifted" in any useful sense than 5e-4
 
 
 # --- rules ---------------------------------------------------------------------------------------

@@ -155,7 +155,8 @@ class TelemetryApi(APIView):
         if length > settings.BERTH_TELEMETRY_MAX_BYTES:
             raise TooLarge(f"A telemetry flush may be at most {settings.BERTH_TELEMETRY_MAX_BYTES:,} bytes; send "
                            "smaller, more frequent flushes.")
-        accepted, duplicate = services.telemetry_ingest(endpoint=request.auth, payload=request.data)
+        body = request.body  # read (and kept) before DRF parses it: a retried POST is known by its bytes
+        accepted, duplicate = services.telemetry_ingest(endpoint=request.auth, payload=request.data, body=body)
         return Response({"accepted": accepted, "duplicate": duplicate},
                         status=status.HTTP_200_OK if duplicate else status.HTTP_202_ACCEPTED)
 

@@ -22,6 +22,9 @@ class Endpoint(models.Model):
     scrape_state = models.JSONField(default=dict, blank=True)
     scraped = models.DateTimeField(null=True, blank=True)
     scrape_error = models.TextField(blank=True)
+    # {resolution: ISO time}: windows of each coarser resolution are rolled up from the minutes
+    # before that time (monitoring.rollups); a late flush for an earlier minute is added to them too.
+    rollups = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created = models.DateTimeField(auto_now_add=True)
 
@@ -75,7 +78,9 @@ class MetricWindow(models.Model):
 
     class Resolution(models.TextChoices):
         MINUTE = "minute"
+        QUARTER = "15min", "15 minutes"
         HOUR = "hour"
+        SIX_HOURS = "6hour", "6 hours"
 
     class Source(models.TextChoices):
         RUNTIME = "runtime", "berth-serve telemetry"
@@ -103,7 +108,8 @@ class MetricWindow(models.Model):
         ordering = ["start"]
         constraints = [models.UniqueConstraint(fields=["endpoint", "version", "start", "resolution"],
                                                name="one_window_per_version_and_start")]
-        indexes = [models.Index(fields=["endpoint", "start"])]
+        indexes = [models.Index(fields=["endpoint", "start"]),
+                   models.Index(fields=["endpoint", "resolution", "start"])]
 
 
 class TelemetryFlush(models.Model):

@@ -1,40 +1,119 @@
-"""Compaction: minute windows older than BERTH_MINUTE_WINDOWS_HOURS become hour windows (counts
-added, sketches and feature histograms merged, nothing lost); hour windows older than
-BERTH_HOUR_WINDOWS_DAYS are deleted."""
+"""Roll-ups and retention of the monitoring windows.
 
-from datetime import timedelta
+Runtimes report minutes. Every minute a task rolls the closed 15-minute, hour and 6-hour
+periods up from their minute windows (counts added, sketches and feature histograms merged:
+nothing is lost), so that a chart over a day or a month reads a few hundred rows whatever the
+traffic. ``Endpoint.rollups`` records up to when each resolution is rolled; a flush arriving
+later for an earlier minute is added to the rolled windows as well (services.window_add), under
+the same endpoint-row lock. Minutes are kept BERTH_MINUTE_WINDOWS_HOURS, 15-minute windows
+BERTH_QUARTER_WINDOWS_DAYS, hours and 6 hours BERTH_HOUR_WINDOWS_DAYS.
+"""
+
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
-from .models import MetricWindow
-from .services import window_add
+from .models import Endpoint, MetricWindow
 
-BATCH = 2000
+Resolution = MetricWindow.Resolution
+LEVELS = ((Resolution.QUARTER, 900), (Resolution.HOUR, 3600), (Resolution.SIX_HOURS, 21600))
+SECONDS = {Resolution.MINUTE: 60, **dict(LEVELS)}
+# A period is rolled up this long after it ends, so that the runtimes' last flushes are in.
+GRACE = timedelta(minutes=2)
+
+
+def level_start(moment, seconds):
+    """The start of the period of ``seconds`` (aligned to the epoch, in UTC) holding ``moment``."""
+    stamp = int(moment.timestamp())
+    return datetime.fromtimestamp(stamp - stamp % seconds, tz=dt_timezone.utc)
 
 
 def compact_windows(now=None):
-    """Compact what is due; returns how many minute windows were folded into hours."""
+    """Roll up what is due and drop what is past retention; returns the windows written."""
     now = now or timezone.now()
-    horizon = (now - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS)).replace(minute=0, second=0,
-                                                                                   microsecond=0)
-    folded = 0
-    while True:
-        with transaction.atomic():
-            due = list(MetricWindow.objects.select_for_update(skip_locked=True).filter(
-                resolution=MetricWindow.Resolution.MINUTE, start__lt=horizon).order_by("start")[:BATCH])
-            if not due:
-                break
-            for window in due:
-                hour = window.start.replace(minute=0, second=0, microsecond=0)
-                window_add(endpoint=window.endpoint, version=window.version, start=hour,
-                           resolution=MetricWindow.Resolution.HOUR, requests=window.requests, errors=window.errors,
-                           error_kinds=window.error_kinds, latency=window.latency, features=window.features,
-                           source=window.source, coarse=window.coarse, latency_sum_ms=window.latency_sum_ms,
-                           flushes=window.flushes)
-            MetricWindow.objects.filter(id__in=[w.id for w in due]).delete()
-            folded += len(due)
-    MetricWindow.objects.filter(resolution=MetricWindow.Resolution.HOUR,
+    written = sum(roll_up(endpoint_id, now) for endpoint_id in Endpoint.objects.values_list("pk", flat=True))
+    expire(now)
+    return written
+
+
+def roll_up(endpoint_id, now):
+    """Roll up the closed periods of one endpoint at every level; returns the windows written."""
+    from .services import add_to_window
+
+    written = 0
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint_id)
+        rolled = dict(endpoint.rollups)
+        first = None
+        for resolution, seconds in LEVELS:
+            closed = level_start(now - GRACE, seconds)
+            since = datetime.fromisoformat(rolled[resolution]) if rolled.get(resolution) else None
+            if since is None:
+                first = first or MetricWindow.objects.filter(
+                    endpoint=endpoint, resolution=Resolution.MINUTE).aggregate(first=Min("start"))["first"]
+                if first is None:
+                    continue
+                since = level_start(first, seconds)
+            if since >= closed:
+                continue
+            groups = {}
+            for window in MetricWindow.objects.filter(endpoint=endpoint, resolution=Resolution.MINUTE,
+                                                      start__gte=since, start__lt=closed).order_by("start"):
+                key = (window.version_id, level_start(window.start, seconds))
+                groups.setdefault(key, []).append(window)
+            for (version_id, period), windows in groups.items():
+                add_to_window(endpoint=endpoint, version_id=version_id, start=period, resolution=resolution,
+                              **merged(windows))
+                written += 1
+            rolled[resolution] = closed.isoformat()
+        if rolled != endpoint.rollups:
+            endpoint.rollups = rolled
+            endpoint.save(update_fields=["rollups"])
+    return written
+
+
+def merged(windows):
+    """The counts of several windows as one (the keywords of services.add_to_window)."""
+    total = {"requests": 0, "errors": 0, "error_kinds": {}, "features": {}, "coarse": False, "latency_sum_ms": 0.0,
+             "flushes": 0, "source": windows[0].source}
+    buckets, zero_count, alpha = {}, 0, None
+    for window in windows:
+        total["requests"] += window.requests
+        total["errors"] += window.errors
+        for kind, count in window.error_kinds.items():
+            total["error_kinds"][kind] = total["error_kinds"].get(kind, 0) + count
+        for name, counts in window.features.items():
+            known = total["features"].get(name)
+            total["features"][name] = list(counts) if known is None or len(known) != len(counts) else \
+                [a + b for a, b in zip(known, counts)]
+        sketch = window.latency or {}
+        alpha = alpha or sketch.get("alpha")
+        for key, count in (sketch.get("buckets") or {}).items():
+            buckets[key] = buckets.get(key, 0) + count
+        zero_count += sketch.get("zero_count") or 0
+        total["coarse"] = total["coarse"] or window.coarse
+        total["latency_sum_ms"] += window.latency_sum_ms
+        total["flushes"] += window.flushes
+    total["latency"] = {"alpha": alpha, "buckets": buckets, "zero_count": zero_count} if alpha else None
+    return total
+
+
+def expire(now):
+    """Delete windows past their retention (minutes only once every level has rolled them up)."""
+    horizons = {}
+    for rollups in Endpoint.objects.values_list("pk", "rollups"):
+        endpoint_id, rolled = rollups
+        marks = [datetime.fromisoformat(rolled[r]) for r, _ in LEVELS if rolled.get(r)]
+        horizons[endpoint_id] = min(marks) if len(marks) == len(LEVELS) else None
+    cutoff = now - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS)
+    for endpoint_id, horizon in horizons.items():
+        if horizon is not None:
+            MetricWindow.objects.filter(endpoint_id=endpoint_id, resolution=Resolution.MINUTE,
+                                        start__lt=min(cutoff, horizon)).delete()
+    MetricWindow.objects.filter(resolution=Resolution.QUARTER,
+                                start__lt=now - timedelta(days=settings.BERTH_QUARTER_WINDOWS_DAYS)).delete()
+    MetricWindow.objects.filter(resolution__in=[Resolution.HOUR, Resolution.SIX_HOURS],
                                 start__lt=now - timedelta(days=settings.BERTH_HOUR_WINDOWS_DAYS)).delete()
-    return folded

@@ -26,7 +26,7 @@ def endpoint_list():
 
 def active_deployments(endpoint):
     return list(Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE)
-                .select_related("version").order_by("-weight", "version_id"))
+                .select_related("version__model").order_by("-weight", "version_id"))
 
 
 def endpoint_spec(endpoint, *, artifact_url=None):

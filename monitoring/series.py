@@ -6,9 +6,9 @@ pass; the number of queries does not depend on the range or on the number of win
 """
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from jobs.models import BenchmarkResult, Job
@@ -114,7 +114,7 @@ def references(versions):
     return found
 
 
-def drift_of(bucket, profiles):
+def drift_of(bucket, profiles, with_js=True):
     """{feature: verdict or None} and the dataset verdict for one bucket's feature counts."""
     verdicts = {}
     for name, profile in profiles.items():
@@ -122,7 +122,7 @@ def drift_of(bucket, profiles):
         if current is None or len(current) != len(profile.counts):
             verdicts[name] = None
             continue
-        verdicts[name] = feature_drift(profile.kind, profile.counts, current)
+        verdicts[name] = feature_drift(profile.kind, profile.counts, current, with_js=with_js)
     return verdicts, dataset_drift(verdicts)
 
 
@@ -138,11 +138,28 @@ def benchmark_p95(versions, target):
     return found
 
 
-def _windows(endpoint, since, until):
-    return (MetricWindow.objects.filter(endpoint=endpoint, start__gte=since, start__lt=until)
-            .select_related("version").only("version__version", "version__id", "start", "resolution", "requests",
-                                            "errors", "error_kinds", "latency", "features", "coarse",
-                                            "latency_sum_ms").order_by("start"))
+WINDOW_FIELDS = ("version__version", "version__id", "version__model__name", "start", "resolution", "requests",
+                 "errors", "error_kinds", "latency", "features", "coarse", "latency_sum_ms")
+
+
+def _windows(endpoint, since, until, step=60):
+    """The windows that cover [since, until) at the coarsest resolution a step of ``step``
+    seconds can use: rolled-up windows up to where each resolution is rolled, then finer ones,
+    then minutes (never two resolutions over the same minute)."""
+    from .rollups import LEVELS
+
+    rolled = endpoint.rollups or {}
+    covers, lower = Q(), since
+    for resolution, seconds in reversed(LEVELS):
+        if seconds > step or step % seconds or not rolled.get(resolution):
+            continue
+        upper = min(until, datetime.fromisoformat(rolled[resolution]))
+        if upper > lower:
+            covers |= Q(resolution=resolution, start__gte=lower, start__lt=upper)
+            lower = upper
+    covers |= Q(resolution=MetricWindow.Resolution.MINUTE, start__gte=lower, start__lt=until)
+    return (MetricWindow.objects.filter(covers, endpoint=endpoint).select_related("version__model")
+            .only(*WINDOW_FIELDS).order_by("start"))
 
 
 def endpoint_series(endpoint, *, since, until, step=None):
@@ -152,12 +169,12 @@ def endpoint_series(endpoint, *, since, until, step=None):
     count = max(1, int(-(-(until - since).total_seconds() // step)))
     times = [since + timedelta(seconds=step * i) for i in range(count)]
     by_version, versions = {}, {}
-    for window in _windows(endpoint, since, until):
+    for window in _windows(endpoint, since, until, step):
         index = min(int((window.start - since).total_seconds() // step), count - 1)
         versions[window.version_id] = window.version
         by_version.setdefault(window.version_id, {}).setdefault(index, Bucket()).add(window)
     deployed = {d.version_id: d for d in Deployment.objects.filter(
-        endpoint=endpoint, state=Deployment.State.ACTIVE).select_related("version")}
+        endpoint=endpoint, state=Deployment.State.ACTIVE).select_related("version__model")}
     for version_id, deployment in deployed.items():
         versions.setdefault(version_id, deployment.version)
         by_version.setdefault(version_id, {})
@@ -172,7 +189,7 @@ def endpoint_series(endpoint, *, since, until, step=None):
             bucket = buckets.get(i, Bucket())
             total_seconds = min(step, max(0.0, (now - moment).total_seconds()))
             points.append({"t": moment.isoformat(), **bucket.summary(total_seconds)})
-            verdicts, dataset = drift_of(bucket, features)
+            verdicts, dataset = drift_of(bucket, features, with_js=False)
             drift_points.append((verdicts, dataset))
         for bucket in buckets.values():
             _merge(total, bucket)
@@ -326,7 +343,8 @@ def endpoints_health(endpoints, *, minutes=60, now=None):
     since = align(now - timedelta(minutes=minutes), 60)
     endpoints = list(endpoints)
     buckets = {}
-    windows = (MetricWindow.objects.filter(endpoint__in=endpoints, start__gte=since, start__lt=now)
+    windows = (MetricWindow.objects.filter(endpoint__in=endpoints, resolution=MetricWindow.Resolution.MINUTE,
+                                           start__gte=since, start__lt=now)
                .only("endpoint_id", "version_id", "start", "requests", "errors", "error_kinds", "latency", "features",
                      "coarse", "latency_sum_ms"))
     versions = set()
@@ -344,7 +362,7 @@ def endpoints_health(endpoints, *, minutes=60, now=None):
             merged, shares = Bucket(), []
             for version_id, bucket in per_version.items():
                 _merge(merged, bucket)
-                _, dataset = drift_of(bucket, profiles.get(version_id, {}))
+                _, dataset = drift_of(bucket, profiles.get(version_id, {}), with_js=False)
                 if dataset["share"] is not None:
                     shares.append(dataset["share"])
             p95.append(merged.quantiles((0.95,))[0])

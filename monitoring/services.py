@@ -192,13 +192,13 @@ def _queue_profiles(versions, user):
 
 # --- telemetry ---------------------------------------------------------------------------------
 
-def telemetry_ingest(*, endpoint, payload):
+def telemetry_ingest(*, endpoint, payload, body=None):
     """Count one telemetry flush (a runtime's series, or an external server's raw events) into
     the endpoint's minute windows. Returns ``(accepted, duplicate)``; a flush_id already counted
     is not counted again. Raises BerthError (400) for anything malformed, before writing anything."""
     _check_endpoint_name(endpoint, payload)
     if isinstance(payload, dict) and "events" in payload:
-        flush = events.flush_from_events(endpoint, payload, check_time=_timestamp)
+        flush = events.flush_from_events(endpoint, payload, check_time=_timestamp, body=body)
         flush.update(dropped=0, source=MetricWindow.Source.EVENTS)
     else:
         flush = _check_flush(endpoint, payload)
@@ -219,13 +219,35 @@ def telemetry_ingest(*, endpoint, payload):
 
 
 def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None, latency=None, features=None,
-               source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0, resolution=None, flushes=1):
-    """Add counts to the window of ``version`` that holds ``start`` (a minute window, or the hour
-    window once that minute has been compacted). Call inside a transaction."""
-    if resolution is None:
-        resolution, start = window_slot(start)
+               source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0):
+    """Count into the minute window of ``version`` that holds ``start`` and into every coarser
+    window already rolled up over that minute (a late flush); minutes past their retention are
+    counted in the coarser windows only. Call inside a transaction: it locks the endpoint row,
+    which the roll-up also takes, so no count falls between a roll-up and its minutes."""
+    from .rollups import LEVELS, level_start
+
+    rolled = Endpoint.objects.select_for_update().values_list("rollups", flat=True).get(pk=endpoint.pk)
+    minute = start.replace(second=0, microsecond=0)
+    counts = {"requests": requests, "errors": errors, "error_kinds": error_kinds, "latency": latency,
+              "features": features, "source": source, "coarse": coarse, "latency_sum_ms": latency_sum_ms}
+    targets = []
+    if minute >= timezone.now() - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS):
+        targets.append((MetricWindow.Resolution.MINUTE, minute))
+    for resolution, seconds in LEVELS:
+        period = level_start(minute, seconds)
+        until = rolled.get(resolution)
+        if until and period < datetime.fromisoformat(until):
+            targets.append((resolution, period))
+    for resolution, period in targets:
+        add_to_window(endpoint=endpoint, version=version, start=period, resolution=resolution, **counts)
+
+
+def add_to_window(*, endpoint, start, resolution, requests, version=None, version_id=None, errors=0, error_kinds=None, latency=None,
+                  features=None, source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0, flushes=1):
+    """Add counts to one window row (made if missing)."""
     window, _ = MetricWindow.objects.select_for_update().get_or_create(
-        endpoint=endpoint, version=version, start=start, resolution=resolution, defaults={"source": source})
+        endpoint=endpoint, version_id=version.pk if version is not None else version_id, start=start,
+        resolution=resolution, defaults={"source": source})
     window.requests += requests
     window.errors += errors
     for kind, count in (error_kinds or {}).items():
@@ -241,15 +263,6 @@ def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None
     window.flushes += flushes
     window.save()
     return window
-
-
-def window_slot(moment):
-    """(resolution, start) of the window a moment is counted in: its minute, or its hour when
-    minutes that old are compacted already (a late flush then lands in the hour row)."""
-    minute = moment.replace(second=0, microsecond=0)
-    if minute < timezone.now() - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS):
-        return MetricWindow.Resolution.HOUR, minute.replace(minute=0)
-    return MetricWindow.Resolution.MINUTE, minute
 
 
 def merge_sketches(a, b):

@@ -310,10 +310,13 @@ def _gamma_q(a, x):
     raise ArithmeticError(f"incomplete gamma continued fraction did not converge for a={a}, x={x}")
 
 
-def feature_drift(kind, reference_counts, current_counts):
+def feature_drift(kind, reference_counts, current_counts, *, with_js=True):
     """The drift verdict for one feature of kind ``kind`` (from the reference profile), or
     None without enough data: fewer than MIN_DRIFT_ROWS current rows, an empty reference, or
-    (for "class") fewer than two classes in the reference."""
+    (for "class") fewer than two classes in the reference. ``with_js=False`` leaves out the
+    Jensen–Shannon distance (a series of many points does not show it)."""
+    if sum(current_counts) < MIN_DRIFT_ROWS:
+        return None
     reference, current, reference_total, current_total = _checked_counts(reference_counts, current_counts)
     if current_total < MIN_DRIFT_ROWS or reference_total == 0:
         return None
@@ -328,7 +331,7 @@ def feature_drift(kind, reference_counts, current_counts):
     index = psi(reference, current)
     return {"test": "psi", "score": index, "threshold": PSI_ALERT, "warn_threshold": PSI_WARN,
             "drifted": index >= PSI_ALERT, "warn": index >= PSI_WARN,
-            "js": js_distance(reference, current), "js_threshold": JS_THRESHOLD, "rows": rows}
+            "js": js_distance(reference, current) if with_js else None, "js_threshold": JS_THRESHOLD, "rows": rows}
 
 
 def dataset_drift(verdicts):

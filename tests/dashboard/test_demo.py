@@ -39,7 +39,7 @@ def test_the_demo_loads_real_models_once(settings, tmp_path):
     assert saved["endpoint"] == "digits-demo" and saved["token"][:8] == deployment.endpoint.token_prefix
     # with the rules the traffic generator's drift phase trips
     rules = deployment.endpoint.alert_rules.all()
-    assert {(r.metric, r.threshold) for r in rules} == {("drift", 50), ("error_rate", 5), ("benchmark_gap", 3)}
+    assert {(r.metric, r.threshold) for r in rules} == {("drift", 50), ("error_rate", 5), ("p95_latency", 50)}
 
     call_command("demo")
     assert ModelVersion.objects.count() == 2 and Dataset.objects.count() == 3 and User.objects.count() == 3

@@ -147,36 +147,56 @@ def test_the_metrics_api_gives_series_per_version_with_drift(runtime, viewer_api
         assert bad.status_code == 400 and field in bad.json()["errors"], (query, bad.json())
 
 
-def test_compaction_keeps_every_count_and_the_series_agree(runtime, viewer_api, profiled, settings):
+def test_roll_ups_keep_every_count_and_every_step_agrees(runtime, viewer_api, profiled, settings):
     base = minute_ago(90)
     for minute in (0, 1, 2, 61, 62):
         batch, _, _ = events(base + timedelta(minutes=minute), 200, error_every=20, seed=minute)
         assert runtime.post("/api/v1/telemetry/", {"events": batch}, format="json").status_code == 202
 
-    def totals():
-        data = viewer_api.get("/api/v1/endpoints/digits-prod/metrics/?range=6h&step=3600").json()
+    def totals(step, range_="6h"):
+        data = viewer_api.get(f"/api/v1/endpoints/digits-prod/metrics/?range={range_}&step={step}").json()
         (v1,) = data["versions"]
-        return ([p["requests"] for p in v1["points"] if p["requests"]], [p["p95_ms"] for p in v1["points"]
-                                                                          if p["requests"]])
+        points = v1["points"]
+        return (sum(p["requests"] for p in points), sum(p["errors"] for p in points),
+                sum(sum(v1["histograms"]["x.mean"]["current"] or [0]) for _ in [0]))
 
-    before = totals()
-    settings.BERTH_MINUTE_WINDOWS_HOURS = 0
-    folded = rollups.compact_windows(now=timezone.now() + timedelta(hours=1))
-    assert folded == 5
-    assert not MetricWindow.objects.filter(resolution="minute").exists()
-    hours = list(MetricWindow.objects.filter(resolution="hour"))
-    assert sum(w.requests for w in hours) == 1000 and sum(w.errors for w in hours) == 50
-    assert sum(w.features["x.mean"][i] for w in hours for i in range(4)) == 1000
-    after = totals()
-    assert sum(after[0]) == sum(before[0]) == 1000
-    # A late flush for a compacted minute lands in its hour row.
+    assert totals(60) == totals(900) == totals(3600) == (1000, 50, 1000)
+    later = timezone.now() + timedelta(hours=1, minutes=5)  # every quarter and hour with data has closed
+    written = rollups.compact_windows(now=later)
+    assert written > 0
+    by_level = {}
+    for window in MetricWindow.objects.all():
+        level = by_level.setdefault(window.resolution, [0, 0])
+        level[0] += window.requests
+        level[1] += window.errors
+    closed = {r for r, _ in rollups.LEVELS if profiled.__class__.objects.get(pk=profiled.pk).rollups.get(r)}
+    assert by_level["minute"] == [1000, 50]
+    assert by_level["15min"] == by_level["hour"] == [1000, 50]  # every minute was in a closed quarter and hour
+    assert "15min" in closed and "hour" in closed
+    # Reads at a coarse step use the rolled-up windows (and minutes after them), with the same sums.
+    assert totals(60) == totals(900) == totals(3600) == (1000, 50, 1000)
+    assert rollups.compact_windows(now=later) == 0  # nothing new to roll up
+
+    # A late flush for a rolled-up minute counts in the minute and in its rolled-up windows.
     late, _, _ = events(base, 10, seed=99)
     assert runtime.post("/api/v1/telemetry/", {"events": late}, format="json").status_code == 202
+    assert totals(60) == totals(900) == totals(3600) == (1010, 50, 1010)
+
+    # Minutes past retention go once rolled up; quarters and hours still add up.
+    settings.BERTH_MINUTE_WINDOWS_HOURS = 0
+    rollups.compact_windows(now=timezone.now() + timedelta(hours=7))
     assert not MetricWindow.objects.filter(resolution="minute").exists()
-    assert sum(w.requests for w in MetricWindow.objects.all()) == 1010
-    # Hour windows past their own retention go.
-    settings.BERTH_HOUR_WINDOWS_DAYS = 0
-    rollups.compact_windows(now=timezone.now() + timedelta(hours=3))
+    assert sum(w.requests for w in MetricWindow.objects.filter(resolution="6hour")) == 1010
+    assert totals(900) == totals(3600) == (1010, 50, 1010)
+    # ... and a flush that late lands in the rolled-up windows only.
+    also_late, _, _ = events(base + timedelta(minutes=1), 10, seed=98)
+    assert runtime.post("/api/v1/telemetry/", {"events": also_late}, format="json").status_code == 202
+    assert not MetricWindow.objects.filter(resolution="minute").exists()
+    assert totals(3600) == (1020, 50, 1020)
+
+    # Rolled-up windows past their own retention go too.
+    settings.BERTH_HOUR_WINDOWS_DAYS = settings.BERTH_QUARTER_WINDOWS_DAYS = 0
+    rollups.compact_windows(now=timezone.now() + timedelta(hours=8))
     assert not MetricWindow.objects.exists()
 
 
