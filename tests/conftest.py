@@ -343,7 +343,10 @@ def digits_version(engineer_api, digits_files):
             attached = engineer_api.post("/api/v1/models/digits/versions/1/datasets/",
                                          {"file": f, "name": name, "kind": kind}, format="multipart")
         assert attached.status_code == 201, attached.json()
-    version = ModelVersion.objects.get(pk=response.json()["id"])
+    # A test's own worker (a fixture set up before this one) may have claimed the validate job
+    # first, in which case job_run above had nothing to do: wait for that worker.
+    version = wait_for(lambda: ModelVersion.objects.exclude(status="validating").filter(
+        pk=response.json()["id"]).first(), message="the validate job")
     assert version.status == "ready", version.status_detail
     return version
 
