@@ -42,7 +42,6 @@ MAX_SIZE_MIB = 2000
 
 def write_onnx_model(path, size_mib):
     """A valid ONNX classifier (softmax(x @ W)) whose float32 weight W fills ``size_mib`` MiB."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     classes = 1024

@@ -8,7 +8,7 @@ pass; the number of queries does not depend on the range or on the number of win
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Max, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from jobs.models import BenchmarkResult, Job
@@ -279,10 +279,6 @@ def recent(endpoint, *, minutes, now=None):
             **summary, "drift": verdicts, "dataset_drift": dataset, "benchmark_p95_ms": benchmark,
             "benchmark_gap": summary["p95_ms"] / benchmark if benchmark and summary["p95_ms"] is not None else None}
     return found
-
-
-def latest_window_start(endpoint):
-    return MetricWindow.objects.filter(endpoint=endpoint).aggregate(latest=Max("start"))["latest"]
 
 
 def _natural(version):
