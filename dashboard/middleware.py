@@ -21,3 +21,22 @@ class BerthErrorPages:
         if isinstance(exception, BerthError):
             return render(request, "error.html", {"message": exception.message}, status=exception.status)
         return None
+
+
+class ContentSecurityPolicy:
+    """Sends settings.BERTH_CONTENT_SECURITY_POLICY on every response that has none: scripts only
+    from our own static files (no inline script runs; figures travel as JSON data blocks), no
+    framing, forms and fetches to this site only. Plotly and htmx set inline styles, hence
+    style-src 'unsafe-inline'."""
+
+    def __init__(self, get_response):
+        from django.conf import settings
+
+        self.get_response = get_response
+        self.policy = settings.BERTH_CONTENT_SECURITY_POLICY
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if self.policy and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = self.policy
+        return response

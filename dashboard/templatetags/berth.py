@@ -84,7 +84,7 @@ def sparkline(values, width=120):
 
     points = [(i, v) for i, v in enumerate(values or []) if v is not None]
     if not points:
-        return format_html('<span class="muted">no data</span>')
+        return format_html('<span class="muted">{}</span>', "no data")
     height, count = 24, max(len(values) - 1, 1)
     top = max(v for _, v in points) or 1.0
     coordinates = " ".join(f"{i * width / count:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in points)

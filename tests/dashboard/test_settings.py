@@ -40,3 +40,22 @@ def test_it_reads_the_secret_key_from_a_file(tmp_path):
     key.write_text("from-a-file\n")
     result = settings_in_subprocess({"SECRET_KEY_FILE": str(key), "BERTH_VAR_DIR": str(tmp_path)}, "s.SECRET_KEY")
     assert result.stdout.strip() == "from-a-file"
+
+
+def deploy_check(env, tmp_path):
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY",
+                                                              "SECRET_KEY_FILE", "DEBUG")}
+    key = tmp_path / "secret"
+    key.write_text("k" * 64 + "-production-secret-" + "q" * 20)
+    return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                          env={**clean, "SECRET_KEY_FILE": str(key), "BERTH_VAR_DIR": str(tmp_path),
+                               "ALLOWED_HOSTS": "berth.example", **env}, capture_output=True, text=True)
+
+
+def test_the_deploy_check_is_clean_with_the_production_variables(tmp_path):
+    production = deploy_check({"BERTH_HTTPS": "1"}, tmp_path)
+    assert production.returncode == 0, production.stdout + production.stderr
+    assert "no issues" in production.stdout
+    plain_http = deploy_check({}, tmp_path)
+    assert plain_http.returncode != 0
+    assert "SESSION_COOKIE_SECURE" in plain_http.stderr and "SECURE_HSTS_SECONDS" in plain_http.stderr

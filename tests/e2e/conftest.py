@@ -43,7 +43,8 @@ def browser():
 @pytest.fixture
 def new_page(browser, live_server):
     """``new_page()``: a page in a fresh browser context (own cookies and storage) on the live
-    server. Uncaught JavaScript errors on any of these pages fail the test."""
+    server. Uncaught JavaScript errors on any of these pages, and anything the
+    Content-Security-Policy blocks, fail the test."""
     contexts, js_errors = [], []
 
     def make():
@@ -52,12 +53,16 @@ def new_page(browser, live_server):
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: js_errors.append(str(error)))
+        page.on("console", lambda message: message.type == "error" and "Content Security Policy" in message.text
+                and csp_violations.append(message.text))
         return page
 
+    csp_violations = []
     yield make
     for context in contexts:
         context.close()
     assert not js_errors, f"JavaScript errors on the page: {js_errors}"
+    assert not csp_violations, f"The Content-Security-Policy blocked something: {csp_violations}"
 
 
 @pytest.fixture
