@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class DashboardConfig(AppConfig):
     name = "dashboard"
+
+    def ready(self):
+        from . import login  # noqa: F401  (connects the log-in throttle's signal receivers)

@@ -104,6 +104,11 @@ MIDDLEWARE = [
     "dashboard.middleware.BerthErrorPages",
 ]
 
+AUTHENTICATION_BACKENDS = ["dashboard.login.ThrottledModelBackend"]
+BERTH_LOGIN_MAX_FAILURES = env_int("BERTH_LOGIN_MAX_FAILURES", 5)
+BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
+BERTH_LOGIN_LOCKOUT_MINUTES = env_int("BERTH_LOGIN_LOCKOUT_MINUTES", 15)
+
 # Browser-facing security. BERTH_HTTPS=1 (production behind TLS) makes cookies secure, redirects
 # plain HTTP, sends HSTS and trusts the proxy's X-Forwarded-Proto; `manage.py check --deploy`
 # then reports nothing.
