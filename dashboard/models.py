@@ -10,3 +10,34 @@ class LoginFailure(models.Model):
 
     def __str__(self):
         return f"{self.username} from {self.address} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when: uploads, registrations, alias moves (and gate overrides), endpoints,
+    deployments, rollbacks and token changes. Written in the transaction of the change it
+    records (dashboard.audit.record), so a change that rolls back leaves no event."""
+
+    class Action(models.TextChoices):
+        UPLOAD = "upload"
+        REGISTER = "register"
+        ALIAS_SET = "alias_set"
+        ALIAS_REMOVE = "alias_remove"
+        GATE_OVERRIDE = "gate_override"
+        ENDPOINT_CREATE = "endpoint_create"
+        DEPLOY = "deploy"
+        ROLLBACK = "rollback"
+        ENDPOINT_TOKEN = "endpoint_token"
+        API_TOKEN = "api_token"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    actor_name = models.CharField(max_length=150, blank=True, help_text="Kept if the user is deleted")
+    action = models.CharField(max_length=20, choices=Action.choices, db_index=True)
+    target = models.CharField(max_length=300, help_text="What it was done to: model:version, endpoint, …")
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.target}"

@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/token/", views.token, name="token"),
     path("workers/", views.workers, name="workers"),
+    path("audit/", views.audit_log, name="audit"),
     path("compare/", job_views.compare, name="compare"),
     path("compare/recommendations/", job_views.compare_recommendations, name="compare-recommendations"),
     path("admin/", admin.site.urls),

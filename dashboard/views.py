@@ -1,4 +1,5 @@
 from django.contrib import messages
+from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
@@ -6,7 +7,8 @@ from rest_framework.authtoken.models import Token
 from jobs.models import Job, WorkerHost
 from registry.models import HardwareTarget, Model, ModelVersion
 
-from .access import VIEWER, role_required
+from . import audit
+from .access import ADMIN, VIEWER, role_required
 
 
 # The overview's "best variant": the fastest p95 at batch 1 that loses at most this much accuracy.
@@ -40,8 +42,11 @@ def home(request):
 def token(request):
     """The user's API token for CI and scripts; POST replaces it."""
     if request.method == "POST":
-        Token.objects.filter(user=request.user).delete()
-        Token.objects.create(user=request.user)
+        with transaction.atomic():
+            Token.objects.filter(user=request.user).delete()
+            created = Token.objects.create(user=request.user)
+            audit.record(audit.Action.API_TOKEN, request.user.get_username(), user=request.user,
+                         details={"prefix": created.key[:8]})
         messages.success(request, "A new token was created; the old one no longer works.")
         return redirect("token")
     current = Token.objects.filter(user=request.user).first()
@@ -64,3 +69,41 @@ def workers(request):
         target.waiting = Job.objects.filter(queue=target.queue, status=Job.Status.QUEUED).count()
     return render(request, "dashboard/workers.html", {"hosts": hosts, "targets": targets,
                                                       "default_served": "default" in served})
+
+
+AUDIT_PAGE_SIZE = 200
+
+
+@role_required(ADMIN)
+def audit_log(request):
+    """The audit log for admins, filtered by action, user or target; ?format=csv exports it."""
+    params = {key: request.GET.get(key, "").strip() for key in ("action", "actor", "target")}
+    found = audit.events(**params)
+    if request.GET.get("format") == "csv":
+        return _audit_csv(found)
+    return render(request, "dashboard/audit.html", {
+        "events": found.select_related("actor")[:AUDIT_PAGE_SIZE], "total": found.count(), "params": params,
+        "actions": audit.Action.choices, "page_size": AUDIT_PAGE_SIZE, "query": request.GET.urlencode()})
+
+
+def _audit_csv(found):
+    import csv
+    import json
+
+    from django.http import StreamingHttpResponse
+
+    class Echo:
+        def write(self, value):
+            return value
+
+    writer = csv.writer(Echo())
+
+    def rows():
+        yield writer.writerow(["at", "actor", "action", "target", "details"])
+        for event in found.iterator():
+            yield writer.writerow([event.at.isoformat(), event.actor_name, event.action, event.target,
+                                   json.dumps(event.details, sort_keys=True)])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="berth-audit.csv"'
+    return response

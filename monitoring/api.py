@@ -87,7 +87,7 @@ class TokenApi(APIView):
                    description="A new token for the endpoint's runtimes (shown this once); the old one stops working.")
     def post(self, request, name):
         endpoint = selectors.endpoint_get(name)
-        token = services.endpoint_rotate_token(endpoint=endpoint)
+        token = services.endpoint_rotate_token(endpoint=endpoint, user=request.user)
         return Response({"token": token, "token_prefix": endpoint.token_prefix})
 
 

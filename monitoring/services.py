@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from dashboard import audit
 from dashboard.errors import BerthError, Conflict, NotFound
 from registry.models import ModelVersion
 
@@ -60,16 +61,20 @@ def endpoint_create(*, name, model, target, description="", scrape_url="", creat
     try:
         with transaction.atomic():
             endpoint.save()
+            audit.record(audit.Action.ENDPOINT_CREATE, endpoint.name, user=created_by, details={
+                "model": model.name, "target": target.slug, "scrape_url": endpoint.scrape_url})
     except IntegrityError as exc:
         raise Conflict(f"An endpoint named {name!r} already exists.", field="name") from exc
     return endpoint, token
 
 
-def endpoint_rotate_token(*, endpoint):
+def endpoint_rotate_token(*, endpoint, user=None):
     """A new token for the endpoint's runtimes; the old one stops working at once."""
     token, token_hash, prefix = _new_token()
-    Endpoint.objects.filter(pk=endpoint.pk).update(token_hash=token_hash, token_prefix=prefix,
-                                                   token_rotated=timezone.now())
+    with transaction.atomic():
+        Endpoint.objects.filter(pk=endpoint.pk).update(token_hash=token_hash, token_prefix=prefix,
+                                                       token_rotated=timezone.now())
+        audit.record(audit.Action.ENDPOINT_TOKEN, endpoint.name, user=user, details={"prefix": prefix})
     endpoint.token_hash, endpoint.token_prefix = token_hash, prefix
     return token
 
@@ -172,6 +177,9 @@ def _new_generation(endpoint, split, action, user):
         Deployment(endpoint=endpoint, version=version, weight=weight, generation=generation, action=action,
                    deployed_by=user) for version, weight in split
     ])
+    audit.record(audit.Action.ROLLBACK if action == Deployment.Action.ROLLBACK else audit.Action.DEPLOY,
+                 endpoint.name, user=user, details={"generation": generation, "change": action,
+                                                    "split": {v.version: w for v, w in split}})
     _queue_profiles([version for version, _ in split], user)
     return rows
 

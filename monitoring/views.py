@@ -133,7 +133,7 @@ def endpoint_rollback(request, name):
 @require_POST
 def endpoint_token(request, name):
     endpoint = selectors.endpoint_get(name)
-    return _render_token(request, endpoint, services.endpoint_rotate_token(endpoint=endpoint))
+    return _render_token(request, endpoint, services.endpoint_rotate_token(endpoint=endpoint, user=request.user))
 
 
 @role_required(VIEWER)

@@ -4,6 +4,7 @@ targets."""
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from dashboard import audit
 from dashboard.errors import BerthError, Conflict, InvalidModelFile, NotFound
 from jobs import services as job_services
 
@@ -81,6 +82,9 @@ def version_register(*, model_name, version, artifact, created_by, metadata=None
             )
             full_clean(mv, exclude=["artifact", "parent", "created_by", "recipe", "io_signature"])
             mv.save()
+            audit.record(audit.Action.REGISTER, mv.ref, user=created_by, details={
+                "sha256": mv.sha256, "size_bytes": mv.size_bytes, "format": mv.format,
+                "parent": parent_version.ref if parent_version else None, "recipe": recipe or {}})
             if alias:
                 promotion.alias_set(model=model, name=alias, version=mv, user=created_by)
             if io_signature is None:

@@ -5,6 +5,7 @@ import math
 from django.db import IntegrityError, transaction
 from rest_framework import status
 
+from dashboard import audit
 from dashboard.access import is_admin
 from dashboard.errors import BerthError, Conflict, NotFound
 
@@ -69,6 +70,10 @@ def alias_set(*, model, name, version, user, override=False, justification=""):
             to_version=version, to_label=version.version, user=user, gate_results=results,
             overridden=bool(failed), justification=justification,
         )
+        audit.record(audit.Action.GATE_OVERRIDE if failed else audit.Action.ALIAS_SET, f"{model.name}@{name}",
+                     user=user, details={"from": event.from_label or None, "to": version.version,
+                                         "justification": justification,
+                                         "failed_gates": [r.get("reason") for r in failed]})
     return alias, event
 
 
@@ -98,6 +103,8 @@ def alias_remove(*, model, name, user=None):
             raise NotFound(f"Model {model.name} has no alias {name!r}.")
         from_version = alias.version
         alias.delete()
+        audit.record(audit.Action.ALIAS_REMOVE, f"{model.name}@{name}", user=user,
+                     details={"from": from_version.version})
         return AliasEvent.objects.create(model=model, alias=name, action=AliasEvent.Action.REMOVE,
                                          from_version=from_version, from_label=from_version.version, user=user)
 

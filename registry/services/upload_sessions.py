@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from dashboard import audit
 from dashboard.errors import BerthError, Conflict, InvalidModelFile, TooLarge
 
 from .. import uploads
@@ -121,7 +122,11 @@ def _upload_complete_locked(*, upload, user, sha256, **registration):
                                                    sha256=actual)
         uploads.remove_part_file(upload.id)
         raise
-    Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.COMPLETED, sha256=actual, version=version)
+    with transaction.atomic():
+        Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.COMPLETED, sha256=actual, version=version)
+        audit.record(audit.Action.UPLOAD, version.ref, user=user, details={
+            "upload": str(upload.id), "size_bytes": upload.size, "sha256": actual, "filename": upload.filename,
+            "registered": created})
     uploads.remove_part_file(upload.id)
     return version, created
 

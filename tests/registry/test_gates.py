@@ -238,6 +238,11 @@ def test_admins_override_failing_gates_with_a_justification(world, admin_api, en
         "move", world["v1"], world["v2"], "ada")
     assert event.overridden and event.justification == "Hotfix for the outage; latency fix follows."
     assert event.gate_results[0]["measured"] == 6.5
+    from dashboard.models import AuditEvent
+    audited = AuditEvent.objects.get(action="gate_override")
+    assert (audited.actor_name, audited.target, audited.details["from"], audited.details["to"]) == (
+        "ada", "digits@production", "1", "2")
+    assert audited.details["justification"] == "Hotfix for the outage; latency fix follows."
 
 
 def test_an_override_needs_a_justification(world, admin_api):
