@@ -28,6 +28,7 @@ class AuditEvent(models.Model):
         ROLLBACK = "rollback"
         ENDPOINT_TOKEN = "endpoint_token"
         API_TOKEN = "api_token"
+        INTEGRITY = "integrity", "artifact integrity failure"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)

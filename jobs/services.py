@@ -17,6 +17,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from dashboard import audit
 from dashboard.errors import BerthError, Conflict
 
 from .models import Job
@@ -101,6 +102,11 @@ def job_run(*, job_id, worker_host):
         soft, _ = handler.time_limits
         _fail(job, handler, f"The job took longer than its time limit ({soft} s) and was stopped.")
     except BerthError as exc:
+        from registry.storage import IntegrityError as ArtifactIntegrityError
+
+        if isinstance(exc, ArtifactIntegrityError):
+            audit.record(audit.Action.INTEGRITY, job.version.ref if job.version_id else f"job {job.id}",
+                         details={"job": job.id, "kind": job.kind, "worker": worker_host, "error": exc.message})
         _fail(job, handler, exc.message)
     except EngineError as exc:
         _fail(job, handler, str(exc))

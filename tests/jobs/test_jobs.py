@@ -102,6 +102,11 @@ def test_a_changed_artifact_fails_validation_loudly(job):
     assert job.status == "failed" and "changed on disk" in job.error
     version.refresh_from_db()
     assert version.status == "invalid"
+    # ... and is audited, for the admins to see.
+    from dashboard.models import AuditEvent
+    event = AuditEvent.objects.get(action="integrity")
+    assert event.target == version.ref and event.details["job"] == job.id and "changed on disk" in event.details["error"]
+    assert event.details["worker"] == "test"
 
 
 def test_revalidating_an_invalid_version_resets_it(engineer_api, job):
