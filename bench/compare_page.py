@@ -9,27 +9,13 @@ number of versions, and the 50-version page must stay under 300 ms.
     .venv/bin/python bench/compare_page.py        # DATABASE_URL defaults to the local PostgreSQL
 """
 
-import os
-import statistics
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only-secret")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/berth_bench")
-os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+import djangobench
 
-import django  # noqa: E402
+djangobench.configure("berth_bench")
 
-django.setup()
-
-from django.contrib.auth.models import Group, User  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 
 GOAL_MS = 300
 REPEATS = 15
@@ -67,28 +53,9 @@ def populate(name, versions, targets):
     return len(rows)
 
 
-def measure(client, path):
-    """(median server time in ms, queries) of GET ``path``."""
-    assert client.get(path).status_code == 200
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        response = client.get(path)
-        times.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200
-    with CaptureQueriesContext(connection) as queries:
-        client.get(path)
-    return statistics.median(times), len(queries)
-
-
 def main():
-    setup_test_environment()
-    database = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
-        viewer = User.objects.create_user("viewer")
-        viewer.groups.add(Group.objects.get_or_create(name="viewer")[0])
-        client = Client()
-        client.force_login(viewer)
+    with djangobench.test_database() as database:
+        client = djangobench.viewer_client()
         populate("few", 5, 5)
         count = populate("many", 50, 5)
         print(f"# {connection.vendor} database {database}: {count} benchmark rows for the 50-version model",
@@ -96,16 +63,14 @@ def main():
         met = True
         for label, path in (("compare_page", "/compare/?model={}&budget_ms=5&max_drop_pt=0.5"),
                             ("compare_api", "/api/v1/compare/?model={}&budget_ms=5&max_drop_pt=0.5")):
-            few_ms, few_queries = measure(client, path.format("few"))
-            many_ms, many_queries = measure(client, path.format("many"))
+            few_ms, few_queries, _ = djangobench.measure(client, path.format("few"), REPEATS)
+            many_ms, many_queries, _ = djangobench.measure(client, path.format("many"), REPEATS)
             print(f"{label}.server_time: ours={many_ms:.1f} ms (50 versions) baseline={few_ms:.1f} ms (5 versions) "
                   f"ratio={many_ms / few_ms:.2f}")
             print(f"{label}.queries: ours={many_queries} baseline={few_queries} ratio={many_queries / few_queries:.2f}")
             met &= many_ms < GOAL_MS and many_queries == few_queries
         print(f"goals (< {GOAL_MS} ms with 50 versions × 5 targets × 4 batch sizes, constant queries): "
               f"{'met' if met else 'NOT met'}")
-    finally:
-        connection.creation.destroy_test_db(database, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -23,29 +23,18 @@ many requests (and errors) as events were sent.
 
 import argparse
 import json
-import os
 import sys
 import time
 from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone as dt_timezone
-from pathlib import Path
 
+import djangobench
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only-secret")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/berth_bench_ingest")
-os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-
-import django  # noqa: E402
-
-django.setup()
+djangobench.configure("berth_bench_ingest")
 
 from django.db import connection, models, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
 
 GOAL_RATIO = 20
 BATCH = 1000
@@ -150,9 +139,7 @@ def main():
     parser.add_argument("--events", type=int, default=20_000, help="events per side (a multiple of 1,000)")
     args = parser.parse_args()
     total = args.events - args.events % BATCH
-    setup_test_environment()
-    database = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
+    with djangobench.test_database() as database:
         with connection.schema_editor() as editor:
             editor.create_model(RawEvent)
         try:
@@ -160,8 +147,6 @@ def main():
         finally:
             with connection.schema_editor() as editor:
                 editor.delete_model(RawEvent)
-    finally:
-        connection.creation.destroy_test_db(database, verbosity=0)
 
 
 def run(total, database):

@@ -28,32 +28,19 @@ import argparse
 import cProfile
 import io
 import math
-import os
 import pstats
-import statistics
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
+import djangobench
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only-secret")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/berth_bench_monitoring")
-os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-
-import django  # noqa: E402
-
-django.setup()
+djangobench.configure("berth_bench_monitoring")
 
 from django.conf import settings  # noqa: E402
-from django.contrib.auth.models import Group, User  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from monitoring.stats import DEFAULT_ALPHA  # noqa: E402
@@ -204,18 +191,7 @@ class World:
 
 
 def measure(client, path, repeats=REPEATS):
-    """(median ms, queries, response bytes) of GET ``path`` after one warm-up."""
-    response = client.get(path)
-    assert response.status_code == 200, (path, response.status_code, response.content[:300])
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        response = client.get(path)
-        times.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200
-    with CaptureQueriesContext(connection) as queries:
-        client.get(path)
-    return statistics.median(times), len(queries), len(response.content)
+    return djangobench.measure(client, path, repeats)
 
 
 def queries_of(client, path):
@@ -262,21 +238,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", action="store_true", help="profile the slowest request if a goal is missed")
     args = parser.parse_args()
-    setup_test_environment()
-    database = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
+    with djangobench.test_database() as database:
         run(database, args)
-    finally:
-        connection.creation.destroy_test_db(database, verbosity=0)
 
 
 def run(database, args):
     from monitoring.models import MetricWindow
 
-    viewer = User.objects.create_user("viewer")
-    viewer.groups.add(Group.objects.get_or_create(name="viewer")[0])
-    client = Client()
-    client.force_login(viewer)
+    client = djangobench.viewer_client()
     world = World(timezone.now())
 
     started = time.perf_counter()

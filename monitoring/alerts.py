@@ -28,6 +28,7 @@ from . import series
 from .models import Alert, AlertRule, Notification
 from .notify import deliver  # noqa: F401 (the delivery task's entry point, beside the rest of alerts)
 from .notify import number as _num
+from .stats import relative_drift
 
 logger = logging.getLogger(__name__)
 
@@ -296,14 +297,8 @@ def _judge_drift(rule, who, span, summary, counts):
 
 
 def _relative(verdict):
-    """How far a feature's drift score is past its threshold: 1 at the threshold, above 1 drifted.
-    PSI drifts when it reaches the threshold; a chi-square p-value when it falls below it."""
-    score, threshold = verdict["score"], verdict["threshold"]
-    if verdict["test"] == "chi_square":
-        relative = threshold / score if score > 0 else MAX_RELATIVE_SCORE
-    else:
-        relative = score / threshold
-    return min(relative, MAX_RELATIVE_SCORE)
+    """stats.relative_drift, capped so that it stays a storable number."""
+    return min(relative_drift(verdict["test"], verdict["score"], verdict["threshold"]), MAX_RELATIVE_SCORE)
 
 
 def _drift_text(name, verdict):

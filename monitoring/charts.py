@@ -4,10 +4,13 @@ user's zoom while the live refresh replaces the data."""
 
 from jobs.charts import RED, _layout
 
+from .stats import relative_drift
+
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 AMBER = "#e6a700"
 GREEN = "#2ca02c"
 LIVE = {"uirevision": "live", "showlegend": True, "height": 320, "margin": {"l": 60, "r": 20, "t": 60, "b": 40}}
+SEVERITY_CAP = 3.0
 DEPLOY_COLORS = {"deploy": "#6b7280", "weights": "#6b7280", "promote": "#2ca02c", "rollback": RED}
 
 
@@ -85,13 +88,10 @@ def errors_chart(data):
 
 
 def _severity(point, feature):
-    """How far past its threshold a score is: 1 = at the threshold (PSI score / threshold;
-    chi-square threshold / p-value, capped)."""
+    """How far past its threshold a score is (1 = at the threshold), capped for the colour scale."""
     if point is None:
         return None
-    if feature["test"] == "chi_square":
-        return min(3.0, feature["threshold"] / max(point["score"], 1e-6))
-    return min(3.0, point["score"] / feature["threshold"]) if feature["threshold"] else None
+    return min(SEVERITY_CAP, relative_drift(feature["test"], point["score"], feature["threshold"]))
 
 
 def drift_heatmap(data, version):
@@ -170,8 +170,8 @@ def page_figures(data, recent, *, feature=None, recent_minutes):
             figures["drift_now"] = drift_now_chart(primary["version"], verdicts, recent_minutes)
         names = [f["name"] for f in primary["drift"]["features"]]
         if feature not in names:
-            scored = [(v["score"] / v["threshold"] if v["test"] == "psi" else v["threshold"] / max(v["score"], 1e-6),
-                       name) for name, v in verdicts.items() if v]
+            scored = [(relative_drift(v["test"], v["score"], v["threshold"]), name)
+                      for name, v in verdicts.items() if v]
             feature = max(scored)[1] if scored else names[0]
         figures["histogram"] = histogram_chart(primary, feature)
     return {name: to_json(figure) for name, figure in figures.items() if figure}, primary, feature

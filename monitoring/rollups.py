@@ -17,6 +17,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from .models import Endpoint, MetricWindow
+from .series import Bucket
 
 Resolution = MetricWindow.Resolution
 LEVELS = ((Resolution.QUARTER, 900), (Resolution.HOUR, 3600), (Resolution.SIX_HOURS, 21600))
@@ -77,28 +78,12 @@ def roll_up(endpoint_id, now):
 
 def merged(windows):
     """The counts of several windows as one (the keywords of services.add_to_window)."""
-    total = {"requests": 0, "errors": 0, "error_kinds": {}, "features": {}, "coarse": False, "latency_sum_ms": 0.0,
-             "flushes": 0, "source": windows[0].source}
-    buckets, zero_count, alpha = {}, 0, None
+    total = Bucket()
     for window in windows:
-        total["requests"] += window.requests
-        total["errors"] += window.errors
-        for kind, count in window.error_kinds.items():
-            total["error_kinds"][kind] = total["error_kinds"].get(kind, 0) + count
-        for name, counts in window.features.items():
-            known = total["features"].get(name)
-            total["features"][name] = list(counts) if known is None or len(known) != len(counts) else \
-                [a + b for a, b in zip(known, counts)]
-        sketch = window.latency or {}
-        alpha = alpha or sketch.get("alpha")
-        for key, count in (sketch.get("buckets") or {}).items():
-            buckets[key] = buckets.get(key, 0) + count
-        zero_count += sketch.get("zero_count") or 0
-        total["coarse"] = total["coarse"] or window.coarse
-        total["latency_sum_ms"] += window.latency_sum_ms
-        total["flushes"] += window.flushes
-    total["latency"] = {"alpha": alpha, "buckets": buckets, "zero_count": zero_count} if alpha else None
-    return total
+        total.add(window)
+    return {"requests": total.requests, "errors": total.errors, "error_kinds": total.error_kinds,
+            "features": total.features, "latency": total.sketch(), "coarse": bool(total.coarse_requests),
+            "latency_sum_ms": total.latency_sum_ms, "flushes": total.flushes, "source": windows[0].source}
 
 
 def expire(now):

@@ -336,8 +336,8 @@ def _write_windows(endpoint, changes, at):
         if version is None:
             notes.append(_not_counted(endpoint, key, requests))
             continue
-        window_add(endpoint=endpoint, version=version, start=at, requests=requests, errors=errors,
-                   error_kinds={"server_error": errors} if errors else None,
+        window_add(endpoint=endpoint, version=version, start=at, rolled=endpoint.rollups, requests=requests,
+                   errors=errors, error_kinds={"server_error": errors} if errors else None,
                    latency=sketch_from_buckets(change.buckets), features=None,
                    source=MetricWindow.Source.SCRAPE, coarse=True, latency_sum_ms=max(change.latency_sum_ms, 0.0))
     return notes

@@ -15,7 +15,8 @@ from jobs.models import BenchmarkResult, Job
 from registry.models import ReferenceProfile
 
 from .models import Deployment, MetricWindow
-from .stats import dataset_drift, feature_drift
+from .services import parse_time
+from .stats import DEFAULT_ALPHA, dataset_drift, feature_drift, sketch_quantiles
 
 RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "6h": timedelta(hours=6),
           "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -38,59 +39,57 @@ def align(moment, step):
 
 @dataclass
 class Bucket:
-    """Counts of one version over one step (or over a whole window of time)."""
+    """Counts of one version over one step (or over a whole window of time): windows added up,
+    latency sketches merged by their wire-format bucket keys."""
 
     requests: int = 0
     errors: int = 0
     error_kinds: dict = field(default_factory=dict)
-    latency: dict = field(default_factory=dict)  # bucket index -> count
+    latency: dict = field(default_factory=dict)  # bucket key (as in the wire format) -> count
     zero_count: int = 0
     latency_sum_ms: float = 0.0
     coarse_requests: int = 0
     features: dict = field(default_factory=dict)  # feature -> counts
+    flushes: int = 0
 
     def add(self, window):
-        self.requests += window.requests
-        self.errors += window.errors
-        for kind, count in window.error_kinds.items():
-            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + count
         sketch = window.latency or {}
-        for key, count in (sketch.get("buckets") or {}).items():
-            key = int(key)
+        self._add(window.requests, window.errors, window.error_kinds, sketch.get("buckets") or {},
+                  sketch.get("zero_count") or 0, window.features, window.requests if window.coarse else 0,
+                  window.latency_sum_ms if window.coarse else 0.0, window.flushes)
+
+    def merge(self, other):
+        self._add(other.requests, other.errors, other.error_kinds, other.latency, other.zero_count, other.features,
+                  other.coarse_requests, other.latency_sum_ms, other.flushes)
+
+    def _add(self, requests, errors, error_kinds, latency, zero_count, features, coarse_requests, latency_sum_ms,
+             flushes):
+        self.requests += requests
+        self.errors += errors
+        for kind, count in error_kinds.items():
+            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + count
+        for key, count in latency.items():
             self.latency[key] = self.latency.get(key, 0) + count
-        self.zero_count += sketch.get("zero_count") or 0
-        if window.coarse:
-            self.coarse_requests += window.requests
-            self.latency_sum_ms += window.latency_sum_ms
-        for name, counts in window.features.items():
+        self.zero_count += zero_count
+        self.coarse_requests += coarse_requests
+        self.latency_sum_ms += latency_sum_ms
+        self.flushes += flushes
+        for name, counts in features.items():
             known = self.features.get(name)
             if known is None or len(known) != len(counts):
                 self.features[name] = list(counts)
             else:
                 self.features[name] = [a + b for a, b in zip(known, counts)]
 
-    def quantiles(self, qs=QUANTILES, alpha=0.01):
+    def sketch(self):
+        """The merged latency sketch in the wire format, or None when there is none."""
+        if not self.latency and not self.zero_count:
+            return None
+        return {"alpha": DEFAULT_ALPHA, "buckets": dict(self.latency), "zero_count": self.zero_count}
+
+    def quantiles(self, qs=QUANTILES):
         """Quantiles of the merged sketch (None where there is none), in ms."""
-        total = self.zero_count + sum(self.latency.values())
-        if not total:
-            return [None] * len(qs)
-        gamma = (1 + alpha) / (1 - alpha)
-        ranks = [int(q * (total - 1)) for q in qs]
-        answers, seen, keys = [None] * len(qs), self.zero_count, sorted(self.latency)
-        pending = list(range(len(qs)))
-        for i in list(pending):
-            if ranks[i] < seen:
-                answers[i] = 0.0
-                pending.remove(i)
-        for key in keys:
-            seen += self.latency[key]
-            for i in list(pending):
-                if ranks[i] < seen:
-                    answers[i] = 2 * gamma ** key / (gamma + 1)
-                    pending.remove(i)
-            if not pending:
-                break
-        return answers
+        return sketch_quantiles([self.sketch()], qs)
 
     def summary(self, seconds):
         p50, p95, p99 = self.quantiles()
@@ -139,7 +138,7 @@ def benchmark_p95(versions, target):
 
 
 WINDOW_FIELDS = ("version__version", "version__id", "version__model__name", "start", "resolution", "requests",
-                 "errors", "error_kinds", "latency", "features", "coarse", "latency_sum_ms")
+                 "errors", "error_kinds", "latency", "features", "coarse", "latency_sum_ms", "flushes")
 
 
 def _windows(endpoint, since, until, step=60):
@@ -192,7 +191,7 @@ def endpoint_series(endpoint, *, since, until, step=None):
             verdicts, dataset = drift_of(bucket, features, with_js=False)
             drift_points.append((verdicts, dataset))
         for bucket in buckets.values():
-            _merge(total, bucket)
+            total.merge(bucket)
         series.append({
             "version": versions[version_id].version,
             "weight": deployed[version_id].weight if version_id in deployed else 0,
@@ -203,18 +202,6 @@ def endpoint_series(endpoint, *, since, until, step=None):
         })
     return {"endpoint": endpoint.name, "since": since.isoformat(), "until": until.isoformat(), "step": step,
             "versions": series, "deployments": deployment_events(endpoint, since, until)}
-
-
-def _merge(total, bucket):
-    total.requests += bucket.requests
-    total.errors += bucket.errors
-    total.zero_count += bucket.zero_count
-    for key, count in bucket.latency.items():
-        total.latency[key] = total.latency.get(key, 0) + count
-    for name, counts in bucket.features.items():
-        known = total.features.get(name)
-        total.features[name] = list(counts) if known is None or len(known) != len(counts) else \
-            [a + b for a, b in zip(known, counts)]
 
 
 def _drift_series(profiles, drift_points):
@@ -291,9 +278,9 @@ def parse_range(params, now=None):
     from dashboard.errors import BerthError
 
     now = now or timezone.now()
-    until = _moment(params.get("until"), "until") if params.get("until") else now
+    until = parse_time(params.get("until"), "until") if params.get("until") else now
     if params.get("since"):
-        since = _moment(params.get("since"), "since")
+        since = parse_time(params.get("since"), "since")
     else:
         name = params.get("range") or DEFAULT_RANGE
         if name not in RANGES:
@@ -317,20 +304,6 @@ def parse_range(params, now=None):
     return since, until, step
 
 
-def _moment(text, field):
-    from datetime import datetime
-
-    from dashboard.errors import BerthError
-
-    try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        raise BerthError(f"{field} must be an ISO 8601 time, e.g. 2026-11-22T10:00:00Z.", field=field) from None
-    if moment.tzinfo is None:
-        raise BerthError(f"{field} must carry its time zone (Z for UTC).", field=field)
-    return moment
-
-
 def endpoints_health(endpoints, *, minutes=60, now=None):
     """For the overview: per endpoint, minute by minute over the last ``minutes`` (all versions
     together), p95 latency, error rate and the share of drifted features; in a fixed number of
@@ -342,7 +315,7 @@ def endpoints_health(endpoints, *, minutes=60, now=None):
     windows = (MetricWindow.objects.filter(endpoint__in=endpoints, resolution=MetricWindow.Resolution.MINUTE,
                                            start__gte=since, start__lt=now)
                .only("endpoint_id", "version_id", "start", "requests", "errors", "error_kinds", "latency", "features",
-                     "coarse", "latency_sum_ms"))
+                     "coarse", "latency_sum_ms", "flushes"))
     versions = set()
     for window in windows:
         index = int((window.start - since).total_seconds() // 60)
@@ -357,7 +330,7 @@ def endpoints_health(endpoints, *, minutes=60, now=None):
             per_version = buckets.get(endpoint.id, {}).get(index, {})
             merged, shares = Bucket(), []
             for version_id, bucket in per_version.items():
-                _merge(merged, bucket)
+                merged.merge(bucket)
                 _, dataset = drift_of(bucket, profiles.get(version_id, {}), with_js=False)
                 if dataset["share"] is not None:
                     shares.append(dataset["share"])

@@ -219,22 +219,31 @@ def telemetry_ingest(*, endpoint, payload, body=None):
                                               dropped=flush["dropped"])
         except IntegrityError:
             return False, True
+        rolled = lock_rollups(endpoint)
         for series in flush["series"]:
             window_add(endpoint=endpoint, version=series["version"], start=series.get("start", minute),
-                       requests=series["requests"], errors=series["errors"], error_kinds=series["error_kinds"],
+                       rolled=rolled, requests=series["requests"], errors=series["errors"], error_kinds=series["error_kinds"],
                        latency=series["latency"], features=series["features"], source=flush["source"])
     return True, False
 
 
+def lock_rollups(endpoint):
+    """Lock the endpoint row (the roll-up takes the same lock) and return how far each
+    resolution is rolled up. Call inside a transaction."""
+    return Endpoint.objects.select_for_update().values_list("rollups", flat=True).get(pk=endpoint.pk)
+
+
 def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None, latency=None, features=None,
-               source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0):
+               source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0, rolled=None):
     """Count into the minute window of ``version`` that holds ``start`` and into every coarser
     window already rolled up over that minute (a late flush); minutes past their retention are
-    counted in the coarser windows only. Call inside a transaction: it locks the endpoint row,
-    which the roll-up also takes, so no count falls between a roll-up and its minutes."""
+    counted in the coarser windows only. Call inside a transaction. ``rolled`` is what
+    lock_rollups answered for the endpoint in this transaction (taken here when not given), so
+    no count falls between a roll-up and its minutes."""
     from .rollups import LEVELS, level_start
 
-    rolled = Endpoint.objects.select_for_update().values_list("rollups", flat=True).get(pk=endpoint.pk)
+    if rolled is None:
+        rolled = lock_rollups(endpoint)
     minute = start.replace(second=0, microsecond=0)
     counts = {"requests": requests, "errors": errors, "error_kinds": error_kinds, "latency": latency,
               "features": features, "source": source, "coarse": coarse, "latency_sum_ms": latency_sum_ms}
@@ -250,8 +259,9 @@ def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None
         add_to_window(endpoint=endpoint, version=version, start=period, resolution=resolution, **counts)
 
 
-def add_to_window(*, endpoint, start, resolution, requests, version=None, version_id=None, errors=0, error_kinds=None, latency=None,
-                  features=None, source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0, flushes=1):
+def add_to_window(*, endpoint, start, resolution, requests, version=None, version_id=None, errors=0,
+                  error_kinds=None, latency=None, features=None, source=MetricWindow.Source.RUNTIME, coarse=False,
+                  latency_sum_ms=0.0, flushes=1):
     """Add counts to one window row (made if missing)."""
     window, _ = MetricWindow.objects.select_for_update().get_or_create(
         endpoint=endpoint, version_id=version.pk if version is not None else version_id, start=start,
@@ -361,7 +371,8 @@ def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _timestamp(text, field="start"):
+def parse_time(text, field):
+    """An aware datetime from ISO 8601 text; BerthError naming ``field`` otherwise."""
     name = field.rsplit(".", 1)[-1]
     try:
         moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
@@ -369,6 +380,13 @@ def _timestamp(text, field="start"):
         raise BerthError(f"{name} must be an ISO 8601 time, e.g. 2026-11-22T10:00:00Z.", field=field) from exc
     if moment.tzinfo is None:
         raise BerthError(f"{name} must carry its time zone (Z for UTC).", field=field)
+    return moment
+
+
+def _timestamp(text, field="start"):
+    """A telemetry time: parse_time, and within the accepted age."""
+    name = field.rsplit(".", 1)[-1]
+    moment = parse_time(text, field)
     now = timezone.now()
     if not now - timedelta(days=settings.BERTH_TELEMETRY_MAX_AGE_DAYS) <= moment <= now + timedelta(minutes=5):
         raise BerthError(f"{name} is too far in the past or in the future; check the sending host's clock.",

@@ -334,6 +334,15 @@ def feature_drift(kind, reference_counts, current_counts, *, with_js=True):
             "js": js_distance(reference, current) if with_js else None, "js_threshold": JS_THRESHOLD, "rows": rows}
 
 
+def relative_drift(test, score, threshold):
+    """How far a drift score is past its test's threshold: 1 at the threshold, above 1 drifted.
+    PSI drifts when it reaches its threshold; a chi-square p-value when it falls below it (a
+    p-value of 0 is infinitely far)."""
+    if test == "chi_square":
+        return threshold / score if score > 0 else math.inf
+    return score / threshold
+
+
 def dataset_drift(verdicts):
     """Roll up ``{feature name: feature_drift(...) or None}``: the share of scored features
     that drifted, and whether it reaches DATASET_DRIFT_SHARE."""

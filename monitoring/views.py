@@ -68,7 +68,8 @@ def _live_context(request, endpoint):
     return {"endpoint_alerts": alerts.endpoint_alert_context(endpoint),
             "live": {"data": data, "recent": recent, "figures": figures, "primary": primary, "feature": feature,
                      "range": params.get("range") if params.get("range") in series.RANGES else series.DEFAULT_RANGE,
-                     "ranges": list(series.RANGES), "error": error, "chart_names": CHART_NAMES, "recent_minutes": RECENT_MINUTES,
+                     "ranges": list(series.RANGES), "error": error, "chart_names": CHART_NAMES,
+                     "recent_minutes": RECENT_MINUTES,
                      "query": params.urlencode()}}
 
 

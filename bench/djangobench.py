@@ -1,0 +1,70 @@
+"""What the benches that drive Django share: settings for a throw-away PostgreSQL database
+(DATABASE_URL overrides it), the test database made and dropped around the run, a client
+logged in as a viewer, and timed GETs.
+
+    import djangobench
+    djangobench.configure("berth_bench_x")   # before any Django import
+"""
+
+import os
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def configure(database_name):
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret")
+    os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{database_name}")
+    os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+    import django
+
+    django.setup()
+
+
+@contextmanager
+def test_database():
+    """A fresh test database for the run (its name), dropped afterwards."""
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    database = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        yield database
+    finally:
+        connection.creation.destroy_test_db(database, verbosity=0)
+
+
+def viewer_client():
+    from django.contrib.auth.models import Group, User
+    from django.test import Client
+
+    viewer = User.objects.create_user("viewer")
+    viewer.groups.add(Group.objects.get_or_create(name="viewer")[0])
+    client = Client()
+    client.force_login(viewer)
+    return client
+
+
+def measure(client, path, repeats):
+    """(median ms, queries, response bytes) of GET ``path`` after one warm-up."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    response = client.get(path)
+    assert response.status_code == 200, (path, response.status_code, response.content[:300])
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        response = client.get(path)
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        client.get(path)
+    return statistics.median(times), len(queries), len(response.content)
