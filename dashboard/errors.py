@@ -4,11 +4,23 @@ Services raise ``BerthError(message, field=..., status=...)``; the API answers
 ``{"detail": "...", "errors": {field: [...]}}`` and HTML views show the message on the form.
 """
 
+import logging
+
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+
+logger = logging.getLogger(__name__)
+
+# Connection lost, server gone or restarting, SQLite busy past its timeout: worth retrying.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_UNAVAILABLE_MESSAGE = ("The database did not answer (its connection was lost, or it is busy), so this "
+                                "request did not finish. Try again in a moment.")
+DATABASE_RETRY_AFTER = {"Retry-After": "5"}
 
 
 class BerthError(Exception):
@@ -86,6 +98,10 @@ def _summary(errors):
 def api_exception_handler(exc, context):
     if isinstance(exc, BerthError):
         return Response(exc.as_payload(), status=exc.status, headers=exc.headers)
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        logger.warning("database unavailable during %s: %s", context["request"].path, exc)
+        return Response({"detail": DATABASE_UNAVAILABLE_MESSAGE, "errors": {}},
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=DATABASE_RETRY_AFTER)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, PermissionDenied):

@@ -278,6 +278,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Jobs are long: a worker takes one at a time instead of hoarding a queue.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A broker blip (Redis restarted) must not stop running jobs: they finish and record their result
+# in the Job row, and a message the broker re-delivers finds the job done. (Celery 6 turns this on.)
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 
@@ -303,6 +306,10 @@ LOGGING = {
 BERTH_JOB_HEARTBEAT_SECONDS = env_int("BERTH_JOB_HEARTBEAT_SECONDS", 10)
 BERTH_JOB_LOST_AFTER_SECONDS = env_int("BERTH_JOB_LOST_AFTER_SECONDS", 90)
 BERTH_JOB_REQUEUE_AFTER_SECONDS = env_int("BERTH_JOB_REQUEUE_AFTER_SECONDS", 600)
+# How often beat runs the reaper (fails jobs of lost workers) and the reconciler (sends queued
+# jobs the broker does not have: never sent while it was down, or forgotten by a restart).
+BERTH_REAP_SECONDS = env_int("BERTH_REAP_SECONDS", 30)
+BERTH_REQUEUE_SECONDS = env_int("BERTH_REQUEUE_SECONDS", 60)
 BERTH_WORKER_HEARTBEAT_SECONDS = env_int("BERTH_WORKER_HEARTBEAT_SECONDS", 15)
 BERTH_WORKER_LIVE_SECONDS = env_int("BERTH_WORKER_LIVE_SECONDS", 60)
 
@@ -325,8 +332,10 @@ BERTH_SCRAPE_SECONDS = env_int("BERTH_SCRAPE_SECONDS", 15)
 
 CELERY_BEAT_SCHEDULE = {
     "expire-uploads": {"task": "registry.expire_uploads", "schedule": 3600.0, "options": {"queue": "default"}},
-    "reap-lost-jobs": {"task": "jobs.reap", "schedule": 30.0, "options": {"queue": "default", "expires": 30}},
-    "requeue-lost-jobs": {"task": "jobs.requeue", "schedule": 60.0, "options": {"queue": "default", "expires": 60}},
+    "reap-lost-jobs": {"task": "jobs.reap", "schedule": float(BERTH_REAP_SECONDS),
+                       "options": {"queue": "default", "expires": BERTH_REAP_SECONDS}},
+    "requeue-lost-jobs": {"task": "jobs.requeue", "schedule": float(BERTH_REQUEUE_SECONDS),
+                          "options": {"queue": "default", "expires": BERTH_REQUEUE_SECONDS}},
     "compact-windows": {"task": "monitoring.compact", "schedule": 60.0, "options": {"queue": "default", "expires": 60}},
     "evaluate-alerts": {"task": "monitoring.evaluate_alerts", "schedule": float(BERTH_ALERT_EVALUATE_SECONDS),
                         "options": {"queue": "default", "expires": BERTH_ALERT_EVALUATE_SECONDS}},

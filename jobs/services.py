@@ -13,7 +13,7 @@ from datetime import timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -23,6 +23,12 @@ from dashboard.errors import BerthError, Conflict
 from .models import Job
 
 logger = logging.getLogger(__name__)
+
+
+WAITING = "Waiting for a worker"
+NOT_SENT = "Waiting for the broker: it could not be reached; the job is sent when it is back"
+# A job committed this recently may still be on its way to the broker (see job_create).
+UNSENT_GRACE = timedelta(seconds=5)
 
 
 class JobCancelled(Exception):
@@ -45,21 +51,36 @@ def job_create(*, kind, version, target=None, params=None, created_by=None):
     with transaction.atomic():
         handler.before_create(version=version)
         job = Job.objects.create(kind=kind, version=version, target=target, params=params, queue=queue,
-                                 created_by=created_by, celery_task_id=uuid.uuid4().hex,
-                                 message="Waiting for a worker")
+                                 created_by=created_by, celery_task_id=uuid.uuid4().hex, message=WAITING)
         transaction.on_commit(lambda: job_enqueue(job))
     return job
 
 
 def job_enqueue(job):
-    """Hand the job's id to the broker, on its queue, with its kind's time limits."""
+    """Hand the job's id to the broker, on its queue, with its kind's time limits. Returns
+    whether the broker took it. When the broker cannot be reached the job stays queued, unsent,
+    and says so; ``jobs_requeue_lost`` sends it once the broker is back."""
+    from kombu.exceptions import OperationalError as BrokerUnreachable
+
+    from .engine.errors import first_line
     from .kinds import KINDS
     from .tasks import run_job
 
     soft, hard = KINDS[job.kind].time_limits
-    run_job.apply_async(args=[job.id], queue=job.queue, task_id=job.celery_task_id,
-                        soft_time_limit=soft, time_limit=hard)
+    try:
+        run_job.apply_async(args=[job.id], queue=job.queue, task_id=job.celery_task_id,
+                            soft_time_limit=soft, time_limit=hard)
+    except BrokerUnreachable as exc:
+        logger.warning("job %s not sent: the broker is unreachable (%s)", job.id, exc)
+        if job.message != NOT_SENT:
+            Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(message=NOT_SENT)
+            job.message = NOT_SENT
+            job_log(job_id=job.id, line=f"Not sent: the broker could not be reached ({first_line(exc)})")
+        return False
     Job.objects.filter(pk=job.pk).update(enqueued=timezone.now())
+    if job.message == NOT_SENT:
+        Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(message=WAITING)
+    return True
 
 
 # --- running -------------------------------------------------------------------------------
@@ -192,6 +213,8 @@ def job_fail(*, job, error):
 
 def job_cancel(*, job, user=None):
     """Cancel a queued or running job. A running job stops at its next progress report."""
+    from kombu.exceptions import OperationalError as BrokerUnreachable
+
     from dashboard.celery import app
 
     cancelled = Job.objects.filter(id=job.id, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(
@@ -203,7 +226,10 @@ def job_cancel(*, job, user=None):
     who = f" by {user.username}" if user is not None else ""
     job_log(job_id=job.id, line=f"Cancelled{who}")
     if job.celery_task_id:
-        app.control.revoke(job.celery_task_id)
+        try:
+            app.control.revoke(job.celery_task_id)
+        except BrokerUnreachable as exc:  # the row says cancelled: no worker will claim or go on with it
+            logger.warning("job %s cancelled but not revoked: the broker is unreachable (%s)", job.id, exc)
     job.refresh_from_db()
     if job.started is None:
         from .kinds import KINDS
@@ -241,19 +267,26 @@ def jobs_reap(*, now=None):
 
 
 def jobs_requeue_lost(*, now=None):
-    """Re-send queued jobs the broker seems to have lost: queued for a long time while an idle
-    live worker consumes their queue. A duplicate message is harmless (claiming is once only).
-    Returns how many were re-sent."""
+    """Send queued jobs the broker does not have, oldest first: jobs never sent (the broker was
+    unreachable when they were created) and jobs queued for a long time while an idle live worker
+    consumes their queue (a broker restarted without persistence forgets its messages). A
+    duplicate message is harmless (claiming is once only). Returns how many were sent."""
     from .selectors import idle_queues
 
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.BERTH_JOB_REQUEUE_AFTER_SECONDS)
     idle = idle_queues(now=now)
+    lost = Q(enqueued__lt=cutoff, queue__in=idle) | Q(enqueued__isnull=True, created__lt=now - UNSENT_GRACE)
     resent = 0
-    for job in Job.objects.filter(status=Job.Status.QUEUED, enqueued__lt=cutoff, queue__in=idle):
-        job_enqueue(job)
-        job_log(job_id=job.id, line=f"Re-sent to the broker: queued since {job.enqueued:%H:%M:%S} UTC while an idle "
-                                    f"worker consumed {job.queue} (the broker may have lost the message)")
+    for job in Job.objects.filter(lost, status=Job.Status.QUEUED).order_by("created", "id"):
+        if job.enqueued is None:
+            line = "Sent to the broker, which could not be reached when the job was created"
+        else:
+            line = (f"Re-sent to the broker: queued since {job.enqueued:%H:%M:%S} UTC while an idle worker "
+                    f"consumed {job.queue} (the broker may have lost the message)")
+        if not job_enqueue(job):
+            break  # still unreachable: the next round tries again
+        job_log(job_id=job.id, line=line)
         resent += 1
     return resent
 

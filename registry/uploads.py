@@ -149,12 +149,14 @@ def locked_part(upload_id, mode="r+b"):
         yield f
 
 
-def append_chunk(*, upload_id, current_offset, start, length, stream):
-    """Write ``length`` bytes from ``stream`` at ``start`` of the upload's part file.
+def append_chunk(*, upload_id, current_offset, record_offset, start, length, stream):
+    """Write ``length`` bytes from ``stream`` at ``start`` of the upload's part file, then
+    ``record_offset(new_offset)``.
 
-    Only one writer per upload at a time (an exclusive lock on the part file); the chunk
-    must start exactly where the received bytes end. If the stream ends early (the client
-    went away) the part file is cut back to ``start`` and nothing is counted.
+    Only one writer per upload at a time (an exclusive lock on the part file, held until the
+    offset is recorded); the chunk must start exactly where the received bytes end. If the
+    stream ends early (the client went away) or the offset cannot be recorded (the database
+    went away), the part file is cut back to ``start`` and nothing is counted.
     Returns the new offset.
     """
     with locked_part(upload_id) as f:
@@ -184,6 +186,11 @@ def append_chunk(*, upload_id, current_offset, start, length, stream):
                 extra={"offset": start},
             )
         f.flush()
+        try:
+            record_offset(start + length)
+        except BaseException:
+            f.truncate(start)
+            raise
         if hasher:
             _hashes.put(upload_id, start + length, hasher)
         return start + length

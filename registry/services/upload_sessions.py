@@ -69,10 +69,11 @@ def upload_write_chunk(*, upload, content_range, content_length, stream):
     def current_offset():
         return Upload.objects.values_list("offset", flat=True).get(pk=upload.pk)
 
-    new_offset = uploads.append_chunk(upload_id=upload.id, current_offset=current_offset, start=first,
-                                      length=length, stream=stream)
-    Upload.objects.filter(pk=upload.pk).update(offset=new_offset, updated=timezone.now())
-    upload.offset = new_offset
+    def record_offset(offset):
+        Upload.objects.filter(pk=upload.pk).update(offset=offset, updated=timezone.now())
+
+    upload.offset = uploads.append_chunk(upload_id=upload.id, current_offset=current_offset,
+                                         record_offset=record_offset, start=first, length=length, stream=stream)
     return upload
 
 
