@@ -78,10 +78,10 @@ def manage(env, *args):
 
 CREATE_USER = """
 from django.contrib.auth.models import Group, User
-from rest_framework.authtoken.models import Token
+from dashboard import tokens
 user = User.objects.create_user("bench")
 user.groups.add(Group.objects.get_or_create(name="engineer")[0])
-print(Token.objects.create(user=user).key)
+print(tokens.issue(user, name="bench", scope="register")[1])
 """
 
 

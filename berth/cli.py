@@ -16,7 +16,7 @@ from . import client as api
 
 OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
 HASH_PROGRESS_MIN_BYTES = 64 * 1024 * 1024
-AUTH_HINT = ("Check --token / BERTH_TOKEN (an admin creates one with `manage.py drf_create_token <user>`); "
+AUTH_HINT = ("Check --token / BERTH_TOKEN (from the API tokens page, or `manage.py api_token <user>`); "
              "registering needs the engineer role, reading the viewer role.")
 
 

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from dashboard import tokens_api
 from jobs import api as jobs_api
 from monitoring import alerts_api
 from monitoring import api as monitoring_api
@@ -43,7 +44,10 @@ urlpatterns = [
     path("endpoints/<str:name>/artifacts/<str:version>/", monitoring_api.ArtifactApi.as_view(),
          name="endpoint-artifact"),
     path("endpoints/<str:name>/metrics/", monitoring_api.MetricsApi.as_view(), name="endpoint-metrics"),
+    path("endpoints/<str:name>/integrity/", monitoring_api.IntegrityReportApi.as_view(), name="endpoint-integrity"),
     path("telemetry/", monitoring_api.TelemetryApi.as_view(), name="telemetry"),
+    path("tokens/", tokens_api.ApiTokenListApi.as_view(), name="tokens"),
+    path("tokens/<int:token_id>/", tokens_api.ApiTokenDetailApi.as_view(), name="token"),
     path("alerts/", alerts_api.AlertListApi.as_view(), name="alerts"),
     path("endpoints/<str:name>/alert-rules/", alerts_api.AlertRuleListApi.as_view(), name="alert-rules"),
     path("endpoints/<str:name>/alert-rules/<int:rule_id>/", alerts_api.AlertRuleDetailApi.as_view(),

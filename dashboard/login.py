@@ -5,6 +5,7 @@ further attempts are refused, even with the right password, until the window has
 The check sits in an authentication backend, so every way in (the log-in page, the admin's)
 is throttled; the log-in page also says why and answers 429."""
 
+import ipaddress
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,9 +20,35 @@ from .models import LoginFailure
 
 
 def client_address(request):
-    # REMOTE_ADDR only: a client can write X-Forwarded-For; a proxy deployment sets REMOTE_ADDR
-    # from it in the proxy or the WSGI server (gunicorn's forwarded_allow_ips).
-    return (request.META.get("REMOTE_ADDR") or None) if request is not None else None
+    """The address a request came from. X-Forwarded-For is believed only as far as it was written
+    by BERTH_TRUSTED_PROXIES (anyone can send the header): walking it from the right, the first
+    address that is not a trusted proxy is the client."""
+    if request is None:
+        return None
+    address = request.META.get("REMOTE_ADDR") or None
+    trusted = settings.BERTH_TRUSTED_PROXIES
+    if not trusted or not _within(address, trusted):
+        return address
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    for hop in reversed(forwarded):
+        if _parse(hop) is None:
+            break  # a malformed entry: stop believing the header here
+        if not _within(hop, trusted):
+            return hop
+        address = hop
+    return address
+
+
+def _parse(address):
+    try:
+        return ipaddress.ip_address(address)
+    except ValueError:
+        return None
+
+
+def _within(address, networks):
+    parsed = _parse(address or "")
+    return parsed is not None and any(parsed in network for network in networks)
 
 
 def locked_for(username, address, now=None):
@@ -32,9 +59,11 @@ def locked_for(username, address, now=None):
     by_name = recent.filter(username=username or "").order_by("-at").values_list("at", flat=True)
     by_address = recent.filter(address=address).order_by("-at").values_list("at", flat=True) if address else []
     until = None
-    for failures, limit in ((list(by_name[:settings.BERTH_LOGIN_MAX_FAILURES]), settings.BERTH_LOGIN_MAX_FAILURES),
-                            (list(by_address[:settings.BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS]),
-                             settings.BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS)):
+    for failures, limit in ((by_name, settings.BERTH_LOGIN_MAX_FAILURES),
+                            (by_address, settings.BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS)):
+        if limit <= 0:  # this limit is off
+            continue
+        failures = list(failures[:limit])
         if len(failures) >= limit:
             # Locked until the oldest of the last `limit` failures leaves the window.
             ends = failures[limit - 1] + window

@@ -42,3 +42,29 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.target}"
+
+
+class ApiToken(models.Model):
+    """A user's API token for scripts and CI. Only its sha256 is stored; the key is shown once.
+    A token acts with its user's role, narrowed by its scope (dashboard.access.SCOPES)."""
+
+    class Scope(models.TextChoices):
+        FULL = "full", "full (everything the user's role allows)"
+        REGISTER = "register", "register (read, upload and register versions: for CI)"
+        READ = "read", "read-only"
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What uses it, e.g. 'CI: digits repo'")
+    prefix = models.CharField(max_length=16, help_text="The key's first characters, to recognise it")
+    key_hash = models.CharField(max_length=64, unique=True)
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.FULL)
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField(null=True, blank=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self):
+        return f"{self.user} {self.name} ({self.prefix}…, {self.scope})"

@@ -5,6 +5,7 @@ broker under ``var/``; ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to
 PostgreSQL and Redis.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -82,7 +83,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "dashboard",
@@ -108,6 +108,19 @@ AUTHENTICATION_BACKENDS = ["dashboard.login.ThrottledModelBackend"]
 BERTH_LOGIN_MAX_FAILURES = env_int("BERTH_LOGIN_MAX_FAILURES", 5)
 BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
 BERTH_LOGIN_LOCKOUT_MINUTES = env_int("BERTH_LOGIN_LOCKOUT_MINUTES", 15)
+# Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed when
+# deciding a client's address (log-in throttling per address). Empty: REMOTE_ADDR only.
+def env_networks(name):
+    networks = []
+    for part in filter(None, (p.strip() for p in os.environ.get(name, "").split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {part!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+    return networks
+
+
+BERTH_TRUSTED_PROXIES = env_networks("BERTH_TRUSTED_PROXIES")
 
 # Browser-facing security. BERTH_HTTPS=1 (production behind TLS) makes cookies secure, redirects
 # plain HTTP, sends HSTS and trusts the proxy's X-Forwarded-Proto; `manage.py check --deploy`
@@ -115,6 +128,7 @@ BERTH_LOGIN_LOCKOUT_MINUTES = env_int("BERTH_LOGIN_LOCKOUT_MINUTES", 15)
 BERTH_HTTPS = env_bool("BERTH_HTTPS")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = BERTH_HTTPS
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", BERTH_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if BERTH_HTTPS else 0)
 # Subdomains and the preload list follow by default (set them to 0 where a subdomain still serves HTTP).
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", BERTH_HTTPS)
@@ -199,6 +213,14 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Artifacts and datasets in an S3-compatible bucket (pip install ".[s3]"); credentials come from
+# boto3's usual sources (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an instance role).
+BERTH_S3_BUCKET = env_str("BERTH_S3_BUCKET")
+if BERTH_S3_BUCKET:
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": BERTH_S3_BUCKET, "endpoint_url": env_str("BERTH_S3_ENDPOINT_URL") or None,
+        "region_name": env_str("BERTH_S3_REGION") or None, "location": env_str("BERTH_S3_PREFIX"),
+        "default_acl": None, "file_overwrite": False}}
 
 # Uploads: streamed to disk next to the media root (so finishing one is a rename, not a copy)
 # with the sha256 computed while the bytes arrive.
@@ -217,7 +239,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "dashboard.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["dashboard.access.RolePermission"],

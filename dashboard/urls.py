@@ -10,9 +10,10 @@ from .login import ThrottledLoginView
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("account/token/", views.token, name="token"),
+    path("account/tokens/", views.api_tokens, name="tokens"),
     path("workers/", views.workers, name="workers"),
     path("audit/", views.audit_log, name="audit"),
     path("compare/", job_views.compare, name="compare"),

@@ -1,14 +1,13 @@
 from django.contrib import messages
-from django.db import transaction
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods
-from rest_framework.authtoken.models import Token
 
 from jobs.models import Job, WorkerHost
 from registry.models import HardwareTarget, Model, ModelVersion
 
 from . import audit
-from .access import ADMIN, VIEWER, role_required
+from .access import access_required
 
 
 # The overview's "best variant": the fastest p95 at batch 1 that loses at most this much accuracy.
@@ -17,7 +16,7 @@ BEST_VARIANT_MODELS = 20
 ENDPOINTS_ON_OVERVIEW = 20
 
 
-@role_required(VIEWER)
+@access_required("model")
 def home(request):
     from jobs.comparison import best_variants
     from monitoring import alerts, series
@@ -37,23 +36,57 @@ def home(request):
     })
 
 
-@role_required(VIEWER)
+def healthz(request):
+    """For load balancers: 200 when this web process can reach its database, 503 otherwise."""
+    from django.db import DatabaseError, connection
+    from django.http import JsonResponse
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        return JsonResponse({"status": "unavailable", "database": str(exc).splitlines()[0][:200]}, status=503)
+    return JsonResponse({"status": "ok", "database": "ok"})
+
+
+@access_required("token")
 @require_http_methods(["GET", "POST"])
-def token(request):
-    """The user's API token for CI and scripts; POST replaces it."""
+def api_tokens(request):
+    """The user's API tokens for CI and scripts: create (the key is shown once, on this answer),
+    list and revoke. Admins also see and may revoke everyone's active tokens."""
+    from . import tokens
+    from .access import OTHERS, permits
+    from .errors import BerthError
+    from .forms import ApiTokenForm
+
+    see_all = permits(request.user, "token", OTHERS)
+    form, created = ApiTokenForm(), None
+    if request.method == "POST" and "revoke" in request.POST:
+        try:
+            token = tokens.token_get(request.POST["revoke"], user=request.user, all_users=see_all)
+        except (BerthError, ValueError):
+            messages.error(request, "There is no such token (or it is not yours).")
+        else:
+            tokens.revoke(token, actor=request.user)
+            messages.success(request, f"Token {token.name!r} ({token.prefix}…) was revoked; it no longer works.")
+        return redirect("tokens")
     if request.method == "POST":
-        with transaction.atomic():
-            Token.objects.filter(user=request.user).delete()
-            created = Token.objects.create(user=request.user)
-            audit.record(audit.Action.API_TOKEN, request.user.get_username(), user=request.user,
-                         details={"prefix": created.key[:8]})
-        messages.success(request, "A new token was created; the old one no longer works.")
-        return redirect("token")
-    current = Token.objects.filter(user=request.user).first()
-    return render(request, "dashboard/token.html", {"token": current})
+        form = ApiTokenForm(request.POST)
+        if form.is_valid():
+            try:
+                token, key = tokens.issue(request.user, **form.cleaned_data)
+            except BerthError as exc:
+                form.add_error(exc.field, exc.message)
+            else:
+                created, form = (token, key), ApiTokenForm()
+    return render(request, "dashboard/tokens.html", {
+        "form": form, "created": created, "tokens": tokens.tokens_for(request.user), "now": timezone.now(),
+        "others": tokens.active(tokens.tokens_for(request.user, all_users=True)).exclude(user=request.user)
+        if see_all else None,
+    })
 
 
-@role_required(VIEWER)
+@access_required("worker")
 def workers(request):
     """Worker hosts with their hardware and queues, and the targets no live worker serves."""
     from jobs.selectors import live_workers
@@ -74,7 +107,7 @@ def workers(request):
 AUDIT_PAGE_SIZE = 200
 
 
-@role_required(ADMIN)
+@access_required("audit")
 def audit_log(request):
     """The audit log for admins, filtered by action, user or target; ?format=csv exports it."""
     params = {key: request.GET.get(key, "").strip() for key in ("action", "actor", "target")}

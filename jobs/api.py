@@ -24,6 +24,7 @@ from .serializers import (
 
 
 class JobListApi(GenericAPIView):
+    access = "job"
     serializer_class = JobSerializer
 
     @extend_schema(
@@ -49,12 +50,16 @@ class JobListApi(GenericAPIView):
 
 
 class JobDetailApi(APIView):
+    access = "job"
+
     @extend_schema(responses={200: JobDetailSerializer, **ERRORS})
     def get(self, request, job_id):
         return Response(JobDetailSerializer(selectors.job_get(job_id)).data)
 
 
 class JobCancelApi(APIView):
+    access = "job"
+
     @extend_schema(request=None, responses={200: JobDetailSerializer, **CONFLICT, **ERRORS})
     def post(self, request, job_id):
         job = services.job_cancel(job=selectors.job_get(job_id), user=request.user)
@@ -62,6 +67,7 @@ class JobCancelApi(APIView):
 
 
 class BenchmarkListApi(GenericAPIView):
+    access = "job"
     serializer_class = BenchmarkResultSerializer
     renderer_classes = [JSONRenderer, CSVRenderer]
     pagination_class = None
@@ -82,6 +88,8 @@ class BenchmarkListApi(GenericAPIView):
 
 
 class WorkerListApi(APIView):
+    access = "worker"
+
     @extend_schema(responses={200: WorkerSerializer(many=True)})
     def get(self, request):
         from .models import WorkerHost
@@ -94,6 +102,7 @@ class WorkerListApi(APIView):
 
 
 class CompareApi(APIView):
+    access = "job"
     renderer_classes = [JSONRenderer, CSVRenderer]
 
     @extend_schema(parameters=[CompareQuerySerializer,

@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from dashboard.access import ENGINEER, VIEWER, role_required
+from dashboard.access import access_required
 from dashboard.errors import BerthError
 
 from registry.selectors import version_get
@@ -16,7 +16,7 @@ from .forms import BenchmarkForm, CompressForm, ConvertForm
 from .models import Job
 
 
-@role_required(VIEWER)
+@access_required("job")
 def job_list(request):
     filters = {key: request.GET.get(key, "") for key in ("kind", "status", "target")}
     page = Paginator(selectors.job_list(**filters), 50).get_page(request.GET.get("page"))
@@ -30,18 +30,18 @@ def _job_context(job_id):
     return {"job": job, "waiting_for": selectors.waiting_reason(job, selectors.served_queues())}
 
 
-@role_required(VIEWER)
+@access_required("job")
 def job_detail(request, job_id):
     return render(request, "jobs/job_detail.html", _job_context(job_id))
 
 
-@role_required(VIEWER)
+@access_required("job")
 def job_status(request, job_id):
     """The live part of the job page; htmx polls it until the job finishes."""
     return render(request, "jobs/_job_status.html", _job_context(job_id))
 
 
-@role_required(ENGINEER)
+@access_required("job", "write")
 @require_POST
 def job_cancel(request, job_id):
     job = selectors.job_get(job_id)
@@ -57,7 +57,7 @@ def job_cancel(request, job_id):
 FORMS = {"convert": ConvertForm, "compress": CompressForm, "benchmark": BenchmarkForm}
 
 
-@role_required(ENGINEER)
+@access_required("job", "write")
 @require_POST
 def version_run(request, name, version, kind):
     """Start a convert, compress or benchmark job (one per target) from the version page."""
@@ -101,7 +101,7 @@ def _comparison(request):
         return {exc.field or "query": [exc.message]}, None
 
 
-@role_required(VIEWER)
+@access_required("job")
 def compare(request):
     """Versions × targets side by side; the state is the query string, so the URL can be shared."""
     from registry.models import Model
@@ -149,7 +149,7 @@ def _display_rows(comparison, metrics):
     return rows
 
 
-@role_required(VIEWER)
+@access_required("job")
 def compare_recommendations(request):
     """The recommendation alone (htmx swaps it in as the budget changes); the browser's URL
     follows, so that the shared link carries the budget."""

@@ -5,7 +5,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from dashboard.access import ENGINEER, VIEWER, role_required
+from dashboard.access import access_required
 from dashboard.errors import BerthError, NotFound
 
 from . import alerts as services
@@ -17,7 +17,7 @@ from .models import Alert, AlertRule, Endpoint
 HISTORY_LIMIT = 200
 
 
-@role_required(VIEWER)
+@access_required("alert")
 def alerts(request):
     state = request.GET.get("state", "")
     if state not in Alert.State.values:
@@ -53,12 +53,12 @@ def _rule_get(endpoint, rule_id):
     return rule
 
 
-@role_required(VIEWER)
+@access_required("alert")
 def alert_rules(request, name):
     return _render_rules(request, selectors.endpoint_get(name))
 
 
-@role_required(ENGINEER)
+@access_required("alert", "write")
 @require_POST
 def alert_rule_create(request, name):
     endpoint = selectors.endpoint_get(name)
@@ -74,7 +74,7 @@ def alert_rule_create(request, name):
     return redirect("monitoring:alert-rules", endpoint.name)
 
 
-@role_required(ENGINEER)
+@access_required("alert", "write")
 @require_POST
 def alert_rule_delete(request, name, rule_id):
     endpoint = selectors.endpoint_get(name)
@@ -84,7 +84,7 @@ def alert_rule_delete(request, name, rule_id):
     return redirect("monitoring:alert-rules", endpoint.name)
 
 
-@role_required(ENGINEER)
+@access_required("alert", "write")
 @require_POST
 def alert_rule_silence(request, name, rule_id):
     endpoint = selectors.endpoint_get(name)

@@ -9,7 +9,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dashboard.access import can_write
+from dashboard.access import WRITE, permits
 from dashboard.api import ERRORS, validated
 from dashboard.errors import BerthError, NotFound
 
@@ -19,7 +19,7 @@ from .models import Alert, AlertRule, Notification
 
 def masked_webhook(url, user):
     """A webhook URL often carries a secret (Slack, Teams): viewers see its host only."""
-    if not url or can_write(user):
+    if not url or permits(user, "alert", WRITE):
         return url
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}/…"
@@ -109,6 +109,7 @@ def _rule_get(endpoint, rule_id):
 
 
 class AlertListApi(GenericAPIView):
+    access = "alert"
     serializer_class = AlertSerializer
 
     @extend_schema(parameters=[OpenApiParameter("state", str, enum=Alert.State.values),
@@ -126,6 +127,7 @@ class AlertListApi(GenericAPIView):
 
 
 class AlertRuleListApi(GenericAPIView):
+    access = "alert"
     serializer_class = AlertRuleSerializer
 
     @extend_schema(responses={200: AlertRuleSerializer(many=True), **ERRORS})
@@ -143,6 +145,8 @@ class AlertRuleListApi(GenericAPIView):
 
 
 class AlertRuleDetailApi(APIView):
+    access = "alert"
+
     @extend_schema(responses={200: AlertRuleSerializer, **ERRORS})
     def get(self, request, name, rule_id):
         rule = _rule_get(selectors.endpoint_get(name), rule_id)
@@ -164,6 +168,8 @@ class AlertRuleDetailApi(APIView):
 
 
 class AlertRuleSilenceApi(APIView):
+    access = "alert"
+
     @extend_schema(request=SilenceSerializer, responses={200: AlertRuleSerializer, **ERRORS},
                    description="Silence the rule's notifications for a while ({\"minutes\": 60}); 0 lifts it. "
                                "Alerts still fire and resolve; their notifications are recorded as silenced.")

@@ -22,6 +22,7 @@ from .serializers import (
     EndpointCreatedSerializer,
     EndpointCreateSerializer,
     EndpointSerializer,
+    IntegrityReportSerializer,
     TokenSerializer,
 )
 
@@ -29,6 +30,7 @@ RUNTIME = {"authentication_classes": [EndpointTokenAuthentication], "permission_
 
 
 class EndpointListApi(GenericAPIView):
+    access = "endpoint"
     serializer_class = EndpointSerializer
 
     @extend_schema(responses={200: EndpointSerializer(many=True)})
@@ -49,12 +51,16 @@ class EndpointListApi(GenericAPIView):
 
 
 class EndpointDetailApi(APIView):
+    access = "endpoint"
+
     @extend_schema(responses={200: EndpointSerializer, **ERRORS})
     def get(self, request, name):
         return Response(EndpointSerializer(selectors.endpoint_get(name)).data)
 
 
 class DeployApi(APIView):
+    access = "endpoint"
+
     @extend_schema(request=DeploySerializer, responses={200: EndpointSerializer, **CONFLICT, **ERRORS},
                    description="Deploy a version with a share of the traffic (100 promotes it), or set the whole "
                                "split with weights. A version that is not ready (or not ONNX) is 409.")
@@ -75,6 +81,8 @@ class DeployApi(APIView):
 
 
 class RollbackApi(APIView):
+    access = "endpoint"
+
     @extend_schema(request=None, responses={200: EndpointSerializer, **CONFLICT, **ERRORS})
     def post(self, request, name):
         endpoint = selectors.endpoint_get(name)
@@ -83,6 +91,8 @@ class RollbackApi(APIView):
 
 
 class TokenApi(APIView):
+    access = "endpoint"
+
     @extend_schema(request=None, responses={200: TokenSerializer, **ERRORS},
                    description="A new token for the endpoint's runtimes (shown this once); the old one stops working.")
     def post(self, request, name):
@@ -92,6 +102,7 @@ class TokenApi(APIView):
 
 
 class BundleApi(APIView):
+    access = "endpoint"
     content_negotiation_class = FirstRendererNegotiation
 
     @extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY, **ERRORS},
@@ -137,6 +148,20 @@ class ArtifactApi(APIView):
         return FileResponse(found.artifact.open("rb"), as_attachment=True, filename=f"{found.sha256}.onnx")
 
 
+class IntegrityReportApi(APIView):
+    """A serving runtime reports an artifact that failed its sha256 check (it refuses to load it)."""
+
+    authentication_classes = RUNTIME["authentication_classes"]
+    permission_classes = RUNTIME["permission_classes"]
+
+    @extend_schema(request=IntegrityReportSerializer,
+                   responses={201: OpenApiResponse(description="Written to the audit log"), **ERRORS})
+    def post(self, request, name):
+        data = validated(IntegrityReportSerializer, request.data)
+        event = services.integrity_report(endpoint=request.auth, **data)
+        return Response({"audit_event": event.pk}, status=status.HTTP_201_CREATED)
+
+
 class TelemetryApi(APIView):
     """Telemetry windows from a serving runtime (DESIGN §4), counted once per flush_id."""
 
@@ -163,6 +188,7 @@ class TelemetryApi(APIView):
 
 class MetricsApi(APIView):
     """The monitored series of an endpoint, per version (DESIGN §4)."""
+    access = "endpoint"
 
     @extend_schema(
         parameters=[

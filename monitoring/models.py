@@ -117,7 +117,7 @@ class TelemetryFlush(models.Model):
 
     endpoint = models.ForeignKey(Endpoint, related_name="flushes", on_delete=models.CASCADE)
     flush_id = models.UUIDField()
-    start = models.DateTimeField()
+    start = models.DateTimeField(db_index=True)
     received = models.DateTimeField(auto_now_add=True)
     dropped = models.PositiveIntegerField(default=0, help_text="Flushes the runtime had to discard before this one")
 

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from .models import Endpoint, MetricWindow
+from .models import Endpoint, MetricWindow, TelemetryFlush
 from .series import Bucket
 
 Resolution = MetricWindow.Resolution
@@ -102,3 +102,5 @@ def expire(now):
                                 start__lt=now - timedelta(days=settings.BERTH_QUARTER_WINDOWS_DAYS)).delete()
     MetricWindow.objects.filter(resolution__in=[Resolution.HOUR, Resolution.SIX_HOURS],
                                 start__lt=now - timedelta(days=settings.BERTH_HOUR_WINDOWS_DAYS)).delete()
+    # A flush older than telemetry may be is refused anyway, so its id no longer guards against a retry.
+    TelemetryFlush.objects.filter(start__lt=now - timedelta(days=settings.BERTH_TELEMETRY_MAX_AGE_DAYS + 1)).delete()

@@ -74,3 +74,12 @@ class DeploySerializer(serializers.Serializer):
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
     token_prefix = serializers.CharField()
+
+
+class IntegrityReportSerializer(serializers.Serializer):
+    version = serializers.CharField(max_length=100)
+    expected_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", help_text="The sha256 the spec names")
+    actual_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", help_text="What the bytes hash to")
+    where = serializers.ChoiceField(choices=["download", "cache", "bundle"])
+    detail = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+    host = serializers.CharField(max_length=255, required=False, allow_blank=True)

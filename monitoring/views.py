@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard.access import ENGINEER, VIEWER, role_required
+from dashboard.access import access_required
 from dashboard.errors import BerthError
 from registry.selectors import version_get
 
@@ -17,12 +17,12 @@ def _render_list(request, form):
     return render(request, "monitoring/endpoint_list.html", {"endpoints": selectors.endpoint_list(), "form": form})
 
 
-@role_required(VIEWER)
+@access_required("endpoint")
 def endpoint_list(request):
     return _render_list(request, EndpointCreateForm())
 
 
-@role_required(ENGINEER)
+@access_required("endpoint", "write")
 @require_POST
 def endpoint_create(request):
     form = EndpointCreateForm(request.POST)
@@ -73,19 +73,19 @@ def _live_context(request, endpoint):
                      "query": params.urlencode()}}
 
 
-@role_required(VIEWER)
+@access_required("endpoint")
 def endpoint_detail(request, name):
     return _render_detail(request, selectors.endpoint_get(name))
 
 
-@role_required(VIEWER)
+@access_required("endpoint")
 def endpoint_live(request, name):
     endpoint = selectors.endpoint_get(name)
     return render(request, "monitoring/_endpoint_live.html", {"endpoint": endpoint,
                                                               **_live_context(request, endpoint)})
 
 
-@role_required(ENGINEER)
+@access_required("endpoint", "write")
 @require_POST
 def endpoint_deploy(request, name):
     endpoint = selectors.endpoint_get(name)
@@ -103,7 +103,7 @@ def endpoint_deploy(request, name):
     return redirect(endpoint)
 
 
-@role_required(ENGINEER)
+@access_required("endpoint", "write")
 @require_POST
 def endpoint_promote(request, name, version):
     endpoint = selectors.endpoint_get(name)
@@ -117,7 +117,7 @@ def endpoint_promote(request, name, version):
     return redirect(endpoint)
 
 
-@role_required(ENGINEER)
+@access_required("endpoint", "write")
 @require_POST
 def endpoint_rollback(request, name):
     endpoint = selectors.endpoint_get(name)
@@ -130,14 +130,14 @@ def endpoint_rollback(request, name):
     return redirect(endpoint)
 
 
-@role_required(ENGINEER)
+@access_required("endpoint", "write")
 @require_POST
 def endpoint_token(request, name):
     endpoint = selectors.endpoint_get(name)
     return _render_token(request, endpoint, services.endpoint_rotate_token(endpoint=endpoint, user=request.user))
 
 
-@role_required(VIEWER)
+@access_required("endpoint")
 def endpoint_bundle(request, name):
     from django.http import FileResponse
 

@@ -10,7 +10,6 @@ from rest_framework.response import Response
 from rest_framework.generics import GenericAPIView
 from rest_framework.views import APIView
 
-from dashboard.access import ADMIN
 from dashboard.api import CONFLICT, ERRORS, INVALID_FILE, TOO_LARGE, validated
 from dashboard.errors import BerthError, TooLarge
 from dashboard.renderers import FirstRendererNegotiation
@@ -62,6 +61,8 @@ def version_payload(version):
 
 
 class ModelListApi(GenericAPIView):
+    access = "model"
+    access_actions = {"POST": "register"}
     serializer_class = ModelSummarySerializer
 
     @extend_schema(parameters=[OpenApiParameter("q", str, description="Search in names and descriptions")],
@@ -78,6 +79,8 @@ class ModelListApi(GenericAPIView):
 
 
 class ModelDetailApi(APIView):
+    access = "model"
+
     @extend_schema(responses={200: ModelDetailSerializer, **ERRORS})
     def get(self, request, name):
         model = selectors.model_get(name)
@@ -86,6 +89,8 @@ class ModelDetailApi(APIView):
 
 
 class VersionRegisterApi(APIView):
+    access = "version"
+    access_actions = {"POST": "register"}
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
@@ -109,12 +114,15 @@ class VersionRegisterApi(APIView):
 
 
 class VersionDetailApi(APIView):
+    access = "version"
+
     @extend_schema(responses={200: VersionDetailSerializer, **ERRORS})
     def get(self, request, name, version):
         return Response(version_payload(selectors.version_get(name, version)))
 
 
 class VersionArtifactApi(APIView):
+    access = "version"
     content_negotiation_class = FirstRendererNegotiation
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **ERRORS})
@@ -126,6 +134,7 @@ class VersionArtifactApi(APIView):
 
 
 class DatasetAttachApi(APIView):
+    access = "version"
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(request={"multipart/form-data": DatasetAttachSerializer},
@@ -143,6 +152,8 @@ class DatasetAttachApi(APIView):
 
 
 class AliasApi(APIView):
+    access = "alias"
+
     @extend_schema(
         request=AliasSetSerializer,
         responses={
@@ -169,6 +180,7 @@ class AliasApi(APIView):
 
 
 class AliasEventListApi(GenericAPIView):
+    access = "alias"
     serializer_class = AliasEventSerializer
 
     @extend_schema(parameters=[OpenApiParameter("alias", str, description="Only this alias")],
@@ -181,6 +193,8 @@ class AliasEventListApi(GenericAPIView):
 
 
 class GateListApi(APIView):
+    access = "gate"
+
     @extend_schema(responses={200: GateSerializer(many=True), **ERRORS},
                    description="The model's promotion gates: what a version must meet before production points at it.")
     def get(self, request, name):
@@ -197,6 +211,8 @@ class GateListApi(APIView):
 
 
 class GateDetailApi(APIView):
+    access = "gate"
+
     @extend_schema(responses={204: None, **ERRORS})
     def delete(self, request, name, gate_id):
         services.gate_delete(gate=selectors.gate_get(selectors.model_get(name), gate_id))
@@ -204,7 +220,7 @@ class GateDetailApi(APIView):
 
 
 class TargetListApi(APIView):
-    write_role = ADMIN
+    access = "target"
 
     @extend_schema(responses={200: TargetSerializer(many=True)})
     def get(self, request):
@@ -218,6 +234,8 @@ class TargetListApi(APIView):
 
 
 class TargetDetailApi(APIView):
+    access = "target"
+
     @extend_schema(responses={200: TargetSerializer, **ERRORS})
     def get(self, request, slug):
         return Response(TargetSerializer(selectors.target_get(slug)).data)
@@ -233,6 +251,9 @@ class RawChunkParser(BaseParser):
 
 
 class UploadStartApi(APIView):
+    access = "upload"
+    access_actions = {"POST": "register"}
+
     @extend_schema(request=UploadStartSerializer,
                    responses={201: UploadSerializer,
                               200: OpenApiResponse(UploadSerializer, description="Your open upload of the same bytes"),
@@ -244,6 +265,8 @@ class UploadStartApi(APIView):
 
 
 class UploadApi(APIView):
+    access = "upload"
+    access_actions = {"PUT": "register", "PATCH": "register", "DELETE": "register"}
     parser_classes = [JSONParser, RawChunkParser]
 
     @extend_schema(responses={200: UploadSerializer, **ERRORS})
@@ -274,6 +297,9 @@ class UploadApi(APIView):
 
 
 class UploadCompleteApi(APIView):
+    access = "upload"
+    access_actions = {"POST": "register"}
+
     @extend_schema(request=UploadCompleteSerializer,
                    responses={201: VersionDetailSerializer, 200: VersionDetailSerializer, **CONFLICT,
                               **INVALID_FILE, **ERRORS})

@@ -101,9 +101,9 @@ def target_get(slug, *, field="target"):
 
 def upload_get(upload_id, *, user):
     """An upload of this user (admins see all); NotFound otherwise, so ids reveal nothing."""
-    from dashboard.access import is_admin
+    from dashboard.access import OTHERS, permits
 
-    uploads = Upload.objects.all() if is_admin(user) else Upload.objects.filter(created_by=user)
+    uploads = Upload.objects.all() if permits(user, "upload", OTHERS) else Upload.objects.filter(created_by=user)
     try:
         upload = uploads.filter(pk=upload_id).first()
     except (ValueError, TypeError):

@@ -4,7 +4,7 @@ from django.http import FileResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard.access import ADMIN, ENGINEER, VIEWER, role_required
+from dashboard.access import access_required
 from dashboard.errors import BerthError, NotFound
 from jobs import selectors as job_selectors
 from jobs import services as job_services
@@ -30,12 +30,12 @@ def _render_model_list(request, form):
     })
 
 
-@role_required(VIEWER)
+@access_required("model")
 def model_list(request):
     return _render_model_list(request, ModelCreateForm())
 
 
-@role_required(ENGINEER)
+@access_required("model", "write")
 @require_POST
 def model_create(request):
     form = ModelCreateForm(request.POST)
@@ -50,7 +50,7 @@ def model_create(request):
     return _render_model_list(request, form)
 
 
-@role_required(VIEWER)
+@access_required("model")
 def model_detail(request, name):
     model = selectors.model_get(name)
     versions = list(selectors.model_versions(model))
@@ -86,7 +86,7 @@ def _form_problems(form):
                     for field, errors in form.errors.items())
 
 
-@role_required(ENGINEER)
+@access_required("alias", "write")
 @require_POST
 def alias_set(request, name):
     model = selectors.model_get(name)
@@ -111,7 +111,7 @@ def alias_set(request, name):
     return redirect(model)
 
 
-@role_required(ENGINEER)
+@access_required("alias", "write")
 @require_POST
 def alias_remove(request, name, alias):
     model = selectors.model_get(name)
@@ -124,7 +124,7 @@ def alias_remove(request, name, alias):
     return redirect(model)
 
 
-@role_required(ENGINEER)
+@access_required("gate", "write")
 @require_POST
 def gate_create(request, name):
     model = selectors.model_get(name)
@@ -141,7 +141,7 @@ def gate_create(request, name):
     return redirect(model)
 
 
-@role_required(ENGINEER)
+@access_required("gate", "write")
 @require_POST
 def gate_delete(request, name, gate_id):
     model = selectors.model_get(name)
@@ -155,7 +155,7 @@ def gate_delete(request, name, gate_id):
     return redirect(model)
 
 
-@role_required(VIEWER)
+@access_required("version")
 def version_detail(request, name, version):
     found = selectors.version_get(name, version)
     ancestors, children = selectors.version_lineage(found)
@@ -176,13 +176,13 @@ def version_detail(request, name, version):
     })
 
 
-@role_required(VIEWER)
+@access_required("version")
 def version_status(request, name, version):
     """The live part of the version page; htmx polls it while the version is validating."""
     return render(request, "registry/_version_status.html", {"version": selectors.version_get(name, version)})
 
 
-@role_required(VIEWER)
+@access_required("version")
 def version_download(request, name, version):
     found = selectors.version_get(name, version)
     extension = found.artifact.name.rsplit(".", 1)[-1]
@@ -190,7 +190,7 @@ def version_download(request, name, version):
                         filename=f"{found.model.name}-{found.version}.{extension}")
 
 
-@role_required(ENGINEER)
+@access_required("job", "write")
 @require_POST
 def version_validate(request, name, version):
     found = selectors.version_get(name, version)
@@ -199,7 +199,7 @@ def version_validate(request, name, version):
     return redirect(found)
 
 
-@role_required(ENGINEER)
+@access_required("upload", "register")
 def upload(request):
     return render(request, "registry/upload.html", {
         "models": Model.objects.order_by("name").values_list("name", flat=True),
@@ -213,12 +213,12 @@ def _render_target_list(request, form):
     return render(request, "registry/target_list.html", {"targets": HardwareTarget.objects.all(), "form": form})
 
 
-@role_required(VIEWER)
+@access_required("target")
 def target_list(request):
     return _render_target_list(request, TargetForm())
 
 
-@role_required(ADMIN)
+@access_required("target", "write")
 @require_POST
 def target_create(request):
     form = TargetForm(request.POST)

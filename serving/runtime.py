@@ -76,7 +76,8 @@ class Runtime:
         self.pool.start(self.loop)
         options = self.options
         if options.bundle:
-            source = BundleSource(options.bundle)
+            reporter = DashboardClient(options.dashboard, options.token, timeout=10) if options.dashboard else None
+            source = BundleSource(options.bundle, client=reporter, endpoint=options.endpoint)
         else:
             source = DashboardSource(DashboardClient(options.dashboard, options.token), options.endpoint,
                                      options.cache_dir)

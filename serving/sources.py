@@ -1,7 +1,8 @@
 """Where the runtime learns what to serve: the dashboard (spec with ETag, artifacts by URL into
 an on-disk cache) or a deployment bundle (``spec.json`` and ``artifacts/<sha256>.onnx``).
 
-Every artifact's sha256 is checked before it is loaded; a mismatch raises ArtifactRejected.
+Every artifact's sha256 is checked before it is loaded; a mismatch raises ArtifactMismatch and
+is reported to the dashboard (which writes it to its audit log) where the runtime has one.
 """
 
 import contextlib
@@ -9,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import uuid
 from pathlib import Path
 
@@ -35,6 +37,30 @@ class ArtifactRejected(Exception):
     """An artifact could not be obtained or does not match its sha256."""
 
 
+class ArtifactMismatch(ArtifactRejected):
+    """An artifact's bytes do not hash to the sha256 the spec names: corrupted or tampered with."""
+
+    def __init__(self, message, *, expected, actual, where):
+        super().__init__(message)
+        self.expected, self.actual, self.where = expected, actual, where
+
+
+def report_mismatch(client, endpoint, deployment, mismatch):
+    """Tell the dashboard (best effort: a failure is logged, serving goes on refusing the artifact)."""
+    payload = {"version": deployment.version, "expected_sha256": mismatch.expected,
+               "actual_sha256": mismatch.actual, "where": mismatch.where, "detail": str(mismatch)[:1000],
+               "host": socket.gethostname()}
+    try:
+        response = client.post_json(f"/api/v1/endpoints/{endpoint}/integrity/", payload)
+    except DashboardUnreachable as exc:
+        log.error("could not report the sha256 mismatch of %s to the dashboard: %s", deployment.version, exc)
+        return False
+    if response.status != 201:
+        log.error("the dashboard refused the sha256 mismatch report (%s: %s)", response.status, _detail(response))
+        return False
+    return True
+
+
 def sha256_file(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -48,6 +74,9 @@ class DashboardSource:
         self.client = client
         self.endpoint = endpoint
         self.cache_dir = Path(cache_dir).expanduser()
+
+    def report_mismatch(self, deployment, mismatch):
+        return report_mismatch(self.client, self.endpoint, deployment, mismatch)
 
     def describe(self):
         return f"dashboard {self.client.base_url}, endpoint {self.endpoint}"
@@ -84,6 +113,9 @@ class DashboardSource:
                 if actual == sha:
                     return path
                 log.error("cached artifact %s is corrupt (sha256 %s); downloading it again", path, actual)
+                self.report_mismatch(deployment, ArtifactMismatch(
+                    f"the cached copy {path} hashes to {actual}, not {sha}; it was downloaded again",
+                    expected=sha, actual=actual, where="cache"))
                 path.unlink(missing_ok=True)
             self._download(deployment, path)
         return path
@@ -108,8 +140,9 @@ class DashboardSource:
                 raise ArtifactRejected(f"the artifact request answered {response.status}: {_detail(response)}")
             actual = digest.hexdigest()
             if actual != deployment.sha256:
-                raise ArtifactRejected(f"sha256 mismatch: the spec says {deployment.sha256}, the {size:,} bytes "
-                                       f"downloaded from {deployment.artifact_url} hash to {actual}")
+                raise ArtifactMismatch(f"sha256 mismatch: the spec says {deployment.sha256}, the {size:,} bytes "
+                                       f"downloaded from {deployment.artifact_url} hash to {actual}",
+                                       expected=deployment.sha256, actual=actual, where="download")
             if deployment.size_bytes is not None and size != deployment.size_bytes:
                 raise ArtifactRejected(f"size mismatch: the spec says {deployment.size_bytes:,} bytes, got {size:,}")
             os.replace(part, path)
@@ -121,8 +154,14 @@ class BundleSource:
     """``DIR/spec.json`` and ``DIR/artifacts/<sha256>.onnx``; the spec is re-read when the file
     changes, so a bundle can be updated in place."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, *, client=None, endpoint=None):
         self.directory = Path(directory).expanduser().resolve()
+        self.client, self.endpoint = client, endpoint  # where mismatches are reported, if anywhere
+
+    def report_mismatch(self, deployment, mismatch):
+        if self.client is None or not self.endpoint:
+            return False
+        return report_mismatch(self.client, self.endpoint, deployment, mismatch)
 
     def describe(self):
         return f"bundle {self.directory}"
@@ -146,7 +185,8 @@ class BundleSource:
             raise ArtifactRejected(f"{path} is missing from the bundle")
         actual = sha256_file(path)
         if actual != deployment.sha256:
-            raise ArtifactRejected(f"sha256 mismatch: the spec says {deployment.sha256}, {path} hashes to {actual}")
+            raise ArtifactMismatch(f"sha256 mismatch: the spec says {deployment.sha256}, {path} hashes to {actual}",
+                                   expected=deployment.sha256, actual=actual, where="bundle")
         return path
 
 

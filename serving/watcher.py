@@ -17,7 +17,7 @@ import time
 
 from .features import FeatureSet
 from .routing import LoadFailed, RoutingTable, VersionRoute, load_session
-from .sources import ArtifactRejected, Refused, SourceUnavailable
+from .sources import ArtifactMismatch, ArtifactRejected, Refused, SourceUnavailable
 from .spec import SpecError, parse_spec
 
 log = logging.getLogger("berth.serve")
@@ -126,6 +126,8 @@ class SpecWatcher:
             session = load_session(path, sha256=deployment.sha256, label=label, signature=deployment.signature,
                                    target=spec.target, intra_op_threads=self.intra_op_threads)
         except (ArtifactRejected, LoadFailed, OSError) as exc:
+            if isinstance(exc, ArtifactMismatch):
+                self.source.report_mismatch(deployment, exc)
             previous = self._failed.get(deployment.sha256)
             delay = RETRY_FIRST if previous is None else min(previous[1] * 2, RETRY_MAX)
             self._failed[deployment.sha256] = (time.monotonic() + delay, delay, str(exc))

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from dashboard.access import ADMIN, ENGINEER, VIEWER
@@ -62,11 +61,17 @@ def nobody(db):
     return make_user("norole")
 
 
-def api_client(user=None):
+def api_token_key(user, *, scope="full", name="tests"):
+    """A new API token's key for ``user``, issued the way the tokens page does it."""
+    from dashboard import tokens
+
+    return tokens.issue(user, name=name, scope=scope)[1]
+
+
+def api_client(user=None, *, scope="full"):
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_key(user, scope=scope)}")
     return client
 
 

@@ -84,3 +84,32 @@ def test_writes_need_their_role(world, anon_api, viewer_api, engineer_api, metho
     assert counts() == before
     if role == "engineer":
         assert call(engineer_api).status_code != 403  # allowed; it may still be a 400 or 404 for this body
+
+
+REGISTER_ACTIONS = {("post", "/api/v1/models/"), ("post", "/api/v1/models/digits/versions/"),
+                    ("post", "/api/v1/uploads/"), ("put", "/api/v1/uploads/{upload}/"),
+                    ("delete", "/api/v1/uploads/{upload}/"), ("post", "/api/v1/uploads/{upload}/complete/")}
+
+
+@pytest.mark.parametrize("method,path,body,role", WRITES)
+def test_token_scopes_narrow_the_role(world, admin_user, method, path, body, role):
+    """An admin's register-scoped token may only register (and upload); a read-scoped one nothing."""
+    url = path.format(**world)
+    before = counts()
+    registering = api_client(admin_user, scope="register")
+    reading = api_client(admin_user, scope="read")
+    refused = getattr(reading, method)(url, body, format="json")
+    assert refused.status_code == 403 and "may only read" in refused.json()["detail"]
+    if (method, path) in REGISTER_ACTIONS:
+        assert getattr(registering, method)(url, body, format="json").status_code != 403
+    else:
+        answer = getattr(registering, method)(url, body, format="json")
+        assert answer.status_code == 403 and "scope is 'register'" in answer.json()["detail"]
+        assert counts() == before
+
+
+@pytest.mark.parametrize("path", READS)
+def test_scoped_tokens_still_read(world, engineer, path):
+    url = path.format(**world)
+    assert api_client(engineer, scope="register").get(url).status_code == 200
+    assert api_client(engineer, scope="read").get(url).status_code == 200

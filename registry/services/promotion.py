@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 from rest_framework import status
 
 from dashboard import audit
-from dashboard.access import is_admin
+from dashboard.access import OVERRIDE, permits
 from dashboard.errors import BerthError, Conflict, NotFound
 
 from .. import selectors
@@ -87,7 +87,7 @@ def _check_override(*, model, name, version, user, failed, total, override, just
             f"{model.name}: {reasons}. Meet the gates, or an admin may override them with a justification.",
             field="version", extra={"gates": failed},
         )
-    if not is_admin(user):
+    if not permits(user, "alias", OVERRIDE):
         raise BerthError("Only admins may override promotion gates.", field="override",
                          status=status.HTTP_403_FORBIDDEN, extra={"gates": failed})
     if not justification:

@@ -6,12 +6,11 @@ import threading
 from dataclasses import dataclass
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from berth.cli import main
 from berth.client import Client
 from dashboard.access import ENGINEER
-from tests.conftest import make_user, tiny_onnx_bytes
+from tests.conftest import api_token_key, make_user, tiny_onnx_bytes
 
 CHUNK = 64 * 1024
 
@@ -31,7 +30,7 @@ def ci_user(transactional_db):
 @pytest.fixture
 def berth(live_server, ci_user, capsys):
     """``berth(command, *args, server=..., token=...)`` runs the CLI and returns its exit code and output."""
-    default_token = Token.objects.get_or_create(user=ci_user)[0].key
+    default_token = api_token_key(ci_user)
 
     def run(command, *args, server=None, token=None):
         capsys.readouterr()
@@ -45,7 +44,7 @@ def berth(live_server, ci_user, capsys):
 @pytest.fixture
 def ci_client(live_server, ci_user):
     """The Python client the CLI uses, with the CI user's token."""
-    client = Client(live_server.url, Token.objects.get_or_create(user=ci_user)[0].key)
+    client = Client(live_server.url, api_token_key(ci_user))
     yield client
     client.close()
 

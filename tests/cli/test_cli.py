@@ -9,7 +9,7 @@ from jobs.models import Job
 from registry import services
 from registry.models import Model, ModelVersion, Upload
 from tests.cli.conftest import CHUNK
-from tests.conftest import api_client, register, sha256_of
+from tests.conftest import api_client, api_token_key, register, sha256_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,9 +36,10 @@ def put_sizes(monkeypatch):
 
 
 @pytest.mark.worker
-def test_it_registers_and_waits_until_ready(berth, celery_worker, onnx_file):
+def test_it_registers_and_waits_until_ready(berth, ci_user, celery_worker, onnx_file):
+    """With a register-scoped token, as CI should hold."""
     result = berth(*register_args(onnx_file, "--wait", "--timeout", "60", "--tags", "ci,nightly",
-                                  "--metadata", '{"commit": "abc123"}'))
+                                  "--metadata", '{"commit": "abc123"}'), token=api_token_key(ci_user, scope="register"))
     assert result.code == 0, result.err
     assert "registered digits:1 (validating)" in result.out
     assert "digits:1 is ready" in result.out
@@ -105,14 +106,12 @@ def test_it_needs_create_model_for_an_unknown_model(berth, onnx_file):
 def test_a_bad_token_is_a_usage_error(berth, onnx_file):
     result = berth(*register_args(onnx_file), token="not-a-token")
     assert result.code == 2
-    assert "Invalid token" in result.err and "BERTH_TOKEN" in result.err
+    assert "API token is not valid" in result.err and "BERTH_TOKEN" in result.err
     assert not ModelVersion.objects.exists()
 
 
 def test_a_viewer_is_told_about_roles(berth, viewer, onnx_file):
-    from rest_framework.authtoken.models import Token
-
-    result = berth(*register_args(onnx_file), token=Token.objects.create(user=viewer).key)
+    result = berth(*register_args(onnx_file), token=api_token_key(viewer))
     assert result.code == 2
     assert "engineer role" in result.err
 

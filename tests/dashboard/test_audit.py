@@ -44,10 +44,11 @@ def test_changes_are_recorded_with_who_and_what(client, engineer, engineer_api, 
     assert engineer_api.post("/api/v1/endpoints/digits-prod/rollback/").status_code == 200
     assert engineer_api.post("/api/v1/endpoints/digits-prod/token/").status_code == 200
     client.force_login(engineer)
-    client.post("/account/token/")
+    client.post("/account/tokens/", {"name": "CI", "scope": "register"})
 
     name = engineer.username
     assert actions() == [
+        (name, "api_token", name),  # engineer_api's token
         (name, "register", "digits:1"), (name, "register", "digits:2"), (name, "upload", "digits:2"),
         (name, "alias_set", "digits@candidate"), (name, "alias_remove", "digits@candidate"),
         (name, "endpoint_create", "digits-prod"), (name, "deploy", "digits-prod"), (name, "deploy", "digits-prod"),

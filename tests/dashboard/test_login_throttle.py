@@ -47,3 +47,36 @@ def test_one_address_trying_many_accounts_is_locked(client, settings):
     for i in range(6):
         log_in(client, f"guess-{i}", "wrong")
     assert log_in(client, "bob", "pw-bob").status_code == 429
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_throttled(client, settings):
+    """Behind nginx every request comes from the proxy: the address limit must count the browser's
+    address from X-Forwarded-For, and only when the proxy is trusted (anyone can send the header)."""
+    import ipaddress
+
+    settings.BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS = 3
+    settings.BERTH_TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.0/8")]
+    make_user("ana", ADMIN)
+    for name in ("x1", "x2", "x3"):
+        client.post("/accounts/login/", {"username": name, "password": "no"},
+                    HTTP_X_FORWARDED_FOR="203.0.113.9, 127.0.0.5")
+    assert set(LoginFailure.objects.values_list("address", flat=True)) == {"203.0.113.9"}
+    other_browser = client.post("/accounts/login/", {"username": "ana", "password": "pw-ana"},
+                                HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert other_browser.status_code == 302  # the proxy's address is not locked out for everyone
+    client.logout()
+    assert client.post("/accounts/login/", {"username": "ana", "password": "pw-ana"},
+                       HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 429
+
+    settings.BERTH_TRUSTED_PROXIES = []  # not trusted: the header is ignored
+    LoginFailure.objects.all().delete()
+    client.post("/accounts/login/", {"username": "x", "password": "no"}, HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert list(LoginFailure.objects.values_list("address", flat=True)) == ["127.0.0.1"]
+
+
+def test_a_limit_of_zero_turns_that_limit_off(client, settings):
+    settings.BERTH_LOGIN_MAX_FAILURES = 0
+    make_user("ana", ADMIN)
+    for _ in range(7):
+        assert log_in(client, "ana", "wrong").status_code == 200
+    assert log_in(client, "ana", "pw-ana").status_code == 302

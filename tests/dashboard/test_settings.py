@@ -59,3 +59,30 @@ def test_the_deploy_check_is_clean_with_the_production_variables(tmp_path):
     plain_http = deploy_check({}, tmp_path)
     assert plain_http.returncode != 0
     assert "SESSION_COOKIE_SECURE" in plain_http.stderr and "SECURE_HSTS_SECONDS" in plain_http.stderr
+
+
+def test_artifacts_go_to_a_bucket_when_one_is_named(tmp_path):
+    result = settings_in_subprocess(
+        {"SECRET_KEY": "x", "BERTH_VAR_DIR": str(tmp_path), "BERTH_S3_BUCKET": "berth-artifacts",
+         "BERTH_S3_ENDPOINT_URL": "https://s3.example.internal", "BERTH_S3_PREFIX": "prod"},
+        "s.STORAGES['default']['BACKEND'], s.STORAGES['default']['OPTIONS']['bucket_name'], "
+        "s.STORAGES['default']['OPTIONS']['endpoint_url'], s.STORAGES['default']['OPTIONS']['location']")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["storages.backends.s3.S3Storage", "berth-artifacts",
+                                     "https://s3.example.internal", "prod"]
+    default = settings_in_subprocess({"SECRET_KEY": "x", "BERTH_VAR_DIR": str(tmp_path)},
+                                     "s.STORAGES['default']['BACKEND']")
+    assert "FileSystemStorage" in default.stdout
+
+
+def test_a_bad_trusted_proxy_setting_is_named(tmp_path):
+    result = settings_in_subprocess({"SECRET_KEY": "x", "BERTH_VAR_DIR": str(tmp_path),
+                                     "BERTH_TRUSTED_PROXIES": "10.0.0.0/8, nginx"}, "s.BERTH_TRUSTED_PROXIES")
+    assert result.returncode != 0 and "BERTH_TRUSTED_PROXIES: 'nginx' is not an IP address" in result.stderr
+
+
+def test_the_health_check_needs_no_login_and_no_https(client, db, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    answer = client.get("/healthz")
+    assert answer.status_code == 200 and answer.json() == {"status": "ok", "database": "ok"}
+    assert client.get("/").status_code == 301  # everything else goes to https

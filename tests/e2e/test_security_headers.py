@@ -21,7 +21,7 @@ def site(world):
 
 PAGES = ["/", "/models/", "/models/digits/", "/models/digits/versions/1/", "/jobs/", "/compare/?model=digits",
          "/targets/", "/upload/", "/endpoints/", "/endpoints/digits-prod/", "/alerts/", "/endpoints/digits-prod/alerts/",
-         "/workers/", "/account/token/", "/admin/"]
+         "/workers/", "/account/tokens/", "/admin/"]
 
 
 def test_every_page_works_under_the_policy(logged_in_page, site):

@@ -239,5 +239,5 @@ def test_a_viewer_gets_no_upload_page(logged_in_page, viewer):
     response = page.goto("/upload/")
     assert response.status == 403
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
-    expect(page.locator("main")).to_contain_text("This page needs the engineer role.")
+    expect(page.locator("main")).to_contain_text("This needs the engineer role; yours is viewer.")
     expect(page.locator("#upload-form")).to_have_count(0)

@@ -123,6 +123,18 @@ def test_the_api_answers_what_the_page_shows(world, viewer_api):
     assert [r["version"] for r in rows] == ["1", "1-int8"] and rows[1]["p95_ms"] == "5.0"
 
 
+def test_a_csv_export_has_its_header_even_with_no_rows(world, viewer_api):
+    fp32 = world.version("1")
+    urls = ("/api/v1/compare/?model=digits&format=csv", "/api/v1/benchmarks/?model=digits&format=csv")
+    empty = [viewer_api.get(url) for url in urls]
+    for response in empty:
+        assert response.status_code == 200 and response["Content-Type"] == "text/csv; charset=utf-8"
+    world.result(fp32, world.cpu, p95=10.0)
+    for url, response in zip(urls, empty):
+        header, row = viewer_api.get(url).content.decode().splitlines()
+        assert response.content.decode().splitlines() == [header], url
+
+
 @pytest.mark.parametrize("query,field", [
     ("model=nope", "model"),
     ("model=digits&versions=9", "versions"),
@@ -209,7 +221,9 @@ def test_it_compares_real_benchmarks_of_a_model_and_its_int8_variant(digits_vers
     assert int8.figures["p95_ms"].verdict in ("better", "worse", "noise")  # whatever this CPU measured
     assert abs(int8.accuracy_delta) <= 0.01
     choice = comparison.recommendations[0].choice
-    faster = min(comparison.rows, key=lambda r: r.result.p95_ms)
+    # The faster of the rows that lose at most 0.5 pt (int8 may lose a little more on some CPUs).
+    eligible = [r for r in comparison.rows if r.is_baseline or -r.accuracy_delta <= 0.005]
+    faster = min(eligible, key=lambda r: r.result.p95_ms)
     assert choice == faster or "within noise" in comparison.recommendations[0].reason
     assert comparison.batch_sizes == [1, 8]
     body = viewer_api.get("/api/v1/compare/?model=digits&batch_size=8").json()

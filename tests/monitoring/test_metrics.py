@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from monitoring import rollups, series
-from monitoring.models import MetricWindow
+from monitoring.models import MetricWindow, TelemetryFlush
 from monitoring.stats import LogSketch, psi
 from registry.models import Dataset, ModelVersion, ReferenceProfile
 
@@ -198,6 +198,14 @@ def test_roll_ups_keep_every_count_and_every_step_agrees(runtime, viewer_api, pr
     settings.BERTH_HOUR_WINDOWS_DAYS = settings.BERTH_QUARTER_WINDOWS_DAYS = 0
     rollups.compact_windows(now=timezone.now() + timedelta(hours=8))
     assert not MetricWindow.objects.exists()
+
+    # Flush ids are kept while a retry could still be accepted, then forgotten.
+    flushes = TelemetryFlush.objects.count()
+    assert flushes
+    rollups.compact_windows(now=timezone.now() + timedelta(days=settings.BERTH_TELEMETRY_MAX_AGE_DAYS))
+    assert TelemetryFlush.objects.count() == flushes
+    rollups.compact_windows(now=timezone.now() + timedelta(days=settings.BERTH_TELEMETRY_MAX_AGE_DAYS + 2))
+    assert not TelemetryFlush.objects.exists()
 
 
 def test_the_step_grows_with_the_range():

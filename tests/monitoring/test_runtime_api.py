@@ -1,4 +1,4 @@
-"""What serving runtimes call with their endpoint token: spec, artifacts, telemetry."""
+"""What serving runtimes call with their endpoint token: spec, artifacts, telemetry, integrity reports."""
 
 import json
 import uuid
@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from monitoring.models import MetricWindow, TelemetryFlush
-from registry.models import ReferenceProfile
+from registry.models import ModelVersion, ReferenceProfile
 from tests.conftest import sha256_of
 
 pytestmark = pytest.mark.django_db
@@ -143,3 +143,42 @@ def test_an_oversized_flush_is_refused(runtime, endpoint, settings):
     response = post(runtime, flush())
     assert response.status_code == 413 and "at most 200 bytes" in response.json()["detail"]
     assert not TelemetryFlush.objects.exists()
+
+
+def integrity_report(version="1", **changes):
+    return {"version": version, "expected_sha256": "a" * 64, "actual_sha256": "b" * 64, "where": "download",
+            "detail": "sha256 mismatch: …", "host": "serve-1", **changes}
+
+
+def test_a_runtime_reports_a_sha256_mismatch_into_the_audit_log(runtime, endpoint, admin_user):
+    from dashboard.models import AuditEvent
+
+    answer = runtime.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(), format="json")
+    assert answer.status_code == 201
+    event = AuditEvent.objects.get(pk=answer.json()["audit_event"])
+    assert (event.action, event.target) == ("integrity", "digits:1")
+    assert event.details["endpoint"] == "digits-prod" and event.details["host"] == "serve-1"
+    assert event.details["registry_sha256"] == ModelVersion.objects.get(version="1").sha256
+    from django.test import Client
+
+    page = Client()
+    page.force_login(admin_user)
+    assert "serve-1" in page.get("/audit/?action=integrity").content.decode()
+
+
+@pytest.mark.parametrize("changes,status", [
+    ({"version": "2"}, 404),  # never deployed on this endpoint
+    ({"expected_sha256": "xyz"}, 400), ({"where": "moon"}, 400), ({"actual_sha256": None}, 400),
+])
+def test_a_bad_integrity_report_writes_nothing(runtime, endpoint, changes, status):
+    from dashboard.models import AuditEvent
+
+    answer = runtime.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(**changes), format="json")
+    assert answer.status_code == status and answer.json()["detail"]
+    assert not AuditEvent.objects.filter(action="integrity").exists()
+
+
+def test_only_the_endpoints_runtime_reports_integrity(anon_api, engineer_api, endpoint):
+    assert anon_api.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(), format="json").status_code == 401
+    assert engineer_api.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(),
+                             format="json").status_code == 401  # a user token is no endpoint token

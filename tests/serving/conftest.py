@@ -253,6 +253,7 @@ class FakeDashboard:
         self.accepted = {}  # flush_id -> payload, counted once
         self.telemetry_failures = 0
         self.artifact_requests = []
+        self.integrity_reports = []  # sha256 mismatches the runtime reported
         self.spec_requests = 0
         self.lock = threading.Lock()
         self._connections = set()
@@ -309,6 +310,10 @@ class FakeDashboard:
                 payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if not self._authorised():
                     return
+                if self.path == f"/api/v1/endpoints/{dashboard.endpoint}/integrity/":
+                    with dashboard.lock:
+                        dashboard.integrity_reports.append(payload)
+                    return self._json(201, {"audit_event": len(dashboard.integrity_reports)})
                 if self.path != "/api/v1/telemetry/":
                     return self._json(404, {"detail": "not found"})
                 with dashboard.lock:

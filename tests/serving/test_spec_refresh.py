@@ -3,6 +3,7 @@ flowing; artifacts verified by sha256 and cached; start-up against a dashboard t
 does not know the endpoint, or is not there yet."""
 
 import collections
+import hashlib
 import subprocess
 import sys
 import threading
@@ -87,6 +88,11 @@ def test_it_refuses_an_artifact_whose_sha256_does_not_match(serve, dashboard, di
     dashboard.artifacts[canary["artifact_url"]] = two.raw[:-9] + b"corrupted"
     wait_until(lambda: "REFUSED digits:2" in process.log(), message="the refusal")
     assert "sha256 mismatch" in process.log()
+    corrupted = hashlib.sha256(two.raw[:-9] + b"corrupted").hexdigest()
+    wait_until(lambda: dashboard.integrity_reports, message="the mismatch reported to the dashboard")
+    report = dashboard.integrity_reports[0]
+    assert (report["version"], report["where"], report["expected_sha256"], report["actual_sha256"]) == (
+        "2", "download", two.sha256, corrupted)
     wait_until(lambda: "serving digits generation 2: 1 (100 %); refused: 2" in process.log(),
                message="generation 2 served without the refused version")
     status, body = process.client.post("/v2/models/digits/versions/2/infer", infer_body(digits["x"][:1]))
@@ -102,6 +108,18 @@ def test_it_refuses_an_artifact_whose_sha256_does_not_match(serve, dashboard, di
                message="generation 3 to be turned down")
     assert served_versions(process.client) == ["1"]
     assert process.client.post("/v2/models/digits/infer", infer_body(digits["x"][:1]))[0] == 200
+
+
+def test_a_corrupted_cached_artifact_is_reported_and_downloaded_again(serve, dashboard, digits, tmp_path):
+    one = digits["models"]["1"]
+    dashboard.publish(make_spec([deployment("1", one)]), [one])
+    serve(*_args(dashboard.url, tmp_path)).stop()
+    cached = tmp_path / "cache" / f"{one.sha256}.onnx"
+    cached.write_bytes(one.raw[:100] + bytes([one.raw[100] ^ 0xFF]) + one.raw[101:])
+    process = serve(*_args(dashboard.url, tmp_path))
+    assert process.client.post("/v2/models/digits/infer", infer_body(digits["x"][:1]))[0] == 200
+    assert [(r["version"], r["where"]) for r in dashboard.integrity_reports] == [("1", "cache")]
+    assert cached.read_bytes() == one.raw
 
 
 def test_it_reuses_cached_artifacts_after_a_restart(serve, dashboard, digits, tmp_path):
