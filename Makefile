@@ -52,6 +52,11 @@ bench: $(VENV)/.installed-dev var/secret_key
 	$(PY) bench/sketch.py
 	$(PY) bench/ingest.py
 	$(PY) bench/monitoring_page.py
+	$(PY) bench/load.py
+
+# The registry and telemetry APIs under 20 concurrent clients; exits 1 on any error or lost telemetry.
+load: $(VENV)/.installed-dev var/secret_key
+	$(PY) bench/load.py --seconds 10
 
 bench-large: $(VENV)/.installed-dev var/secret_key
 	$(PIP) install -e ".[large]"
