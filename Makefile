@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
 
-.PHONY: run test bench bench-large migrate demo clean
+.PHONY: run test fuzz bench bench-large load migrate demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,17 @@ run: demo
 test: $(VENV)/.installed-dev var/secret_key
 	rm -rf var/test
 	BERTH_VAR_DIR=$(CURDIR)/var/test $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# tests/fuzz deeper than make test runs it: more examples per API operation and more mutants
+# per model format, from a seed that changes daily (make fuzz FUZZ_SEED=20261122 repeats a run).
+FUZZ_EXAMPLES ?= 200
+FUZZ_MUTANTS ?= 100
+FUZZ_SEED ?= $(shell date +%Y%m%d)
+fuzz: $(VENV)/.installed-dev var/secret_key
+	rm -rf var/fuzz
+	@echo "fuzzing with FUZZ_SEED=$(FUZZ_SEED)"
+	BERTH_VAR_DIR=$(CURDIR)/var/fuzz BERTH_FUZZ_SEED=$(FUZZ_SEED) BERTH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+		BERTH_FUZZ_MUTANTS=$(FUZZ_MUTANTS) $(VENV)/bin/pytest tests/fuzz $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-dev var/secret_key
 	$(PY) bench/upload.py

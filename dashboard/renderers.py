@@ -7,7 +7,9 @@ from rest_framework.renderers import BaseRenderer
 
 
 class CSVRenderer(BaseRenderer):
-    """A list of flat objects as CSV (``?format=csv``); nested values are written as JSON."""
+    """A list of flat objects as CSV (``?format=csv``); nested values are written as JSON. No rows
+    still give the header, from the view's ``csv_columns`` (an empty body would go out without a
+    Content-Type)."""
 
     media_type = "text/csv"
     format = "csv"
@@ -19,9 +21,11 @@ class CSVRenderer(BaseRenderer):
         if isinstance(data, dict):  # an error: {"detail": ..., "errors": ...}
             data = [data]
         rows = list(data or [])
+        view = (renderer_context or {}).get("view")
+        columns = list(rows[0]) if rows else list(getattr(view, "csv_columns", []))
         out = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
+        if columns:
+            writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})

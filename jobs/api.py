@@ -12,7 +12,7 @@ from dashboard.renderers import CSVRenderer
 from registry import selectors as registry_selectors
 
 from . import selectors, services
-from .comparison import benchmark_comparison, comparison_payload, table
+from .comparison import TABLE_COLUMNS, benchmark_comparison, comparison_payload, table
 from .serializers import (
     CompareQuerySerializer,
     BenchmarkResultSerializer,
@@ -29,7 +29,7 @@ class JobListApi(GenericAPIView):
 
     @extend_schema(
         parameters=[OpenApiParameter(name, str) for name in ("kind", "status", "target", "version")],
-        responses={200: JobSerializer(many=True)},
+        responses={200: JobSerializer(many=True), **ERRORS},
     )
     def get(self, request):
         params = request.query_params
@@ -70,12 +70,13 @@ class BenchmarkListApi(GenericAPIView):
     access = "job"
     serializer_class = BenchmarkResultSerializer
     renderer_classes = [JSONRenderer, CSVRenderer]
+    csv_columns = BenchmarkResultSerializer.Meta.fields
     pagination_class = None
 
     @extend_schema(
         parameters=[OpenApiParameter("model", str), OpenApiParameter("version", str), OpenApiParameter("target", str),
                     OpenApiParameter("format", str, enum=["json", "csv"], description="csv for a spreadsheet")],
-        responses={200: BenchmarkResultSerializer(many=True)},
+        responses={200: BenchmarkResultSerializer(many=True), **ERRORS},
     )
     def get(self, request):
         params = request.query_params
@@ -90,7 +91,7 @@ class BenchmarkListApi(GenericAPIView):
 class WorkerListApi(APIView):
     access = "worker"
 
-    @extend_schema(responses={200: WorkerSerializer(many=True)})
+    @extend_schema(responses={200: WorkerSerializer(many=True), **ERRORS})
     def get(self, request):
         from .models import WorkerHost
 
@@ -104,6 +105,7 @@ class WorkerListApi(APIView):
 class CompareApi(APIView):
     access = "job"
     renderer_classes = [JSONRenderer, CSVRenderer]
+    csv_columns = TABLE_COLUMNS
 
     @extend_schema(parameters=[CompareQuerySerializer,
                                OpenApiParameter("format", str, enum=["json", "csv"],

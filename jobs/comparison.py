@@ -26,6 +26,10 @@ METRICS = [
     ("load_time_ms", "load time", "ms", False),
     ("accuracy", "accuracy", "", True),
 ]
+# The columns of table(), in order.
+TABLE_COLUMNS = ["version", "target", "batch_size", "baseline", "status",
+                 *[f"{key}{suffix}" for key, *_ in METRICS for suffix in ("", "_ratio", "_verdict")],
+                 "accuracy_delta"]
 # Figures measured once, with no spread to judge a difference by: their ratios are shown
 # uncoloured.
 UNJUDGED = {"peak_memory_bytes", "load_time_ms"}

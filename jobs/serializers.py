@@ -8,9 +8,9 @@ from .models import BenchmarkResult, Job
 
 class JobSerializer(serializers.ModelSerializer):
     version = serializers.CharField(source="version.ref")
-    target = serializers.CharField(source="target.slug", default=None)
+    target = serializers.CharField(source="target.slug", default=None, allow_null=True)
     output_version = serializers.SerializerMethodField()
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     url = serializers.SerializerMethodField()
     waiting_for = serializers.SerializerMethodField(help_text="Why a queued job has not started, if known")
 

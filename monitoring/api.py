@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -33,7 +34,7 @@ class EndpointListApi(GenericAPIView):
     access = "endpoint"
     serializer_class = EndpointSerializer
 
-    @extend_schema(responses={200: EndpointSerializer(many=True)})
+    @extend_schema(responses={200: EndpointSerializer(many=True), **ERRORS})
     def get(self, request):
         page = self.paginate_queryset(selectors.endpoint_list())
         return self.get_paginated_response(EndpointSerializer(page, many=True).data)
@@ -167,6 +168,7 @@ class TelemetryApi(APIView):
 
     authentication_classes = RUNTIME["authentication_classes"]
     permission_classes = RUNTIME["permission_classes"]
+    parser_classes = [JSONParser]  # runtimes and external servers send JSON; nothing else is documented
 
     @extend_schema(request=OpenApiTypes.OBJECT,
                    responses={202: OpenApiResponse(description="Counted"),

@@ -92,8 +92,15 @@ def flush_from_events(endpoint, payload, *, check_time, body=None):
             _bin_features(group["features"], features, binning.get(version.id, {}), f"events.{index}.features")
     # Without a flush_id, the content identifies a retried POST: the raw body when the caller
     # has it (cheap), else the events in a canonical form.
-    content = body if body is not None else json.dumps(events, sort_keys=True, default=str).encode()
-    flush_id = payload.get("flush_id") or uuid.uuid5(EVENTS_NAMESPACE, hashlib.sha256(content).hexdigest())
+    if payload.get("flush_id"):
+        try:
+            flush_id = uuid.UUID(str(payload["flush_id"]))
+        except ValueError as exc:
+            raise BerthError("flush_id must be a UUID (it makes a retried flush count once).",
+                             field="flush_id") from exc
+    else:
+        content = body if body is not None else json.dumps(events, sort_keys=True, default=str).encode()
+        flush_id = uuid.uuid5(EVENTS_NAMESPACE, hashlib.sha256(content).hexdigest())
     series = [{"version": g["version"], "start": g["start"], "requests": g["requests"], "errors": g["errors"],
                "error_kinds": g["error_kinds"], "latency": {**g["sketch"].to_dict(), "alpha": DEFAULT_ALPHA},
                "features": g["features"]} for g in groups.values()]

@@ -9,7 +9,7 @@ class DeploymentSerializer(serializers.Serializer):
     weight = serializers.IntegerField()
     generation = serializers.IntegerField()
     action = serializers.CharField()
-    deployed_by = serializers.CharField(source="deployed_by.username", default=None)
+    deployed_by = serializers.CharField(source="deployed_by.username", default=None, allow_null=True)
     deployed = serializers.DateTimeField()
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from dashboard import audit
 from dashboard.errors import BerthError, Conflict, NotFound
+from dashboard.serializer_fields import holds_nul
 from registry.models import ModelVersion
 
 from . import events
@@ -204,6 +205,9 @@ def telemetry_ingest(*, endpoint, payload, body=None):
     """Count one telemetry flush (a runtime's series, or an external server's raw events) into
     the endpoint's minute windows. Returns ``(accepted, duplicate)``; a flush_id already counted
     is not counted again. Raises BerthError (400) for anything malformed, before writing anything."""
+    # JSON can only carry a NUL as \u0000, so the raw body (when there is one) answers quickly.
+    if (b"\\u0000" in body) if body is not None else holds_nul(payload):
+        raise BerthError("Telemetry must not hold NUL characters (\\u0000): PostgreSQL cannot store them.")
     _check_endpoint_name(endpoint, payload)
     if isinstance(payload, dict) and "events" in payload:
         flush = events.flush_from_events(endpoint, payload, check_time=_timestamp, body=body)

@@ -66,7 +66,7 @@ class ModelListApi(GenericAPIView):
     serializer_class = ModelSummarySerializer
 
     @extend_schema(parameters=[OpenApiParameter("q", str, description="Search in names and descriptions")],
-                   responses={200: ModelSummarySerializer(many=True)})
+                   responses={200: ModelSummarySerializer(many=True), **ERRORS})
     def get(self, request):
         page = self.paginate_queryset(selectors.model_list(query=request.query_params.get("q", "")))
         return self.get_paginated_response(ModelSummarySerializer(page, many=True).data)
@@ -222,7 +222,7 @@ class GateDetailApi(APIView):
 class TargetListApi(APIView):
     access = "target"
 
-    @extend_schema(responses={200: TargetSerializer(many=True)})
+    @extend_schema(responses={200: TargetSerializer(many=True), **ERRORS})
     def get(self, request):
         return Response(TargetSerializer(HardwareTarget.objects.all(), many=True).data)
 

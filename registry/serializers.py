@@ -2,7 +2,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from dashboard.serializer_fields import JSONObjectField, TagsField
+from dashboard.serializer_fields import JSONObjectField, TagsField, no_nul
 from jobs.serializers import BenchmarkSummarySerializer
 
 from .models import (AliasEvent, Dataset, HardwareTarget, Model, ModelVersion, PromotionGate, Upload,
@@ -66,7 +66,7 @@ class ModelCreateSerializer(serializers.Serializer):
 
 
 class ModelSummarySerializer(serializers.ModelSerializer):
-    owner = serializers.CharField(source="owner.username", default=None, read_only=True)
+    owner = serializers.CharField(source="owner.username", default=None, allow_null=True, read_only=True)
     version_count = serializers.IntegerField(read_only=True, default=0)
     aliases = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
@@ -137,7 +137,7 @@ class JobBriefSerializer(serializers.Serializer):
     progress = serializers.IntegerField()
     message = serializers.CharField()
     error = serializers.CharField()
-    target = serializers.CharField(source="target.slug", default=None)
+    target = serializers.CharField(source="target.slug", default=None, allow_null=True)
     created = serializers.DateTimeField()
     url = serializers.SerializerMethodField()
 
@@ -152,7 +152,7 @@ class VersionDetailSerializer(VersionSummarySerializer):
     benchmarks = serializers.SerializerMethodField(help_text="The latest benchmark of each target")
     artifact_url = serializers.SerializerMethodField()
     page_url = serializers.SerializerMethodField()
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
 
     class Meta(VersionSummarySerializer.Meta):
         fields = ["id", "model", "version", "url", "page_url", "status", "status_detail", "format", "size_bytes", "sha256",
@@ -191,7 +191,7 @@ class AliasSerializer(serializers.Serializer):
     model = serializers.CharField(source="model.name")
     name = serializers.CharField()
     version = serializers.CharField(source="version.version")
-    updated_by = serializers.CharField(source="updated_by.username", default=None)
+    updated_by = serializers.CharField(source="updated_by.username", default=None, allow_null=True)
     updated = serializers.DateTimeField()
 
 
@@ -204,7 +204,7 @@ class TargetSerializer(serializers.ModelSerializer):
                   "queue", "created"]
         read_only_fields = ["created"]
         extra_kwargs = {"slug": {"validators": []}, "name": {"required": False},
-                        "execution_provider": {"required": False}}
+                        "execution_provider": {"required": False}, "provider_options": {"validators": [no_nul]}}
 
 
 class GateResultSerializer(serializers.Serializer):
@@ -246,8 +246,8 @@ class AliasBlockedSerializer(serializers.Serializer):
 
 
 class GateSerializer(serializers.ModelSerializer):
-    target = serializers.CharField(source="target.slug", default=None)
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    target = serializers.CharField(source="target.slug", default=None, allow_null=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     description = serializers.CharField(read_only=True, help_text='e.g. "p95 ≤ 5 ms on cpu at batch 8"')
     url = serializers.SerializerMethodField()
 
@@ -274,7 +274,7 @@ class AliasEventSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name")
     from_version = serializers.SerializerMethodField()
     to_version = serializers.SerializerMethodField()
-    user = serializers.CharField(source="user.username", default=None)
+    user = serializers.CharField(source="user.username", default=None, allow_null=True)
     gate_results = serializers.SerializerMethodField()
 
     class Meta:

@@ -7,6 +7,7 @@ and checked by ``onnx`` itself. Zip archives are classified from their member na
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 ONNX = "onnx"
@@ -179,43 +180,58 @@ def _parse_onnx_fully(path):
         raise SniffError(f"This ONNX file cannot be parsed: {exc}") from exc
     try:
         onnx.checker.check_model(model)
+        return {
+            "ir_version": model.ir_version,
+            "opsets": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
+            "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        }
     except onnx.checker.ValidationError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "validation failed"
         raise SniffError(f"This ONNX model fails the ONNX checker: {first_line}") from exc
-    return {
-        "ir_version": model.ir_version,
-        "opsets": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
-        "producer": f"{model.producer_name} {model.producer_version}".strip(),
-    }
+    except UnicodeDecodeError as exc:  # protobuf leaves text unchecked until it is read
+        raise SniffError(f"This ONNX file cannot be parsed: a name or text in it is not UTF-8 ({exc.reason}); "
+                         "the file is corrupt.") from exc
 
 
 # --- zip archives: TorchScript, torch.export, torch.save -------------------------------------
 
+# What a damaged zip raises besides BadZipFile (a bad CRC or header): a corrupt deflate stream,
+# a member cut short, a flipped compression-method or encryption flag, a seek before the start.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError)
+
+
 def _sniff_zip(path):
     try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
+        with zipfile.ZipFile(path) as archive:
+            return _classify_zip(archive)
+    except _ZIP_ERRORS as exc:
         raise SniffError(f"This looks like a zip archive but cannot be read: {exc}") from exc
-    with archive:
-        names = archive.namelist()
-        if not names:
-            raise SniffError("The archive is empty.")
-        root = names[0].split("/", 1)[0] + "/" if "/" in names[0] else ""
-        inner = {n[len(root):] for n in names if n.startswith(root)}
-        if "archive_format" in inner:
-            fmt = archive.read(root + "archive_format").strip()
-            if fmt != b"pt2":
-                raise SniffError(f"Unknown archive_format {fmt[:20]!r} in a torch archive.")
-            return Sniffed(EXPORTED_PROGRAM, {"models": _audit_pt2(archive, root, inner)})
-        if "constants.pkl" in inner and any(n.startswith("code/") for n in inner):
-            return Sniffed(TORCHSCRIPT, {"members": len(names)})
-        if "data.pkl" in inner:
-            raise SniffError(PICKLE_MESSAGE)
-        if any(n.endswith(".onnx") for n in inner):
-            raise SniffError(
-                "Zip archives of ONNX models with external data are not accepted yet. "
-                "Save the model as a single file (external_data=False) if it is under 2 GB."
-            )
+
+
+def _classify_zip(archive):
+    names = archive.namelist()
+    if not names:
+        raise SniffError("The archive is empty.")
+    if min(info.header_offset for info in archive.infolist()) != 0:
+        # What zipfile found is an archive stored inside this file (a .pt2 keeps its sample inputs
+        # as a torch.save zip): the file's own directory, at its end, is missing.
+        raise SniffError("This zip archive is damaged: its directory is missing (the file was cut short?).")
+    root = names[0].split("/", 1)[0] + "/" if "/" in names[0] else ""
+    inner = {n[len(root):] for n in names if n.startswith(root)}
+    if "archive_format" in inner:
+        fmt = archive.read(root + "archive_format").strip()
+        if fmt != b"pt2":
+            raise SniffError(f"Unknown archive_format {fmt[:20]!r} in a torch archive.")
+        return Sniffed(EXPORTED_PROGRAM, {"models": _audit_pt2(archive, root, inner)})
+    if "constants.pkl" in inner and any(n.startswith("code/") for n in inner):
+        return Sniffed(TORCHSCRIPT, {"members": len(names)})
+    if "data.pkl" in inner:
+        raise SniffError(PICKLE_MESSAGE)
+    if any(n.endswith(".onnx") for n in inner):
+        raise SniffError(
+            "Zip archives of ONNX models with external data are not accepted yet. "
+            "Save the model as a single file (external_data=False) if it is under 2 GB."
+        )
     raise SniffError(UNKNOWN_MESSAGE)
 
 
@@ -258,32 +274,39 @@ def _audit_pt2(archive, root, inner):
 def read_npz_arrays(path):
     """Names, dtypes and shapes of the arrays in an .npz, read from the .npy headers only
     (no array data loaded, object arrays refused: they would need unpickling)."""
-    import numpy as np
-
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
         raise SniffError("A dataset must be an .npz file (numpy.savez); this file is not a zip archive.") from exc
+    try:
+        with archive:
+            return _npz_arrays(archive)
+    except _ZIP_ERRORS as exc:
+        raise SniffError(f"This .npz file is damaged and cannot be read: {exc}") from exc
+
+
+def _npz_arrays(archive):
+    import numpy as np
+
     arrays = {}
-    with archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                raise SniffError(f"Unexpected member {info.filename!r} in the .npz file: only .npy arrays are allowed.")
-            name = info.filename[:-4]
-            with archive.open(info) as member:
-                try:
-                    version = np.lib.format.read_magic(member)
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
-                    shape, _fortran, dtype = read_header(member)
-                except ValueError as exc:
-                    raise SniffError(f"Array {name!r} in the .npz file is unreadable: {exc}") from exc
-            if dtype.hasobject:
-                raise SniffError(
-                    f"Array {name!r} has dtype object, which numpy stores as a pickle; Berth never unpickles "
-                    "uploads. Save numeric arrays."
-                )
-            arrays[name] = {"dtype": str(dtype), "shape": list(shape)}
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            raise SniffError(f"Unexpected member {info.filename!r} in the .npz file: only .npy arrays are allowed.")
+        name = info.filename[:-4]
+        with archive.open(info) as member:
+            try:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _fortran, dtype = read_header(member)
+            except ValueError as exc:
+                raise SniffError(f"Array {name!r} in the .npz file is unreadable: {exc}") from exc
+        if dtype.hasobject:
+            raise SniffError(
+                f"Array {name!r} has dtype object, which numpy stores as a pickle; Berth never unpickles "
+                "uploads. Save numeric arrays."
+            )
+        arrays[name] = {"dtype": str(dtype), "shape": list(shape)}
     if not arrays:
         raise SniffError("The .npz file holds no arrays.")
     return arrays

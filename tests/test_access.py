@@ -58,3 +58,11 @@ def test_a_view_without_a_rule_is_closed(admin_user):
 
     request = SimpleNamespace(method="GET", user=admin_user, auth=None)
     assert RolePermission().has_permission(request, Forgotten()) is False
+
+
+def test_a_method_a_view_does_not_have_is_405_not_an_error(admin_user, viewer):
+    from tests.conftest import api_client
+
+    for user in (admin_user, viewer):
+        assert api_client(user).patch("/api/v1/workers/", {}, format="json").status_code == 405
+        assert api_client(user).delete("/api/v1/uploads/", format="json").status_code == 405

@@ -93,6 +93,13 @@ def test_a_bad_event_is_named_and_nothing_is_written(runtime, profiled, change, 
     assert not MetricWindow.objects.exists()
 
 
+def test_an_events_flush_id_must_be_a_uuid(runtime, profiled):
+    batch, _, _ = events(minute_ago(), 5)
+    response = runtime.post("/api/v1/telemetry/", {"events": batch, "flush_id": "retry-1"}, format="json")
+    assert response.status_code == 400 and "flush_id" in response.json()["errors"], response.json()
+    assert not MetricWindow.objects.exists()
+
+
 def test_nan_latency_is_refused_as_json(runtime, profiled):
     body = '{"events": [{"ts": "%s", "version": "1", "latency_ms": NaN, "ok": true}]}' % iso(minute_ago())
     response = runtime.post("/api/v1/telemetry/", body, content_type="application/json")

@@ -114,6 +114,20 @@ def test_a_malformed_flush_is_refused(runtime, endpoint, change, field):
     assert not MetricWindow.objects.exists() and not TelemetryFlush.objects.exists()
 
 
+def test_telemetry_with_a_nul_character_is_refused(runtime, endpoint):
+    body = flush()
+    body["series"][0]["error_kinds"] = {"bad\x00kind": 1}
+    response = post(runtime, body)
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    assert not MetricWindow.objects.exists() and not TelemetryFlush.objects.exists()
+
+
+def test_telemetry_is_json_only(runtime, endpoint):
+    response = runtime.post("/api/v1/telemetry/", {"flush_id": "x"}, format="multipart")
+    assert response.status_code == 415
+    assert not MetricWindow.objects.exists()
+
+
 @pytest.mark.parametrize("series_change,field", [
     ({"version": "9"}, "series.0.version"),
     ({"requests": -1}, "series.0.requests"),

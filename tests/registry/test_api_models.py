@@ -143,6 +143,19 @@ def test_a_dataset_that_is_not_an_npz_is_refused(engineer_api, onnx_file):
     assert ".npz" in response.json()["detail"]
 
 
+def test_a_damaged_npz_is_refused_with_the_reason(engineer_api, onnx_file, media_files):
+    register(engineer_api, onnx_file, version="1")
+    ready()
+    damaged = bytearray(npz(x=np.zeros((3, 4), np.float32)).getvalue())
+    damaged[2] ^= 0xFF  # the first member's local header signature: zipfile reads the directory, then fails
+    before = media_files()
+    data = {"file": io.BytesIO(bytes(damaged)), "name": "eval", "kind": "evaluation"}
+    response = engineer_api.post("/api/v1/models/digits/versions/1/datasets/", data, format="multipart")
+    assert response.status_code == 400
+    assert "damaged" in response.json()["errors"]["file"][0]
+    assert not Dataset.objects.exists() and media_files() == before
+
+
 def test_only_admins_create_targets(admin_api, engineer_api, viewer_api):
     body = {"slug": "gpu-a100", "name": "A100", "device": "cuda", "execution_provider": "CUDAExecutionProvider",
             "provider_options": {"device_id": 0}}
@@ -154,12 +167,41 @@ def test_only_admins_create_targets(admin_api, engineer_api, viewer_api):
     assert admin_api.post("/api/v1/targets/", body, format="json").status_code == 409
 
 
+def test_a_target_refuses_nul_characters_in_its_options(admin_api):
+    response = admin_api.post("/api/v1/targets/", {"slug": "cpu2", "provider_options": {"arena": "a\x00"}},
+                              format="json")
+    assert response.status_code == 400 and "provider_options" in response.json()["errors"]
+    assert not HardwareTarget.objects.exists()
+
+
 def test_a_target_needs_a_provider_that_fits_its_device(admin_api):
     response = admin_api.post("/api/v1/targets/", {"slug": "cpu2", "device": "cpu",
                                                    "execution_provider": "CUDAExecutionProvider"}, format="json")
     assert response.status_code == 400
     assert "execution_provider" in response.json()["errors"]
     assert not HardwareTarget.objects.exists()
+
+
+def test_the_schema_declares_the_errors_and_nulls_the_api_answers(client):
+    schema = client.get("/api/schema/?format=json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert {"401", "403"} <= set(operation["responses"]), f"{method.upper()} {path}"
+            if "requestBody" in operation:  # DRF answers 415 to a body without a Content-Type it reads
+                assert "415" in operation["responses"], f"{method.upper()} {path}"
+    for method, path in (("get", "/api/v1/jobs/"), ("get", "/api/v1/benchmarks/")):
+        assert "404" in schema["paths"][path][method]["responses"]  # ?version= or ?format= it does not know
+    components = schema["components"]["schemas"]
+    for component, field in (("Job", "target"), ("Job", "created_by"), ("JobDetail", "target"),
+                             ("VersionDetail", "created_by"), ("ModelSummary", "owner"), ("Gate", "target"),
+                             ("Gate", "created_by"), ("AliasMoved", "updated_by"), ("AliasEvent", "user")):
+        assert components[component]["properties"][field].get("nullable"), (component, field)
+
+
+def test_a_huge_page_limit_is_capped(viewer_api, onnx_file, engineer_api):
+    register(engineer_api, onnx_file, version="1")
+    response = viewer_api.get(f"/api/v1/models/?limit={10 ** 22}")
+    assert response.status_code == 200 and response.json()["count"] == 1
 
 
 def test_the_schema_and_docs_are_served_without_a_cdn(client):

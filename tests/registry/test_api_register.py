@@ -105,6 +105,23 @@ def test_it_refuses_a_truncated_onnx_with_the_parsers_reason(engineer_api, onnx_
     assert media_files() == []
 
 
+def test_it_refuses_an_archive_with_a_damaged_member(engineer_api, tmp_path, media_files):
+    import zipfile
+
+    path = tmp_path / "model.pt2"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model/archive_format", "pt2")
+        archive.writestr("model/models/model.json", "{}")
+        archive.writestr("model/data/weights/model_weights_config.json", '{"config": {}}')
+    data = bytearray(path.read_bytes())
+    data[data.index(b'{"config"') + 2] ^= 0x20  # "Config": the member no longer matches its CRC
+    path.write_bytes(bytes(data))
+    response = register(engineer_api, path)
+    assert response.status_code == 422
+    assert "cannot be read: Bad CRC-32" in response.json()["errors"]["artifact"][0]
+    assert not ModelVersion.objects.exists() and media_files() == []
+
+
 def test_it_refuses_an_unknown_format(engineer_api, tmp_path):
     path = tmp_path / "model.onnx"
     path.write_bytes(b"this is plainly not a model\n" * 10)
@@ -118,6 +135,9 @@ def test_it_refuses_an_unknown_format(engineer_api, tmp_path):
     ("version", "", "version"),
     ("metadata", "{not json", "metadata"),
     ("metadata", "[1, 2]", "metadata"),
+    # PostgreSQL stores no NUL character, in text or in jsonb.
+    ("metadata", '{"commit": "abc\\u0000"}', "metadata"),
+    ("tags", "ci,a\x00b", "tags"),
 ])
 def test_it_explains_bad_fields(engineer_api, onnx_file, field, value, expected):
     fields = {"version": "1", field: value}

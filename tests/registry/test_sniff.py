@@ -49,6 +49,24 @@ def test_it_refuses_a_pt2_whose_weights_are_pickled(torch_files, tmp_path):
         sniff_model_file(tampered)
 
 
+def test_it_gives_the_reason_for_a_damaged_member_of_a_pt2(torch_files, tmp_path):
+    data = bytearray((torch_files / "model.pt2").read_bytes())
+    data[data.index(b'"config"') + 1] ^= 0x20  # the weights config no longer matches its CRC
+    damaged = tmp_path / "damaged.pt2"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(SniffError, match="cannot be read: Bad CRC-32"):
+        sniff_model_file(damaged)
+
+
+def test_a_cut_pt2_is_damaged_not_a_pickle(torch_files, tmp_path):
+    # The end of a .pt2 holds its directory; cut, zipfile finds the torch.save zip of sample inputs
+    # stored inside it instead.
+    cut = tmp_path / "cut.pt2"
+    cut.write_bytes((torch_files / "model.pt2").read_bytes()[:-64])
+    with pytest.raises(SniffError, match="directory is missing"):
+        sniff_model_file(cut)
+
+
 def test_it_refuses_pickles_without_loading_them(pickle_bomb, torch_save_bomb):
     for path, marker in (pickle_bomb, torch_save_bomb):
         with pytest.raises(SniffError, match="pickled checkpoint"):
@@ -72,6 +90,14 @@ def test_it_gives_the_reason_for_flipped_bits(tmp_path, onnx_file):
     corrupt = tmp_path / "c.onnx"
     corrupt.write_bytes(bytes(data))
     with pytest.raises(SniffError, match="ONNX"):
+        sniff_model_file(corrupt)
+
+
+def test_it_gives_the_reason_for_a_name_that_is_not_utf8(tmp_path, onnx_file):
+    # The checker's complaint about the op type would quote the broken name.
+    corrupt = tmp_path / "c.onnx"
+    corrupt.write_bytes(onnx_file.read_bytes().replace(b"MatMul", b"Mat\xc2ul"))
+    with pytest.raises(SniffError, match="cannot be parsed: a name or text in it is not UTF-8"):
         sniff_model_file(corrupt)
 
 
