@@ -128,3 +128,26 @@ def test_the_shell_command_prints_a_working_key(engineer, capsys):
     key = capsys.readouterr().out.strip()
     assert ApiToken.objects.get(name="from the shell").scope == "register"
     assert with_key(key).get("/api/v1/models/").status_code == 200
+
+
+def test_keys_from_drfs_token_table_keep_working_hashed(engineer):
+    """An install from before Berth's own tokens: the migration moves DRF's keys over as hashes."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("dashboard.migrations.0005_api_tokens")
+    old_key = "0123456789abcdef0123456789abcdef01234567"
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, user_id integer)")
+        cursor.execute("INSERT INTO authtoken_token (key, user_id) VALUES (%s, %s)", [old_key, engineer.pk])
+    migration.carry_over_drf_tokens(apps, SimpleNamespace(connection=connection))
+    carried = ApiToken.objects.get(user=engineer, prefix=old_key[:12])
+    assert carried.key_hash != old_key and carried.scope == "full"
+    assert with_key(old_key).get("/api/v1/models/").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM authtoken_token")
+        assert cursor.fetchone()[0] == 0  # no clear-text key left behind
+        cursor.execute("DROP TABLE authtoken_token")
