@@ -92,16 +92,17 @@ def denial(user, kind, action, *, token=None):
     return f"This needs the {role} role; yours is {user_role(user) or 'none'}."
 
 
-def can_read(user):
-    return has_role(user, VIEWER)
-
-
 def can_write(user):
     return has_role(user, ENGINEER)
 
 
 def is_admin(user):
     return has_role(user, ADMIN)
+
+
+def request_token(request):
+    """The API token a request came with (its ``scope`` narrows the role), or None."""
+    return request.auth if hasattr(request.auth, "scope") else None
 
 
 class RolePermission(BasePermission):
@@ -120,7 +121,7 @@ class RolePermission(BasePermission):
             return True  # the view answers 405 Method Not Allowed
         actions = getattr(view, "access_actions", {})
         action = actions.get(request.method, READ if request.method in SAFE_METHODS else WRITE)
-        token = request.auth if hasattr(request.auth, "scope") else None
+        token = request_token(request)
         if permits(request.user, kind, action, token=token):
             return True
         if request.user and request.user.is_authenticated:

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import tokens
-from .access import OTHERS, permits
+from .access import OTHERS, permits, request_token
 from .api import ERRORS, validated
 from .errors import BerthError, NotFound
 from .models import ApiToken
@@ -44,7 +44,7 @@ class ApiTokenCreateSerializer(serializers.Serializer):
 
 
 def _see_all(request):
-    return permits(request.user, "token", OTHERS, token=request.auth if hasattr(request.auth, "scope") else None)
+    return permits(request.user, "token", OTHERS, token=request_token(request))
 
 
 class ApiTokenListApi(GenericAPIView):

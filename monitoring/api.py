@@ -141,11 +141,7 @@ class ArtifactApi(APIView):
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **ERRORS})
     def get(self, request, name, version):
-        endpoint = request.auth
-        found = registry_selectors.version_get(endpoint.model.name, version)
-        if not found.deployments.filter(endpoint=endpoint).exists():
-            return Response({"detail": f"{found.ref} has never been deployed on {endpoint.name}.", "errors": {}},
-                            status=status.HTTP_404_NOT_FOUND)
+        found = selectors.deployed_version(request.auth, version)
         return FileResponse(found.artifact.open("rb"), as_attachment=True, filename=f"{found.sha256}.onnx")
 
 

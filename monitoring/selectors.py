@@ -20,6 +20,16 @@ def endpoint_get(name):
     return endpoint
 
 
+def deployed_version(endpoint, version):
+    """A version of the endpoint's model that has been deployed on it (now or before)."""
+    from registry.selectors import version_get
+
+    found = version_get(endpoint.model.name, version)
+    if not found.deployments.filter(endpoint=endpoint).exists():
+        raise NotFound(f"{found.ref} has never been deployed on {endpoint.name}.", field="version")
+    return found
+
+
 def endpoint_list():
     return Endpoint.objects.select_related("model", "target").prefetch_related("deployments__version")
 

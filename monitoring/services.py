@@ -234,9 +234,9 @@ def telemetry_ingest(*, endpoint, payload, body=None):
 def integrity_report(*, endpoint, version, expected_sha256, actual_sha256, where, detail="", host=""):
     """A serving runtime found an artifact whose bytes do not match its sha256 (and refused to load
     it): write it to the audit log, where admins see it beside the workers' integrity failures."""
-    found = ModelVersion.objects.select_related("model").filter(model=endpoint.model, version=version).first()
-    if found is None or not found.deployments.filter(endpoint=endpoint).exists():
-        raise NotFound(f"{endpoint.model.name}:{version} has never been deployed on {endpoint.name}.", field="version")
+    from .selectors import deployed_version
+
+    found = deployed_version(endpoint, version)
     return audit.record(audit.Action.INTEGRITY, found.ref, details={
         "endpoint": endpoint.name, "host": host, "where": where, "expected_sha256": expected_sha256,
         "actual_sha256": actual_sha256, "registry_sha256": found.sha256, "error": detail})
