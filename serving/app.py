@@ -1,5 +1,6 @@
-"""The ASGI application: the Open Inference Protocol v2 REST paths, ``/metrics`` and the
-lifespan hooks, as a raw ASGI callable (no framework on the request path).
+"""The HTTP transport: the Open Inference Protocol v2 REST paths, ``/metrics`` and the lifespan
+hooks, as a raw ASGI callable (no framework on the request path). Inference itself is the
+core's (``core.py``); this module reads bodies, decodes and encodes tensors, and answers.
 
     GET  /v2                                  server metadata
     GET  /v2/health/live  · /v2/health/ready  liveness; ready once a version is loaded
@@ -11,15 +12,12 @@ lifespan hooks, as a raw ASGI callable (no framework on the request path).
 
 import json
 import logging
-import time
 
 from . import __version__
 from .protocol import (
-    InferenceFailed,
     NotFound,
     ServeError,
     TooLarge,
-    Unavailable,
     decode_request,
     encode_response,
     error_body,
@@ -49,6 +47,7 @@ def create_app(options=None):
 class ServingApp:
     def __init__(self, runtime):
         self.runtime = runtime
+        self.core = runtime.core
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
@@ -101,94 +100,60 @@ class ServingApp:
             if path in ("/v2", "/v2/health/live", "/v2/health/ready", "/metrics"):
                 return await _send(send, 405, error_body(f"use GET for {path}"), allow=b"GET")
         elif path == "/v2/health/ready":
-            ready = self.runtime.ready
+            ready = self.core.ready
             return await _send(send, 200 if ready else 503, b'{"ready":true}' if ready else b'{"ready":false}')
         elif path == "/v2/health/live":
             return await _send(send, 200, b'{"live":true}')
         elif path == "/v2":
             return await _send(send, 200, SERVER_METADATA)
         elif path == "/metrics":
-            body, content_type = self.runtime.metrics.render()
+            body, content_type = self.core.metrics.render()
             return await _send(send, 200, body, content_type=content_type.encode())
         await _send(send, 404, error_body(f"no such path: {scope['method']} {scope['path']}"))
 
-    def _route(self, model, version):
-        table = self.runtime.table
-        if table is None:
-            raise Unavailable("no spec is loaded yet; the runtime is still starting")
-        if model != table.model:
-            raise NotFound(f"unknown model {model!r}; this runtime serves {table.model!r}")
-        return table, table.pick(version)
-
     async def _model_metadata(self, send, model, version):
         try:
-            table, route = self._route(model, version)
+            metadata = self.core.model_metadata(model, version)
         except ServeError as exc:
             return await _send(send, exc.status, error_body(exc.message))
-        metadata = route.metadata if version is not None else table.metadata
         await _send(send, 200, json.dumps(metadata).encode())
 
     async def _model_ready(self, send, model, version):
         try:
-            self._route(model, version)
+            ready = self.core.model_ready(model, version)
         except NotFound as exc:
             return await _send(send, 404, error_body(exc.message))
-        except Unavailable:
-            return await _send(send, 503, json.dumps({"name": model, "ready": False}).encode())
-        await _send(send, 200, json.dumps({"name": model, "ready": True}).encode())
+        await _send(send, 200 if ready else 503, json.dumps({"name": model, "ready": ready}).encode())
 
     # --- inference -----------------------------------------------------------------------------
 
     async def _infer(self, receive, send, model, pinned):
-        started = time.perf_counter()
-        runtime = self.runtime
+        """The HTTP transport of an inference: body -> tensors -> core -> response body."""
         try:
-            table, route = self._route(model, pinned)
-        except Unavailable as exc:
-            if pinned is not None and runtime.table is not None:  # a deployed version that failed to load
-                await _send(send, 503, error_body(exc.message))
-                self._count(model, pinned, started, "unavailable")
-                return
-            return await _send(send, 503, error_body(exc.message))
-        except NotFound as exc:
-            return await _send(send, 404, error_body(exc.message))
-        session = route.session
-        session.inflight += 1
-        kind = feeds = outputs = None
+            call = self.core.open(model, pinned)
+        except ServeError as exc:
+            return await _send(send, exc.status, error_body(exc.message))
         close = False
         try:
-            body = await _read_body(receive, table.max_request_bytes)
-            feeds, wanted, request_id = decode_request(parse_json(body), route.signature)
-            try:
-                arrays = await runtime.pool.run(session, feeds)
-            except Exception as exc:
-                text = str(exc).strip().splitlines()
-                raise InferenceFailed(f"inference failed: {text[0] if text else type(exc).__name__}") from None
-            outputs = dict(zip(session.output_names, arrays))
-            status, response = 200, encode_response(route.response_prefix, request_id, session.output_names,
+            body = await _read_body(receive, call.max_request_bytes)
+            feeds, wanted, request_id = decode_request(parse_json(body), call.signature)
+            arrays = await call.run(feeds)
+            status, response = 200, encode_response(call.route.response_prefix, request_id, call.output_names,
                                                     arrays, wanted)
         except ServeError as exc:
-            status, kind, response = exc.status, exc.kind, error_body(exc.message)
+            call.failed(exc)
+            status, response = exc.status, error_body(exc.message)
             close = isinstance(exc, TooLarge) and exc.close
         except ClientGone:
+            call.release()
             return
         except Exception as exc:
-            log.exception("infer on %s:%s failed", table.model, route.version)
-            status, kind, response = 500, "inference_error", error_body(f"internal error: {exc}")
+            error = call.crashed(exc)
+            status, response = error.status, error_body(error.message)
         finally:
-            session.done()
+            call.release()
         await _send(send, status, response, close=close)
-        elapsed = time.perf_counter() - started
-        runtime.metrics.observe(table.model, route.version, elapsed, kind)
-        telemetry = runtime.telemetry
-        if telemetry is not None:
-            telemetry.record(route.version, elapsed * 1000.0, kind, route.features, feeds, outputs)
-
-    def _count(self, model, version, started, kind):
-        elapsed = time.perf_counter() - started
-        self.runtime.metrics.observe(model, version, elapsed, kind)
-        if self.runtime.telemetry is not None:
-            self.runtime.telemetry.record(version, elapsed * 1000.0, kind)
+        call.finish()
 
 
 async def _read_body(receive, limit):

@@ -1,5 +1,5 @@
-"""The runtime's state on the event loop: the routing table in use, the inference thread pool,
-metrics and telemetry, and the background threads that feed them (spec watcher, sender)."""
+"""The runtime's lifecycle on the event loop: the inference core (routing table, thread pool,
+metrics, telemetry) and the background threads that feed it (spec watcher, telemetry sender)."""
 
 import asyncio
 import json
@@ -8,8 +8,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from .dashboard import DashboardClient
-from .executor import InferencePool
-from .metrics import Metrics
+from .core import InferenceCore
 from .sources import BundleSource, DashboardSource
 from .spec import TelemetrySpec
 from .telemetry import Sender, Telemetry
@@ -60,9 +59,8 @@ def configure_logging(level):
 class Runtime:
     def __init__(self, options):
         self.options = options
-        self.table = None
-        self.metrics = Metrics()
-        self.pool = InferencePool(options.inference_threads())
+        self.core = InferenceCore(options.inference_threads())
+        self.metrics = self.core.metrics
         self.loop = None
         self.telemetry = None
         self.sender = None
@@ -73,7 +71,7 @@ class Runtime:
 
     async def start(self):
         self.loop = asyncio.get_running_loop()
-        self.pool.start(self.loop)
+        self.core.start(self.loop)
         options = self.options
         if options.bundle:
             reporter = DashboardClient(options.dashboard, options.token, timeout=10) if options.dashboard else None
@@ -84,7 +82,7 @@ class Runtime:
         if options.telemetry_enabled:
             self.sender = Sender(lambda: DashboardClient(options.dashboard, options.token, timeout=10),
                                  TelemetrySpec().url, capacity=options.queue_capacity, metrics=self.metrics)
-            self.telemetry = Telemetry(options.endpoint or "", self.sender)
+            self.telemetry = self.core.telemetry = Telemetry(options.endpoint or "", self.sender)
             self.sender.start()
             self._timer = asyncio.ensure_future(self._flush_timer())
         self.watcher = SpecWatcher(source, self._install_threadsafe, poll_seconds=options.poll_seconds,
@@ -111,7 +109,7 @@ class Runtime:
             log.info("shutting down: sending %d pending telemetry flush(es) (at most %g s)", pending,
                      self.options.shutdown_flush_seconds)
             await loop.run_in_executor(None, self.sender.close, self.options.shutdown_flush_seconds)
-        await loop.run_in_executor(None, self.pool.shutdown)
+        await loop.run_in_executor(None, self.core.stop)
 
     async def _flush_timer(self):
         while True:
@@ -126,7 +124,7 @@ class Runtime:
     def install(self, table):
         """Switch to ``table`` (event loop): one assignment; sessions that left are released
         once their requests in flight finish."""
-        previous = self.table
+        previous = self.core.table
         if self.telemetry is not None:
             spec = table.spec.telemetry or TelemetrySpec()
             if table.spec.endpoint:
@@ -138,7 +136,7 @@ class Runtime:
             if spec.flush_seconds != period:  # the timer sleeps towards the old period's boundary
                 self._timer.cancel()
                 self._timer = asyncio.ensure_future(self._flush_timer())
-        self.table = table
+        self.core.table = table
         if previous is not None:
             kept = table.sessions()
             for key, session in previous.sessions().items():
@@ -151,6 +149,9 @@ class Runtime:
         (log.warning if table.unavailable or not table.routes else log.info)(message)
 
     @property
+    def table(self):
+        return self.core.table
+
+    @property
     def ready(self):
-        table = self.table
-        return table is not None and bool(table.routes)
+        return self.core.ready

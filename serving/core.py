@@ -1,0 +1,187 @@
+"""The inference core: everything a request needs once its tensors are decoded, for every
+transport (HTTP/JSON and binary in ``app.py``, gRPC in ``grpc_server.py``, in-process callers
+such as benches and profiling).
+
+It owns the routing table in use (the spec watcher installs new ones), the sessions' request
+counts, the inference thread pool, Prometheus metrics and the telemetry window (with its feature
+binning). It takes and returns numpy arrays; a transport only reads, decodes, encodes and sends.
+
+A request through a transport::
+
+    call = core.open(model, pinned_version)      # ServeError: unknown model/version, not ready
+    try:
+        feeds = <decode against call.signature, at most call.max_request_bytes>
+        arrays = await call.run(feeds)           # outputs in call.output_names order
+        <encode>
+    except ServeError as exc:
+        call.failed(exc)
+    except Exception as exc:
+        exc = call.crashed(exc)                  # a 500 ServeError, logged
+    finally:
+        call.release()                           # the session may be retired once released
+    <send>
+    call.finish()                                # metrics and telemetry (after sending)
+
+In process: ``arrays = await core.infer(model, feeds)``.
+"""
+
+import logging
+import time
+
+from .executor import InferencePool
+from .metrics import Metrics
+from .protocol import InferenceFailed, NotFound, ServeError, Unavailable
+
+log = logging.getLogger("berth.serve")
+
+
+class InferenceCore:
+    def __init__(self, threads, *, metrics=None):
+        self.table = None  # RoutingTable in use (swapped by the runtime, on the event loop)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.pool = InferencePool(threads)
+        self.telemetry = None  # a Telemetry when the runtime reports to a dashboard
+
+    # --- lifecycle (event loop) ----------------------------------------------------------------
+
+    def start(self, loop):
+        self.pool.start(loop)
+
+    def stop(self):
+        self.pool.shutdown()
+
+    @property
+    def ready(self):
+        table = self.table
+        return table is not None and bool(table.routes)
+
+    # --- routing -------------------------------------------------------------------------------
+
+    def route(self, model, version=None):
+        """(table, route) for a request; NotFound / Unavailable (ServeError) otherwise."""
+        table = self.table
+        if table is None:
+            raise Unavailable("no spec is loaded yet; the runtime is still starting")
+        if model != table.model:
+            raise NotFound(f"unknown model {model!r}; this runtime serves {table.model!r}")
+        return table, table.pick(version)
+
+    def model_metadata(self, model, version=None):
+        """The OIP model metadata (dict) of the model, or of one version."""
+        table, route = self.route(model, version)
+        return route.metadata if version is not None else table.metadata
+
+    def model_ready(self, model, version=None):
+        """True when the model (version) can serve; NotFound for one this runtime does not know."""
+        try:
+            self.route(model, version)
+        except Unavailable:
+            return False
+        return True
+
+    # --- inference -----------------------------------------------------------------------------
+
+    def open(self, model, pinned=None):
+        """Route a new inference request: an InferCall, or a ServeError to answer. A request pinned
+        to a deployed version that failed to load is counted (as unavailable) for that version."""
+        started = time.perf_counter()
+        try:
+            table, route = self.route(model, pinned)
+        except Unavailable:
+            if pinned is not None and self.table is not None:
+                self.count(model, pinned, time.perf_counter() - started, "unavailable")
+            raise
+        return InferCall(self, table, route, started)
+
+    async def infer(self, model, feeds, pinned=None):
+        """In process: the outputs (a list of arrays in the session's output order) of ``feeds``,
+        counted in metrics and telemetry like a transport's request."""
+        call = self.open(model, pinned)
+        try:
+            return await call.run(feeds)
+        except ServeError as exc:
+            call.failed(exc)
+            raise
+        except Exception as exc:
+            raise call.crashed(exc) from exc
+        finally:
+            call.release()
+            call.finish()
+
+    def count(self, model, version, seconds, kind=None, features=None, inputs=None, outputs=None):
+        """One request in metrics and in the telemetry window (event loop)."""
+        self.metrics.observe(model, version, seconds, kind)
+        telemetry = self.telemetry
+        if telemetry is not None:
+            telemetry.record(version, seconds * 1000.0, kind, features, inputs, outputs)
+
+
+class InferCall:
+    """One inference request routed to a version: holds its session while it runs."""
+
+    __slots__ = ("core", "table", "route", "session", "started", "feeds", "outputs", "kind", "_released")
+
+    def __init__(self, core, table, route, started):
+        self.core = core
+        self.table = table
+        self.route = route
+        self.session = route.session
+        self.started = started
+        self.feeds = None
+        self.outputs = None
+        self.kind = None  # telemetry error kind once failed
+        self._released = False
+        self.session.inflight += 1
+
+    @property
+    def signature(self):
+        return self.route.signature
+
+    @property
+    def max_request_bytes(self):
+        return self.table.max_request_bytes
+
+    @property
+    def output_names(self):
+        return self.session.output_names
+
+    @property
+    def version(self):
+        return self.route.version
+
+    async def run(self, feeds):
+        """The outputs of ``feeds`` (decoded, checked against ``signature``), in ``output_names``
+        order; InferenceFailed when onnxruntime refuses them."""
+        self.feeds = feeds
+        try:
+            arrays = await self.core.pool.run(self.session, feeds)
+        except Exception as exc:
+            text = str(exc).strip().splitlines()
+            raise InferenceFailed(f"inference failed: {text[0] if text else type(exc).__name__}") from None
+        self.outputs = dict(zip(self.session.output_names, arrays))
+        return arrays
+
+    def failed(self, error):
+        """The request is answered with ``error`` (a ServeError)."""
+        self.kind = error.kind
+
+    def crashed(self, exc):
+        """An unexpected exception: logged, and returned as the 500 ServeError to answer."""
+        log.error("infer on %s:%s failed", self.table.model, self.route.version, exc_info=exc)
+        error = ServeError(f"internal error: {exc}")
+        self.failed(error)
+        return error
+
+    def release(self):
+        """The request no longer needs the session (idempotent)."""
+        if not self._released:
+            self._released = True
+            self.session.done()
+
+    def finish(self):
+        """Count the request, once its response is sent."""
+        self.release()
+        kind = self.kind
+        self.core.count(self.table.model, self.route.version, time.perf_counter() - self.started, kind,
+                        self.route.features, self.feeds if kind is None else None,
+                        self.outputs if kind is None else None)
