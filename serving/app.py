@@ -18,16 +18,19 @@ from .protocol import (
     NotFound,
     ServeError,
     TooLarge,
+    binary_outputs,
     decode_request,
+    encode_binary_response,
     encode_response,
     error_body,
     parse_json,
+    split_binary,
 )
 from .runtime import Runtime, ServeOptions, configure_logging
 
 log = logging.getLogger("berth.serve")
 
-SERVER_METADATA = json.dumps({"name": "berth", "version": __version__, "extensions": []}).encode()
+SERVER_METADATA = json.dumps({"name": "berth", "version": __version__, "extensions": ["binary_tensor_data"]}).encode()
 # Past this many times the limit, stop reading the body and close the connection.
 DRAIN_FACTOR = 4
 
@@ -89,7 +92,7 @@ class ServingApp:
             if rest == ["infer"]:
                 if method != "POST":
                     return await _send(send, 405, error_body("use POST for infer"), allow=b"POST")
-                return await self._infer(receive, send, model, version)
+                return await self._infer(scope, receive, send, model, version)
             if method != "GET":
                 return await _send(send, 405, error_body(f"use GET for {path}"), allow=b"GET")
             if not rest:
@@ -127,19 +130,29 @@ class ServingApp:
 
     # --- inference -----------------------------------------------------------------------------
 
-    async def _infer(self, receive, send, model, pinned):
+    async def _infer(self, scope, receive, send, model, pinned):
         """The HTTP transport of an inference: body -> tensors -> core -> response body."""
         try:
             call = self.core.open(model, pinned)
         except ServeError as exc:
             return await _send(send, exc.status, error_body(exc.message))
-        close = False
+        close, extra, content_type = False, None, b"application/json"
         try:
             body = await _read_body(receive, call.max_request_bytes)
-            feeds, wanted, request_id = decode_request(parse_json(body), call.signature)
+            header, binary = split_binary(body, _header(scope, b"inference-header-content-length"))
+            payload = parse_json(header)
+            feeds, wanted, request_id = decode_request(payload, call.signature, binary)
+            raw = binary_outputs(payload, call.output_names)
             arrays = await call.run(feeds)
-            status, response = 200, encode_response(call.route.response_prefix, request_id, call.output_names,
-                                                    arrays, wanted)
+            status = 200
+            if raw:
+                response, header_length = encode_binary_response(call.route.response_prefix, request_id,
+                                                                  call.output_names, arrays, wanted, raw)
+                extra = [(b"inference-header-content-length", str(header_length).encode())]
+                content_type = b"application/octet-stream"
+            else:
+                response = encode_response(call.route.response_prefix, request_id, call.output_names, arrays,
+                                           wanted)
         except ServeError as exc:
             call.failed(exc)
             status, response = exc.status, error_body(exc.message)
@@ -152,7 +165,7 @@ class ServingApp:
             status, response = error.status, error_body(error.message)
         finally:
             call.release()
-        await _send(send, status, response, close=close)
+        await _send(send, status, response, close=close, content_type=content_type, extra=extra)
         call.finish()
 
 
@@ -177,8 +190,17 @@ async def _read_body(receive, limit):
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _send(send, status, body, *, content_type=b"application/json", allow=None, close=False):
+def _header(scope, name):
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send(send, status, body, *, content_type=b"application/json", allow=None, close=False, extra=None):
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers += extra
     if allow is not None:
         headers.append((b"allow", allow))
     if close:

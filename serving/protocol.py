@@ -1,5 +1,7 @@
-"""The Open Inference Protocol v2 (KServe v2) over JSON: datatypes, a version's tensor
-signature, request decoding with validation against it, and response encoding.
+"""The Open Inference Protocol v2 (KServe v2) over HTTP: datatypes, a version's tensor
+signature, request decoding with validation against it, and response encoding, in JSON and with
+the binary tensor data extension (a JSON header of ``Inference-Header-Content-Length`` bytes,
+then each binary tensor's raw little-endian bytes, ``binary_data_size`` each, in order).
 
 Every rejection raises a ServeError whose message names the tensor and says what was expected.
 """
@@ -139,8 +141,23 @@ def parse_json(body):
         raise BadRequest(f"the body is not valid JSON ({exc})") from None
 
 
-def decode_request(payload, signature):
-    """Validate an OIP infer request against ``signature``.
+def split_binary(body, header_length):
+    """(JSON header bytes, binary part as a memoryview or None) of a request body, given its
+    ``Inference-Header-Content-Length`` header (a str, or None when absent)."""
+    if header_length is None:
+        return body, None
+    try:
+        length = int(header_length)
+    except ValueError:
+        raise BadRequest(f"Inference-Header-Content-Length must be an integer, not {header_length[:40]!r}") from None
+    if length < 0 or length > len(body):
+        raise BadRequest(f"Inference-Header-Content-Length is {length} but the body has {len(body)} bytes")
+    return body[:length], memoryview(body)[length:]
+
+
+def decode_request(payload, signature, binary=None):
+    """Validate an OIP infer request against ``signature``; ``binary`` is the body's binary part
+    (memoryview) when the request uses the binary tensor data extension.
 
     Returns (feeds {input name: ndarray}, requested output names or None, request id or None).
     Raises BadRequest for a malformed structure and InvalidInput for tensors that do not fit the
@@ -153,6 +170,7 @@ def decode_request(payload, signature):
         raise BadRequest("'inputs' must be a non-empty list of tensors {name, shape, datatype, data}")
     specs = signature.input_map
     feeds = {}
+    cursor = _BinaryCursor(binary)
     for index, tensor in enumerate(inputs):
         if not isinstance(tensor, dict):
             raise BadRequest(f"inputs[{index}] must be an object with name, shape, datatype and data")
@@ -164,7 +182,8 @@ def decode_request(payload, signature):
             raise InvalidInput(f"unknown input {name!r}: this model's inputs are {signature.input_names}")
         if name in feeds:
             raise InvalidInput(f"input {name!r} is given twice")
-        feeds[name] = decode_tensor(tensor, spec)
+        feeds[name] = decode_tensor(tensor, spec, cursor)
+    cursor.check_consumed()
     if len(feeds) != len(specs):
         missing = [s for s in signature.inputs if s.name not in feeds]
         raise InvalidInput("missing input " + ", ".join(
@@ -176,6 +195,53 @@ def decode_request(payload, signature):
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("'id' must be a string")
     return feeds, wanted, request_id
+
+
+def binary_outputs(payload, names):
+    """The output names to answer in binary: those whose ``parameters.binary_data`` is true, and
+    every other one when the request's ``parameters.binary_data_output`` is true."""
+    parameters = payload.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise BadRequest("'parameters' must be an object")
+    default = bool(parameters and parameters.get("binary_data_output") is True)
+    explicit = {}
+    for item in payload.get("outputs") or ():
+        flag = (item.get("parameters") or {}).get("binary_data") if isinstance(item, dict) else None
+        if isinstance(flag, bool):
+            explicit[item.get("name")] = flag
+    if not default and not explicit:
+        return ()
+    return {name for name in names if explicit.get(name, default)}
+
+
+class _BinaryCursor:
+    """Hands out consecutive slices of a request's binary part."""
+
+    __slots__ = ("view", "offset")
+
+    def __init__(self, view):
+        self.view = view
+        self.offset = 0
+
+    def take(self, name, size, expected):
+        if self.view is None:
+            raise BadRequest(f"input {name!r} has binary_data_size but the request has no binary part: send the "
+                             "Inference-Header-Content-Length header with the length of its JSON")
+        if size != expected:
+            raise InvalidInput(f"input {name!r}: binary_data_size is {size} bytes but its datatype and shape need "
+                               f"{expected}")
+        end = self.offset + size
+        if end > len(self.view):
+            raise BadRequest(f"input {name!r}: binary_data_size {size} goes past the end of the body (bytes "
+                             f"{self.offset} to {end} of a binary part of {len(self.view)})")
+        chunk = self.view[self.offset:end]
+        self.offset = end
+        return chunk
+
+    def check_consumed(self):
+        if self.view is not None and self.offset != len(self.view):
+            raise BadRequest(f"the binary part has {len(self.view)} bytes but the inputs' binary_data_size add up to "
+                             f"{self.offset}")
 
 
 def _requested_outputs(wanted, signature):
@@ -192,8 +258,9 @@ def _requested_outputs(wanted, signature):
     return names
 
 
-def decode_tensor(tensor, spec):
-    """One request tensor as an ndarray of the spec's dtype and the declared shape."""
+def decode_tensor(tensor, spec, binary=None):
+    """One request tensor as an ndarray of the spec's dtype and the declared shape (its data from
+    ``binary``, a _BinaryCursor, when it has ``parameters.binary_data_size``)."""
     name = spec.name
     datatype = tensor.get("datatype")
     if datatype != spec.datatype:
@@ -216,9 +283,24 @@ def decode_tensor(tensor, spec):
                 raise InvalidInput(f"input {name!r}: shape {shape} does not fit the model's {spec.shape_text()} "
                                    f"(dimension {axis} must be {size})")
     data = tensor.get("data")
+    parameters = tensor.get("parameters")
+    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    if size is not None:
+        if data is not None:
+            raise BadRequest(f"input {name!r} has both 'data' and parameters.binary_data_size; send one")
+        if type(size) is not int or size < 0:
+            raise BadRequest(f"input {name!r}: binary_data_size must be a non-negative integer, not {size!r}")
+        chunk = (binary or _BinaryCursor(None)).take(name, size, math.prod(shape) * spec.dtype.itemsize)
+        array = np.frombuffer(chunk, dtype=spec.dtype.newbyteorder("<")).reshape(shape)
+        if not array.flags.aligned or array.dtype.byteorder == ">":
+            array = array.astype(spec.dtype)  # an aligned, native copy for onnxruntime
+        if spec.dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
+            raise InvalidInput(f"input {name!r}: BOOL data must be bytes 0 or 1")
+        return array
     if not isinstance(data, list):
         if data is None:
-            raise BadRequest(f"input {name!r} has no 'data' (binary tensor data is not supported; send a JSON list)")
+            raise BadRequest(f"input {name!r} has no 'data' (a JSON list, or parameters.binary_data_size with "
+                             "the binary tensor data extension)")
         raise BadRequest(f"input {name!r}: 'data' must be a list, flat or nested")
     array = _to_array(data, spec)
     expected = math.prod(shape)
@@ -278,6 +360,18 @@ def response_prefix(model, version):
 def encode_response(prefix, request_id, names, arrays, wanted=None):
     """The OIP infer response as JSON bytes: ``prefix`` (from response_prefix), the id, and
     every output with its data flat. Assembled by hand: this is the hottest path of a request."""
+    return b"".join(_response_parts(prefix, request_id, names, arrays, wanted, (), None))
+
+
+def encode_binary_response(prefix, request_id, names, arrays, wanted, binary):
+    """(body, JSON header length): the response with the outputs named in ``binary`` as raw
+    bytes after the JSON (``binary_data_size`` each), the others in JSON."""
+    raw = []
+    header = b"".join(_response_parts(prefix, request_id, names, arrays, wanted, binary, raw))
+    return b"".join([header, *raw]), len(header)
+
+
+def _response_parts(prefix, request_id, names, arrays, wanted, binary, raw):
     parts = [prefix]
     if request_id is not None:
         parts.append(b'"id":' + json.dumps(request_id).encode() + b",")
@@ -294,11 +388,17 @@ def encode_response(prefix, request_id, names, arrays, wanted=None):
             encoded_name = _names[name] = json.dumps(name).encode()
         parts.append(b'{"name":' if first else b',{"name":')
         parts.append(encoded_name)
-        parts.append(f',"datatype":"{datatype}","shape":{list(array.shape)},"data":[{_data_text(array, datatype)}]}}'
-                     .encode())
+        if name in binary:
+            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).data.cast("B")
+            raw.append(data)
+            parts.append(f',"datatype":"{datatype}","shape":{list(array.shape)},'
+                         f'"parameters":{{"binary_data_size":{len(data)}}}}}'.encode())
+        else:
+            parts.append(f',"datatype":"{datatype}","shape":{list(array.shape)},'
+                         f'"data":[{_data_text(array, datatype)}]}}'.encode())
         first = False
     parts.append(b"]}")
-    return b"".join(parts)
+    return parts
 
 
 def _data_text(array, datatype):

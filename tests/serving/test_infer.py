@@ -41,7 +41,7 @@ def client(server):
 def test_it_answers_health_and_server_metadata(client):
     assert client.get("/v2/health/live") == (200, {"live": True})
     assert client.get("/v2/health/ready") == (200, {"ready": True})
-    assert client.get("/v2") == (200, {"name": "berth", "version": "0.1.0", "extensions": []})
+    assert client.get("/v2") == (200, {"name": "berth", "version": "0.1.0", "extensions": ["binary_tensor_data"]})
 
 
 def test_it_describes_the_model_and_its_versions(client):

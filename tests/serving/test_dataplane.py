@@ -1,0 +1,118 @@
+"""Triton's own clients against a real berth-serve: tritonclient.http with the binary tensor data
+extension (its default) and with JSON, outputs equal to a direct onnxruntime run; malformed
+binary bodies answered 400 with a message while the server keeps serving."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import tritonclient.http as triton_http
+from tritonclient.utils import InferenceServerException
+
+from .conftest import Client, Serve, deployment, infer_body, make_spec, write_bundle
+
+LIMIT = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def server(digits, tmp_path_factory):
+    models = digits["models"]
+    folder = tmp_path_factory.mktemp("bundle")
+    spec = make_spec([deployment("1", models["1"], 100), deployment("2", models["2"], 0)], max_request_bytes=LIMIT)
+    write_bundle(folder, spec, models.values())
+    process = Serve(["--bundle", folder], folder / "serve.log").wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def http_client(server):
+    client = triton_http.InferenceServerClient(f"127.0.0.1:{server.port}")
+    yield client
+    client.close()
+
+
+def _infer_http(client, x, version, *, binary_in, binary_out=None, outputs=True):
+    tensor = triton_http.InferInput("x", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=binary_in)
+    requested = [triton_http.InferRequestedOutput("logits", binary_data=binary_out)] if outputs else None
+    return client.infer("digits", [tensor], model_version=version, outputs=requested)
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_tritonclient_http_with_its_defaults_gets_onnxruntimes_outputs(http_client, digits, version):
+    """Defaults: binary input, no outputs named (so binary_data_output), as Triton's examples do."""
+    assert http_client.is_server_live() and http_client.is_server_ready()
+    assert http_client.is_model_ready("digits", version)
+    assert "binary_tensor_data" in http_client.get_server_metadata()["extensions"]
+    x = digits["x"][:7].astype(np.float32)
+    result = _infer_http(http_client, x, version, binary_in=True, outputs=False)
+    (expected,) = digits["models"][version].run(x=x)
+    assert result.get_response()["model_version"] == version
+    assert result.get_response()["outputs"][0]["parameters"]["binary_data_size"] == expected.nbytes
+    np.testing.assert_array_equal(result.as_numpy("logits"), expected)
+
+
+@pytest.mark.parametrize("binary_in, binary_out", [(False, False), (True, False), (False, True)])
+def test_tritonclient_http_in_json_and_mixed(http_client, digits, binary_in, binary_out):
+    x = digits["x"][10:13].astype(np.float32)
+    result = _infer_http(http_client, x, "1", binary_in=binary_in, binary_out=binary_out)
+    output = result.get_response()["outputs"][0]
+    assert ("data" in output) == (not binary_out)
+    np.testing.assert_array_equal(result.as_numpy("logits"), digits["models"]["1"].run(x=x)[0])
+
+
+def test_tritonclient_http_sees_the_servers_message_for_bad_input(http_client):
+    tensor = triton_http.InferInput("x", [1, 63], "FP32")
+    tensor.set_data_from_numpy(np.zeros((1, 63), np.float32))
+    with pytest.raises(InferenceServerException, match="dimension 1 must be 64"):
+        http_client.infer("digits", [tensor])
+
+
+def _binary_body(header, *chunks):
+    text = json.dumps(header).encode()
+    return text + b"".join(chunks), len(text)
+
+
+def _x_input(shape=(1, 64), size=None, datatype="FP32"):
+    size = 4 * int(np.prod(shape)) if size is None else size
+    return {"name": "x", "shape": list(shape), "datatype": datatype, "parameters": {"binary_data_size": size}}
+
+
+ROW = np.full((1, 64), 0.5, np.float32).tobytes()
+
+
+@pytest.mark.parametrize("body, header_length, fragments", [
+    # header length beyond the body
+    (ROW, 10_000, ["Inference-Header-Content-Length is 10000", "body has"]),
+    # not a number
+    (ROW, "ten", ["Inference-Header-Content-Length must be an integer"]),
+    # sizes that do not add up: more bytes than declared, fewer, and a size that does not fit the shape
+    (*_binary_body({"inputs": [_x_input()]}, ROW, b"\0" * 8), ["binary part has 264 bytes", "add up to 256"]),
+    (*_binary_body({"inputs": [_x_input()]}, ROW[:100]), ["goes past the end of the body"]),
+    (*_binary_body({"inputs": [_x_input(size=252)]}, ROW[:252]), ["binary_data_size is 252", "need 256"]),
+    # huge declared sizes
+    (*_binary_body({"inputs": [_x_input(shape=(1 << 40, 64), size=1 << 48)]}, ROW),
+     ["binary_data_size 281474976710656 goes past the end of the body"]),
+    (*_binary_body({"inputs": [_x_input(size=1 << 48)]}, ROW), ["binary_data_size is 281474976710656", "need 256"]),
+    # unknown datatype, BYTES tensors
+    (*_binary_body({"inputs": [_x_input(datatype="FP33")]}, ROW), ["'x'", "FP33", "FP32"]),
+    (*_binary_body({"inputs": [_x_input(datatype="BYTES")]}, struct.pack("<I", 3) + b"abc"), ["'x'", "BYTES"]),
+    # binary_data_size without the header, negative, or with data as well
+    (json.dumps({"inputs": [_x_input()]}).encode(), None, ["no binary part", "Inference-Header-Content-Length"]),
+    (*_binary_body({"inputs": [_x_input(size=-4)]}, ROW), ["binary_data_size must be a non-negative integer"]),
+    (*_binary_body({"inputs": [dict(_x_input(), data=[0.5] * 64)]}, ROW), ["both 'data'", "binary_data_size"]),
+    # a JSON header that is not JSON
+    (b"{inputs" + ROW, 7, ["not valid JSON"]),
+])
+def test_malformed_binary_bodies_get_a_400_and_the_server_keeps_serving(server, body, header_length, fragments):
+    client = Client(server.port)
+    headers = {} if header_length is None else {"Inference-Header-Content-Length": str(header_length)}
+    status, answer = client.post("/v2/models/digits/infer", raw=body, headers=headers)
+    assert status == 400, answer
+    for fragment in fragments:
+        assert fragment in answer["error"], (fragment, answer["error"])
+    status, answer = client.post("/v2/models/digits/infer", infer_body(np.zeros((1, 64))))
+    assert status == 200, answer
+    client.close()
