@@ -13,6 +13,7 @@ import time
 from urllib.parse import quote
 
 from . import client as api
+from . import compression
 
 OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
 HASH_PROGRESS_MIN_BYTES = 64 * 1024 * 1024
@@ -109,7 +110,7 @@ def _parser():
     compress = commands.add_parser("compress", parents=[common, jobs], help="make a compressed variant of a version")
     compress.add_argument("--target", required=True, help="hardware target slug whose workers do the work")
     compress.add_argument("--method", required=True,
-                          choices=["static_int8", "dynamic_int8", "fp16", "optimize", "prune", "autotune"])
+                          choices=compression.NAMES, help="see the README's table of methods")
     compress.add_argument("--output-version", default="", help="name of the new version (default: derived)")
     compress.add_argument("--then-benchmark", default="", metavar="BATCH_SIZES",
                           help="benchmark the result at these batch sizes on the same target, e.g. 1,32")

@@ -4,16 +4,7 @@ from django import forms
 
 from registry.models import HardwareTarget
 
-from .kinds.compress import METHODS
-
-METHOD_LABELS = {
-    "static_int8": "int8 static (calibrated, QDQ)",
-    "dynamic_int8": "int8 dynamic",
-    "fp16": "fp16",
-    "optimize": "graph optimization (onnxruntime)",
-    "prune": "magnitude pruning",
-    "autotune": "int8 autotune (within an accuracy budget)",
-}
+from berth.compression import METHODS
 
 
 def _int_list(text, field):
@@ -44,20 +35,59 @@ class ConvertForm(forms.Form):
         return params
 
 
+def _method_field(param):
+    """The form field of a declared compression parameter (None when the page leaves it out)."""
+    if param.form_field is not None:
+        spec = param.form_field
+        return spec.name, forms.FloatField(required=False, min_value=spec.low, max_value=spec.high,
+                                           initial=spec.default, label=spec.label.capitalize(), help_text=param.help)
+    if not param.form:
+        return None
+    common = {"required": False, "initial": param.default, "help_text": param.help,
+              "label": param.name.replace("_", " ").capitalize()}
+    if param.kind == "bool":
+        return param.name, forms.BooleanField(**common)
+    if param.kind == "int":
+        return param.name, forms.IntegerField(min_value=param.low, max_value=param.high, **common)
+    if param.kind == "float":
+        return param.name, forms.FloatField(min_value=param.low, max_value=param.high, **common)
+    if param.kind == "choice":
+        return param.name, forms.ChoiceField(choices=[(c, c) for c in param.choices], **common)
+    raise ValueError(f"{param.name}: a {param.kind} parameter needs form=False or a form_field")
+
+
 class CompressForm(forms.Form):
-    method = forms.ChoiceField(choices=[(m, METHOD_LABELS[m]) for m in METHODS], initial="static_int8")
+    """Method, target, then each method's own fields (from berth.compression), shown only when
+    that method is chosen: a field's wrapper carries data-show-when (static/js/forms.js)."""
+
+    method = forms.ChoiceField(choices=[(m.name, m.label) for m in METHODS], initial="static_int8")
     target = TargetChoiceField()
-    calibration_method = forms.ChoiceField(choices=[("minmax", "MinMax"), ("entropy", "Entropy"),
-                                                    ("percentile", "Percentile")], initial="minmax",
-                                           help_text="static int8")
-    per_channel = forms.BooleanField(required=False, initial=True, help_text="int8")
-    reduce_range = forms.BooleanField(required=False, initial=False, help_text="int8")
-    sparsity = forms.FloatField(required=False, min_value=0.01, max_value=0.99, initial=0.5, help_text="pruning")
-    max_accuracy_drop = forms.FloatField(required=False, min_value=0, max_value=100, initial=0.5,
-                                         help_text="autotune budget, in percentage points")
-    output_version = forms.CharField(required=False, max_length=128)
-    benchmark_after = forms.BooleanField(required=False, initial=True, label="Benchmark the result")
-    batch_sizes = forms.CharField(required=False, initial="1,8,32", help_text="for the benchmark")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # field name -> (methods showing it, {method: param}); a name shared by methods is one field
+        self.method_fields = {}
+        for method in METHODS:
+            for param in method.params:
+                made = _method_field(param)
+                if made is None:
+                    continue
+                name, field = made
+                methods, params = self.method_fields.setdefault(name, ([], {}))
+                methods.append(method.name)
+                params[method.name] = param
+                self.fields.setdefault(name, field)
+        for name, field in (("output_version", forms.CharField(required=False, max_length=128)),
+                            ("benchmark_after", forms.BooleanField(required=False, initial=True,
+                                                                   label="Benchmark the result")),
+                            ("batch_sizes", forms.CharField(required=False, initial="1,8,32",
+                                                            help_text="for the benchmark"))):
+            self.fields[name] = field
+
+    def rows(self):
+        """(bound field, the methods that show it separated by spaces, or "" for every method)."""
+        return [(self[name], " ".join(self.method_fields[name][0]) if name in self.method_fields else "")
+                for name in self.fields]
 
     def clean_batch_sizes(self):
         return _int_list(self.cleaned_data["batch_sizes"] or "1", "batch sizes")
@@ -66,15 +96,15 @@ class CompressForm(forms.Form):
         data = self.cleaned_data
         method = data["method"]
         params = {"method": method}
-        if method in ("static_int8", "dynamic_int8"):
-            params.update(per_channel=data["per_channel"], reduce_range=data["reduce_range"])
-        if method == "static_int8":
-            params["calibration_method"] = data["calibration_method"]
-        if method == "prune":
-            params["sparsity"] = data["sparsity"] if data["sparsity"] is not None else 0.5
-        if method == "autotune":
-            drop = data["max_accuracy_drop"] if data["max_accuracy_drop"] is not None else 0.5
-            params["budget"] = {"max_accuracy_drop": drop / 100}
+        for name, (methods, declared) in self.method_fields.items():
+            if method not in methods:
+                continue
+            param, value = declared[method], data[name]
+            if param.form_field is not None:
+                value = param.form_field.to_param(param.form_field.default if value is None else value)
+            elif value is None or value == "":
+                value = param.default
+            params[param.name] = value
         if data["output_version"]:
             params["output_version"] = data["output_version"]
         if data["benchmark_after"]:

@@ -1,5 +1,8 @@
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from berth import compression
 
 from dashboard.serializer_fields import JSONObjectField
 
@@ -42,12 +45,19 @@ class JobDetailSerializer(JobSerializer):
         fields = JobSerializer.Meta.fields + ["log"]
 
 
+@extend_schema_field({"description": "The kind's parameters (see the README's Jobs section). A compress job's are "
+                                     "one of the methods declared in berth.compression:",
+                      "anyOf": [*(compression.json_schema(m) for m in compression.METHODS), {"type": "object"}]})
+class JobParamsField(JSONObjectField):
+    pass
+
+
 class JobCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Job.Kind.choices)
     version = serializers.CharField(help_text="<model>:<version> or the version's numeric id.")
     target = serializers.CharField(required=False, allow_blank=True, default="",
                                    help_text="Hardware target slug (for jobs that run on a target).")
-    params = JSONObjectField(required=False, default=dict)
+    params = JobParamsField(required=False, default=dict)
 
 
 class BenchmarkSummarySerializer(serializers.ModelSerializer):

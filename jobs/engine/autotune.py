@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import EngineError
 from .evaluate import check_feeds, compare_outputs, model_input_specs, run_model
+from .output import CompressionResult
 from .progress import no_progress
 from .quantize import prepare_for_quantization, quantize_dynamic, quantize_static
 
@@ -113,6 +114,37 @@ def autotune(src, workdir, *, calibration, evaluation, budget, objective="size",
     progress(100, "Done")
     return AutotuneResult(best=best, trials=trials, reason=_reason(best, trials, budget, objective, source),
                           source=source)
+
+
+def autotune_onnx(src, dst, *, calibration, evaluation, budget, objective="size", progress=no_progress):
+    """``autotune`` as a compression method: trials in a folder beside ``dst``; the best one's
+    file, recipe (with every trial) and notes, or an EngineError listing the trials when none is
+    within the budget."""
+    tuned = autotune(src, Path(dst).parent / "trials", calibration=calibration, evaluation=evaluation,
+                     budget=budget, objective=objective, progress=progress)
+    trials = [trial_summary(t) for t in tuned.trials]
+    if tuned.best is None:
+        raise EngineError(f"{tuned.reason} Trials: " + "; ".join(
+            f"#{t['number']} {t['settings']}: {t['outcome']}" for t in trials))
+    recipe = {**tuned.best.recipe, "autotune": {"budget": budget, "objective": objective,
+                                                 "chosen_trial": tuned.best.number, "trials": trials}}
+    return CompressionResult(output_path=tuned.best.output_path, size_bytes=tuned.best.size_bytes, recipe=recipe,
+                             notes=[tuned.reason], summary={"trials": trials, "source": tuned.source})
+
+
+def trial_summary(trial):
+    """A trial as the job's result and the recipe list it."""
+    if trial.error:
+        outcome = f"failed: {trial.error}"
+    else:
+        quality = (f"accuracy drop {trial.accuracy_drop * 100:.2f} pt" if trial.accuracy_drop is not None
+                   else f"cosine min {trial.cosine_min:.4f}" if trial.cosine_min is not None else "no quality figure")
+        outcome = (f"{trial.size_bytes:,} bytes, p50 {trial.p50_ms:.3f} ms, {quality}, "
+                   f"{'within' if trial.within_budget else 'outside'} budget")
+    return {"number": trial.number, "settings": trial.describe(), "params": trial.params, "size_bytes": trial.size_bytes,
+            "p50_ms": trial.p50_ms, "accuracy": trial.accuracy, "accuracy_drop": trial.accuracy_drop,
+            "cosine_mean": trial.cosine_mean, "cosine_min": trial.cosine_min, "max_abs_diff": trial.max_abs_diff,
+            "within_budget": trial.within_budget, "error": trial.error, "outcome": outcome}
 
 
 def default_grid(present, *, has_calibration=True):

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import EngineError
 from .progress import no_progress
-from .quantize import check_output, removed_on_error, source_and_output, tool_versions
+from .output import check_output, removed_on_error, source_and_output, tool_versions
 
 # Which input of each operator is its weight.
 WEIGHT_INPUTS = {"MatMul": (1,), "Gemm": (1,), "Conv": (1,), "ConvTranspose": (1,)}
@@ -28,6 +28,12 @@ class PruneResult:
     tensors_pruned: int
     recipe: dict
     notes: list = field(default_factory=list)
+
+    @property
+    def summary(self):
+        """Figures for the job's result."""
+        return {"sparsity": self.sparsity, "tensors_pruned": self.tensors_pruned,
+                "compressed_size_bytes": self.compressed_size_bytes}
 
 
 def prune_magnitude(src, dst, *, sparsity=0.5, min_elements=1024, progress=no_progress):

@@ -7,16 +7,14 @@ method, every parameter used and the tool versions, so a child version says exac
 made. Sizes are in bytes.
 """
 
-import contextlib
-import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import EngineError, first_line
 from .evaluate import check_feeds, model_input_specs
+from .output import check_output, removed_on_error, source_and_output, tool_versions
 from .progress import no_progress
 
 WEIGHT_TYPES = ("qint8", "quint8")
@@ -31,21 +29,6 @@ CALIBRATOR_OPTIONS = {
     "entropy": {"num_bins": 128, "num_quantized_bins": 128, "symmetric": False},
     "percentile": {"num_bins": 2048, "percentile": 99.999, "symmetric": True},
 }
-
-
-@dataclass
-class CompressionResult:
-    output_path: str
-    size_bytes: int
-    recipe: dict
-    notes: list = field(default_factory=list)
-
-
-def tool_versions():
-    import onnx
-    import onnxruntime
-
-    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
 
 # --- int8 ------------------------------------------------------------------------------------
@@ -332,26 +315,6 @@ def _op_types(op_types):
     return list(op_types)
 
 
-def source_and_output(src, dst):
-    src, dst = Path(src), Path(dst)
-    if not src.is_file():
-        raise EngineError(f"Model file not found: {src}")
-    if src.resolve() == dst.resolve():
-        raise EngineError("The output path must differ from the source model's path.")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    return src, dst
-
-
-@contextlib.contextmanager
-def removed_on_error(dst):
-    """No half-written output is left behind when an engine fails."""
-    try:
-        yield
-    except BaseException:
-        Path(dst).unlink(missing_ok=True)
-        raise
-
-
 def _prepared(src, tmp, pre_processed):
     if pre_processed:
         return src, {"tool": "onnxruntime.quantization.quant_pre_process", "done_by": "caller"}
@@ -402,28 +365,3 @@ def _quantized_notes(dst):
                           "(such as MatMul, Gemm or Conv with constant weights).")
     return [(f"{len(weights)} weight tensor(s) stored as 8-bit integers; quantized operator types: "
              f"{', '.join(sorted(types)) or 'none'}.")]
-
-
-def check_output(dst, recipe, notes, progress):
-    """Check the written file (one file, ONNX checker, onnxruntime session) and describe it."""
-    import onnx
-    import onnxruntime as ort
-
-    progress(85, "Checking the output")
-    model = onnx.load(str(dst), load_external_data=False)
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        raise EngineError("The output was written with external data; it must be a single file. "
-                          "Models over 2 GB are not supported by this engine.")
-    try:
-        onnx.checker.check_model(str(dst), full_check=True)
-    except Exception as exc:
-        raise EngineError(f"The output fails the ONNX checker: {first_line(exc)}. Try other parameters "
-                          "or another method.") from exc
-    try:
-        ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise EngineError(f"onnxruntime cannot load the output: {first_line(exc)}. Try other parameters "
-                          "or another method.") from exc
-    progress(100, "Done")
-    return CompressionResult(output_path=str(dst), size_bytes=os.path.getsize(dst), recipe=recipe, notes=notes)
-
