@@ -24,6 +24,7 @@ METRICS = [
     ("size_bytes", "size", "bytes", False),
     ("peak_memory_bytes", "peak memory", "bytes", False),
     ("load_time_ms", "load time", "ms", False),
+    ("device_memory_bytes", "GPU memory", "bytes", False),
     ("accuracy", "accuracy", "", True),
 ]
 # The columns of table(), in order.
@@ -32,7 +33,9 @@ TABLE_COLUMNS = ["version", "target", "batch_size", "baseline", "status",
                  "accuracy_delta"]
 # Figures measured once, with no spread to judge a difference by: their ratios are shown
 # uncoloured.
-UNJUDGED = {"peak_memory_bytes", "load_time_ms"}
+UNJUDGED = {"peak_memory_bytes", "load_time_ms", "device_memory_bytes"}
+# How a GPU benchmark timed its runs (jobs.engine.gpu.TimingMode.label); only like modes are compared.
+TIMING_MODES = ("host", "device", "device+graph")
 
 
 @dataclass
@@ -85,6 +88,7 @@ class Comparison:
     batch_size: int
     batch_sizes: list
     percentile: str
+    timing_mode: str
     baseline_choice: object | None  # a version chosen as the baseline for every target, or None: each root
     budget_ms: float | None
     max_drop: float | None
@@ -95,11 +99,12 @@ class Comparison:
 
 
 def benchmark_comparison(*, model_name, versions=None, targets=None, batch_size=None, percentile="p95",
-                         baseline=None, budget_ms=None, max_drop=None, threads=None):
+                         baseline=None, budget_ms=None, max_drop=None, threads=None, timing_mode="host"):
     """Build the comparison of ``versions`` (version strings) on ``targets`` (slugs); empty
     means every version / target with results. ``baseline`` (a version string) is compared
     against on every target; None: each version's root (its fp32 original). ``max_drop`` is in
-    fraction points (0.005 = 0.5 pt)."""
+    fraction points (0.005 = 0.5 pt). Only results timed in ``timing_mode`` take part, so a device-resident
+    GPU figure is never compared with one that copied its inputs."""
     from registry.models import HardwareTarget, Model
 
     model = Model.objects.filter(name=model_name).first()
@@ -107,11 +112,13 @@ def benchmark_comparison(*, model_name, versions=None, targets=None, batch_size=
         raise NotFound(f"There is no model named {model_name!r}.", field="model")
     if percentile not in PERCENTILES:
         raise BerthError(f"percentile must be one of {', '.join(PERCENTILES)}.", field="percentile")
+    if timing_mode not in TIMING_MODES:
+        raise BerthError(f"timing_mode must be one of {', '.join(TIMING_MODES)}.", field="timing_mode")
     all_versions = list(model.versions.order_by("created", "id"))
     by_id = {v.pk: v for v in all_versions}
     by_name = {v.version: v for v in all_versions}
     results = list(
-        BenchmarkResult.objects.filter(version__model=model, threads=threads)
+        BenchmarkResult.objects.filter(version__model=model, threads=threads, timing_mode=timing_mode)
         .defer("samples", "environment").order_by("-job_id")
     )
     newest = {}  # (version, target, batch) → the newest job's result
@@ -163,6 +170,7 @@ def benchmark_comparison(*, model_name, versions=None, targets=None, batch_size=
     history = [(by_id[v], t, r) for (v, t, size), r in newest.items() if size == batch_size]
     return Comparison(model=model, versions=versions, all_versions=all_versions, targets=targets,
                       all_targets=all_targets, batch_size=batch_size, batch_sizes=batch_sizes, percentile=percentile,
+                      timing_mode=timing_mode,
                       baseline_choice=baseline_choice, budget_ms=budget_ms, max_drop=max_drop, rows=rows,
                       recommendations=recommendations, results_by_batch=results_by_batch, history=history)
 
@@ -346,6 +354,7 @@ def comparison_payload(comparison, rows=None):
         "batch_size": comparison.batch_size,
         "batch_sizes": comparison.batch_sizes,
         "percentile": comparison.percentile,
+        "timing_mode": comparison.timing_mode,
         "baseline": comparison.baseline_choice.version if comparison.baseline_choice else None,
         "versions": [v.version for v in comparison.versions],
         "targets": [t.slug for t in comparison.targets],

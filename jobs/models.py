@@ -95,6 +95,13 @@ class BenchmarkResult(models.Model):
     windows = models.JSONField(default=list, blank=True, help_text="Mean latency (ms) of each measuring window")
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True, help_text="Peak RSS of a fresh process")
     load_time_ms = models.FloatField(null=True, blank=True, help_text="Cold session creation in a fresh process")
+    device_memory_bytes = models.BigIntegerField(null=True, blank=True,
+                                                 help_text="GPU memory a fresh process held (NVML); GPU targets only")
+    gpu_utilization = models.FloatField(null=True, blank=True,
+                                        help_text="Mean GPU utilization (%) during the timed runs; GPU targets only")
+    timing_mode = models.CharField(max_length=16, default="host",
+                                   help_text="host: inputs copied in and outputs out each run; device: IO binding "
+                                             "on the GPU; device+graph: and replayed as a CUDA graph")
     # Against the parent on the evaluation set (fraction points), or output fidelity when
     # there is no labelled evaluation set.
     accuracy = models.FloatField(null=True, blank=True)
@@ -121,7 +128,10 @@ class WorkerHost(models.Model):
     cpu_count = models.PositiveIntegerField(null=True, blank=True)
     memory_bytes = models.BigIntegerField(null=True, blank=True)
     gpus = models.JSONField(default=list, blank=True)
-    providers = models.JSONField(default=list, blank=True, help_text="onnxruntime execution providers")
+    providers = models.JSONField(default=list, blank=True,
+                                 help_text="onnxruntime execution providers a tiny session proved usable at start")
+    provider_problems = models.JSONField(default=dict, blank=True,
+                                         help_text="{provider: why it cannot be used} for listed but unusable ones")
     versions = models.JSONField(default=dict, blank=True, help_text="onnxruntime, torch, python")
     pid = models.PositiveIntegerField(null=True, blank=True)
     started = models.DateTimeField()

@@ -69,7 +69,8 @@ class BenchmarkSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = BenchmarkResult
         fields = ["target", "job", "batch_size", "threads", "p50_ms", "p95_ms", "p99_ms", "throughput", "stable",
-                  "peak_memory_bytes", "load_time_ms", "accuracy", "accuracy_delta"]
+                  "peak_memory_bytes", "load_time_ms", "device_memory_bytes", "gpu_utilization", "timing_mode",
+                  "accuracy", "accuracy_delta"]
 
 
 class BenchmarkResultSerializer(BenchmarkSummarySerializer):
@@ -82,7 +83,8 @@ class BenchmarkResultSerializer(BenchmarkSummarySerializer):
     class Meta(BenchmarkSummarySerializer.Meta):
         fields = ["model", "version", "target", "job", "batch_size", "threads", "iterations", "warmup", "p50_ms",
                   "p90_ms", "p95_ms", "p99_ms", "mean_ms", "std_ms", "throughput", "stable", "peak_memory_bytes",
-                  "load_time_ms", "accuracy", "accuracy_delta", "size_bytes", "fidelity", "environment", "created"]
+                  "load_time_ms", "device_memory_bytes", "gpu_utilization", "timing_mode", "accuracy",
+                  "accuracy_delta", "size_bytes", "fidelity", "environment", "created"]
 
 
 class WorkerSerializer(serializers.Serializer):
@@ -93,7 +95,10 @@ class WorkerSerializer(serializers.Serializer):
     cpu_count = serializers.IntegerField(allow_null=True)
     memory_bytes = serializers.IntegerField(allow_null=True)
     gpus = serializers.JSONField()
-    providers = serializers.ListField(child=serializers.CharField())
+    providers = serializers.ListField(child=serializers.CharField(),
+                                      help_text="providers a tiny session proved usable when the worker started")
+    provider_problems = serializers.DictField(child=serializers.CharField(),
+                                              help_text="{provider: why it cannot be used}")
     versions = serializers.JSONField()
     started = serializers.DateTimeField()
     last_seen = serializers.DateTimeField()
@@ -125,6 +130,9 @@ class CompareQuerySerializer(serializers.Serializer):
                                        help_text="Latency budget (ms) at the chosen percentile")
     max_drop_pt = serializers.FloatField(min_value=0, max_value=100, required=False, allow_null=True, default=None,
                                          help_text="Largest accepted accuracy drop, in percentage points")
+    timing_mode = serializers.ChoiceField(choices=["host", "device", "device+graph"], default="host",
+                                          help_text="Compare GPU results timed this way only (host: inputs copied "
+                                                    "each run; device: IO binding; device+graph: CUDA graph)")
 
     def to_internal_value(self, data):
         # Empty form fields (budget_ms=) mean "not given".
@@ -138,5 +146,5 @@ class CompareQuerySerializer(serializers.Serializer):
         """benchmark_comparison's arguments from validated data."""
         return {"model_name": data["model"], "versions": data["versions"], "targets": data["targets"],
                 "batch_size": data["batch_size"], "percentile": data["percentile"], "baseline": data["baseline"] or None,
-                "budget_ms": data["budget_ms"],
+                "budget_ms": data["budget_ms"], "timing_mode": data["timing_mode"],
                 "max_drop": data["max_drop_pt"] / 100 if data["max_drop_pt"] is not None else None}

@@ -301,7 +301,8 @@ def worker_report(*, hostname, queues, facts, pid=None):
     WorkerHost.objects.update_or_create(hostname=hostname, defaults={
         "queues": sorted(queues), "cpu_model": facts.get("cpu_model") or "", "cpu_count": facts.get("cpu_count"),
         "memory_bytes": facts.get("memory_bytes"), "gpus": facts.get("gpus") or [],
-        "providers": facts.get("providers") or [], "versions": facts.get("versions") or {}, "pid": pid,
+        "providers": facts.get("providers") or [], "provider_problems": facts.get("provider_problems") or {},
+        "versions": facts.get("versions") or {}, "pid": pid,
         "started": now, "last_seen": now, "stopped": None,
     })
 

@@ -113,7 +113,10 @@ def compare(request):
     context = {"models": Model.objects.order_by("name").values_list("name", flat=True), "errors": errors,
                "comparison": comparison, "query": request.GET, "metrics": METRICS}
     if comparison is not None:
-        context.update(charts=all_charts(comparison), rows=_display_rows(comparison, METRICS),
+        # GPU memory is a column only where some result measured it (GPU targets).
+        metrics = [m for m in METRICS if m[0] != "device_memory_bytes"
+                   or any(row.figures[m[0]].value is not None for row in comparison.rows)]
+        context.update(metrics=metrics, charts=all_charts(comparison), rows=_display_rows(comparison, metrics),
                        selected_versions={v.pk for v in comparison.versions},
                        selected_targets={t.pk for t in comparison.targets})
     return render(request, "jobs/compare.html", context)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import hardware
+from . import gpu, hardware
 from .errors import EngineError, first_line
 from .progress import no_progress
 from .validate import example_inputs
@@ -67,6 +67,9 @@ class Measurement:
     intervals: dict = field(default_factory=dict)
     peak_memory_bytes: int | None = None  # peak RSS of a fresh process that loaded and ran the model
     load_time_ms: float | None = None  # session creation in that fresh process
+    device_memory_bytes: int | None = None  # GPU memory that fresh process held (NVML), GPU providers only
+    gpu_utilization: dict | None = None  # {"mean_percent", "max_percent", "samples"} during the timed runs
+    timing_mode: str = "host"  # host, device or device+graph (jobs.engine.gpu.TimingMode.label)
 
 
 @dataclass
@@ -82,7 +85,7 @@ def _never():
 def run_benchmark(model_path, *, inputs, provider="CPUExecutionProvider", provider_options=None,
                   batch_sizes=(1,), threads=(None,), warmup_runs=5, min_runs=30, min_seconds=1.0,
                   window_runs=None, max_seconds=60.0, stability=0.10, seed=0, measure_memory=True,
-                  progress=no_progress, should_stop=_never):
+                  io="host", cuda_graph=False, progress=no_progress, should_stop=_never):
     """Benchmark the ONNX model at ``model_path`` on ``provider``.
 
     ``inputs`` is the signature's input list (name, dtype, shape; a non-int dim is dynamic):
@@ -93,6 +96,10 @@ def run_benchmark(model_path, *, inputs, provider="CPUExecutionProvider", provid
     (a fraction) of their average and at least ``min_runs`` runs are in, or after
     ``max_seconds`` (then ``stable`` is False and fewer than ``min_runs`` runs are possible).
     Measurements come thread setting by thread setting (one session each), batch sizes inside.
+    ``io``: "host" copies inputs in and outputs out in every timed run; "device" (GPU providers) binds them
+    on the device once, so the timed runs are the GPU's work alone; ``cuda_graph`` replays it as a CUDA
+    graph (CUDAExecutionProvider, io="device"). On a GPU provider the fresh-process probe also records
+    device memory (NVML), and GPU utilization is sampled during the timed runs.
 
     Raises EngineError when the provider is missing or the model cannot run, and
     BenchmarkCancelled when ``should_stop()`` turns true (polled between runs).
@@ -108,6 +115,11 @@ def run_benchmark(model_path, *, inputs, provider="CPUExecutionProvider", provid
     available = list(ort.get_available_providers())
     if provider not in available:
         raise EngineError(f"{provider} is not available on this host (available: {', '.join(available)}).")
+    mode = gpu.timing_mode(provider, io, cuda_graph)
+    provider_options = gpu.session_provider_options(provider, provider_options, mode)
+    device = gpu.DEVICE_OF_PROVIDER.get(provider)
+    device_id = int((provider_options or {}).get("device_id", 0))
+    nvml = gpu.Nvml(device_id) if device else None
     model_path = str(Path(model_path).resolve())
     feeds = {batch: _feeds(inputs, batch, seed) for batch in batch_sizes}
     window_runs = window_runs or min_runs
@@ -121,7 +133,8 @@ def run_benchmark(model_path, *, inputs, provider="CPUExecutionProvider", provid
             _check_stop(should_stop)
             progress(100 * done // steps, f"Batch {batch}: memory and load time in a fresh process")
             probes[batch] = _probe(model_path, inputs=inputs, provider=provider, provider_options=provider_options,
-                                   batch=batch, threads=threads[0], seed=seed, should_stop=should_stop)
+                                   batch=batch, threads=threads[0], seed=seed, device_memory=bool(device),
+                                   should_stop=should_stop)
             done += 1
 
     measurements = []
@@ -136,17 +149,39 @@ def run_benchmark(model_path, *, inputs, provider="CPUExecutionProvider", provid
         for batch in batch_sizes:
             label = f"batch {batch}, threads {thread_count or 'default'}"
             progress(100 * done // steps, f"Measuring {label}")
-            measured = _measure(session, feeds[batch], label=label, warmup_runs=warmup, min_runs=min_runs,
-                                window_runs=window_runs, min_seconds=min_seconds, max_seconds=max_seconds,
-                                stability=stability, should_stop=should_stop)
+            run = session.run
+            if mode.io == "device":
+                run = _bound_run(session, feeds[batch], device=device, device_id=device_id, label=label)
+            with gpu.UtilizationSampler(nvml) as utilization:
+                measured = _measure(run, feeds[batch], label=label, warmup_runs=warmup, min_runs=min_runs,
+                                    window_runs=window_runs, min_seconds=min_seconds, max_seconds=max_seconds,
+                                    stability=stability, should_stop=should_stop)
             probe = probes.get(batch, {})
             measurements.append(_summarise(measured, batch=batch, threads=thread_count, warmup=warmup,
                                            peak_memory_bytes=probe.get("peak_rss_bytes"),
-                                           load_time_ms=probe.get("load_time_ms")))
+                                           load_time_ms=probe.get("load_time_ms"),
+                                           device_memory_bytes=probe.get("device_memory_bytes"),
+                                           gpu_utilization=utilization.summary, timing_mode=mode.label))
             done += 1
         del session
     progress(100, "Benchmark finished")
-    return BenchmarkRun(measurements, _environment(ort, provider, used_provider, provider_options, available))
+    environment = _environment(ort, provider, used_provider, provider_options, available)
+    environment.update(timing_mode=mode.label, io=mode.io, cuda_graph=mode.cuda_graph,
+                       nvml=None if nvml is None else (nvml.reason or "available"))
+    return BenchmarkRun(measurements, environment)
+
+
+def _bound_run(session, feeds, *, device, device_id, label):
+    """session.run's signature over IO binding: inputs copied to ``device`` once, outputs left there."""
+    try:
+        bound = gpu.device_runner(session, feeds, device=device, device_id=device_id)
+    except Exception as exc:  # onnxruntime's own types
+        raise EngineError(f"Cannot bind inputs on {device}:{device_id} ({label}): {first_line(exc)}") from exc
+
+    def run(_output_names, _feeds):
+        bound()
+
+    return run
 
 
 # --- timing ----------------------------------------------------------------------------------
@@ -158,9 +193,9 @@ class _Measured:
     stable: bool
 
 
-def _measure(session, feeds, *, label, warmup_runs, min_runs, window_runs, min_seconds, max_seconds,
+def _measure(run, feeds, *, label, warmup_runs, min_runs, window_runs, min_seconds, max_seconds,
              stability, should_stop):
-    run = session.run
+    """Times ``run(None, feeds)`` (session.run, or its IO-bound stand-in) as the module docstring says."""
     clock = time.perf_counter_ns
     try:
         for _ in range(warmup_runs):
@@ -219,7 +254,8 @@ def _agree(windows, stability):
     return max(abs(m - average) for m in means) <= stability * average
 
 
-def _summarise(measured, *, batch, threads, warmup, peak_memory_bytes, load_time_ms):
+def _summarise(measured, *, batch, threads, warmup, peak_memory_bytes, load_time_ms, device_memory_bytes=None,
+               gpu_utilization=None, timing_mode="host"):
     ms = np.asarray(measured.samples_ns, dtype=np.float64) / 1e6
     stats = latency_statistics(ms)
     total_s = float(ms.sum()) / 1e3
@@ -230,6 +266,7 @@ def _summarise(measured, *, batch, threads, warmup, peak_memory_bytes, load_time
         windows=[timed / runs / 1e6 for runs, timed in measured.windows],
         samples_ms=thin(ms).astype(np.float32).tolist(),
         peak_memory_bytes=peak_memory_bytes, load_time_ms=load_time_ms,
+        device_memory_bytes=device_memory_bytes, gpu_utilization=gpu_utilization, timing_mode=timing_mode,
         **stats,
     )
 
@@ -302,13 +339,17 @@ def _feeds(inputs, batch, seed):
 
 # --- fresh-process probe ---------------------------------------------------------------------
 
-def _probe(model_path, *, inputs, provider, provider_options, batch, threads, seed, should_stop):
-    """Peak RSS (bytes) and load time (ms) of a fresh process that loads the model and runs it."""
+def _probe(model_path, *, inputs, provider, provider_options, batch, threads, seed, should_stop,
+           device_memory=False):
+    """Peak RSS (bytes), load time (ms) and, with ``device_memory``, the GPU memory (bytes) of a fresh
+    process that loads the model and runs it."""
     command = [sys.executable, "-m", "jobs.engine.benchmark_probe", model_path, "--provider", provider,
                "--provider-options", json.dumps(provider_options or {}), "--batch", str(batch),
                "--inputs", json.dumps(inputs), "--seed", str(seed)]
     if threads is not None:
         command += ["--threads", str(threads)]
+    if device_memory:
+        command += ["--device-memory"]
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

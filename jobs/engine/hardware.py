@@ -31,30 +31,50 @@ def memory_bytes():
 
 
 def gpus():
-    """[{"name", "memory_mib", "driver"}] from nvidia-smi, or [] when there is none."""
+    """[{"index", "name", "memory_mib", "driver", "uuid"}] per GPU from nvidia-smi, or [] when there is none."""
     if not shutil.which("nvidia-smi"):
         return []
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader,nounits"],
+            ["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version,uuid",
+             "--format=csv,noheader,nounits"],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
+    return parse_nvidia_smi(out)
+
+
+def parse_nvidia_smi(out):
+    """The GPUs of ``nvidia-smi --query-gpu=index,name,memory.total,driver_version,uuid`` CSV output."""
     found = []
     for line in out.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            found.append({"name": parts[0], "memory_mib": int(float(parts[1])), "driver": parts[2]})
+        if len(parts) != 5:
+            continue
+        try:
+            found.append({"index": int(parts[0]), "name": parts[1], "memory_mib": int(float(parts[2])),
+                          "driver": parts[3], "uuid": parts[4]})
+        except ValueError:
+            continue
     return found
 
 
 def onnxruntime_providers():
+    """What onnxruntime lists; ``proven_providers`` says which of them really run."""
     try:
         import onnxruntime
     except ImportError:
         return []
     return list(onnxruntime.get_available_providers())
+
+
+def proven_providers():
+    """(usable, problems): the providers a tiny session ran on, and {provider: reason} for the others."""
+    from .gpu import prove_providers, usable_providers
+
+    verdicts = prove_providers(onnxruntime_providers())
+    return usable_providers(verdicts), {name: reason for name, reason in verdicts.items() if reason is not None}
 
 
 def runtime_versions():
@@ -77,6 +97,6 @@ def host_facts():
         "cpu_count": os.cpu_count(),
         "memory_bytes": memory_bytes(),
         "gpus": gpus(),
-        "providers": onnxruntime_providers(),
+        **dict(zip(("providers", "provider_problems"), proven_providers())),
         "versions": runtime_versions(),
     }

@@ -91,3 +91,20 @@ def onnx_reference(version):
             return node
         node = node.parent
     return None
+
+
+def require_usable_provider(target):
+    """Refuse a job for a provider that every live worker on the target's queue proved unusable at start
+    (onnxruntime lists providers whose libraries are missing), naming each worker's reason. With no live
+    worker the job is accepted and waits for one, as any job does."""
+    from ..selectors import live_workers
+
+    if target is None:
+        return
+    provider = target.execution_provider
+    workers = [w for w in live_workers() if target.queue in w.queues]
+    if not workers or any(provider in w.providers for w in workers):
+        return
+    reasons = "; ".join(f"{w.hostname}: {w.provider_problems.get(provider, 'not installed')}" for w in workers)
+    raise BerthError(f"No live worker on {target.queue} can use {provider} ({reasons}). Install the provider's "
+                     "libraries on a worker and restart it, or pick another target.", field="target")

@@ -5,13 +5,27 @@ from django.db import transaction
 from jobs.models import BenchmarkResult, Job
 
 from . import params as p
-from .base import JobKind, artifact_path, load_dataset, onnx_reference, require_ready_onnx, require_target, scaled
+from .base import (
+    JobKind,
+    artifact_path,
+    load_dataset,
+    onnx_reference,
+    require_ready_onnx,
+    require_target,
+    require_usable_provider,
+    scaled,
+)
 
-MEASUREMENT_KEYS = {"batch_sizes", "threads", "warmup", "min_runs", "min_seconds", "max_seconds", "measure_memory"}
+MEASUREMENT_KEYS = {"batch_sizes", "threads", "warmup", "min_runs", "min_seconds", "max_seconds", "measure_memory",
+                    "io", "cuda_graph"}
 
 
-def clean_measurement(params):
-    """How to measure: batch sizes, thread counts and the perf_analyzer-style stopping rules."""
+def clean_measurement(params, *, target=None):
+    """How to measure: batch sizes, thread counts, the perf_analyzer-style stopping rules and the timing
+    mode (``io`` host or device, ``cuda_graph``), checked against ``target``'s provider when given."""
+    from ..engine.errors import EngineError
+    from ..engine.gpu import IO_MODES, timing_mode
+
     p.only_known(params, MEASUREMENT_KEYS | {"evaluation_dataset"}, "benchmark")
     cleaned = {
         "batch_sizes": p.int_list(params, "batch_sizes", [1], low=1, high=4096, most=8),
@@ -21,7 +35,14 @@ def clean_measurement(params):
         "min_seconds": p.number(params, "min_seconds", 1.0, low=0, high=600),
         "max_seconds": p.number(params, "max_seconds", 60.0, low=1, high=3600),
         "measure_memory": p.boolean(params, "measure_memory", True),
+        "io": p.choice(params, "io", "host", IO_MODES),
+        "cuda_graph": p.boolean(params, "cuda_graph", False),
     }
+    if target is not None:
+        try:
+            timing_mode(target.execution_provider, cleaned["io"], cleaned["cuda_graph"])
+        except EngineError as exc:
+            p.fail("cuda_graph" if cleaned["cuda_graph"] else "io", f"{exc} (target {target.slug})")
     if "evaluation_dataset" in params:
         cleaned["evaluation_dataset"] = params["evaluation_dataset"]
     return cleaned
@@ -37,7 +58,8 @@ class BenchmarkKind(JobKind):
     def clean_params(self, params, *, version, target):
         require_target(target, "benchmark")
         require_ready_onnx(version, "benchmarked")
-        cleaned = clean_measurement(params)
+        require_usable_provider(target)
+        cleaned = clean_measurement(params, target=target)
         cleaned["evaluation_dataset"] = p.dataset(params, "evaluation_dataset", model=version.model,
                                                   kind="evaluation", required=False)
         return cleaned
@@ -52,7 +74,8 @@ class BenchmarkKind(JobKind):
                 provider_options=target.provider_options or None, batch_sizes=params["batch_sizes"],
                 threads=params["threads"], warmup_runs=params["warmup"], min_runs=params["min_runs"],
                 min_seconds=params["min_seconds"], max_seconds=params["max_seconds"],
-                measure_memory=params["measure_memory"], progress=scaled(report, 2, 80),
+                measure_memory=params["measure_memory"], io=params.get("io", "host"),
+                cuda_graph=params.get("cuda_graph", False), progress=scaled(report, 2, 80),
                 should_stop=lambda: _cancelled(job.id),
             )
             report(82, "Measuring accuracy against the parent")
@@ -64,6 +87,8 @@ class BenchmarkKind(JobKind):
                 p90_ms=m.p90_ms, p95_ms=m.p95_ms, p99_ms=m.p99_ms, min_ms=m.min_ms, max_ms=m.max_ms,
                 mean_ms=m.mean_ms, std_ms=m.std_ms, intervals=m.intervals, throughput=m.throughput, stable=m.stable,
                 windows=m.windows, peak_memory_bytes=m.peak_memory_bytes, load_time_ms=m.load_time_ms,
+                device_memory_bytes=m.device_memory_bytes, timing_mode=m.timing_mode,
+                gpu_utilization=(m.gpu_utilization or {}).get("mean_percent"),
                 accuracy=quality.get("accuracy"), accuracy_delta=quality.get("accuracy_delta"),
                 fidelity=quality.get("fidelity", {}), samples=compress_samples(m.samples_ms),
                 environment=measured.environment,
@@ -75,7 +100,8 @@ class BenchmarkKind(JobKind):
         report(100, f"Stored {len(rows)} result{'s' if len(rows) != 1 else ''}")
         return {
             "results": [{"batch_size": r.batch_size, "threads": r.threads, "p50_ms": r.p50_ms, "p95_ms": r.p95_ms,
-                         "p99_ms": r.p99_ms, "throughput": r.throughput, "stable": r.stable} for r in rows],
+                         "p99_ms": r.p99_ms, "throughput": r.throughput, "stable": r.stable,
+                         "timing_mode": r.timing_mode, "device_memory_bytes": r.device_memory_bytes} for r in rows],
             "quality": quality, "environment": measured.environment,
         }
 

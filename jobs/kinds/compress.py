@@ -30,7 +30,7 @@ class CompressKind(JobKind):
             if not isinstance(follow, dict):
                 p.fail("then_benchmark", "then_benchmark must be an object of benchmark parameters, e.g. "
                                          '{"batch_sizes": [1, 32]}.')
-            cleaned["then_benchmark"] = clean_measurement(follow)
+            cleaned["then_benchmark"] = clean_measurement(follow, target=target)
         return cleaned
 
     def run(self, job, report):

@@ -142,6 +142,7 @@ def test_a_csv_export_has_its_header_even_with_no_rows(world, viewer_api):
     ("model=digits&percentile=p42", "percentile"),
     ("model=digits&budget_ms=-1", "budget_ms"),
     ("model=digits&batch_size=0", "batch_size"),
+    ("model=digits&timing_mode=gpu", "timing_mode"),
     ("", "model"),
 ])
 def test_the_api_explains_a_bad_query(world, viewer_api, query, field):
@@ -149,6 +150,25 @@ def test_the_api_explains_a_bad_query(world, viewer_api, query, field):
     response = viewer_api.get(f"/api/v1/compare/?{query}")
     assert response.status_code in (400, 404)
     assert field in response.json()["errors"], response.json()
+
+
+def test_only_results_timed_the_same_way_are_compared(world, viewer_api, viewer):
+    fp32 = world.version("1")
+    fp16 = world.version("1-fp16", parent=fp32)
+    world.result(fp32, world.gpu, p95=6.0)  # inputs copied each run
+    device = world.result(fp16, world.gpu, p95=4.0)
+    device.timing_mode, device.device_memory_bytes = "device", 1_700 * 1024 * 1024
+    device.save()
+    host = viewer_api.get("/api/v1/compare/?model=digits&targets=gpu").json()
+    assert host["timing_mode"] == "host" and [r["version"] for r in host["rows"]] == ["1"]
+    resident = viewer_api.get("/api/v1/compare/?model=digits&targets=gpu&timing_mode=device").json()
+    assert [r["version"] for r in resident["rows"]] == ["1-fp16"]
+    assert resident["rows"][0]["device_memory_bytes"] == 1_700 * 1024 * 1024
+    client = Client()
+    client.force_login(viewer)
+    page = client.get("/compare/?model=digits&targets=gpu&timing_mode=device").content.decode()
+    assert "GPU memory" in page and "1.7\xa0GB" in page
+    assert "GPU memory" not in client.get("/compare/?model=digits&targets=gpu").content.decode()
 
 
 def test_the_page_shows_the_table_charts_and_recommendation(world, viewer):

@@ -30,7 +30,33 @@ def test_it_fills_in_benchmark_defaults(engineer_api, digits_version):
     body = start(engineer_api, "benchmark", {"batch_sizes": [1, 8, 32]}).json()
     assert body["params"] == {"batch_sizes": [1, 8, 32], "threads": [None], "warmup": 5, "min_runs": 30,
                               "min_seconds": 1.0, "max_seconds": 60.0, "measure_memory": True,
-                              "evaluation_dataset": "digits-test"}
+                              "io": "host", "cuda_graph": False, "evaluation_dataset": "digits-test"}
+
+
+def test_device_io_needs_a_gpu_target(engineer_api, digits_version):
+    response = start(engineer_api, "benchmark", {"io": "device"})
+    assert response.status_code == 400
+    assert "io=device keeps tensors on a GPU" in str(response.json()) and "target cpu" in str(response.json())
+    response = start(engineer_api, "benchmark", {"io": "gpu"})
+    assert response.status_code == 400 and "io must be one of host, device" in str(response.json())
+
+
+def test_a_provider_every_live_worker_proved_unusable_is_refused_before_queueing(engineer_api, digits_version):
+    from jobs import services
+    from jobs.models import Job
+    from registry.models import HardwareTarget
+
+    HardwareTarget.objects.create(slug="h100", name="H100", device="cuda", execution_provider="TensorrtExecutionProvider")
+    services.worker_report(hostname="gpu-host-1", queues=["target.h100"], facts={
+        "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        "provider_problems": {"TensorrtExecutionProvider": "libnvinfer.so.10: cannot open shared object file"}})
+    before = Job.objects.count()
+    response = start(engineer_api, "benchmark", {}, target="h100")
+    assert response.status_code == 400, response.json()
+    message = str(response.json())
+    assert "No live worker on target.h100 can use TensorrtExecutionProvider" in message
+    assert "gpu-host-1: libnvinfer.so.10" in message
+    assert Job.objects.count() == before
 
 
 @pytest.mark.parametrize("kind,params,field,message", [
