@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
 
-.PHONY: run test fuzz bench bench-large load migrate demo clean
+.PHONY: run test fuzz bench bench-large load migrate demo clean proto
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ load: $(VENV)/.installed-dev var/secret_key
 bench-large: $(VENV)/.installed-dev var/secret_key
 	$(PIP) install -e ".[large]"
 	$(PY) bench/compression.py --large
+
+# berth-serve's gRPC messages (committed; run after editing serving/proto/grpc_predict_v2.proto).
+proto: $(VENV)/.installed-dev
+	$(PY) -m grpc_tools.protoc -I serving/proto --python_out=serving/proto --pyi_out=serving/proto \
+		serving/proto/grpc_predict_v2.proto
 
 clean:
 	rm -rf var/test var/broker

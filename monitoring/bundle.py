@@ -20,6 +20,9 @@ REQUIREMENTS = """numpy>=1.26
 onnxruntime>=1.20
 uvicorn[standard]>=0.30
 prometheus-client>=0.20
+grpcio>=1.85
+grpcio-health-checking>=1.85
+protobuf>=7.35
 """
 DOCKERFILE = """FROM python:3.11-slim
 WORKDIR /srv

@@ -15,6 +15,7 @@ import logging
 
 from . import __version__
 from .protocol import (
+    EXTENSIONS,
     NotFound,
     ServeError,
     TooLarge,
@@ -30,7 +31,7 @@ from .runtime import Runtime, ServeOptions, configure_logging
 
 log = logging.getLogger("berth.serve")
 
-SERVER_METADATA = json.dumps({"name": "berth", "version": __version__, "extensions": ["binary_tensor_data"]}).encode()
+SERVER_METADATA = json.dumps({"name": "berth", "version": __version__, "extensions": EXTENSIONS}).encode()
 # Past this many times the limit, stop reading the body and close the connection.
 DRAIN_FACTOR = 4
 

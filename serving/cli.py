@@ -1,7 +1,7 @@
 """berth-serve: serve an endpoint's deployed versions over the Open Inference Protocol v2.
 
     berth-serve --dashboard URL --endpoint NAME --token TOKEN [--host 127.0.0.1] [--port 8080]
-                [--poll-seconds 5] [--cache-dir DIR] [--threads N] [--workers N] [--no-telemetry]
+                [--grpc-port 8081] [--poll-seconds 5] [--cache-dir DIR] [--threads N] [--workers N] [--no-telemetry]
     berth-serve --bundle DIR [--port 8080] [--dashboard URL --token TOKEN]   (offline)
 
 The token may come from the environment (BERTH_ENDPOINT_TOKEN) instead of the command line,
@@ -40,6 +40,9 @@ def build_parser():
     parser.add_argument("--bundle", help="serve a deployment bundle's folder offline instead of a dashboard's spec")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks a free one)")
+    parser.add_argument("--grpc-port", type=int, default=None,
+                        help="also serve the Open Inference Protocol over gRPC on this port (0 picks a free one; "
+                             "default: no gRPC)")
     parser.add_argument("--poll-seconds", type=float, default=5.0, help="how often to check the spec (default 5)")
     parser.add_argument("--cache-dir", default="~/.cache/berth-serve",
                         help="where downloaded artifacts are kept as <sha256>.onnx (default ~/.cache/berth-serve)")
@@ -64,6 +67,8 @@ def main(argv=None):
     configure_logging(args.log_level)
     if args.workers < 1 or args.threads < 0 or args.intra_op_threads < 1 or args.poll_seconds <= 0:
         parser.error("--workers and --intra-op-threads must be >= 1, --threads >= 0, --poll-seconds > 0")
+    if args.grpc_port is not None and not 0 <= args.grpc_port <= 65535:
+        parser.error("--grpc-port must be a port number (0 picks a free one)")
     if args.bundle:
         spec = _check_bundle(args)
     else:
@@ -87,8 +92,21 @@ def main(argv=None):
                            bundle=args.bundle and str(Path(args.bundle).resolve()), cache_dir=args.cache_dir,
                            poll_seconds=args.poll_seconds, threads=args.threads,
                            intra_op_threads=args.intra_op_threads, telemetry=not args.no_telemetry,
-                           shutdown_flush_seconds=args.shutdown_flush_seconds, log_level=args.log_level)
+                           shutdown_flush_seconds=args.shutdown_flush_seconds, log_level=args.log_level,
+                           host=args.host, graceful_seconds=args.graceful_seconds,
+                           grpc_port=_grpc_port(args.host, args.grpc_port))
     return _serve(args, options, spec)
+
+
+def _grpc_port(host, port):
+    """--grpc-port, with 0 resolved here to a free port (every worker process binds the same one)."""
+    if port != 0:
+        return port
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def _check_bundle(args):
@@ -130,6 +148,8 @@ def _announce(host, port, options, spec, workers):
     else:
         what, infer = "nothing yet (waiting for the spec)", f"{where}/v2/models/<model>/infer"
     telemetry = f"telemetry to {options.dashboard}" if options.telemetry_enabled else "telemetry off"
+    if options.grpc_port is not None:
+        telemetry = f"grpc on {'[' + host + ']' if ':' in host else host}:{options.grpc_port} · {telemetry}"
     print(f"berth-serve {__version__}: listening on {where} ({workers} worker(s), "
           f"{options.inference_threads()} inference thread(s) each)\n"
           f"  serving {what} from {source}\n"

@@ -19,6 +19,7 @@ DATATYPES = {
     "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
 }
 NUMPY_TO_DATATYPE = {dtype.name: name for name, dtype in DATATYPES.items()}
+EXTENSIONS = ["binary_tensor_data"]  # the protocol extensions served (server metadata)
 
 
 class ServeError(Exception):
@@ -120,6 +121,25 @@ class Signature:
         self.input_names = ", ".join(t.name for t in inputs)
         self.output_names = ", ".join(t.name for t in outputs)
 
+    def input_spec(self, name, feeds):
+        """The spec of a request's input ``name``, not yet in ``feeds``."""
+        spec = self.input_map.get(name)
+        if spec is None:
+            raise InvalidInput(f"unknown input {name!r}: this model's inputs are {self.input_names}")
+        if name in feeds:
+            raise InvalidInput(f"input {name!r} is given twice")
+        return spec
+
+    def check_complete(self, feeds):
+        if len(feeds) != len(self.input_map):
+            missing = [s for s in self.inputs if s.name not in feeds]
+            raise InvalidInput("missing input " + ", ".join(
+                f"{s.name!r} ({s.datatype}, shape {s.shape_text()})" for s in missing))
+
+    def check_output(self, name):
+        if self.output_map and name not in self.output_map:
+            raise InvalidInput(f"unknown output {name!r}: this model's outputs are {self.output_names}")
+
     @classmethod
     def from_io_signature(cls, io):
         if not isinstance(io, dict) or not io.get("inputs"):
@@ -168,7 +188,6 @@ def decode_request(payload, signature, binary=None):
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("'inputs' must be a non-empty list of tensors {name, shape, datatype, data}")
-    specs = signature.input_map
     feeds = {}
     cursor = _BinaryCursor(binary)
     for index, tensor in enumerate(inputs):
@@ -177,17 +196,9 @@ def decode_request(payload, signature, binary=None):
         name = tensor.get("name")
         if not isinstance(name, str):
             raise BadRequest(f"inputs[{index}] has no 'name'")
-        spec = specs.get(name)
-        if spec is None:
-            raise InvalidInput(f"unknown input {name!r}: this model's inputs are {signature.input_names}")
-        if name in feeds:
-            raise InvalidInput(f"input {name!r} is given twice")
-        feeds[name] = decode_tensor(tensor, spec, cursor)
+        feeds[name] = decode_tensor(tensor, signature.input_spec(name, feeds), cursor)
     cursor.check_consumed()
-    if len(feeds) != len(specs):
-        missing = [s for s in signature.inputs if s.name not in feeds]
-        raise InvalidInput("missing input " + ", ".join(
-            f"{s.name!r} ({s.datatype}, shape {s.shape_text()})" for s in missing))
+    signature.check_complete(feeds)
     wanted = payload.get("outputs")
     if wanted is not None:
         wanted = _requested_outputs(wanted, signature)
@@ -252,8 +263,7 @@ def _requested_outputs(wanted, signature):
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str):
             raise BadRequest(f"outputs[{index}] has no 'name'")
-        if signature.output_map and name not in signature.output_map:
-            raise InvalidInput(f"unknown output {name!r}: this model's outputs are {signature.output_names}")
+        signature.check_output(name)
         names.append(name)
     return names
 
@@ -262,26 +272,8 @@ def decode_tensor(tensor, spec, binary=None):
     """One request tensor as an ndarray of the spec's dtype and the declared shape (its data from
     ``binary``, a _BinaryCursor, when it has ``parameters.binary_data_size``)."""
     name = spec.name
-    datatype = tensor.get("datatype")
-    if datatype != spec.datatype:
-        if datatype not in DATATYPES:
-            if datatype == "BYTES":
-                raise InvalidInput(f"input {name!r}: datatype BYTES is not served; the model expects {spec.datatype}")
-            raise InvalidInput(f"input {name!r}: {datatype!r} is not an Open Inference Protocol datatype; "
-                               f"the model expects {spec.datatype}")
-        raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model, which expects "
-                           f"{spec.datatype}")
     shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise BadRequest(f"input {name!r}: 'shape' must be a list of non-negative integers, not {shape!r}")
-    if spec.shape is not None:
-        if len(shape) != len(spec.shape):
-            raise InvalidInput(f"input {name!r}: shape {shape} has {len(shape)} dimensions but the model expects "
-                               f"{len(spec.shape)}: {spec.shape_text()}")
-        for axis, size in spec.fixed:
-            if shape[axis] != size:
-                raise InvalidInput(f"input {name!r}: shape {shape} does not fit the model's {spec.shape_text()} "
-                                   f"(dimension {axis} must be {size})")
+    check_tensor(spec, tensor.get("datatype"), shape)
     data = tensor.get("data")
     parameters = tensor.get("parameters")
     size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
@@ -290,13 +282,7 @@ def decode_tensor(tensor, spec, binary=None):
             raise BadRequest(f"input {name!r} has both 'data' and parameters.binary_data_size; send one")
         if type(size) is not int or size < 0:
             raise BadRequest(f"input {name!r}: binary_data_size must be a non-negative integer, not {size!r}")
-        chunk = (binary or _BinaryCursor(None)).take(name, size, math.prod(shape) * spec.dtype.itemsize)
-        array = np.frombuffer(chunk, dtype=spec.dtype.newbyteorder("<")).reshape(shape)
-        if not array.flags.aligned or array.dtype.byteorder == ">":
-            array = array.astype(spec.dtype)  # an aligned, native copy for onnxruntime
-        if spec.dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
-            raise InvalidInput(f"input {name!r}: BOOL data must be bytes 0 or 1")
-        return array
+        return from_bytes(spec, shape, (binary or _BinaryCursor(None)).take(name, size, nbytes(spec, shape)))
     if not isinstance(data, list):
         if data is None:
             raise BadRequest(f"input {name!r} has no 'data' (a JSON list, or parameters.binary_data_size with "
@@ -313,6 +299,50 @@ def decode_tensor(tensor, spec, binary=None):
             raise InvalidInput(f"input {name!r}: data has {array.size} values but shape {shape} needs {expected}")
         raise InvalidInput(f"input {name!r}: nested data has shape {list(array.shape)} but 'shape' says {shape}")
     return array
+
+
+def check_tensor(spec, datatype, shape):
+    """A request tensor's datatype and shape (a list of ints) against the input's spec."""
+    name = spec.name
+    if datatype != spec.datatype:
+        if datatype not in DATATYPES:
+            if datatype == "BYTES":
+                raise InvalidInput(f"input {name!r}: datatype BYTES is not served; the model expects {spec.datatype}")
+            raise InvalidInput(f"input {name!r}: {datatype!r} is not an Open Inference Protocol datatype; "
+                               f"the model expects {spec.datatype}")
+        raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model, which expects "
+                           f"{spec.datatype}")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise BadRequest(f"input {name!r}: 'shape' must be a list of non-negative integers, not {shape!r}")
+    if spec.shape is not None:
+        if len(shape) != len(spec.shape):
+            raise InvalidInput(f"input {name!r}: shape {shape} has {len(shape)} dimensions but the model expects "
+                               f"{len(spec.shape)}: {spec.shape_text()}")
+        for axis, size in spec.fixed:
+            if shape[axis] != size:
+                raise InvalidInput(f"input {name!r}: shape {shape} does not fit the model's {spec.shape_text()} "
+                                   f"(dimension {axis} must be {size})")
+
+
+def nbytes(spec, shape):
+    """The size of a tensor of ``shape`` as raw bytes."""
+    return math.prod(shape) * spec.dtype.itemsize
+
+
+def from_bytes(spec, shape, raw):
+    """An input tensor from its raw little-endian bytes (``len(raw)`` already checked against
+    nbytes): a view without copy when aligned, else an aligned copy for onnxruntime."""
+    array = np.frombuffer(raw, dtype=spec.dtype.newbyteorder("<")).reshape(shape)
+    if not array.flags.aligned or not array.dtype.isnative:
+        array = array.astype(spec.dtype)
+    if spec.dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
+        raise InvalidInput(f"input {spec.name!r}: BOOL data must be bytes 0 or 1")
+    return array
+
+
+def from_values(spec, values):
+    """An input tensor from a flat sequence of typed values (gRPC's typed contents), range-checked."""
+    return _to_array(values, spec)
 
 
 def _to_array(data, spec):

@@ -34,8 +34,11 @@ class ServeOptions:
     intra_op_threads: int = 1
     telemetry: bool = True
     shutdown_flush_seconds: float = 5.0
+    graceful_seconds: float = 30.0
     queue_capacity: int = 100
     log_level: str = "info"
+    host: str = "127.0.0.1"
+    grpc_port: int | None = None  # the gRPC transport's port; None: no gRPC
 
     def to_env(self):
         return json.dumps(asdict(self))
@@ -65,6 +68,7 @@ class Runtime:
         self.telemetry = None
         self.sender = None
         self.watcher = None
+        self.grpc = None
         self._timer = None
 
     # --- lifecycle (lifespan startup / shutdown) ---------------------------------------------
@@ -94,11 +98,18 @@ class Runtime:
         # them), or has failed (unreachable dashboard: listen and answer ready 503 meanwhile), or
         # after STARTUP_WAIT (a slow download: the same).
         await self.loop.run_in_executor(None, self.watcher.first_poll.wait, STARTUP_WAIT)
+        if options.grpc_port is not None:
+            from .grpc_server import GrpcTransport  # grpcio only where gRPC is served
+
+            self.grpc = GrpcTransport(self.core, options.host, options.grpc_port)
+            await self.grpc.start()
 
     async def stop(self):
         """After the server stopped accepting and finished the requests in flight: stop the
         watcher, flush the last window and send what is pending (bounded by a deadline)."""
         loop = asyncio.get_running_loop()
+        if self.grpc is not None:
+            await self.grpc.stop(self.options.graceful_seconds)
         if self.watcher is not None:
             await loop.run_in_executor(None, self.watcher.stop)
         if self._timer is not None:
@@ -143,6 +154,8 @@ class Runtime:
                 if key not in kept:
                     session.retire()
         self.metrics.table(table, previous)
+        if self.grpc is not None:
+            asyncio.ensure_future(self.grpc.update_health())
         message = f"serving {table.model} generation {table.generation}: {table.split_text()}"
         if table.unavailable:
             message += "; refused: " + ", ".join(table.unavailable)

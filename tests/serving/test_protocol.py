@@ -78,7 +78,7 @@ def test_it_keeps_non_finite_values_readable():
 
 def test_it_imports_nothing_of_the_django_project():
     """A serving host installs numpy, onnxruntime, uvicorn and prometheus-client only."""
-    code = ("import sys, serving.cli, serving.app, serving.loadgen\n"
+    code = ("import sys, serving.cli, serving.app, serving.loadgen, serving.grpc_server\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('django', 'rest_framework', 'dashboard', 'registry', 'jobs', 'berth', 'celery', 'torch', 'sklearn') "
             "or (m.startswith('monitoring') and m not in ('monitoring', 'monitoring.stats')))\n"
