@@ -3,19 +3,25 @@ edges and reference counts taken from a reference dataset. Plain Python: no Djan
 
 Features: for each input, every column of a 2-D input with few columns, otherwise the mean and
 standard deviation of each row; and the prediction: its class (argmax) for class scores, else
-the first value. Bins: deciles of the reference values (edges e1 < … < e9); a value v falls in
-bin ``searchsorted(edges, v, side="left")`` (e[i-1] < v <= e[i]), exactly as berth-serve counts.
+the first value. Bins: edges at the reference values' tail and decile quantiles, plus outer bins
+beyond them (berth.core.drift.profile_edges: 22 bins for a continuous feature); a value v falls
+in bin ``searchsorted(edges, v, side="left")`` (e[i-1] < v <= e[i]), exactly as berth-serve
+counts. Profiles built before the tail edges (10 decile bins) keep working; a new profile job
+rebuilds them.
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from berth.core.drift import profile_edges
+
 from .errors import EngineError, first_line
 from .progress import no_progress
 
 MAX_COLUMNS = 16
 MAX_CLASSES = 1000
+MIN_ROWS = 10
 
 
 @dataclass
@@ -27,16 +33,6 @@ class FeatureProfile:
     classes: int | None = None
     edges: list = field(default_factory=list)
     counts: list = field(default_factory=list)
-
-
-def quantile_edges(values, bins=10):
-    """Sorted, distinct inner edges at the quantiles 1/bins … (bins-1)/bins of ``values``."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        raise EngineError("The reference values are empty or not finite.")
-    edges = np.unique(np.quantile(values, np.arange(1, bins) / bins))
-    return [float(e) for e in edges]
 
 
 def bin_counts(values, edges):
@@ -61,7 +57,7 @@ def row_values(kind, array, column=None):
     raise EngineError(f"Unknown feature kind {kind!r}.")
 
 
-def build_profile(model_path, *, inputs, dataset, bins=10, providers=("CPUExecutionProvider",), batch_size=256,
+def build_profile(model_path, *, inputs, dataset, providers=("CPUExecutionProvider",), batch_size=256,
                   progress=no_progress):
     """Profile the reference ``dataset`` ({input name: array}) for the model at ``model_path``
     whose signature inputs are ``inputs``. Returns a list of FeatureProfile."""
@@ -71,18 +67,18 @@ def build_profile(model_path, *, inputs, dataset, bins=10, providers=("CPUExecut
     if missing:
         raise EngineError(f"The reference dataset has no array for input {missing[0]!r}.")
     rows = len(dataset[inputs[0]["name"]])
-    if rows < bins:
-        raise EngineError(f"The reference dataset has {rows} rows; at least {bins} are needed for {bins} bins.")
+    if rows < MIN_ROWS:
+        raise EngineError(f"The reference dataset has {rows} rows; a drift profile needs at least {MIN_ROWS}.")
     features = []
     for spec in inputs:
         array = np.asarray(dataset[spec["name"]])
         if array.ndim == 2 and array.shape[1] <= MAX_COLUMNS:
             for column in range(array.shape[1]):
                 features.append(_binned(f"{spec['name']}[{column}]", "column", spec["name"],
-                                        row_values("column", array, column), bins, column=column))
+                                        row_values("column", array, column), column=column))
         else:
             for kind in ("mean", "std"):
-                features.append(_binned(f"{spec['name']}.{kind}", kind, spec["name"], row_values(kind, array), bins))
+                features.append(_binned(f"{spec['name']}.{kind}", kind, spec["name"], row_values(kind, array)))
     progress(40, f"Running the model on {rows} reference rows")
     try:
         session = ort.InferenceSession(str(model_path), providers=list(providers))
@@ -108,12 +104,15 @@ def build_profile(model_path, *, inputs, dataset, bins=10, providers=("CPUExecut
                                        counts=np.bincount(classes, minlength=width).tolist()))
     else:
         values = row_values("value", predictions.reshape(len(predictions), -1))
-        features.append(_binned("prediction", "value", output.name, values, bins))
+        features.append(_binned("prediction", "value", output.name, values))
     return features
 
 
-def _binned(name, kind, tensor, values, bins, column=None):
-    edges = quantile_edges(values, bins)
+def _binned(name, kind, tensor, values, column=None):
+    try:
+        edges = profile_edges(values)
+    except ValueError as exc:
+        raise EngineError(f"Feature {name}: {exc}") from exc
     return FeatureProfile(name, kind, tensor, column=column, edges=edges, counts=bin_counts(values, edges))
 
 

@@ -7,6 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 
+from berth.core.drift import PROFILE_QUANTILES
 from jobs import services as job_services
 from jobs.models import Job
 from monitoring import services
@@ -43,11 +44,14 @@ def test_deploying_queues_a_profile_that_bins_the_reference_data(deployed_digits
     profiles = {p.name: p for p in ReferenceProfile.objects.filter(version=digits_version)}
     assert set(profiles) == {"x.mean", "x.std", "prediction"}
     mean = profiles["x.mean"]
-    assert len(mean.edges) == 9 and mean.edges == sorted(mean.edges)
+    assert len(mean.edges) == len(PROFILE_QUANTILES) + 6 and mean.edges == sorted(mean.edges)
     assert sum(mean.counts) == len(data.train_x)
-    # deciles: every bin holds about a tenth of the reference rows
-    assert max(mean.counts) - min(mean.counts) <= len(data.train_x) * 0.05
-    expected = np.bincount(np.searchsorted(mean.edges, data.train_x.mean(axis=1), side="left"), minlength=10)
+    # the tail quantiles: each open end bin holds 1 % of the reference rows, a middle bin a tenth
+    rows = len(data.train_x)
+    assert mean.counts[0] <= 0.011 * rows and mean.counts[-1] <= 0.011 * rows
+    assert abs(mean.counts[len(mean.counts) // 2] - rows / 10) <= rows * 0.02
+    expected = np.bincount(np.searchsorted(mean.edges, data.train_x.mean(axis=1), side="left"),
+                           minlength=len(mean.edges) + 1)
     assert mean.counts == expected.tolist()
     prediction = profiles["prediction"]
     assert prediction.kind == "class" and prediction.classes == 10 and sum(prediction.counts) == len(data.train_x)
