@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from dashboard.errors import BerthError, NotFound
 
+from .engine.decision import Candidate, decide
+from .engine.quality import LIMIT_PARAMS, read_quality, task_limit_params
 from .models import BenchmarkResult
 
 PERCENTILES = ("p50", "p95", "p99")
@@ -30,7 +32,8 @@ METRICS = [
 # The columns of table(), in order.
 TABLE_COLUMNS = ["version", "target", "batch_size", "baseline", "status",
                  *[f"{key}{suffix}" for key, *_ in METRICS for suffix in ("", "_ratio", "_verdict")],
-                 "accuracy_delta"]
+                 "accuracy_delta", "evaluation_set", "evaluation_samples", "quality_measure", "quality_value",
+                 "quality_reference", "quality_delta", "quality_within_noise", "qualifies", "quality_note"]
 # Figures measured once, with no spread to judge a difference by: their ratios are shown
 # uncoloured.
 UNJUDGED = {"peak_memory_bytes", "load_time_ms", "device_memory_bytes"}
@@ -53,6 +56,8 @@ class Row:
     baseline: object | None  # the version this row is compared with, on the same target
     figures: dict = field(default_factory=dict)
     accuracy_delta: float | None = None  # accuracy minus the baseline's, in fraction points
+    quality: dict = field(default_factory=dict)  # engine.quality.read_quality of the result
+    judgement: object = None  # engine.decision.Judgement against the recommendation's reference
 
     @property
     def missing(self):
@@ -71,11 +76,18 @@ class Row:
 class Recommendation:
     target: object
     budget_ms: float | None
-    max_drop: float | None  # fraction points
+    decision: object  # engine.decision.Decision: measure, limit, reference, excluded
     choice: Row | None
     runner_up: Row | None
     reason: str
     considered: int
+    summary: str = ""  # the reason without the excluded versions (the page lists them)
+
+    @property
+    def max_drop(self):
+        """The accuracy limit in fraction points, when the decision was on accuracy."""
+        measure = self.decision.measure
+        return self.decision.limit if measure is not None and measure.param == "max_drop_pt" else None
 
 
 @dataclass
@@ -96,15 +108,29 @@ class Comparison:
     recommendations: list
     results_by_batch: dict  # (version id, target id) → {batch size: result}, for the batch-size chart
     history: list  # every version's result at this batch size, per target, for the trend chart
+    task: str = "other"
+    limits: dict = field(default_factory=dict)  # limit parameter → value as given (max_drop_pt: 0.5)
+    reference: str | None = None  # the version quality is judged against, as chosen; None: the rule's
+
+    @property
+    def limit_fields(self):
+        """The limit inputs that fit the model's task: [(parameter, label, value given)]."""
+        return [(param, LIMIT_PARAMS[param][0], self.limits.get(param)) for param in task_limit_params(self.task)]
 
 
 def benchmark_comparison(*, model_name, versions=None, targets=None, batch_size=None, percentile="p95",
-                         baseline=None, budget_ms=None, max_drop=None, threads=None, timing_mode="host"):
+                         baseline=None, budget_ms=None, max_drop=None, limits=None, reference=None, threads=None,
+                         timing_mode="host"):
     """Build the comparison of ``versions`` (version strings) on ``targets`` (slugs); empty
     means every version / target with results. ``baseline`` (a version string) is compared
-    against on every target; None: each version's root (its fp32 original). ``max_drop`` is in
-    fraction points (0.005 = 0.5 pt). Only results timed in ``timing_mode`` take part, so a device-resident
-    GPU figure is never compared with one that copied its inputs."""
+    against on every target for the ratios; None: each version's root (its fp32 original).
+    Only results timed in ``timing_mode`` take part, so a device-resident GPU figure is never
+    compared with one that copied its inputs.
+
+    Recommendations follow engine.decision: quality is judged by the model's task measure
+    against ``reference`` (a version string; None: the rule's choice), within ``limits``
+    ({parameter of quality.LIMIT_PARAMS: value as the page reads it, e.g. max_drop_pt: 0.5}).
+    ``max_drop`` (fraction points, 0.005 = 0.5 pt) is the same as limits max_drop_pt."""
     from registry.models import HardwareTarget, Model
 
     model = Model.objects.filter(name=model_name).first()
@@ -150,6 +176,13 @@ def benchmark_comparison(*, model_name, versions=None, targets=None, batch_size=
         if baseline_choice is None:
             raise NotFound(f"Model {model.name} has no version {baseline!r}.", field="baseline")
 
+    if reference and reference not in by_name:
+        raise NotFound(f"Model {model.name} has no version {reference!r}.", field="reference")
+    limits = {key: value for key, value in (limits or {}).items() if value is not None}
+    if max_drop is not None:
+        limits.setdefault("max_drop_pt", max_drop * 100)
+    converted = {key: LIMIT_PARAMS[key][1](value) for key, value in limits.items()}
+
     def baseline_for(version):
         return baseline_choice or _root(version, by_id)
 
@@ -161,8 +194,12 @@ def benchmark_comparison(*, model_name, versions=None, targets=None, batch_size=
                       baseline=base)
             base_result = newest.get((base.pk, target.pk, batch_size)) if base else None
             _fill(row, base, base_result)
+            if row.result is not None:
+                row.quality = read_quality(row.result.quality, accuracy=row.result.accuracy,
+                                           fidelity=row.result.fidelity)
             rows.append(row)
-    recommendations = [_recommend(target, [r for r in rows if r.target == target], budget_ms, max_drop, percentile)
+    args = (model.task, converted, budget_ms, reference or None)
+    recommendations = [_recommend(target, [r for r in rows if r.target == target], args, percentile)
                        for target in targets]
     results_by_batch = {}
     for (version_id, target_id, size), result in newest.items():
@@ -172,7 +209,8 @@ def benchmark_comparison(*, model_name, versions=None, targets=None, batch_size=
                       all_targets=all_targets, batch_size=batch_size, batch_sizes=batch_sizes, percentile=percentile,
                       timing_mode=timing_mode,
                       baseline_choice=baseline_choice, budget_ms=budget_ms, max_drop=max_drop, rows=rows,
-                      recommendations=recommendations, results_by_batch=results_by_batch, history=history)
+                      recommendations=recommendations, results_by_batch=results_by_batch, history=history,
+                      task=model.task, limits=limits, reference=reference or None)
 
 
 def _root(version, by_id):
@@ -248,73 +286,40 @@ def _accuracy_error(result):
     return math.sqrt(max(result.accuracy * (1 - result.accuracy), 1e-12) / samples)
 
 
-def _recommend(target, rows, budget_ms, max_drop, percentile):
+def _recommend(target, rows, comparison_args, percentile):
+    """The decision rule (engine.decision.decide) on this target's rows."""
+    task, limits, budget_ms, reference = comparison_args
     key = f"{percentile}_ms"
-    measured = [r for r in rows if r.result is not None]
-    if not measured:
-        return Recommendation(target, budget_ms, max_drop, None, None,
-                              f"Nothing is measured on {target.slug} at this batch size.", 0)
-    qualifying, misses = [], []
-    for row in measured:
-        latency = getattr(row.result, key)
-        if budget_ms is not None and latency > budget_ms:
-            misses.append(f"{row.version.version}: {percentile} {_ms(latency)} > {_ms(budget_ms)}")
-            continue
-        if max_drop is not None and not row.is_baseline:
-            if row.accuracy_delta is None:
-                misses.append(f"{row.version.version}: accuracy against {row.baseline.version} unknown")
-                continue
-            if -row.accuracy_delta > max_drop + 1e-12:
-                misses.append(f"{row.version.version}: accuracy {_pt(row.accuracy_delta)} (limit −{max_drop * 100:.2f} pt)")
-                continue
-        qualifying.append(row)
-    if not qualifying:
-        return Recommendation(target, budget_ms, max_drop, None, None,
-                              f"None qualifies on {target.slug}: " + "; ".join(misses) + ".", len(measured))
-    qualifying.sort(key=lambda r: (getattr(r.result, key), r.version.size_bytes))
-    choice = qualifying[0]
-    runner_up = qualifying[1] if len(qualifying) > 1 else None
-    tie = ""
-    if runner_up is not None and abs(getattr(choice.result, key) - getattr(runner_up.result, key)) <= (
-            spread(choice.result, key) + spread(runner_up.result, key)):
-        if runner_up.version.size_bytes < choice.version.size_bytes:
-            choice, runner_up = runner_up, choice
-        tie = (f" {choice.version.version} and {runner_up.version.version} are within noise of each other on "
-               f"{percentile}; the smaller file wins.")
-    return Recommendation(target, budget_ms, max_drop, choice, runner_up, _reason(choice, percentile, budget_ms,
-                                                                                  max_drop) + tie, len(measured))
-
-
-def _reason(row, percentile, budget_ms, max_drop):
-    latency = getattr(row.result, f"{percentile}_ms")
-    parts = [f"{percentile} {_ms(latency)}" + (f" within the {_ms(budget_ms)} budget" if budget_ms else "")]
-    if row.accuracy_delta is not None and not row.is_baseline:
-        parts.append(f"accuracy {_pt(row.accuracy_delta)} against {row.baseline.version}"
-                     + (f" (limit −{max_drop * 100:.2f} pt)" if max_drop is not None else ""))
-    size = row.figures.get("size_bytes")
-    if size and size.ratio and not row.is_baseline:
-        parts.append(f"{size.ratio:.2f}× the size of {row.baseline.version}")
-    if row.unstable:
-        parts.append("note: its measurement was unstable")
-    return "; ".join(parts) + "."
-
-
-def format_ms(value):
-    """Milliseconds with four significant figures or so: 0.016, 4.000, 10.00, 120.5."""
-    return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
-
-
-def _ms(value):
-    return f"{format_ms(value)} ms"
-
-
-def _pt(delta):
-    return f"{delta * 100:+.2f} pt"
+    candidates = [
+        Candidate(name=r.version.version, ref=r.version.ref, size=r.version.size_bytes, item=r,
+                  latency=getattr(r.result, key) if r.result is not None else None,
+                  spread=spread(r.result, key) if r.result is not None else 0.0,
+                  quality=r.quality or {})
+        for r in rows
+    ]
+    decision = decide(candidates, task=task, limits=limits, budget_ms=budget_ms, reference=reference,
+                      percentile=percentile)
+    for r in rows:
+        r.judgement = decision.judgements.get(r.version.version)
+    reason, summary = decision.reason, decision.summary
+    if decision.considered == 0:
+        reason = summary = f"Nothing is measured on {target.slug} at this batch size."
+    elif decision.choice is None:
+        reason = f"None qualifies on {target.slug}: " + reason.removeprefix("None qualifies: ")
+        summary = f"None qualifies on {target.slug}."
+    elif decision.choice.item.unstable:
+        reason += " Note: its measurement was unstable."
+        summary += " Note: its measurement was unstable."
+    return Recommendation(target=target, budget_ms=budget_ms, decision=decision,
+                          choice=decision.choice.item if decision.choice else None,
+                          runner_up=decision.runner_up.item if decision.runner_up else None,
+                          reason=reason, considered=decision.considered, summary=summary)
 
 
 def best_variants(*, max_drop, limit, batch_size=1):
     """For the most recently benchmarked models: each target's recommendation at ``batch_size``
-    (fastest p95 losing at most ``max_drop`` accuracy), as [(model name, recommendation)]."""
+    by the decision rule (the task's measure; ``max_drop``, fraction points, as the accuracy
+    limit; the other measures' default limits), as [(model name, recommendation)]."""
     names = []
     for name in (BenchmarkResult.objects.filter(batch_size=batch_size).order_by("-created")
                  .values_list("version__model__name", flat=True)):
@@ -332,6 +337,7 @@ def best_variants(*, max_drop, limit, batch_size=1):
 
 def table(comparison):
     """The comparison table as flat rows: exactly the columns the page shows."""
+    decisions = {r.target.pk: r.decision for r in comparison.recommendations}
     out = []
     for row in comparison.rows:
         entry = {"version": row.version.version, "target": row.target.slug, "batch_size": comparison.batch_size,
@@ -343,8 +349,27 @@ def table(comparison):
             entry[f"{key}_ratio"] = round(figure.ratio, 4) if figure.ratio is not None else None
             entry[f"{key}_verdict"] = figure.verdict
         entry["accuracy_delta"] = row.accuracy_delta
+        entry.update(_quality_columns(row, decisions.get(row.target.pk)))
         out.append(entry)
     return out
+
+
+def _quality_columns(row, decision):
+    """The row's quality as the recommendation judged it: measure, value, reference, delta."""
+    evaluation_set = (row.quality or {}).get("evaluation_set") or {}
+    judgement = row.judgement
+    measure = decision.measure if decision else None
+    return {
+        "evaluation_set": evaluation_set.get("name"),
+        "evaluation_samples": evaluation_set.get("samples") or ((row.quality or {}).get("samples") or None),
+        "quality_measure": measure.key if measure else None,
+        "quality_value": judgement.value if judgement else None,
+        "quality_reference": decision.reference.name if decision and decision.reference else None,
+        "quality_delta": judgement.delta if judgement else None,
+        "quality_within_noise": judgement.within_noise if judgement and judgement.known else None,
+        "qualifies": judgement.qualifies if judgement and measure else None,
+        "quality_note": judgement.text if judgement else "",
+    }
 
 
 def comparison_payload(comparison, rows=None):
@@ -358,12 +383,29 @@ def comparison_payload(comparison, rows=None):
         "baseline": comparison.baseline_choice.version if comparison.baseline_choice else None,
         "versions": [v.version for v in comparison.versions],
         "targets": [t.slug for t in comparison.targets],
+        "task": comparison.task,
+        "limits": comparison.limits,
+        "reference": comparison.reference,
         "rows": rows if rows is not None else table(comparison),
-        "recommendations": [
-            {"target": r.target.slug, "budget_ms": r.budget_ms, "max_accuracy_drop": r.max_drop,
-             "choice": r.choice.version.version if r.choice else None,
-             "runner_up": r.runner_up.version.version if r.runner_up else None,
-             "reason": r.reason}
-            for r in comparison.recommendations
-        ],
+        "recommendations": [recommendation_payload(r) for r in comparison.recommendations],
+    }
+
+
+def recommendation_payload(r):
+    decision, reference = r.decision, r.decision.reference
+    measure = decision.measure
+    evaluation_set = reference.evaluation_set if reference else None
+    return {
+        "target": r.target.slug, "budget_ms": r.budget_ms, "max_accuracy_drop": r.max_drop,
+        "choice": r.choice.version.version if r.choice else None,
+        "runner_up": r.runner_up.version.version if r.runner_up else None,
+        "measure": measure.key if measure else None,
+        "limit": decision.limit, "limit_text": decision.limit_text,
+        "reference": reference.name if reference else None,
+        "reference_chosen": reference.chosen if reference else False,
+        "reference_value": reference.value if reference else None,
+        "evaluation_set": ({"name": evaluation_set.get("name"), "samples": evaluation_set.get("samples")
+                            or reference.samples} if evaluation_set else None),
+        "excluded": [{"version": name, "reason": why} for name, why in decision.excluded],
+        "reason": r.reason,
     }

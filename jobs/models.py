@@ -107,6 +107,9 @@ class BenchmarkResult(models.Model):
     accuracy = models.FloatField(null=True, blank=True)
     accuracy_delta = models.FloatField(null=True, blank=True)
     fidelity = models.JSONField(default=dict, blank=True)
+    # What the quality measures of the model's task came to, on which evaluation set, against
+    # which reference, with sample counts and confidence intervals (jobs.engine.quality).
+    quality = models.JSONField(default=dict, blank=True)
     samples = models.BinaryField(help_text="zlib-compressed float32 latencies in ms (at most 10,000, evenly thinned)")
     environment = models.JSONField(default=dict)
     created = models.DateTimeField(auto_now_add=True)

@@ -129,7 +129,18 @@ class CompareQuerySerializer(serializers.Serializer):
     budget_ms = serializers.FloatField(min_value=0, required=False, allow_null=True, default=None,
                                        help_text="Latency budget (ms) at the chosen percentile")
     max_drop_pt = serializers.FloatField(min_value=0, max_value=100, required=False, allow_null=True, default=None,
-                                         help_text="Largest accepted accuracy drop, in percentage points")
+                                         help_text="Largest accepted accuracy (or top-1 agreement) drop, in "
+                                                   "percentage points; default 0.5")
+    max_relative_error_pct = serializers.FloatField(
+        min_value=0, max_value=1000, required=False, allow_null=True, default=None,
+        help_text="Largest accepted relative error against the reference (regression, other tasks), or MAE "
+                  "rise over the reference's, in %; default 1")
+    min_cosine = serializers.FloatField(min_value=-1, max_value=1, required=False, allow_null=True, default=None,
+                                        help_text="Smallest accepted mean cosine to the reference's outputs "
+                                                  "(embedding); default 0.99")
+    reference = serializers.CharField(required=False, allow_blank=True, default="", max_length=128,
+                                      help_text="The version quality is judged against; default: the most accurate "
+                                                "measured version on the same evaluation set (any lineage)")
     timing_mode = serializers.ChoiceField(choices=["host", "device", "device+graph"], default="host",
                                           help_text="Compare GPU results timed this way only (host: inputs copied "
                                                     "each run; device: IO binding; device+graph: CUDA graph)")
@@ -147,4 +158,5 @@ class CompareQuerySerializer(serializers.Serializer):
         return {"model_name": data["model"], "versions": data["versions"], "targets": data["targets"],
                 "batch_size": data["batch_size"], "percentile": data["percentile"], "baseline": data["baseline"] or None,
                 "budget_ms": data["budget_ms"], "timing_mode": data["timing_mode"],
-                "max_drop": data["max_drop_pt"] / 100 if data["max_drop_pt"] is not None else None}
+                "reference": data["reference"] or None,
+                "limits": {key: data[key] for key in ("max_drop_pt", "max_relative_error_pct", "min_cosine")}}

@@ -126,7 +126,7 @@ def _display_rows(comparison, metrics):
     """The table's rows with their figures formatted for people (the CSV has the raw numbers)."""
     from django.template.defaultfilters import filesizeformat
 
-    from .comparison import format_ms
+    from .engine.decision import format_ms
 
     def show(value, unit):
         if value is None:

@@ -109,13 +109,19 @@ class PromotionGate(models.Model):
 
     class Kind(models.TextChoices):
         MAX_ACCURACY_DROP = "max_accuracy_drop", "max accuracy drop"
+        MIN_COSINE = "min_cosine", "min cosine to the reference"
+        MAX_RELATIVE_ERROR = "max_relative_error", "max relative error against the reference"
         MAX_P95_MS = "max_p95_ms", "max p95 latency"
+
+    # The quality gates (jobs.engine.decision judges them), and how their threshold reads.
+    QUALITY_KINDS = (Kind.MAX_ACCURACY_DROP, Kind.MIN_COSINE, Kind.MAX_RELATIVE_ERROR)
 
     model = models.ForeignKey(Model, related_name="gates", on_delete=models.CASCADE)
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    # max_accuracy_drop: a fraction (0.005 = 0.5 percentage points); max_p95_ms: milliseconds.
+    # max_accuracy_drop: a fraction (0.005 = 0.5 percentage points); min_cosine: a cosine (0.99);
+    # max_relative_error: a fraction (0.01 = 1 %); max_p95_ms: milliseconds.
     threshold = models.FloatField()
-    # Required for max_p95_ms; for max_accuracy_drop, empty means the newest result of any target.
+    # Required for max_p95_ms; for quality gates, empty means the newest result of any target.
     target = models.ForeignKey("HardwareTarget", null=True, blank=True, related_name="gates", on_delete=models.PROTECT)
     batch_size = models.PositiveIntegerField(default=1, help_text="The batch size whose p95 counts (max_p95_ms)")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -134,6 +140,10 @@ class PromotionGate(models.Model):
         if self.kind == self.Kind.MAX_P95_MS:
             return f"p95 ≤ {self.threshold:g} ms on {self.target.slug} at batch {self.batch_size}"
         where = f" on {self.target.slug}" if self.target_id else ""
+        if self.kind == self.Kind.MIN_COSINE:
+            return f"cosine ≥ {self.threshold:g}{where}"
+        if self.kind == self.Kind.MAX_RELATIVE_ERROR:
+            return f"relative error ≤ {self.threshold * 100:g} %{where}"
         return f"accuracy drop ≤ {self.threshold * 100:.2f} pt{where}"
 
 

@@ -217,8 +217,14 @@ class GateResultSerializer(serializers.Serializer):
     target = serializers.CharField(allow_null=True)
     batch_size = serializers.IntegerField(allow_null=True)
     passed = serializers.BooleanField()
-    measured = serializers.JSONField(help_text='p95 in ms or accuracy delta as a fraction; "no benchmark" or '
-                                               '"no accuracy delta" when nothing was measured')
+    measured = serializers.JSONField(help_text='p95 in ms; accuracy against the reference as a fraction '
+                                               '(max_accuracy_drop); cosine (min_cosine); relative error as a '
+                                               'fraction (max_relative_error); "no benchmark" or "no accuracy delta" '
+                                               'when nothing was measured')
+    reference = serializers.CharField(allow_null=True, required=False,
+                                      help_text="Quality gates: the version the quality was judged against")
+    evaluation_set = serializers.CharField(allow_null=True, required=False,
+                                           help_text="Quality gates on labels: the evaluation set")
     measured_on = serializers.CharField(allow_null=True, help_text="The target of the result used")
     reason = serializers.CharField()
     job = serializers.IntegerField(allow_null=True, help_text="The benchmark job of the result used")
@@ -262,9 +268,10 @@ class GateSerializer(serializers.ModelSerializer):
 class GateCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=PromotionGate.Kind.choices)
     threshold = serializers.FloatField(help_text="max_accuracy_drop: a fraction (0.005 = 0.5 percentage points); "
-                                                 "max_p95_ms: milliseconds")
+                                                 "min_cosine: a cosine (0.99); max_relative_error: a fraction "
+                                                 "(0.01 = 1 %); max_p95_ms: milliseconds")
     target = serializers.CharField(required=False, allow_blank=True, default="",
-                                   help_text="Hardware target slug; required for max_p95_ms. For max_accuracy_drop, "
+                                   help_text="Hardware target slug; required for max_p95_ms. For quality gates, "
                                              "empty means the newest result of any target.")
     batch_size = serializers.IntegerField(required=False, default=1, min_value=1,
                                           help_text="The batch size whose p95 counts (max_p95_ms)")

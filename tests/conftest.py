@@ -374,8 +374,15 @@ class BenchWorld:
                                            artifact=f"artifacts/{name}.onnx", sha256="0" * 64, size_bytes=size,
                                            status="ready")
 
-    def result(self, version, target, *, p95, batch=1, accuracy=0.98, noise=0.01, samples=1000, stable=True):
+    def result(self, version, target, *, p95, batch=1, accuracy=0.98, noise=0.01, samples=1000, stable=True,
+               evaluation_set="eval", evaluated=360, quality=None):
+        """``accuracy`` on ``evaluation_set`` of ``evaluated`` samples (None: no labelled set);
+        ``quality``: the stored quality as is, instead."""
         job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded")
+        if quality is None:
+            quality = {"evaluation_set": {"name": evaluation_set, "sha256": evaluation_set.ljust(64, "0")[:64],
+                                          "samples": evaluated} if accuracy is not None and evaluation_set else None,
+                       "samples": evaluated}
         p50, p99 = p95 * 0.8, p95 * 1.2
         return BenchmarkResult.objects.create(
             job=job, version=version, target=target, batch_size=batch, iterations=samples, warmup=5,
@@ -384,7 +391,7 @@ class BenchWorld:
             intervals={"p50": [p50 * (1 - noise), p50 * (1 + noise)], "p95": [p95 * (1 - noise), p95 * (1 + noise)],
                        "p99": [p99 * (1 - noise), p99 * (1 + noise)], "mean": [p50 * (1 - noise), p50 * (1 + noise)]},
             windows=[p50, p50 * (1 + noise / 2), p50], stable=stable, accuracy=accuracy,
-            fidelity={"samples": 360}, samples=b"", environment={})
+            fidelity={"samples": evaluated}, quality=quality, samples=b"", environment={})
 
 
 @pytest.fixture

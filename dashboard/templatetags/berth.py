@@ -22,7 +22,7 @@ def points(delta):
 @register.filter
 def ms(value):
     """Milliseconds with sensible precision."""
-    from jobs.comparison import format_ms
+    from jobs.engine.decision import format_ms
 
     return "—" if value is None else format_ms(value)
 
@@ -57,6 +57,19 @@ def tail_lines(text, count):
 def pt(fraction):
     """A fraction in percentage points, as given: 0.005 → "0.5 pt"."""
     return f"{fraction * 100:g} pt"
+
+
+@register.filter
+def describe_reference(reference, measure):
+    """A decision's reference for people: "reference 1 (the most accurate ...)"."""
+    return reference.describe(measure)
+
+
+@register.filter
+def limit_id(param):
+    """The page's id of a limit input: max_drop_pt → max-drop (ids tests and scripts rely on)."""
+    return {"max_drop_pt": "max-drop", "max_relative_error_pct": "max-relative-error",
+            "min_cosine": "min-cosine"}.get(param, param)
 
 
 @register.filter

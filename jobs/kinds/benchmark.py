@@ -90,7 +90,8 @@ class BenchmarkKind(JobKind):
                 device_memory_bytes=m.device_memory_bytes, timing_mode=m.timing_mode,
                 gpu_utilization=(m.gpu_utilization or {}).get("mean_percent"),
                 accuracy=quality.get("accuracy"), accuracy_delta=quality.get("accuracy_delta"),
-                fidelity=quality.get("fidelity", {}), samples=compress_samples(m.samples_ms),
+                fidelity=quality.get("fidelity", {}), quality=quality.get("quality", {}),
+                samples=compress_samples(m.samples_ms),
                 environment=measured.environment,
             )
             for m in measured.measurements
@@ -111,9 +112,16 @@ class BenchmarkKind(JobKind):
         from ..engine.evaluate import evaluate
         from ..engine.validate import example_inputs
 
+        from registry.models import Dataset
+
         reference = onnx_reference(version)
         dataset = load_dataset(version.model, dataset_name) if dataset_name else None
-        if dataset is None or "labels" not in dataset:
+        labelled = dataset is not None and "labels" in dataset
+        evaluation_set = None
+        if labelled:
+            row = Dataset.objects.get(model=version.model, name=dataset_name)
+            evaluation_set = {"name": row.name, "sha256": row.sha256, "samples": row.rows}
+        if not labelled:
             if reference is None:
                 return {"note": "No labelled evaluation set and no ONNX parent: nothing to compare with."}
             dataset = dataset or example_inputs(version.io_signature["inputs"], batch=64)
@@ -125,7 +133,10 @@ class BenchmarkKind(JobKind):
         fidelity = {key: getattr(result, key) for key in ("metric", "samples", "cosine_mean", "cosine_min",
                                                            "max_abs_diff", "agreement", "reference_accuracy")}
         fidelity["reference"] = reference.ref if reference else None
-        return {"accuracy": result.accuracy, "accuracy_delta": result.accuracy_delta, "fidelity": fidelity}
+        stored = {"evaluation_set": evaluation_set if result.accuracy is not None else None,
+                  "reference": fidelity["reference"], "samples": result.samples}
+        return {"accuracy": result.accuracy, "accuracy_delta": result.accuracy_delta, "fidelity": fidelity,
+                "quality": stored}
 
 
 def _cancelled(job_id):

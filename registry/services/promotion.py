@@ -113,8 +113,10 @@ def alias_remove(*, model, name, user=None):
 
 def gate_create(*, model, kind, threshold, target=None, batch_size=1, created_by=None):
     """Add a promotion gate to ``model``. ``threshold`` is a fraction for max_accuracy_drop
-    (0.005 = 0.5 pt) and milliseconds for max_p95_ms, which also needs a ``target`` (a
-    HardwareTarget) and measures at ``batch_size``."""
+    (0.005 = 0.5 pt) and max_relative_error (0.01 = 1 %), a cosine for min_cosine (0.99), and
+    milliseconds for max_p95_ms, which also needs a ``target`` (a HardwareTarget) and measures
+    at ``batch_size``. Quality gates are judged by jobs.engine.decision against the model's
+    reference version (the most accurate on the same evaluation set, any lineage)."""
     if kind not in PromotionGate.Kind.values:
         raise BerthError(f"Unknown gate kind {kind!r}; use one of {', '.join(PromotionGate.Kind.values)}.",
                          field="kind")
@@ -123,17 +125,22 @@ def gate_create(*, model, kind, threshold, target=None, batch_size=1, created_by
     except (TypeError, ValueError):
         raise BerthError("threshold must be a number.", field="threshold") from None
     if not math.isfinite(threshold) or threshold <= 0:
-        raise BerthError("threshold must be a positive number (a fraction such as 0.005 for max_accuracy_drop, "
-                         "milliseconds for max_p95_ms).", field="threshold")
+        raise BerthError("threshold must be a positive number (a fraction such as 0.005 for max_accuracy_drop or "
+                         "0.01 for max_relative_error, a cosine such as 0.99 for min_cosine, milliseconds for "
+                         "max_p95_ms).", field="threshold")
     if kind == PromotionGate.Kind.MAX_P95_MS and target is None:
         raise BerthError("A max_p95_ms gate needs the target whose latency it checks.", field="target")
     if kind == PromotionGate.Kind.MAX_ACCURACY_DROP and threshold >= 1:
         raise BerthError("max_accuracy_drop is a fraction: 0.005 allows a drop of 0.5 percentage points.",
                          field="threshold")
+    if kind == PromotionGate.Kind.MIN_COSINE and threshold > 1:
+        raise BerthError("min_cosine is a cosine similarity of at most 1, such as 0.99.", field="threshold")
+    if kind == PromotionGate.Kind.MAX_RELATIVE_ERROR and threshold >= 1:
+        raise BerthError("max_relative_error is a fraction: 0.01 allows 1 % relative error.", field="threshold")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise BerthError("batch_size must be a whole number of at least 1.", field="batch_size")
-    if kind == PromotionGate.Kind.MAX_ACCURACY_DROP:
-        batch_size = 1  # accuracy does not depend on the batch size
+    if kind in PromotionGate.QUALITY_KINDS:
+        batch_size = 1  # quality does not depend on the batch size
     if model.gates.filter(kind=kind, target=target, batch_size=batch_size).exists():
         raise Conflict(f"Model {model.name} already has this gate; delete it first to change its threshold.",
                        field="kind")

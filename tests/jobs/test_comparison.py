@@ -30,7 +30,9 @@ def test_it_recommends_the_fastest_variant_that_qualifies(world):
     assert recommendation.choice.version == fp16
     assert recommendation.runner_up is None
     assert "p95 6.000 ms within the 8.000 ms budget" in recommendation.reason
-    assert "accuracy -0.20 pt against 1" in recommendation.reason
+    assert "accuracy 97.80 % on evaluation set eval (360 samples): -0.20 pt against the reference 1" \
+        in recommendation.reason
+    assert "1-int8: accuracy 96.00 % on evaluation set eval (360 samples): -2.00 pt" in recommendation.reason
     loose = benchmark_comparison(model_name="digits", budget_ms=8, max_drop=0.05).recommendations[0]
     assert (loose.choice.version, loose.runner_up.version) == (int8, fp16)
 
@@ -269,3 +271,39 @@ def test_every_chart_is_a_valid_plotly_figure(world):
     assert set(BUILDERS) == {"distribution", "batch", "pareto", "history"}
     # faster and less accurate, slower and more accurate: both optimal; a point beaten on both is not
     assert pareto_optimal([(1.0, 0.9), (2.0, 0.95), (3.0, 0.9)]) == [True, True, False]
+
+
+def test_an_untrained_upload_of_another_lineage_is_never_recommended(world, viewer_api):
+    trained = world.version("1", size=4000)
+    untrained = world.version("3", size=4000)  # a new upload: its own root
+    small = world.version("3-ux-small", parent=untrained, size=500)
+    world.result(trained, world.cpu, p95=4.0, accuracy=0.992)
+    world.result(untrained, world.cpu, p95=4.0, accuracy=0.108)  # the same p95, within noise
+    world.result(small, world.cpu, p95=1.0, accuracy=0.105)
+    for query in ("", "&max_drop_pt=0.5"):
+        body = viewer_api.get(f"/api/v1/compare/?model=digits{query}").json()
+        (recommendation,) = body["recommendations"]
+        assert recommendation["choice"] == "1", recommendation["reason"]
+        assert recommendation["reference"] == "1" and recommendation["measure"] == "accuracy"
+        assert recommendation["evaluation_set"] == {"name": "eval", "samples": 360}
+        assert recommendation["limit_text"] == "at most 0.50 pt accuracy drop"
+        excluded = {e["version"]: e["reason"] for e in recommendation["excluded"]}
+        assert set(excluded) == {"3", "3-ux-small"} and "-88.40 pt against the reference 1" in excluded["3"]
+        rows = {r["version"]: r for r in body["rows"]}
+        assert rows["3"]["qualifies"] is False and rows["3"]["quality_reference"] == "1"
+        assert rows["3"]["quality_delta"] == pytest.approx(-0.884) and rows["1"]["evaluation_set"] == "eval"
+    chosen = viewer_api.get("/api/v1/compare/?model=digits&reference=3").json()["recommendations"][0]
+    assert chosen["reference"] == "3" and chosen["reference_chosen"] is True
+    assert viewer_api.get("/api/v1/compare/?model=digits&reference=9").status_code == 404
+
+
+def test_the_limit_field_follows_the_task(world, viewer):
+    from registry.models import Model
+
+    world.result(world.version("1"), world.cpu, p95=4.0)
+    client = Client()
+    client.force_login(viewer)
+    assert 'name="max_drop_pt"' in client.get("/compare/?model=digits").content.decode()
+    Model.objects.filter(name="digits").update(task="embedding")
+    html = client.get("/compare/?model=digits").content.decode()
+    assert 'name="min_cosine"' in html and 'name="max_drop_pt"' not in html and "Min cosine" in html

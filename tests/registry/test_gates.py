@@ -27,16 +27,22 @@ def world(engineer_api, engineer, onnx_file, other_onnx_file):
             "cpu": cpu, "engineer": engineer}
 
 
-def bench(version, target, *, p95=4.0, batch_sizes=(1,), threads=None, accuracy_delta=None, stable=True):
-    """One finished benchmark job of ``version`` on ``target`` with a row per batch size."""
+def bench(version, target, *, p95=4.0, batch_sizes=(1,), threads=None, accuracy_delta=None, stable=True,
+          accuracy=None, evaluation_set="eval", samples=1000, fidelity=None):
+    """One finished benchmark job of ``version`` on ``target`` with a row per batch size;
+    ``accuracy`` on ``evaluation_set`` of ``samples`` samples."""
     job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded",
                              queue=target.queue)
+    quality = {"evaluation_set": {"name": evaluation_set, "sha256": evaluation_set.ljust(64, "0"), "samples": samples},
+               "samples": samples} if accuracy is not None else {}
     for batch_size in batch_sizes:
         BenchmarkResult.objects.create(
             job=job, version=version, target=target, batch_size=batch_size, threads=threads, iterations=30, warmup=5,
             p50_ms=p95 * 0.8, p90_ms=p95 * 0.95, p95_ms=p95, p99_ms=p95 * 1.1, mean_ms=p95 * 0.85, std_ms=0.1,
-            throughput=1000 * batch_size / p95, stable=stable, accuracy=None if accuracy_delta is None else 0.95,
-            accuracy_delta=accuracy_delta, samples=b"", environment={})
+            throughput=1000 * batch_size / p95, stable=stable,
+            accuracy=accuracy if accuracy is not None else None if accuracy_delta is None else 0.95,
+            accuracy_delta=accuracy_delta, quality=quality, fidelity=fidelity or {"samples": samples},
+            samples=b"", environment={})
     return job
 
 
@@ -151,50 +157,89 @@ def test_it_prefers_the_default_thread_count_else_the_fastest(world):
     assert result["measured"] == 3.5 and "with 4 threads" in result["reason"]
 
 
-def test_it_checks_the_accuracy_drop(world):
+def test_it_checks_the_accuracy_drop_against_the_most_accurate_version(world):
     gate(world, kind="max_accuracy_drop", threshold=0.005, target=None)
     [result] = selectors.gate_results(world["v2"])
-    assert result["passed"] is False and result["measured"] == "no benchmark" and "run one first" in result["reason"]
+    assert result["passed"] is False and result["measured"] == "no benchmark" and "run a benchmark" in result["reason"]
 
     bench(world["v2"], world["cpu"])  # measured, but without a labelled evaluation set
     [result] = selectors.gate_results(world["v2"])
     assert result["passed"] is False and result["measured"] == "no accuracy delta"
 
-    bench(world["v2"], world["cpu"], accuracy_delta=-0.004)
+    bench(world["v1"], world["cpu"], accuracy=0.950)
+    bench(world["v2"], world["cpu"], accuracy=0.946)
     [result] = selectors.gate_results(world["v2"])
-    assert result["passed"] is True and result["measured"] == -0.004 and result["measured_on"] == "cpu"
-    assert "-0.40 pt" in result["reason"] and "0.50 pt" in result["reason"]
+    assert result["passed"] is True and result["measured"] == pytest.approx(-0.004) and result["measured_on"] == "cpu"
+    assert result["reference"] == "1" and result["evaluation_set"] == "eval"
+    assert "-0.40 pt against the reference 1, within noise" in result["reason"]
+    assert "evaluation set eval (1000 samples)" in result["reason"] and "0.50 pt" in result["reason"]
 
-    bench(world["v2"], world["cpu"], accuracy_delta=-0.0061)
+    bench(world["v2"], world["cpu"], accuracy=0.9439)
     [result] = selectors.gate_results(world["v2"])
-    assert result["passed"] is False and "-0.61 pt against the parent on cpu exceeds" in result["reason"]
+    assert result["passed"] is False and "-0.61 pt against the reference 1" in result["reason"]
+    assert "fails accuracy drop ≤ 0.50 pt" in result["reason"]
 
 
-def test_an_original_version_has_no_accuracy_to_lose(world):
+def test_an_original_is_judged_like_any_version_whatever_its_lineage(world, engineer_api):
+    """An untrained upload (its own root) has no parent to lose accuracy against: it is still
+    judged against the most accurate version on the same evaluation set."""
     gate(world, kind="max_accuracy_drop", threshold=0.005, target=None)
-    [result] = selectors.gate_results(world["v1"])  # no parent, no benchmark needed
-    assert result["passed"] is True and "is an original" in result["reason"]
+    untrained = ModelVersion.objects.create(model=world["model"], version="3", format="onnx",
+                                            artifact="artifacts/3.onnx", sha256="0" * 64, size_bytes=10,
+                                            status="ready")
+    bench(world["v1"], world["cpu"], accuracy=0.992)
+    bench(untrained, world["cpu"], accuracy=0.108)
+    [result] = selectors.gate_results(untrained)
+    assert result["passed"] is False and result["reference"] == "1"
+    assert "-88.40 pt against the reference 1" in result["reason"]
+    assert engineer_api.put(PRODUCTION, {"version": "3"}, format="json").status_code == 409
+    [result] = selectors.gate_results(world["v1"])
+    assert result["passed"] is True and "the reference" in result["reason"]
+
+
+def test_accuracy_on_another_evaluation_set_does_not_compete(world):
+    gate(world, kind="max_accuracy_drop", threshold=0.005, target=None)
+    bench(world["v1"], world["cpu"], accuracy=0.95, evaluation_set="eval")
+    bench(world["v2"], world["cpu"], accuracy=0.99, evaluation_set="easy", samples=50)
+    [result] = selectors.gate_results(world["v2"])
+    assert result["passed"] is False and result["measured"] == "no accuracy delta"
+    assert "measured on evaluation set easy (50 samples), not on the reference's evaluation set eval" \
+        in result["reason"]
 
 
 def test_an_accuracy_gate_on_a_target_reads_only_that_target(world):
     gpu = HardwareTarget.objects.create(slug="gpu", name="GPU", device="cuda",
                                         execution_provider="CUDAExecutionProvider")
     gate(world, kind="max_accuracy_drop", threshold=0.01, target="gpu")
-    bench(world["v2"], world["cpu"], accuracy_delta=0.0)
+    bench(world["v1"], world["cpu"], accuracy=0.95)
+    bench(world["v2"], world["cpu"], accuracy=0.95)
     [result] = selectors.gate_results(world["v2"])
     assert result["passed"] is False and "on gpu" in result["reason"]
-    bench(world["v2"], gpu, accuracy_delta=-0.009)
+    bench(world["v1"], gpu, accuracy=0.95)
+    bench(world["v2"], gpu, accuracy=0.941)
     assert selectors.gate_results(world["v2"])[0]["passed"] is True
 
 
-def test_gate_evaluation_takes_two_queries(world, django_assert_num_queries):
+def test_a_cosine_gate_reads_fidelity_against_the_parent(world):
+    gate(world, kind="min_cosine", threshold=0.99, target=None)
+    assert PromotionGate.objects.get(kind="min_cosine").description == "cosine ≥ 0.99"
+    bench(world["v2"], world["cpu"], fidelity={"samples": 64, "reference": "digits:1", "cosine_mean": 0.995,
+                                                "cosine_min": 0.97})
+    [result] = selectors.gate_results(world["v2"])
+    assert result["passed"] is True and result["measured"] == 0.995 and result["reference"] == "1"
+    bench(world["v2"], world["cpu"], fidelity={"samples": 64, "reference": "digits:1", "cosine_mean": 0.98})
+    [result] = selectors.gate_results(world["v2"])
+    assert result["passed"] is False and "cosine 0.98 against 1" in result["reason"]
+
+
+def test_gate_evaluation_takes_three_queries(world, django_assert_num_queries):
     for batch_size in (1, 8, 32):
         gate(world, threshold=5.0, batch_size=batch_size)
     gate(world, kind="max_accuracy_drop", threshold=0.005, target=None)
     for _ in range(3):
         bench(world["v2"], world["cpu"], p95=4.0, batch_sizes=(1, 8, 32), accuracy_delta=-0.001)
     version = ModelVersion.objects.select_related("model").get(pk=world["v2"].pk)
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(3):
         results = selectors.gate_results(version)
     assert len(results) == 4 and all(r["passed"] for r in results)
 
@@ -581,8 +626,9 @@ def test_it_gates_production_on_real_benchmark_results(digits_version, engineer_
     assert moved.status_code == 200, moved.json()
     results = {r["kind"]: r for r in moved.json()["gates"]}
     assert results["max_p95_ms"]["measured"] == measured.p95_ms and results["max_p95_ms"]["job"] == job.id
-    assert results["max_accuracy_drop"]["measured"] == measured.accuracy_delta
-    # digits:1 is the root: no parent, so no accuracy delta, and it was never benchmarked.
+    # Against the more accurate of the child and its parent (whose accuracy the child's benchmark measured).
+    assert results["max_accuracy_drop"]["measured"] == pytest.approx(min(measured.accuracy_delta, 0.0))
+    # digits:1 was never benchmarked itself.
     back = engineer_api.put(url, {"version": "1"}, format="json")
     assert back.status_code == 409
     reasons = [g["reason"] for g in back.json()["gates"]]
