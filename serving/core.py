@@ -25,9 +25,11 @@ A request through a transport::
 In process: ``arrays = await core.infer(model, feeds)``.
 """
 
+import functools
 import logging
 import time
 
+from .batching import Batcher
 from .executor import InferencePool
 from .metrics import Metrics
 from .protocol import InferenceFailed, NotFound, ServeError, Unavailable
@@ -41,11 +43,33 @@ class InferenceCore:
         self.metrics = metrics if metrics is not None else Metrics()
         self.pool = InferencePool(threads)
         self.telemetry = None  # a Telemetry when the runtime reports to a dashboard
+        self.loop = None
 
     # --- lifecycle (event loop) ----------------------------------------------------------------
 
     def start(self, loop):
+        self.loop = loop
         self.pool.start(loop)
+
+    def install(self, table):
+        """Serve ``table`` from now on (event loop): its routes get their batchers when the spec
+        turns dynamic batching on (a version keeps its batcher while the settings stay)."""
+        batching = table.spec.batching
+        current = {id(r.session): r.batcher for r in self.table.routes.values()} if self.table is not None else {}
+        for route in table.routes.values():
+            if not batching.enabled:
+                continue
+            if not route.batchable:
+                log.warning("%s:%s is not batched: an input's first dimension is fixed", table.model, route.version)
+                continue
+            batcher = current.get(id(route.session))
+            if batcher is None or (batcher.max_batch_size, batcher.delay) != (batching.max_batch_size,
+                                                                             batching.max_queue_delay_us / 1e6):
+                batcher = Batcher(route.session, self.pool, self.loop, max_batch_size=batching.max_batch_size,
+                                  max_queue_delay_us=batching.max_queue_delay_us,
+                                  on_batch=functools.partial(self.batch_ran, table.model, route.version))
+            route.batcher = batcher
+        self.table = table
 
     def stop(self):
         self.pool.shutdown()
@@ -108,6 +132,12 @@ class InferenceCore:
             call.release()
             call.finish()
 
+    def batch_ran(self, model, version, rows):
+        """One session.run of ``rows`` rows (a formed batch, or one request unbatched)."""
+        self.metrics.batch(model, version, rows)
+        if self.telemetry is not None:
+            self.telemetry.batch(version, rows)
+
     def count(self, model, version, seconds, kind=None, features=None, inputs=None, outputs=None):
         """One request in metrics and in the telemetry window (event loop)."""
         self.metrics.observe(model, version, seconds, kind)
@@ -153,8 +183,15 @@ class InferCall:
         """The outputs of ``feeds`` (decoded, checked against ``signature``), in ``output_names``
         order; InferenceFailed when onnxruntime refuses them."""
         self.feeds = feeds
+        rows = _rows(feeds)
+        batcher = self.route.batcher
         try:
-            arrays = await self.core.pool.run(self.session, feeds)
+            if batcher is not None and rows is not None:
+                arrays = await batcher.submit(feeds, rows)
+            else:
+                arrays = await self.core.pool.run(self.session, feeds)
+                if rows is not None:
+                    self.core.batch_ran(self.table.model, self.route.version, rows)
         except Exception as exc:
             text = str(exc).strip().splitlines()
             raise InferenceFailed(f"inference failed: {text[0] if text else type(exc).__name__}") from None
@@ -185,3 +222,13 @@ class InferCall:
         self.core.count(self.table.model, self.route.version, time.perf_counter() - self.started, kind,
                         self.route.features, self.feeds if kind is None else None,
                         self.outputs if kind is None else None)
+
+
+def _rows(feeds):
+    """The rows on axis 0 shared by every input; None when they differ or an input is a scalar."""
+    rows = None
+    for array in feeds.values():
+        if not array.ndim or (rows is not None and array.shape[0] != rows):
+            return None
+        rows = array.shape[0]
+    return rows

@@ -8,6 +8,7 @@ import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -23,6 +24,9 @@ class Metrics:
         self.latency = Histogram("berth_request_duration_seconds",
                                  "Time from receiving an inference request to sending its response.",
                                  ["model", "version"], buckets=LATENCY_BUCKETS, **kwargs)
+        self.batch_sizes = Histogram("berth_batch_size", "Rows of each model run (the batch formed by dynamic "
+                                     "batching, or one request's rows).", ["model", "version"],
+                                     buckets=BATCH_BUCKETS, **kwargs)
         self.flushes = Counter("berth_telemetry_flushes", "Telemetry flushes by outcome (delivered, retried, "
                                "refused, dropped).", ["outcome"], **kwargs)
         gauge = {"multiprocess_mode": "livemax"} if self.multiprocess else {}
@@ -40,6 +44,9 @@ class Metrics:
         children[1].observe(seconds)
         if error_kind is not None:
             self.failures.labels(model, version, error_kind).inc()
+
+    def batch(self, model, version, rows):
+        self.batch_sizes.labels(model, version).observe(rows)
 
     def telemetry(self, outcome):
         self.flushes.labels(outcome).inc()

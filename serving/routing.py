@@ -131,7 +131,8 @@ def _warm_up(loaded, signature, label):
 class VersionRoute:
     """A deployed version in one routing table."""
 
-    __slots__ = ("version", "weight", "session", "signature", "features", "metadata", "response_prefix")
+    __slots__ = ("version", "weight", "session", "signature", "features", "metadata", "response_prefix", "batcher",
+                 "batchable")
 
     def __init__(self, model, deployment, session, features):
         self.version = deployment.version
@@ -139,6 +140,9 @@ class VersionRoute:
         self.session = session
         self.signature = deployment.signature
         self.features = features
+        self.batcher = None  # a Batcher, set by the inference core when the spec turns batching on
+        # Batching concatenates along axis 0: every input's first dimension must be dynamic.
+        self.batchable = all(t.shape and t.shape[0] is None for t in deployment.signature.inputs)
         self.response_prefix = response_prefix(model, deployment.version)
         self.metadata = {
             "name": model, "versions": [deployment.version], "platform": "onnxruntime_onnx",

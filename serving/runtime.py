@@ -147,7 +147,7 @@ class Runtime:
             if spec.flush_seconds != period:  # the timer sleeps towards the old period's boundary
                 self._timer.cancel()
                 self._timer = asyncio.ensure_future(self._flush_timer())
-        self.core.table = table
+        self.core.install(table)
         if previous is not None:
             kept = table.sessions()
             for key, session in previous.sessions().items():

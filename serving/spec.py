@@ -43,6 +43,22 @@ class TelemetrySpec:
 
 
 @dataclass(frozen=True)
+class BatchingSpec:
+    """Dynamic batching of an endpoint's versions (serving/batching.py); max_batch_size 1 is off."""
+
+    max_batch_size: int = 1
+    max_queue_delay_us: int = 0
+
+    @property
+    def enabled(self):
+        return self.max_batch_size > 1
+
+
+MAX_BATCH_SIZE = 1024
+MAX_QUEUE_DELAY_US = 1_000_000
+
+
+@dataclass(frozen=True)
 class Spec:
     endpoint: str
     model: str
@@ -51,6 +67,7 @@ class Spec:
     deployments: tuple
     telemetry: TelemetrySpec | None
     max_request_bytes: int
+    batching: BatchingSpec = BatchingSpec()
 
     def split_text(self):
         return ", ".join(f"{d.version} ({d.weight:g} %)" for d in self.deployments) or "nothing"
@@ -90,7 +107,7 @@ def parse_spec(data):
         raise SpecError("'limits.max_request_bytes' must be a positive integer")
     return Spec(endpoint=str(data.get("endpoint") or ""), model=model, generation=_int(data.get("generation"), 0),
                 target=target, deployments=tuple(parsed), telemetry=_telemetry(data.get("telemetry")),
-                max_request_bytes=max_bytes)
+                max_request_bytes=max_bytes, batching=_batching(data.get("batching")))
 
 
 def _deployment(index, item):
@@ -140,6 +157,20 @@ def _telemetry(data):
     if not isinstance(requests, int) or requests <= 0:
         raise SpecError("'telemetry.flush_requests' must be a positive integer")
     return TelemetrySpec(url=data["url"], flush_seconds=float(seconds), flush_requests=requests)
+
+
+def _batching(data):
+    if data is None:
+        return BatchingSpec()
+    if not isinstance(data, dict):
+        raise SpecError("'batching' must be an object with max_batch_size and max_queue_delay_us")
+    size = data.get("max_batch_size", 1)
+    delay = data.get("max_queue_delay_us", 0)
+    if type(size) is not int or not 1 <= size <= MAX_BATCH_SIZE:
+        raise SpecError(f"'batching.max_batch_size' must be an integer from 1 to {MAX_BATCH_SIZE}")
+    if type(delay) is not int or not 0 <= delay <= MAX_QUEUE_DELAY_US:
+        raise SpecError(f"'batching.max_queue_delay_us' must be an integer from 0 to {MAX_QUEUE_DELAY_US:,}")
+    return BatchingSpec(max_batch_size=size, max_queue_delay_us=delay)
 
 
 def _int(value, default):

@@ -31,7 +31,8 @@ LATENCY_BATCH = 4096
 
 
 class VersionStats:
-    __slots__ = ("requests", "errors", "error_kinds", "latency", "latencies", "features", "counts", "buffer")
+    __slots__ = ("requests", "errors", "error_kinds", "latency", "latencies", "features", "counts", "buffer",
+                 "batch_sizes")
 
     def __init__(self, features):
         self.requests = 0
@@ -42,6 +43,7 @@ class VersionStats:
         self.features = features
         self.counts = None
         self.buffer = FeatureBuffer(features) if features else None
+        self.batch_sizes = {}  # rows of a model run -> runs
 
     def bin_pending(self):
         counts = self.buffer.drain()
@@ -62,7 +64,8 @@ class VersionStats:
             else:
                 features = {name: [0] * size for name, size in zip(self.features.names, self.features.sizes)}
         return {"version": version, "requests": self.requests, "errors": self.errors,
-                "error_kinds": dict(self.error_kinds), "latency": self.latency.to_dict(), "features": features}
+                "error_kinds": dict(self.error_kinds), "latency": self.latency.to_dict(), "features": features,
+                "batch_sizes": {str(rows): runs for rows, runs in sorted(self.batch_sizes.items())}}
 
 
 class Telemetry:
@@ -113,6 +116,13 @@ class Telemetry:
         self.requests += 1
         if self.requests >= self.flush_requests:
             self.flush()
+
+    def batch(self, version, rows):
+        """Count one model run of ``rows`` rows for ``version`` (event loop)."""
+        stats = self.window.get(version)
+        if stats is None:
+            stats = self.window[version] = VersionStats(self.features.get(version))
+        stats.batch_sizes[rows] = stats.batch_sizes.get(rows, 0) + 1
 
     def flush(self):
         """Close the current window and queue it for the dashboard (event loop)."""
