@@ -23,8 +23,10 @@ def configure(database_name):
     os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{database_name}")
     os.environ.setdefault("CELERY_BROKER_URL", "memory://")
     import django
+    from django.core.management import call_command
 
     django.setup()
+    call_command("collectstatic", interactive=False, verbosity=0)  # pages name the hashed files
 
 
 @contextmanager

@@ -6,3 +6,4 @@ class DashboardConfig(AppConfig):
 
     def ready(self):
         from . import login  # noqa: F401  (connects the log-in throttle's signal receivers)
+        from . import staticfiles  # noqa: F401  (registers the collectstatic check)

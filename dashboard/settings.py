@@ -205,14 +205,18 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
 os.makedirs(STATIC_ROOT, exist_ok=True)
-# Without collectstatic (tests, a quick DEBUG run) WhiteNoise serves straight from the finders.
+# `manage.py collectstatic` (make run does it; the tests' session fixture too) writes every file
+# under a hashed name with .gz and .br copies; WhiteNoise serves the smallest one the browser
+# accepts, cached for a year. Before collectstatic (or with DEBUG=1) pages name the plain files,
+# which WhiteNoise serves from the source folders (uncompressed, cached for 60 s).
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
 
 MEDIA_ROOT = Path(env_str("BERTH_MEDIA_ROOT", str(VAR_DIR / "media"))).resolve()
 MEDIA_URL = "/media/"  # never served directly: downloads go through a permission-checked view
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "dashboard.staticfiles.BerthStaticFilesStorage"},
 }
 # Artifacts and datasets in an S3-compatible bucket (pip install ".[s3]"); credentials come from
 # boto3's usual sources (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an instance role).

@@ -36,6 +36,14 @@ def home(request):
     })
 
 
+def favicon(request):
+    """Browsers ask for /favicon.ico on pages that name no icon (the admin's, the API docs')."""
+    from django.contrib.staticfiles.storage import staticfiles_storage
+    from django.http import HttpResponseRedirect
+
+    return HttpResponseRedirect(staticfiles_storage.url("favicon.svg"))
+
+
 def healthz(request):
     """For load balancers: 200 when this web process can reach its database, 503 otherwise."""
     from django.db import DatabaseError, connection

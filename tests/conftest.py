@@ -19,6 +19,22 @@ from registry.models import HardwareTarget, Model, ModelVersion
 # --- isolation -------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_as_served():
+    """Static files as production serves them: collectstatic's hashed names (into
+    $BERTH_VAR_DIR/static; what is already compressed there is skipped, so only a fresh var/test
+    pays the ~30 s of brotli) served by WhiteNoise, also on the live server (whose own static
+    handler would look the hashed names up in the source folders, and not find them). Runs
+    before any server or client loads WhiteNoise."""
+    from django.contrib.staticfiles import handlers
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(handlers, "StaticFilesHandler", lambda application: application)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_files(tmp_path):
     """Each test's media and upload parts live in its own temporary folder."""

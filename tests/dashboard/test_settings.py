@@ -1,6 +1,7 @@
 """Settings come from the environment, with defaults that need no configuration."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -52,7 +53,10 @@ def deploy_check(env, tmp_path):
                                "ALLOWED_HOSTS": "berth.example", **env}, capture_output=True, text=True)
 
 
-def test_the_deploy_check_is_clean_with_the_production_variables(tmp_path):
+def test_the_deploy_check_is_clean_with_the_production_variables(tmp_path, settings):
+    uncollected = deploy_check({"BERTH_HTTPS": "1"}, tmp_path)
+    assert "berth.W001" in uncollected.stderr and "collectstatic" in uncollected.stderr
+    shutil.copytree(settings.STATIC_ROOT, tmp_path / "static", dirs_exist_ok=True)  # collected by tests/conftest
     production = deploy_check({"BERTH_HTTPS": "1"}, tmp_path)
     assert production.returncode == 0, production.stdout + production.stderr
     assert "no issues" in production.stdout

@@ -43,9 +43,9 @@ def browser():
 @pytest.fixture
 def new_page(browser, live_server):
     """``new_page()``: a page in a fresh browser context (own cookies and storage) on the live
-    server. Uncaught JavaScript errors on any of these pages, and anything the
-    Content-Security-Policy blocks, fail the test."""
-    contexts, js_errors = [], []
+    server. Uncaught JavaScript errors on any of these pages, anything the
+    Content-Security-Policy blocks, and a static file or icon that does not load, fail the test."""
+    contexts, js_errors, missing = [], [], []
 
     def make():
         context = browser.new_context(base_url=live_server.url)
@@ -53,6 +53,8 @@ def new_page(browser, live_server):
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: js_errors.append(str(error)))
+        page.on("response", lambda response: response.status >= 400 and any(
+            part in response.url for part in ("/static/", "/favicon")) and missing.append(f"{response.status} {response.url}"))
         page.on("console", lambda message: message.type == "error" and "Content Security Policy" in message.text
                 and csp_violations.append(message.text))
         return page
@@ -63,6 +65,7 @@ def new_page(browser, live_server):
         context.close()
     assert not js_errors, f"JavaScript errors on the page: {js_errors}"
     assert not csp_violations, f"The Content-Security-Policy blocked something: {csp_violations}"
+    assert not missing, f"Static files or icons that did not load: {missing}"
 
 
 @pytest.fixture

@@ -1,0 +1,196 @@
+"""First load of the Compare and endpoint pages in real Chromium: time to the first chart, and
+what the static files cost on the wire.
+
+Two gunicorn servers on loopback, started side by side in this run on one database:
+
+- baseline: static files as Berth served them before (plain names from the source folders,
+  uncompressed, ``Cache-Control: max-age=60``, the full 4.8 MB plotly.js),
+  bench/pages_baseline_settings.py;
+- ours: dashboard.settings (collectstatic's hashed names with brotli/gzip copies, cached for a
+  year; plotly.js's cartesian bundle, 1.5 MB, which has every trace type the pages draw).
+
+Each load is a fresh browser context (empty cache, logged in by a session cookie); the time to
+the first chart is when the first Plotly ``svg.main-svg`` appears in a ``[data-chart]`` box,
+by the page's own clock (``performance.now()``, from navigation start). A second visit in the
+same context shows what the cache saves. Medians of LOADS loads, interleaved. The goal (issue
+14): ours under 500 ms on both pages.
+
+    .venv/bin/python bench/pages.py        # DATABASE_URL defaults to the local PostgreSQL
+"""
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import djangobench
+
+djangobench.configure("berth_bench_pages")
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+GOAL_MS = 500
+LOADS = 5
+CHROMIUM = "/usr/bin/chromium"
+PAGES = {"compare": "/compare/?model=digits&targets=cpu&targets=gpu",
+         "endpoint": "/endpoints/digits-prod/?range=1h"}
+
+# Installed before any page script runs: the page's clock when the first chart appears.
+FIRST_CHART = """
+new MutationObserver((records, observer) => {
+  if (document.querySelector("[data-chart] svg.main-svg")) {
+    window.__firstChart = performance.now(); observer.disconnect();
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+STATIC_TRANSFER = """() => performance.getEntriesByType("resource").filter((e) => e.name.includes("/static/"))
+  .reduce((sum, e) => sum + e.transferSize, 0)"""
+
+
+def populate():
+    """A model with three versions benchmarked on two targets, and an endpoint with an hour of
+    telemetry: what the two pages draw."""
+    from django.contrib.auth.models import Group, User
+
+    from jobs.models import BenchmarkResult, Job
+    from monitoring import services
+    from registry.models import Dataset, HardwareTarget, Model, ModelVersion, ReferenceProfile
+
+    model = Model.objects.create(name="digits", task="classification")
+    cpu = HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})[0]
+    gpu = HardwareTarget.objects.get_or_create(slug="gpu", defaults={"name": "GPU", "device": "cuda"})[0]
+    root = None
+    for index, name in enumerate(("1", "1-int8", "1-fp16")):
+        version = ModelVersion.objects.create(model=model, version=name, parent=root, format="onnx",
+                                              artifact=f"artifacts/{name}.onnx", sha256=f"{index:064x}",
+                                              size_bytes=4000 - 1000 * index, status="ready")
+        root = root or version
+        for target in (cpu, gpu):
+            job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded")
+            for batch in (1, 8, 32):
+                p50 = (1.0 + index) * batch * (0.2 if target == gpu else 1.0)
+                BenchmarkResult.objects.create(
+                    job=job, version=version, target=target, batch_size=batch, iterations=1000, warmup=5,
+                    p25_ms=p50 * 0.95, p50_ms=p50, p75_ms=p50 * 1.05, p90_ms=p50 * 1.2, p95_ms=p50 * 1.3,
+                    p99_ms=p50 * 1.6, min_ms=p50 * 0.8, max_ms=p50 * 3, mean_ms=p50, std_ms=p50 * 0.1,
+                    throughput=batch * 1000 / p50, stable=True, windows=[p50, p50, p50],
+                    intervals={k: [p50 * 0.99, p50 * 1.01] for k in ("p50", "p95", "p99", "mean")},
+                    accuracy=0.98 - 0.001 * index, fidelity={"samples": 360}, samples=b"", environment={})
+    dataset = Dataset.objects.create(model=model, name="ref", kind="reference", file="x.npz", sha256="0" * 64,
+                                     size_bytes=1, rows=1000, arrays={})
+    ReferenceProfile.objects.create(version=root, dataset=dataset, name="x.mean", kind="mean", tensor="x",
+                                    edges=[0.2, 0.4, 0.6], counts=[250, 250, 250, 250])
+    endpoint, _ = services.endpoint_create(name="digits-prod", model=model, target=cpu)
+    services.deploy(endpoint=endpoint, version=root, weight=100)
+    now = timezone.now().replace(second=0, microsecond=0)
+    for minute in range(60, 0, -1):
+        start = now - timedelta(minutes=minute)
+        services.telemetry_ingest(endpoint=endpoint, payload={"events": [
+            {"ts": (start + timedelta(milliseconds=500 * i)).isoformat(), "version": "1",
+             "latency_ms": 1.0 + (i % 7) * 0.3, "ok": i % 50 != 0, "error_kind": "timeout" if i % 50 == 0 else None,
+             "features": {"x.mean": 0.5 + (i % 10) * 0.01 + (0.3 if minute < 10 else 0)}} for i in range(60)]})
+    viewer = User.objects.create_user("bench-viewer")
+    viewer.groups.add(Group.objects.get_or_create(name="viewer")[0])
+    return viewer
+
+
+def session_cookie(user):
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(settings_module, database_url):
+    from dashboard.webserver import gunicorn_command, gunicorn_environment
+
+    port = free_port()
+    environment = gunicorn_environment({**os.environ, "DJANGO_SETTINGS_MODULE": settings_module,
+                                        "DATABASE_URL": database_url, "PYTHONPATH": str(djangobench.ROOT)})
+    process = subprocess.Popen(gunicorn_command(bind=f"127.0.0.1:{port}", workers=2) + ["--access-logfile", "/dev/null"],
+                               env=environment, cwd=djangobench.ROOT, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the {settings_module} server exited")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"the {settings_module} server did not start")
+
+
+def load(browser, base_url, path, cookie):
+    """(first-chart ms, static bytes transferred) of a cold load, and first-chart ms of a warm one."""
+    context = browser.new_context(base_url=base_url)
+    try:
+        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": base_url}])
+        context.add_init_script(FIRST_CHART)
+        page = context.new_page()
+        figures = []
+        for _ in range(2):
+            page.goto(path)
+            page.wait_for_function("() => window.__firstChart !== undefined", timeout=30_000)
+            figures.append((page.evaluate("() => window.__firstChart"), page.evaluate(STATIC_TRANSFER)))
+        return figures[0][0], figures[0][1], figures[1][0]
+    finally:
+        context.close()
+
+
+def main():
+    from playwright.sync_api import sync_playwright
+
+    with djangobench.test_database() as database:
+        cookie = session_cookie(populate())
+        params = connection.settings_dict
+        database_url = f"postgres://{params['USER']}@{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}/{database}"
+        servers = {"baseline": start_server("bench.pages_baseline_settings", database_url),
+                   "ours": start_server("dashboard.settings", database_url)}
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                     args=["--no-sandbox", "--disable-gpu"])
+                for name, (_, url) in servers.items():  # each server's first request sets it up
+                    load(browser, url, PAGES["compare"], cookie)
+                figures = {(server, page): [] for server in servers for page in PAGES}
+                for _ in range(LOADS):
+                    for page, path in PAGES.items():
+                        for server, (_, url) in servers.items():
+                            figures[server, page].append(load(browser, url, path, cookie))
+                browser.close()
+        finally:
+            for process, _ in servers.values():
+                process.terminate()
+                process.wait()
+    met = True
+    for page in PAGES:
+        row = {server: [statistics.median(column) for column in zip(*figures[server, page])] for server in servers}
+        ours, base = row["ours"], row["baseline"]
+        print(f"{page}.first_chart_cold: ours={ours[0]:.0f} ms baseline={base[0]:.0f} ms ratio={ours[0] / base[0]:.2f}")
+        print(f"{page}.static_bytes_cold: ours={ours[1] / 1024:.0f} KiB baseline={base[1] / 1024:.0f} KiB "
+              f"ratio={ours[1] / base[1]:.2f}")
+        print(f"{page}.first_chart_warm: ours={ours[2]:.0f} ms baseline={base[2]:.0f} ms ratio={ours[2] / base[2]:.2f}")
+        met &= ours[0] < GOAL_MS
+    print(f"goal (first chart < {GOAL_MS} ms on a cold load of both pages, loopback): {'met' if met else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
