@@ -44,7 +44,7 @@ test: $(VENV)/.installed-dev var/secret_key
 	BERTH_VAR_DIR=$(CURDIR)/var/test $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # tests/fuzz deeper than make test runs it: more examples per API operation and more mutants
-# per model format, from a seed that changes daily (make fuzz FUZZ_SEED=20261122 repeats a run).
+# per model format and serving property, from a seed that changes daily (make fuzz FUZZ_SEED=20261122 repeats a run).
 FUZZ_EXAMPLES ?= 200
 FUZZ_MUTANTS ?= 100
 FUZZ_SEED ?= $(shell date +%Y%m%d)

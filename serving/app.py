@@ -139,7 +139,7 @@ class ServingApp:
             return await _send(send, exc.status, error_body(exc.message))
         close, extra, content_type = False, None, b"application/json"
         try:
-            body = await _read_body(receive, call.max_request_bytes)
+            body = await _read_body(receive, call.max_request_bytes, _header(scope, b"content-length"))
             header, binary = split_binary(body, _header(scope, b"inference-header-content-length"))
             payload = parse_json(header)
             feeds, wanted, request_id = decode_request(payload, call.signature, binary)
@@ -170,9 +170,12 @@ class ServingApp:
         call.finish()
 
 
-async def _read_body(receive, limit):
+async def _read_body(receive, limit, declared=None):
     """The request body; TooLarge past ``limit`` bytes (the rest is read and discarded, up to a
-    few times the limit, so the client gets its 413 on a usable connection)."""
+    few times the limit, so the client gets its 413 on a usable connection). A Content-Length
+    (``declared``) past that is answered at once, without waiting for the body."""
+    if declared is not None and declared.isdigit() and int(declared) > DRAIN_FACTOR * limit:
+        raise TooLarge.over(limit, close=True)
     chunks, size = [], 0
     while True:
         message = await receive()

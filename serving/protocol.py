@@ -8,6 +8,7 @@ Every rejection raises a ServeError whose message names the tensor and says what
 
 import json
 import math
+import re
 
 import numpy as np
 
@@ -151,14 +152,48 @@ class Signature:
 # --- requests --------------------------------------------------------------------------------
 
 
+# Arrays and objects nested deeper than this are refused before the body is decoded (the
+# envelope takes 3 levels, so tensor data may nest 29 deep; numpy allows 64 dimensions).
+MAX_DEPTH = 32
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_DEPTH_STEP = np.zeros(256, np.int8)
+_DEPTH_STEP[[ord("["), ord("{")]] = 1
+_DEPTH_STEP[[ord("]"), ord("}")]] = -1
+
+
 def parse_json(body):
-    """The request body as JSON; BadRequest if it is not."""
+    """The request body as JSON; BadRequest if it is not, if it nests deeper than MAX_DEPTH, or if
+    an object repeats a key. NaN, Infinity and numbers beyond float64 (1e400) are decoded here and
+    refused by decode_tensor, which names the tensor."""
     if not body:
         raise BadRequest("the request has no body; send a JSON object with 'inputs'")
+    _check_depth(body)
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON ({exc})") from None
+        return json.loads(body, object_pairs_hook=_object)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(f"the body is not valid JSON ({_first_line(exc)})") from None
+
+
+def _check_depth(body):
+    """BadRequest if arrays and objects nest deeper than MAX_DEPTH (brackets inside strings do not
+    count). Decoding such a body would exhaust the decoder's recursion; this check is a scan in C."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return
+    if b'"' in body:
+        body = _STRINGS.sub(b'""', body)
+    depth = np.cumsum(_DEPTH_STEP[np.frombuffer(body, np.uint8)], dtype=np.int32).max(initial=0)
+    if depth > MAX_DEPTH:
+        raise BadRequest(f"the body nests arrays and objects {depth} deep; at most {MAX_DEPTH} levels are "
+                         "accepted (send tensor data flat, with its 'shape')")
+
+
+def _object(pairs):
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise BadRequest(f"the body repeats the key {repeated!r} in one object; each key may appear once")
+    return result
 
 
 def split_binary(body, header_length):
@@ -337,6 +372,8 @@ def from_bytes(spec, shape, raw):
         array = array.astype(spec.dtype)
     if spec.dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
         raise InvalidInput(f"input {spec.name!r}: BOOL data must be bytes 0 or 1")
+    if spec.dtype.kind == "f":
+        _check_finite(array, spec)
     return array
 
 
@@ -346,14 +383,24 @@ def from_values(spec, values):
 
 
 def _to_array(data, spec):
+    """The data as an ndarray of the spec's dtype. Numbers only (no strings, objects or nulls);
+    floating-point tensors must be finite: NaN, Infinity and values beyond the datatype's range
+    (1e400, or 70000 as FP16) are refused, naming the tensor."""
     dtype = spec.dtype
     try:
-        if dtype.kind == "f":
-            return np.array(data, dtype=dtype)
         raw = np.array(data)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"input {spec.name!r}: data is not a regular (flat or evenly nested) list of "
                            f"{spec.datatype} values ({_first_line(exc)})") from None
+    if raw.dtype.kind not in "iufb":
+        raise InvalidInput(f"input {spec.name!r}: {spec.datatype} data must be numbers (got "
+                           f"{_kind_text(raw)})")
+    if dtype.kind == "f":
+        if raw.dtype.kind == "f" or raw.size and dtype.itemsize < 4:
+            with np.errstate(over="ignore", invalid="ignore"):
+                array = raw.astype(dtype)
+            return _check_finite(array, spec)
+        return raw.astype(dtype)
     if raw.size == 0:
         return raw.astype(dtype)
     if dtype.kind == "b":
@@ -367,6 +414,21 @@ def _to_array(data, spec):
     if raw.dtype.kind != "b" and (raw.min() < info.min or raw.max() > info.max):
         raise InvalidInput(f"input {spec.name!r}: values outside the {spec.datatype} range [{info.min}, {info.max}]")
     return raw.astype(dtype)
+
+
+def _check_finite(array, spec):
+    """Floating-point inputs must be finite, on every transport: JSON has no NaN or Infinity, and
+    one rule for all keeps a request's answer the same whichever way it travels."""
+    if not np.isfinite(array).all():
+        raise InvalidInput(f"input {spec.name!r}: {spec.datatype} data must be finite numbers (got NaN, "
+                           f"Infinity or a value beyond the {spec.datatype} range)")
+    return array
+
+
+def _kind_text(raw):
+    if raw.dtype.kind in "US":
+        return "strings"
+    return "integers beyond 64 bits" if all(isinstance(v, int) for v in raw.flat) else "objects, nulls or mixed values"
 
 
 def _first_line(exc):
@@ -449,9 +511,20 @@ def _data_text(array, datatype):
         return ",".join(["true" if v else "false" for v in values])
     else:
         return ",".join(map(str, values))
-    if "n" in text:  # nan or inf: no JSON number for them; json writes NaN / Infinity
-        return json.dumps(values)[1:-1]
+    if "n" in text:  # nan or inf: JSON has no number for them
+        return _non_finite_text(values, datatype)
     return text
+
+
+# Non-finite outputs: JSON (RFC 8259) has no NaN or Infinity, so they are written as the strings
+# "NaN", "Infinity" and "-Infinity" (what JavaScript's Number(), Python's float() and numpy parse);
+# every other value stays a number. A client that only expects numbers fails loudly, not silently.
+_NON_FINITE = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}
+
+
+def _non_finite_text(values, datatype):
+    number = (FLOAT_FORMATS[datatype].__mod__) if datatype in FLOAT_FORMATS else repr
+    return ",".join(_NON_FINITE.get(text, text) for text in map(number, values))
 
 
 def error_body(message):
