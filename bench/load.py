@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from berth.client import Client, NetworkError  # noqa: E402
 from dashboard.webserver import gunicorn_command, gunicorn_environment  # noqa: E402
-from monitoring.stats import LogSketch  # noqa: E402
+from berth.core.stats import LogSketch  # noqa: E402
 from serving.dashboard import DashboardClient, DashboardUnreachable  # noqa: E402
 
 DATABASE = "berth_bench_load"
@@ -432,10 +432,10 @@ def check_registry(shared):
     validate job, and whether the alias log is one consistent chain; ok."""
     from django.core.files.storage import default_storage
 
+    from berth.core.hashing import file_sha256
     from dashboard.models import AuditEvent
     from jobs.models import Job
     from registry.models import Alias, AliasEvent, ModelVersion
-    from registry.uploads import file_sha256
 
     rows = {v.version: v for v in ModelVersion.objects.filter(model__name=REGISTRY_MODEL).exclude(version="seed")}
     registered = shared.registered

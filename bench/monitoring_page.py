@@ -43,7 +43,7 @@ from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from monitoring.stats import DEFAULT_ALPHA  # noqa: E402
+from berth.core.stats import DEFAULT_ALPHA  # noqa: E402
 
 GOAL_MS = 300
 REPEATS = 7

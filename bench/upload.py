@@ -29,7 +29,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from berth.client import Client, file_sha256, upload_complete, upload_file  # noqa: E402
+from berth.client import Client, upload_complete, upload_file  # noqa: E402
+from berth.core.hashing import file_sha256  # noqa: E402
 from dashboard.webserver import gunicorn_command, gunicorn_environment  # noqa: E402
 
 MiB = 1024 * 1024

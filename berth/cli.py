@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from . import client as api
 from . import compression
+from .core.hashing import file_sha256
 
 OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
 HASH_PROGRESS_MIN_BYTES = 64 * 1024 * 1024
@@ -170,7 +171,7 @@ def cmd_register(args):
     existing = _existing_version(client, args.model, args.version, args.retry_for)
 
     hashing = Progress("hashing  ") if os.path.getsize(args.file) >= HASH_PROGRESS_MIN_BYTES else None
-    sha256 = api.file_sha256(args.file, progress=hashing)
+    sha256 = file_sha256(args.file, progress=hashing)
     if hashing:
         hashing.finish()
 

@@ -6,7 +6,6 @@ backoff on network errors and 5xx, resumed from the server's offset (also across
 server hands back the caller's open upload of the same bytes).
 """
 
-import hashlib
 import http.client
 import json
 import os
@@ -14,8 +13,9 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
+from berth.core.hashing import file_sha256
+
 CHUNK_SIZE = 8 * 1024 * 1024
-READ_SIZE = 4 * 1024 * 1024
 RETRY_FOR = 300
 MAX_BACKOFF = 30
 USER_AGENT = "berth-cli/0.1"
@@ -202,24 +202,6 @@ class Retry:
                 return fn()
             except TransientError as exc:
                 self.wait(exc)
-
-
-def file_sha256(path, *, progress=None):
-    """Hex sha256 of the file at ``path``, read in blocks; ``progress(done_bytes, total_bytes)``."""
-    total = os.path.getsize(path)
-    digest = hashlib.sha256()
-    done = 0
-    buffer = bytearray(READ_SIZE)
-    view = memoryview(buffer)
-    if progress:
-        progress(0, total)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buffer):
-            digest.update(view[:n])
-            done += n
-            if progress:
-                progress(done, total)
-    return digest.hexdigest()
 
 
 def upload_file(client, path, *, sha256=None, chunk_size=CHUNK_SIZE, retry_for=RETRY_FOR, progress=None,

@@ -22,13 +22,13 @@ from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 
+from berth.core.stats import relative_drift
 from dashboard.errors import BerthError
 
 from . import series
 from .models import Alert, AlertRule, Notification
 from .notify import deliver  # noqa: F401 (the delivery task's entry point, beside the rest of alerts)
 from .notify import number as _num
-from .stats import relative_drift
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,9 @@ from registry import storage
 
 from .selectors import active_deployments, endpoint_spec
 
-RUNTIME_PACKAGES = ("serving",)
-RUNTIME_FILES = ("monitoring/__init__.py", "monitoring/stats.py")
+# The serving runtime and the pure core it imports (berth/__init__.py only marks the package).
+RUNTIME_PACKAGES = ("serving", "berth/core")
+RUNTIME_FILES = ("berth/__init__.py",)
 REQUIREMENTS = """numpy>=1.26
 onnxruntime>=1.20
 uvicorn[standard]>=0.30

@@ -2,9 +2,8 @@
 figure dicts (drawn by static/js/charts.js like the comparison page's). ``uirevision`` keeps a
 user's zoom while the live refresh replaces the data."""
 
+from berth.core.stats import relative_drift
 from jobs.charts import RED, _layout
-
-from .stats import relative_drift
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 AMBER = "#e6a700"

@@ -17,10 +17,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from berth.core.stats import DEFAULT_ALPHA, LogSketch
 from dashboard.errors import BerthError
 from registry.models import ModelVersion, ReferenceProfile
-
-from .stats import DEFAULT_ALPHA, LogSketch
 
 MAX_EVENTS = 10_000
 EVENTS_NAMESPACE = uuid.UUID("6f1f6a52-8d1e-4c3b-9a57-4a1d4e3b2c10")

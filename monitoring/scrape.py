@@ -38,11 +38,11 @@ from django.db import transaction
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from berth.core.stats import LogSketch
 from registry.models import ModelVersion
 
 from .models import Endpoint, MetricWindow
 from .services import current_generation, window_add
-from .stats import LogSketch
 
 logger = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from berth.core.stats import DEFAULT_ALPHA, add_sketch, dataset_drift, empty_sketch, feature_drift, sketch_quantiles
 from jobs.models import BenchmarkResult, Job
 from registry.models import ReferenceProfile
 
 from .models import Deployment, MetricWindow
 from .services import parse_time
-from .stats import DEFAULT_ALPHA, dataset_drift, feature_drift, sketch_quantiles
 
 RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "6h": timedelta(hours=6),
           "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -40,37 +40,32 @@ def align(moment, step):
 @dataclass
 class Bucket:
     """Counts of one version over one step (or over a whole window of time): windows added up,
-    latency sketches merged by their wire-format bucket keys."""
+    latency sketches merged by their wire-format bucket keys (stats.add_sketch)."""
 
     requests: int = 0
     errors: int = 0
     error_kinds: dict = field(default_factory=dict)
-    latency: dict = field(default_factory=dict)  # bucket key (as in the wire format) -> count
-    zero_count: int = 0
+    latency: dict = field(default_factory=empty_sketch)  # the merged sketch, wire format
     latency_sum_ms: float = 0.0
     coarse_requests: int = 0
     features: dict = field(default_factory=dict)  # feature -> counts
     flushes: int = 0
 
     def add(self, window):
-        sketch = window.latency or {}
-        self._add(window.requests, window.errors, window.error_kinds, sketch.get("buckets") or {},
-                  sketch.get("zero_count") or 0, window.features, window.requests if window.coarse else 0,
-                  window.latency_sum_ms if window.coarse else 0.0, window.flushes)
+        self._add(window.requests, window.errors, window.error_kinds, window.latency, window.features,
+                  window.requests if window.coarse else 0, window.latency_sum_ms if window.coarse else 0.0,
+                  window.flushes)
 
     def merge(self, other):
-        self._add(other.requests, other.errors, other.error_kinds, other.latency, other.zero_count, other.features,
+        self._add(other.requests, other.errors, other.error_kinds, other.latency, other.features,
                   other.coarse_requests, other.latency_sum_ms, other.flushes)
 
-    def _add(self, requests, errors, error_kinds, latency, zero_count, features, coarse_requests, latency_sum_ms,
-             flushes):
+    def _add(self, requests, errors, error_kinds, latency, features, coarse_requests, latency_sum_ms, flushes):
         self.requests += requests
         self.errors += errors
         for kind, count in error_kinds.items():
             self.error_kinds[kind] = self.error_kinds.get(kind, 0) + count
-        for key, count in latency.items():
-            self.latency[key] = self.latency.get(key, 0) + count
-        self.zero_count += zero_count
+        add_sketch(self.latency, latency)
         self.coarse_requests += coarse_requests
         self.latency_sum_ms += latency_sum_ms
         self.flushes += flushes
@@ -83,9 +78,10 @@ class Bucket:
 
     def sketch(self):
         """The merged latency sketch in the wire format, or None when there is none."""
-        if not self.latency and not self.zero_count:
+        if not self.latency["buckets"] and not self.latency["zero_count"]:
             return None
-        return {"alpha": DEFAULT_ALPHA, "buckets": dict(self.latency), "zero_count": self.zero_count}
+        return {"alpha": self.latency["alpha"] or DEFAULT_ALPHA, "buckets": dict(self.latency["buckets"]),
+                "zero_count": self.latency["zero_count"]}
 
     def quantiles(self, qs=QUANTILES):
         """Quantiles of the merged sketch (None where there is none), in ms."""
@@ -224,7 +220,7 @@ def _drift_series(profiles, drift_points):
 
 
 def _threshold(test):
-    from .stats import CHI2_P_THRESHOLD, PSI_ALERT
+    from berth.core.stats import CHI2_P_THRESHOLD, PSI_ALERT
 
     return CHI2_P_THRESHOLD if test == "chi_square" else PSI_ALERT
 

@@ -18,6 +18,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from berth.core.stats import DEFAULT_ALPHA, merge_sketches
+from berth.core.timeparse import parse_aware_time
 from dashboard import audit
 from dashboard.errors import BerthError, Conflict, NotFound
 from dashboard.serializer_fields import holds_nul
@@ -25,7 +27,6 @@ from registry.models import ModelVersion
 
 from . import events
 from .models import Deployment, Endpoint, MetricWindow, TelemetryFlush
-from .stats import DEFAULT_ALPHA, LogSketch
 
 ERROR_KINDS = ("bad_request", "invalid_input", "too_large", "inference_error", "unavailable")
 MAX_SERIES = 200
@@ -298,15 +299,6 @@ def add_to_window(*, endpoint, start, resolution, requests, version=None, versio
     return window
 
 
-def merge_sketches(a, b):
-    """Two latency sketches (wire format) as one."""
-    if not a:
-        return dict(b)
-    if not b:
-        return dict(a)
-    return LogSketch.from_dict(a).merge(LogSketch.from_dict(b)).to_dict()
-
-
 def _check_endpoint_name(endpoint, payload):
     named = payload.get("endpoint") if isinstance(payload, dict) else None
     if named in (None, endpoint.name):
@@ -388,14 +380,10 @@ def _number(value):
 
 def parse_time(text, field):
     """An aware datetime from ISO 8601 text; BerthError naming ``field`` otherwise."""
-    name = field.rsplit(".", 1)[-1]
     try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        return parse_aware_time(text)
     except ValueError as exc:
-        raise BerthError(f"{name} must be an ISO 8601 time, e.g. 2026-11-22T10:00:00Z.", field=field) from exc
-    if moment.tzinfo is None:
-        raise BerthError(f"{name} must carry its time zone (Z for UTC).", field=field)
-    return moment
+        raise BerthError(f"{field.rsplit('.', 1)[-1]} {exc}", field=field) from exc
 
 
 def _timestamp(text, field="start"):

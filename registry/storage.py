@@ -11,9 +11,8 @@ import uuid
 from django.core.files import File
 from django.core.files.storage import default_storage
 
+from berth.core.hashing import file_sha256
 from dashboard.errors import BerthError
-
-from .uploads import file_sha256
 
 EXTENSIONS = {"onnx": ".onnx", "torchscript": ".pt", "exported_program": ".pt2", "npz": ".npz"}
 

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 
+from berth.core.hashing import file_sha256
 from dashboard.errors import BerthError, Busy, Conflict, TooLarge
 
 READ_SIZE = 1024 * 1024
@@ -233,15 +234,6 @@ def finished_sha256(upload_id, size):
     if hasher is not None:
         return hasher.hexdigest()
     return file_sha256(part_path(upload_id))
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(READ_SIZE):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 
 def incoming_copy(source_path):

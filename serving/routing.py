@@ -13,18 +13,12 @@ import time
 
 import numpy as np
 
+from berth.core.dtypes import ORT_TYPES
+
 from .features import FeatureSet
 from .protocol import NotFound, Unavailable, response_prefix
 
 log = logging.getLogger("berth.serve")
-
-ORT_TYPES = {
-    "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
-    "tensor(int8)": "int8", "tensor(int16)": "int16", "tensor(int32)": "int32", "tensor(int64)": "int64",
-    "tensor(uint8)": "uint8", "tensor(uint16)": "uint16", "tensor(uint32)": "uint32", "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool",
-}
-
 
 class LoadFailed(Exception):
     """onnxruntime cannot load the artifact, or it does not match the version's io_signature."""

@@ -14,6 +14,8 @@ import socket
 import uuid
 from pathlib import Path
 
+from berth.core.hashing import file_sha256
+
 from .dashboard import DashboardUnreachable
 
 log = logging.getLogger("berth.serve")
@@ -61,14 +63,6 @@ def report_mismatch(client, endpoint, deployment, mismatch):
     return True
 
 
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class DashboardSource:
     def __init__(self, client, endpoint, cache_dir):
         self.client = client
@@ -109,7 +103,7 @@ class DashboardSource:
         path = self.cache_dir / f"{sha}.onnx"
         with _file_lock(self.cache_dir / f".{sha}.lock"):
             if path.exists():
-                actual = sha256_file(path)
+                actual = file_sha256(path)
                 if actual == sha:
                     return path
                 log.error("cached artifact %s is corrupt (sha256 %s); downloading it again", path, actual)
@@ -183,7 +177,7 @@ class BundleSource:
         path = self.directory / "artifacts" / f"{deployment.sha256}.onnx"
         if not path.exists():
             raise ArtifactRejected(f"{path} is missing from the bundle")
-        actual = sha256_file(path)
+        actual = file_sha256(path)
         if actual != deployment.sha256:
             raise ArtifactMismatch(f"sha256 mismatch: the spec says {deployment.sha256}, {path} hashes to {actual}",
                                    expected=deployment.sha256, actual=actual, where="bundle")

@@ -16,7 +16,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from monitoring.stats import LogSketch
+from berth.core.stats import LogSketch
 
 from .dashboard import DashboardUnreachable
 from .features import FeatureBuffer

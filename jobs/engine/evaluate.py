@@ -9,14 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from berth.core.dtypes import numpy_dtype
+
 from .errors import EngineError, first_line
 from .progress import no_progress
-
-_NUMPY_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16, "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
-}
 
 
 @dataclass
@@ -117,7 +113,7 @@ def model_input_specs(model_path):
 
 
 def session_input_specs(session):
-    return [{"name": arg.name, "dtype": _NUMPY_TYPES.get(arg.type), "shape": arg.shape} for arg in session.get_inputs()]
+    return [{"name": arg.name, "dtype": numpy_dtype(arg.type), "shape": arg.shape} for arg in session.get_inputs()]
 
 
 def check_feeds(specs, data, *, what):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from berth.core.drift import profile_edges
+from berth.core.dtypes import numpy_dtype
 
 from .errors import EngineError, first_line
 from .progress import no_progress
@@ -117,6 +118,4 @@ def _binned(name, kind, tensor, values, column=None):
 
 
 def _numpy_type(ort_type):
-    from .validate import _ORT_TYPES
-
-    return np.dtype(_ORT_TYPES.get(ort_type, "float32"))
+    return numpy_dtype(ort_type, "float32")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from berth.core.dtypes import ORT_TYPES
+
 from .errors import EngineError, first_line
 from .progress import no_progress
 
@@ -74,19 +76,11 @@ def example_inputs(inputs, *, batch=1, other_dynamic=16, seed=0):
 
 # --- ONNX ------------------------------------------------------------------------------------
 
-_ORT_TYPES = {
-    "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
-    "tensor(int8)": "int8", "tensor(int16)": "int16", "tensor(int32)": "int32", "tensor(int64)": "int64",
-    "tensor(uint8)": "uint8", "tensor(uint16)": "uint16", "tensor(uint32)": "uint32", "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool",
-}
-
-
 def _ort_value_info(arg):
-    if arg.type not in _ORT_TYPES:
+    if arg.type not in ORT_TYPES:
         raise ModelInvalid(f"{arg.name!r} has type {arg.type}; Berth handles numeric and boolean tensors only.")
     shape = [d if isinstance(d, int) else (d or None) for d in arg.shape] if arg.shape is not None else None
-    return _tensor(arg.name, _ORT_TYPES[arg.type], shape)
+    return _tensor(arg.name, ORT_TYPES[arg.type], shape)
 
 
 def _inspect_onnx(path, input_shapes, progress):
@@ -95,7 +89,7 @@ def _inspect_onnx(path, input_shapes, progress):
     import onnx
     import onnxruntime as ort
 
-    from registry.sniff import OnnxWireError, walk_onnx
+    from berth.core.sniff import OnnxWireError, walk_onnx
 
     progress(10, "Checking the ONNX structure")
     try:

@@ -4,13 +4,13 @@ targets."""
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from berth.core.sniff import SniffError, read_npz_arrays, sniff_model_file
 from dashboard import audit
 from dashboard.errors import BerthError, Conflict, InvalidModelFile, NotFound
 from jobs import services as job_services
 
 from .. import storage, uploads
 from ..models import Dataset, HardwareTarget, Model, ModelVersion
-from ..sniff import SniffError, read_npz_arrays, sniff_model_file
 from . import promotion
 from .base import full_clean
 

@@ -13,10 +13,10 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
+from berth.core.stats import LogSketch
 from dashboard.errors import BerthError
 from monitoring import alerts, services
 from monitoring.models import Alert, AlertRule, Notification
-from monitoring.stats import LogSketch
 from monitoring.tasks import deliver_notification
 from registry.models import Dataset, HardwareTarget, Model, ModelVersion, ReferenceProfile
 from tests.conftest import BenchWorld

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
+from berth.core.stats import LogSketch, psi
 from monitoring import rollups, series
 from monitoring.models import MetricWindow, TelemetryFlush
-from monitoring.stats import LogSketch, psi
 from registry.models import Dataset, ModelVersion, ReferenceProfile
 
 pytestmark = pytest.mark.django_db

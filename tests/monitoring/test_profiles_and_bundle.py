@@ -2,6 +2,8 @@
 
 import io
 import json
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -60,14 +62,28 @@ def test_deploying_queues_a_profile_that_bins_the_reference_data(deployed_digits
     assert Job.objects.filter(kind="profile").count() == 1
 
 
-def test_the_bundle_serves_the_split_offline(deployed_digits, digits_version, digits_files, viewer_api):
+# Imports the runtime from the unpacked bundle alone: the editable install's finder is dropped, so a
+# module the bundle lacks (e.g. something of berth.core) fails here as it would in the image.
+BUNDLE_IMPORT_CHECK = """import os, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f)]
+sys.path[:] = [os.getcwd()] + [p for p in sys.path if "site-packages" in p or "lib/python" in p]
+import serving.cli, serving.app, serving.telemetry, berth.core.stats
+ours = [m for m in sys.modules.values() if getattr(m, "__name__", "").split(".")[0] in ("serving", "berth")]
+print(all(m.__file__.startswith(os.getcwd()) for m in ours), "monitoring" in sys.modules)
+"""
+
+
+def test_the_bundle_serves_the_split_offline(deployed_digits, digits_version, digits_files, viewer_api, tmp_path):
     response = viewer_api.get("/api/v1/endpoints/digits-prod/bundle/")
     assert response.status_code == 200 and response["Content-Type"] == "application/gzip"
     archive = tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content)), mode="r:gz")
     names = set(archive.getnames())
     sha = sha256_of(digits_files["onnx"])
     assert {"bundle/spec.json", f"bundle/artifacts/{sha}.onnx", "Dockerfile", "requirements.txt", "README.txt",
-            "monitoring/stats.py", "serving/__init__.py"} <= names
+            "berth/__init__.py", "berth/core/stats.py", "serving/__init__.py"} <= names
+    assert not any(name.startswith("monitoring/") for name in names)
+    assert all(name == "berth/__init__.py" or name.startswith("berth/core/") for name in names
+               if name.startswith("berth/"))
     spec = json.load(archive.extractfile("bundle/spec.json"))
     assert spec["telemetry"] is None
     assert spec["deployments"][0]["artifact_url"] == f"artifacts/{sha}.onnx"
@@ -75,3 +91,8 @@ def test_the_bundle_serves_the_split_offline(deployed_digits, digits_version, di
     dockerfile = archive.extractfile("Dockerfile").read().decode()
     assert "serving.cli" in dockerfile and "--bundle" in dockerfile
     assert not any(name.startswith(("dashboard/", "registry/", "jobs/")) for name in names)
+    archive.extractall(tmp_path / "unpacked", filter="data")
+    result = subprocess.run([sys.executable, "-c", BUNDLE_IMPORT_CHECK], cwd=tmp_path / "unpacked",
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]

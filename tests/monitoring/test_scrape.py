@@ -11,9 +11,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from berth.core.stats import LogSketch
 from monitoring import scrape
 from monitoring.models import Endpoint, MetricWindow
-from monitoring.stats import LogSketch
 
 pytestmark = pytest.mark.django_db
 

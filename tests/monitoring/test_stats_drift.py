@@ -1,4 +1,4 @@
-"""monitoring.stats drift statistics (PSI, Jensen-Shannon, chi-square, verdicts) and the
+"""berth.core.stats drift statistics (PSI, Jensen-Shannon, chi-square, verdicts) and the
 latency sketch on realistic distributions, merged from many windows."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitoring.stats import (CHI2_P_THRESHOLD, DATASET_DRIFT_SHARE, MIN_DRIFT_ROWS, PSI_ALERT, LogSketch, chi2_sf,
+from berth.core.stats import (CHI2_P_THRESHOLD, DATASET_DRIFT_SHARE, MIN_DRIFT_ROWS, PSI_ALERT, LogSketch, chi2_sf,
                               chi_square, dataset_drift, feature_drift, js_distance, psi, sketch_quantiles)
 
 REFERENCE = [10, 20, 30, 40]

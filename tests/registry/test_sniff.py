@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from registry.sniff import SniffError, read_npz_arrays, sniff_model_file, walk_onnx
+from berth.core.sniff import SniffError, read_npz_arrays, sniff_model_file, walk_onnx
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""monitoring.stats.LogSketch: relative accuracy, merging, the wire format."""
+"""berth.core.stats.LogSketch: relative accuracy, merging, the wire format."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitoring.stats import LogSketch
+from berth.core.stats import LogSketch
 
 latencies = st.lists(st.floats(min_value=1e-3, max_value=1e6, allow_nan=False), min_size=1, max_size=300)
 

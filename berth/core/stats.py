@@ -1,7 +1,7 @@
 """Statistics shared by the serving runtime and the dashboard. Plain Python and numpy: no Django.
 
-A deployment bundle copies this file next to ``serving/``, so it must import nothing but the
-standard library and numpy.
+A deployment bundle ships ``berth/core`` next to ``serving/``, so this must import nothing but
+the standard library and numpy.
 """
 
 import math
@@ -125,28 +125,57 @@ class LogSketch:
         return sketch
 
 
+def empty_sketch(alpha=None):
+    """A wire-format sketch with no counts (its alpha taken from the first sketch added when None)."""
+    return {"alpha": alpha, "buckets": {}, "zero_count": 0}
+
+
+def add_sketch(total, sketch):
+    """Add the counts of the wire-format ``sketch`` (skipped when empty or falsy) to the
+    wire-format ``total`` in place, summing bucket counts by their keys as written; returns
+    ``total``. The one merge of latency sketches: telemetry windows, roll-ups, series and
+    quantiles all go through it. Raises ValueError on a malformed sketch or different alphas."""
+    if not sketch:
+        return total
+    try:
+        alpha = sketch.get("alpha", DEFAULT_ALPHA)
+        if total["alpha"] is None:
+            total["alpha"] = float(alpha)
+        elif alpha != total["alpha"] and not math.isclose(float(alpha), total["alpha"], rel_tol=0, abs_tol=1e-12):
+            raise ValueError(f"cannot merge sketches with alpha {total['alpha']} and {alpha}")
+        buckets = total["buckets"]
+        for key, count in (sketch.get("buckets") or {}).items():
+            buckets[key] = buckets.get(key, 0) + count
+        total["zero_count"] += int(sketch.get("zero_count") or 0)
+    except (AttributeError, TypeError) as exc:
+        raise ValueError(f"not a latency sketch: {exc}") from exc
+    return total
+
+
+def merge_sketches(*sketches):
+    """One wire-format sketch with the counts of ``sketches`` (falsy ones skipped) added up."""
+    total = empty_sketch()
+    for sketch in sketches:
+        add_sketch(total, sketch)
+    if total["alpha"] is None:
+        total["alpha"] = DEFAULT_ALPHA
+    return total
+
+
 def sketch_quantiles(sketch_dicts, qs=(0.5, 0.95, 0.99)):
     """The quantiles ``qs`` of the merge of wire-format sketches (empty or falsy ones skipped),
     as ``LogSketch.quantile`` would answer them; None each when there is nothing to merge.
 
     Faster than ``from_dict`` + ``merge`` per dict: counts are summed into one dict by their
-    string keys, and the keys are parsed once at the end. Raises ValueError on a malformed
-    sketch or different alphas."""
-    alpha, zero_count, by_key = None, 0, {}
+    string keys (add_sketch), and the keys are parsed once at the end. Raises ValueError on a
+    malformed sketch or different alphas."""
+    merged = empty_sketch()
+    for data in sketch_dicts:
+        add_sketch(merged, data)
+    alpha, zero_count = merged["alpha"], merged["zero_count"]
+    buckets = {}
     try:
-        for data in sketch_dicts:
-            if not data:
-                continue
-            this_alpha = float(data.get("alpha", DEFAULT_ALPHA))
-            if alpha is None:
-                alpha = this_alpha
-            elif not math.isclose(this_alpha, alpha, rel_tol=0, abs_tol=1e-12):
-                raise ValueError(f"cannot merge sketches with alpha {alpha} and {this_alpha}")
-            for key, count in (data.get("buckets") or {}).items():
-                by_key[key] = by_key.get(key, 0) + count
-            zero_count += int(data.get("zero_count") or 0)
-        buckets = {}
-        for key, count in by_key.items():
+        for key, count in merged["buckets"].items():
             k = int(key)  # "412" and 412 may both occur: they are the same bucket
             buckets[k] = buckets.get(k, 0) + int(count)
     except (AttributeError, TypeError) as exc:
