@@ -81,6 +81,9 @@ class Method:
     records: str  # what the child version's recipe records besides the engine's parameters
     suffix: str  # the child's default name is <parent version>-<suffix>; {param} fills in
     params: tuple = field(default_factory=tuple)
+    # The engine measures speed, so it takes provider= and provider_options= of the job's target (a GPU
+    # target's candidates are timed on the GPU: int8 that is faster on a CPU can be slower there).
+    measures_on_target: bool = False
 
     def param(self, name):
         return next(p for p in self.params if p.name == name)
@@ -153,6 +156,7 @@ METHODS = (
                dataset_kind="evaluation", required=True, arg="evaluation", form=False),
          Param("calibration_dataset", "dataset", None, "calibration inputs for static trials",
                dataset_kind="calibration", arg="calibration", form=False)),
+        measures_on_target=True,
     ),
 )
 

@@ -279,6 +279,8 @@ SPECTACULAR_SETTINGS = {
 # Celery: configured here under the CELERY_ namespace (dashboard/celery.py reads it).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 BERTH_BROKER_DIR = VAR_DIR / "broker"
+# On GPU workers: TensorRT engines and int8 calibration tables, one folder per artifact (sha256).
+BERTH_ENGINE_CACHE_DIR = Path(env_str("BERTH_ENGINE_CACHE_DIR", str(VAR_DIR / "engine-cache"))).resolve()
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # in and out are the same folder: producers and consumers meet there.

@@ -7,6 +7,7 @@ from jobs.serializers import BenchmarkSummarySerializer
 
 from .models import (AliasEvent, Dataset, HardwareTarget, Model, ModelVersion, PromotionGate, Upload,
                      model_name_validator, version_validator)
+from .presets import PRESETS
 
 
 class RegistrationFields(serializers.Serializer):
@@ -197,11 +198,15 @@ class AliasSerializer(serializers.Serializer):
 
 class TargetSerializer(serializers.ModelSerializer):
     queue = serializers.CharField(read_only=True)
+    preset = serializers.ChoiceField(
+        choices=[(name, f"{name}: {preset.help}") for name, preset in PRESETS.items()], required=False,
+        write_only=True, help_text="Fill device, execution_provider and provider_options from a preset "
+                                   "(provider_options given here win over the preset's)")
 
     class Meta:
         model = HardwareTarget
         fields = ["slug", "name", "device", "description", "execution_provider", "provider_options", "active",
-                  "queue", "created"]
+                  "preset", "queue", "created"]
         read_only_fields = ["created"]
         extra_kwargs = {"slug": {"validators": []}, "name": {"required": False},
                         "execution_provider": {"required": False}, "provider_options": {"validators": [no_nul]}}

@@ -62,7 +62,7 @@ class AutotuneResult:
 
 
 def autotune(src, workdir, *, calibration, evaluation, budget, objective="size", grid=None, latency_runs=50,
-             progress=no_progress):
+             provider="CPUExecutionProvider", provider_options=None, progress=no_progress):
     """Quantize ``src`` with each setting of ``grid`` (a list of dicts: "mode" "static" or
     "dynamic" plus quantize_static / quantize_dynamic parameters; None for a default grid of at most
     8 chosen from the model's operators) into ``workdir``, and return the best trial within
@@ -70,7 +70,8 @@ def autotune(src, workdir, *, calibration, evaluation, budget, objective="size",
 
     ``budget`` keys: max_accuracy_drop (needs "labels" in ``evaluation``), min_cosine (mean
     cosine to the source's outputs), min_cosine_worst (every sample), max_abs_diff. A trial that
-    fails is recorded with its error.
+    fails is recorded with its error. Latency is measured on ``provider`` (the job's target), since
+    int8 that is faster on a CPU can be slower on a GPU.
     """
     import onnx
 
@@ -102,13 +103,15 @@ def autotune(src, workdir, *, calibration, evaluation, budget, objective="size",
                           "use min_cosine / max_abs_diff for this model.")
     latency_feeds = _batch_of_one(src, evaluation)
     source = {"size_bytes": Path(src).stat().st_size, "accuracy": source_eval.accuracy,
-              "p50_ms": p50_ms(src, latency_feeds, runs=latency_runs)}
+              "p50_ms": p50_ms(src, latency_feeds, runs=latency_runs, provider=provider,
+                               provider_options=provider_options)}
 
     trials = []
     for number, params in enumerate(grid, start=1):
         progress(10 + int(85 * (number - 1) / len(grid)), f"Trial {number} of {len(grid)}: {describe_params(params)}")
         trials.append(_run_trial(number, params, prepared, workdir, pre_process, calibration, evaluation,
-                                 reference, labels, latency_feeds, latency_runs, budget))
+                                 reference, labels, latency_feeds, latency_runs, budget,
+                                 (provider, provider_options)))
 
     best = _pick(trials, objective)
     progress(100, "Done")
@@ -116,12 +119,14 @@ def autotune(src, workdir, *, calibration, evaluation, budget, objective="size",
                           source=source)
 
 
-def autotune_onnx(src, dst, *, calibration, evaluation, budget, objective="size", progress=no_progress):
+def autotune_onnx(src, dst, *, calibration, evaluation, budget, objective="size", provider="CPUExecutionProvider",
+                  provider_options=None, progress=no_progress):
     """``autotune`` as a compression method: trials in a folder beside ``dst``; the best one's
     file, recipe (with every trial) and notes, or an EngineError listing the trials when none is
     within the budget."""
     tuned = autotune(src, Path(dst).parent / "trials", calibration=calibration, evaluation=evaluation,
-                     budget=budget, objective=objective, progress=progress)
+                     budget=budget, objective=objective, provider=provider, provider_options=provider_options,
+                     progress=progress)
     trials = [trial_summary(t) for t in tuned.trials]
     if tuned.best is None:
         raise EngineError(f"{tuned.reason} Trials: " + "; ".join(
@@ -187,11 +192,14 @@ def describe_params(params):
     return ", ".join(parts)
 
 
-def p50_ms(model_path, feeds, *, runs=50, warmup=10):
-    """Median wall time of ``session.run`` in milliseconds over ``runs`` calls after ``warmup``."""
+def p50_ms(model_path, feeds, *, runs=50, warmup=10, provider="CPUExecutionProvider", provider_options=None):
+    """Median wall time of ``session.run`` on ``provider`` in milliseconds over ``runs`` calls after ``warmup``."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_path), providers=[(provider, dict(provider_options or {}))])
+    if session.get_providers()[0] != provider:
+        raise EngineError(f"onnxruntime fell back from {provider} to {session.get_providers()[0]}: latency on "
+                          "the target cannot be measured on this host.")
     for _ in range(warmup):
         session.run(None, feeds)
     times = []
@@ -203,7 +211,7 @@ def p50_ms(model_path, feeds, *, runs=50, warmup=10):
 
 
 def _run_trial(number, params, prepared, workdir, pre_process, calibration, evaluation, reference, labels,
-               latency_feeds, latency_runs, budget):
+               latency_feeds, latency_runs, budget, on=("CPUExecutionProvider", None)):
     trial = Trial(number=number, params=dict(params))
     settings = {key: value for key, value in params.items() if key != "mode"}
     path = workdir / f"trial-{number:02d}-{params['mode']}.onnx"
@@ -221,7 +229,7 @@ def _run_trial(number, params, prepared, workdir, pre_process, calibration, eval
             trial.accuracy_drop = -measured.accuracy_delta
         trial.cosine_mean, trial.cosine_min = measured.cosine_mean, measured.cosine_min
         trial.max_abs_diff, trial.agreement = measured.max_abs_diff, measured.agreement
-        trial.p50_ms = p50_ms(path, latency_feeds, runs=latency_runs)
+        trial.p50_ms = p50_ms(path, latency_feeds, runs=latency_runs, provider=on[0], provider_options=on[1])
     except Exception as exc:  # a failing setting is a result, not the end of the search
         trial.error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
         return trial

@@ -13,6 +13,7 @@
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import EngineError, first_line
 
@@ -230,3 +231,66 @@ class UtilizationSampler:
     @property
     def summary(self):
         return summarise_utilization(self._samples)
+
+
+# --- TensorRT on the worker: engine cache and int8 calibration ---------------------------------
+
+def runtime_provider_options(provider, options, *, cache_dir, artifact_sha256, model_path=None, calibration=None):
+    """A target's provider options completed on the worker. TensorRT gets an engine cache folder per artifact
+    (``cache_dir``/tensorrt/<sha256>: an engine is only ever reused for the bytes it was built from) and, in
+    int8 mode without a table of its own, a calibration table built once from ``calibration()`` (a function
+    returning the model's calibration arrays). Other providers' options are returned as they are."""
+    options = dict(options or {})
+    if provider != "TensorrtExecutionProvider":
+        return options
+    int8 = str(options.get("trt_int8_enable", "0")) in ("1", "True", "true")
+    cache = str(options.get("trt_engine_cache_enable", "0")) in ("1", "True", "true")
+    if not (int8 or cache):
+        return options
+    folder = Path(cache_dir) / "tensorrt" / artifact_sha256
+    folder.mkdir(parents=True, exist_ok=True)
+    options.setdefault("trt_engine_cache_path", str(folder))
+    table = Path(options["trt_engine_cache_path"]) / "calibration.flatbuffers"
+    if int8 and not options.get("trt_int8_calibration_table_name") and table.is_file():
+        options["trt_int8_calibration_table_name"] = table.name  # built by an earlier job: data not read again
+    if int8 and not options.get("trt_int8_calibration_table_name"):
+        if calibration is None:
+            raise EngineError("TensorRT int8 needs a calibration table: attach a calibration dataset to the model, "
+                              "or give trt_int8_calibration_table_name in the target's provider options.")
+        # TensorRT looks for the table in the engine cache folder.
+        table = build_calibration_table(model_path, calibration(), Path(options["trt_engine_cache_path"]))
+        options["trt_int8_calibration_table_name"] = table.name
+    return options
+
+
+def build_calibration_table(model_path, data, folder, *, max_samples=128):
+    """The activation ranges of the model at ``model_path`` on ``data`` ({input: array}), written as the
+    calibration table TensorRT reads (calibration.flatbuffers in ``folder``); reused when already there.
+    Calibration runs on the CPU: ranges do not depend on where the model later runs."""
+    import tempfile
+
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+    from onnxruntime.quantization.quant_utils import write_calibration_table
+
+    from .quantize import _array_reader, calibration_batches
+
+    folder = Path(folder)
+    table = folder / "calibration.flatbuffers"
+    if table.is_file():
+        return table
+    batches, _used, _notes = calibration_batches(model_path, data, max_samples=max_samples)
+    with tempfile.TemporaryDirectory(prefix="berth-trt-calibration-") as tmp:
+        try:
+            calibrator = create_calibrator(str(model_path), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                           calibrate_method=CalibrationMethod.MinMax,
+                                           providers=["CPUExecutionProvider"])
+            calibrator.collect_data(_array_reader(batches))
+            ranges = calibrator.compute_data()
+        except Exception as exc:  # onnxruntime's own types
+            raise EngineError(f"Building the TensorRT calibration table failed: {first_line(exc)}") from exc
+    folder.mkdir(parents=True, exist_ok=True)
+    write_calibration_table(ranges, dir=str(folder))
+    if not table.is_file():
+        raise EngineError("onnxruntime wrote no calibration.flatbuffers; this onnxruntime may be too old for "
+                          "TensorRT int8 calibration tables.")
+    return table

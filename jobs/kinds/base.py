@@ -108,3 +108,27 @@ def require_usable_provider(target):
     reasons = "; ".join(f"{w.hostname}: {w.provider_problems.get(provider, 'not installed')}" for w in workers)
     raise BerthError(f"No live worker on {target.queue} can use {provider} ({reasons}). Install the provider's "
                      "libraries on a worker and restart it, or pick another target.", field="target")
+
+
+def worker_provider_options(target, version, model_path):
+    """``target``'s provider options completed on this worker for ``version``'s artifact at ``model_path``:
+    TensorRT's engine cache folder and, in int8 mode, its calibration table from the model's newest calibration
+    dataset (jobs.engine.gpu.runtime_provider_options). None when there are none."""
+    from django.conf import settings
+
+    from registry.models import Dataset
+
+    from ..engine.errors import EngineError
+    from ..engine.gpu import runtime_provider_options
+
+    def calibration():
+        newest = Dataset.objects.filter(model=version.model, kind="calibration").order_by("-created").first()
+        if newest is None:
+            raise EngineError(f"TensorRT int8 on {target.slug} needs a calibration table: attach a calibration "
+                              f"dataset to model {version.model.name}.")
+        return load_dataset(version.model, newest.name)
+
+    options = runtime_provider_options(target.execution_provider, target.provider_options,
+                                       cache_dir=settings.BERTH_ENGINE_CACHE_DIR, artifact_sha256=version.sha256,
+                                       model_path=model_path, calibration=calibration)
+    return options or None

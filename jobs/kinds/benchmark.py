@@ -14,6 +14,7 @@ from .base import (
     require_target,
     require_usable_provider,
     scaled,
+    worker_provider_options,
 )
 
 MEASUREMENT_KEYS = {"batch_sizes", "threads", "warmup", "min_runs", "min_seconds", "max_seconds", "measure_memory",
@@ -69,9 +70,10 @@ class BenchmarkKind(JobKind):
 
         version, target, params = job.version, job.target, job.params
         with artifact_path(version) as path:
+            provider_options = worker_provider_options(target, version, path)
             measured = run_benchmark(
                 path, inputs=version.io_signature["inputs"], provider=target.execution_provider,
-                provider_options=target.provider_options or None, batch_sizes=params["batch_sizes"],
+                provider_options=provider_options, batch_sizes=params["batch_sizes"],
                 threads=params["threads"], warmup_runs=params["warmup"], min_runs=params["min_runs"],
                 min_seconds=params["min_seconds"], max_seconds=params["max_seconds"],
                 measure_memory=params["measure_memory"], io=params.get("io", "host"),
@@ -79,7 +81,8 @@ class BenchmarkKind(JobKind):
                 should_stop=lambda: _cancelled(job.id),
             )
             report(82, "Measuring accuracy against the parent")
-            quality = self._quality(version, path, target, params.get("evaluation_dataset"), scaled(report, 82, 97))
+            quality = self._quality(version, path, target, params.get("evaluation_dataset"), scaled(report, 82, 97),
+                                    provider_options)
         rows = [
             BenchmarkResult(
                 job=job, version=version, target=target, batch_size=m.batch_size, threads=m.threads,
@@ -106,7 +109,7 @@ class BenchmarkKind(JobKind):
             "quality": quality, "environment": measured.environment,
         }
 
-    def _quality(self, version, path, target, dataset_name, progress):
+    def _quality(self, version, path, target, dataset_name, progress, provider_options=None):
         """accuracy / accuracy_delta on the labelled evaluation set, or output fidelity against
         the parent (on the evaluation inputs, else generated ones); {} with neither."""
         from ..engine.evaluate import evaluate
@@ -128,7 +131,7 @@ class BenchmarkKind(JobKind):
         with contextlib.ExitStack() as stack:
             reference_path = stack.enter_context(artifact_path(reference)) if reference else None
             result = evaluate(path, dataset=dataset, reference_path=reference_path,
-                              providers=(target.execution_provider,), provider_options=target.provider_options or None,
+                              providers=(target.execution_provider,), provider_options=provider_options,
                               progress=progress)
         fidelity = {key: getattr(result, key) for key in ("metric", "samples", "cosine_mean", "cosine_min",
                                                            "max_abs_diff", "agreement", "reference_accuracy")}

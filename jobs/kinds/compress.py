@@ -5,7 +5,15 @@ from pathlib import Path
 from berth.compression import BY_NAME, COMMON, NAMES
 
 from . import params as p
-from .base import JobKind, artifact_path, load_dataset, require_ready_onnx, require_target, scaled
+from .base import (
+    JobKind,
+    artifact_path,
+    load_dataset,
+    require_ready_onnx,
+    require_target,
+    scaled,
+    worker_provider_options,
+)
 
 
 class CompressKind(JobKind):
@@ -43,7 +51,8 @@ class CompressKind(JobKind):
         method = params["method"]
         with artifact_path(version) as src, tempfile.TemporaryDirectory(prefix="berth-compress-") as tmp:
             output, recipe, summary = self._compress(method, src, Path(tmp), params, version.model,
-                                                     scaled(report, 3, 80))
+                                                     scaled(report, 3, 80), target=job.target,
+                                                     version=version)
             report(82, "Validating the compressed model")
             inspection = inspect_model(output, "onnx", progress=scaled(report, 82, 90))
             recipe = {**recipe, "engine": recipe.get("method"), "method": method, "job": job.id}
@@ -65,7 +74,7 @@ class CompressKind(JobKind):
         report(100, f"Created {child.ref} ({summary['size_ratio']:.2f}× the size of {version.version})")
         return summary
 
-    def _compress(self, method, src, tmp, params, model, progress):
+    def _compress(self, method, src, tmp, params, model, progress, target=None, version=None):
         """Run the method's engine; returns (output path, engine recipe, result summary)."""
         declared = BY_NAME[method]
         module, _, function = declared.engine.partition(":")
@@ -76,6 +85,9 @@ class CompressKind(JobKind):
             if param.kind == "dataset":
                 value = load_dataset(model, value) if value else None
             arguments[param.engine_arg] = value
+        if declared.measures_on_target and target is not None:
+            arguments.update(provider=target.execution_provider,
+                             provider_options=worker_provider_options(target, version, src))
         result = engine(src, tmp / "model.onnx", progress=progress, **arguments)
         return result.output_path, result.recipe, {"notes": result.notes, **getattr(result, "summary", {})}
 

@@ -228,9 +228,18 @@ def _check_dataset_inputs(version, arrays):
 # --- hardware targets ------------------------------------------------------------------------
 
 def target_create(*, slug, name="", device=HardwareTarget.Device.CPU, execution_provider="", provider_options=None,
-                  description="", active=True):
+                  description="", active=True, preset=""):
+    """A hardware target; ``preset`` (registry.presets) fills device, provider and options."""
+    from ..presets import PRESETS, preset_target
+
     if HardwareTarget.objects.filter(slug=slug).exists():
         raise Conflict(f"A hardware target {slug!r} already exists.", field="slug")
+    if preset:
+        if preset not in PRESETS:
+            raise BerthError(f"Unknown preset {preset!r}; use one of {', '.join(PRESETS)}.", field="preset")
+        if not isinstance(provider_options or {}, dict):
+            raise BerthError("provider_options must be a JSON object.", field="provider_options")
+        device, execution_provider, provider_options = preset_target(preset, provider_options)
     if device not in PROVIDERS_BY_DEVICE:
         raise BerthError(f"Unknown device {device!r}; use cpu or cuda.", field="device")
     allowed = PROVIDERS_BY_DEVICE[device]

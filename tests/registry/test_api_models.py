@@ -182,6 +182,23 @@ def test_a_target_needs_a_provider_that_fits_its_device(admin_api):
     assert not HardwareTarget.objects.exists()
 
 
+def test_a_target_preset_fills_its_provider_and_options_and_given_options_win(admin_api):
+    created = admin_api.post("/api/v1/targets/", {"slug": "h100-trt", "preset": "tensorrt-int8",
+                                                  "provider_options": {"device_id": 1}}, format="json")
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert body["device"] == "cuda" and body["execution_provider"] == "TensorrtExecutionProvider"
+    assert body["provider_options"] == {"trt_int8_enable": "1", "trt_fp16_enable": "1",
+                                        "trt_engine_cache_enable": "1", "device_id": 1}
+    exhaustive = admin_api.post("/api/v1/targets/", {"slug": "h100", "preset": "cuda-exhaustive",
+                                                     "provider_options": {"cudnn_conv_algo_search": "DEFAULT"}},
+                                format="json").json()
+    assert exhaustive["provider_options"] == {"cudnn_conv_algo_search": "DEFAULT"}
+    unknown = admin_api.post("/api/v1/targets/", {"slug": "x", "preset": "tpu"}, format="json")
+    assert unknown.status_code == 400 and "preset" in unknown.json()["errors"]
+    assert HardwareTarget.objects.count() == 2
+
+
 def test_the_schema_declares_the_errors_and_nulls_the_api_answers(client):
     schema = client.get("/api/schema/?format=json").json()
     for path, operations in schema["paths"].items():

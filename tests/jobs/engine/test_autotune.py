@@ -80,3 +80,15 @@ def test_it_rejects_unknown_grid_settings(mlp_onnx, mlp_calibration, mlp_evaluat
     with pytest.raises(EngineError, match="Unknown objective"):
         autotune(mlp_onnx, tmp_path, calibration=mlp_calibration, evaluation=mlp_evaluation,
                  budget={"max_accuracy_drop": 0.01}, objective="accuracy")
+
+
+def test_latency_is_measured_on_the_targets_provider_or_not_at_all(mlp_onnx, mlp_calibration, mlp_evaluation,
+                                                                   tmp_path):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this host has CUDA: the fall-back cannot be shown here")
+    # A GPU target's latency objective must not quietly time the CPU instead.
+    with pytest.raises(EngineError, match="fell back from CUDAExecutionProvider"):
+        autotune(mlp_onnx, tmp_path, calibration=mlp_calibration, evaluation=mlp_evaluation,
+                 budget={"min_cosine": 0.9}, objective="latency", provider="CUDAExecutionProvider")

@@ -120,3 +120,27 @@ def test_device_io_on_cuda_records_device_memory_and_is_not_slower_than_host_io(
                            io="device", **{**FAST, "measure_memory": True})
     assert device.measurements[0].timing_mode == "device"
     assert host.measurements[0].device_memory_bytes > 0
+
+
+def test_tensorrt_options_get_an_engine_cache_per_artifact_and_an_int8_table_built_once(mlp_onnx, tmp_path):
+    calls = []
+
+    def calibration():
+        calls.append(1)
+        return {"x": np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)}
+
+    preset = {"trt_int8_enable": "1", "trt_fp16_enable": "1", "trt_engine_cache_enable": "1"}
+    options = gpu.runtime_provider_options("TensorrtExecutionProvider", preset, cache_dir=tmp_path,
+                                           artifact_sha256="ab" * 32, model_path=mlp_onnx, calibration=calibration)
+    folder = tmp_path / "tensorrt" / ("ab" * 32)
+    assert options["trt_engine_cache_path"] == str(folder)
+    assert options["trt_int8_calibration_table_name"] == "calibration.flatbuffers"
+    assert (folder / "calibration.flatbuffers").stat().st_size > 0
+    again = gpu.runtime_provider_options("TensorrtExecutionProvider", preset, cache_dir=tmp_path,
+                                         artifact_sha256="ab" * 32, model_path=mlp_onnx, calibration=calibration)
+    assert again == options and len(calls) == 1  # built once: a later job neither rebuilds nor reads the data
+    assert gpu.runtime_provider_options("CUDAExecutionProvider", {"device_id": 0}, cache_dir=tmp_path,
+                                        artifact_sha256="cd" * 32) == {"device_id": 0}
+    with pytest.raises(EngineError, match="attach a calibration dataset"):
+        gpu.runtime_provider_options("TensorrtExecutionProvider", preset, cache_dir=tmp_path,
+                                     artifact_sha256="ef" * 32, model_path=mlp_onnx)
