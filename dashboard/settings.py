@@ -350,6 +350,11 @@ BERTH_TELEMETRY_FLUSH_REQUESTS = env_int("BERTH_TELEMETRY_FLUSH_REQUESTS", 1000)
 BERTH_TELEMETRY_MAX_BYTES = env_int("BERTH_TELEMETRY_MAX_BYTES", 2 * 1024**2)
 BERTH_TELEMETRY_MAX_AGE_DAYS = env_int("BERTH_TELEMETRY_MAX_AGE_DAYS", 7)
 BERTH_SERVING_MAX_REQUEST_BYTES = env_int("BERTH_SERVING_MAX_REQUEST_BYTES", 10 * 1024**2)
+# After "New token" the old endpoint token keeps working this long, so running replicas can be
+# restarted with the new one instead of being locked out at once (0: the old one stops at once).
+BERTH_TOKEN_GRACE_MINUTES = env_int("BERTH_TOKEN_GRACE_MINUTES", 10)
+# A replica that has not reported for this long is shown as silent (a few missed flushes).
+BERTH_REPLICA_SILENT_SECONDS = env_int("BERTH_REPLICA_SILENT_SECONDS", 45)
 
 # Monitoring: minute windows are rolled up into 15-minute, hour and 6-hour windows every minute
 # and kept BERTH_MINUTE_WINDOWS_HOURS; 15-minute windows are kept BERTH_QUARTER_WINDOWS_DAYS,

@@ -16,14 +16,16 @@ from dashboard.errors import TooLarge
 from dashboard.renderers import FirstRendererNegotiation
 from registry import selectors as registry_selectors
 
-from . import bundle, selectors, series, services
+from . import bundle, replicas, selectors, series, services
 from .authentication import EndpointTokenAuthentication, IsEndpointRuntime
 from .serializers import (
     DeploySerializer,
     EndpointCreatedSerializer,
     EndpointCreateSerializer,
+    EndpointDetailSerializer,
     EndpointSerializer,
     IntegrityReportSerializer,
+    TokenRotateSerializer,
     TokenSerializer,
 )
 
@@ -54,9 +56,9 @@ class EndpointListApi(GenericAPIView):
 class EndpointDetailApi(APIView):
     access = "endpoint"
 
-    @extend_schema(responses={200: EndpointSerializer, **ERRORS})
+    @extend_schema(responses={200: EndpointDetailSerializer, **ERRORS})
     def get(self, request, name):
-        return Response(EndpointSerializer(selectors.endpoint_get(name)).data)
+        return Response(EndpointDetailSerializer(selectors.endpoint_get(name)).data)
 
 
 class DeployApi(APIView):
@@ -94,12 +96,18 @@ class RollbackApi(APIView):
 class TokenApi(APIView):
     access = "endpoint"
 
-    @extend_schema(request=None, responses={200: TokenSerializer, **ERRORS},
-                   description="A new token for the endpoint's runtimes (shown this once); the old one stops working.")
+    @extend_schema(request=TokenRotateSerializer, responses={200: TokenSerializer, **ERRORS},
+                   description="A new token for the endpoint's runtimes (shown this once). The old one keeps "
+                               "working for grace_minutes (default BERTH_TOKEN_GRACE_MINUTES, 10), so replicas can "
+                               "be restarted with the new one; 0 stops it at once.")
     def post(self, request, name):
         endpoint = selectors.endpoint_get(name)
-        token = services.endpoint_rotate_token(endpoint=endpoint, user=request.user)
-        return Response({"token": token, "token_prefix": endpoint.token_prefix})
+        data = validated(TokenRotateSerializer, request.data)
+        token = services.endpoint_rotate_token(endpoint=endpoint, user=request.user,
+                                               grace_minutes=data.get("grace_minutes"))
+        return Response({"token": token, "token_prefix": endpoint.token_prefix,
+                         "old_token_prefix": endpoint.old_token_prefix or None,
+                         "old_token_expires": endpoint.old_token_expires})
 
 
 class BundleApi(APIView):
@@ -179,7 +187,10 @@ class TelemetryApi(APIView):
             raise TooLarge(f"A telemetry flush may be at most {settings.BERTH_TELEMETRY_MAX_BYTES:,} bytes; send "
                            "smaller, more frequent flushes.")
         body = request.body  # read (and kept) before DRF parses it: a retried POST is known by its bytes
-        accepted, duplicate = services.telemetry_ingest(endpoint=request.auth, payload=request.data, body=body)
+        endpoint = request.auth
+        accepted, duplicate = replicas.telemetry_receive(endpoint=endpoint, payload=request.data, body=body,
+                                                         token=endpoint.runtime_token,
+                                                         token_prefix=endpoint.runtime_token_prefix)
         return Response({"accepted": accepted, "duplicate": duplicate},
                         status=status.HTTP_200_OK if duplicate else status.HTTP_202_ACCEPTED)
 

@@ -1,6 +1,5 @@
-"""Serving runtimes authenticate with their endpoint's token: ``Authorization: Bearer <token>``."""
-
-import hashlib
+"""Serving runtimes authenticate with their endpoint's token: ``Authorization: Bearer <token>``
+(the current token, or the previous one within its grace period after a rotation)."""
 
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -8,6 +7,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed, NotFound, PermissionDenied
 from rest_framework.permissions import BasePermission
 
+from . import replicas
 from .models import Endpoint
 
 
@@ -20,10 +20,14 @@ class EndpointTokenAuthentication(BaseAuthentication):
             return None
         if len(parts) != 2:
             raise AuthenticationFailed("Send the endpoint token as 'Authorization: Bearer <token>'.")
-        digest = hashlib.sha256(parts[1]).hexdigest()
-        endpoint = Endpoint.objects.select_related("model", "target").filter(token_hash=digest).first()
-        if endpoint is None:
-            raise AuthenticationFailed("This endpoint token is not valid (it may have been regenerated).")
+        try:
+            endpoint, which = replicas.runtime_authenticate(
+                token=parts[1], instance=request.headers.get(replicas.INSTANCE_HEADER, ""))
+        except replicas.TokenRefused as exc:
+            raise AuthenticationFailed(str(exc)) from None
+        # Which token it was (and its prefix), for the replica list: see monitoring.replicas.
+        endpoint.runtime_token = which
+        endpoint.runtime_token_prefix = parts[1][:8].decode("latin-1")
         return AnonymousUser(), endpoint
 
     def authenticate_header(self, request):

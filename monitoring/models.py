@@ -16,6 +16,11 @@ class Endpoint(models.Model):
     token_hash = models.CharField(max_length=64, db_index=True)
     token_prefix = models.CharField(max_length=8)
     token_rotated = models.DateTimeField()
+    # After a rotation the previous token keeps working until old_token_expires (the grace period,
+    # BERTH_TOKEN_GRACE_MINUTES), so replicas can be restarted with the new one.
+    old_token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    old_token_prefix = models.CharField(max_length=8, blank=True)
+    old_token_expires = models.DateTimeField(null=True, blank=True)
     # Scrape mode: an external server (Triton, MLServer) whose Prometheus /metrics Berth reads
     # instead of receiving telemetry. scrape_state keeps the last counters read, to take deltas.
     scrape_url = models.URLField(blank=True, help_text="Prometheus /metrics URL of a Triton or MLServer server")
@@ -36,6 +41,38 @@ class Endpoint(models.Model):
 
     def get_absolute_url(self):
         return reverse("monitoring:endpoint", args=[self.name])
+
+
+class Replica(models.Model):
+    """One berth-serve process serving an endpoint, as it last reported itself (every telemetry
+    flush carries a ``replica`` object; every request to the dashboard its instance id)."""
+
+    class Token(models.TextChoices):
+        CURRENT = "current", "current token"
+        OLD = "old", "old token (in its grace period)"
+
+    endpoint = models.ForeignKey(Endpoint, related_name="replicas", on_delete=models.CASCADE)
+    instance = models.CharField(max_length=64)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    runtime_version = models.CharField(max_length=40, blank=True)
+    generation = models.PositiveIntegerField(null=True, blank=True)
+    versions = models.JSONField(default=list, blank=True, help_text="The versions it routes to")
+    spec_polled = models.DateTimeField(null=True, blank=True, help_text="When it last fetched the spec")
+    token = models.CharField(max_length=8, choices=Token.choices, default=Token.CURRENT)
+    token_prefix = models.CharField(max_length=8, blank=True)
+    started = models.DateTimeField(null=True, blank=True)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField()
+    refused = models.DateTimeField(null=True, blank=True, help_text="When the dashboard last refused its token")
+    refused_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["host", "instance"]
+        constraints = [models.UniqueConstraint(fields=["endpoint", "instance"], name="one_replica_per_instance")]
+
+    def __str__(self):
+        return f"{self.endpoint.name}: {self.host or '?'} ({self.instance[:8]})"
 
 
 class Deployment(models.Model):

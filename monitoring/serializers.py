@@ -3,6 +3,8 @@ from rest_framework import serializers
 
 from registry.models import model_name_validator
 
+from .replicas import endpoint_replicas
+
 
 class DeploymentSerializer(serializers.Serializer):
     version = serializers.CharField(source="version.version")
@@ -11,6 +13,31 @@ class DeploymentSerializer(serializers.Serializer):
     action = serializers.CharField()
     deployed_by = serializers.CharField(source="deployed_by.username", default=None, allow_null=True)
     deployed = serializers.DateTimeField()
+
+
+class ReplicaSerializer(serializers.Serializer):
+    instance = serializers.CharField(source="replica.instance")
+    host = serializers.CharField(source="replica.host")
+    pid = serializers.IntegerField(source="replica.pid", allow_null=True)
+    runtime = serializers.CharField(source="replica.runtime_version")
+    generation = serializers.IntegerField(source="replica.generation", allow_null=True)
+    versions = serializers.ListField(source="replica.versions", child=serializers.CharField())
+    spec_polled = serializers.DateTimeField(source="replica.spec_polled", allow_null=True)
+    last_seen = serializers.DateTimeField(source="replica.last_seen")
+    token = serializers.CharField(source="replica.token", help_text="current, or old (in its grace period)")
+    state = serializers.CharField(help_text="serving, silent (no report for BERTH_REPLICA_SILENT_SECONDS) or "
+                                            "refused (its token was refused since it last reported)")
+    refused = serializers.DateTimeField(source="replica.refused", allow_null=True)
+    refused_reason = serializers.CharField(source="replica.refused_reason")
+
+
+class IntegrityReportSerializer(serializers.Serializer):
+    version = serializers.CharField(max_length=100)
+    expected_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", help_text="The sha256 the spec names")
+    actual_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", help_text="What the bytes hash to")
+    where = serializers.ChoiceField(choices=["download", "cache", "bundle"])
+    detail = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+    host = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
 
 class EndpointSerializer(serializers.Serializer):
@@ -23,6 +50,8 @@ class EndpointSerializer(serializers.Serializer):
     token_rotated = serializers.DateTimeField()
     deployments = serializers.SerializerMethodField(help_text="The current traffic split")
     spec_url = serializers.SerializerMethodField()
+    old_token_prefix = serializers.CharField(help_text="The previous token's first characters, while it still works")
+    old_token_expires = serializers.DateTimeField(allow_null=True, help_text="When the previous token stops working")
     scrape_url = serializers.CharField(help_text="Prometheus /metrics URL read in scrape mode; empty otherwise")
     scraped = serializers.DateTimeField(allow_null=True, help_text="When the scrape URL was last read")
     scrape_error = serializers.CharField(help_text="Why the last scrape failed, or what it could not count")
@@ -37,6 +66,13 @@ class EndpointSerializer(serializers.Serializer):
     def get_deployments(self, endpoint) -> list[dict]:
         rows = [d for d in endpoint.deployments.all() if d.state == "active"]
         return DeploymentSerializer(sorted(rows, key=lambda d: -d.weight), many=True).data
+
+
+class EndpointDetailSerializer(EndpointSerializer):
+    replicas = serializers.SerializerMethodField(help_text="berth-serve replicas heard from in the last day")
+
+    def get_replicas(self, endpoint) -> list[dict]:
+        return ReplicaSerializer(endpoint_replicas(endpoint), many=True).data
 
 
 class EndpointCreatedSerializer(EndpointSerializer):
@@ -74,12 +110,12 @@ class DeploySerializer(serializers.Serializer):
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
     token_prefix = serializers.CharField()
+    old_token_prefix = serializers.CharField(allow_null=True)
+    old_token_expires = serializers.DateTimeField(allow_null=True,
+                                                  help_text="Until when the previous token still works")
 
 
-class IntegrityReportSerializer(serializers.Serializer):
-    version = serializers.CharField(max_length=100)
-    expected_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", help_text="The sha256 the spec names")
-    actual_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", help_text="What the bytes hash to")
-    where = serializers.ChoiceField(choices=["download", "cache", "bundle"])
-    detail = serializers.CharField(max_length=1000, required=False, allow_blank=True)
-    host = serializers.CharField(max_length=255, required=False, allow_blank=True)
+class TokenRotateSerializer(serializers.Serializer):
+    grace_minutes = serializers.IntegerField(min_value=0, max_value=7 * 24 * 60, required=False,
+                                             help_text="How long the old token keeps working (default "
+                                                       "BERTH_TOKEN_GRACE_MINUTES); 0: it stops at once")

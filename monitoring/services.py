@@ -6,7 +6,6 @@ weights always sum to 100 and a rollback is "make the previous generation curren
 """
 
 import hashlib
-import hmac
 import math
 import secrets
 import uuid
@@ -38,7 +37,11 @@ def _hash(token):
 
 
 def _new_token():
+    """A fresh token (its hash and prefix). Never one starting with "-": a command line such as
+    ``berth-serve --token <token>`` would read it as an option."""
     token = secrets.token_urlsafe(32)
+    while token.startswith("-"):
+        token = secrets.token_urlsafe(32)
     return token, _hash(token), token[:8]
 
 
@@ -70,23 +73,30 @@ def endpoint_create(*, name, model, target, description="", scrape_url="", creat
     return endpoint, token
 
 
-def endpoint_rotate_token(*, endpoint, user=None):
-    """A new token for the endpoint's runtimes; the old one stops working at once."""
+def endpoint_rotate_token(*, endpoint, user=None, grace_minutes=None):
+    """A new token for the endpoint's runtimes; returns it (shown once). The old token keeps
+    working for ``grace_minutes`` (default BERTH_TOKEN_GRACE_MINUTES; 0: it stops at once), so
+    running replicas can be restarted with the new one. A token older than that (the one before
+    a previous rotation) stops at once."""
+    grace = settings.BERTH_TOKEN_GRACE_MINUTES if grace_minutes is None else grace_minutes
+    if not isinstance(grace, int) or isinstance(grace, bool) or not 0 <= grace <= 7 * 24 * 60:
+        raise BerthError("grace_minutes must be a whole number of minutes from 0 to 10080 (7 days).",
+                         field="grace_minutes")
     token, token_hash, prefix = _new_token()
+    now = timezone.now()
     with transaction.atomic():
+        current = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        old = {"old_token_hash": current.token_hash, "old_token_prefix": current.token_prefix,
+               "old_token_expires": now + timedelta(minutes=grace)} if grace else \
+            {"old_token_hash": "", "old_token_prefix": "", "old_token_expires": None}
         Endpoint.objects.filter(pk=endpoint.pk).update(token_hash=token_hash, token_prefix=prefix,
-                                                       token_rotated=timezone.now())
-        audit.record(audit.Action.ENDPOINT_TOKEN, endpoint.name, user=user, details={"prefix": prefix})
-    endpoint.token_hash, endpoint.token_prefix = token_hash, prefix
+                                                       token_rotated=now, **old)
+        audit.record(audit.Action.ENDPOINT_TOKEN, endpoint.name, user=user, details={
+            "prefix": prefix, "old_prefix": current.token_prefix, "grace_minutes": grace})
+    endpoint.token_hash, endpoint.token_prefix, endpoint.token_rotated = token_hash, prefix, now
+    for name, value in old.items():
+        setattr(endpoint, name, value)
     return token
-
-
-def endpoint_authenticate(*, name, token):
-    """The endpoint whose token this is, or None. Compared in constant time."""
-    endpoint = Endpoint.objects.select_related("model", "target").filter(name=name).first()
-    if endpoint is None or not token or not hmac.compare_digest(endpoint.token_hash, _hash(token)):
-        return None
-    return endpoint
 
 
 # --- deployments -------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -6,7 +7,7 @@ from dashboard.access import access_required
 from dashboard.errors import BerthError
 from registry.selectors import version_get
 
-from . import alerts, bundle, charts, selectors, series, services
+from . import alerts, bundle, charts, replicas, selectors, series, services
 from .forms import DeployForm, EndpointCreateForm
 
 RECENT_MINUTES = 5
@@ -36,10 +37,11 @@ def endpoint_create(request):
     return _render_list(request, form)
 
 
-def _render_token(request, endpoint, token):
+def _render_token(request, endpoint, token, rotated=False):
     """The token, shown this once (it is not stored), with the command that uses it."""
     return render(request, "monitoring/endpoint_token.html", {
-        "endpoint": endpoint, "token": token, "dashboard_url": request.build_absolute_uri("/").rstrip("/")})
+        "endpoint": endpoint, "token": token, "dashboard_url": request.build_absolute_uri("/").rstrip("/"),
+        "rotated": rotated, "grace_minutes": settings.BERTH_TOKEN_GRACE_MINUTES})
 
 
 def _render_detail(request, endpoint, deploy_form=None):
@@ -66,11 +68,20 @@ def _live_context(request, endpoint):
     figures, primary, feature = charts.page_figures(data, recent, feature=params.get("feature"),
                                                     recent_minutes=RECENT_MINUTES)
     return {"endpoint_alerts": alerts.endpoint_alert_context(endpoint),
+            **_replica_context(endpoint),
             "live": {"data": data, "recent": recent, "figures": figures, "primary": primary, "feature": feature,
                      "range": params.get("range") if params.get("range") in series.RANGES else series.DEFAULT_RANGE,
                      "ranges": list(series.RANGES), "error": error, "chart_names": CHART_NAMES,
                      "recent_minutes": RECENT_MINUTES,
                      "query": params.urlencode()}}
+
+
+def _replica_context(endpoint):
+    rows = replicas.endpoint_replicas(endpoint)
+    grace = replicas.token_grace(endpoint)
+    if grace is not None:
+        grace["replicas"] = [row for row in rows if row.old_token]
+    return {"replicas": rows, "token_grace": grace}
 
 
 @access_required("endpoint")
@@ -134,7 +145,8 @@ def endpoint_rollback(request, name):
 @require_POST
 def endpoint_token(request, name):
     endpoint = selectors.endpoint_get(name)
-    return _render_token(request, endpoint, services.endpoint_rotate_token(endpoint=endpoint, user=request.user))
+    return _render_token(request, endpoint, services.endpoint_rotate_token(endpoint=endpoint, user=request.user),
+                         rotated=True)
 
 
 @access_required("endpoint")

@@ -1,11 +1,11 @@
 """berth-serve: serve an endpoint's deployed versions over the Open Inference Protocol v2.
 
-    berth-serve --dashboard URL --endpoint NAME --token TOKEN [--host 127.0.0.1] [--port 8080]
+    berth-serve --dashboard URL --endpoint NAME (--token-file FILE | --token TOKEN) [--host 127.0.0.1] [--port 8080]
                 [--grpc-port 8081] [--poll-seconds 5] [--cache-dir DIR] [--threads N] [--workers N] [--no-telemetry]
     berth-serve --bundle DIR [--port 8080] [--dashboard URL --token TOKEN]   (offline)
 
-The token may come from the environment (BERTH_ENDPOINT_TOKEN) instead of the command line,
-where other users of the host could read it.
+The token may come from a file (--token-file) or the environment (BERTH_ENDPOINT_TOKEN) instead
+of the command line, where other users of the host could read it (ps).
 """
 
 import argparse
@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import uvicorn
@@ -27,16 +28,21 @@ from .spec import SpecError, parse_spec
 
 log = logging.getLogger("berth.serve")
 
+TOKEN_ENV = "BERTH_ENDPOINT_TOKEN"
+
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="berth-serve", description="Serve a Berth endpoint over the Open Inference Protocol v2 (HTTP/JSON).",
-        epilog="Online: --dashboard, --endpoint and --token (or BERTH_ENDPOINT_TOKEN). Offline: --bundle DIR "
+        epilog="Online: --dashboard, --endpoint and --token-file (or --token, or BERTH_ENDPOINT_TOKEN). Offline: --bundle DIR "
                "(DIR/spec.json and DIR/artifacts/<sha256>.onnx); add --dashboard and --token to report telemetry.")
     parser.add_argument("--dashboard", help="the dashboard's base URL, e.g. https://berth.example.com")
     parser.add_argument("--endpoint", help="the endpoint's name on the dashboard")
-    parser.add_argument("--token", default=os.environ.get("BERTH_ENDPOINT_TOKEN"),
-                        help="the endpoint token (default: $BERTH_ENDPOINT_TOKEN)")
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                       help=f"the endpoint token (default: ${TOKEN_ENV}); visible in ps, prefer --token-file")
+    token.add_argument("--token-file", metavar="FILE",
+                       help="read the endpoint token from FILE (its first line), e.g. a mounted secret")
     parser.add_argument("--bundle", help="serve a deployment bundle's folder offline instead of a dashboard's spec")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks a free one)")
@@ -65,6 +71,9 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    if args.token_file:
+        args.token = _read_token_file(parser, args.token_file)
+    args.instance = uuid.uuid4().hex  # this replica's id on the dashboard, shared by its workers
     if args.workers < 1 or args.threads < 0 or args.intra_op_threads < 1 or args.poll_seconds <= 0:
         parser.error("--workers and --intra-op-threads must be >= 1, --threads >= 0, --poll-seconds > 0")
     if args.grpc_port is not None and not 0 <= args.grpc_port <= 65535:
@@ -74,11 +83,12 @@ def main(argv=None):
     else:
         missing = [f"--{name}" for name in ("dashboard", "endpoint", "token") if not getattr(args, name)]
         if missing:
-            parser.error(f"{', '.join(missing)} required (or --bundle DIR to serve offline)")
+            parser.error(f"{', '.join(missing)} required (the token also as --token-file FILE or ${TOKEN_ENV}; "
+                         "or --bundle DIR to serve offline)")
         try:
             spec = _check_dashboard(args)
         except Refused as exc:
-            print(f"berth-serve: {exc}. Check --endpoint and the token (--token or BERTH_ENDPOINT_TOKEN).",
+            print(f"berth-serve: {exc}. Check --endpoint and the token (--token-file, --token or {TOKEN_ENV}).",
                   file=sys.stderr)
             return 2
     if args.bundle and args.dashboard and not args.no_telemetry:
@@ -94,7 +104,7 @@ def main(argv=None):
                            intra_op_threads=args.intra_op_threads, telemetry=not args.no_telemetry,
                            shutdown_flush_seconds=args.shutdown_flush_seconds, log_level=args.log_level,
                            host=args.host, graceful_seconds=args.graceful_seconds,
-                           grpc_port=_grpc_port(args.host, args.grpc_port))
+                           grpc_port=_grpc_port(args.host, args.grpc_port), instance=args.instance)
     return _serve(args, options, spec)
 
 
@@ -107,6 +117,19 @@ def _grpc_port(host, port):
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def _read_token_file(parser, path):
+    """The token in ``path`` (its first line, without surrounding blanks); a parser error if the
+    file cannot be read or holds no token."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.readline(4096).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"--token-file {path}: {exc.strerror if isinstance(exc, OSError) else exc}")
+    if not token:
+        parser.error(f"--token-file {path} is empty; put the endpoint token on its first line")
+    return token
 
 
 def _check_bundle(args):
@@ -123,7 +146,8 @@ def _check_bundle(args):
 def _check_dashboard(args):
     """The first spec fetch: a refusal (401/403/404) is fatal; an unreachable dashboard is not
     (the runtime keeps trying and answers /v2/health/ready with 503 meanwhile)."""
-    source = DashboardSource(DashboardClient(args.dashboard, args.token), args.endpoint, args.cache_dir)
+    source = DashboardSource(DashboardClient(args.dashboard, args.token, instance=args.instance), args.endpoint,
+                             args.cache_dir)
     try:
         data, _ = source.fetch_spec(None)
     except SourceUnavailable as exc:

@@ -33,13 +33,14 @@ class Response:
 
 
 class DashboardClient:
-    def __init__(self, base_url, token, *, timeout=15.0):
+    def __init__(self, base_url, token, *, timeout=15.0, instance=None):
         parsed = urllib.parse.urlsplit(base_url.rstrip("/"))
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"the dashboard URL must be http(s)://host[:port], not {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self._origin = (parsed.scheme, parsed.netloc)
         self.token = token
+        self.instance = instance  # this replica's id, sent as X-Berth-Instance (the dashboard lists replicas)
         self.timeout = timeout
         self._connection = None
 
@@ -61,6 +62,8 @@ class DashboardClient:
         # The token goes to the dashboard only, never to another host an absolute URL names.
         if (parsed.scheme, parsed.netloc) == self._origin and self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"
+            if self.instance:
+                all_headers["X-Berth-Instance"] = self.instance
         if body is not None:
             all_headers.setdefault("Content-Type", "application/json")
         for attempt in (1, 2):

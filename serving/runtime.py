@@ -5,8 +5,13 @@ import asyncio
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+import socket
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 
+from . import __version__
 from .dashboard import DashboardClient
 from .core import InferenceCore
 from .sources import BundleSource, DashboardSource
@@ -39,6 +44,8 @@ class ServeOptions:
     log_level: str = "info"
     host: str = "127.0.0.1"
     grpc_port: int | None = None  # the gRPC transport's port; None: no gRPC
+    # This berth-serve's id (all its worker processes share it): the dashboard lists replicas by it.
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def to_env(self):
         return json.dumps(asdict(self))
@@ -70,6 +77,7 @@ class Runtime:
         self.watcher = None
         self.grpc = None
         self._timer = None
+        self.started = time.time()
 
     # --- lifecycle (lifespan startup / shutdown) ---------------------------------------------
 
@@ -78,15 +86,18 @@ class Runtime:
         self.core.start(self.loop)
         options = self.options
         if options.bundle:
-            reporter = DashboardClient(options.dashboard, options.token, timeout=10) if options.dashboard else None
+            reporter = DashboardClient(options.dashboard, options.token, timeout=10,
+                                       instance=options.instance) if options.dashboard else None
             source = BundleSource(options.bundle, client=reporter, endpoint=options.endpoint)
         else:
-            source = DashboardSource(DashboardClient(options.dashboard, options.token), options.endpoint,
-                                     options.cache_dir)
+            source = DashboardSource(DashboardClient(options.dashboard, options.token, instance=options.instance),
+                                     options.endpoint, options.cache_dir)
         if options.telemetry_enabled:
-            self.sender = Sender(lambda: DashboardClient(options.dashboard, options.token, timeout=10),
+            self.sender = Sender(lambda: DashboardClient(options.dashboard, options.token, timeout=10,
+                                                         instance=options.instance),
                                  TelemetrySpec().url, capacity=options.queue_capacity, metrics=self.metrics)
             self.telemetry = self.core.telemetry = Telemetry(options.endpoint or "", self.sender)
+            self.telemetry.describe = self.replica
             self.sender.start()
             self._timer = asyncio.ensure_future(self._flush_timer())
         self.watcher = SpecWatcher(source, self._install_threadsafe, poll_seconds=options.poll_seconds,
@@ -161,6 +172,16 @@ class Runtime:
             message += "; refused: " + ", ".join(table.unavailable)
         (log.warning if table.unavailable or not table.routes else log.info)(message)
 
+    def replica(self):
+        """What this replica reports about itself in every telemetry flush (README "Replicas")."""
+        table, watcher = self.table, self.watcher
+        polled = watcher.polled if watcher is not None else None
+        return {"instance": self.options.instance, "host": socket.gethostname()[:255], "pid": os.getpid(),
+                "runtime": f"berth-serve {__version__}"[:40],
+                "generation": table.generation if table is not None else None,
+                "versions": sorted(table.routes) if table is not None else [],
+                "spec_polled": _iso(polled) if polled else None, "started": _iso(self.started)}
+
     @property
     def table(self):
         return self.core.table
@@ -168,3 +189,7 @@ class Runtime:
     @property
     def ready(self):
         return self.core.ready
+
+
+def _iso(seconds):
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -77,6 +77,7 @@ class Telemetry:
         self.flush_seconds = flush_seconds
         self.flush_requests = flush_requests
         self.features = {}  # version -> FeatureSet of the routing table in use
+        self.describe = None  # () -> the replica object every flush carries (see Runtime.replica)
         self._open()
 
     def _open(self):
@@ -138,6 +139,8 @@ class Telemetry:
             "series": [stats.series(version) for version, stats in window.items()],
             "dropped": 0,
         }
+        if self.describe is not None:
+            payload["replica"] = self.describe()
         self.sender.enqueue(payload)
         return payload
 

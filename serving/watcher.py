@@ -34,6 +34,7 @@ class SpecWatcher:
         self.features_enabled = features
         self.table = None  # the last table handed over
         self.etag = None
+        self.polled = None  # wall-clock time (s) of the last spec fetch the source answered
         self._failed = {}  # sha256 -> (retry at (monotonic), delay, reason)
         self._feature_sets = {}  # (sha256, features as JSON) -> FeatureSet, stable across tables
         self._problem = None  # the last logged problem, so an outage is logged once, not every poll
@@ -70,6 +71,7 @@ class SpecWatcher:
         except SourceUnavailable as exc:
             self._report(f"{exc}; still serving {self._serving()}, retrying every {self.poll_seconds:g} s")
             return None
+        self.polled = time.time()
         if self._problem is not None:
             log.info("spec source %s answers again", self.source.describe())
             self._problem = None

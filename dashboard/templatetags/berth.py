@@ -110,3 +110,23 @@ def sparkline(values, width=120):
 def last_value(values):
     """The latest non-empty value of a series."""
     return next((v for v in reversed(values or []) if v is not None), None)
+
+
+@register.filter
+def clock(value):
+    """A duration in seconds as a countdown: 9:05, or 1:02:03 past an hour."""
+    value = max(0, int(value or 0))
+    hours, rest = divmod(value, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@register.filter
+def ago(value):
+    """Seconds since something, as people say it: 4 s ago, 3 min ago, 2 h ago."""
+    value = max(0, int(value or 0))
+    if value < 120:
+        return f"{value} s ago"
+    if value < 7200:
+        return f"{value // 60} min ago"
+    return f"{value // 3600} h ago"

@@ -1,6 +1,9 @@
 """Endpoints and deployments: create (token once), deploy, canary, promote, rollback."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from monitoring.models import Deployment, Endpoint
 from registry.models import ModelVersion
@@ -105,10 +108,40 @@ def test_deploying_needs_the_engineer_role(viewer_api, anon_api, endpoint):
     assert split(viewer_api) == {"1": 100}
 
 
-def test_a_new_token_replaces_the_old_one(engineer_api, endpoint, runtime):
+def test_a_new_token_replaces_the_old_one_after_its_grace_period(engineer_api, endpoint, runtime):
     assert runtime.get("/api/v1/endpoints/digits-prod/spec/").status_code == 200
     response = engineer_api.post("/api/v1/endpoints/digits-prod/token/")
     assert response.status_code == 200
-    assert runtime.get("/api/v1/endpoints/digits-prod/spec/").status_code == 401
-    runtime.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['token']}")
+    body = response.json()
+    assert body["old_token_prefix"] == endpoint.token[:8] and body["old_token_expires"]
+    # The old token works through the grace period (10 minutes by default) ...
     assert runtime.get("/api/v1/endpoints/digits-prod/spec/").status_code == 200
+    # ... and not after it.
+    Endpoint.objects.filter(pk=endpoint.pk).update(old_token_expires=timezone.now() - timedelta(seconds=1))
+    refused = runtime.get("/api/v1/endpoints/digits-prod/spec/")
+    assert refused.status_code == 401 and "grace period is over" in refused.json()["detail"]
+    runtime.credentials(HTTP_AUTHORIZATION=f"Bearer {body['token']}")
+    assert runtime.get("/api/v1/endpoints/digits-prod/spec/").status_code == 200
+
+
+def test_a_rotation_without_grace_stops_the_old_token_at_once(engineer_api, endpoint, runtime):
+    response = engineer_api.post("/api/v1/endpoints/digits-prod/token/", {"grace_minutes": 0}, format="json")
+    assert response.status_code == 200 and response.json()["old_token_expires"] is None
+    assert runtime.get("/api/v1/endpoints/digits-prod/spec/").status_code == 401
+    bad = engineer_api.post("/api/v1/endpoints/digits-prod/token/", {"grace_minutes": -1}, format="json")
+    assert bad.status_code == 400 and "grace_minutes" in bad.json()["errors"]
+
+
+def test_a_second_rotation_ends_the_first_tokens_grace(engineer_api, endpoint, runtime):
+    engineer_api.post("/api/v1/endpoints/digits-prod/token/")
+    engineer_api.post("/api/v1/endpoints/digits-prod/token/")
+    assert runtime.get("/api/v1/endpoints/digits-prod/spec/").status_code == 401
+
+
+def test_tokens_never_start_with_a_dash(monkeypatch):
+    from monitoring import services
+
+    made = iter(["-looks-like-an-option", "_fine-token"])
+    monkeypatch.setattr(services.secrets, "token_urlsafe", lambda n: next(made))
+    token, _, prefix = services._new_token()
+    assert token == "_fine-token" and prefix == "_fine-to"

@@ -20,7 +20,8 @@ def test_an_engineer_creates_an_endpoint_and_sees_its_token_once(endpoint, engin
     html = response.content.decode()
     assert response.status_code == 200 and "Copy it now" in html
     token = html.split('<code id="endpoint-token">')[1].split("</code>")[0]
-    assert "berth-serve --dashboard http://testserver --endpoint digits-eu --token " + token in html
+    assert f"printf '%s\\n' '{token}' &gt; berth-endpoint-token" in html
+    assert "berth-serve --dashboard http://testserver --endpoint digits-eu --token-file berth-endpoint-token" in html
     assert token not in client.get("/endpoints/digits-eu/").content.decode()
     assert Endpoint.objects.get(name="digits-eu").token_prefix == token[:8]
 

@@ -255,6 +255,7 @@ class FakeDashboard:
         self.artifact_requests = []
         self.integrity_reports = []  # sha256 mismatches the runtime reported
         self.spec_requests = 0
+        self.instances = set()  # X-Berth-Instance of every authorised request
         self.lock = threading.Lock()
         self._connections = set()
         self.port = port
@@ -331,6 +332,8 @@ class FakeDashboard:
                 if self.headers.get("Authorization") != f"Bearer {dashboard.token}":
                     self._json(401, {"detail": "This endpoint token is not valid."})
                     return False
+                with dashboard.lock:
+                    dashboard.instances.add(self.headers.get("X-Berth-Instance"))
                 return True
 
             def _json(self, status, data):

@@ -161,6 +161,33 @@ def test_it_takes_the_token_from_the_environment(serve, dashboard, digits, tmp_p
     assert process.client.get("/v2/health/ready")[0] == 200
 
 
+def test_it_takes_the_token_from_a_file_and_names_itself_to_the_dashboard(serve, dashboard, digits, tmp_path):
+    one = digits["models"]["1"]
+    dashboard.publish(make_spec([deployment("1", one)], telemetry={"url": "/api/v1/telemetry/", "flush_seconds": 0.2}),
+                      [one])
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    process = serve("--dashboard", dashboard.url, "--endpoint", "digits-prod", "--cache-dir", tmp_path,
+                    "--token-file", token_file, "--poll-seconds", "0.1", env={"BERTH_ENDPOINT_TOKEN": "not-this-one"})
+    assert TOKEN not in " ".join(process.process.args)
+    wait_until(lambda: any(p.get("replica", {}).get("generation") == 1 for _, p in dashboard.posts),
+               message="a flush describing the replica")
+    replica = next(p["replica"] for _, p in dashboard.posts if p.get("replica", {}).get("generation") == 1)
+    assert replica["versions"] == ["1"] and replica["pid"] == process.process.pid
+    assert replica["host"] and replica["spec_polled"].endswith("Z") and len(replica["instance"]) == 32
+    assert dashboard.instances == {replica["instance"]}  # every request named the replica
+
+
+def test_an_empty_token_file_is_a_usage_error(tmp_path):
+    (tmp_path / "token").write_text("\n")
+    result = _start_and_exit("--dashboard", "http://127.0.0.1:9", "--endpoint", "digits-prod",
+                             "--token-file", tmp_path / "token")
+    assert result.returncode == 2 and "is empty; put the endpoint token on its first line" in result.stderr
+    result = _start_and_exit("--dashboard", "http://127.0.0.1:9", "--endpoint", "digits-prod",
+                             "--token-file", tmp_path / "missing")
+    assert result.returncode == 2 and "--token-file" in result.stderr and "No such file" in result.stderr
+
+
 def test_it_waits_for_an_unreachable_dashboard_and_is_not_ready_meanwhile(serve, digits, tmp_path):
     port = free_port()
     process = serve(*_args(f"http://127.0.0.1:{port}", tmp_path), wait="listening")
