@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
 
-.PHONY: run test fuzz bench bench-large load migrate demo clean proto
+.PHONY: run lint test fuzz bench bench-large load migrate demo clean proto
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,12 @@ run: demo
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev var/secret_key
+# ruff's rules and the import-linter contracts in pyproject.toml (the layers of docs/architecture.md).
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint $(VENV)/.installed-dev var/secret_key
 	rm -rf var/test
 	BERTH_VAR_DIR=$(CURDIR)/var/test $(VENV)/bin/pytest $(PYTEST_ARGS)
 

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import djangobench
 
@@ -168,7 +167,7 @@ def main():
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                      args=["--no-sandbox", "--disable-gpu"])
-                for name, (_, url) in servers.items():  # each server's first request sets it up
+                for _name, (_, url) in servers.items():  # each server's first request sets it up
                     load(browser, url, PAGES["compare"], cookie)
                 figures = {(server, page): [] for server in servers for page in PAGES}
                 for _ in range(LOADS):

@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from berth.core.stats import LogSketch, sketch_quantiles
+from berth.core.stats import LogSketch, sketch_quantiles  # noqa: E402
 
 SAMPLES = 1_000_000
 CHUNKS = 100

@@ -215,7 +215,7 @@ def job_cancel(*, job, user=None):
     """Cancel a queued or running job. A running job stops at its next progress report."""
     from kombu.exceptions import OperationalError as BrokerUnreachable
 
-    from dashboard.celery import app
+    from celery import current_app as app  # the project's app (dashboard/celery.py), without importing the shell
 
     cancelled = Job.objects.filter(id=job.id, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(
         status=Job.Status.CANCELLED, message="Cancelled", finished=timezone.now()

@@ -23,7 +23,7 @@ def test_it_benchmarks_on_a_target_and_prints_the_table(berth, celery_worker, di
                    "--wait", "--timeout", "120")
     assert result.code == 0, result.err + result.out
     lines = [line.split() for line in result.out.splitlines()]
-    assert ["1", "default"] == lines[-3][:2] and ["8", "default"] == lines[-2][:2]
+    assert lines[-3][:2] == ["1", "default"] and lines[-2][:2] == ["8", "default"]
     assert "accuracy" in result.out
 
 

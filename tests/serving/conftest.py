@@ -208,7 +208,7 @@ class Serve:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-                raise AssertionError(f"berth-serve did not stop within {timeout} s:\n{self.log()}")
+                raise AssertionError(f"berth-serve did not stop within {timeout} s:\n{self.log()}") from None
         self._log.close()
         return self.process.returncode
 

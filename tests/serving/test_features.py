@@ -28,8 +28,9 @@ def reference(features, x, logits):
             continue
         counts = [0] * (len(feature["edges"]) + 1)
         for row, out in zip(x, logits):
-            value = {"mean": lambda: row.astype(np.float64).mean(), "std": lambda: row.astype(np.float64).std(),
-                     "column": lambda: row[feature.get("column", 0)], "value": lambda: out[0]}[kind]()
+            # called at once, in the iteration that made them
+            value = {"mean": lambda: row.astype(np.float64).mean(), "std": lambda: row.astype(np.float64).std(),  # noqa: B023
+                     "column": lambda: row[feature.get("column", 0)], "value": lambda: out[0]}[kind]()  # noqa: B023
             counts[int(np.searchsorted(feature["edges"], value, side="left"))] += 1
         result[feature["name"]] = counts
     return result

@@ -34,7 +34,7 @@ def _request(server, headers, body=b"", version="1", close=True):
 
 def _check(server, answers, version="1"):
     """Each answer is a 200 with outputs, or a 4xx; the app's answers (JSON) go in the ledger."""
-    for status, headers, body in answers:
+    for status, _headers, body in answers:
         assert status < 500, (status, body[:300])
         try:
             data = strict_json(body)
