@@ -37,6 +37,16 @@ def live_workers(*, now=None):
                                      last_seen__gte=now - timedelta(seconds=settings.BERTH_WORKER_LIVE_SECONDS))
 
 
+def gpu_memory_by_queue(*, now=None):
+    """{queue: MiB of the smallest GPU a live worker consuming it reported}: what a model must fit in."""
+    smallest = {}
+    for worker in live_workers(now=now):
+        sizes = [g.get("memory_mib") for g in worker.gpus or [] if g.get("memory_mib")]
+        for queue in worker.queues if sizes else ():
+            smallest[queue] = min(smallest.get(queue, min(sizes)), min(sizes))
+    return smallest
+
+
 def served_queues(*, now=None):
     """Queue names that at least one live worker consumes."""
     return {queue for worker in live_workers(now=now) for queue in worker.queues}

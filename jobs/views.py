@@ -127,6 +127,7 @@ def _display_rows(comparison, metrics):
     from django.template.defaultfilters import filesizeformat
 
     from .engine.decision import format_ms
+    from .engine.gpu import fits_on_gpu
 
     def show(value, unit):
         if value is None:
@@ -139,14 +140,21 @@ def _display_rows(comparison, metrics):
             return f"{value:,.0f}"
         return f"{value * 100:.2f} %"
 
+    gpu_memory = selectors.gpu_memory_by_queue() if any(m[0] == "device_memory_bytes" for m in metrics) else {}
     rows = []
     for row in comparison.rows:
         cells = []
         for key, _label, unit, _better in metrics:
             figure = row.figures[key]
-            cells.append({"value": show(figure.value, unit),
-                          "ratio": f"{figure.ratio:.2f}×" if figure.ratio is not None else "",
-                          "verdict": figure.verdict or ""})
+            cell = {"value": show(figure.value, unit),
+                    "ratio": f"{figure.ratio:.2f}×" if figure.ratio is not None else "",
+                    "verdict": figure.verdict or ""}
+            if key == "device_memory_bytes" and figure.value is not None:
+                fits, cell["note"] = fits_on_gpu(figure.value, gpu_memory.get(row.target.queue))
+                cell["fit"] = {True: "fits", False: "does not fit", None: ""}[fits]
+                if fits is False:
+                    cell["verdict"] = "worse"
+            cells.append(cell)
         rows.append({"row": row, "cells": cells,
                      "delta": f"{row.accuracy_delta * 100:+.2f} pt" if row.accuracy_delta is not None else ""})
     return rows

@@ -171,6 +171,16 @@ def test_only_results_timed_the_same_way_are_compared(world, viewer_api, viewer)
     page = client.get("/compare/?model=digits&targets=gpu&timing_mode=device").content.decode()
     assert "GPU memory" in page and "1.7\xa0GB" in page
     assert "GPU memory" not in client.get("/compare/?model=digits&targets=gpu").content.decode()
+    # Against the smallest card a live worker on the target's queue reported.
+    from jobs import services
+
+    services.worker_report(hostname="gpu-1", queues=[world.gpu.queue],
+                           facts={"gpus": [{"index": 0, "name": "L4", "memory_mib": 1_024}]})
+    page = client.get("/compare/?model=digits&targets=gpu&timing_mode=device").content.decode()
+    assert "(does not fit)" in page and "of the GPU&#x27;s 1,024 MiB" in page
+    services.worker_report(hostname="gpu-1", queues=[world.gpu.queue],
+                           facts={"gpus": [{"index": 0, "name": "H100", "memory_mib": 81_559}]})
+    assert "(fits)" in client.get("/compare/?model=digits&targets=gpu&timing_mode=device").content.decode()
 
 
 def test_the_page_shows_the_table_charts_and_recommendation(world, viewer):
