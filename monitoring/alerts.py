@@ -22,7 +22,9 @@ from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 
-from berth.core.stats import relative_drift
+from berth.core.drift import WINDOWS as DRIFT_WINDOWS
+from berth.core.drift import WINDOWS_NEEDED as DRIFT_WINDOWS_NEEDED
+from berth.core.drift import relative_drift, sustained
 from dashboard.errors import BerthError
 
 from . import series
@@ -35,8 +37,6 @@ logger = logging.getLogger(__name__)
 Metric = AlertRule.Metric
 MAX_WINDOW_MINUTES = 24 * 60
 MAX_SILENCE_MINUTES = 30 * 24 * 60
-# A chi-square p-value of 0 would make the relative drift score infinite (not storable as JSON).
-MAX_RELATIVE_SCORE = 100.0  # a p-value of 1e-9 is not "more drifted" in any useful sense than 5e-4
 
 
 # --- rules ---------------------------------------------------------------------------------------
@@ -207,13 +207,14 @@ def rule_evaluate(*, rule_id, now):
         firing = {alert.version_id: alert for alert in Alert.objects.filter(rule=rule, state=Alert.State.FIRING)
                   .annotate(heard=Exists(heard)).select_related("version")}
         changed = 0
+        earlier = _earlier_windows(rule, now) if rule.metric == Metric.DRIFT else []
         for version, summary in series.recent(rule.endpoint, minutes=rule.window_minutes, now=now).items():
             alert = firing.pop(version.pk, None)
             if not summary["requests"]:
                 if alert:
                     changed += _resolve(alert, now, value=None, resolution=_no_traffic(rule, version))
                 continue
-            verdict = judge(rule, version, summary)
+            verdict = judge(rule, version, summary, earlier=[window.get(version) for window in earlier])
             if verdict is None:  # too few requests or no data for this metric: keep the state as it is
                 continue
             if verdict.breached and alert is None:
@@ -230,17 +231,26 @@ def rule_evaluate(*, rule_id, now):
     return changed
 
 
-def judge(rule, version, summary):
+def _earlier_windows(rule, now):
+    """series.recent of the DRIFT_WINDOWS - 1 windows before the rule's current one, oldest
+    first."""
+    step = timedelta(minutes=rule.window_minutes)
+    return [series.recent(rule.endpoint, minutes=rule.window_minutes, now=now - k * step)
+            for k in range(DRIFT_WINDOWS - 1, 0, -1)]
+
+
+def judge(rule, version, summary, *, earlier=()):
     """The rule's verdict on one version's summary (from series.recent), or None when there is
     none to give: fewer than min_requests requests, no latency data, no benchmark, no drift
-    score."""
+    score. For drift, ``earlier`` holds the summaries of the windows before (oldest first, None
+    where the version had no traffic): the rule fires on DRIFT_WINDOWS_NEEDED of them."""
     if summary["requests"] < rule.min_requests:
         return None
     who = f"{rule.endpoint.name} {_label(version)}"
     span = f"over the last {rule.window_minutes} min"
     counts = {"requests": summary["requests"], "errors": summary["errors"], "window_minutes": rule.window_minutes}
     if rule.metric == Metric.DRIFT:
-        return _judge_drift(rule, who, span, summary, counts)
+        return _judge_drift(rule, who, span, summary, counts, earlier)
     if rule.metric == Metric.ERROR_RATE:
         if summary["error_rate"] is None:
             return None
@@ -271,42 +281,63 @@ def judge(rule, version, summary):
     return Verdict(breached, ratio, rule.threshold, text, {**latency, "benchmark_p95_ms": benchmark})
 
 
-def _judge_drift(rule, who, span, summary, counts):
+def _judge_drift(rule, who, span, summary, counts, earlier):
     scored = {name: v for name, v in (summary.get("drift") or {}).items() if v is not None}
     if not scored:
         return None
-    ranked = sorted(scored.items(), key=lambda item: -_relative(item[1]))
+    ranked = sorted(scored.items(), key=lambda item: -relative_drift(item[1]))
     drifted = [(name, v) for name, v in ranked if v["drifted"]]
-    value = _relative(ranked[0][1])
+    value = relative_drift(ranked[0][1])
     details = {**counts, "features_scored": len(scored), "features_drifted": len(drifted),
-               "features": [{"feature": name, "test": v["test"], "score": v["score"], "threshold": v["threshold"]}
+               "features": [{"feature": name, "test": v["test"], "score": v["score"], "threshold": v["threshold"],
+                             "effect": v["effect"], "effect_value": v["effect_value"],
+                             "effect_threshold": v["effect_threshold"], "explanation": v["explanation"]}
                             for name, v in drifted]}
-    needed = 1 if rule.threshold is None else math.ceil(rule.threshold / 100 * len(scored) - 1e-9)
+    needed = _features_needed(rule, len(scored))
     details["features_needed"] = needed
-    if drifted and len(drifted) >= needed:
-        name, worst = drifted[0]
-        text = f"{who}: drift on {len(drifted)} of {len(scored)} features ({_drift_text(name, worst)}) {span}"
+    now_drifted = bool(drifted) and len(drifted) >= needed
+    history = [_window_drifted(rule, s) for s in earlier] + [now_drifted]
+    windows_drifted = sum(1 for d in history if d)
+    details.update(windows=DRIFT_WINDOWS, windows_drifted=windows_drifted, windows_needed=DRIFT_WINDOWS_NEEDED)
+    windows = (f"in {windows_drifted} of the last {len(history)} windows of {rule.window_minutes} min "
+               f"(the rule needs {DRIFT_WINDOWS_NEEDED})")
+    if sustained(history, needed=DRIFT_WINDOWS_NEEDED, of=DRIFT_WINDOWS):
+        if now_drifted:
+            name, worst = drifted[0]
+            text = (f"{who}: drift on {len(drifted)} of {len(scored)} features {windows}; now "
+                    f"{_drift_text(name, worst)} {span}")
+        else:
+            text = f"{who}: drift {windows}; not in the newest"
         return Verdict(True, value, 1.0, text, details)
     name, closest = ranked[0]
-    if drifted:
+    if now_drifted:
+        text = f"{who}: drift on {len(drifted)} of {len(scored)} features, but only {windows}"
+    elif drifted:
         text = (f"{who}: drift on {len(drifted)} of {len(scored)} features, fewer than the {needed} the rule "
                 f"needs {span}")
-        return Verdict(False, value, 1.0, text, details)
-    text = f"{who}: no feature drifts any more ({len(scored)} scored; closest {_drift_text(name, closest)}) {span}"
+    else:
+        text = (f"{who}: no feature drifts any more ({len(scored)} scored; closest {_drift_text(name, closest)}) "
+                f"{span}")
     return Verdict(False, value, 1.0, text, details)
 
 
-def _relative(verdict):
-    """stats.relative_drift, capped so that it stays a storable number."""
-    return min(relative_drift(verdict["test"], verdict["score"], verdict["threshold"]), MAX_RELATIVE_SCORE)
+def _features_needed(rule, scored):
+    return 1 if rule.threshold is None else math.ceil(rule.threshold / 100 * scored - 1e-9)
+
+
+def _window_drifted(rule, summary):
+    """Whether an earlier window met the drift rule's condition (False without a verdict)."""
+    if summary is None or summary["requests"] < rule.min_requests:
+        return False
+    scored = [v for v in (summary.get("drift") or {}).values() if v is not None]
+    drifted = sum(1 for v in scored if v["drifted"])
+    return bool(drifted) and drifted >= _features_needed(rule, len(scored))
 
 
 def _drift_text(name, verdict):
-    if verdict["test"] == "chi_square":
-        sign = "<" if verdict["drifted"] else "≥"
-        return f"{name} chi-square p {_num(verdict['score'])} {sign} {_num(verdict['threshold'])}"
-    sign = "≥" if verdict["drifted"] else "<"
-    return f"{name} PSI {_num(verdict['score'])} {sign} {_num(verdict['threshold'])}"
+    """A feature's verdict in words, e.g. "x.mean wider than the reference: KS 0.08, p < 0.001 on
+    2,000 rows (Wasserstein 0.24 ≥ 0.1)"."""
+    return f"{name} {verdict['explanation']}"
 
 
 def _open(rule, version, verdict, now):

@@ -2,7 +2,6 @@
 figure dicts (drawn by static/js/charts.js like the comparison page's). ``uirevision`` keeps a
 user's zoom while the live refresh replaces the data."""
 
-from berth.core.stats import relative_drift
 from jobs.charts import RED, _layout
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -86,46 +85,46 @@ def errors_chart(data):
                                                    "% of requests", yaxis={"rangemode": "tozero"})}
 
 
-def _severity(point, feature):
-    """How far past its threshold a score is (1 = at the threshold), capped for the colour scale."""
+def _severity(point):
+    """How far past its thresholds a verdict is (1 = where it starts to drift), capped for the
+    colour scale."""
     if point is None:
         return None
-    return min(SEVERITY_CAP, relative_drift(feature["test"], point["score"], feature["threshold"]))
+    return min(SEVERITY_CAP, point["relative"])
 
 
 def drift_heatmap(data, version):
     features = version["drift"]["features"]
-    z = [[_severity(point, f) for point in f["points"]] for f in features]
+    z = [[_severity(point) for point in f["points"]] for f in features]
     text = [[("no verdict (too few requests)" if point is None else
-              f"{f['test']} {point['score']:.3g} (threshold {f['threshold']:g})" + (" DRIFT" if point["drifted"] else ""))
+              ("DRIFT: " if point["drifted"] else "") + point["explanation"])
              for point in f["points"]] for f in features]
     trace = {"type": "heatmap", "x": _times(version), "y": [f["name"] for f in features], "z": z, "text": text,
              "zmin": 0, "zmax": 2, "hovertemplate": "%{y} %{x}<br>%{text}<extra></extra>", "hoverongaps": False,
              "colorscale": [[0, "#f7fbff"], [0.2, "#c6dbef"], [0.45, "#fdd49e"], [0.5, RED], [1, "#67000d"]],
-             "colorbar": {"title": {"text": "score / threshold"}, "tickvals": [0, 0.5, 1, 1.5, 2]}}
+             "colorbar": {"title": {"text": "× threshold"}, "tickvals": [0, 0.5, 1, 1.5, 2]}}
     height = max(320, 60 + 14 * len(features))
     return {"data": [trace], "layout": _live_layout(
-        data, f"Drift per feature, v{version['version']}", "red: the score is past its test's threshold", None,
+        data, f"Drift per feature, v{version['version']}", "red: significant and material (test p-value and effect size past their thresholds)", None,
         height=height, yaxis={"automargin": True, "autorange": "reversed"})}
 
 
 def drift_now_chart(version, verdicts, window_minutes):
-    """The latest verdict of every feature: red past the threshold, amber past the warning."""
+    """The latest verdict of every feature: red drifted, amber a significant change too small to
+    matter."""
     names, values, colors, text = [], [], [], []
     for name, verdict in verdicts.items():
         if verdict is None:
             continue
-        feature = {"test": verdict["test"], "threshold": verdict["threshold"]}
         names.append(name)
-        values.append(_severity({"score": verdict["score"]}, feature))
+        values.append(_severity(verdict))
         colors.append(RED if verdict["drifted"] else AMBER if verdict.get("warn") else GREEN)
-        text.append(f"{verdict['test']} {verdict['score']:.3g}, threshold {verdict['threshold']:g}"
-                    + (" — DRIFT" if verdict["drifted"] else ""))
+        text.append(("DRIFT: " if verdict["drifted"] else "") + verdict["explanation"])
     trace = {"type": "bar", "x": names, "y": values, "marker": {"color": colors}, "text": text,
              "hovertemplate": "%{x}: %{text}<extra></extra>", "textposition": "none"}
     layout = _layout(f"Drift now, v{version} (last {window_minutes} min)",
-                     "bar = score / threshold of the feature's test; above the line: drifted",
-                     y_title="score / threshold", shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 1,
+                     "bar = the smaller of threshold / p-value and effect / its threshold; above the line: drifted",
+                     y_title="× threshold", shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 1,
                                                            "y1": 1, "line": {"color": RED, "dash": "dash"}}],
                      **{**LIVE, "showlegend": False}, xaxis={"type": "category"})
     return {"data": [trace], "layout": layout}
@@ -169,8 +168,7 @@ def page_figures(data, recent, *, feature=None, recent_minutes):
             figures["drift_now"] = drift_now_chart(primary["version"], verdicts, recent_minutes)
         names = [f["name"] for f in primary["drift"]["features"]]
         if feature not in names:
-            scored = [(relative_drift(v["test"], v["score"], v["threshold"]), name)
-                      for name, v in verdicts.items() if v]
+            scored = [(v["relative"], name) for name, v in verdicts.items() if v]
             feature = max(scored)[1] if scored else names[0]
         figures["histogram"] = histogram_chart(primary, feature)
     return {name: to_json(figure) for name, figure in figures.items() if figure}, primary, feature

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from berth.core.drift import WINDOWS, WINDOWS_NEEDED
 from registry.models import model_name_validator
 
 
@@ -199,9 +200,10 @@ class AlertRule(models.Model):
             return f"error rate above {self.threshold:g} % {window}"
         if self.metric == self.Metric.BENCHMARK_GAP:
             return f"p95 above {self.threshold:g} × the benchmark p95 {window}"
+        windows = f"in {WINDOWS_NEEDED} of the last {WINDOWS} windows of {self.window_minutes} min"
         if self.threshold:
-            return f"drift on at least {self.threshold:g} % of the features {window}"
-        return f"drift on any feature (past its test's threshold) {window}"
+            return f"drift on at least {self.threshold:g} % of the features {windows}"
+        return f"drift on any feature (significant and material) {windows}"
 
 
 class Alert(models.Model):

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from berth.core.stats import DEFAULT_ALPHA, add_sketch, dataset_drift, empty_sketch, feature_drift, sketch_quantiles
+from berth.core.drift import DEFAULT_TESTS, dataset_drift, feature_drift
+from berth.core.stats import DEFAULT_ALPHA, add_sketch, empty_sketch, sketch_quantiles
 from jobs.models import BenchmarkResult, Job
 from registry.models import ReferenceProfile
 
@@ -117,7 +118,8 @@ def drift_of(bucket, profiles, with_js=True):
         if current is None or len(current) != len(profile.counts):
             verdicts[name] = None
             continue
-        verdicts[name] = feature_drift(profile.kind, profile.counts, current, with_js=with_js)
+        verdicts[name] = feature_drift(profile.kind, profile.counts, current, profile.edges or None,
+                                       with_js=with_js)
     return verdicts, dataset_drift(verdicts)
 
 
@@ -203,28 +205,22 @@ def endpoint_series(endpoint, *, since, until, step=None):
 def _drift_series(profiles, drift_points):
     features = []
     for name, profile in profiles.items():
-        scores, first = [], None
+        scores = []
         for verdicts, _ in drift_points:
             verdict = verdicts.get(name)
-            first = first or verdict
-            scores.append(None if verdict is None else {"score": verdict["score"], "drifted": verdict["drifted"],
-                                                        "warn": verdict["warn"]})
-        test = "chi_square" if profile.kind == ReferenceProfile.Kind.CLASS else "psi"
-        features.append({"name": name, "kind": profile.kind, "test": test,
-                         "threshold": first["threshold"] if first else _threshold(test),
-                         "warn_threshold": first.get("warn_threshold") if first else None,
-                         "points": scores})
+            scores.append(None if verdict is None else {
+                "score": verdict["score"], "effect_value": verdict["effect_value"], "relative": verdict["relative"],
+                "drifted": verdict["drifted"], "warn": verdict["warn"], "explanation": verdict["explanation"]})
+        rule = DEFAULT_TESTS[profile.kind]
+        features.append({"name": name, "kind": profile.kind, "test": rule.test, "threshold": rule.p_threshold,
+                         "effect": rule.effect, "effect_threshold": rule.effect_threshold, "points": scores})
     dataset = [None if d["share"] is None else {"share": d["share"], "drifted": d["drifted_dataset"]}
                for _, d in drift_points]
     return {"features": features, "dataset": dataset}
 
 
-def _threshold(test):
-    from berth.core.stats import CHI2_P_THRESHOLD, PSI_ALERT
-
-    return CHI2_P_THRESHOLD if test == "chi_square" else PSI_ALERT
-
-
+from berth.core.drift import DEFAULT_TESTS, dataset_drift, feature_drift
+from berth.core.stats import DEFAULT_ALPHA, add_sketch, empty_sketch, sketch_quantiles
 def _histograms(profiles, total):
     """Reference vs current counts over the whole range, per feature."""
     return {name: {"kind": profile.kind, "edges": profile.edges, "reference": profile.counts,

@@ -17,8 +17,11 @@ predictions a bin is a class.
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+
+from .stats import chi_square, js_distance, psi
 
 # Reference bin edges at these quantiles: resolution in the tails, where a change of scale or a
 # heavier tail shows first.
@@ -193,3 +196,188 @@ def cramers_v(reference_counts, current_counts):
     if used < 2:
         return None
     return math.sqrt(statistic / total)
+
+
+# --- verdicts ------------------------------------------------------------------------------------
+#
+# A feature drifts when its test is significant AND the change is material: with thousands of
+# rows a minute every trivial difference is significant, and with a hundred rows a large-looking
+# effect is often chance. Numeric features are tested by Kolmogorov–Smirnov and must move by a
+# normed Wasserstein distance of at least 0.1 (a tenth of the reference's standard deviation:
+# Evidently's default for large samples); class predictions are tested by chi-square and must
+# move at least a tenth of the predictions between classes (total variation). PSI and
+# Jensen–Shannon are reported beside them.
+
+MIN_DRIFT_ROWS = 100  # fewer current rows than this: not enough data for a verdict
+DATASET_DRIFT_SHARE = 0.5  # the dataset drifts when at least this share of its features do
+MAX_RELATIVE = 100.0  # relative_drift's cap: past 100 × a threshold nothing is "more drifted"
+STRONG_RELATIVE = 3.0  # a drifted feature's effect at least 3 × its floor is "strong"
+# Evaluated every minute, a drift alert fires only when at least WINDOWS_NEEDED of the last
+# WINDOWS disjoint windows drifted: one noisy window does not page anyone.
+WINDOWS_NEEDED, WINDOWS = 2, 3
+
+
+@dataclass(frozen=True)
+class DriftTest:
+    """How features of one kind are judged: ``test`` significant at p < ``p_threshold``, and
+    the ``effect`` size at least ``effect_threshold``."""
+
+    test: str
+    test_label: str
+    p_threshold: float
+    effect: str
+    effect_label: str
+    effect_threshold: float
+
+
+NUMERIC_TEST = DriftTest("ks", "KS", 0.05, "wasserstein", "Wasserstein", 0.1)
+CLASS_TEST = DriftTest("chi_square", "chi-square", 0.05, "total_variation", "total variation", 0.1)
+DEFAULT_TESTS = {"column": NUMERIC_TEST, "mean": NUMERIC_TEST, "std": NUMERIC_TEST, "value": NUMERIC_TEST,
+                 "class": CLASS_TEST}
+KIND_NOUNS = {"column": "values", "mean": "row means", "std": "row spreads", "value": "scores",
+              "class": "predictions"}
+
+
+def feature_drift(kind, reference_counts, current_counts, edges=None, *, with_js=True):
+    """The drift verdict for one feature of kind ``kind`` (a key of DEFAULT_TESTS) from its
+    reference and current counts (numeric kinds also need the profile's ``edges``), or None
+    without enough data: fewer than MIN_DRIFT_ROWS current rows, an empty reference, or (for
+    "class") fewer than two reference classes.
+
+    The verdict: ``test`` and ``score`` (its p-value) with ``threshold``; ``statistic`` (KS D
+    or chi-square); ``effect``, ``effect_value`` and ``effect_threshold``; ``significant``,
+    ``material``, ``drifted`` (both) and ``warn`` (significant); ``relative`` (relative_drift)
+    and ``severity`` (none, slight, drifted, strong); ``psi`` and ``js`` (None when
+    ``with_js`` is False) beside them; ``rows``; and ``explanation``, the verdict in words."""
+    rule = DEFAULT_TESTS.get(kind)
+    if rule is None:
+        raise ValueError(f"unknown feature kind {kind!r}")
+    reference, current, reference_total, current_total = _checked(reference_counts, current_counts)
+    if current_total < MIN_DRIFT_ROWS or reference_total == 0:
+        return None
+    verdict = {"test": rule.test, "threshold": rule.p_threshold, "effect": rule.effect,
+               "effect_threshold": rule.effect_threshold, "rows": int(current_total)}
+    if rule is CLASS_TEST:
+        statistic, p_value = chi_square(reference, current)
+        if p_value is None:
+            return None
+        effect = total_variation(reference, current)
+    else:
+        if edges is None:
+            raise ValueError(f"a {kind} feature needs its bin edges")
+        result = ks(reference, current)
+        statistic, p_value = result["statistic"], result["p_value"]
+        effect = wasserstein(reference, current, edges)
+        verdict["effective_n"] = result["effective_n"]
+    significant, material = p_value < rule.p_threshold, effect >= rule.effect_threshold
+    verdict.update(score=p_value, statistic=statistic, effect_value=effect, significant=significant,
+                   material=material, drifted=significant and material, warn=significant,
+                   psi=psi(reference, current), js=js_distance(reference, current) if with_js else None)
+    verdict["relative"] = relative_drift(verdict)
+    verdict["severity"] = severity(verdict)
+    verdict["explanation"] = explain(kind, verdict, reference, current, edges)
+    return verdict
+
+
+def relative_drift(verdict):
+    """How far a verdict is past its thresholds, 1 where it starts to drift: the smaller of
+    threshold / p-value and effect / effect threshold (both must pass), at most MAX_RELATIVE."""
+    p_value = verdict["score"]
+    significance = verdict["threshold"] / p_value if p_value > 0 else math.inf
+    materiality = verdict["effect_value"] / verdict["effect_threshold"]
+    return min(significance, materiality, MAX_RELATIVE)
+
+
+def severity(verdict):
+    """none (like the reference), slight (a significant change too small to matter), drifted,
+    or strong (drifted with an effect at least STRONG_RELATIVE × its threshold)."""
+    if verdict["drifted"]:
+        return "strong" if verdict["effect_value"] >= STRONG_RELATIVE * verdict["effect_threshold"] else "drifted"
+    return "slight" if verdict["significant"] else "none"
+
+
+def sustained(drifted, *, needed=WINDOWS_NEEDED, of=WINDOWS):
+    """Whether at least ``needed`` of the last ``of`` windows drifted (``drifted``: oldest
+    first, one bool per window, None for a window without a verdict). The alert rule's guard
+    against evaluating every minute: one noisy window does not fire."""
+    recent = list(drifted)[-of:]
+    return sum(1 for d in recent if d) >= needed
+
+
+def dataset_drift(verdicts):
+    """Roll up ``{feature name: feature_drift(...) or None}``: the share of scored features
+    that drifted, and whether it reaches DATASET_DRIFT_SHARE."""
+    scored = [v for v in verdicts.values() if v is not None]
+    drifted = sum(1 for v in scored if v["drifted"])
+    share = drifted / len(scored) if scored else None
+    return {"features": len(scored), "drifted": drifted, "share": share, "threshold": DATASET_DRIFT_SHARE,
+            "drifted_dataset": share is not None and share >= DATASET_DRIFT_SHARE}
+
+
+# --- words ---------------------------------------------------------------------------------------
+
+def p_text(p_value):
+    """A p-value as people read it: "p < 0.001" or "p 0.023"."""
+    return "p < 0.001" if p_value < 0.001 else f"p {p_value:.2g}"
+
+
+def explain(kind, verdict, reference, current, edges=None):
+    """The verdict in words, e.g. "wider than the reference: KS 0.08, p < 0.001 on 2,000 rows
+    (Wasserstein 0.24 ≥ 0.1)"."""
+    rule = DEFAULT_TESTS[kind]
+    if rule is CLASS_TEST:
+        figures = f"chi-square {p_text(verdict['score'])}"
+    else:
+        figures = f"KS {verdict['statistic']:.2g}, {p_text(verdict['score'])}"
+    figures += f" on {verdict['rows']:,} rows"
+    effect = f"{rule.effect_label} {verdict['effect_value']:.2g}"
+    if not verdict["significant"]:
+        return f"like the reference: {figures}"
+    shape = _class_shape(reference, current) if rule is CLASS_TEST else _numeric_shape(reference, current, edges)
+    if not verdict["material"]:
+        return (f"a small change ({shape}): {figures}, but {effect} < {rule.effect_threshold:g}, "
+                "too small to call drift")
+    return f"{shape}: {figures} ({effect} ≥ {rule.effect_threshold:g})"
+
+
+def _numeric_shape(reference, current, edges):
+    """What changed, from the binned mean, spread and tails: "higher than the reference (mean
+    +0.42 sd)", "wider than the reference (spread × 1.3)", "more in the tails …" or "shaped
+    differently from the reference"."""
+    reference_mean, reference_spread = binned_moments(reference, edges)
+    current_mean, current_spread = binned_moments(current, edges)
+    shift = (current_mean - reference_mean) / max(reference_spread, 1e-12)
+    ratio = current_spread / max(reference_spread, 1e-12)
+    if max(abs(shift), abs(math.log(ratio))) >= 0.03:
+        if abs(shift) >= abs(math.log(ratio)):
+            return f"{'higher' if shift > 0 else 'lower'} than the reference (mean {shift:+.2f} sd)"
+        return f"{'wider' if ratio > 1 else 'narrower'} than the reference (spread × {ratio:.2f})"
+    outside = _outside_share(reference, current)
+    if outside is not None:
+        before, after = outside
+        if abs(after - before) >= 0.02:
+            return (f"{'more' if after > before else 'fewer'} in the tails than the reference "
+                    f"({after:.0%} beyond the reference's outer bins vs {before:.0%})")
+    return "shaped differently from the reference"
+
+
+def _outside_share(reference, current):
+    """The share of reference and current rows in the bins that hold the reference's outer 5 %
+    on each side (None when the bins are too coarse to tell)."""
+    n, m = sum(reference), sum(current)
+    cdf = _cumulative(reference, n)
+    low = next((i for i, f in enumerate(cdf) if f >= 0.05), None)
+    high = next((i for i, f in enumerate(cdf) if f > 0.95), None)
+    if low is None or high is None or low >= high - 1 or cdf[low] > 0.11 or 1 - cdf[high - 1] > 0.11:
+        return None
+    before = (sum(reference[:low + 1]) + sum(reference[high:])) / n
+    after = (sum(current[:low + 1]) + sum(current[high:])) / m
+    return before, after
+
+
+def _class_shape(reference, current):
+    """The class whose share moved most: "class 3 went from 10 % to 25 % of predictions"."""
+    n, m = sum(reference), sum(current)
+    moves = [(abs(c / m - r / n), i, r / n, c / m) for i, (r, c) in enumerate(zip(reference, current))]
+    _, index, before, after = max(moves)
+    return f"class {index} went from {before:.0%} to {after:.0%} of predictions"

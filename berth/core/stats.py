@@ -205,19 +205,11 @@ def sketch_quantiles(sketch_dicts, qs=(0.5, 0.95, 0.99)):
     return answers
 
 
-# --- drift -----------------------------------------------------------------------------------
+# --- drift distances ---------------------------------------------------------------------------
 #
 # A feature's reference profile and a window of live traffic are both histograms on the same
-# bins (see serving/features.py); these functions compare the two lists of counts. Numeric
-# features ("column", "mean", "std", "value") are judged by the Population Stability Index,
-# class predictions ("class") by Pearson's chi-square test, as Evidently does by default.
-
-PSI_WARN = 0.1
-PSI_ALERT = 0.25
-JS_THRESHOLD = 0.1
-CHI2_P_THRESHOLD = 0.05
-DATASET_DRIFT_SHARE = 0.5  # the dataset drifts when at least this share of its features do
-MIN_DRIFT_ROWS = 100  # fewer current rows than this: not enough data for a verdict
+# bins (see serving/features.py); these functions compare the two lists of counts. The verdicts
+# built on them (and the Kolmogorov–Smirnov and Wasserstein tests) are in berth.core.drift.
 
 
 def _checked_counts(reference_counts, current_counts):
@@ -337,46 +329,3 @@ def _gamma_q(a, x):
         if abs(delta - 1) < _GAMMA_EPS:
             return math.exp(log_prefactor) * h
     raise ArithmeticError(f"incomplete gamma continued fraction did not converge for a={a}, x={x}")
-
-
-def feature_drift(kind, reference_counts, current_counts, *, with_js=True):
-    """The drift verdict for one feature of kind ``kind`` (from the reference profile), or
-    None without enough data: fewer than MIN_DRIFT_ROWS current rows, an empty reference, or
-    (for "class") fewer than two classes in the reference. ``with_js=False`` leaves out the
-    Jensen–Shannon distance (a series of many points does not show it)."""
-    if sum(current_counts) < MIN_DRIFT_ROWS:
-        return None
-    reference, current, reference_total, current_total = _checked_counts(reference_counts, current_counts)
-    if current_total < MIN_DRIFT_ROWS or reference_total == 0:
-        return None
-    rows = int(current_total)
-    if kind == "class":
-        statistic, p_value = chi_square(reference, current)
-        if p_value is None:
-            return None
-        drifted = p_value < CHI2_P_THRESHOLD
-        return {"test": "chi_square", "score": p_value, "threshold": CHI2_P_THRESHOLD, "drifted": drifted,
-                "warn": drifted, "statistic": statistic, "rows": rows}
-    index = psi(reference, current)
-    return {"test": "psi", "score": index, "threshold": PSI_ALERT, "warn_threshold": PSI_WARN,
-            "drifted": index >= PSI_ALERT, "warn": index >= PSI_WARN,
-            "js": js_distance(reference, current) if with_js else None, "js_threshold": JS_THRESHOLD, "rows": rows}
-
-
-def relative_drift(test, score, threshold):
-    """How far a drift score is past its test's threshold: 1 at the threshold, above 1 drifted.
-    PSI drifts when it reaches its threshold; a chi-square p-value when it falls below it (a
-    p-value of 0 is infinitely far)."""
-    if test == "chi_square":
-        return threshold / score if score > 0 else math.inf
-    return score / threshold
-
-
-def dataset_drift(verdicts):
-    """Roll up ``{feature name: feature_drift(...) or None}``: the share of scored features
-    that drifted, and whether it reaches DATASET_DRIFT_SHARE."""
-    scored = [v for v in verdicts.values() if v is not None]
-    drifted = sum(1 for v in scored if v["drifted"])
-    share = drifted / len(scored) if scored else None
-    return {"features": len(scored), "drifted": drifted, "share": share, "threshold": DATASET_DRIFT_SHARE,
-            "drifted_dataset": share is not None and share >= DATASET_DRIFT_SHARE}

@@ -200,15 +200,22 @@ def profiled(endpoint):
 def test_when_inputs_drift_it_fires_posts_a_webhook_sends_an_email_and_resolves(profiled, now, receiver):
     rule(profiled, "drift", webhook_url=receiver.url + "/hook", emails="ops@example.com, ml@example.com")
     drifted = {"x.mean": [0, 0, 40, 360], "prediction": [120, 120, 160]}
+    steady = {"x.mean": [100, 100, 100, 100], "prediction": [120, 120, 160]}
     traffic(profiled, now, requests=400, features=drifted)
-    alerts.evaluate_rules(now=now)
+    assert alerts.evaluate_rules(now=now) == 0  # one drifted window of the last three is not enough
+    traffic(profiled, now, minutes_ago=-4, requests=400, features=drifted)
+    alerts.evaluate_rules(now=now + timedelta(minutes=5))
     (alert,) = firing()
-    assert alert.message.startswith("digits-prod v1: drift on 1 of 2 features (x.mean PSI ")
-    assert "≥ 0.25) over the last 5 min" in alert.message
-    assert alert.threshold == 1.0 and alert.value > 1  # the worst score relative to its threshold
+    assert alert.message.startswith("digits-prod v1: drift on 1 of 2 features in 2 of the last 3 windows of 5 min "
+                                    "(the rule needs 2); now x.mean higher than the reference (mean +1.")
+    assert "(mean +1.21 sd): KS 0.65, p < 0.001 on 400 rows (Wasserstein 1.2 ≥ 0.1)" in alert.message
+    assert alert.message.endswith("≥ 0.1) over the last 5 min")
+    assert alert.threshold == 1.0 and alert.value > 1  # the worst verdict relative to its thresholds
     (feature,) = alert.details["features"]
-    assert feature["feature"] == "x.mean" and feature["test"] == "psi" and feature["threshold"] == 0.25
-    assert alert.value == pytest.approx(feature["score"] / 0.25)
+    assert feature["feature"] == "x.mean" and feature["test"] == "ks" and feature["threshold"] == 0.05
+    assert feature["effect"] == "wasserstein" and feature["effect_threshold"] == 0.1
+    assert alert.value == pytest.approx(feature["effect_value"] / 0.1)  # p < 1e-50: the effect decides
+    assert alert.details["windows_drifted"] == 2 and alert.details["windows"] == 3
 
     for notification in alert.notifications.all():
         deliver_notification.apply(args=[notification.pk])
@@ -217,17 +224,22 @@ def test_when_inputs_drift_it_fires_posts_a_webhook_sends_an_email_and_resolves(
     assert posted["state"] == "firing" and posted["alert"] == alert.pk and posted["endpoint"] == "digits-prod"
     assert posted["version"] == "1" and posted["message"] == alert.message
     assert posted["details"]["features"][0]["feature"] == "x.mean" and posted["resolved"] is None
+    assert posted["details"]["features"][0]["explanation"].startswith("higher than the reference")
     assert posted["url"] == "/alerts/?endpoint=digits-prod"
     assert sorted(m.to[0] for m in mail.outbox) == ["ml@example.com", "ops@example.com"]
     assert mail.outbox[0].subject == f"[Berth] FIRING: {alert.message}"
 
-    # Drift ends: the same distribution as the reference.
-    traffic(profiled, now, minutes_ago=-6, requests=400,
-            features={"x.mean": [100, 100, 100, 100], "prediction": [120, 120, 160]})
-    alerts.evaluate_rules(now=now + timedelta(minutes=6))
+    # Drift ends: one steady window leaves two drifted windows of the last three, two resolve it.
+    traffic(profiled, now, minutes_ago=-9, requests=400, features=steady)
+    assert alerts.evaluate_rules(now=now + timedelta(minutes=10)) == 0
+    alert.refresh_from_db()
+    assert alert.state == "firing" and alert.last_evaluated == now + timedelta(minutes=10)
+    traffic(profiled, now, minutes_ago=-14, requests=400, features=steady)
+    alerts.evaluate_rules(now=now + timedelta(minutes=15))
     alert.refresh_from_db()
     assert alert.state == "resolved"
-    assert alert.details["resolution"].startswith("digits-prod v1: no feature drifts any more (2 scored")
+    assert alert.details["resolution"].startswith("digits-prod v1: no feature drifts any more (2 scored; closest")
+    assert "like the reference" in alert.details["resolution"]
     for notification in alert.notifications.filter(event="resolved"):
         deliver_notification.apply(args=[notification.pk])
     resolved = receiver.posts("/hook")[1]
@@ -236,13 +248,30 @@ def test_when_inputs_drift_it_fires_posts_a_webhook_sends_an_email_and_resolves(
     assert mail.outbox[-1].subject.startswith("[Berth] RESOLVED: digits-prod v1: no feature drifts")
 
 
-def test_a_chi_square_drift_is_reported_by_its_p_value(profiled, now):
+def test_a_class_drift_is_explained_by_the_class_that_moved(profiled, now):
     rule(profiled, "drift")
-    traffic(profiled, now, requests=400, features={"x.mean": [100, 100, 100, 100], "prediction": [400, 0, 0]})
+    for minutes_ago in (1, 6):
+        traffic(profiled, now, minutes_ago=minutes_ago, requests=400,
+                features={"x.mean": [100, 100, 100, 100], "prediction": [400, 0, 0]})
     alerts.evaluate_rules(now=now)
     (alert,) = firing()
-    assert "drift on 1 of 2 features (prediction chi-square p " in alert.message and "< 0.05)" in alert.message
+    assert ("now prediction class 0 went from 30% to 100% of predictions: chi-square p < 0.001 on 400 rows "
+            "(total variation 0.7 ≥ 0.1)") in alert.message
     assert alert.details["features"][0]["test"] == "chi_square"
+
+
+def test_a_significant_but_small_change_does_not_fire(profiled, now):
+    # 10,000 rows a window: chi-square p ~ 1e-5 on a 2 % shift of the predictions, below the
+    # total variation floor; KS on x.mean the same.
+    rule(profiled, "drift")
+    for minutes_ago in (1, 6, 11):
+        traffic(profiled, now, minutes_ago=minutes_ago, requests=10_000,
+                features={"x.mean": [2300, 2500, 2500, 2700], "prediction": [3200, 3000, 3800]})
+    assert alerts.evaluate_rules(now=now) == 0 and not Alert.objects.exists()
+    summary = next(iter(alerts.series.recent(profiled, minutes=5, now=now).values()))
+    prediction = summary["drift"]["prediction"]
+    assert prediction["significant"] and not prediction["material"] and prediction["severity"] == "slight"
+    assert prediction["explanation"].startswith("a small change (class 2 went from 40% to 38% of predictions)")
 
 
 def test_drift_without_enough_rows_gives_no_verdict(profiled, now):
@@ -474,9 +503,9 @@ def test_drift_needs_no_threshold_and_addresses_are_normalised(endpoint):
     r = alerts.rule_create(endpoint=endpoint, metric="drift", emails=["a@example.com", "b@example.com",
                                                                        "a@example.com"])
     assert r.threshold is None and r.emails == "a@example.com, b@example.com"
-    assert r.describe() == "drift on any feature (past its test's threshold) over 5 min"
+    assert r.describe() == "drift on any feature (significant and material) in 2 of the last 3 windows of 5 min"
     share = alerts.rule_create(endpoint=endpoint, metric="drift", threshold=50)
-    assert share.describe() == "drift on at least 50 % of the features over 5 min"
+    assert share.describe() == "drift on at least 50 % of the features in 2 of the last 3 windows of 5 min"
     for bad in (0, 101, "many"):
         with pytest.raises(BerthError) as refused:
             alerts.rule_create(endpoint=endpoint, metric="drift", threshold=bad)
@@ -485,10 +514,13 @@ def test_drift_needs_no_threshold_and_addresses_are_normalised(endpoint):
 
 def test_a_drift_rule_with_a_share_needs_that_many_features(profiled, now):
     rule(profiled, "drift", 100)
-    traffic(profiled, now, requests=400, features={"x.mean": [0, 0, 40, 360], "prediction": [120, 120, 160]})
+    for minutes_ago in (1, 6):
+        traffic(profiled, now, minutes_ago=minutes_ago, requests=400,
+                features={"x.mean": [0, 0, 40, 360], "prediction": [120, 120, 160]})
     assert alerts.evaluate_rules(now=now) == 0 and not Alert.objects.exists()  # 1 of 2 features is not 100 %
-    traffic(profiled, now, minutes_ago=1, requests=400, features={"x.mean": [0, 0, 40, 360],
-                                                                  "prediction": [800, 0, 0]})
+    for minutes_ago in (2, 7):
+        traffic(profiled, now, minutes_ago=minutes_ago, requests=400,
+                features={"x.mean": [0, 0, 40, 360], "prediction": [800, 0, 0]})
     alerts.evaluate_rules(now=now)
     (alert,) = firing()
     assert alert.message.startswith("digits-prod v1: drift on 2 of 2 features")
