@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from berth.core.stats import LogSketch, psi
+from berth.core.drift import ks
+from berth.core.stats import LogSketch
 from monitoring import rollups, series
 from monitoring.models import MetricWindow, TelemetryFlush
 from registry.models import Dataset, ModelVersion, ReferenceProfile
@@ -40,7 +41,7 @@ def iso(moment):
 def events(start, count, *, shift=0.0, error_every=0, version="1", seed=0):
     rng = np.random.default_rng(seed)
     latencies = rng.lognormal(0.5, 0.4, count)
-    means = np.clip(rng.uniform(0, 1, count) + shift, 0, 1.5)
+    means = np.clip(rng.uniform(0, 0.8, count) + shift, 0, 1.5)  # the reference: uniform on (0, 0.8]
     return [{"ts": iso(start + timedelta(milliseconds=50 * i)), "version": version,
              "latency_ms": float(latencies[i]), "ok": not (error_every and i % error_every == 0),
              "error_kind": "timeout" if error_every and i % error_every == 0 else None,
@@ -135,13 +136,15 @@ def test_the_metrics_api_gives_series_per_version_with_drift(runtime, viewer_api
     assert len(busy) == 6 and all(p["error_rate"] == pytest.approx(0.01) for p in busy)
     assert all(p["p50_ms"] <= p["p95_ms"] <= p["p99_ms"] for p in busy)
     features = {f["name"]: f for f in v1["drift"]["features"]}
-    assert features["x.mean"]["test"] == "psi" and features["x.mean"]["threshold"] == 0.25
+    assert features["x.mean"]["test"] == "ks" and features["x.mean"]["threshold"] == 0.05
+    assert features["x.mean"]["effect"] == "wasserstein" and features["x.mean"]["effect_threshold"] == 0.1
     assert features["prediction"]["test"] == "chi_square"
     scored = [p for p in features["x.mean"]["points"] if p is not None]
     assert [p["drifted"] for p in scored] == [False, False, False, True, True, True]
-    # The score is the PSI of the binned counts, nothing else.
+    # The score is the KS p-value of the binned counts, nothing else.
     window = MetricWindow.objects.filter(endpoint=profiled).order_by("start").last()
-    assert scored[-1]["score"] == pytest.approx(psi(REFERENCE, window.features["x.mean"]))
+    assert scored[-1]["score"] == pytest.approx(ks(REFERENCE, window.features["x.mean"])["p_value"])
+    assert scored[-1]["explanation"].startswith("higher than the reference")
     histogram = v1["histograms"]["x.mean"]
     assert histogram["reference"] == REFERENCE and sum(histogram["current"]) == 3600
     assert data["deployments"] == [] or data["deployments"][0]["action"] == "deploy"
