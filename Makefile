@@ -66,6 +66,7 @@ bench: $(VENV)/.installed-dev var/secret_key
 	$(PY) bench/compare_page.py
 	$(PY) bench/serving.py
 	$(PY) bench/sketch.py
+	$(PY) bench/drift.py
 	$(PY) bench/ingest.py
 	$(PY) bench/monitoring_page.py
 	$(PY) bench/load.py
