@@ -27,6 +27,7 @@ class AuditEvent(models.Model):
         DEPLOY = "deploy"
         ROLLBACK = "rollback"
         ENDPOINT_TOKEN = "endpoint_token"
+        ENDPOINT_BATCHING = "endpoint_batching", "endpoint batching"
         API_TOKEN = "api_token"
         INTEGRITY = "integrity", "artifact integrity failure"
 

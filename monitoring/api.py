@@ -19,6 +19,7 @@ from registry import selectors as registry_selectors
 from . import bundle, replicas, selectors, series, services
 from .authentication import EndpointTokenAuthentication, IsEndpointRuntime
 from .serializers import (
+    BatchingSerializer,
     DeploySerializer,
     EndpointCreatedSerializer,
     EndpointCreateSerializer,
@@ -59,6 +60,15 @@ class EndpointDetailApi(APIView):
     @extend_schema(responses={200: EndpointDetailSerializer, **ERRORS})
     def get(self, request, name):
         return Response(EndpointDetailSerializer(selectors.endpoint_get(name)).data)
+
+    @extend_schema(request=BatchingSerializer, responses={200: EndpointSerializer, **ERRORS},
+                   description="Set dynamic batching for the endpoint's berth-serve runtimes (they pick it up with "
+                               "the spec within seconds).")
+    def patch(self, request, name):
+        endpoint = selectors.endpoint_get(name)
+        data = validated(BatchingSerializer, request.data)
+        services.endpoint_set_batching(endpoint=endpoint, user=request.user, **data)
+        return Response(EndpointSerializer(selectors.endpoint_get(name)).data)
 
 
 class DeployApi(APIView):

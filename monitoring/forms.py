@@ -24,6 +24,13 @@ class DeployForm(forms.Form):
             model=endpoint.model, status=ModelVersion.Status.READY, format=ModelVersion.Format.ONNX).order_by("-created")
 
 
+class BatchingForm(forms.Form):
+    max_batch_size = forms.IntegerField(min_value=1, max_value=1024, label="Max batch size",
+                                        help_text="rows per batch; 1 turns dynamic batching off")
+    max_queue_delay_us = forms.IntegerField(min_value=0, max_value=1_000_000, label="Max queue delay (µs)",
+                                            help_text="the longest a request waits for others to join its batch")
+
+
 from .models import AlertRule  # noqa: E402 (appended with the alert forms)
 
 

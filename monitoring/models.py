@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
@@ -31,6 +32,13 @@ class Endpoint(models.Model):
     # {resolution: ISO time}: windows of each coarser resolution are rolled up from the minutes
     # before that time (monitoring.rollups); a late flush for an earlier minute is added to them too.
     rollups = models.JSONField(default=dict, blank=True)
+    # Dynamic batching in berth-serve (serving/batching.py): 1 is off.
+    max_batch_size = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(1024)],
+        help_text="Requests of one version batched together, up to this many rows (1: no batching)")
+    max_queue_delay_us = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(1_000_000)],
+        help_text="How long (µs) a request may wait in the queue for others to join its batch")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created = models.DateTimeField(auto_now_add=True)
 
@@ -134,6 +142,8 @@ class MetricWindow(models.Model):
     error_kinds = models.JSONField(default=dict)
     latency = models.JSONField(default=dict, help_text='{"alpha", "buckets": {index: count}, "zero_count"} in ms')
     features = models.JSONField(default=dict, help_text="{feature: counts on the reference bins}")
+    batch_sizes = models.JSONField(default=dict, blank=True,
+                                   help_text='{"<rows>": model runs}: the rows of each model run (the batch formed)')
     flushes = models.PositiveIntegerField(default=0)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.RUNTIME)
     # A scraped source may give only a latency sum (Triton) or coarse histogram buckets (MLServer):

@@ -83,7 +83,8 @@ def merged(windows):
         total.add(window)
     return {"requests": total.requests, "errors": total.errors, "error_kinds": total.error_kinds,
             "features": total.features, "latency": total.sketch(), "coarse": bool(total.coarse_requests),
-            "latency_sum_ms": total.latency_sum_ms, "flushes": total.flushes, "source": windows[0].source}
+            "latency_sum_ms": total.latency_sum_ms, "flushes": total.flushes, "source": windows[0].source,
+            "batch_sizes": total.batch_sizes}
 
 
 def expire(now):

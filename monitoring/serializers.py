@@ -55,6 +55,8 @@ class EndpointSerializer(serializers.Serializer):
     scrape_url = serializers.CharField(help_text="Prometheus /metrics URL read in scrape mode; empty otherwise")
     scraped = serializers.DateTimeField(allow_null=True, help_text="When the scrape URL was last read")
     scrape_error = serializers.CharField(help_text="Why the last scrape failed, or what it could not count")
+    max_batch_size = serializers.IntegerField(help_text="Dynamic batching in berth-serve: rows per batch (1: off)")
+    max_queue_delay_us = serializers.IntegerField(help_text="Dynamic batching: the longest a request waits (µs)")
     created = serializers.DateTimeField()
 
     def get_url(self, endpoint) -> str:
@@ -87,6 +89,15 @@ class EndpointCreateSerializer(serializers.Serializer):
     scrape_url = serializers.CharField(required=False, allow_blank=True, default="", max_length=200,
                                        help_text="Scrape mode: the Prometheus /metrics URL of a Triton or MLServer "
                                                  "server, read every BERTH_SCRAPE_SECONDS")
+
+
+class BatchingSerializer(serializers.Serializer):
+    max_batch_size = serializers.IntegerField(min_value=1, max_value=1024,
+                                              help_text="Requests of one version batched up to this many rows; 1 "
+                                                        "turns dynamic batching off")
+    max_queue_delay_us = serializers.IntegerField(min_value=0, max_value=1_000_000,
+                                                  help_text="The longest a request waits for others to join its "
+                                                            "batch, in microseconds")
 
 
 class WeightSerializer(serializers.Serializer):

@@ -51,17 +51,21 @@ class Bucket:
     coarse_requests: int = 0
     features: dict = field(default_factory=dict)  # feature -> counts
     flushes: int = 0
+    batch_sizes: dict = field(default_factory=dict)  # "<rows>" -> model runs
 
     def add(self, window):
         self._add(window.requests, window.errors, window.error_kinds, window.latency, window.features,
                   window.requests if window.coarse else 0, window.latency_sum_ms if window.coarse else 0.0,
-                  window.flushes)
+                  window.flushes, window.batch_sizes or {})
 
     def merge(self, other):
         self._add(other.requests, other.errors, other.error_kinds, other.latency, other.features,
-                  other.coarse_requests, other.latency_sum_ms, other.flushes)
+                  other.coarse_requests, other.latency_sum_ms, other.flushes, other.batch_sizes)
 
-    def _add(self, requests, errors, error_kinds, latency, features, coarse_requests, latency_sum_ms, flushes):
+    def _add(self, requests, errors, error_kinds, latency, features, coarse_requests, latency_sum_ms, flushes,
+             batch_sizes):
+        for rows, runs in batch_sizes.items():
+            self.batch_sizes[rows] = self.batch_sizes.get(rows, 0) + runs
         self.requests += requests
         self.errors += errors
         for kind, count in error_kinds.items():
@@ -98,7 +102,8 @@ class Bucket:
                 "error_percent": 100 * self.errors / self.requests if self.requests else None,
                 "rps": self.requests / seconds if seconds else None, "error_kinds": dict(self.error_kinds),
                 "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "mean_ms": mean,
-                "coarse": bool(self.coarse_requests)}
+                "coarse": bool(self.coarse_requests),
+                "batch_sizes": sorted(((int(rows), runs) for rows, runs in self.batch_sizes.items()))}
 
 
 def references(versions):
@@ -136,7 +141,7 @@ def benchmark_p95(versions, target):
 
 
 WINDOW_FIELDS = ("version__version", "version__id", "version__model__name", "start", "resolution", "requests",
-                 "errors", "error_kinds", "latency", "features", "coarse", "latency_sum_ms", "flushes")
+                 "errors", "error_kinds", "latency", "features", "coarse", "latency_sum_ms", "flushes", "batch_sizes")
 
 
 def _windows(endpoint, since, until, step=60):
@@ -307,7 +312,7 @@ def endpoints_health(endpoints, *, minutes=60, now=None):
     windows = (MetricWindow.objects.filter(endpoint__in=endpoints, resolution=MetricWindow.Resolution.MINUTE,
                                            start__gte=since, start__lt=now)
                .only("endpoint_id", "version_id", "start", "requests", "errors", "error_kinds", "latency", "features",
-                     "coarse", "latency_sum_ms", "flushes"))
+                     "coarse", "latency_sum_ms", "flushes", "batch_sizes"))
     versions = set()
     for window in windows:
         index = int((window.start - since).total_seconds() // 60)

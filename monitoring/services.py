@@ -73,6 +73,21 @@ def endpoint_create(*, name, model, target, description="", scrape_url="", creat
     return endpoint, token
 
 
+def endpoint_set_batching(*, endpoint, max_batch_size, max_queue_delay_us, user=None):
+    """Dynamic batching for the endpoint's runtimes (they pick it up with the spec): requests wait
+    at most ``max_queue_delay_us`` to run in batches of up to ``max_batch_size`` rows (1: off)."""
+    from registry.services.base import full_clean
+
+    endpoint.max_batch_size, endpoint.max_queue_delay_us = max_batch_size, max_queue_delay_us
+    full_clean(endpoint, exclude=["created_by"])
+    with transaction.atomic():
+        Endpoint.objects.filter(pk=endpoint.pk).update(max_batch_size=max_batch_size,
+                                                       max_queue_delay_us=max_queue_delay_us)
+        audit.record(audit.Action.ENDPOINT_BATCHING, endpoint.name, user=user, details={
+            "max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us})
+    return endpoint
+
+
 def endpoint_rotate_token(*, endpoint, user=None, grace_minutes=None):
     """A new token for the endpoint's runtimes; returns it (shown once). The old token keeps
     working for ``grace_minutes`` (default BERTH_TOKEN_GRACE_MINUTES; 0: it stops at once), so
@@ -238,7 +253,8 @@ def telemetry_ingest(*, endpoint, payload, body=None):
         for series in flush["series"]:
             window_add(endpoint=endpoint, version=series["version"], start=series.get("start", minute),
                        rolled=rolled, requests=series["requests"], errors=series["errors"], error_kinds=series["error_kinds"],
-                       latency=series["latency"], features=series["features"], source=flush["source"])
+                       latency=series["latency"], features=series["features"], source=flush["source"],
+                       batch_sizes=series.get("batch_sizes"))
     return True, False
 
 
@@ -260,7 +276,7 @@ def lock_rollups(endpoint):
 
 
 def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None, latency=None, features=None,
-               source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0, rolled=None):
+               source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0, rolled=None, batch_sizes=None):
     """Count into the minute window of ``version`` that holds ``start`` and into every coarser
     window already rolled up over that minute (a late flush); minutes past their retention are
     counted in the coarser windows only. Call inside a transaction. ``rolled`` is what
@@ -272,7 +288,8 @@ def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None
         rolled = lock_rollups(endpoint)
     minute = start.replace(second=0, microsecond=0)
     counts = {"requests": requests, "errors": errors, "error_kinds": error_kinds, "latency": latency,
-              "features": features, "source": source, "coarse": coarse, "latency_sum_ms": latency_sum_ms}
+              "features": features, "source": source, "coarse": coarse, "latency_sum_ms": latency_sum_ms,
+              "batch_sizes": batch_sizes}
     targets = []
     if minute >= timezone.now() - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS):
         targets.append((MetricWindow.Resolution.MINUTE, minute))
@@ -287,7 +304,7 @@ def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None
 
 def add_to_window(*, endpoint, start, resolution, requests, version=None, version_id=None, errors=0,
                   error_kinds=None, latency=None, features=None, source=MetricWindow.Source.RUNTIME, coarse=False,
-                  latency_sum_ms=0.0, flushes=1):
+                  latency_sum_ms=0.0, flushes=1, batch_sizes=None):
     """Add counts to one window row (made if missing)."""
     window, _ = MetricWindow.objects.select_for_update().get_or_create(
         endpoint=endpoint, version_id=version.pk if version is not None else version_id, start=start,
@@ -296,6 +313,8 @@ def add_to_window(*, endpoint, start, resolution, requests, version=None, versio
     window.errors += errors
     for kind, count in (error_kinds or {}).items():
         window.error_kinds[kind] = window.error_kinds.get(kind, 0) + count
+    for rows, runs in (batch_sizes or {}).items():
+        window.batch_sizes[rows] = window.batch_sizes.get(rows, 0) + runs
     if latency:
         window.latency = merge_sketches(window.latency, latency)
     for name, counts in (features or {}).items():
@@ -374,7 +393,14 @@ def _check_series(entry, index, versions, endpoint):
             isinstance(name, str) and isinstance(counts, list) and counts and all(_count(c) for c in counts)
             for name, counts in features.items()):
         raise BerthError("features maps a feature name to a list of whole-number counts.", field=f"{field}.features")
+    batch_sizes = entry.get("batch_sizes", {})
+    if not isinstance(batch_sizes, dict) or len(batch_sizes) > MAX_BUCKETS or not all(
+            isinstance(rows, str) and rows.isascii() and rows.isdigit() and len(rows) <= 9 and _count(runs)
+            for rows, runs in batch_sizes.items()):
+        raise BerthError('batch_sizes maps the rows of a model run ("8") to how many runs had them.',
+                         field=f"{field}.batch_sizes")
     return {"version": version, "requests": requests, "errors": errors, "error_kinds": kinds,
+            "batch_sizes": {str(int(rows)): runs for rows, runs in batch_sizes.items()},
             "latency": {"alpha": DEFAULT_ALPHA, "buckets": buckets,
                         "zero_count": latency.get("zero_count", 0)},
             "features": features}

@@ -8,7 +8,7 @@ from dashboard.errors import BerthError
 from registry.selectors import version_get
 
 from . import alerts, bundle, charts, replicas, selectors, series, services
-from .forms import DeployForm, EndpointCreateForm
+from .forms import BatchingForm, DeployForm, EndpointCreateForm
 
 RECENT_MINUTES = 5
 CHART_NAMES = ("requests", "latency", "errors", "drift_now", "drift", "histogram")
@@ -44,12 +44,14 @@ def _render_token(request, endpoint, token, rotated=False):
         "rotated": rotated, "grace_minutes": settings.BERTH_TOKEN_GRACE_MINUTES})
 
 
-def _render_detail(request, endpoint, deploy_form=None):
+def _render_detail(request, endpoint, deploy_form=None, batching_form=None):
     return render(request, "monitoring/endpoint_detail.html", {
         "endpoint": endpoint,
         "deployments": selectors.active_deployments(endpoint),
         "history": selectors.deployment_history(endpoint),
         "deploy_form": deploy_form or DeployForm(endpoint=endpoint),
+        "batching_form": batching_form or BatchingForm(initial={"max_batch_size": endpoint.max_batch_size,
+                                                                "max_queue_delay_us": endpoint.max_queue_delay_us}),
         **_live_context(request, endpoint),
     })
 
@@ -138,6 +140,20 @@ def endpoint_rollback(request, name):
         messages.error(request, exc.message)
     else:
         messages.success(request, f"{endpoint.name} rolled back to its previous split.")
+    return redirect(endpoint)
+
+
+@access_required("endpoint", "write")
+@require_POST
+def endpoint_batching(request, name):
+    endpoint = selectors.endpoint_get(name)
+    form = BatchingForm(request.POST)
+    if not form.is_valid():
+        return _render_detail(request, endpoint, batching_form=form)
+    services.endpoint_set_batching(endpoint=endpoint, user=request.user, **form.cleaned_data)
+    size, delay = form.cleaned_data["max_batch_size"], form.cleaned_data["max_queue_delay_us"]
+    messages.success(request, f"Dynamic batching on {endpoint.name}: " + (
+        f"up to {size} rows, waiting at most {delay} µs" if size > 1 else "off") + "; runtimes pick it up within seconds.")
     return redirect(endpoint)
 
 

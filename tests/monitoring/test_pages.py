@@ -66,3 +66,21 @@ def test_viewers_see_but_cannot_change_endpoints(endpoint, viewer):
 def test_the_version_page_says_where_it_is_deployed(endpoint, viewer):
     html = browser(viewer).get("/models/digits/versions/1/").content.decode()
     assert "digits-prod</a> with 100 % of its traffic" in html
+
+
+def test_the_endpoint_page_sets_dynamic_batching(endpoint, engineer, viewer):
+    from dashboard.models import AuditEvent
+
+    client = browser(engineer)
+    assert "Off: every request runs on its own" in client.get("/endpoints/digits-prod/").content.decode()
+    response = client.post("/endpoints/digits-prod/batching/", {"max_batch_size": "32", "max_queue_delay_us": "500"},
+                           follow=True)
+    page = response.content.decode()
+    assert "up to 32 rows, waiting at most 500 µs" in page and "batches of up to 32 rows" in page
+    assert (Endpoint.objects.get().max_batch_size, Endpoint.objects.get().max_queue_delay_us) == (32, 500)
+    assert AuditEvent.objects.filter(action="endpoint_batching", target="digits-prod").exists()
+    refused = client.post("/endpoints/digits-prod/batching/", {"max_batch_size": "5000", "max_queue_delay_us": "0"})
+    assert refused.status_code == 200 and "Max batch size:" in refused.content.decode()
+    assert Endpoint.objects.get().max_batch_size == 32
+    assert browser(viewer).post("/endpoints/digits-prod/batching/", {"max_batch_size": "1",
+                                                                      "max_queue_delay_us": "0"}).status_code == 403

@@ -196,3 +196,39 @@ def test_only_the_endpoints_runtime_reports_integrity(anon_api, engineer_api, en
     assert anon_api.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(), format="json").status_code == 401
     assert engineer_api.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(),
                              format="json").status_code == 401  # a user token is no endpoint token
+
+
+def test_batch_sizes_are_summed_into_windows_and_shown_per_version(runtime, endpoint):
+    from monitoring import series
+
+    for batch_sizes in ({"1": 3, "8": 2}, {"8": 1, "16": 4}):
+        body = flush()
+        body["series"][0]["batch_sizes"] = batch_sizes
+        assert post(runtime, body).status_code == 202
+    assert post(runtime, flush()).status_code == 202  # a runtime that sends none
+    assert MetricWindow.objects.get().batch_sizes == {"1": 3, "8": 3, "16": 4}
+    (summary,) = series.recent(endpoint, minutes=5).values()
+    assert summary["batch_sizes"] == [(1, 3), (8, 3), (16, 4)]
+
+
+@pytest.mark.parametrize("batch_sizes", [{"8": -1}, {"eight": 1}, {"²": 1}, [8], {"8": 1.5}])
+def test_malformed_batch_sizes_write_nothing(runtime, endpoint, batch_sizes):
+    body = flush()
+    body["series"][0]["batch_sizes"] = batch_sizes
+    response = post(runtime, body)
+    assert response.status_code == 400 and "series.0.batch_sizes" in response.json()["errors"], response.json()
+    assert not MetricWindow.objects.exists()
+
+
+def test_the_spec_carries_the_endpoints_batching(runtime, engineer_api, endpoint):
+    assert runtime.get("/api/v1/endpoints/digits-prod/spec/").json()["batching"] == {
+        "max_batch_size": 1, "max_queue_delay_us": 0}
+    response = engineer_api.patch("/api/v1/endpoints/digits-prod/", {"max_batch_size": 16, "max_queue_delay_us": 2000},
+                                  format="json")
+    assert response.status_code == 200, response.json()
+    assert (response.json()["max_batch_size"], response.json()["max_queue_delay_us"]) == (16, 2000)
+    assert runtime.get("/api/v1/endpoints/digits-prod/spec/").json()["batching"] == {
+        "max_batch_size": 16, "max_queue_delay_us": 2000}
+    refused = engineer_api.patch("/api/v1/endpoints/digits-prod/", {"max_batch_size": 0, "max_queue_delay_us": 2000},
+                                 format="json")
+    assert refused.status_code == 400 and "max_batch_size" in refused.json()["errors"]
