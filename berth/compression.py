@@ -13,6 +13,7 @@ Adding a method is its engine module plus one ``Method`` entry below.
 from dataclasses import dataclass, field
 
 OP_TYPES = ("MatMul", "Gemm", "Conv", "Attention", "Gather", "Add", "Mul", "Relu", "MaxPool", "AveragePool")
+STUDENTS = ("mlp", "cnn")  # the shapes jobs/engine/distill.py builds
 BUDGET_KEYS = ("max_accuracy_drop", "min_cosine", "min_cosine_worst", "max_abs_diff")
 # Parameters every method takes besides its own.
 COMMON = ("method", "output_version", "then_benchmark")
@@ -54,6 +55,9 @@ class Param:
     arg: str = ""
     form: bool = True
     form_field: FormField | None = None
+    # datasets: checked before queueing to hold the version's inputs with their shapes (and labels)
+    fits_inputs: bool = False
+    needs_labels: bool = False
 
     @property
     def engine_arg(self):
@@ -79,19 +83,22 @@ class Method:
     engine: str  # "module:function"
     summary: str  # one line: what it does
     records: str  # what the child version's recipe records besides the engine's parameters
-    suffix: str  # the child's default name is <parent version>-<suffix>; {param} fills in
+    suffix: str  # the child's default name is <parent version>-<suffix>; {param} and {param_percent} fill in
     params: tuple = field(default_factory=tuple)
     # The engine measures speed, so it takes provider= and provider_options= of the job's target (a GPU
     # target's candidates are timed on the GPU: int8 that is faster on a CPU can be slower there).
     measures_on_target: bool = False
+    takes_device: bool = False  # the engine gets device="cuda" on a GPU target (training), else "cpu"
+    # "module:function"(params, io_signature) -> (param name, message) or None: checks that need
+    # the version's inputs and outputs, run before queueing
+    check: str = ""
 
     def param(self, name):
         return next(p for p in self.params if p.name == name)
 
     def child_suffix(self, params):
         values = {p.name: params.get(p.name, p.default) for p in self.params}
-        if "sparsity" in values:
-            values["sparsity_percent"] = round(values["sparsity"] * 100)
+        values.update({f"{p.name}_percent": round(values[p.name] * 100) for p in self.params if p.kind == "float"})
         return self.suffix.format(**values)
 
 
@@ -102,6 +109,20 @@ def _int8_params():
         Param("per_channel", "bool", True, "one scale per output channel (int8)"),
         Param("reduce_range", "bool", False, "7-bit weights, for x86 CPUs without VNNI (int8)"),
         Param("op_types", "names", None, "operator types to quantize (null: all)", choices=OP_TYPES, form=False),
+    )
+
+
+def _training_params(epochs_name, epochs, help_epochs, *, needs_labels):
+    return (
+        Param(epochs_name, "int", epochs, help_epochs, low=0 if epochs_name == "finetune_epochs" else 1, high=500),
+        Param("learning_rate", "float", 0.001, "Adam's learning rate", low=1e-6, high=1.0),
+        Param("batch_size", "int", 64, "training batch size", low=1, high=4096, form=False),
+        Param("training_dataset", "dataset", None, "training inputs" + (" and labels" if needs_labels else
+                                                                         " (labels optional)"),
+              dataset_kind="training", required=True, arg="training", form=False, fits_inputs=True,
+              needs_labels=needs_labels),
+        Param("evaluation_dataset", "dataset", None, "inputs and labels the accuracy is measured on",
+              dataset_kind="evaluation", arg="evaluation", form=False, fits_inputs=True),
     )
 
 
@@ -140,6 +161,32 @@ METHODS = (
         "the smallest weights set to zero, no fine-tuning; the file stays dense, only its compressed size shrinks",
         "the threshold and the tensors pruned", "pruned{sparsity_percent}",
         (Param("sparsity", "float", 0.5, "share of weights set to zero", low=0.01, high=0.99),),
+    ),
+    Method(
+        "prune_structured", "structured pruning + fine-tuning (torch)", "jobs.engine.structured:prune_structured",
+        "whole channels and neurons removed (torch-pruning), then fine-tuned on labelled data: a smaller, faster "
+        "dense model",
+        "channels per layer before and after, the fine-tuning schedule and loss curve, accuracy before pruning, "
+        "after pruning and after fine-tuning", "pruned{channel_sparsity_percent}ch",
+        (Param("channel_sparsity", "float", 0.5, "share of each hidden layer's channels removed", low=0.05,
+               high=0.95, arg="sparsity"),
+         *_training_params("finetune_epochs", 5, "fine-tuning epochs after pruning", needs_labels=True)),
+        takes_device=True, check="jobs.engine.structured:check_model",
+    ),
+    Method(
+        "distill", "knowledge distillation into a small student", "jobs.engine.distill:distill",
+        "a small student (a declared shape) trained on this version's soft targets (KL at temperature T) and "
+        "the labels (weight alpha)",
+        "the student's shape and size, T, alpha, epochs, learning rate, the loss curve, teacher and student "
+        "accuracy and agreement", "distilled-{student}{student_width}",
+        (Param("student", "choice", "mlp", "the student's shape", choices=STUDENTS),
+         Param("student_width", "int", 32, "the student's hidden units (mlp) or first channels (cnn)", low=2,
+               high=1024),
+         Param("temperature", "float", 4.0, "softmax temperature of the soft targets", low=0.5, high=50.0),
+         Param("alpha", "float", 0.5, "weight of the labels' cross-entropy (the rest is the teacher's)", low=0.0,
+               high=1.0),
+         *_training_params("epochs", 20, "training epochs", needs_labels=False)),
+        takes_device=True, check="jobs.engine.distill:check_teacher",
     ),
     Method(
         "autotune", "int8 autotune (within an accuracy budget)", "jobs.engine.autotune:autotune_onnx",

@@ -131,3 +131,18 @@ BUILDERS = {"distribution": latency_distribution, "batch": latency_by_batch, "pa
 def all_charts(comparison):
     """{name: figure JSON} for the page."""
     return {name: to_json(build(comparison)) for name, build in BUILDERS.items()}
+
+
+def loss_curve(result):
+    """A training job's mean loss per epoch, one line per stage (fine-tuning, distillation), from
+    its result (partial while it runs); None when it has no curve."""
+    curve = (result or {}).get("loss_curve") or []
+    if not curve:
+        return None
+    stages = list(dict.fromkeys(point["stage"] for point in curve))
+    traces = [{"type": "scatter", "mode": "lines+markers", "name": stage,
+               "x": [p["epoch"] for p in curve if p["stage"] == stage],
+               "y": [p["loss"] for p in curve if p["stage"] == stage],
+               "hovertemplate": "epoch %{x}<br>loss %{y:.4f}<extra>" + stage + "</extra>"} for stage in stages]
+    return {"data": traces, "layout": _layout("Training loss", "mean loss per epoch", x_title="epoch",
+                                              y_title="loss", height=320, uirevision="loss")}

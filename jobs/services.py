@@ -179,10 +179,11 @@ class Reporter:
         self.job = job
         self._last_message = None
 
-    def __call__(self, percent, message=""):
+    def __call__(self, percent, message="", partial=None):
         percent = max(0, min(100, int(percent)))
+        fields = {"result": partial} if partial is not None else {}
         updated = Job.objects.filter(id=self.job.id, status=Job.Status.RUNNING).update(
-            progress=percent, message=message[:300], heartbeat=timezone.now()
+            progress=percent, message=message[:300], heartbeat=timezone.now(), **fields
         )
         if message and message != self._last_message:  # engines repeat a step's message as it advances
             job_log(job_id=self.job.id, line=message)

@@ -26,8 +26,12 @@ def job_list(request):
 
 
 def _job_context(job_id):
+    from . import charts
+
     job = selectors.job_get(job_id)
-    return {"job": job, "waiting_for": selectors.waiting_reason(job, selectors.served_queues())}
+    figure = charts.loss_curve(job.result)
+    return {"job": job, "waiting_for": selectors.waiting_reason(job, selectors.served_queues()),
+            "loss_chart": charts.to_json(figure) if figure else None}
 
 
 @access_required("job")

@@ -188,6 +188,7 @@ class Dataset(models.Model):
         CALIBRATION = "calibration"
         EVALUATION = "evaluation"
         REFERENCE = "reference"
+        TRAINING = "training"  # inputs (and labels) that distillation and fine-tuning train on
 
     model = models.ForeignKey(Model, related_name="datasets", on_delete=models.CASCADE)
     # The version it was attached through; its inputs were checked against that signature.

@@ -55,8 +55,8 @@ def require_ready_onnx(version, what):
 def scaled(report, start, end):
     """A progress callback mapping an engine's 0-100 onto ``start``-``end`` of the job's."""
 
-    def progress(percent, message=""):
-        report(start + (end - start) * max(0, min(100, percent)) / 100, message)
+    def progress(percent, message="", partial=None):
+        report(start + (end - start) * max(0, min(100, percent)) / 100, message, partial)
 
     return progress
 

@@ -31,6 +31,13 @@ class CompressKind(JobKind):
         cleaned = {"method": method.name, "output_version": p.version_name(params)}
         for param in method.params:
             cleaned[param.name] = clean_param(params, param, model=version.model, method=method)
+            if param.kind == "dataset" and param.fits_inputs and cleaned[param.name]:
+                p.dataset_fits(param.name, cleaned[param.name], model=version.model, version=version,
+                               needs_labels=param.needs_labels)
+        if method.check:
+            problem = _engine_function(method.check)(cleaned, version.io_signature)
+            if problem:
+                p.fail(*problem)
         if "then_benchmark" in params:
             from .benchmark import clean_measurement
 
@@ -56,6 +63,9 @@ class CompressKind(JobKind):
             report(82, "Validating the compressed model")
             inspection = inspect_model(output, "onnx", progress=scaled(report, 82, 90))
             recipe = {**recipe, "engine": recipe.get("method"), "method": method, "job": job.id}
+            datasets = dataset_records(version.model, BY_NAME[method], params)
+            if datasets:
+                recipe["datasets"] = datasets
             suffix = BY_NAME[method].child_suffix(params)
             child = registry_services.version_create_derived(
                 parent=version, path=output, recipe=recipe, io_signature=inspection.io_signature,
@@ -77,8 +87,7 @@ class CompressKind(JobKind):
     def _compress(self, method, src, tmp, params, model, progress, target=None, version=None):
         """Run the method's engine; returns (output path, engine recipe, result summary)."""
         declared = BY_NAME[method]
-        module, _, function = declared.engine.partition(":")
-        engine = getattr(importlib.import_module(module), function)
+        engine = _engine_function(declared.engine)
         arguments = {}
         for param in declared.params:
             value = params.get(param.name, param.default)
@@ -88,8 +97,26 @@ class CompressKind(JobKind):
         if declared.measures_on_target and target is not None:
             arguments.update(provider=target.execution_provider,
                              provider_options=worker_provider_options(target, version, src))
+        if declared.takes_device:
+            arguments["device"] = "cuda" if target is not None and target.device == "cuda" else "cpu"
         result = engine(src, tmp / "model.onnx", progress=progress, **arguments)
         return result.output_path, result.recipe, {"notes": result.notes, **getattr(result, "summary", {})}
+
+
+def _engine_function(path):
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def dataset_records(model, method, params):
+    """{parameter: {"name", "sha256", "rows"}} of the datasets a method used: the child's recipe says
+    exactly what it was made from."""
+    from registry.models import Dataset
+
+    names = {param.name: params.get(param.name) for param in method.params if param.kind == "dataset"}
+    found = {d.name: d for d in Dataset.objects.filter(model=model, name__in=[n for n in names.values() if n])}
+    return {key: {"name": name, "sha256": found[name].sha256, "rows": found[name].rows}
+            for key, name in names.items() if name in found}
 
 
 def clean_param(params, param, *, model, method):

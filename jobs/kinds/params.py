@@ -99,3 +99,22 @@ def dataset(params, key, *, model, kind, required, why=""):
         fail(key, f"{why} Model {model.name} has no {kind} dataset: attach one "
                   f"(POST /api/v1/models/{model.name}/versions/<version>/datasets/ with kind={kind}).")
     return found.name if found else None
+
+
+def dataset_fits(key, name, *, model, version, needs_labels=False):
+    """The dataset holds every input of ``version`` with its rank and fixed sizes (and labels)."""
+    from registry.models import Dataset
+
+    dataset = Dataset.objects.get(model=model, name=name)
+    for spec in version.io_signature.get("inputs", []):
+        found = dataset.arrays.get(spec["name"])
+        if found is None:
+            fail(key, f"Dataset {name} has no array {spec['name']!r}, an input of {version.ref}; it has "
+                      f"{', '.join(sorted(dataset.arrays))}.")
+        want, have = spec.get("shape") or [], found.get("shape") or []
+        fixed = all(not isinstance(w, int) or w == h for w, h in zip(want[1:], have[1:]))
+        if len(want) != len(have) or not fixed:
+            shown = ["batch" if not isinstance(w, int) else w for w in want]
+            fail(key, f"Dataset {name}'s {spec['name']!r} has shape {have}, but {version.ref} takes {shown}.")
+    if needs_labels and "labels" not in dataset.arrays:
+        fail(key, f"Dataset {name} has no 'labels' array, and this method trains on labels.")

@@ -28,6 +28,10 @@ def test_every_engine_takes_the_declared_arguments(method):
     for param in method.params:
         assert param.engine_arg in signature.parameters, f"{method.engine} has no argument {param.engine_arg}"
     assert "progress" in signature.parameters
+    assert ("device" in signature.parameters) == method.takes_device
+    if method.check:
+        module, _, function = method.check.partition(":")
+        assert callable(getattr(importlib.import_module(module), function))
     names = [p.name for p in method.params]
     assert len(names) == len(set(names))
     assert method.child_suffix({})  # the default name's suffix fills in from the defaults
@@ -67,3 +71,10 @@ def test_the_api_schema_lists_each_methods_params(viewer_api):
     params = schema["components"]["schemas"]["JobCreateRequest"]["properties"]["params"]
     titles = {branch.get("title") for branch in params["anyOf"]}
     assert {f"compress: {name}" for name in compression.NAMES} <= titles
+
+
+def test_the_declared_students_are_the_ones_the_engine_builds():
+    from jobs.engine.distill import STUDENTS
+
+    assert set(compression.STUDENTS) == set(STUDENTS)
+    assert compression.BY_NAME["distill"].param("student").choices == compression.STUDENTS

@@ -112,3 +112,57 @@ def test_only_ready_onnx_versions_are_compressed_or_benchmarked(engineer_api, di
 
 def test_viewers_cannot_start_jobs(viewer_api, digits_version):
     assert start(viewer_api, "benchmark", {}).status_code == 403
+
+
+@pytest.fixture
+def training_set(engineer_api, digits_version, tmp_path):
+    import numpy as np
+
+    from dashboard.demo import save_npz
+
+    def attach(name, **arrays):
+        with open(save_npz(tmp_path / f"{name}.npz", **arrays), "rb") as f:
+            response = engineer_api.post("/api/v1/models/digits/versions/1/datasets/",
+                                         {"file": f, "name": name, "kind": "training"}, format="multipart")
+        assert response.status_code == 201, response.json()
+
+    attach("unlabelled", x=np.zeros((20, 64), dtype=np.float32))
+    return attach
+
+
+@pytest.mark.parametrize("params,field,message", [
+    ({"method": "distill", "student": "cnn"}, "params.student", "cnn student takes image inputs"),
+    ({"method": "distill", "student": "transformer"}, "params.student", "must be one of"),
+    ({"method": "distill", "temperature": 0}, "params.temperature", "from 0.5 to 50"),
+    ({"method": "distill", "training_dataset": "digits-test"}, "params.training_dataset", None),
+    ({"method": "prune_structured"}, "params.training_dataset", "no 'labels' array"),
+    ({"method": "prune_structured", "channel_sparsity": 1}, "params.channel_sparsity", "from 0.05 to 0.95"),
+])
+def test_training_methods_refuse_bad_parameters(engineer_api, digits_version, training_set, params, field, message):
+    response = start(engineer_api, "compress", params)
+    if message is None:  # an evaluation set may train too: it is accepted by name
+        assert response.status_code == 202, response.json()
+        return
+    assert response.status_code == 400, response.json()
+    assert message in response.json()["errors"][field][0]
+    assert not Job.objects.filter(kind="compress").exists()
+
+
+def test_training_methods_need_a_training_set_that_fits(engineer_api, digits_version, tmp_path):
+    import numpy as np
+
+    from dashboard.demo import save_npz
+
+    response = start(engineer_api, "compress", {"method": "distill"})
+    assert "no training dataset" in response.json()["errors"]["params.training_dataset"][0]
+    with open(save_npz(tmp_path / "images.npz", x=np.zeros((20, 1, 8, 8), dtype=np.float32)), "rb") as f:
+        # attached through another version, whose input is an image
+        from registry.models import Dataset
+
+        Dataset.objects.create(model=digits_version.model, name="images", kind="training", file="datasets/x.npz",
+                               sha256="0" * 64, size_bytes=f.seek(0, 2), rows=20,
+                               arrays={"x": {"dtype": "float32", "shape": [20, 1, 8, 8]}})
+    response = start(engineer_api, "compress", {"method": "distill"})
+    assert "has shape [20, 1, 8, 8], but digits:1 takes ['batch', 64]" in \
+        response.json()["errors"]["params.training_dataset"][0]
+    assert not Job.objects.filter(kind="compress").exists()
