@@ -105,7 +105,8 @@ def drift_heatmap(data, version):
              "colorbar": {"title": {"text": "× threshold"}, "tickvals": [0, 0.5, 1, 1.5, 2]}}
     height = max(320, 60 + 14 * len(features))
     return {"data": [trace], "layout": _live_layout(
-        data, f"Drift per feature, v{version['version']}", "red: significant and material (test p-value and effect size past their thresholds)", None,
+        data, f"Drift per feature, v{version['version']}",
+        "red: drifted (the test significant and the effect material); hover for the verdict in words", None,
         height=height, yaxis={"automargin": True, "autorange": "reversed"})}
 
 

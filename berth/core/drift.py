@@ -211,6 +211,7 @@ def cramers_v(reference_counts, current_counts):
 MIN_DRIFT_ROWS = 100  # fewer current rows than this: not enough data for a verdict
 DATASET_DRIFT_SHARE = 0.5  # the dataset drifts when at least this share of its features do
 MAX_RELATIVE = 100.0  # relative_drift's cap: past 100 × a threshold nothing is "more drifted"
+COARSE_BINS = 10  # a numeric profile with this many bins or fewer predates the tail edges
 STRONG_RELATIVE = 3.0  # a drifted feature's effect at least 3 × its floor is "strong"
 # Evaluated every minute, a drift alert fires only when at least WINDOWS_NEEDED of the last
 # WINDOWS disjoint windows drifted: one noisy window does not page anyone.
@@ -246,7 +247,8 @@ def feature_drift(kind, reference_counts, current_counts, edges=None, *, with_js
 
     The verdict: ``test`` and ``score`` (its p-value) with ``threshold``; ``statistic`` (KS D
     or chi-square); ``effect``, ``effect_value`` and ``effect_threshold``; ``significant``,
-    ``material``, ``drifted`` (both) and ``warn`` (significant); ``relative`` (relative_drift)
+    ``material``, ``drifted`` (both) and ``warn`` (significant); ``bins`` and ``coarse_profile``
+    (a numeric profile of at most COARSE_BINS bins, from before the tail edges); ``relative`` (relative_drift)
     and ``severity`` (none, slight, drifted, strong); ``psi`` and ``js`` (None when
     ``with_js`` is False) beside them; ``rows``; and ``explanation``, the verdict in words."""
     rule = DEFAULT_TESTS.get(kind)
@@ -256,7 +258,8 @@ def feature_drift(kind, reference_counts, current_counts, edges=None, *, with_js
     if current_total < MIN_DRIFT_ROWS or reference_total == 0:
         return None
     verdict = {"test": rule.test, "threshold": rule.p_threshold, "effect": rule.effect,
-               "effect_threshold": rule.effect_threshold, "rows": int(current_total)}
+               "effect_threshold": rule.effect_threshold, "rows": int(current_total), "bins": len(reference),
+               "coarse_profile": rule is NUMERIC_TEST and len(reference) <= COARSE_BINS}
     if rule is CLASS_TEST:
         statistic, p_value = chi_square(reference, current)
         if p_value is None:

@@ -239,6 +239,11 @@ def test_the_endpoint_page_carries_live_charts(client, viewer, runtime, profiled
         assert f'data-chart="{name}"' in html and f'id="chart-{name}"' in html, name
     figure = json.loads(html.split('id="chart-drift_now">')[1].split("</script>")[0])
     assert "x.mean" in figure["data"][0]["x"]
+    # Each feature's verdict in words, in the table and in the charts' hover text.
+    row = html.split('<tr data-feature="x.mean">')[1].split("</tr>")[0]
+    assert ">strong</span>" in row and "higher than the reference (mean +" in row and "on 900 rows" in row
+    assert "run a new profile job" in row  # the fixture's profile has 4 bins, no tail edges
+    assert figure["data"][0]["text"][0].startswith("DRIFT: higher than the reference")
     live = client.get("/endpoints/digits-prod/live/?range=15m&feature=prediction")
     assert live.status_code == 200 and 'hx-trigger="every 5s"' in live.content.decode()
     assert "prediction: reference vs current" in live.content.decode()
