@@ -65,6 +65,7 @@ bench: $(VENV)/.installed-dev var/secret_key
 	$(PY) bench/compression.py
 	$(PY) bench/compare_page.py
 	$(PY) bench/serving.py
+	$(PY) bench/serving_dataplane.py
 	$(PY) bench/sketch.py
 	$(PY) bench/drift.py
 	$(PY) bench/ingest.py

@@ -1,0 +1,355 @@
+"""berth-serve's data plane, every ratio measured side by side in one run on this machine:
+
+  1. overhead: request p50 / session.run p50 for one 1x3x224x224 float32 tensor (602 KB), one
+     client, over JSON, HTTP with binary tensors and gRPC. The model is a small CNN stem on 224x224
+     images whose session.run costs about what ResNet-50 costs on a GPU (a few ms), so what is
+     left above 1.0 is the transport. Request bodies are encoded once up front (a client's own
+     encoding is not the server's cost); each request is sent on a keep-alive connection.
+  2. dynamic batching: the digits CNN at 32 concurrent keep-alive connections, berth-serve with
+     batching off and on (max_batch_size 32), req/s and p99, and the goal's p99 bound: the
+     unbatched p99 at concurrency 1 + max_queue_delay + two batch-32 session.run times.
+  3. berth-serve with batching vs MLServer 1.7 with adaptive batching (bench/mlserver_runtime.py)
+     on the same model, generator and concurrency, when MLServer is installed in its own virtual
+     environment (MLSERVER_VENV, default var/mlserver-venv; it pins other versions of our packages).
+
+Flask and telemetry on/off are bench/serving.py's (make bench runs both).
+
+    .venv/bin/python bench/serving_dataplane.py [--seconds 10] [--requests 200]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+OVERHEAD_GOAL = 1.5
+BATCHING_GOAL = 3.0
+MLSERVER_GOAL = 1.5
+CONCURRENCY = 32
+MAX_BATCH = 32
+DELAY_US = 2000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+def build_stem(path):
+    """A CNN stem on 224x224 images (two strided convolutions, pooling, a 1000-way classifier)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 32, 7, 4, 3), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
+                        nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(128, 1000)).eval()
+    torch.onnx.export(net, (torch.zeros(1, 3, 224, 224),), str(path), input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    return path
+
+
+def build_digits_cnn(path):
+    from dashboard.demo import digits_data, train_digits_cnn
+
+    import torch
+
+    module, accuracy = train_digits_cnn(digits_data(), epochs=2)
+    torch.onnx.export(module, (torch.zeros(2, 1, 8, 8),), str(path), input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    return path, accuracy
+
+
+def session(path):
+    """An onnxruntime session with berth-serve's options (1 intra-op thread, sequential)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_p50(path, x, runs):
+    s = session(path)
+    for _ in range(10):
+        s.run(None, {"x": x})
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        s.run(None, {"x": x})
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+# --- berth-serve ---------------------------------------------------------------------------------
+
+
+def write_bundle(folder, model_path, shape, outputs, batching=None):
+    raw = model_path.read_bytes()
+    sha = hashlib.sha256(raw).hexdigest()
+    (folder / "artifacts").mkdir(parents=True)
+    shutil.copy(model_path, folder / "artifacts" / f"{sha}.onnx")
+    signature = {"inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", *shape], "dynamic_axes": [0]}],
+                 "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", outputs],
+                              "dynamic_axes": [0]}]}
+    spec = {"endpoint": "bench", "model": "m", "generation": 1,
+            "target": {"slug": "cpu", "execution_provider": "CPUExecutionProvider", "provider_options": {}},
+            "deployments": [{"version": "1", "weight": 100, "sha256": sha, "size_bytes": len(raw), "format": "onnx",
+                             "artifact_url": f"artifacts/{sha}.onnx", "io_signature": signature, "features": []}],
+            "telemetry": None, "limits": {"max_request_bytes": 64 * 1024 * 1024}, "batching": batching}
+    (folder / "spec.json").write_text(json.dumps(spec))
+    return folder
+
+
+class Process:
+    def __init__(self, command, log, env=None, cwd=ROOT):
+        self.log = open(log, "w")
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, **(env or {})}, start_new_session=True)
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+def berth_serve(bundle, log, grpc=False):
+    port = free_port()
+    command = [sys.executable, "-m", "serving.cli", "--bundle", str(bundle), "--port", str(port), "--no-telemetry",
+               "--log-level", "warning"]
+    grpc_port = None
+    if grpc:
+        grpc_port = free_port()
+        command += ["--grpc-port", str(grpc_port)]
+    process = Process(command, log)
+    wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", process.process)
+    return process, port, grpc_port
+
+
+# --- 1. overhead ---------------------------------------------------------------------------------
+
+
+def overhead(tmp, requests):
+    import http.client
+
+    import grpc
+    from tritonclient.grpc import service_pb2
+
+    model = build_stem(tmp / "stem.onnx")
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    bare = run_p50(model, x, requests)
+    bundle = write_bundle(tmp / "stem-bundle", model, (3, 224, 224), 1000)
+    server, port, grpc_port = berth_serve(bundle, tmp / "stem.log", grpc=True)
+    try:
+        json_body = json.dumps({"inputs": [{"name": "x", "shape": [1, 3, 224, 224], "datatype": "FP32",
+                                            "data": x.ravel().tolist()}]}).encode()
+        header = json.dumps({"inputs": [{"name": "x", "shape": [1, 3, 224, 224], "datatype": "FP32",
+                                         "parameters": {"binary_data_size": x.nbytes}}],
+                             "parameters": {"binary_data_output": True}}).encode()
+        binary_body = header + x.tobytes()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+        def http_post(body, headers):
+            def call():
+                connection.request("POST", "/v2/models/m/infer", body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                assert response.status == 200, data[:300]
+            return call
+
+        request = service_pb2.ModelInferRequest(model_name="m")
+        request.inputs.add(name="x", datatype="FP32", shape=[1, 3, 224, 224])
+        request.raw_input_contents.append(x.tobytes())
+        grpc_body = request.SerializeToString()
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=[
+            ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+
+        figures = {}
+        for name, call in (("json", http_post(json_body, {"Content-Type": "application/json"})),
+                           ("binary", http_post(binary_body, {"Content-Type": "application/octet-stream",
+                                                              "Inference-Header-Content-Length": str(len(header))})),
+                           ("grpc", lambda: infer(grpc_body, timeout=60))):
+            runs = requests if name != "json" else max(20, requests // 5)
+            for _ in range(5):
+                call()
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                call()
+                times.append((time.perf_counter() - started) * 1000)
+            figures[name] = statistics.median(times)
+        channel.close()
+        connection.close()
+    finally:
+        server.stop()
+    bare_after = run_p50(model, x, requests)  # the machine may have changed pace meanwhile
+    bare = statistics.mean([bare, bare_after])
+    print(f"1x3x224x224 float32 ({x.nbytes:,} bytes; JSON body {len(json_body):,} bytes), session.run p50 "
+          f"{bare:.2f} ms (mean of before and after)")
+    results = {}
+    for name, p50 in figures.items():
+        results[name] = p50 / bare
+        print(f"serving_dataplane.overhead_{name}: request_p50={p50:.2f} ms session_run_p50={bare:.2f} ms "
+              f"ratio={p50 / bare:.2f}")
+    return results
+
+
+# --- 2. and 3. batching, MLServer ----------------------------------------------------------------
+
+
+def generate(port, path, body_file, seconds, concurrency):
+    """bench/serving.py's closed-loop asyncio generator, in its own process."""
+    output = subprocess.run([sys.executable, str(ROOT / "bench" / "serving.py"), "--generate", str(port), path,
+                             str(body_file), str(seconds), str(concurrency)],
+                            capture_output=True, text=True, check=True).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    result["rps"] = result["requests"] / seconds
+    return result
+
+
+def batching(tmp, seconds, mlserver_venv):
+    model, accuracy = build_digits_cnn(tmp / "digits-cnn.onnx")
+    x1 = np.random.default_rng(1).random((1, 1, 8, 8), dtype=np.float32)
+    batch_ms = run_p50(model, np.repeat(x1, MAX_BATCH, axis=0), 200)
+    single_ms = run_p50(model, x1, 200)
+    body = tmp / "digits.json"
+    body.write_text(json.dumps({"inputs": [{"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                            "data": x1.ravel().tolist()}]}))
+    off = write_bundle(tmp / "off", model, (1, 8, 8), 10)
+    on = write_bundle(tmp / "on", model, (1, 8, 8), 10, {"max_batch_size": MAX_BATCH, "max_queue_delay_us": DELAY_US})
+    print(f"digits CNN (test accuracy {accuracy:.1%}): session.run p50 {single_ms:.3f} ms at batch 1, {batch_ms:.3f} ms "
+          f"at batch {MAX_BATCH}; {CONCURRENCY} keep-alive connections, {seconds} s each, {os.cpu_count()} CPUs")
+    results = {}
+    servers = {}
+    try:
+        servers["off"] = berth_serve(off, tmp / "off.log")
+        servers["on"] = berth_serve(on, tmp / "on.log")
+        if mlserver_venv:
+            servers["mlserver"] = start_mlserver(tmp, model, mlserver_venv)
+        path = "/v2/models/m/infer"
+        results["off_c1"] = generate(servers["off"][1], path, body, seconds, 1)
+        for name in servers:
+            model_name = "digits" if name == "mlserver" else "m"
+            results[name] = generate(servers[name][1], f"/v2/models/{model_name}/infer", body, seconds, CONCURRENCY)
+            r = results[name]
+            print(f"  {name:<9} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+                  f"errors {r['errors']}", flush=True)
+    finally:
+        for process, *_ in servers.values():
+            process.stop()
+    on_, off_, c1 = results["on"], results["off"], results["off_c1"]
+    bound = c1["p99_ms"] + DELAY_US / 1000 + 2 * batch_ms
+    print(f"serving_dataplane.batching: on={on_['rps']:.0f} off={off_['rps']:.0f} ratio={on_['rps'] / off_['rps']:.2f} "
+          f"(req/s at concurrency {CONCURRENCY}; p99 {on_['p99_ms']:.2f} vs {off_['p99_ms']:.2f} ms)")
+    print(f"serving_dataplane.batching_p99: on={on_['p99_ms']:.2f} ms bound={bound:.2f} ms (unbatched p99 at "
+          f"concurrency 1 {c1['p99_ms']:.2f} + delay {DELAY_US / 1000:g} + 2 x {batch_ms:.3f})")
+    out = {"batching": on_["rps"] / off_["rps"], "p99_ok": on_["p99_ms"] <= bound,
+           "errors": sum(r["errors"] for r in results.values())}
+    if "mlserver" in results:
+        ml = results["mlserver"]
+        out["mlserver"] = on_["rps"] / ml["rps"]
+        out["mlserver_p99_ok"] = on_["p99_ms"] < ml["p99_ms"]
+        print(f"serving_dataplane.vs_mlserver: ours={on_['rps']:.0f} mlserver={ml['rps']:.0f} "
+              f"ratio={out['mlserver']:.2f} (req/s, both batching up to {MAX_BATCH} within {DELAY_US} µs; "
+              f"p99 {on_['p99_ms']:.2f} vs {ml['p99_ms']:.2f} ms)")
+    return out
+
+
+def start_mlserver(tmp, model, venv):
+    folder = tmp / "mlserver"
+    (folder / "digits").mkdir(parents=True)
+    shutil.copy(ROOT / "bench" / "mlserver_runtime.py", folder / "mlserver_runtime.py")
+    port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    (folder / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": grpc_port, "metrics_port": metrics_port, "parallel_workers": 0,
+        "debug": False}))
+    (folder / "digits" / "model-settings.json").write_text(json.dumps({
+        "name": "digits", "implementation": "mlserver_runtime.OnnxModel",
+        "parameters": {"uri": str(model)}, "max_batch_size": MAX_BATCH, "max_batch_time": DELAY_US / 1e6}))
+    process = Process([str(Path(venv) / "bin" / "mlserver"), "start", str(folder)], tmp / "mlserver.log",
+                      cwd=folder)
+    wait_ready(f"http://127.0.0.1:{port}/v2/models/digits/ready", process.process)
+    return process, port, None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per load configuration")
+    parser.add_argument("--requests", type=int, default=200, help="requests per transport in the overhead part")
+    parser.add_argument("--only", choices=["overhead", "batching"], help="run one part")
+    args = parser.parse_args()
+    venv = os.environ.get("MLSERVER_VENV") or str(ROOT / "var" / "mlserver-venv")
+    if not (Path(venv) / "bin" / "mlserver").exists():
+        print(f"MLServer: not installed in {venv} (python -m venv {venv} && {venv}/bin/pip install 'mlserver==1.7.*' "
+              "onnxruntime); that comparison is skipped")
+        venv = None
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="bench-dataplane-") as tmp:
+        tmp = Path(tmp)
+        if args.only != "batching":
+            ratios = overhead(tmp, args.requests)
+            for name in ("binary", "grpc"):
+                met = ratios[name] <= OVERHEAD_GOAL
+                ok &= met
+                print(f"goal overhead_{name} ratio <= {OVERHEAD_GOAL}: {'met' if met else 'NOT met'}")
+        if args.only != "overhead":
+            out = batching(tmp, args.seconds, venv)
+            met = out["batching"] >= BATCHING_GOAL
+            print(f"goal batching ratio >= {BATCHING_GOAL}: {'met' if met else 'NOT met'}; p99 bound: "
+                  f"{'met' if out['p99_ok'] else 'NOT met'}")
+            ok &= met and out["p99_ok"]
+            if "mlserver" in out:
+                met = out["mlserver"] >= MLSERVER_GOAL and out["mlserver_p99_ok"]
+                print(f"goal vs_mlserver ratio >= {MLSERVER_GOAL} with a lower p99: {'met' if met else 'NOT met'}")
+                ok &= met
+            if out["errors"]:
+                print(f"ERRORS: {out['errors']} requests failed")
+                ok = False
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
