@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
+SERVE_PORT ?= 8081
 PYTEST_ARGS ?=
 
 export SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
@@ -37,7 +38,7 @@ demo: migrate
 
 run: demo
 	$(PY) manage.py collectstatic --noinput -v0
-	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+	$(PY) manage.py serve --host $(HOST) --port $(PORT) --serving-port $(SERVE_PORT)
 
 # ruff's rules and the import-linter contracts in pyproject.toml (the layers of docs/architecture.md).
 lint: $(VENV)/.installed-dev

@@ -216,6 +216,36 @@ def demo_endpoint_file():
     return Path(settings.VAR_DIR) / "demo-endpoint.json"
 
 
+def demo_serving_credentials():
+    """(demo {endpoint, token, model}, reissued) for the demo's serving runtime, or (None, False)
+    when the demo has no endpoint. The demo owns its endpoint's token: if the stored one no longer
+    matches (New token was pressed on the page) or was lost, a new one is issued and stored, so a
+    rotation never stops a later `make run`."""
+    import json
+    import os
+
+    from monitoring import services as monitoring_services
+    from monitoring.models import Endpoint
+
+    endpoint = Endpoint.objects.filter(name=DEMO_ENDPOINT).first()
+    if endpoint is None:
+        return None, False
+    path = demo_endpoint_file()
+    try:
+        demo = json.loads(path.read_text())
+    except (OSError, ValueError):
+        demo = {}
+    if isinstance(demo.get("token"), str) and endpoint.token_hash == monitoring_services.token_hash(demo["token"]):
+        return demo, False  # the current token (a replaced one in its grace period would stop working later)
+    demo = {"endpoint": DEMO_ENDPOINT,
+            "token": monitoring_services.endpoint_rotate_token(endpoint=endpoint),
+            "model": endpoint.model.name}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(demo))
+    os.chmod(path, 0o600)
+    return demo, True
+
+
 def _demo_endpoint(model, admin, out):
     """digits-demo serving digits:1, for the demo's serving runtime and traffic."""
     import json

@@ -36,6 +36,11 @@ def _hash(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_hash(token):
+    """What Berth stores of an endpoint token (Endpoint.token_hash)."""
+    return _hash(token)
+
+
 def _new_token():
     """A fresh token (its hash and prefix). Never one starting with "-": a command line such as
     ``berth-serve --token <token>`` would read it as an option."""

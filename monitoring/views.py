@@ -52,8 +52,19 @@ def _render_detail(request, endpoint, deploy_form=None, batching_form=None):
         "deploy_form": deploy_form or DeployForm(endpoint=endpoint),
         "batching_form": batching_form or BatchingForm(initial={"max_batch_size": endpoint.max_batch_size,
                                                                 "max_queue_delay_us": endpoint.max_queue_delay_us}),
+        "demo_serving": _demo_serving(endpoint),
         **_live_context(request, endpoint),
     })
+
+
+def _demo_serving(endpoint):
+    """For the demo's endpoint under `make run`: whether its serving runtime runs, and if not why."""
+    from django.conf import settings
+
+    from dashboard.demo import DEMO_ENDPOINT
+    from dashboard.runlocal import read_demo_status
+
+    return read_demo_status(settings.VAR_DIR) if endpoint.name == DEMO_ENDPOINT else None
 
 
 def _live_context(request, endpoint):

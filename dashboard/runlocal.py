@@ -1,0 +1,110 @@
+"""What `manage.py serve` (make run) needs from the machine it runs on: whether a port is free
+and who holds it, a lock so that one run owns a ``var/`` at a time, and the demo serving
+runtime's status, which the endpoint page shows. No Django here."""
+
+import errno
+import fcntl
+import json
+import os
+import socket
+from pathlib import Path
+
+
+def port_in_use(host, port):
+    """True if nothing can listen on (host, port) now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
+    return False
+
+
+def port_holder(port):
+    """"pid 1234 (redis-server …)" for the process listening on ``port``, when /proc tells (Linux,
+    and the process is the user's own); None otherwise."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                return f"pid {pid} ({command.strip()[:80]})"
+        except OSError:
+            continue
+    return None
+
+
+def busy_port_text(port, variable):
+    """One line: who holds ``port`` and the make variable that picks another one."""
+    holder = port_holder(port)
+    return (f"port {port} is in use{f' by {holder}' if holder else ''}: "
+            f"`make run {variable}={port + 10}` picks another one")
+
+
+class RunLock:
+    """``var/run.lock``, held (flock) while a `manage.py serve` runs; the file says who holds it."""
+
+    def __init__(self, var_dir):
+        self.path = Path(var_dir) / "run.lock"
+        self._file = None
+
+    def acquire(self, details):
+        """True if this run now holds the lock; False if another run does (see holder())."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), **details}))
+        handle.flush()
+        self._file = handle
+        return True
+
+    def holder(self):
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def release(self):
+        if self._file is not None:
+            self._file.close()  # closing drops the flock; the file stays (a later run truncates it)
+            self._file = None
+
+
+def demo_status_file(var_dir):
+    return Path(var_dir) / "demo-serving.json"
+
+
+def write_demo_status(var_dir, *, running, message, url=None):
+    """What the endpoint page says about the demo's serving runtime."""
+    path = demo_status_file(var_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"running": running, "message": message, "url": url}))
+
+
+def read_demo_status(var_dir):
+    try:
+        return json.loads(demo_status_file(var_dir).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def clear_demo_status(var_dir):
+    demo_status_file(var_dir).unlink(missing_ok=True)
