@@ -77,19 +77,25 @@ class Stats:
                 f"versions: {split} drift={'ON' if drifting else 'off'}")
 
 
+def digits_images(seed=0):
+    """(images, bright images, labels): load_digits shuffled with ``seed``, as float32 in [0, 1],
+    and the drift phase's brighter copies (x * 1.6 + 0.25, clipped to 1). Request i sends row
+    i % len(images)."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(seed).permutation(len(digits.target))
+    images = (digits.data[order] / 16.0).astype(np.float32)
+    return images, np.minimum(images * 1.6 + 0.25, 1.0).astype(np.float32), digits.target[order]
+
+
 class LoadGenerator:
     def __init__(self, args):
-        import numpy as np
-        from sklearn.datasets import load_digits
-
         self.args = args
         parsed = urllib.parse.urlsplit(args.url)
         self.host, self.port = parsed.hostname, parsed.port or 80
-        digits = load_digits()
-        order = np.random.default_rng(args.seed).permutation(len(digits.target))
-        self.images = (digits.data[order] / 16.0).astype(np.float32)
-        self.bright = np.minimum(self.images * 1.6 + 0.25, 1.0).astype(np.float32)
-        self.labels = digits.target[order]
+        self.images, self.bright, self.labels = digits_images(args.seed)
         self.stats = Stats()
         self.path = (f"/v2/models/{args.model}" + (f"/versions/{args.version}" if args.version else "") + "/infer")
         self.input_name, self.datatype = self._input()
