@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django.forms",  # its templates, for FORM_RENDERER below
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -145,6 +146,10 @@ BERTH_CONTENT_SECURITY_POLICY = env_str("BERTH_CONTENT_SECURITY_POLICY", "; ".jo
     "font-src 'self' data:", "connect-src 'self'", "object-src 'none'", "base-uri 'self'", "form-action 'self'",
     "frame-ancestors 'none'",
 ]))
+
+# Forms render through TEMPLATES, so templates/django/forms/ overrides Django's field layout
+# (help text escaped, errors beside their field, checkboxes before their labels).
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 
 ROOT_URLCONF = "dashboard.urls"
 WSGI_APPLICATION = "dashboard.wsgi.application"

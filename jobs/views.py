@@ -10,6 +10,7 @@ from dashboard.access import access_required
 from dashboard.errors import BerthError
 
 from registry.selectors import version_get
+from registry.views import version_page
 
 from . import selectors, services
 from .forms import BenchmarkForm, CompressForm, ConvertForm
@@ -58,6 +59,15 @@ def job_cancel(request, job_id):
     return redirect(job)
 
 
+def _form_field(form, name):
+    """The form field a service error names (params are the fields' names, ``budget.x`` → ``x``),
+    or None for the form as a whole."""
+    for candidate in filter(None, (name, (name or "").rsplit(".", 1)[-1])):
+        if candidate in form.fields:
+            return candidate
+    return None
+
+
 FORMS = {"convert": ConvertForm, "compress": CompressForm, "benchmark": BenchmarkForm}
 
 
@@ -70,8 +80,7 @@ def version_run(request, name, version, kind):
         raise Http404("No such job kind.")
     form = FORMS[kind](request.POST, prefix=kind)
     if not form.is_valid():
-        messages.error(request, "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()))
-        return redirect(found)
+        return version_page(request, found, bound_form=form, kind=kind)
     targets = form.cleaned_data["targets"] if kind == "benchmark" else [form.cleaned_data["target"]]
     started = []
     try:
@@ -80,8 +89,8 @@ def version_run(request, name, version, kind):
                 started.append(services.job_create(kind=kind, version=found, target=target, params=form.params(),
                                                    created_by=request.user))
     except BerthError as exc:
-        messages.error(request, exc.message)
-        return redirect(found)
+        form.add_error(_form_field(form, exc.field), exc.message)
+        return version_page(request, found, bound_form=form, kind=kind)
     if len(started) == 1:
         return redirect(started[0])
     messages.success(request, f"Started {len(started)} {kind} jobs: " + ", ".join(f"#{j.id}" for j in started))

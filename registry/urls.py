@@ -15,7 +15,6 @@ urlpatterns = [
     path("models/<str:name>/gates/", views.gate_create, name="gate-create"),
     path("models/<str:name>/gates/<int:gate_id>/delete/", views.gate_delete, name="gate-delete"),
     path("models/<str:name>/versions/<str:version>/", views.version_detail, name="version"),
-    path("models/<str:name>/versions/<str:version>/status/", views.version_status, name="version-status"),
     path("models/<str:name>/versions/<str:version>/download/", views.version_download, name="version-download"),
     path("models/<str:name>/versions/<str:version>/validate/", views.version_validate, name="version-validate"),
     path("models/<str:name>/versions/<str:version>/run/<str:kind>/", job_views.version_run, name="version-run"),

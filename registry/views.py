@@ -157,29 +157,37 @@ def gate_delete(request, name, gate_id):
 
 @access_required("version")
 def version_detail(request, name, version):
-    found = selectors.version_get(name, version)
+    return version_page(request, selectors.version_get(name, version))
+
+
+def version_page(request, found, *, bound_form=None, kind=None):
+    """The version page; with ``bound_form`` (a job form that did not validate, for ``kind``) it
+    shows that form with its errors beside its fields and the values typed (status 400). Its live
+    parts (status, jobs, benchmarks, the job forms once the version is ready) are polled by htmx,
+    which picks them out of this same page."""
     ancestors, children = selectors.version_lineage(found)
     default_target = HardwareTarget.objects.filter(active=True).order_by("slug").first()
-    return render(request, "registry/version_detail.html", {
-        "version": found,
-        "ancestors": ancestors,
-        "children": children,
-        "jobs": selectors.version_jobs(found),
-        "aliases": found.aliases.all(),
-        "datasets": found.model.datasets.all(),
-        "benchmarks": job_selectors.latest_benchmarks(found),
-        "deployed_on": version_deployments(found),
+    jobs = selectors.version_jobs(found)
+    job_forms = {
         "convert_form": ConvertForm(prefix="convert", initial={"target": default_target}),
         "compress_form": CompressForm(prefix="compress", initial={"target": default_target}),
         "benchmark_form": BenchmarkForm(prefix="benchmark", initial={"targets": [default_target] if default_target
                                                                     else []}),
-    })
-
-
-@access_required("version")
-def version_status(request, name, version):
-    """The live part of the version page; htmx polls it while the version is validating."""
-    return render(request, "registry/_version_status.html", {"version": selectors.version_get(name, version)})
+    }
+    if bound_form is not None:
+        job_forms[f"{kind}_form"] = bound_form
+    return render(request, "registry/version_detail.html", {
+        "version": found,
+        "ancestors": ancestors,
+        "children": children,
+        "jobs": jobs,
+        "jobs_active": any(not job.is_finished for job in jobs),
+        "aliases": found.aliases.all(),
+        "datasets": found.model.datasets.all(),
+        "benchmarks": job_selectors.latest_benchmarks(found),
+        "deployed_on": version_deployments(found),
+        **job_forms,
+    }, status=400 if bound_form is not None else 200)
 
 
 @access_required("version")

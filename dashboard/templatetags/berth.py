@@ -130,3 +130,32 @@ def ago(value):
     if value < 7200:
         return f"{value // 60} min ago"
     return f"{value // 3600} h ago"
+
+
+def format_latency(value_ms):
+    """A latency for people, with its unit: microseconds below 1 ms (0.008 → "8.0 µs"), else ms
+    ("1.234 ms", "12.35 ms", "120.5 ms")."""
+    if value_ms is None:
+        return "—"
+    if value_ms < 1:
+        micros = value_ms * 1000
+        return f"{micros:.1f} µs" if micros < 100 else f"{micros:.0f} µs"
+    return f"{value_ms:.3f} ms" if value_ms < 10 else f"{value_ms:.2f} ms" if value_ms < 100 else f"{value_ms:.1f} ms"
+
+
+@register.filter
+def latency(value_ms):
+    return format_latency(value_ms)
+
+
+@register.filter
+def any_active(jobs):
+    """Whether any of these jobs is still queued or running (its table then refreshes itself)."""
+    return any(not job.is_finished for job in jobs)
+
+
+@register.filter
+def scalar_items(mapping):
+    """The (key, value) pairs of a dict whose values are plain scalars, for a facts table."""
+    return [(key, value) for key, value in sorted((mapping or {}).items())
+            if isinstance(value, (str, int, float, bool)) or value is None]

@@ -12,11 +12,15 @@
       wrapper.querySelectorAll("input, select, textarea").forEach((input) => { input.disabled = !shown; });
     });
   }
-  document.addEventListener("DOMContentLoaded", () => {
-    document.querySelectorAll("form").forEach((form) => {
-      if (!form.querySelector("[data-show-when]")) return;
+  function bind(root) {
+    root.querySelectorAll("form").forEach((form) => {
+      if (!form.querySelector("[data-show-when]") || form.dataset.showWhenBound) return;
+      form.dataset.showWhenBound = "1";
       update(form);
       form.addEventListener("change", () => update(form));
     });
-  });
+  }
+  document.addEventListener("DOMContentLoaded", () => bind(document));
+  // Forms that htmx swaps in later (the version page's job forms once validation is done).
+  document.addEventListener("htmx:load", (event) => bind(event.target.parentNode || document));
 })();

@@ -123,6 +123,15 @@ def test_it_uploads_in_chunks_and_shows_the_validated_version(logged_in_page, en
     page.evaluate("window.berthSamePage = true")
     validation_gate.set()
     expect_version_page(page, model="resnet", version="1.0")
+    # The rest of the page followed: the job forms appeared, the jobs table shows the finished job,
+    # and the Compress form (swapped in) shows only the chosen method's fields.
+    expect(page.locator("#version-actions")).to_contain_text("Run a job")
+    expect(page.locator("#version-jobs tbody tr").first).to_contain_text("succeeded")
+    expect(page.locator("#version-jobs tbody tr").first).to_contain_text("100 %")
+    page.locator("#id_compress-method").select_option("prune")
+    expect(page.locator("#id_compress-sparsity")).to_be_visible()
+    page.locator("#id_compress-method").select_option("fp16")
+    expect(page.locator("#id_compress-sparsity")).to_be_hidden()
     assert page.evaluate("window.berthSamePage") is True, "the page was reloaded instead of updated by htmx"
 
 

@@ -62,7 +62,7 @@ def test_the_version_page_shows_each_field_for_its_methods_only(digits_version, 
     client.force_login(engineer)
     html = client.get("/models/digits/versions/1/").content.decode()
     assert 'data-show-when="compress-method" data-show-values="prune"><label for="id_compress-sparsity"' in html
-    assert 'data-show-values="static_int8 dynamic_int8"><label for="id_compress-per_channel"' in html
+    assert 'data-show-values="static_int8 dynamic_int8"><label class="check" for="id_compress-per_channel"' in html
 
 
 @pytest.mark.django_db

@@ -45,16 +45,53 @@ def test_benchmarking_on_two_targets_starts_two_jobs(digits_version, engineer):
     assert all(j.params["batch_sizes"] == [1, 8, 32] for j in jobs)
 
 
-def test_a_bad_form_explains_itself_and_starts_nothing(digits_version, engineer):
+def test_a_bad_form_explains_itself_beside_the_field_and_keeps_what_was_typed(digits_version, engineer):
+    import re
+
     client = browser(engineer)
     response = client.post("/models/digits/versions/1/run/benchmark/", {
-        "benchmark-targets": ["cpu"], "benchmark-batch_sizes": "one", "benchmark-min_runs": "30",
-        "benchmark-min_seconds": "1"}, follow=True)
-    assert "whole numbers separated by commas" in response.content.decode()
+        "benchmark-targets": ["cpu"], "benchmark-batch_sizes": "one", "benchmark-min_runs": "31",
+        "benchmark-min_seconds": "1"})
+    html = response.content.decode()
+    assert response.status_code == 400
+    # The error sits in the field's own group, right after its input, which keeps the typed values.
+    group = re.search(r'<input[^>]*name="benchmark-batch_sizes"[^>]*>.*?</div>', html, re.S).group(0)
+    assert 'value="one"' in group and "whole numbers separated by commas" in group
+    assert re.search(r'name="benchmark-min_runs"[^>]*value="31"|value="31"[^>]*name="benchmark-min_runs"', html)
+    assert 'class="messages"' not in html  # no banner at the top
     response = client.post("/models/digits/versions/1/run/compress/", {
-        "compress-method": "prune", "compress-target": "cpu", "compress-sparsity": "5"}, follow=True)
-    assert "less than or equal to 0.99" in response.content.decode()
+        "compress-method": "prune", "compress-target": "cpu", "compress-sparsity": "5"})
+    html = response.content.decode()
+    assert response.status_code == 400 and "less than or equal to 0.99" in html
+    assert re.search(r'<option value="prune" selected>', html)
     assert not Job.objects.exclude(kind="validate").exists()
+
+
+def test_help_text_is_text_not_html():
+    from jobs.forms import ConvertForm
+
+    html = str(ConvertForm(prefix="convert").as_div())
+    assert "Default: &lt;version&gt;-onnx" in html
+
+
+def test_job_results_are_tables_with_the_json_a_click_away(digits_version, engineer):
+    compress = Job.objects.create(kind="compress", version=digits_version, status="succeeded", result={
+        "output_version": "digits:1-int8", "size_bytes": 3000, "size_ratio": 0.26, "benchmark_job": 4242,
+        "notes": ["a long note " * 40], "trials": [
+            {"number": 1, "settings": "per-channel, minmax", "size_bytes": 3000, "p50_ms": 0.008, "accuracy": 0.97,
+             "accuracy_drop": 0.002, "within_budget": True, "error": None}]})
+    html = browser(engineer).get(f"/jobs/{compress.id}/").content.decode()
+    assert '<a href="/jobs/4242/" class="follow-up">#4242</a>' in html
+    assert "8.0 µs" in html and "Autotune trials" in html and "within" in html
+    assert '<details class="raw-json"><summary>JSON</summary>' in html
+    benchmark = Job.objects.create(kind="benchmark", version=digits_version, status="succeeded", result={
+        "results": [{"batch_size": 8, "threads": None, "p50_ms": 0.5, "p95_ms": 1.25, "p99_ms": 2.0,
+                     "throughput": 16000.0, "stable": True}],
+        "quality": {"accuracy": 0.975, "accuracy_delta": -0.0012}})
+    html = browser(engineer).get(f"/jobs/{benchmark.id}/").content.decode()
+    assert "<td>500 µs</td><td>1.250 ms</td><td>2.000 ms</td><td>16,000</td>" in html
+    assert "97.50 %" in html and "-0.12 pt" in html
+    assert "Cancel job" not in html  # finished: nothing to cancel
 
 
 def test_viewers_cannot_start_jobs_from_the_page(digits_version, viewer):
