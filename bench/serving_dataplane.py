@@ -168,18 +168,35 @@ def berth_serve(bundle, log, grpc=False):
     return process, port, grpc_port
 
 
+def in_process_core(bundle):
+    """berth-serve's inference core in this process on the bundle's version (no transport): what
+    a request costs once decoded (routing, the hop to an inference thread and back, metrics)."""
+    import asyncio
+
+    from serving.core import InferenceCore
+    from serving.routing import RoutingTable, VersionRoute, load_session
+    from serving.spec import parse_spec
+
+    spec = parse_spec(json.loads((bundle / "spec.json").read_text()))
+    (deployment,) = spec.deployments
+    loaded = load_session(bundle / "artifacts" / f"{deployment.sha256}.onnx", sha256=deployment.sha256, label="m:1",
+                          signature=deployment.signature, target=spec.target)
+    loop = asyncio.new_event_loop()
+    core = InferenceCore(2)
+    core.start(loop)
+    core.install(RoutingTable(spec, {deployment.version: VersionRoute(spec.model, deployment, loaded, None)}, {}))
+    return core, loop
+
+
 # --- 1. overhead ---------------------------------------------------------------------------------
 
 
 def overhead(tmp, requests):
-    import http.client
-
     import grpc
     from tritonclient.grpc import service_pb2
 
     model = build_stem(tmp / "stem.onnx")
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-    bare = run_p50(model, x, requests)
     bundle = write_bundle(tmp / "stem-bundle", model, (3, 224, 224), 1000)
     server, port, grpc_port = berth_serve(bundle, tmp / "stem.log", grpc=True)
     try:
@@ -189,14 +206,30 @@ def overhead(tmp, requests):
                                          "parameters": {"binary_data_size": x.nbytes}}],
                              "parameters": {"binary_data_output": True}}).encode()
         binary_body = header + x.tobytes()
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection = socket.create_connection(("127.0.0.1", port))
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def http_post(body, headers):
+            """One keep-alive HTTP/1.1 request written in one piece; reads the whole response."""
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            message = (f"POST /v2/models/m/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+                       f"{head}\r\n").encode() + body
+
             def call():
-                connection.request("POST", "/v2/models/m/infer", body=body, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-                assert response.status == 200, data[:300]
+                connection.sendall(message)
+                received = b""
+                while True:
+                    chunk = connection.recv(1 << 20)
+                    if not chunk:
+                        raise RuntimeError("berth-serve closed the connection")
+                    received += chunk
+                    end = received.find(b"\r\n\r\n")
+                    if end > 0:
+                        status = received[9:12]
+                        length = int(received[:end].lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                        if len(received) >= end + 4 + length:
+                            assert status == b"200", received[:300]
+                            return
             return call
 
         request = service_pb2.ModelInferRequest(model_name="m")
@@ -207,29 +240,43 @@ def overhead(tmp, requests):
             ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
         infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
 
-        figures = {}
-        for name, call in (("json", http_post(json_body, {"Content-Type": "application/json"})),
-                           ("binary", http_post(binary_body, {"Content-Type": "application/octet-stream",
-                                                              "Inference-Header-Content-Length": str(len(header))})),
-                           ("grpc", lambda: infer(grpc_body, timeout=60))):
-            runs = requests if name != "json" else max(20, requests // 5)
-            for _ in range(5):
-                call()
-            times = []
-            for _ in range(runs):
+        # Round robin, so that the machine's changes of pace fall on every figure alike (a bare
+        # session.run in this process is one of them); JSON, 100x slower, is timed on its own.
+        bare_session = session(model)
+        core, loop = in_process_core(bundle)
+        calls = {"binary": http_post(binary_body, {"Content-Type": "application/octet-stream",
+                                                   "Inference-Header-Content-Length": str(len(header))}),
+                 "grpc": lambda: infer(grpc_body, timeout=60),
+                 "core": lambda: loop.run_until_complete(core.infer("m", {"x": x})),
+                 "session": lambda: bare_session.run(None, {"x": x})}
+        times = {name: [] for name in calls}
+        for number in range(requests + 5):
+            for name, call in calls.items():
                 started = time.perf_counter()
                 call()
-                times.append((time.perf_counter() - started) * 1000)
-            figures[name] = statistics.median(times)
+                if number >= 5:
+                    times[name].append((time.perf_counter() - started) * 1000)
+        json_call = http_post(json_body, {"Content-Type": "application/json"})
+        json_call()
+        times["json"] = []
+        for _ in range(max(10, requests // 10)):
+            started = time.perf_counter()
+            json_call()
+            times["json"].append((time.perf_counter() - started) * 1000)
+        figures = {name: statistics.median(values) for name, values in times.items()}
         channel.close()
         connection.close()
+        core.stop()
+        loop.close()
     finally:
         server.stop()
-    bare_after = run_p50(model, x, requests)  # the machine may have changed pace meanwhile
-    bare = statistics.mean([bare, bare_after])
+    bare = figures.pop("session")
     print(f"1x3x224x224 float32 ({x.nbytes:,} bytes; JSON body {len(json_body):,} bytes), session.run p50 "
-          f"{bare:.2f} ms (mean of before and after)")
+          f"{bare:.2f} ms (in this process, interleaved with the binary and gRPC requests)")
     results = {}
+    core_p50 = figures.pop("core")
+    print(f"serving_dataplane.overhead_core: core_p50={core_p50:.2f} ms session_run_p50={bare:.2f} ms "
+          f"ratio={core_p50 / bare:.2f} (the inference core in process: what is left is the transport's)")
     for name, p50 in figures.items():
         results[name] = p50 / bare
         print(f"serving_dataplane.overhead_{name}: request_p50={p50:.2f} ms session_run_p50={bare:.2f} ms "

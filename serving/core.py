@@ -36,6 +36,11 @@ from .protocol import InferenceFailed, NotFound, ServeError, Unavailable
 
 log = logging.getLogger("berth.serve")
 
+# A request alone in the runtime, on a model whose inference takes at most this long, runs on the
+# event loop's thread: the two thread hops to the pool and back cost more than that (they are
+# most of a small request's overhead), and there is no other request for it to hold up.
+INLINE_SECONDS = 0.005
+
 
 class InferenceCore:
     def __init__(self, threads, *, metrics=None):
@@ -44,6 +49,7 @@ class InferenceCore:
         self.pool = InferencePool(threads)
         self.telemetry = None  # a Telemetry when the runtime reports to a dashboard
         self.loop = None
+        self.active = 0  # inference requests routed and not yet released
 
     # --- lifecycle (event loop) ----------------------------------------------------------------
 
@@ -162,6 +168,7 @@ class InferCall:
         self.kind = None  # telemetry error kind once failed
         self._released = False
         self.session.inflight += 1
+        core.active += 1
 
     @property
     def signature(self):
@@ -188,6 +195,12 @@ class InferCall:
         try:
             if batcher is not None and rows is not None:
                 arrays = await batcher.submit(feeds, rows)
+            elif self.core.active == 1 and self.session.seconds <= INLINE_SECONDS:
+                started = time.perf_counter()
+                arrays = self.session.run(feeds)
+                self.session.seconds += (time.perf_counter() - started - self.session.seconds) * 0.1
+                if rows is not None:
+                    self.core.batch_ran(self.table.model, self.route.version, rows)
             else:
                 arrays = await self.core.pool.run(self.session, feeds)
                 if rows is not None:
@@ -214,6 +227,7 @@ class InferCall:
         if not self._released:
             self._released = True
             self.session.done()
+            self.core.active -= 1
 
     def finish(self):
         """Count the request, once its response is sent."""

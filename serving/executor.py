@@ -1,4 +1,5 @@
-"""The inference thread pool: onnxruntime runs here, never on the event loop.
+"""The inference thread pool: onnxruntime runs here, off the event loop (except a request alone
+in the runtime on a model faster than core.INLINE_SECONDS, which the core runs inline).
 
 Lighter than ``loop.run_in_executor``: jobs go through a SimpleQueue, and a worker that finds
 more jobs waiting takes several at once and hands all their results back to the loop with a

@@ -51,12 +51,26 @@ try:
 except ImportError:  # no httptools: uvicorn's h11 protocol is used as is
     HttpToolsProtocol = None
 
+# uvicorn stops reading a request body past 64 KiB until the app takes it: a 600 KB tensor then
+# takes ten event-loop round trips. Buffer up to this much instead (the runtime still enforces
+# the endpoint's max_request_bytes while reading).
+BODY_BUFFER_BYTES = 4 << 20
+
 if HttpToolsProtocol is not None:
     class BerthHttpProtocol(HttpToolsProtocol):
         def connection_made(self, transport):
             super().connection_made(transport)
             if getattr(self, "transport", None) is transport:
                 self.transport = CoalescingTransport(transport, asyncio.get_running_loop())
+
+        def on_body(self, body):
+            cycle = self.cycle
+            if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+                return
+            cycle.body += body
+            if len(cycle.body) > BODY_BUFFER_BYTES:
+                self.flow.pause_reading()
+            cycle.message_event.set()
 
 
 def protocol_name():
