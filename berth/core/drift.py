@@ -98,8 +98,12 @@ def ks(reference_counts, current_counts):
     reference, current, n, m = _checked(reference_counts, current_counts)
     if n == 0 or m == 0:
         return None
+    return _ks(_cumulative(reference, n), _cumulative(current, m), n, m)
+
+
+def _ks(reference_cdf, current_cdf, n, m):
     statistic, direction = 0.0, 0
-    for fr, fc in zip(_cumulative(reference, n)[:-1], _cumulative(current, m)[:-1]):
+    for fr, fc in zip(reference_cdf[:-1], current_cdf[:-1]):
         if abs(fr - fc) > statistic:
             statistic, direction = abs(fr - fc), (1 if fr > fc else -1)
     effective = n * m / (n + m)
@@ -129,6 +133,10 @@ def binned_moments(counts, edges):
     bounds = bin_bounds(edges)
     if len(counts) != len(bounds):
         raise ValueError(f"{len(edges)} edges make {len(bounds)} bins, not {len(counts)}")
+    return _moments(counts, bounds)
+
+
+def _moments(counts, bounds):
     total = sum(counts)
     if total == 0:
         return None, None
@@ -148,13 +156,18 @@ def wasserstein(reference_counts, current_counts, edges):
     bounds = bin_bounds(edges)
     if len(bounds) != len(reference):
         raise ValueError(f"{len(edges)} edges make {len(bounds)} bins, not {len(reference)}")
+    _, spread = _moments(reference, bounds)
+    return _wasserstein(_cumulative(reference, n), _cumulative(current, m), bounds) / max(spread, 1e-12)
+
+
+def _wasserstein(reference_cdf, current_cdf, bounds):
+    """∫ |F_ref - F_cur| with both CDFs linear within each bin."""
     distance, before = 0.0, 0.0
-    for (lo, hi), after_r, after_c in zip(bounds, _cumulative(reference, n), _cumulative(current, m)):
+    for (lo, hi), after_r, after_c in zip(bounds, reference_cdf, current_cdf):
         after = after_r - after_c
         distance += _integral_of_abs_line(before, after, hi - lo)
         before = after
-    _, spread = binned_moments(reference, edges)
-    return distance / max(spread, 1e-12)
+    return distance
 
 
 def _integral_of_abs_line(a, b, width):
@@ -268,9 +281,14 @@ def feature_drift(kind, reference_counts, current_counts, edges=None, *, with_js
     else:
         if edges is None:
             raise ValueError(f"a {kind} feature needs its bin edges")
-        result = ks(reference, current)
+        bounds = bin_bounds(edges)
+        if len(bounds) != len(reference):
+            raise ValueError(f"{len(edges)} edges make {len(bounds)} bins, not {len(reference)}")
+        reference_cdf, current_cdf = _cumulative(reference, reference_total), _cumulative(current, current_total)
+        result = _ks(reference_cdf, current_cdf, reference_total, current_total)
         statistic, p_value = result["statistic"], result["p_value"]
-        effect = wasserstein(reference, current, edges)
+        moments = _moments(reference, bounds), _moments(current, bounds)
+        effect = _wasserstein(reference_cdf, current_cdf, bounds) / max(moments[0][1], 1e-12)
         verdict["effective_n"] = result["effective_n"]
     significant, material = p_value < rule.p_threshold, effect >= rule.effect_threshold
     verdict.update(score=p_value, statistic=statistic, effect_value=effect, significant=significant,
@@ -278,7 +296,7 @@ def feature_drift(kind, reference_counts, current_counts, edges=None, *, with_js
                    psi=psi(reference, current), js=js_distance(reference, current) if with_js else None)
     verdict["relative"] = relative_drift(verdict)
     verdict["severity"] = severity(verdict)
-    verdict["explanation"] = explain(kind, verdict, reference, current, edges)
+    verdict["explanation"] = explain(kind, verdict, reference, current, moments if rule is NUMERIC_TEST else None)
     return verdict
 
 
@@ -324,9 +342,10 @@ def p_text(p_value):
     return "p < 0.001" if p_value < 0.001 else f"p {p_value:.2g}"
 
 
-def explain(kind, verdict, reference, current, edges=None):
+def explain(kind, verdict, reference, current, moments=None):
     """The verdict in words, e.g. "wider than the reference: KS 0.08, p < 0.001 on 2,000 rows
-    (Wasserstein 0.24 ≥ 0.1)"."""
+    (Wasserstein 0.24 ≥ 0.1)". ``moments``: the binned (mean, standard deviation) of the
+    reference and of the current counts, for numeric kinds."""
     rule = DEFAULT_TESTS[kind]
     if rule is CLASS_TEST:
         figures = f"chi-square {p_text(verdict['score'])}"
@@ -336,19 +355,18 @@ def explain(kind, verdict, reference, current, edges=None):
     effect = f"{rule.effect_label} {verdict['effect_value']:.2g}"
     if not verdict["significant"]:
         return f"like the reference: {figures}"
-    shape = _class_shape(reference, current) if rule is CLASS_TEST else _numeric_shape(reference, current, edges)
+    shape = _class_shape(reference, current) if rule is CLASS_TEST else _numeric_shape(reference, current, moments)
     if not verdict["material"]:
         return (f"a small change ({shape}): {figures}, but {effect} < {rule.effect_threshold:g}, "
                 "too small to call drift")
     return f"{shape}: {figures} ({effect} ≥ {rule.effect_threshold:g})"
 
 
-def _numeric_shape(reference, current, edges):
+def _numeric_shape(reference, current, moments):
     """What changed, from the binned mean, spread and tails: "higher than the reference (mean
     +0.42 sd)", "wider than the reference (spread × 1.3)", "more in the tails …" or "shaped
     differently from the reference"."""
-    reference_mean, reference_spread = binned_moments(reference, edges)
-    current_mean, current_spread = binned_moments(current, edges)
+    (reference_mean, reference_spread), (current_mean, current_spread) = moments
     shift = (current_mean - reference_mean) / max(reference_spread, 1e-12)
     ratio = current_spread / max(reference_spread, 1e-12)
     if max(abs(shift), abs(math.log(ratio))) >= 0.03:
