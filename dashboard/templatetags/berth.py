@@ -60,6 +60,14 @@ def pt(fraction):
 
 
 @register.filter
+def quality_summary(result):
+    """A benchmark result's quality metrics for people: [(label, "97.80 % ±1.52 pt"), ...]."""
+    from jobs.engine.quality import read_quality, summary
+
+    return summary(read_quality(result.quality, accuracy=result.accuracy, fidelity=result.fidelity))
+
+
+@register.filter
 def describe_reference(reference, measure):
     """A decision's reference for people: "reference 1 (the most accurate ...)"."""
     return reference.describe(measure)

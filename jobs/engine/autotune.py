@@ -26,6 +26,7 @@ BUDGET_KEYS = {
     "min_cosine": ("cosine_mean", True),  # mean over the evaluation samples
     "min_cosine_worst": ("cosine_min", True),  # every sample
     "max_abs_diff": ("max_abs_diff", False),
+    "max_relative_error": ("max_relative_error", False),  # max |difference| over max |source output|
 }
 DYNAMIC_KEYS = {"mode", "weight_type", "per_channel", "reduce_range", "op_types"}
 STATIC_KEYS = DYNAMIC_KEYS | {"method", "activation_type", "max_samples"}
@@ -43,6 +44,7 @@ class Trial:
     cosine_mean: float | None = None
     cosine_min: float | None = None
     max_abs_diff: float | None = None
+    max_relative_error: float | None = None
     agreement: float | None = None
     p50_ms: float | None = None  # batch 1
     within_budget: bool = False
@@ -149,6 +151,7 @@ def trial_summary(trial):
     return {"number": trial.number, "settings": trial.describe(), "params": trial.params, "size_bytes": trial.size_bytes,
             "p50_ms": trial.p50_ms, "accuracy": trial.accuracy, "accuracy_drop": trial.accuracy_drop,
             "cosine_mean": trial.cosine_mean, "cosine_min": trial.cosine_min, "max_abs_diff": trial.max_abs_diff,
+            "max_relative_error": trial.max_relative_error,
             "within_budget": trial.within_budget, "error": trial.error, "outcome": outcome}
 
 
@@ -229,6 +232,7 @@ def _run_trial(number, params, prepared, workdir, pre_process, calibration, eval
             trial.accuracy_drop = -measured.accuracy_delta
         trial.cosine_mean, trial.cosine_min = measured.cosine_mean, measured.cosine_min
         trial.max_abs_diff, trial.agreement = measured.max_abs_diff, measured.agreement
+        trial.max_relative_error = measured.max_relative_error
         trial.p50_ms = p50_ms(path, latency_feeds, runs=latency_runs, provider=on[0], provider_options=on[1])
     except Exception as exc:  # a failing setting is a result, not the end of the search
         trial.error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
@@ -286,6 +290,8 @@ def _quality(trial):
         parts.append(f"cosine min {trial.cosine_min:.4f} / mean {trial.cosine_mean:.4f}")
     if trial.max_abs_diff is not None:
         parts.append(f"max abs diff {trial.max_abs_diff:.3g}")
+    if trial.max_relative_error is not None:
+        parts.append(f"max relative error {trial.max_relative_error * 100:.3g} %")
     return ", ".join(parts)
 
 

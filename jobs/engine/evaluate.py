@@ -26,13 +26,19 @@ class EvaluationResult:
     cosine_min: float | None = None
     max_abs_diff: float | None = None
     agreement: float | None = None  # share of samples whose top-1 class equals the reference's
+    relative_error: float | None = None  # mean |output − reference| over mean |reference|
+    max_relative_error: float | None = None  # max |output − reference| over max |reference|
+    # Every quality metric of the task, with sample counts and confidence intervals
+    # (quality.measure_outputs).
+    metrics: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
 
 def evaluate(model_path, *, dataset, reference_path=None, providers=("CPUExecutionProvider",),
-             provider_options=None, batch_size=64, progress=no_progress):
+             provider_options=None, batch_size=64, task=None, progress=no_progress):
     """Run ``model_path`` (and ``reference_path``, if given) on ``dataset`` ({input name: array,
-    samples along axis 0}, plus optional integer "labels") and compare.
+    samples along axis 0}, plus optional "labels") and compare; ``task`` (the model's) says
+    what the labels are (quality.measure_outputs).
 
     Needs labels or a reference: with neither there is nothing to measure.
     """
@@ -48,7 +54,7 @@ def evaluate(model_path, *, dataset, reference_path=None, providers=("CPUExecuti
         reference, _ = run_model(reference_path, dataset, providers=providers, provider_options=provider_options,
                                  batch_size=batch_size,
                                  progress=lambda p, m="": progress(45 + int(p * 45 / 100), f"Reference: {m}"))
-    result = compare_outputs(outputs, reference=reference, labels=labels)
+    result = compare_outputs(outputs, reference=reference, labels=labels, task=task)
     result.notes[:0] = notes
     progress(100, "Done")
     return result
@@ -152,17 +158,21 @@ def check_feeds(specs, data, *, what):
     return arrays
 
 
-def compare_outputs(outputs, *, reference=None, labels=None):
-    """Top-1 accuracy (when ``labels`` fit the output as class scores) and, with ``reference``
-    outputs of the same shape, cosine / max abs difference / top-1 agreement."""
+def compare_outputs(outputs, *, reference=None, labels=None, task=None):
+    """Top-1 accuracy (when ``labels`` fit the output as class scores, and the task is not
+    regression or embedding, whose labels mean something else) and, with ``reference`` outputs
+    of the same shape, cosine / max abs difference / top-1 agreement / relative errors; and
+    every metric of the task in ``metrics``."""
+    from .quality import measure_outputs
+
     outputs = np.asarray(outputs, dtype=np.float32)
     samples = len(outputs)
     result = EvaluationResult(samples=samples, metric="output_fidelity")
     class_scores = outputs.ndim == 2 and outputs.shape[1] >= 2
-    if labels is not None:
+    if labels is not None and len(labels) != samples:
+        raise EngineError(f"'labels' has {len(labels)} rows but the inputs have {samples}; they must match.")
+    if labels is not None and task not in ("regression", "embedding"):
         labels = np.asarray(labels)
-        if len(labels) != samples:
-            raise EngineError(f"'labels' has {len(labels)} rows but the inputs have {samples}; they must match.")
         if _fits_as_classes(labels, outputs):
             result.accuracy = _top1(outputs, labels)
             result.metric = "top1_accuracy"
@@ -189,6 +199,9 @@ def compare_outputs(outputs, *, reference=None, labels=None):
         result.max_abs_diff = float(np.abs(a - b).max()) if a.size else 0.0
         if class_scores:
             result.agreement = float((outputs.argmax(axis=1) == reference.argmax(axis=1)).mean())
+    result.metrics = measure_outputs(outputs, task=task or "classification", labels=labels, reference=reference)
+    for key in ("relative_error", "max_relative_error"):
+        setattr(result, key, (result.metrics.get(key) or {}).get("value"))
     return result
 
 

@@ -113,6 +113,7 @@ class BenchmarkKind(JobKind):
         """accuracy / accuracy_delta on the labelled evaluation set, or output fidelity against
         the parent (on the evaluation inputs, else generated ones); {} with neither."""
         from ..engine.evaluate import evaluate
+        from ..engine.quality import LABEL_METRICS
         from ..engine.validate import example_inputs
 
         from registry.models import Dataset
@@ -132,12 +133,14 @@ class BenchmarkKind(JobKind):
             reference_path = stack.enter_context(artifact_path(reference)) if reference else None
             result = evaluate(path, dataset=dataset, reference_path=reference_path,
                               providers=(target.execution_provider,), provider_options=provider_options,
-                              progress=progress)
+                              task=version.model.task, progress=progress)
         fidelity = {key: getattr(result, key) for key in ("metric", "samples", "cosine_mean", "cosine_min",
-                                                           "max_abs_diff", "agreement", "reference_accuracy")}
+                                                           "max_abs_diff", "agreement", "reference_accuracy",
+                                                           "relative_error", "max_relative_error")}
         fidelity["reference"] = reference.ref if reference else None
-        stored = {"evaluation_set": evaluation_set if result.accuracy is not None else None,
-                  "reference": fidelity["reference"], "samples": result.samples}
+        on_labels = any(key in result.metrics for key in LABEL_METRICS)
+        stored = {"task": version.model.task, "evaluation_set": evaluation_set if on_labels else None,
+                  "reference": fidelity["reference"], "samples": result.samples, "metrics": result.metrics}
         return {"accuracy": result.accuracy, "accuracy_delta": result.accuracy_delta, "fidelity": fidelity,
                 "quality": stored}
 
