@@ -223,3 +223,34 @@ def test_the_standard_health_service_says_serving(server):
         for service in ("", "inference.GRPCInferenceService"):
             answer = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_grpc_requests_are_counted_in_telemetry_like_http_ones(serve, dashboard, digits, tmp_path):
+    """The same error kinds per version as over HTTP: a pinned version, bad input, a message over
+    the endpoint's limit, and one routed nowhere (not counted)."""
+    from .conftest import TOKEN, wait_until
+
+    models = digits["models"]
+    spec = make_spec([deployment("1", models["1"], 100), deployment("2", models["2"], 0)], max_request_bytes=4096,
+                     telemetry={"url": "/api/v1/telemetry/", "flush_seconds": 0.5, "flush_requests": 1000})
+    dashboard.publish(spec, models.values())
+    process = serve("--dashboard", dashboard.url, "--endpoint", "digits-prod", "--token", TOKEN, "--cache-dir",
+                    tmp_path / "cache", "--poll-seconds", "0.2", "--grpc-port", "0")
+    address = "127.0.0.1:" + re.search(r"grpc on 127\.0\.0\.1:(\d+)", process.log()).group(1)
+    x = digits["x"][:1].astype(np.float32)
+    with grpc.insecure_channel(address) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                    request_serializer=lambda m: m.SerializeToString(),
+                                    response_deserializer=service_pb2.ModelInferResponse.FromString)
+        for version, raw, code in [("1", x.tobytes(), None)] * 6 + [("2", ROW[:100], "INVALID_ARGUMENT")] * 2 + [
+                ("1", b"\0" * 8192, "RESOURCE_EXHAUSTED"), ("7", x.tobytes(), "NOT_FOUND")]:
+            request = _infer_request(shape=(len(raw) // 256 or 1, 64), raw=(raw,), version=version)
+            if code is None:
+                assert infer(request, timeout=10).model_version == version
+            else:
+                with pytest.raises(grpc.RpcError) as raised:
+                    infer(request, timeout=10)
+                assert raised.value.code().name == code
+    expected = {"1": {"requests": 7, "errors": 1, "error_kinds": {"too_large": 1}},
+                "2": {"requests": 2, "errors": 2, "error_kinds": {"invalid_input": 2}}}
+    wait_until(lambda: dashboard.totals() == expected, timeout=20, message=f"{expected}, got {dashboard.totals()}")
