@@ -340,10 +340,10 @@ def check_tensor(spec, datatype, shape):
     """A request tensor's datatype and shape (a list of ints) against the input's spec."""
     name = spec.name
     if datatype != spec.datatype:
-        if datatype not in DATATYPES:
+        if not isinstance(datatype, str) or datatype not in DATATYPES:  # a list or object too (unhashable)
             if datatype == "BYTES":
                 raise InvalidInput(f"input {name!r}: datatype BYTES is not served; the model expects {spec.datatype}")
-            raise InvalidInput(f"input {name!r}: {datatype!r} is not an Open Inference Protocol datatype; "
+            raise InvalidInput(f"input {name!r}: {repr(datatype)[:60]} is not an Open Inference Protocol datatype; "
                                f"the model expects {spec.datatype}")
         raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model, which expects "
                            f"{spec.datatype}")
@@ -481,7 +481,7 @@ def _response_parts(prefix, request_id, names, arrays, wanted, binary, raw):
         parts.append(b'{"name":' if first else b',{"name":')
         parts.append(encoded_name)
         if name in binary:
-            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).data.cast("B")
+            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).reshape(-1).view(np.uint8).data
             raw.append(data)
             parts.append(f',"datatype":"{datatype}","shape":{list(array.shape)},'
                          f'"parameters":{{"binary_data_size":{len(data)}}}}}'.encode())

@@ -1,7 +1,8 @@
-"""berth-serve under fuzzing: one real process (``python -m serving.cli``, uvicorn on loopback)
-per test module, serving three small ONNX versions with different signatures, and reporting
-telemetry to the stand-in dashboard of tests/serving, so every module can check that each
-request it had answered was counted exactly once, under its error kind.
+"""berth-serve under fuzzing: one real process (``python -m serving.cli``, uvicorn on loopback,
+gRPC beside it) for the session, serving three small ONNX versions with different signatures,
+and reporting telemetry to the stand-in dashboard of tests/serving, so every module can check
+that the server is still ready and that each request answered so far was counted exactly once,
+under its error kind.
 
 Versions of the model ``fuzz`` (all pinned by the tests; the weighted split is not fuzzed):
 
@@ -153,6 +154,7 @@ class Server:
         self.dashboard = dashboard
         self.versions = versions
         self.port = process.port
+        self.grpc_address = "127.0.0.1:" + re.search(r"grpc on 127\.0\.0\.1:(\d+)", process.log()).group(1)
         self.ledger = Ledger()
 
     def path(self, version):
@@ -175,7 +177,7 @@ class Server:
 
     def assert_ready(self):
         """Ready, and a valid request to every version gets its correct answer."""
-        from .transports import HTTP_JSON, valid_body
+        from .transports import GRPC, HTTP_JSON, valid_body
 
         assert urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/health/ready", timeout=10).status == 200
         for version in self.versions.values():
@@ -184,6 +186,16 @@ class Server:
             answer = HTTP_JSON.infer(self, version.name, json.dumps(valid_body(feeds)).encode())
             assert answer.status == 200, answer
             HTTP_JSON.check_outputs(answer, version, feeds)
+            from tritonclient.grpc import service_pb2 as pb
+            from .transports import DATATYPES, raw_bytes
+
+            request = pb.ModelInferRequest(model_name=MODEL, model_version=version.name)
+            for name, array in feeds.items():
+                request.inputs.add(name=name, datatype=DATATYPES[array.dtype.name], shape=array.shape)
+                request.raw_input_contents.append(raw_bytes(array))
+            code, response = GRPC.infer(self, version.name, request)
+            assert code == "OK", response
+            GRPC.check_outputs(response, version, feeds)
 
     def assert_counted(self):
         """Telemetry and /metrics count every answered request once, each refusal under its kind."""
@@ -203,7 +215,7 @@ class Server:
         assert failures == {(v, k): n for v, t in totals.items() for k, n in t["error_kinds"].items()}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve-fuzz")
     versions = {name: Version(name, raw, io) for name, (raw, io) in build_versions().items()}
@@ -221,7 +233,7 @@ def server(tmp_path_factory):
 
     dashboard.publish(spec, [Raw(v) for v in versions.values()])
     process = Serve(["--dashboard", dashboard.url, "--endpoint", "digits-prod", "--token", TOKEN,
-                     "--cache-dir", folder / "cache", "--poll-seconds", "30", "--threads", "2"],
+                     "--cache-dir", folder / "cache", "--poll-seconds", "30", "--threads", "2", "--grpc-port", "0"],
                     folder / "serve.log").wait_ready()
     served = Server(process, dashboard, versions)
     yield served

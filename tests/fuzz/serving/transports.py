@@ -77,10 +77,13 @@ class HttpJson:
                 if attempt == 2:
                     raise
         answer = Answer(response.status, raw, {k.lower(): v for k, v in response.getheaders()})
+        header_length = answer.headers.get("inference-header-content-length")
         try:
-            answer.data = strict_json(raw)
+            answer.data = strict_json(raw if header_length is None else raw[:int(header_length)])
         except ValueError:
             pass
+        if header_length is not None and answer.data is not None:
+            _attach_binary(answer, raw[int(header_length):])
         server.ledger.answered(version, answer.status)
         self.check(answer, server.versions[version])
         return answer
@@ -107,8 +110,11 @@ class HttpJson:
             assert output["datatype"] == DATATYPES[spec["dtype"]], output
             shape = output["shape"]
             assert all(type(d) is int and d >= 0 for d in shape), output
-            assert len(output["data"]) == math.prod(shape), output
             floating = spec["dtype"].startswith("float")
+            if "binary" in output:  # binary_data_size bytes after the JSON header
+                assert len(output["binary"]) == math.prod(shape) * np.dtype(spec["dtype"]).itemsize, output
+                continue
+            assert len(output["data"]) == math.prod(shape), output
             for value in output["data"]:
                 if spec["dtype"] == "bool":
                     assert type(value) is bool, value
@@ -124,13 +130,101 @@ class HttpJson:
         for name, output in got.items():
             want = expected[name]
             assert output["shape"] == list(want.shape), (output["shape"], want.shape)
-            values = [NON_FINITE.get(v, v) if isinstance(v, str) else v for v in output["data"]]
-            np.testing.assert_array_equal(np.array(values, dtype=want.dtype).reshape(want.shape), want)
+            if "binary" in output:
+                got_array = np.frombuffer(output["binary"], dtype=want.dtype.newbyteorder("<"))
+            else:
+                got_array = np.array([NON_FINITE.get(v, v) if isinstance(v, str) else v for v in output["data"]],
+                                     dtype=want.dtype)
+            np.testing.assert_array_equal(got_array.reshape(want.shape), want)
+
+
+def _attach_binary(answer, rest):
+    """Give each output answered in binary its bytes (``output["binary"]``); the sizes must add up."""
+    offset = 0
+    for output in answer.data.get("outputs") or ():
+        size = (output.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            assert "data" not in output, output
+            output["binary"] = rest[offset:offset + size]
+            offset += size
+    assert offset == len(rest), f"binary outputs add up to {offset} bytes but {len(rest)} follow the header"
+
+
+def binary_body(header, chunks, header_length=None):
+    """(body, headers) of a request with the binary tensor data extension."""
+    encoded = json.dumps(header).encode()
+    length = len(encoded) if header_length is None else header_length
+    return encoded + b"".join(chunks), {"Inference-Header-Content-Length": str(length),
+                                        "Content-Type": "application/octet-stream"}
+
+
+def raw_bytes(array):
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
 HTTP_JSON = HttpJson()
-# Transports fuzzed by the suite; the binary-body and gRPC transports join here.
-TRANSPORTS = [HTTP_JSON]
+
+
+class Grpc:
+    """ModelInfer of the protocol's gRPC service (tritonclient's messages: the real peer's), with a
+    channel per server. Errors must be INVALID_ARGUMENT or RESOURCE_EXHAUSTED with a message;
+    each one that reached a version is counted under the HTTP status it stands for."""
+
+    name = "grpc"
+    CODES = {"INVALID_ARGUMENT": 400, "RESOURCE_EXHAUSTED": 413}
+
+    def __init__(self):
+        self._stubs = {}
+
+    def _stub(self, server):
+        stub = self._stubs.get(server.grpc_address)
+        if stub is None:
+            import grpc
+
+            from tritonclient.grpc import service_pb2 as pb
+
+            channel = grpc.insecure_channel(server.grpc_address, options=[
+                ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
+            stub = self._stubs[server.grpc_address] = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer", request_serializer=lambda raw: raw,
+                response_deserializer=pb.ModelInferResponse.FromString)
+        return stub
+
+    def infer(self, server, version, message, *, counted=True):
+        """Send ``message`` (a ModelInferRequest, or raw bytes); returns (code name, response or
+        details). ``counted``: the message names a served version, so the server counts it (a
+        message that names none may also get NOT_FOUND)."""
+        import grpc
+
+        raw = message if isinstance(message, bytes) else message.SerializeToString()
+        try:
+            response = self._stub(server)(raw, timeout=20)
+            code, result = "OK", response
+        except grpc.RpcError as exc:
+            code, result = exc.code().name, exc.details()
+        if counted:
+            server.ledger.answered(version, 200 if code == "OK" else self.CODES.get(code, 500))
+        if code != "OK":
+            assert code in self.CODES or (not counted and code == "NOT_FOUND"), f"{code}: {result}"
+            assert isinstance(result, str) and result, code
+        else:
+            assert result.model_name == "fuzz" and result.model_version == version, result
+        return code, result
+
+    def check_outputs(self, response, version, feeds, wanted=None):
+        expected = version.run(feeds)
+        assert [o.name for o in response.outputs] == [n for n in expected if wanted is None or n in wanted]
+        for output, raw in zip(response.outputs, response.raw_output_contents):
+            want = expected[output.name]
+            assert list(output.shape) == list(want.shape) and output.datatype == DATATYPES[want.dtype.name]
+            got = np.frombuffer(raw, dtype=want.dtype.newbyteorder("<")).reshape(want.shape)
+            np.testing.assert_array_equal(got, want)
+
+
+GRPC = Grpc()
+# Transports fuzzed by the suite: JSON and binary bodies go through HTTP_JSON (the binary tensor
+# data extension is a header and a body), gRPC through GRPC.
+TRANSPORTS = [HTTP_JSON, GRPC]
 
 
 # --- raw HTTP, for framing ------------------------------------------------------------------------
