@@ -190,7 +190,7 @@ def agreement(rng, sizes, trials, small, raw_sets):
     results = {name: {} for name in raw_sets}
     misses = []
     for n in sizes:
-        for trial in range(trials):
+        for _ in range(trials):
             for shift in numeric_shifts(small):
                 current = draw_numeric(rng, shift, n)
                 ours = berth_numeric(reference_counts, binned(current, edges), edges)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from berth.core.drift import DEFAULT_TESTS, dataset_drift, feature_drift
+from berth.core.drift import DEFAULT_TESTS, dataset_drift, features_drift
 from berth.core.stats import DEFAULT_ALPHA, add_sketch, empty_sketch, sketch_quantiles
 from jobs.models import BenchmarkResult, Job
 from registry.models import ReferenceProfile
@@ -117,15 +117,23 @@ def references(versions):
 
 def drift_of(bucket, profiles, with_js=True):
     """{feature: verdict or None} and the dataset verdict for one bucket's feature counts."""
-    verdicts = {}
+    return drift_of_buckets([bucket], profiles, with_js=with_js)[0]
+
+
+def drift_of_buckets(buckets, profiles, with_js=True):
+    """drift_of for each of ``buckets`` (e.g. the steps of a series), each feature's verdicts
+    computed for all buckets at once."""
+    verdicts = [{} for _ in buckets]
     for name, profile in profiles.items():
-        current = bucket.features.get(name)
-        if current is None or len(current) != len(profile.counts):
-            verdicts[name] = None
-            continue
-        verdicts[name] = feature_drift(profile.kind, profile.counts, current, profile.edges or None,
-                                       with_js=with_js)
-    return verdicts, dataset_drift(verdicts)
+        scored = [i for i, bucket in enumerate(buckets)
+                  if len(bucket.features.get(name) or ()) == len(profile.counts)]
+        found = features_drift(profile.kind, profile.counts, [buckets[i].features[name] for i in scored],
+                               profile.edges or None, with_js=with_js) if scored else []
+        for i in range(len(buckets)):
+            verdicts[i][name] = None
+        for i, verdict in zip(scored, found):
+            verdicts[i][name] = verdict
+    return [(v, dataset_drift(v)) for v in verdicts]
 
 
 def benchmark_p95(versions, target):
@@ -185,14 +193,13 @@ def endpoint_series(endpoint, *, since, until, step=None):
     now = timezone.now()
     series = []
     for version_id, buckets in sorted(by_version.items(), key=lambda item: _natural(versions[item[0]].version)):
-        points, drift_points, total = [], [], Bucket()
+        points, total = [], Bucket()
         features = profiles.get(version_id, {})
-        for i, moment in enumerate(times):
-            bucket = buckets.get(i, Bucket())
+        steps = [buckets.get(i, Bucket()) for i in range(len(times))]
+        for bucket, moment in zip(steps, times):
             total_seconds = min(step, max(0.0, (now - moment).total_seconds()))
             points.append({"t": moment.isoformat(), **bucket.summary(total_seconds)})
-            verdicts, dataset = drift_of(bucket, features, with_js=False)
-            drift_points.append((verdicts, dataset))
+        drift_points = drift_of_buckets(steps, features, with_js=False)
         for bucket in buckets.values():
             total.merge(bucket)
         series.append({
@@ -224,8 +231,6 @@ def _drift_series(profiles, drift_points):
     return {"features": features, "dataset": dataset}
 
 
-from berth.core.drift import DEFAULT_TESTS, dataset_drift, feature_drift
-from berth.core.stats import DEFAULT_ALPHA, add_sketch, empty_sketch, sketch_quantiles
 def _histograms(profiles, total):
     """Reference vs current counts over the whole range, per feature."""
     return {name: {"kind": profile.kind, "edges": profile.edges, "reference": profile.counts,

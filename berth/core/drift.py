@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stats import chi_square, js_distance, psi
+from .stats import chi2_sf, js_distance, psi
 
 # Reference bin edges at these quantiles: resolution in the tails, where a change of scale or a
 # heavier tail shows first.
@@ -260,44 +260,113 @@ def feature_drift(kind, reference_counts, current_counts, edges=None, *, with_js
 
     The verdict: ``test`` and ``score`` (its p-value) with ``threshold``; ``statistic`` (KS D
     or chi-square); ``effect``, ``effect_value`` and ``effect_threshold``; ``significant``,
-    ``material``, ``drifted`` (both) and ``warn`` (significant); ``bins`` and ``coarse_profile``
-    (a numeric profile of at most COARSE_BINS bins, from before the tail edges); ``relative`` (relative_drift)
-    and ``severity`` (none, slight, drifted, strong); ``psi`` and ``js`` (None when
-    ``with_js`` is False) beside them; ``rows``; and ``explanation``, the verdict in words."""
+    ``material``, ``drifted`` (both) and ``warn`` (significant); ``bins`` and
+    ``coarse_profile`` (a numeric profile of at most COARSE_BINS bins, from before the tail
+    edges); ``relative`` (relative_drift) and ``severity`` (none, slight, drifted, strong);
+    ``psi`` and ``js`` beside them (None when ``with_js`` is False); ``rows``; and
+    ``explanation``, the verdict in words."""
+    return features_drift(kind, reference_counts, [current_counts], edges, with_js=with_js)[0]
+
+
+def features_drift(kind, reference_counts, current_rows, edges=None, *, with_js=True):
+    """feature_drift for each of ``current_rows`` (lists of counts on the same bins, e.g. the
+    points of a series) against one reference, computed for all rows at once."""
     rule = DEFAULT_TESTS.get(kind)
     if rule is None:
         raise ValueError(f"unknown feature kind {kind!r}")
-    reference, current, reference_total, current_total = _checked(reference_counts, current_counts)
-    if current_total < MIN_DRIFT_ROWS or reference_total == 0:
-        return None
-    verdict = {"test": rule.test, "threshold": rule.p_threshold, "effect": rule.effect,
-               "effect_threshold": rule.effect_threshold, "rows": int(current_total), "bins": len(reference),
-               "coarse_profile": rule is NUMERIC_TEST and len(reference) <= COARSE_BINS}
+    rows = [list(r) for r in current_rows]
+    for row in rows:
+        _checked(reference_counts, row)  # equal lengths, non-negative counts
+    reference = np.asarray(reference_counts, dtype=np.float64)
+    n = float(reference.sum())
+    verdicts = [None] * len(rows)
+    if n == 0 or not rows:
+        return verdicts
+    current = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(reference))
+    m = current.sum(axis=1)
+    scored = np.flatnonzero(m >= MIN_DRIFT_ROWS)
+    if scored.size == 0:
+        return verdicts
+    current, m = current[scored], m[scored]
+    base = {"test": rule.test, "threshold": rule.p_threshold, "effect": rule.effect,
+            "effect_threshold": rule.effect_threshold, "bins": len(reference),
+            "coarse_profile": rule is NUMERIC_TEST and len(reference) <= COARSE_BINS}
     if rule is CLASS_TEST:
-        statistic, p_value = chi_square(reference, current)
-        if p_value is None:
-            return None
-        effect = total_variation(reference, current)
+        used = reference > 0
+        if used.sum() < 2:
+            return verdicts
+        expected = reference[used] / n * m[:, None]
+        statistics = (((current[:, used] - expected) ** 2) / expected).sum(axis=1)
+        p_values = [chi2_sf(float(x), int(used.sum()) - 1) for x in statistics]
+        effects = np.abs(current / m[:, None] - reference / n).sum(axis=1) / 2
+        extra = [{} for _ in scored]
+        moments = [None] * len(scored)
     else:
         if edges is None:
             raise ValueError(f"a {kind} feature needs its bin edges")
-        bounds = bin_bounds(edges)
-        if len(bounds) != len(reference):
-            raise ValueError(f"{len(edges)} edges make {len(bounds)} bins, not {len(reference)}")
-        reference_cdf, current_cdf = _cumulative(reference, reference_total), _cumulative(current, current_total)
-        result = _ks(reference_cdf, current_cdf, reference_total, current_total)
-        statistic, p_value = result["statistic"], result["p_value"]
-        moments = _moments(reference, bounds), _moments(current, bounds)
-        effect = _wasserstein(reference_cdf, current_cdf, bounds) / max(moments[0][1], 1e-12)
-        verdict["effective_n"] = result["effective_n"]
-    significant, material = p_value < rule.p_threshold, effect >= rule.effect_threshold
-    verdict.update(score=p_value, statistic=statistic, effect_value=effect, significant=significant,
-                   material=material, drifted=significant and material, warn=significant,
-                   psi=psi(reference, current), js=js_distance(reference, current) if with_js else None)
-    verdict["relative"] = relative_drift(verdict)
-    verdict["severity"] = severity(verdict)
-    verdict["explanation"] = explain(kind, verdict, reference, current, moments if rule is NUMERIC_TEST else None)
-    return verdict
+        low, high = np.asarray(bin_bounds(edges), dtype=np.float64).T
+        if len(low) != len(reference):
+            raise ValueError(f"{len(edges)} edges make {len(low)} bins, not {len(reference)}")
+        gaps = np.cumsum(reference) / n - np.cumsum(current, axis=1) / m[:, None]  # F_ref - F_cur at each bin's top
+        inner = np.abs(gaps[:, :-1])
+        largest = inner.argmax(axis=1) if inner.shape[1] else np.zeros(len(m), dtype=int)
+        statistics = inner[np.arange(len(m)), largest] if inner.shape[1] else np.zeros(len(m))
+        effective = n * m / (n + m)
+        root = np.sqrt(effective)
+        p_values = kolmogorov_sf_array((root + 0.12 + 0.11 / root) * statistics).tolist()
+        middle, width = (low + high) / 2, high - low
+        reference_mean = float(reference @ middle / n)
+        reference_spread = math.sqrt(max(float(reference @ (middle ** 2 + width ** 2 / 12) / n) - reference_mean ** 2,
+                                         0.0))
+        current_mean = current @ middle / m
+        current_spread = np.sqrt(np.maximum(current @ (middle ** 2 + width ** 2 / 12) / m - current_mean ** 2, 0.0))
+        effects = _wasserstein_rows(gaps, width) / max(reference_spread, 1e-12)
+        extra = [{"effective_n": float(e)} for e in effective]
+        moments = [((reference_mean, reference_spread), (float(a), float(b)))
+                   for a, b in zip(current_mean, current_spread)]
+    for i, row in enumerate(scored.tolist()):
+        p_value, effect = float(p_values[i]), float(effects[i])
+        significant, material = p_value < rule.p_threshold, effect >= rule.effect_threshold
+        counts = rows[row]
+        verdict = {**base, **extra[i], "rows": int(m[i]), "score": p_value, "statistic": float(statistics[i]),
+                   "effect_value": effect, "significant": significant, "material": material,
+                   "drifted": significant and material, "warn": significant,
+                   "psi": psi(reference_counts, counts) if with_js else None,
+                   "js": js_distance(reference_counts, counts) if with_js else None}
+        verdict["relative"] = relative_drift(verdict)
+        verdict["severity"] = severity(verdict)
+        verdict["explanation"] = explain(kind, verdict, list(reference_counts), counts, moments[i])
+        verdicts[row] = verdict
+    return verdicts
+
+
+def kolmogorov_sf_array(x):
+    """kolmogorov_sf of every element of ``x`` (an array), vectorised."""
+    x = np.asarray(x, dtype=np.float64)
+    result = np.ones_like(x)
+    small = (x > 0) & (x < 0.3)
+    if small.any():
+        xs = x[small][:, None]
+        odd = (2 * np.arange(1, 6) - 1) ** 2
+        result[small] = 1 - math.sqrt(2 * math.pi) / xs[:, 0] * np.exp(-odd * math.pi ** 2 / (8 * xs ** 2)).sum(axis=1)
+    large = x >= 0.3
+    if large.any():
+        k = np.arange(1, 41)
+        signs = np.where(k % 2, 1.0, -1.0)
+        result[large] = 2 * (signs * np.exp(-2 * k ** 2 * x[large][:, None] ** 2)).sum(axis=1)
+    return np.clip(result, 0.0, 1.0)
+
+
+def _wasserstein_rows(gaps, width):
+    """∫ |F_ref - F_cur| per row of ``gaps`` (F_ref - F_cur at each bin's top; both CDFs linear
+    within a bin of ``width``)."""
+    after = gaps
+    before = np.concatenate([np.zeros((len(gaps), 1)), gaps[:, :-1]], axis=1)
+    a, b = np.abs(before), np.abs(after)
+    same_sign = before * after >= 0
+    # Where the line crosses zero inside a bin: two triangles, (a² + b²) / (2 (a + b)) of its width.
+    crossing = np.divide(a * a + b * b, 2 * (a + b), out=np.zeros_like(a), where=~same_sign)
+    return (width * np.where(same_sign, (a + b) / 2, crossing)).sum(axis=1)
 
 
 def relative_drift(verdict):

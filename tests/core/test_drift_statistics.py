@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from berth.core.drift import (PROFILE_QUANTILES, bin_bounds, binned_moments, cramers_v, kolmogorov_sf, ks,
+from berth.core.drift import (PROFILE_QUANTILES, bin_bounds, binned_moments, cramers_v, kolmogorov_sf,
+                              kolmogorov_sf_array, ks,
                               profile_edges, total_variation, wasserstein)
 
 
@@ -157,3 +158,8 @@ def test_profile_edges_of_few_distinct_values_are_distinct():
     assert profile_edges([2.0] * 10) == [2.0]
     with pytest.raises(ValueError):
         profile_edges([np.nan])
+
+
+def test_the_vectorised_kolmogorov_sf_matches_the_scalar_one():
+    xs = np.array([0, 0.05, 0.1, 0.29, 0.3, 0.5, 1.0, 1.36, 2.0, 5.0])
+    assert np.allclose(kolmogorov_sf_array(xs), [kolmogorov_sf(x) for x in xs], rtol=1e-12, atol=1e-15)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from berth.core.drift import (DEFAULT_TESTS, MIN_DRIFT_ROWS, dataset_drift, feature_drift, profile_edges,
+from berth.core.drift import (DEFAULT_TESTS, MIN_DRIFT_ROWS, dataset_drift, feature_drift, features_drift,
+                              profile_edges,
                               relative_drift, sustained)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,3 +93,17 @@ def test_the_calibration_bench_meets_its_goals_on_the_small_grid():
                          text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "agreement with the raw-data verdicts" in run.stdout and run.stdout.rstrip().endswith("OK")
+
+
+def test_verdicts_for_many_rows_equal_one_at_a_time(normal):
+    rng, edges, reference, counts = normal
+    rows = [counts(rng.normal(rng.uniform(-0.3, 0.3), rng.uniform(0.9, 1.3), rng.integers(50, 3000)))
+            for _ in range(40)]
+    assert features_drift("column", reference, rows, edges) == [feature_drift("column", reference, r, edges)
+                                                               for r in rows]
+    classes = [[int(c) for c in rng.multinomial(rng.integers(50, 3000), [0.5, 0.3, 0.2])] for _ in range(20)]
+    assert features_drift("class", [500, 300, 200], classes) == [feature_drift("class", [500, 300, 200], c)
+                                                                 for c in classes]
+    assert features_drift("column", reference, [], edges) == []
+    with pytest.raises(ValueError):
+        features_drift("column", reference, [reference[:-1]], edges)

@@ -1,7 +1,6 @@
 """berth.core.stats drift distances (PSI, Jensen-Shannon, chi-square) and the
 latency sketch on realistic distributions, merged from many windows."""
 
-import json
 import math
 
 import numpy as np
