@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from berth.core.drift import (DEFAULT_TESTS, MIN_DRIFT_ROWS, dataset_drift, feature_drift, features_drift,
-                              profile_edges,
-                              relative_drift, sustained)
+                              profile_edges, relative_drift, sustained)
 
 ROOT = Path(__file__).resolve().parents[2]
 
