@@ -24,6 +24,7 @@ urlpatterns = [
     path("models/<str:name>/gates/", registry_api.GateListApi.as_view(), name="gates"),
     path("models/<str:name>/gates/<int:gate_id>/", registry_api.GateDetailApi.as_view(), name="gate"),
     path("uploads/", registry_api.UploadStartApi.as_view(), name="uploads"),
+    path("uploads/check/", registry_api.UploadCheckApi.as_view(), name="upload-check"),
     path("uploads/<uuid:upload_id>/", registry_api.UploadApi.as_view(), name="upload"),
     path("uploads/<uuid:upload_id>/complete/", registry_api.UploadCompleteApi.as_view(), name="upload-complete"),
     path("targets/", registry_api.TargetListApi.as_view(), name="targets"),

@@ -15,6 +15,14 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def asset_dir(name):
+    """templates/ or static/: in the checkout, or where `pip install .` put them (pyproject's data-files)."""
+    import sys
+
+    here = BASE_DIR / name
+    return here if here.is_dir() else Path(sys.prefix) / "share" / "berth" / name
+
+
 def env_str(name, default=""):
     return os.environ.get(name, default)
 
@@ -157,7 +165,7 @@ WSGI_APPLICATION = "dashboard.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [asset_dir("templates")],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -207,7 +215,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [asset_dir("static")]
 STATIC_ROOT = VAR_DIR / "static"
 os.makedirs(STATIC_ROOT, exist_ok=True)
 # `manage.py collectstatic` (make run does it; the tests' session fixture too) writes every file

@@ -31,6 +31,8 @@ from .serializers import (
     ModelDetailSerializer,
     ModelSummarySerializer,
     TargetSerializer,
+    UploadCheckQuerySerializer,
+    UploadCheckSerializer,
     UploadCompleteSerializer,
     UploadSerializer,
     UploadStartSerializer,
@@ -262,6 +264,18 @@ class UploadStartApi(APIView):
         data = validated(UploadStartSerializer, request.data)
         upload, created = services.upload_start(user=request.user, **data)
         return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class UploadCheckApi(APIView):
+    """Before sending a file: is the model:version name free (or taken by these very bytes)?"""
+
+    access = "upload"
+    access_actions = {"GET": "register"}
+
+    @extend_schema(parameters=[UploadCheckQuerySerializer], responses={200: UploadCheckSerializer, **ERRORS})
+    def get(self, request):
+        query = validated(UploadCheckQuerySerializer, request.query_params)
+        return Response(UploadCheckSerializer(selectors.registration_check(**query)).data)
 
 
 class UploadApi(APIView):

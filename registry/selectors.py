@@ -319,3 +319,35 @@ def _quality_candidates(quality_rows, target_id):
 
 def _ms(value):
     return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def registration_check(*, model, version, sha256="", create_model=True):
+    """Would registering ``model``:``version`` (with bytes of ``sha256``, when the caller knows it)
+    go through? What the upload page asks before sending a large file: ``{"ok", "field",
+    "message", "existing_url"}``; the registration itself decides again."""
+    found = Model.objects.filter(name=model).first()
+    if found is None:
+        if create_model:
+            return {"ok": True, "field": None, "message": f"A new model {model} will be created.", "existing_url": None}
+        return {"ok": False, "field": "model", "existing_url": None,
+                "message": f"There is no model named {model}: pick an existing one or let the upload create it."}
+    existing = found.versions.filter(version=version).first()
+    if existing is None:
+        return {"ok": True, "field": None, "message": f"{model}:{version} is free.", "existing_url": None}
+    if sha256 and existing.sha256 == sha256.lower():
+        return {"ok": True, "field": None, "existing_url": existing.get_absolute_url(),
+                "message": f"{model}:{version} is already registered with these very bytes; nothing new will be stored."}
+    if sha256:
+        message = version_clash_message(existing, sha256.lower())
+    else:
+        message = (f"Version {version} of {model} already exists (sha256 {existing.sha256[:12]}…). Versions are "
+                   "immutable: pick a new version string, unless this is that very file.")
+    return {"ok": False, "field": "version", "message": message, "existing_url": existing.get_absolute_url()}
+
+
+def version_clash_message(existing, sha256=""):
+    """Why ``existing`` blocks registering other bytes (``sha256``, when known) under its name."""
+    yours = f", yours {sha256[:12]}…" if sha256 else ""
+    return (f"Version {existing.version} of {existing.model.name} already exists with different content "
+            f"(sha256 {existing.sha256[:12]}…{yours}). Versions are immutable: register these bytes "
+            "under a new version string.")

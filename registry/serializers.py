@@ -44,6 +44,21 @@ class UploadStartSerializer(serializers.Serializer):
     sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="")
 
 
+class UploadCheckQuerySerializer(serializers.Serializer):
+    model = serializers.CharField(max_length=100)
+    version = serializers.CharField(max_length=128)
+    sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="",
+                                    help_text="The file's sha256, when known: the same bytes under a taken name are fine.")
+    create_model = serializers.BooleanField(required=False, default=True)
+
+
+class UploadCheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField(help_text="Whether registering under this name would go through.")
+    field = serializers.CharField(allow_null=True, help_text="The field to change when not ok: model or version.")
+    message = serializers.CharField()
+    existing_url = serializers.CharField(allow_null=True, help_text="The page of the version already there.")
+
+
 class UploadSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     version = serializers.SerializerMethodField()

@@ -130,12 +130,9 @@ def version_create_derived(*, parent, path, recipe, io_signature, name, created_
 def _existing_or_conflict(existing, sha256):
     if existing.sha256 == sha256:
         return existing
-    raise Conflict(
-        f"Version {existing.version} of {existing.model.name} already exists with different content "
-        f"(sha256 {existing.sha256[:12]}…, yours {sha256[:12]}…). Versions are immutable: register these bytes "
-        "under a new version string.",
-        field="version",
-    )
+    from ..selectors import version_clash_message
+
+    raise Conflict(version_clash_message(existing, sha256), field="version")
 
 
 def _resolve_parent(model, parent):

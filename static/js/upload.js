@@ -8,6 +8,8 @@
   const chunkBytes = Number(form.dataset.chunkBytes);
   const maxBytes = Number(form.dataset.maxBytes);
   const uploadsUrl = form.dataset.uploadsUrl;
+  const checkUrl = form.dataset.checkUrl;
+  const checkLine = document.getElementById("version-check");
   const csrf = form.querySelector("[name=csrfmiddlewaretoken]").value;
   const input = document.getElementById("file-input");
   const zone = document.getElementById("drop-zone");
@@ -129,6 +131,33 @@
     };
   }
 
+  // Files up to this size are hashed in the browser before the name check (one read, in memory):
+  // the same bytes under a taken name are then fine. Larger ones are checked by name alone.
+  const HASH_MAX_BYTES = 256 * 1024 * 1024;
+  async function sha256Of(f) {
+    if (!f || f.size > HASH_MAX_BYTES || !(window.crypto && crypto.subtle)) return "";
+    const digest = await crypto.subtle.digest("SHA-256", await f.arrayBuffer());
+    return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // The pre-flight check: is model:version free? Shown beside the version field.
+  async function checkName(sha256) {
+    const data = new FormData(form);
+    const model = (data.get("model") || "").trim();
+    const version = (data.get("version") || "").trim();
+    if (!model || !version) { checkLine.textContent = ""; return { ok: true }; }
+    const query = new URLSearchParams({ model, version, create_model: data.get("create_model") === "on" });
+    if (sha256) query.set("sha256", sha256);
+    const answer = await send("GET", `${checkUrl}?${query}`);
+    if (answer.status !== 200) return { ok: true };  // the registration decides in the end
+    checkLine.textContent = answer.body.message;
+    checkLine.className = answer.body.ok ? "helptext" : "error";
+    return answer.body;
+  }
+  ["model", "version"].forEach((name) => form.elements.namedItem(name).addEventListener("change", () => {
+    checkName("").catch(() => {});
+  }));
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (!file) { say("Choose a file first.", true); return; }
@@ -136,6 +165,9 @@
     button.disabled = true;
     try {
       const fields = registration();
+      say("Checking the version name…");
+      const verdict = await checkName(await sha256Of(file));
+      if (!verdict.ok) throw new Error(verdict.message);
       const upload = await sendChunks(await openUpload());
       say("Upload complete (100 %). Checking the file…");
       show(file.size);

@@ -90,3 +90,17 @@ def test_the_health_check_needs_no_login_and_no_https(client, db, settings):
     answer = client.get("/healthz")
     assert answer.status_code == 200 and answer.json() == {"status": "ok", "database": "ok"}
     assert client.get("/").status_code == 301  # everything else goes to https
+
+
+def test_manage_py_finds_the_secret_key_make_created(tmp_path):
+    """The README's `.venv/bin/python manage.py api_token …` works in a `make run` checkout
+    without SECRET_KEY_FILE in the environment."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    assert (root / "var" / "secret_key").is_file(), "make test and make run create var/secret_key"
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "SECRET_KEY_FILE", "DEBUG")}
+    result = subprocess.run([sys.executable, "manage.py", "api_token", "--help"], cwd=root,
+                            env={**clean, "BERTH_VAR_DIR": str(tmp_path)}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "SECRET_KEY is not set" not in result.stderr

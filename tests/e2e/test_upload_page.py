@@ -250,3 +250,23 @@ def test_a_viewer_gets_no_upload_page(logged_in_page, viewer):
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
     expect(page.locator("main")).to_contain_text("This needs the engineer role; yours is viewer.")
     expect(page.locator("#upload-form")).to_have_count(0)
+
+
+def test_a_taken_version_name_is_reported_before_any_byte_is_sent(logged_in_page, engineer, world, big_onnx_file):
+    world.version("1")  # digits:1, other bytes
+    page = logged_in_page(engineer)
+    puts = route_chunks(page, lambda route, ranges: route.continue_())
+    starts = []
+    page.on("request", lambda r: r.method == "POST" and r.url.endswith("/api/v1/uploads/") and starts.append(r.url))
+    open_upload_page(page)
+    fill_upload_form(page, model="digits", version="1", path=big_onnx_file)
+    page.get_by_label("Version", exact=True).dispatch_event("change")
+    expect(page.locator("#version-check")).to_contain_text("Version 1 of digits already exists")
+    page.locator("#upload-button").click()
+    expect(page.locator("#upload-status")).to_contain_text(f"yours {sha256_of(big_onnx_file)[:12]}")
+    expect(page.locator("#upload-status")).to_have_class("error")
+    assert puts == [] and starts == [] and not Upload.objects.exists()
+    # A free name goes through the check.
+    page.get_by_label("Version", exact=True).fill("2")
+    page.get_by_label("Version", exact=True).dispatch_event("change")
+    expect(page.locator("#version-check")).to_contain_text("digits:2 is free")
