@@ -13,6 +13,7 @@ class Job(models.Model):
         COMPRESS = "compress"
         BENCHMARK = "benchmark"
         PROFILE = "profile"
+        SERVE_PROFILE = "serve_profile", "serving profile"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -23,7 +24,7 @@ class Job(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
-    kind = models.CharField(max_length=12, choices=Kind.choices)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=300, blank=True)

@@ -50,6 +50,7 @@ class InferenceCore:
         self.telemetry = None  # a Telemetry when the runtime reports to a dashboard
         self.loop = None
         self.active = 0  # inference requests routed and not yet released
+        self.batch_sizes = {}  # rows of a model run -> runs, since start (the serving profile reads it)
 
     # --- lifecycle (event loop) ----------------------------------------------------------------
 
@@ -140,6 +141,7 @@ class InferenceCore:
 
     def batch_ran(self, model, version, rows):
         """One session.run of ``rows`` rows (a formed batch, or one request unbatched)."""
+        self.batch_sizes[rows] = self.batch_sizes.get(rows, 0) + 1
         self.metrics.batch(model, version, rows)
         if self.telemetry is not None:
             self.telemetry.batch(version, rows)

@@ -4,6 +4,7 @@ from .benchmark import BenchmarkKind
 from .compress import CompressKind
 from .convert import ConvertKind
 from .profile import ProfileKind
+from .serve_profile import ServeProfileKind
 from .validate import ValidateKind
 
 KINDS = {
@@ -12,4 +13,5 @@ KINDS = {
     "compress": CompressKind(),
     "benchmark": BenchmarkKind(),
     "profile": ProfileKind(),
+    "serve_profile": ServeProfileKind(),
 }
