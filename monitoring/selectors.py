@@ -39,6 +39,17 @@ def active_deployments(endpoint):
                 .select_related("version__model").order_by("-weight", "version_id"))
 
 
+def serving_profile(endpoint, deployments):
+    """The newest succeeded serving profile job (serve_profile) of a version deployed on the
+    endpoint, on the endpoint's target, that recommends a configuration; None when there is none."""
+    from jobs.models import Job
+
+    job = (Job.objects.filter(kind=Job.Kind.SERVE_PROFILE, status=Job.Status.SUCCEEDED, target=endpoint.target,
+                              version__in=[d.version_id for d in deployments])
+           .exclude(result__recommended=None).select_related("version").order_by("-finished", "-id").first())
+    return job and {"job": job, "version": job.version, **job.result["recommended"]}
+
+
 def endpoint_spec(endpoint, *, artifact_url=None):
     """What the serving runtime serves, and its ETag: the current split with each version's
     artifact, signature and reference features. ``artifact_url(deployment)`` overrides where

@@ -45,9 +45,11 @@ def _render_token(request, endpoint, token, rotated=False):
 
 
 def _render_detail(request, endpoint, deploy_form=None, batching_form=None):
+    deployments = selectors.active_deployments(endpoint)
     return render(request, "monitoring/endpoint_detail.html", {
         "endpoint": endpoint,
-        "deployments": selectors.active_deployments(endpoint),
+        "deployments": deployments,
+        "serving_profile": selectors.serving_profile(endpoint, deployments),
         "history": selectors.deployment_history(endpoint),
         "deploy_form": deploy_form or DeployForm(endpoint=endpoint),
         "batching_form": batching_form or BatchingForm(initial={"max_batch_size": endpoint.max_batch_size,

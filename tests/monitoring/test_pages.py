@@ -84,3 +84,23 @@ def test_the_endpoint_page_sets_dynamic_batching(endpoint, engineer, viewer):
     assert Endpoint.objects.get().max_batch_size == 32
     assert browser(viewer).post("/endpoints/digits-prod/batching/", {"max_batch_size": "1",
                                                                       "max_queue_delay_us": "0"}).status_code == 403
+
+
+def test_the_endpoint_page_applies_a_serving_profiles_recommendation(endpoint, engineer):
+    from django.utils import timezone
+
+    from jobs.models import Job
+    from registry.models import HardwareTarget, ModelVersion
+
+    version = ModelVersion.objects.get(version="1")
+    run = {"threads": 2, "max_batch_size": 16, "max_queue_delay_us": 1000, "concurrency": 32, "requests": 900,
+           "throughput": 450.0, "p50_ms": 20.0, "p99_ms": 41.5, "batch_sizes": {"16": 50}}
+    Job.objects.create(kind="serve_profile", version=version, target=HardwareTarget.objects.get(slug="cpu"),
+                       status="succeeded", finished=timezone.now(), result={"runs": [run], "recommended": run})
+    client = browser(engineer)
+    page = client.get("/endpoints/digits-prod/").content.decode()
+    assert "recommends max batch size 16, max queue delay 1000 µs (2 inference threads): 450 req/s" in page
+    applied = page.split('id="serving-profile"')[1]
+    assert 'name="max_batch_size" value="16"' in applied and 'name="max_queue_delay_us" value="1000"' in applied
+    client.post("/endpoints/digits-prod/batching/", {"max_batch_size": "16", "max_queue_delay_us": "1000"})
+    assert (Endpoint.objects.get().max_batch_size, Endpoint.objects.get().max_queue_delay_us) == (16, 1000)
