@@ -9,11 +9,6 @@ class ModelCreateForm(forms.Form):
     name = forms.CharField(max_length=100, validators=[model_name_validator],
                            help_text="Lowercase letters, digits, '-' and '_'.")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    preset = forms.ChoiceField(
-        required=False, choices=[("", "none: the device and provider above")]
-        + [(name, f"{name} ({preset.provider})") for name, preset in PRESETS.items()],
-        help_text="Fills device, provider and its options: " + "; ".join(
-            f"{name}: {preset.help}" for name, preset in PRESETS.items() if preset.device != "cpu"))
     task = forms.ChoiceField(choices=Model.Task.choices, initial=Model.Task.OTHER)
 
 
@@ -45,3 +40,8 @@ class TargetForm(forms.Form):
     execution_provider = forms.ChoiceField(
         choices=[(p, p) for providers in PROVIDERS_BY_DEVICE.values() for p in providers])
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    preset = forms.ChoiceField(
+        required=False, choices=[("", "none: the device and provider above")]
+        + [(name, f"{name} ({preset.provider})") for name, preset in PRESETS.items()],
+        help_text="Fills device, provider and its options: " + "; ".join(
+            f"{name}: {preset.help}" for name, preset in PRESETS.items() if preset.device != "cpu"))

@@ -116,6 +116,12 @@ def test_admins_create_targets(registered, admin_user):
     wrong = client.post("/new/target/", {"slug": "cpu9", "device": "cpu",
                                          "execution_provider": "TensorrtExecutionProvider"})
     assert wrong.status_code == 200 and b"cannot run on a cpu target" in wrong.content
+    preset = client.post("/new/target/", {"slug": "h100", "device": "cpu", "execution_provider": "CPUExecutionProvider",
+                                          "preset": "tensorrt-fp16"})
+    assert preset.status_code == 302
+    h100 = HardwareTarget.objects.get(slug="h100")
+    assert (h100.device, h100.execution_provider) == ("cuda", "TensorrtExecutionProvider")
+    assert h100.provider_options == {"trt_fp16_enable": "1", "trt_engine_cache_enable": "1"}
 
 
 def test_model_names_and_metadata_are_escaped(engineer_api, viewer, onnx_file):
