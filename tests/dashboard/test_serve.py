@@ -122,9 +122,9 @@ def _processes_of(var):
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if marker in open(f"/proc/{pid}/environ", "rb").read():
-                if open(f"/proc/{pid}/stat").read().split(") ")[1].split()[0] != "Z":
-                    found.append(pid)
+            alive = open(f"/proc/{pid}/stat").read().split(") ")[1].split()[0] != "Z"
+            if alive and marker in open(f"/proc/{pid}/environ", "rb").read():
+                found.append(pid)
         except OSError:
             continue
     return found
@@ -175,7 +175,7 @@ def test_a_rotated_demo_token_is_reissued_and_a_second_run_leaves_the_first_alon
         try:
             banner = first.wait_banner()
             assert ("got a new one" in banner) == (attempt == 1), banner
-            wait_for(lambda: first.answers("/v2/health/ready", first.serving_port), timeout=60, interval=0.3,
+            wait_for(lambda run=first: run.answers("/v2/health/ready", run.serving_port), timeout=60, interval=0.3,
                      message=f"the demo runtime to be ready:\n{(demo['var'] / 'demo-serving.log').read_text()}")
             assert "answers at" in _endpoint_page(client, admin_user, demo["var"])
 
