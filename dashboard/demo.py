@@ -61,28 +61,35 @@ def train_digits_mlp(data, *, hidden=128, epochs=40, seed=0):
     return model, float((predictions == data.test_y).mean())
 
 
-def train_digits_cnn(data, *, epochs=12, seed=0):
-    """A small CNN on the 8x8 images (input [batch, 1, 8, 8]); returns (module, test accuracy)."""
+def train_digits_cnn(data, *, epochs=12, seed=0, channels=(16, 32), hidden=64, flat=False):
+    """A CNN on the 8x8 images: two 3x3 convolutions of ``channels``, 2x2 max pooling, a hidden
+    layer of ``hidden`` units. Its input is [batch, 1, 8, 8], or with ``flat`` the 64 pixel
+    features (reshaped inside, so it takes the same datasets as the MLPs). Returns (module, test
+    accuracy)."""
     import torch
 
     torch.manual_seed(seed)
+    first, second = channels
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(32 * 4 * 4, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10),
+        *([torch.nn.Unflatten(1, (1, 8, 8))] if flat else []),
+        torch.nn.Conv2d(1, first, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(first, second, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(second * 4 * 4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    x = torch.from_numpy(data.train_x.reshape(-1, 1, 8, 8))
+    shape = (-1, 64) if flat else (-1, 1, 8, 8)
+    x = torch.from_numpy(data.train_x.reshape(shape))
     y = torch.from_numpy(data.train_y)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
+        model.train()
         for batch in torch.randperm(len(x), generator=generator).split(64):
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
             optimizer.step()
     model.eval()
     with torch.no_grad():
-        predictions = model(torch.from_numpy(data.test_x.reshape(-1, 1, 8, 8))).argmax(dim=1).numpy()
+        predictions = model(torch.from_numpy(data.test_x.reshape(shape))).argmax(dim=1).numpy()
     return model, float((predictions == data.test_y).mean())
 
 
@@ -138,8 +145,8 @@ def load_demo(*, out=print):
         model = services.model_create(name="digits", task=Model.Task.CLASSIFICATION, owner=admin,
                                       description="8x8 handwritten digits (scikit-learn load_digits), a small MLP.")
     have = set(ModelVersion.objects.filter(model=model).values_list("version", flat=True))
-    if {"1", "2"} <= have:
-        out("  digits 1 and 2 already registered")
+    if {"1", "2", "3"} <= have:
+        out("  digits 1, 2 and 3 already registered")
     else:
         _register_digits(model, admin, have, out)
     _queue_first_jobs(model, admin, out)
@@ -178,6 +185,33 @@ def _register_digits(model, admin, have, out):
             _register(services, uploads, export_torchscript(module, tmp / "v2.pt"), model, "2", admin,
                       {"framework": "torch", "architecture": "mlp-256", "test_accuracy": round(accuracy, 4),
                        "trained_on": "sklearn.datasets.load_digits (80% split, seed 0)"}, ["demo", "torchscript"])
+        if "3" not in have:
+            _register_cnn(services, uploads, model, admin, data, tmp, out)
+
+
+def _register_cnn(services, uploads, model, admin, data, tmp, out):
+    """digits:3, a CNN on the same 64 pixel features, with a training set: a teacher to distill
+    into a smaller student and a model whose channels structured pruning removes (validated here,
+    so its page offers both at once)."""
+    from jobs import services as job_services
+    from jobs.models import Job
+    from registry.models import ModelVersion
+
+    module, accuracy = train_digits_cnn(data, flat=True)
+    out(f"  digits 3: CNN 16/32 channels, test accuracy {accuracy:.1%} (distill or prune_structured it)")
+    _register(services, uploads, export_onnx(module, tmp / "v3.onnx"), model, "3", admin,
+              {"framework": "torch", "architecture": "cnn-16-32", "test_accuracy": round(accuracy, 4),
+               "trained_on": "sklearn.datasets.load_digits (80% split, seed 0)"}, ["demo", "onnx"])
+    version = ModelVersion.objects.get(model=model, version="3")
+    incoming = uploads.incoming_copy(save_npz(tmp / "digits-train.npz", x=data.train_x, labels=data.train_y))
+    try:
+        services.dataset_attach(version=version, name="digits-train", kind="training", incoming=incoming,
+                                created_by=admin)
+    finally:
+        incoming.path.unlink(missing_ok=True)
+    out(f"  dataset digits-train (training, {len(data.train_x)} rows) attached")
+    for job in Job.objects.filter(version=version, kind="validate", status=Job.Status.QUEUED):
+        job_services.job_run(job_id=job.id, worker_host="demo")
 
 
 def _queue_first_jobs(model, admin, out):
