@@ -219,7 +219,9 @@ class MetricsApi(APIView):
         description="Per version and step: requests, errors, error_rate, rps, error_kinds, latency p50/p95/p99 "
                     "(ms, from the merged sketches; mean_ms and coarse=true where a scraped source gives only "
                     "sums), drift per feature (test, score, threshold) and dataset drift; the benchmark p95 of "
-                    "each version on the endpoint's target; the deployment changes in the range.")
+                    "each version on the endpoint's target; the deployment changes in the range. Rates are over "
+                    "the time each version served (served_from, served_until, served_seconds; partial=true for "
+                    "a step served in part; rps null for a step without data).")
     def get(self, request, name):
         endpoint = selectors.endpoint_get(name)
         since, until, step = series.parse_range(request.query_params)

@@ -42,11 +42,20 @@ def _live_layout(data, title, subtitle, y_title, **extra):
 
 
 def requests_chart(data):
-    traces = [{"type": "scatter", "mode": "lines", "name": f"v{v['version']}", "x": _times(v),
-               "y": [p["rps"] for p in v["points"]], "line": {"color": _color(i)}, "stackgroup": "rps",
-               "hovertemplate": "%{y:.2f} req/s<extra>v" + v["version"] + "</extra>"}
+    # A step the version served only part of (its first, or the one still being reported) is a
+    # rate over the seconds it served, said so on hover; a step without data is a gap (lines, not
+    # a stack: a stack would draw the gap as zero).
+    traces = [{"type": "scatter", "mode": "lines+markers", "name": f"v{v['version']}", "x": _times(v),
+               "y": [p["rps"] for p in v["points"]], "line": {"color": _color(i)}, "connectgaps": False,
+               "marker": {"size": [6 if p["partial"] and p["rps"] is not None else 0 for p in v["points"]],
+                          "symbol": "circle-open"},
+               "customdata": [f" over {p['served_seconds']:.0f} s served" if p["partial"] else ""
+                              for p in v["points"]],
+               "hovertemplate": "%{y:.2f} req/s%{customdata}<extra>v" + v["version"] + "</extra>"}
               for i, v in enumerate(data["versions"])]
-    return {"data": traces, "layout": _live_layout(data, "Requests per second", "stacked by version", "req/s")}
+    return {"data": traces, "layout": _live_layout(data, "Requests per second", "per version; open "
+                                                   "circles: a step served in part (rate over the seconds served)",
+                                                   "req/s")}
 
 
 def latency_chart(data):

@@ -149,7 +149,62 @@ def benchmark_p95(versions, target):
 
 
 WINDOW_FIELDS = ("version__version", "version__id", "version__model__name", "start", "resolution", "requests",
-                 "errors", "error_kinds", "latency", "features", "coarse", "latency_sum_ms", "flushes", "batch_sizes")
+                 "errors", "error_kinds", "latency", "features", "coarse", "latency_sum_ms", "flushes", "batch_sizes",
+                 "updated")
+MERGE_GAP = timedelta(seconds=1)  # serving periods this close are one (a new generation retires the old one)
+# A rate needs this many seconds served (a step's last few seconds are too short to rate: one
+# request more or less would swing it); shorter, the rate is left out.
+MIN_RATE_SECONDS = 10.0
+
+
+class ServedTime:
+    """When each version actually served in [since, until): its periods with a share of the
+    traffic (from the deployment generations), cut at the last report the endpoint's windows
+    received (``reported``: no rate is claimed for time no telemetry has covered yet). A version
+    with windows but no such period (pinned traffic, raw events, a scraped server) served from
+    its first window on. Rates divide requests by these seconds, not by the whole range."""
+
+    def __init__(self, endpoint, since, until, windows):
+        self.since, self.until = since, until
+        reported = max((w.updated for w in windows), default=None)
+        self.reported = min(until, reported) if reported is not None else None
+        first = {}
+        for window in windows:
+            first.setdefault(window.version_id, window.start)
+        periods = {}
+        for row in (Deployment.objects.filter(endpoint=endpoint, weight__gt=0, deployed__lt=until)
+                    .filter(Q(retired__isnull=True) | Q(retired__gt=since)).order_by("deployed")
+                    .values("version_id", "deployed", "retired")):
+            start, end = max(row["deployed"], since), min(row["retired"] or until, until)
+            if end <= start:
+                continue
+            merged = periods.setdefault(row["version_id"], [])
+            if merged and start - merged[-1][1] <= MERGE_GAP:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        for version_id, start in first.items():
+            if version_id not in periods:
+                periods[version_id] = [(max(start, since), until)]
+        self.periods = periods
+
+    def seconds(self, version_id, start=None, end=None):
+        """Seconds ``version_id`` served within [start, end) (default: the whole range) up to the
+        last report."""
+        if self.reported is None:
+            return 0.0
+        start = start or self.since
+        end = min(end or self.until, self.reported)
+        return sum(max(0.0, (min(b, end) - max(a, start)).total_seconds())
+                   for a, b in self.periods.get(version_id, ()))
+
+    def span(self, version_id):
+        """(served_from, served_until) within the range up to the last report, or (None, None)."""
+        periods = [(a, min(b, self.reported)) for a, b in self.periods.get(version_id, ())
+                   if self.reported is not None and a < self.reported]
+        if not periods:
+            return None, None
+        return periods[0][0], periods[-1][1]
 
 
 def _windows(endpoint, since, until, step=60):
@@ -179,7 +234,9 @@ def endpoint_series(endpoint, *, since, until, step=None):
     count = max(1, int(-(-(until - since).total_seconds() // step)))
     times = [since + timedelta(seconds=step * i) for i in range(count)]
     by_version, versions = {}, {}
-    for window in _windows(endpoint, since, until, step):
+    windows = list(_windows(endpoint, since, until, step))
+    served = ServedTime(endpoint, since, until, windows)
+    for window in windows:
         index = min(int((window.start - since).total_seconds() // step), count - 1)
         versions[window.version_id] = window.version
         by_version.setdefault(window.version_id, {}).setdefault(index, Bucket()).add(window)
@@ -190,20 +247,29 @@ def endpoint_series(endpoint, *, since, until, step=None):
         by_version.setdefault(version_id, {})
     profiles = references(list(versions))
     predicted = benchmark_p95(list(versions), endpoint.target_id)
-    now = timezone.now()
     series = []
     for version_id, buckets in sorted(by_version.items(), key=lambda item: _natural(versions[item[0]].version)):
         points, total = [], Bucket()
         features = profiles.get(version_id, {})
-        steps = [buckets.get(i, Bucket()) for i in range(len(times))]
+        steps = [buckets.get(i) for i in range(len(times))]
         for bucket, moment in zip(steps, times):
-            total_seconds = min(step, max(0.0, (now - moment).total_seconds()))
-            points.append({"t": moment.isoformat(), **bucket.summary(total_seconds)})
-        drift_points = drift_of_buckets(steps, features, with_js=False)
+            seconds = served.seconds(version_id, moment, moment + timedelta(seconds=step))
+            if bucket is None:  # no data: a gap, not a zero
+                points.append({"t": moment.isoformat(), **Bucket().summary(None), "served_seconds": seconds,
+                               "partial": False})
+                continue
+            points.append({"t": moment.isoformat(), **bucket.summary(seconds if seconds >= MIN_RATE_SECONDS else None),
+                           "served_seconds": seconds, "partial": seconds < step})
+        drift_points = drift_of_buckets([b or Bucket() for b in steps], features, with_js=False)
         for bucket in buckets.values():
             total.merge(bucket)
+        served_from, served_until = served.span(version_id)
+        seconds = served.seconds(version_id)
         series.append({
             "version": versions[version_id].version,
+            "served_from": served_from and served_from.isoformat(),
+            "served_until": served_until and served_until.isoformat(), "served_seconds": seconds,
+            "requests": total.requests, "rps": total.requests / seconds if seconds >= MIN_RATE_SECONDS else None,
             "weight": deployed[version_id].weight if version_id in deployed else 0,
             "benchmark_p95_ms": predicted.get(version_id),
             "points": points,
@@ -211,6 +277,7 @@ def endpoint_series(endpoint, *, since, until, step=None):
             "histograms": _histograms(features, total),
         })
     return {"endpoint": endpoint.name, "since": since.isoformat(), "until": until.isoformat(), "step": step,
+            "reported_until": served.reported and served.reported.isoformat(),
             "versions": series, "deployments": deployment_events(endpoint, since, until)}
 
 
@@ -252,9 +319,11 @@ def recent(endpoint, *, minutes, now=None):
     """Per version over the last ``minutes``: the summary, drift verdicts and the benchmark p95.
     What alert rules and the overview look at."""
     now = now or timezone.now()
-    since = now - timedelta(minutes=minutes)
+    since = (now - timedelta(minutes=minutes)).replace(second=0, microsecond=0)
     buckets, versions = {}, {}
-    for window in _windows(endpoint, since.replace(second=0, microsecond=0), now):
+    windows = list(_windows(endpoint, since, now))
+    served = ServedTime(endpoint, since, now, windows)
+    for window in windows:
         versions[window.version_id] = window.version
         buckets.setdefault(window.version_id, Bucket()).add(window)
     profiles = references(list(versions))
@@ -262,10 +331,13 @@ def recent(endpoint, *, minutes, now=None):
     found = {}
     for version_id, bucket in buckets.items():
         verdicts, dataset = drift_of(bucket, profiles.get(version_id, {}))
-        summary = bucket.summary(minutes * 60)
+        seconds = served.seconds(version_id)
+        served_from, served_until = served.span(version_id)
+        summary = bucket.summary(seconds if seconds >= MIN_RATE_SECONDS else None)
         benchmark = predicted.get(version_id)
         found[versions[version_id]] = {
-            **summary, "drift": verdicts, "dataset_drift": dataset, "benchmark_p95_ms": benchmark,
+            **summary, "served_seconds": seconds, "served_from": served_from, "served_until": served_until,
+            "drift": verdicts, "dataset_drift": dataset, "benchmark_p95_ms": benchmark,
             "benchmark_gap": summary["p95_ms"] / benchmark if benchmark and summary["p95_ms"] is not None else None}
     return found
 
@@ -274,9 +346,27 @@ def _natural(version):
     return (0, int(version), "") if version.isdigit() else (1, 0, version)
 
 
-def parse_range(params, now=None):
-    """(since, until, step) from query parameters: ``range`` (15m … 30d) or ``since``/``until``
-    (ISO 8601), and an optional ``step`` in seconds. Raises BerthError naming the parameter."""
+def default_range(endpoint, now=None):
+    """The range a page opens on, fitted to the data there is: 15m while the endpoint's data of
+    the last hour is all younger than 15 minutes, else 1h; with nothing in the last hour, the
+    smallest range that reaches its latest window (or 1h when it has none)."""
+    from django.db.models import Max, Min
+
+    now = now or timezone.now()
+    recent_first = MetricWindow.objects.filter(endpoint=endpoint, start__gte=now - RANGES["1h"]).aggregate(
+        first=Min("start"))["first"]
+    if recent_first is not None:
+        return "15m" if recent_first >= now - RANGES["15m"] else "1h"
+    latest = MetricWindow.objects.filter(endpoint=endpoint).aggregate(last=Max("start"))["last"]
+    if latest is None:
+        return DEFAULT_RANGE
+    return next((name for name, span in RANGES.items() if latest >= now - span), DEFAULT_RANGE)
+
+
+def parse_range(params, now=None, default=DEFAULT_RANGE):
+    """(since, until, step) from query parameters: ``range`` (15m … 30d, ``default`` when absent)
+    or ``since``/``until`` (ISO 8601), and an optional ``step`` in seconds. Raises BerthError
+    naming the parameter."""
     from dashboard.errors import BerthError
 
     now = now or timezone.now()
@@ -284,7 +374,7 @@ def parse_range(params, now=None):
     if params.get("since"):
         since = parse_time(params.get("since"), "since")
     else:
-        name = params.get("range") or DEFAULT_RANGE
+        name = params.get("range") or default
         if name not in RANGES:
             raise BerthError(f"range must be one of {', '.join(RANGES)}.", field="range")
         since = until - RANGES[name]
@@ -306,14 +396,20 @@ def parse_range(params, now=None):
     return since, until, step
 
 
-def endpoints_health(endpoints, *, minutes=60, now=None):
+def endpoints_health(endpoints, *, minutes=60, now=None, drift_minutes=5):
     """For the overview: per endpoint, minute by minute over the last ``minutes`` (all versions
-    together), p95 latency, error rate and the share of drifted features; in a fixed number of
-    queries whatever the number of endpoints."""
+    together; the current, partial minute left out), p95 latency, error rate and the share of
+    drifted features; and ``drift_now``: the drift verdict over the last ``drift_minutes`` per
+    version, computed as the alert rules compute it (recent's window and tests), with the drift
+    alerts firing. In a fixed number of queries whatever the number of endpoints."""
+    from .models import Alert, AlertRule
+
     now = now or timezone.now()
     since = align(now - timedelta(minutes=minutes), 60)
+    drift_since = (now - timedelta(minutes=drift_minutes)).replace(second=0, microsecond=0)
+    current = int((now.replace(second=0, microsecond=0) - since).total_seconds() // 60)
     endpoints = list(endpoints)
-    buckets = {}
+    buckets, recent_buckets = {}, {}
     windows = (MetricWindow.objects.filter(endpoint__in=endpoints, resolution=MetricWindow.Resolution.MINUTE,
                                            start__gte=since, start__lt=now)
                .only("endpoint_id", "version_id", "start", "requests", "errors", "error_kinds", "latency", "features",
@@ -324,11 +420,17 @@ def endpoints_health(endpoints, *, minutes=60, now=None):
         versions.add(window.version_id)
         per_minute = buckets.setdefault(window.endpoint_id, {}).setdefault(index, {})
         per_minute.setdefault(window.version_id, Bucket()).add(window)
+        if window.start >= drift_since:
+            recent_buckets.setdefault(window.endpoint_id, {}).setdefault(window.version_id, Bucket()).add(window)
     profiles = references(list(versions))
+    firing = {}
+    for alert in Alert.objects.filter(endpoint__in=endpoints, state=Alert.State.FIRING,
+                                      rule__metric=AlertRule.Metric.DRIFT).select_related("version"):
+        firing.setdefault(alert.endpoint_id, []).append(alert)
     health = {}
     for endpoint in endpoints:
         p95, error_rate, drift = [], [], []
-        for index in range(minutes + 1):
+        for index in range(current):
             per_version = buckets.get(endpoint.id, {}).get(index, {})
             merged, shares = Bucket(), []
             for version_id, bucket in per_version.items():
@@ -339,7 +441,13 @@ def endpoints_health(endpoints, *, minutes=60, now=None):
             p95.append(merged.quantiles((0.95,))[0])
             error_rate.append(100 * merged.errors / merged.requests if merged.requests else None)
             drift.append(max(shares) if shares else None)
+        verdicts = [drift_of(bucket, profiles.get(version_id, {}))[1]
+                    for version_id, bucket in recent_buckets.get(endpoint.id, {}).items()]
+        scored = [d for d in verdicts if d["share"] is not None]
+        worst = max(scored, key=lambda d: d["share"], default=None)
         health[endpoint] = {"p95_ms": p95, "error_percent": error_rate, "drift_share": drift,
+                            "drift_now": worst, "drift_minutes": drift_minutes,
+                            "drift_alerts": firing.get(endpoint.id, []),
                             "requests": sum(b.requests for m in buckets.get(endpoint.id, {}).values()
                                             for b in m.values())}
     return health

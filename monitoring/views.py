@@ -71,7 +71,9 @@ def _demo_serving(endpoint):
 
 def _live_context(request, endpoint):
     """The monitoring part of the endpoint page (refreshed every few seconds on its own)."""
-    params = request.GET
+    params = request.GET.copy()
+    if not params.get("range") and not params.get("since"):  # open on a range that fits the data there is
+        params["range"] = series.default_range(endpoint)
     try:
         since, until, step = series.parse_range(params)
         error = None
@@ -87,7 +89,7 @@ def _live_context(request, endpoint):
             "live": {"data": data, "recent": recent, "figures": figures, "primary": primary, "feature": feature,
                      "range": params.get("range") if params.get("range") in series.RANGES else series.DEFAULT_RANGE,
                      "ranges": list(series.RANGES), "error": error, "chart_names": CHART_NAMES,
-                     "recent_minutes": RECENT_MINUTES,
+                     "recent_minutes": RECENT_MINUTES, "recent_seconds": RECENT_MINUTES * 60 - 1,
                      "query": params.urlencode()}}
 
 

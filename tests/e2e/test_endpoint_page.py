@@ -53,3 +53,28 @@ def test_the_charts_render_and_follow_new_telemetry(logged_in_page, viewer, moni
     expect(page.locator('[data-chart="errors"]')).to_contain_text("v1 timeout")
     # ... drawn into the same chart element: the page was not reloaded or redrawn as a whole.
     assert page.evaluate("document.querySelector('[data-chart=\"errors\"]').dataset.marker") == "kept"
+
+
+def test_a_fresh_canarys_rate_is_right_and_the_overview_agrees(logged_in_page, viewer, world):
+    from monitoring.models import Deployment
+    from tests.monitoring.test_honest_series import backdate, steady
+
+    endpoint, _ = services.endpoint_create(name="digits-prod", model=world.model, target=world.cpu)
+    services.deploy(endpoint=endpoint, version=world.version("1"), weight=100)
+    now = timezone.now()
+    Deployment.objects.filter(endpoint=endpoint).update(deployed=now - timedelta(hours=1))
+    services.deploy(endpoint=endpoint, version=world.version("2"), weight=10)
+    deployed = now - timedelta(seconds=75)
+    backdate(endpoint, 2, deployed)
+    steady(endpoint, "1", since=now - timedelta(minutes=6), until=now, per_second=9)
+    steady(endpoint, "2", since=deployed, until=now, per_second=1)
+
+    page = logged_in_page(viewer)
+    page.goto("/endpoints/digits-prod/")
+    expect(page.locator(".range-picker .current")).to_have_text("15m")  # the range fits the data there is
+    canary = page.locator("#live .kpis tbody tr", has_text="10 %").locator("td.rps")
+    expect(canary).to_contain_text("over")
+    rate = float(canary.inner_text().split()[0])
+    assert abs(rate - 1.0) <= 0.2, rate  # not 75 requests / 300 s = 0.25
+    main = float(page.locator("#live .kpis tbody tr", has_text="90 %").locator("td.rps").inner_text().split()[0])
+    assert abs(main - 9.0) <= 9.0 * 0.2, main
