@@ -64,7 +64,7 @@ def test_the_metrics_api_says_when_each_version_served(canary, viewer_api):
     assert before and all(p["rps"] is None for p in before)
     # Its first minute was served in part: the rate is over the seconds it served.
     served = [p for p in canary_series["points"] if p["rps"] is not None]
-    assert all(p["rps"] == pytest.approx(1.0, rel=0.1) for p in served)
+    assert all(abs(p["requests"] - p["served_seconds"] * 1.0) <= 2 for p in served)  # 1 req/s, ± a request
     assert served[0]["partial"] and served[0]["served_seconds"] < 60
 
 
@@ -94,8 +94,9 @@ def test_the_overview_drift_figure_agrees_with_the_drift_alert(runtime, endpoint
     ReferenceProfile.objects.create(version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x",
                                     edges=[0.2, 0.4, 0.6], counts=[250, 250, 250, 250])
     now = timezone.now()
-    # Spread over the last minutes (each under the per-minute verdict's minimum), shifted far.
-    for minute in range(4, 0, -1):
+    # Spread over the last minutes (each under the per-minute verdict's minimum), shifted far; the
+    # drift rule fires when 2 of its last 3 windows drifted.
+    for minute in range(12, 0, -1):
         batch, _, _ = events(now - timedelta(minutes=minute, seconds=-5), 60, shift=0.8, seed=minute)
         services.telemetry_ingest(endpoint=endpoint, payload={"events": batch})
     alerts.rule_create(endpoint=endpoint, metric="drift", window_minutes=5, min_requests=20)
