@@ -287,13 +287,19 @@ def overhead(tmp, requests):
 # --- 2. and 3. batching, MLServer ----------------------------------------------------------------
 
 
-def generate(port, path, body_file, seconds, concurrency):
-    """bench/serving.py's closed-loop asyncio generator, in its own process."""
+def generate(port, path, body_file, seconds, concurrency, server=None):
+    """bench/serving.py's closed-loop asyncio generator, in its own process; with ``server`` (a
+    Process), also the server's CPU per measured request (the warm-up scaled out)."""
+    from bench.serving import WARMUP_SECONDS, cpu_seconds
+
+    before = cpu_seconds(server.process) if server else 0.0
     output = subprocess.run([sys.executable, str(ROOT / "bench" / "serving.py"), "--generate", str(port), path,
                              str(body_file), str(seconds), str(concurrency)],
                             capture_output=True, text=True, check=True).stdout
     result = json.loads(output.strip().splitlines()[-1])
     result["rps"] = result["requests"] / seconds
+    spent = (cpu_seconds(server.process) - before) if server else 0.0
+    result["server_cpu_us"] = spent * seconds / (seconds + WARMUP_SECONDS) / max(1, result["requests"]) * 1e6
     return result
 
 
@@ -320,10 +326,11 @@ def batching(tmp, seconds, mlserver_venv):
         results["off_c1"] = generate(servers["off"][1], path, body, seconds, 1)
         for name in servers:
             model_name = "digits" if name == "mlserver" else "m"
-            results[name] = generate(servers[name][1], f"/v2/models/{model_name}/infer", body, seconds, CONCURRENCY)
+            results[name] = generate(servers[name][1], f"/v2/models/{model_name}/infer", body, seconds, CONCURRENCY,
+                                     servers[name][0])
             r = results[name]
             print(f"  {name:<9} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-                  f"errors {r['errors']}", flush=True)
+                  f"errors {r['errors']}  server CPU {r['server_cpu_us']:5.0f} µs/req", flush=True)
     finally:
         for process, *_ in servers.values():
             process.stop()
