@@ -86,25 +86,3 @@ class RunLock:
         if self._file is not None:
             self._file.close()  # closing drops the flock; the file stays (a later run truncates it)
             self._file = None
-
-
-def demo_status_file(var_dir):
-    return Path(var_dir) / "demo-serving.json"
-
-
-def write_demo_status(var_dir, *, running, message, url=None):
-    """What the endpoint page says about the demo's serving runtime."""
-    path = demo_status_file(var_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"running": running, "message": message, "url": url}))
-
-
-def read_demo_status(var_dir):
-    try:
-        return json.loads(demo_status_file(var_dir).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def clear_demo_status(var_dir):
-    demo_status_file(var_dir).unlink(missing_ok=True)

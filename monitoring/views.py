@@ -63,10 +63,9 @@ def _demo_serving(endpoint):
     """For the demo's endpoint under `make run`: whether its serving runtime runs, and if not why."""
     from django.conf import settings
 
-    from dashboard.demo import DEMO_ENDPOINT
-    from dashboard.runlocal import read_demo_status
+    from . import runtime_status
 
-    return read_demo_status(settings.VAR_DIR) if endpoint.name == DEMO_ENDPOINT else None
+    return runtime_status.read(settings.VAR_DIR, endpoint.name)
 
 
 def _live_context(request, endpoint):

@@ -12,9 +12,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from dashboard import runlocal
-from dashboard.demo import DEMO_PASSWORD, demo_serving_credentials
+from dashboard.demo import DEMO_ENDPOINT, DEMO_PASSWORD, demo_serving_credentials
 from dashboard.runlocal import RunLock
 from dashboard.webserver import gunicorn_command, gunicorn_environment
+from monitoring import runtime_status
 from registry.models import HardwareTarget
 
 
@@ -50,7 +51,7 @@ class Command(BaseCommand):
             self._wait(processes)
         finally:
             _stop(processes)
-            runlocal.clear_demo_status(var_dir)
+            runtime_status.clear(var_dir)
             lock.release()
 
     def _start(self, processes, host, port, web_workers, no_worker, serving_port, no_demo_traffic):
@@ -78,8 +79,8 @@ class Command(BaseCommand):
         if demo and not problem:
             self._demo_serving(processes, demo, host, port, serving_port)
         elif demo:
-            runlocal.write_demo_status(settings.VAR_DIR, running=False,
-                                       message=f"The demo's serving runtime is not running: {problem}.")
+            runtime_status.write(settings.VAR_DIR, endpoint=DEMO_ENDPOINT, running=False,
+                                 message=f"The demo's serving runtime is not running: {problem}.")
         demo_line = ""
         if demo and not problem:
             demo_line = (f"  demo endpoint {demo['endpoint']}: http://{host}:{serving_port}/v2/models/{demo['model']}"
@@ -113,8 +114,8 @@ class Command(BaseCommand):
             "--rate", "10", "--drift-after", "90", "--drift-for", "120", "--drift-every", "600",
             "--malformed-every", "50"])
         url = f"http://{host}:{serving_port}/v2/models/{demo['model']}/infer"
-        runlocal.write_demo_status(settings.VAR_DIR, running=True, message=f"The demo's serving runtime answers at {url} "
-                                   f"(log: {log_path}).", url=url)
+        runtime_status.write(settings.VAR_DIR, endpoint=DEMO_ENDPOINT, running=True, url=url,
+                             message=f"The demo's serving runtime answers at {url} (log: {log_path}).")
 
     def _wait_until_listening(self, host, port, web, timeout=60):
         """Print the banner once the server answers, not somewhere inside its start-up logs."""
@@ -159,7 +160,7 @@ class Command(BaseCommand):
                    + (f" (last log line: {last})" if last else "")
                    + ". The dashboard and workers keep running; `make run` again to retry.")
         self.stderr.write(message)
-        runlocal.write_demo_status(settings.VAR_DIR, running=False, message=message)
+        runtime_status.write(settings.VAR_DIR, endpoint=DEMO_ENDPOINT, running=False, message=message)
         traffic = processes.pop("traffic", None)
         if traffic is not None:
             _stop({"traffic": traffic})
