@@ -9,10 +9,11 @@ from dashboard.access import access_required
 from dashboard.errors import BerthError, NotFound
 
 from . import alerts as services
-from . import selectors
+from . import impact, selectors
 from .alerts_api import masked_webhook
 from .forms import AlertRuleForm, SilenceForm
 from .models import Alert, AlertRule, Endpoint
+from .views import confirmed, render_confirm
 
 HISTORY_LIMIT = 200
 
@@ -79,6 +80,8 @@ def alert_rule_create(request, name):
 def alert_rule_delete(request, name, rule_id):
     endpoint = selectors.endpoint_get(name)
     rule = _rule_get(endpoint, rule_id)
+    if not confirmed(request):
+        return render_confirm(request, endpoint, impact.rule_delete_impact(rule))
     services.rule_delete(rule=rule, user=request.user)
     messages.success(request, f"Rule deleted: {rule.describe()}.")
     return redirect("monitoring:alert-rules", endpoint.name)

@@ -7,7 +7,7 @@ from dashboard.access import access_required
 from dashboard.errors import BerthError
 from registry.selectors import version_get
 
-from . import alerts, bundle, charts, replicas, selectors, series, services
+from . import alerts, bundle, charts, impact, replicas, selectors, series, services
 from .forms import BatchingForm, DeployForm, EndpointCreateForm
 
 RECENT_MINUTES = 5
@@ -100,6 +100,19 @@ def _replica_context(endpoint):
     return {"replicas": rows, "token_grace": grace}
 
 
+def confirmed(request):
+    """Whether the person saw the change's impact and confirmed it (see render_confirm)."""
+    return request.POST.get("confirmed") == "yes"
+
+
+def render_confirm(request, endpoint, change, *, fields=()):
+    """The confirmation page of a change (an impact.Impact): what changes, for whom, how to undo
+    it; confirming posts the same form again with confirmed=yes."""
+    return render(request, "monitoring/confirm.html", {
+        "endpoint": endpoint, "impact": change, "action": request.path, "fields": list(fields),
+        "cancel": endpoint.get_absolute_url()})
+
+
 @access_required("endpoint")
 def endpoint_detail(request, name):
     return _render_detail(request, selectors.endpoint_get(name))
@@ -119,9 +132,12 @@ def endpoint_deploy(request, name):
     form = DeployForm(request.POST, endpoint=endpoint)
     if not form.is_valid():
         return _render_detail(request, endpoint, form)
+    version, weight = form.cleaned_data["version"], form.cleaned_data["weight"]
+    if weight == 100 and not confirmed(request):
+        return render_confirm(request, endpoint, impact.deploy_impact(endpoint, version),
+                              fields=[("version", version.version), ("weight", weight)])
     try:
-        services.deploy(endpoint=endpoint, version=form.cleaned_data["version"], weight=form.cleaned_data["weight"],
-                        user=request.user)
+        services.deploy(endpoint=endpoint, version=version, weight=weight, user=request.user)
     except BerthError as exc:
         form.add_error(None, exc.message)
         return _render_detail(request, endpoint, form)
@@ -135,6 +151,8 @@ def endpoint_deploy(request, name):
 def endpoint_promote(request, name, version):
     endpoint = selectors.endpoint_get(name)
     found = version_get(endpoint.model.name, version)
+    if not confirmed(request):
+        return render_confirm(request, endpoint, impact.deploy_impact(endpoint, found))
     try:
         services.deploy(endpoint=endpoint, version=found, weight=100, user=request.user)
     except BerthError as exc:
@@ -148,6 +166,9 @@ def endpoint_promote(request, name, version):
 @require_POST
 def endpoint_rollback(request, name):
     endpoint = selectors.endpoint_get(name)
+    change = impact.rollback_impact(endpoint)
+    if change is not None and not confirmed(request):
+        return render_confirm(request, endpoint, change)
     try:
         services.rollback(endpoint=endpoint, user=request.user)
     except BerthError as exc:
@@ -175,6 +196,8 @@ def endpoint_batching(request, name):
 @require_POST
 def endpoint_token(request, name):
     endpoint = selectors.endpoint_get(name)
+    if not confirmed(request):
+        return render_confirm(request, endpoint, impact.token_impact(endpoint))
     return _render_token(request, endpoint, services.endpoint_rotate_token(endpoint=endpoint, user=request.user),
                          rotated=True)
 

@@ -71,6 +71,9 @@ def test_a_replica_serves_through_the_grace_period_and_then_shows_refused(logged
     expect(row).to_contain_text("generation 1: 1")
 
     page.get_by_role("button", name="New token").click()
+    expect(page.locator("#confirm")).to_contain_text("keeps working for 10 minutes")
+    expect(page.locator("#confirm")).to_contain_text("(1 reporting:")  # who is affected: the replica
+    page.get_by_role("button", name="Yes, make a new token").click()
     expect(page.locator("#token-grace-note")).to_contain_text("keeps working until")
     page.goto("/endpoints/digits-prod/")
     expect(page.locator("#token-grace")).to_contain_text("still works for")

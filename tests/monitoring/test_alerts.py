@@ -713,7 +713,11 @@ def test_an_engineer_adds_silences_and_deletes_a_rule_on_the_page(endpoint, engi
     r.refresh_from_db()
     assert r.silenced_until is None
 
-    client.post(f"/endpoints/digits-prod/alerts/{r.pk}/delete/")
+    # Deleting asks first, saying what goes, who stops hearing and how to undo it.
+    asked = client.post(f"/endpoints/digits-prod/alerts/{r.pk}/delete/").content.decode()
+    assert "Delete this alert rule of digits-prod?" in asked and "ops@example.com" in asked
+    assert "Create the rule again with the same settings" in asked and AlertRule.objects.exists()
+    client.post(f"/endpoints/digits-prod/alerts/{r.pk}/delete/", {"confirmed": "yes"})
     assert not AlertRule.objects.exists()
 
 

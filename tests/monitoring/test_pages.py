@@ -34,12 +34,35 @@ def test_the_endpoint_page_deploys_promotes_and_rolls_back(endpoint, engineer):
     current = {d.version.version: d.weight for d in Deployment.objects.filter(state="active")}
     assert current == {"1": 90, "2": 10}
     assert "Promote to 100 %" in client.get("/endpoints/digits-prod/").content.decode()
-    client.post("/endpoints/digits-prod/promote/2/")
+    # Promoting asks first: what changes, for whom, how to undo it; nothing changes until confirmed.
+    asked = client.post("/endpoints/digits-prod/promote/2/").content.decode()
+    assert "Send all of digits-prod&#x27;s traffic to v2?" in asked
+    assert "Stop serving: v1 (now 90 %)" in asked and "restores the current split (v1 90 %, v2 10 %)" in asked
+    assert {d.version.version: d.weight for d in Deployment.objects.filter(state="active")} == {"1": 90, "2": 10}
+    client.post("/endpoints/digits-prod/promote/2/", {"confirmed": "yes"})
     assert {d.version.version: d.weight for d in Deployment.objects.filter(state="active")} == {"2": 100}
-    client.post("/endpoints/digits-prod/rollback/")
+    asked = client.post("/endpoints/digits-prod/rollback/").content.decode()
+    assert "goes from v2 100 % back to v1 90 %, v2 10 %" in asked and "Roll back again" in asked
+    client.post("/endpoints/digits-prod/rollback/", {"confirmed": "yes"})
     assert {d.version.version: d.weight for d in Deployment.objects.filter(state="active")} == {"1": 90, "2": 10}
     history = client.get("/endpoints/digits-prod/").content.decode().split("Deployment history")[1]
     assert history.count("<tr>") == 5  # header + 4 generations
+
+
+def test_deploying_at_100_and_a_new_token_ask_first(endpoint, engineer):
+    client = browser(engineer)
+    asked = client.post("/endpoints/digits-prod/deploy/", {"version": "2", "weight": "100"}).content.decode()
+    assert "Send all of digits-prod&#x27;s traffic to v2?" in asked and 'name="confirmed" value="yes"' in asked
+    assert {d.version.version for d in Deployment.objects.filter(state="active")} == {"1"}
+    client.post("/endpoints/digits-prod/deploy/", {"version": "2", "weight": "100", "confirmed": "yes"})
+    assert {d.version.version for d in Deployment.objects.filter(state="active")} == {"2"}
+
+    prefix = Endpoint.objects.get().token_prefix
+    asked = client.post("/endpoints/digits-prod/token/").content.decode()
+    assert f"A new token replaces {prefix}…" in asked and "keeps working for 10 minutes" in asked
+    assert "cannot be brought back" in asked and Endpoint.objects.get().token_prefix == prefix
+    made = client.post("/endpoints/digits-prod/token/", {"confirmed": "yes"}).content.decode()
+    assert "Copy it now" in made and Endpoint.objects.get().token_prefix != prefix
 
 
 def test_a_refused_deploy_explains_itself(endpoint, engineer):
