@@ -24,6 +24,29 @@ def _layout(title, subtitle=None, x_title=None, y_title=None, **extra):
     return {**LAYOUT, "title": heading, "xaxis": x_axis, "yaxis": y_axis, **extra}
 
 
+def latency_unit(values):
+    """(factor, unit) to show latencies in: µs when all are below 1 ms (0.008 ms reads as 8 µs)."""
+    present = [v for v in values if v is not None]
+    return (1000.0, "µs") if present and max(present) < 1 else (1.0, "ms")
+
+
+def _scaled(values, factor):
+    return [None if v is None else v * factor for v in values]
+
+
+# Latency axes start at zero (never negative, even around a single point).
+LATENCY_AXIS = {"rangemode": "tozero"}
+
+
+def _lineage_root(version, by_id):
+    """The first ancestor of ``version`` known here (its fp32 original, usually)."""
+    seen = set()
+    while version.parent_id in by_id and version.pk not in seen:
+        seen.add(version.pk)
+        version = by_id[version.parent_id]
+    return version
+
+
 def to_json(figure):
     """The figure as JSON that is safe inside a <script type="application/json"> block."""
     text = json.dumps(figure, cls=DjangoJSONEncoder)
@@ -32,35 +55,47 @@ def to_json(figure):
 
 def latency_distribution(comparison):
     """One box per version and target from the measured quartiles (whiskers: fastest run and p99)."""
+    measured = [r for r in comparison.rows if r.result is not None]
+    factor, unit = latency_unit([r.result.p99_ms for r in measured])
     traces = []
     for target in comparison.targets:
-        rows = [r for r in comparison.rows if r.target == target and r.result is not None]
+        rows = [r for r in measured if r.target == target]
         if not rows:
             continue
         traces.append({
             "type": "box", "name": target.slug, "x": [r.version.version for r in rows],
-            "q1": [r.result.p25_ms for r in rows], "median": [r.result.p50_ms for r in rows],
-            "q3": [r.result.p75_ms for r in rows], "lowerfence": [r.result.min_ms for r in rows],
-            "upperfence": [r.result.p99_ms for r in rows], "mean": [r.result.mean_ms for r in rows],
-            "boxmean": True, "hovertemplate": "%{x}<br>median %{median:.3f} ms<extra>" + target.slug + "</extra>",
+            "q1": _scaled([r.result.p25_ms for r in rows], factor),
+            "median": _scaled([r.result.p50_ms for r in rows], factor),
+            "q3": _scaled([r.result.p75_ms for r in rows], factor),
+            "lowerfence": _scaled([r.result.min_ms for r in rows], factor),
+            "upperfence": _scaled([r.result.p99_ms for r in rows], factor),
+            "mean": _scaled([r.result.mean_ms for r in rows], factor),
+            "boxmean": True, "hovertemplate": "%{x}<br>median %{median:.3f} " + unit + "<extra>" + target.slug + "</extra>",
         })
     return {"data": traces, "layout": _layout(
         f"Latency distribution, batch {comparison.batch_size}",
-        "box p25–p75, line median, dashes mean, whiskers fastest run to p99", y_title="ms", boxmode="group")}
+        "box p25–p75, line median, dashes mean, whiskers fastest run to p99", y_title=unit, boxmode="group",
+        yaxis=LATENCY_AXIS)}
 
 
 def latency_by_batch(comparison):
     key = f"{comparison.percentile}_ms"
-    traces = []
+    series, sizes_seen = [], set()
     for target in comparison.targets:
         for version in comparison.versions:
             by_batch = comparison.results_by_batch.get((version.pk, target.pk), {})
             if by_batch:
                 sizes = sorted(by_batch)
-                traces.append({"type": "scatter", "mode": "lines+markers", "name": f"{version.version} on {target.slug}",
-                               "x": sizes, "y": [getattr(by_batch[s], key) for s in sizes]})
-    return {"data": traces, "layout": _layout(f"{comparison.percentile} latency by batch size", x_title="batch size",
-                                              y_title="ms", xaxis={"type": "log"})}
+                sizes_seen.update(sizes)
+                series.append((f"{version.version} on {target.slug}", sizes, [getattr(by_batch[s], key) for s in sizes]))
+    factor, unit = latency_unit([y for _, _, ys in series for y in ys])
+    traces = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": sizes, "y": _scaled(ys, factor),
+               "hovertemplate": "batch %{x}: %{y:.3f} " + unit + "<extra>" + name + "</extra>"}
+              for name, sizes, ys in series]
+    ticks = sorted(sizes_seen)  # one tick per measured batch size, not log-scale's 2 3 4 … 9
+    return {"data": traces, "layout": _layout(
+        f"{comparison.percentile} latency by batch size", x_title="batch size", y_title=unit,
+        xaxis={"type": "log", "tickvals": ticks, "ticktext": [str(t) for t in ticks]}, yaxis=LATENCY_AXIS)}
 
 
 def pareto(comparison):
@@ -92,7 +127,7 @@ def pareto(comparison):
                            "line": {"dash": "dot", "color": RED}})
     return {"data": traces, "layout": _layout(
         f"Accuracy vs {comparison.percentile} latency", "marker size: file size; outlined in red: Pareto-optimal",
-        x_title=f"{comparison.percentile} ms", y_title="accuracy %")}
+        x_title=f"{comparison.percentile} ms", y_title="accuracy %", xaxis=LATENCY_AXIS)}
 
 
 def pareto_optimal(points):
@@ -110,19 +145,29 @@ def pareto_optimal(points):
 
 
 def history(comparison):
-    """A latency figure across all the model's versions, in registration order, per target."""
+    """A latency figure across the model's versions in registration order: one labelled line per
+    lineage (a version and what was made from it) and target."""
     key = f"{comparison.percentile}_ms"
+    by_id = {v.pk: v for v in comparison.all_versions}
+    lines = {}
+    for version, target_pk, result in comparison.history:
+        root = _lineage_root(version, by_id)
+        lines.setdefault((target_pk, root.created, root.pk, root.version), []).append((version, result))
+    factor, unit = latency_unit([getattr(r, key) for _, _, r in comparison.history])
+    slugs = {t.pk: t.slug for t in comparison.targets}
     traces = []
-    for target in comparison.targets:
-        points = sorted(((v, r) for v, t, r in comparison.history if t == target.pk),
-                        key=lambda item: (item[0].created, item[0].pk))
-        if points:
-            traces.append({"type": "scatter", "mode": "lines+markers", "name": target.slug,
-                           "x": [v.created for v, _ in points], "y": [getattr(r, key) for _, r in points],
-                           "text": [v.version for v, _ in points],
-                           "hovertemplate": "%{text}<br>%{y:.3f} ms<extra>" + target.slug + "</extra>"})
-    return {"data": traces, "layout": _layout(f"{comparison.percentile} at batch {comparison.batch_size} across versions",
-                                              x_title="registered", y_title="ms")}
+    for (target_pk, _, _, root_name), points in sorted(lines.items(), key=lambda item: item[0][:3]):
+        if target_pk not in slugs:
+            continue
+        points.sort(key=lambda item: (item[0].created, item[0].pk))
+        name = f"{root_name} lineage on {slugs[target_pk]}"
+        traces.append({"type": "scatter", "mode": "lines+markers+text", "name": name, "textposition": "top center",
+                       "x": [v.created for v, _ in points], "y": _scaled([getattr(r, key) for _, r in points], factor),
+                       "text": [v.version for v, _ in points], "cliponaxis": False,
+                       "hovertemplate": "%{text}<br>%{y:.3f} " + unit + "<extra>" + name + "</extra>"})
+    return {"data": traces, "layout": _layout(
+        f"{comparison.percentile} at batch {comparison.batch_size} across versions", "one line per lineage",
+        x_title="registered", y_title=unit, yaxis=LATENCY_AXIS, showlegend=True)}
 
 
 BUILDERS = {"distribution": latency_distribution, "batch": latency_by_batch, "pareto": pareto, "history": history}

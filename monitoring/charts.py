@@ -7,7 +7,9 @@ from jobs.charts import RED, _layout
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 AMBER = "#e6a700"
 GREEN = "#2ca02c"
-LIVE = {"uirevision": "live", "showlegend": True, "height": 320, "margin": {"l": 60, "r": 20, "t": 60, "b": 40}}
+# The legend sits under the date axis's two lines of tick labels (time, then the date), not on them.
+LIVE = {"uirevision": "live", "showlegend": True, "height": 340, "margin": {"l": 60, "r": 20, "t": 60, "b": 40},
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.3, "yanchor": "top"}}
 SEVERITY_CAP = 3.0
 DEPLOY_COLORS = {"deploy": "#6b7280", "weights": "#6b7280", "promote": "#2ca02c", "rollback": RED}
 
@@ -20,25 +22,47 @@ def _times(version):
     return [p["t"] for p in version["points"]]
 
 
+# A deployment label takes about this share of a chart's width; closer ones go on another row.
+LABEL_WIDTH = 0.09
+ROW_PX = 13
+
+
+def _fraction(moment, since, until):
+    from datetime import datetime
+
+    start, end = datetime.fromisoformat(since), datetime.fromisoformat(until)
+    span = (end - start).total_seconds() or 1.0
+    return (datetime.fromisoformat(moment) - start).total_seconds() / span
+
+
 def deploy_markers(data):
-    """Vertical lines (and labels) at every deployment change, for every chart."""
-    shapes, notes = [], []
-    for event in data["deployments"]:
+    """Vertical lines (and labels) at every deployment change, for every chart. Labels that would
+    touch are stacked on rows above the plot, so that "promote" and "rollback" a minute apart stay
+    readable; ``rows`` says how many."""
+    shapes, notes, row_ends = [], [], []
+    for event in sorted(data["deployments"], key=lambda e: e["t"]):
         color = DEPLOY_COLORS.get(event["action"], "#6b7280")
         split = ", ".join(f"v{v} {w} %" for v, w in event["split"].items())
+        at = _fraction(event["t"], data["since"], data["until"])
+        row = next((i for i, end in enumerate(row_ends) if at - end >= LABEL_WIDTH), len(row_ends))
+        if row == len(row_ends):
+            row_ends.append(at)
+        row_ends[row] = at
         shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": event["t"], "x1": event["t"], "y0": 0,
                        "y1": 1, "line": {"color": color, "dash": "dot", "width": 1}})
         notes.append({"x": event["t"], "y": 1, "xref": "x", "yref": "paper", "yanchor": "bottom", "showarrow": False,
-                      "text": event["action"], "hovertext": f"{event['action']}: {split}",
+                      "yshift": row * ROW_PX, "text": event["action"], "hovertext": f"{event['action']}: {split}",
                       "font": {"size": 10, "color": color}})
-    return {"shapes": shapes, "annotations": notes}
+    return {"shapes": shapes, "annotations": notes, "rows": len(row_ends)}
 
 
 def _live_layout(data, title, subtitle, y_title, **extra):
     markers = deploy_markers(data)
     extra_shapes = extra.pop("shapes", [])
+    margin = {**LIVE["margin"], "t": LIVE["margin"]["t"] + ROW_PX * max(0, markers["rows"] - 1)}
     return _layout(title, subtitle, y_title=y_title, xaxis={"type": "date", "range": [data["since"], data["until"]]},
-                   shapes=markers["shapes"] + extra_shapes, annotations=markers["annotations"], **{**LIVE, **extra})
+                   shapes=markers["shapes"] + extra_shapes, annotations=markers["annotations"],
+                   **{**LIVE, "margin": margin, **extra})
 
 
 def requests_chart(data):

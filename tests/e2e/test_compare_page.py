@@ -59,3 +59,30 @@ def test_the_csv_download_is_the_table(logged_in_page, viewer, results):
         else:
             assert float(row[4].split()[0]) == pytest.approx(float(line["p95_ms"]), rel=1e-3)
     assert len(exported) == 6  # 3 versions × 2 targets, missing ones included
+
+
+def test_charts_a_reader_trusts(logged_in_page, viewer, world):
+    """A single fast version: axes from zero (never negative), µs below 1 ms, one tick per batch
+    size, labelled points; a TorchScript version says it needs converting."""
+    from registry.models import ModelVersion
+
+    fp32 = world.version("1")
+    for batch in (1, 8, 32):
+        world.result(fp32, world.cpu, p95=0.008 * batch, batch=batch)
+    ModelVersion.objects.create(model=world.model, version="2-ts", format="torchscript", artifact="a/2.pt",
+                                sha256="1" * 64, size_bytes=10, status="ready")
+    page = logged_in_page(viewer)
+    page.goto("/compare/?model=digits&targets=cpu")
+    for name in ("distribution", "batch", "history"):
+        chart = page.locator(f'[data-chart="{name}"]')
+        expect(chart.locator("svg.main-svg").first).to_be_attached()
+        low = page.evaluate(f"document.querySelector('[data-chart=\"{name}\"]')._fullLayout.yaxis.range[0]")
+        assert low >= 0, (name, low)
+        expect(chart.locator(".ytitle")).to_have_text("µs")
+    ticks = page.locator('[data-chart="batch"] .xtick text').all_text_contents()
+    assert ticks == ["1", "8", "32"], ticks
+    expect(page.locator('[data-chart="history"] .textpoint text')).to_have_text(["1"])
+    expect(page.locator('[data-chart="history"] .legendtext')).to_have_text(["1 lineage on cpu"])
+    page.goto("/compare/?model=digits&targets=cpu&versions=1&versions=2-ts")
+    missing = page.locator("#compare-table tr.missing").filter(has_text="2-ts")
+    expect(missing.locator("a.hint")).to_have_text("convert to ONNX first")

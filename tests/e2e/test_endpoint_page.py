@@ -78,3 +78,32 @@ def test_a_fresh_canarys_rate_is_right_and_the_overview_agrees(logged_in_page, v
     assert abs(rate - 1.0) <= 0.2, rate  # not 75 requests / 300 s = 0.25
     main = float(page.locator("#live .kpis tbody tr", has_text="90 %").locator("td.rps").inner_text().split()[0])
     assert abs(main - 9.0) <= 9.0 * 0.2, main
+
+
+def test_deployment_labels_never_collide_and_the_legend_leaves_the_dates_alone(logged_in_page, viewer, monitored,
+                                                                                 world):
+    from registry.models import Dataset, ReferenceProfile
+
+    second = world.version("2")
+    dataset = Dataset.objects.get(name="ref")
+    ReferenceProfile.objects.create(version=second, dataset=dataset, name="x.mean", kind="mean", tensor="x",
+                                    edges=[0.2, 0.4, 0.6], counts=[250, 250, 250, 250])
+    services.deploy(endpoint=monitored, version=second, weight=10)  # a canary, promoted, rolled back
+    services.deploy(endpoint=monitored, version=second, weight=100)
+    services.rollback(endpoint=monitored)
+    page = logged_in_page(viewer)
+    page.goto("/endpoints/digits-prod/?range=15m")
+    chart = page.locator('[data-chart="requests"]')
+    expect(chart.locator("svg.main-svg").first).to_be_attached()
+    labels = chart.locator(".annotation-text")
+    expect(labels).to_have_count(4)
+    boxes = [labels.nth(i).bounding_box() for i in range(4)]
+
+    def overlap(a, b):
+        return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+                and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+    assert not any(overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]), boxes
+    legend = chart.locator(".legend").bounding_box()
+    ticks = [t.bounding_box() for t in chart.locator(".xtick text").all()]
+    assert legend["y"] >= max(t["y"] + t["height"] for t in ticks) - 1, (legend, ticks)
