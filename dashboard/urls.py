@@ -24,6 +24,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("", include("registry.urls")),
-    path("jobs/", include("jobs.urls")),
+    path("", include("jobs.urls")),
     path("", include("monitoring.urls")),
 ]

@@ -16,6 +16,11 @@ def job_list(*, kind="", status="", target="", version=None):
     return jobs.order_by("-created", "-id")
 
 
+def version_jobs(version, limit=20):
+    """The version's latest jobs, newest first."""
+    return list(Job.objects.filter(version=version).select_related("target").order_by("-created")[:limit])
+
+
 def job_get(job_id):
     job = Job.objects.select_related("version__model", "target", "output_version__model", "created_by").filter(
         pk=job_id).first()

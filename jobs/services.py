@@ -37,6 +37,12 @@ class JobCancelled(Exception):
 
 # --- creating ------------------------------------------------------------------------------
 
+def validate_registered_version(*, version, user, **_signal):
+    """A version was registered without a signature (registry.signals.validation_requested):
+    queue its validate job, in the registering transaction."""
+    return job_create(kind="validate", version=version, created_by=user)
+
+
 def job_create(*, kind, version, target=None, params=None, created_by=None):
     """Create a job row and enqueue it once the surrounding transaction commits."""
     from .kinds import KINDS

@@ -4,9 +4,12 @@ from . import views
 
 app_name = "jobs"
 
+# Mounted at the site's root by dashboard/urls.py: the jobs pages, and starting a job from a
+# version's page.
 urlpatterns = [
-    path("", views.job_list, name="jobs"),
-    path("<int:job_id>/", views.job_detail, name="job"),
-    path("<int:job_id>/status/", views.job_status, name="job-status"),
-    path("<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+    path("jobs/", views.job_list, name="jobs"),
+    path("jobs/<int:job_id>/", views.job_detail, name="job"),
+    path("jobs/<int:job_id>/status/", views.job_status, name="job-status"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+    path("models/<str:name>/versions/<str:version>/run/<str:kind>/", views.version_run, name="version-run"),
 ]

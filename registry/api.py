@@ -14,7 +14,7 @@ from dashboard.api import CONFLICT, ERRORS, INVALID_FILE, TOO_LARGE, validated
 from dashboard.errors import BerthError, TooLarge
 from dashboard.renderers import FirstRendererNegotiation
 
-from jobs.selectors import latest_benchmarks
+from jobs.selectors import latest_benchmarks, version_jobs
 
 from . import selectors, services
 from .models import HardwareTarget
@@ -57,7 +57,7 @@ def _refuse_oversized_body(request, limit):
 
 def version_payload(version):
     ancestors, children = selectors.version_lineage(version)
-    context = {"children": children, "jobs": selectors.version_jobs(version),
+    context = {"children": children, "jobs": version_jobs(version),
                "benchmarks": latest_benchmarks(version)}
     return VersionDetailSerializer(version, context=context).data
 

@@ -2,7 +2,6 @@ from django import forms
 
 from .models import HardwareTarget, Model, PromotionGate, model_name_validator
 from .presets import PRESETS
-from .services import PROVIDERS_BY_DEVICE
 
 
 class ModelCreateForm(forms.Form):
@@ -38,7 +37,12 @@ class TargetForm(forms.Form):
     name = forms.CharField(max_length=100, required=False)
     device = forms.ChoiceField(choices=HardwareTarget.Device.choices)
     execution_provider = forms.ChoiceField(
-        choices=[(p, p) for providers in PROVIDERS_BY_DEVICE.values() for p in providers])
+        choices=[(p, p) for providers in HardwareTarget.PROVIDERS_BY_DEVICE.values() for p in providers])
+    preset = forms.ChoiceField(
+        required=False, choices=[("", "none: the device and provider above")]
+        + [(name, f"{name} ({preset.provider})") for name, preset in PRESETS.items()],
+        help_text="Fills device, provider and its options: " + "; ".join(
+            f"{name}: {preset.help}" for name, preset in PRESETS.items() if preset.device != "cpu"))
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     preset = forms.ChoiceField(
         required=False, choices=[("", "none: the device and provider above")]

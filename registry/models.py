@@ -221,6 +221,12 @@ class HardwareTarget(models.Model):
         CPU = "cpu", "CPU"
         CUDA = "cuda", "CUDA GPU"
 
+    # The onnxruntime execution providers a target of each device may name (the first is the default).
+    PROVIDERS_BY_DEVICE = {
+        Device.CPU: ["CPUExecutionProvider", "OpenVINOExecutionProvider", "DnnlExecutionProvider"],
+        Device.CUDA: ["CUDAExecutionProvider", "TensorrtExecutionProvider"],
+    }
+
     slug = models.CharField(max_length=50, unique=True, validators=[model_name_validator])
     name = models.CharField(max_length=100)
     device = models.CharField(max_length=10, choices=Device.choices, default=Device.CPU)
@@ -240,6 +246,11 @@ class HardwareTarget(models.Model):
     def queue(self):
         """The Celery queue whose workers run this target's jobs."""
         return f"target.{self.slug}"
+
+    @property
+    def provider_usable(self):
+        """Whether the target's execution provider is one its device can run."""
+        return self.execution_provider in self.PROVIDERS_BY_DEVICE.get(self.device, [])
 
 
 class Upload(models.Model):

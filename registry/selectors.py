@@ -5,7 +5,7 @@ from collections import namedtuple
 from django.db.models import Count, Prefetch, Q
 
 from dashboard.errors import NotFound
-from jobs.models import BenchmarkResult, Job
+from jobs.models import BenchmarkResult
 
 from .models import GATED_ALIASES, Alias, HardwareTarget, Model, ModelVersion, PromotionGate, Upload
 
@@ -72,10 +72,6 @@ def version_lineage(version):
         node = node.parent
     children = list(version.children.select_related("model").order_by("created"))
     return list(reversed(ancestors)), children
-
-
-def version_jobs(version, limit=20):
-    return list(Job.objects.filter(version=version).select_related("target").order_by("-created")[:limit])
 
 
 def lineage_tree(versions):

@@ -1,7 +1,5 @@
 from django.urls import path
 
-from jobs import views as job_views
-
 from . import views
 
 app_name = "registry"
@@ -17,7 +15,6 @@ urlpatterns = [
     path("models/<str:name>/versions/<str:version>/", views.version_detail, name="version"),
     path("models/<str:name>/versions/<str:version>/download/", views.version_download, name="version-download"),
     path("models/<str:name>/versions/<str:version>/validate/", views.version_validate, name="version-validate"),
-    path("models/<str:name>/versions/<str:version>/run/<str:kind>/", job_views.version_run, name="version-run"),
     path("upload/", views.upload, name="upload"),
     path("targets/", views.target_list, name="targets"),
     path("new/target/", views.target_create, name="target-create"),

@@ -167,7 +167,7 @@ def version_page(request, found, *, bound_form=None, kind=None):
     which picks them out of this same page."""
     ancestors, children = selectors.version_lineage(found)
     default_target = HardwareTarget.objects.filter(active=True).order_by("slug").first()
-    jobs = selectors.version_jobs(found)
+    jobs = job_selectors.version_jobs(found)
     job_forms = {
         "convert_form": ConvertForm(prefix="convert", initial={"target": default_target}),
         "compress_form": CompressForm(prefix="compress", initial={"target": default_target}),

@@ -31,13 +31,11 @@ class JobKind:
 
 
 def require_target(target, kind):
-    from registry.services import PROVIDERS_BY_DEVICE
-
     if target is None:
         raise BerthError(f"A {kind} job runs on a hardware target: give target (e.g. cpu).", field="target")
     if not target.active:
         raise BerthError(f"Hardware target {target.slug} is inactive.", field="target")
-    if target.execution_provider not in PROVIDERS_BY_DEVICE.get(target.device, []):
+    if not target.provider_usable:
         raise BerthError(f"Hardware target {target.slug} has no usable execution provider "
                          f"({target.execution_provider or 'none'} on {target.device}); fix it in the admin.",
                          field="target")

@@ -1,5 +1,4 @@
 from dashboard.errors import BerthError
-from registry.models import ModelVersion
 
 from .base import JobKind
 
@@ -15,9 +14,9 @@ class ValidateKind(JobKind):
         return {}
 
     def before_create(self, *, version):
-        ModelVersion.objects.filter(pk=version.pk).update(
-            status=ModelVersion.Status.VALIDATING, status_detail="Waiting for the validate job."
-        )
+        from registry import services as registry_services
+
+        registry_services.version_mark_validating(version=version)
 
     def run(self, job, report):
         from registry import services as registry_services

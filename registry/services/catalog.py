@@ -7,17 +7,14 @@ from django.db import IntegrityError, transaction
 from berth.core.sniff import SniffError, read_npz_arrays, sniff_model_file
 from dashboard import audit
 from dashboard.errors import BerthError, Conflict, InvalidModelFile, NotFound
-from jobs import services as job_services
 
 from .. import storage, uploads
+from ..signals import validation_requested
 from ..models import Dataset, HardwareTarget, Model, ModelVersion
 from . import promotion
 from .base import full_clean
 
-PROVIDERS_BY_DEVICE = {
-    HardwareTarget.Device.CPU: ["CPUExecutionProvider", "OpenVINOExecutionProvider", "DnnlExecutionProvider"],
-    HardwareTarget.Device.CUDA: ["CUDAExecutionProvider", "TensorrtExecutionProvider"],
-}
+VALIDATION_WAITING = "Waiting for the validate job."
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -45,7 +42,8 @@ def version_register(*, model_name, version, artifact, created_by, metadata=None
     Returns ``(ModelVersion, created)``. Registering the same version with the same bytes
     again returns the existing version (created=False); other bytes raise Conflict (409).
     The format is sniffed from the content: pickles, unknown and corrupt files raise
-    InvalidModelFile (422). A validate job is queued once the version is committed, unless
+    InvalidModelFile (422). Validation is requested (registry.signals: the jobs app queues the
+    validate job in this transaction), unless
     the caller already validated the file and gives its ``io_signature`` (jobs that derive
     versions do): then the version is ready at once. ``parent`` is a ModelVersion or a
     version string (``model:version`` for another model).
@@ -78,7 +76,7 @@ def version_register(*, model_name, version, artifact, created_by, metadata=None
                 sha256=artifact.sha256, size_bytes=artifact.size, metadata=metadata or {}, tags=list(tags or []),
                 created_by=created_by, recipe=recipe or {}, io_signature=io_signature or {},
                 status=ModelVersion.Status.VALIDATING if io_signature is None else ModelVersion.Status.READY,
-                status_detail=status_detail or ("Waiting for the validate job." if io_signature is None else ""),
+                status_detail=status_detail or (VALIDATION_WAITING if io_signature is None else ""),
             )
             full_clean(mv, exclude=["artifact", "parent", "created_by", "recipe", "io_signature"])
             mv.save()
@@ -88,7 +86,7 @@ def version_register(*, model_name, version, artifact, created_by, metadata=None
             if alias:
                 promotion.alias_set(model=model, name=alias, version=mv, user=created_by)
             if io_signature is None:
-                job_services.job_create(kind="validate", version=mv, created_by=created_by)
+                validation_requested.send(sender=ModelVersion, version=mv, user=created_by)
             # Last step, so that a failed insert leaves the incoming file where it was.
             stored_name = storage.store(artifact, name)
             if stored_name != name:
@@ -147,6 +145,14 @@ def _resolve_parent(model, parent):
     if found is None:
         raise BerthError(f"Parent version {model_name}:{version} does not exist.", field="parent")
     return found
+
+
+def version_mark_validating(*, version):
+    """Back to validating (a new validate job was queued); a version registered without a
+    signature is created in this state."""
+    ModelVersion.objects.filter(pk=version.pk).exclude(
+        status=ModelVersion.Status.VALIDATING, status_detail=VALIDATION_WAITING).update(
+        status=ModelVersion.Status.VALIDATING, status_detail=VALIDATION_WAITING)
 
 
 def version_mark_ready(*, version, io_signature, detail=""):
@@ -237,9 +243,9 @@ def target_create(*, slug, name="", device=HardwareTarget.Device.CPU, execution_
         if not isinstance(provider_options or {}, dict):
             raise BerthError("provider_options must be a JSON object.", field="provider_options")
         device, execution_provider, provider_options = preset_target(preset, provider_options)
-    if device not in PROVIDERS_BY_DEVICE:
+    if device not in HardwareTarget.PROVIDERS_BY_DEVICE:
         raise BerthError(f"Unknown device {device!r}; use cpu or cuda.", field="device")
-    allowed = PROVIDERS_BY_DEVICE[device]
+    allowed = HardwareTarget.PROVIDERS_BY_DEVICE[device]
     execution_provider = execution_provider or allowed[0]
     if execution_provider not in allowed:
         raise BerthError(
