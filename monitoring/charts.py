@@ -2,7 +2,10 @@
 figure dicts (drawn by static/js/charts.js like the comparison page's). ``uirevision`` keeps a
 user's zoom while the live refresh replaces the data."""
 
+from berth.core.drift import DEFAULT_TESTS, p_text
 from jobs.charts import RED, _layout
+
+TEST_LABELS = {rule.test: rule.test_label for rule in DEFAULT_TESTS.values()}
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 AMBER = "#e6a700"
@@ -126,12 +129,19 @@ def _severity(point):
     return min(SEVERITY_CAP, point["relative"])
 
 
+def _point_text(point, feature):
+    """A heatmap cell's hover: the test's p-value and the effect against their thresholds."""
+    verdict = "DRIFT" if point["drifted"] else "significant, too small" if point["warn"] else "like the reference"
+    return (f"{verdict}: {TEST_LABELS.get(feature['test'], feature['test'])} {p_text(point['score'])} "
+            f"(threshold {feature['threshold']:g}), {feature['effect'].replace('_', ' ')} "
+            f"{point['effect_value']:.2g} (threshold {feature['effect_threshold']:g})")
+
+
 def drift_heatmap(data, version):
     features = version["drift"]["features"]
     z = [[_severity(point) for point in f["points"]] for f in features]
-    text = [[("no verdict (too few requests)" if point is None else
-              ("DRIFT: " if point["drifted"] else "") + point["explanation"])
-             for point in f["points"]] for f in features]
+    text = [[("no verdict (too few requests)" if point is None else _point_text(point, f)) for point in f["points"]]
+            for f in features]
     trace = {"type": "heatmap", "x": _times(version), "y": [f["name"] for f in features], "z": z, "text": text,
              "zmin": 0, "zmax": 2, "hovertemplate": "%{y} %{x}<br>%{text}<extra></extra>", "hoverongaps": False,
              "colorscale": [[0, "#f7fbff"], [0.2, "#c6dbef"], [0.45, "#fdd49e"], [0.5, RED], [1, "#67000d"]],
@@ -139,7 +149,7 @@ def drift_heatmap(data, version):
     height = max(320, 60 + 14 * len(features))
     return {"data": [trace], "layout": _live_layout(
         data, f"Drift per feature, v{version['version']}",
-        "red: drifted (the test significant and the effect material); hover for the verdict in words", None,
+        "red: drifted (the test significant and the effect material); the table says why in words", None,
         height=height, yaxis={"automargin": True, "autorange": "reversed"})}
 
 

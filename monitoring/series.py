@@ -289,7 +289,7 @@ def _drift_series(profiles, drift_points):
             verdict = verdicts.get(name)
             scores.append(None if verdict is None else {
                 "score": verdict["score"], "effect_value": verdict["effect_value"], "relative": verdict["relative"],
-                "drifted": verdict["drifted"], "warn": verdict["warn"], "explanation": verdict["explanation"]})
+                "drifted": verdict["drifted"], "warn": verdict["warn"]})
         rule = DEFAULT_TESTS[profile.kind]
         features.append({"name": name, "kind": profile.kind, "test": rule.test, "threshold": rule.p_threshold,
                          "effect": rule.effect, "effect_threshold": rule.effect_threshold, "points": scores})

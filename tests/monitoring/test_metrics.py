@@ -144,7 +144,7 @@ def test_the_metrics_api_gives_series_per_version_with_drift(runtime, viewer_api
     # The score is the KS p-value of the binned counts, nothing else.
     window = MetricWindow.objects.filter(endpoint=profiled).order_by("start").last()
     assert scored[-1]["score"] == pytest.approx(ks(REFERENCE, window.features["x.mean"])["p_value"])
-    assert scored[-1]["explanation"].startswith("higher than the reference")
+    assert scored[-1]["effect_value"] >= 0.1 and scored[-1]["relative"] >= 1 and not scored[0]["drifted"]
     histogram = v1["histograms"]["x.mean"]
     assert histogram["reference"] == REFERENCE and sum(histogram["current"]) == 3600
     assert data["deployments"] == [] or data["deployments"][0]["action"] == "deploy"
@@ -244,6 +244,9 @@ def test_the_endpoint_page_carries_live_charts(client, viewer, runtime, profiled
     assert ">strong</span>" in row and "higher than the reference (mean +" in row and "on 900 rows" in row
     assert "run a new profile job" in row  # the fixture's profile has 4 bins, no tail edges
     assert figure["data"][0]["text"][0].startswith("DRIFT: higher than the reference")
+    heatmap = json.loads(html.split('id="chart-drift">')[1].split("</script>")[0])
+    assert any(t.startswith("DRIFT: KS p < 0.001 (threshold 0.05), wasserstein ") for row in heatmap["data"][0]["text"]
+               for t in row)
     live = client.get("/endpoints/digits-prod/live/?range=15m&feature=prediction")
     assert live.status_code == 200 and 'hx-trigger="every 5s"' in live.content.decode()
     assert "prediction: reference vs current" in live.content.decode()
