@@ -354,6 +354,12 @@ def _print_result(job):
             delta = quality.get("accuracy_delta")
             print(f"  accuracy {quality['accuracy'] * 100:.2f} %"
                   + (f" ({delta * 100:+.2f} pt vs the parent)" if delta is not None else ""))
+        measured = (quality.get("quality") or {}).get("metrics") or {}
+        if measured:
+            against = (quality.get("quality") or {}).get("reference")
+            print("  quality: " + ", ".join(f"{key} {figure['value']:.4g}" for key, figure in measured.items()
+                                           if figure.get("value") is not None)
+                  + (f" (fidelity against {against})" if against else ""))
     elif result.get("output_version"):
         ratio = result.get("size_ratio")
         print(f"  created {result['output_version']}, {result.get('size_bytes', 0):,} bytes"

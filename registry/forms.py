@@ -26,9 +26,11 @@ class AliasForm(forms.Form):
 
 class GateForm(forms.Form):
     kind = forms.ChoiceField(choices=PromotionGate.Kind.choices)
-    threshold = forms.FloatField(help_text="Accuracy: a fraction (0.005 = 0.5 pt). Latency: milliseconds.")
+    threshold = forms.FloatField(help_text="Accuracy drop: a fraction (0.005 = 0.5 pt) below the most accurate "
+                                           "version on the same evaluation set. Cosine: at least this (0.99). "
+                                           "Relative error: a fraction (0.01 = 1 %). Latency: milliseconds.")
     target = forms.ModelChoiceField(queryset=HardwareTarget.objects.order_by("slug"), to_field_name="slug",
-                                    required=False, empty_label="any (accuracy only)")
+                                    required=False, empty_label="any (quality gates only)")
     batch_size = forms.IntegerField(min_value=1, initial=1, help_text="For p95 gates.")
 
 

@@ -23,8 +23,9 @@ def test_it_benchmarks_on_a_target_and_prints_the_table(berth, celery_worker, di
                    "--wait", "--timeout", "120")
     assert result.code == 0, result.err + result.out
     lines = [line.split() for line in result.out.splitlines()]
-    assert lines[-3][:2] == ["1", "default"] and lines[-2][:2] == ["8", "default"]
-    assert "accuracy" in result.out
+    assert lines[-4][:2] == ["1", "default"] and lines[-3][:2] == ["8", "default"]
+    assert lines[-2][0] == "accuracy" and lines[-1][:3] == ["quality:", "accuracy", lines[-1][2]]
+    assert "top5_accuracy" in result.out  # the task's measures, as the benchmark stored them
 
 
 def test_bad_parameters_are_refused_with_the_field(berth, digits_version):
