@@ -236,7 +236,7 @@ def decode_request(payload, signature, binary=None):
     signature.check_complete(feeds)
     wanted = payload.get("outputs")
     if wanted is not None:
-        wanted = _requested_outputs(wanted, signature)
+        wanted = _requested_outputs(wanted, signature) or None  # [] asks for every output, as gRPC's
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("'id' must be a string")

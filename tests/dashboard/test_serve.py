@@ -151,7 +151,8 @@ def test_a_busy_serving_port_leaves_the_demo_unserved_and_everything_else_runnin
             assert "the rest of Berth runs without it" in banner
             page = _endpoint_page(client, admin_user, demo["var"])
             assert f"port {serving_port} is in use" in page and "SERVE_PORT" in page
-            assert run.answers("/accounts/login/") and run.process.poll() is None
+            wait_for(lambda: run.answers("/accounts/login/"), timeout=30, interval=0.5, message="the dashboard")
+            assert run.process.poll() is None
         finally:
             run.ctrl_c()
 
@@ -185,3 +186,23 @@ def test_a_rotated_demo_token_is_reissued_and_a_second_run_leaves_the_first_alon
             assert first.answers("/accounts/login/") and first.answers("/v2/health/ready", first.serving_port)
         finally:
             first.ctrl_c()
+
+
+def test_a_demo_runtime_that_dies_leaves_the_rest_running_and_says_why(demo, client, admin_user):
+    run = Run(demo["var"], free_port(), free_port())
+    try:
+        run.wait_banner()
+        wait_for(lambda: run.answers("/v2/health/ready", run.serving_port), timeout=60, interval=0.3,
+                 message="the demo runtime to be ready")
+        runtime = next(pid for pid in _processes_of(demo["var"])
+                       if b"serving.cli" in open(f"/proc/{pid}/cmdline", "rb").read())
+        os.killpg(int(runtime), signal.SIGKILL)
+        wait_for(lambda: "The demo's serving runtime stopped" in run.output(), timeout=30, interval=0.3,
+                 message="the command to notice")
+        assert "The dashboard and workers keep running" in run.output()
+        page = _endpoint_page(client, admin_user, demo["var"])
+        assert "serving runtime stopped" in page, page[page.find("<h1>"):page.find("<h2>")]
+        wait_for(lambda: run.answers("/accounts/login/"), timeout=30, interval=0.5, message="the dashboard")
+        assert run.process.poll() is None
+    finally:
+        run.ctrl_c()

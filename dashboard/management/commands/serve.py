@@ -134,11 +134,11 @@ class Command(BaseCommand):
             nonlocal stopping
             stopping = True
 
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # Ctrl-C, kill, a closed terminal
+            signal.signal(sig, stop)
         while not stopping:
             for name, process in list(processes.items()):
-                if process.poll() is None:
+                if name not in processes or process.poll() is None:  # (traffic goes with the runtime)
                     continue
                 if name in OPTIONAL:
                     self._optional_stopped(processes, name, process.returncode)
@@ -159,8 +159,8 @@ class Command(BaseCommand):
         message = (f"The demo's serving runtime stopped: {reason}"
                    + (f" (last log line: {last})" if last else "")
                    + ". The dashboard and workers keep running; `make run` again to retry.")
-        self.stderr.write(message)
         runtime_status.write(settings.VAR_DIR, endpoint=DEMO_ENDPOINT, running=False, message=message)
+        self.stderr.write(message)
         traffic = processes.pop("traffic", None)
         if traffic is not None:
             _stop({"traffic": traffic})
