@@ -39,3 +39,38 @@ def document_unsupported_media_type(result, generator, request, public):
 
 TOO_LARGE = {413: OpenApiResponse(description="Larger than BERTH_MAX_UPLOAD_BYTES (or the chunk limit)")}
 INVALID_FILE = {422: OpenApiResponse(description="Not a model file Berth accepts: pickle, corrupt or unknown")}
+
+
+# Every operation's tag: the part of Berth it belongs to (the API docs group by it).
+API_TAGS = [
+    ("registry", "Models, versions, aliases, datasets, hardware targets and resumable uploads."),
+    ("jobs", "Convert, compress, benchmark and validate jobs; benchmark results; worker hosts."),
+    ("comparisons", "Versions side by side per target, with the recommendation."),
+    ("endpoints", "Endpoints, deployments, rollbacks, dynamic batching, bundles, and what berth-serve fetches."),
+    ("monitoring", "Telemetry from berth-serve and the metrics series of an endpoint."),
+    ("alerts", "Alert rules, silences and alerts."),
+    ("tokens", "API tokens."),
+]
+
+
+def _tag_of(path):
+    parts = [p for p in path.split("/") if p]
+    resource = parts[2] if len(parts) > 2 else ""
+    if "alert-rules" in parts or resource == "alerts":
+        return "alerts"
+    if "metrics" in parts or resource == "telemetry":
+        return "monitoring"
+    return {"models": "registry", "uploads": "registry", "targets": "registry", "jobs": "jobs",
+            "benchmarks": "jobs", "workers": "jobs", "compare": "comparisons", "endpoints": "endpoints",
+            "tokens": "tokens"}.get(resource, "registry")
+
+
+def tag_by_app(result, generator, request, public):
+    """drf-spectacular post-processing hook: tag each operation with its part of Berth instead of
+    one "v1" group."""
+    for path, operations in result.get("paths", {}).items():
+        for operation in operations.values():
+            if isinstance(operation, dict):
+                operation["tags"] = [_tag_of(path)]
+    result["tags"] = [{"name": name, "description": text} for name, text in API_TAGS]
+    return result

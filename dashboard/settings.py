@@ -270,7 +270,8 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Berth API",
-    "DESCRIPTION": "Registry, jobs and benchmarks for ML models. Authenticate with `Authorization: Token <key>`.",
+    "DESCRIPTION": "Registry, jobs, comparisons, endpoints, monitoring, alerts and tokens of Berth, for ML models. "
+                   "Authenticate with `Authorization: Token <key>`; the dashboard is at `/`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -278,7 +279,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "dashboard.api.document_unsupported_media_type"],
+                             "dashboard.api.document_unsupported_media_type", "dashboard.api.tag_by_app"],
     "ENUM_NAME_OVERRIDES": {
         "JobKindEnum": "jobs.models.Job.Kind",
         "JobStatusEnum": "jobs.models.Job.Status",

@@ -1,5 +1,6 @@
 """Alert pages: every alert (firing first, then history) and an endpoint's rules."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -44,6 +45,7 @@ def _render_rules(request, endpoint, form=None, status=200):
         "endpoint": endpoint, "rules": rules, "form": form or AlertRuleForm(), "silence_choices":
             [choice for choice in SilenceForm.base_fields["minutes"].choices if choice[0]],
         "endpoint_alerts": services.endpoint_alert_context(endpoint),
+        "public_url": settings.BERTH_PUBLIC_URL,
         "now": timezone.now()}, status=status)
 
 

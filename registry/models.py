@@ -94,6 +94,7 @@ class Alias(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name_plural = "aliases"
         constraints = [models.UniqueConstraint(fields=["model", "name"], name="unique_alias_per_model")]
 
     def __str__(self):
