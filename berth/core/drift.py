@@ -248,8 +248,6 @@ NUMERIC_TEST = DriftTest("ks", "KS", 0.05, "wasserstein", "Wasserstein", 0.1)
 CLASS_TEST = DriftTest("chi_square", "chi-square", 0.05, "total_variation", "total variation", 0.1)
 DEFAULT_TESTS = {"column": NUMERIC_TEST, "mean": NUMERIC_TEST, "std": NUMERIC_TEST, "value": NUMERIC_TEST,
                  "class": CLASS_TEST}
-KIND_NOUNS = {"column": "values", "mean": "row means", "std": "row spreads", "value": "scores",
-              "class": "predictions"}
 
 
 def feature_drift(kind, reference_counts, current_counts, edges=None, *, with_js=True):
