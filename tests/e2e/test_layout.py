@@ -28,3 +28,12 @@ def test_no_page_scrolls_sideways(logged_in_page, site, width):  # noqa: F811
         assert page.evaluate("document.documentElement.scrollWidth") <= width, (path, page.evaluate(WIDEST))
         bar = page.locator("header.topbar").bounding_box()
         assert bar["x"] == 0 and bar["width"] >= width - 20, (path, bar)  # minus a vertical scroll bar
+
+
+def test_the_endpoint_actions_line_up(logged_in_page, engineer, site):  # noqa: F811
+    page = logged_in_page(engineer)
+    page.set_viewport_size({"width": 1024, "height": 900})
+    page.goto("/endpoints/digits-prod/")
+    bottoms = {name: page.get_by_role("button", name=name, exact=True).bounding_box()
+               for name in ("Deploy", "Roll back", "New token")}
+    assert max(b["y"] + b["height"] for b in bottoms.values()) - min(b["y"] + b["height"] for b in bottoms.values()) <= 2, bottoms

@@ -63,3 +63,7 @@ def test_a_bad_benchmark_value_is_explained_beside_it(logged_in_page, engineer, 
     expect(page.locator(".messages")).to_have_count(0)
     assert not Job.objects.exists()
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+    # A checkbox sits on one line with its label, not above it.
+    box = page.locator("#id_compress-benchmark_after").bounding_box()
+    label = page.locator('label[for="id_compress-benchmark_after"]').bounding_box()
+    assert label["height"] < 2 * max(box["height"], 12) and label["width"] > box["width"] * 3, (box, label)
