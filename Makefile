@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 export SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
 
-.PHONY: run lint test fuzz bench bench-large load migrate demo clean proto
+.PHONY: run run-lock lint test fuzz bench bench-large load migrate demo clean proto
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ migrate: $(VENV)/.installed-worker var/secret_key
 demo: migrate
 	$(PY) manage.py demo
 
-run: demo
+# A second make run while one runs stops here, before it migrates or touches var/.
+run-lock:
+	@$(PYTHON) dashboard/runlocal.py $${BERTH_VAR_DIR:-var}
+
+run: run-lock demo
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py serve --host $(HOST) --port $(PORT) --serving-port $(SERVE_PORT)
 

@@ -76,6 +76,18 @@ class RunLock:
         self._file = handle
         return True
 
+    def held(self):
+        """True if a run holds the lock now (checked without taking it for long)."""
+        if not self.path.exists():
+            return False
+        with open(self.path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
     def holder(self):
         try:
             return json.loads(self.path.read_text() or "{}")
@@ -86,3 +98,18 @@ class RunLock:
         if self._file is not None:
             self._file.close()  # closing drops the flock; the file stays (a later run truncates it)
             self._file = None
+
+
+def already_running_text(var_dir, holder):
+    return (f"Berth is already running from {var_dir} (pid {holder.get('pid', '?')}, "
+            f"{holder.get('url', 'address unknown')}); this run leaves it alone and exits. "
+            "Stop that one with Ctrl-C in its terminal to start again.")
+
+
+if __name__ == "__main__":  # make run's first step (no Django, no venv needed): python3 dashboard/runlocal.py var
+    import sys
+
+    lock = RunLock(sys.argv[1])
+    if lock.held():
+        print(already_running_text(sys.argv[1], lock.holder()), file=sys.stderr)
+        sys.exit(1)

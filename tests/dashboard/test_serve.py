@@ -183,6 +183,9 @@ def test_a_rotated_demo_token_is_reissued_and_a_second_run_leaves_the_first_alon
             second = Run(demo["var"], free_port(), free_port())
             assert second.process.wait(timeout=60) == 1
             assert "Berth is already running" in second.output() and f"pid {first.process.pid}" in second.output()
+            check = subprocess.run([sys.executable, "dashboard/runlocal.py", str(demo["var"])], capture_output=True,
+                                   text=True)  # make run's first step
+            assert check.returncode == 1 and f"pid {first.process.pid}" in check.stderr, check
             assert first.answers("/accounts/login/") and first.answers("/v2/health/ready", first.serving_port)
         finally:
             first.ctrl_c()

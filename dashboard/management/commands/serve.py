@@ -37,10 +37,7 @@ class Command(BaseCommand):
         var_dir = settings.VAR_DIR
         lock = RunLock(var_dir)
         if not lock.acquire({"url": f"http://{host}:{port}/"}):
-            holder = lock.holder()
-            self.stderr.write(f"Berth is already running from {var_dir} (pid {holder.get('pid', '?')}, "
-                              f"{holder.get('url', 'address unknown')}); this run leaves it alone and exits. "
-                              "Stop that one with Ctrl-C in its terminal to start again.")
+            self.stderr.write(runlocal.already_running_text(var_dir, lock.holder()))
             sys.exit(1)
         processes = {}
         try:
