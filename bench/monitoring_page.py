@@ -83,7 +83,10 @@ class World:
         # Roll-ups as the every-minute task leaves them (monitoring/rollups.py): 6-hour and hour
         # windows over the 30 days, 15-minute ones over BERTH_QUARTER_WINDOWS_DAYS, each up to
         # the last period closed.
-        from monitoring.rollups import GRACE, LEVELS, level_start
+        from monitoring.models import MetricWindow
+        from monitoring.rollups import GRACE
+
+        LEVELS, level_start = MetricWindow.LEVELS, MetricWindow.period_start
 
         self.rolled = {resolution: level_start(now - GRACE, seconds) for resolution, seconds in LEVELS}
         first = now - timedelta(days=DAYS, hours=6)

@@ -3,26 +3,7 @@ plotly.js draws) and handed to the page as JSON; one small script, static/js/cha
 them. Plain dicts, not plotly.graph_objects: validating hundreds of traces on every page view
 cost more than the rest of the page (the tests validate every figure with graph_objects)."""
 
-import json
-
-from django.core.serializers.json import DjangoJSONEncoder
-
-AXIS = {"gridcolor": "#e5e7eb", "zerolinecolor": "#d1d5db", "automargin": True}
-LAYOUT = {"paper_bgcolor": "white", "plot_bgcolor": "white", "font": {"family": "system-ui, sans-serif", "size": 12},
-          "margin": {"l": 60, "r": 20, "t": 70, "b": 50}, "height": 420, "legend": {"orientation": "h", "y": -0.2}}
-RED = "#d62728"
-
-
-def _layout(title, subtitle=None, x_title=None, y_title=None, **extra):
-    x_axis = {**AXIS, **extra.pop("xaxis", {})}
-    y_axis = {**AXIS, **extra.pop("yaxis", {})}
-    if x_title:
-        x_axis["title"] = {"text": x_title}
-    if y_title:
-        y_axis["title"] = {"text": y_title}
-    heading = {"text": title, **({"subtitle": {"text": subtitle}} if subtitle else {})}
-    return {**LAYOUT, "title": heading, "xaxis": x_axis, "yaxis": y_axis, **extra}
-
+from dashboard.charts import RED, layout, to_json
 
 def latency_unit(values):
     """(factor, unit) to show latencies in: µs when all are below 1 ms (0.008 ms reads as 8 µs)."""
@@ -47,12 +28,6 @@ def _lineage_root(version, by_id):
     return version
 
 
-def to_json(figure):
-    """The figure as JSON that is safe inside a <script type="application/json"> block."""
-    text = json.dumps(figure, cls=DjangoJSONEncoder)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def latency_distribution(comparison):
     """One box per version and target from the measured quartiles (whiskers: fastest run and p99)."""
     measured = [r for r in comparison.rows if r.result is not None]
@@ -72,7 +47,7 @@ def latency_distribution(comparison):
             "mean": _scaled([r.result.mean_ms for r in rows], factor),
             "boxmean": True, "hovertemplate": "%{x}<br>median %{median:.3f} " + unit + "<extra>" + target.slug + "</extra>",
         })
-    return {"data": traces, "layout": _layout(
+    return {"data": traces, "layout": layout(
         f"Latency distribution, batch {comparison.batch_size}",
         "box p25–p75, line median, dashes mean, whiskers fastest run to p99", y_title=unit, boxmode="group",
         yaxis=LATENCY_AXIS)}
@@ -93,7 +68,7 @@ def latency_by_batch(comparison):
                "hovertemplate": "batch %{x}: %{y:.3f} " + unit + "<extra>" + name + "</extra>"}
               for name, sizes, ys in series]
     ticks = sorted(sizes_seen)  # one tick per measured batch size, not log-scale's 2 3 4 … 9
-    return {"data": traces, "layout": _layout(
+    return {"data": traces, "layout": layout(
         f"{comparison.percentile} latency by batch size", x_title="batch size", y_title=unit,
         xaxis={"type": "log", "tickvals": ticks, "ticktext": [str(t) for t in ticks]}, yaxis=LATENCY_AXIS)}
 
@@ -125,7 +100,7 @@ def pareto(comparison):
             traces.append({"type": "scatter", "mode": "lines", "name": f"Pareto front ({target.slug})",
                            "x": [p[0] for p in front], "y": [p[1] for p in front], "hoverinfo": "skip",
                            "line": {"dash": "dot", "color": RED}})
-    return {"data": traces, "layout": _layout(
+    return {"data": traces, "layout": layout(
         f"Accuracy vs {comparison.percentile} latency", "marker size: file size; outlined in red: Pareto-optimal",
         x_title=f"{comparison.percentile} ms", y_title="accuracy %", xaxis=LATENCY_AXIS)}
 
@@ -165,7 +140,7 @@ def history(comparison):
                        "x": [v.created for v, _ in points], "y": _scaled([getattr(r, key) for _, r in points], factor),
                        "text": [v.version for v, _ in points], "cliponaxis": False,
                        "hovertemplate": "%{text}<br>%{y:.3f} " + unit + "<extra>" + name + "</extra>"})
-    return {"data": traces, "layout": _layout(
+    return {"data": traces, "layout": layout(
         f"{comparison.percentile} at batch {comparison.batch_size} across versions", "one line per lineage",
         x_title="registered", y_title=unit, yaxis=LATENCY_AXIS, showlegend=True)}
 
@@ -189,5 +164,5 @@ def loss_curve(result):
                "x": [p["epoch"] for p in curve if p["stage"] == stage],
                "y": [p["loss"] for p in curve if p["stage"] == stage],
                "hovertemplate": "epoch %{x}<br>loss %{y:.4f}<extra>" + stage + "</extra>"} for stage in stages]
-    return {"data": traces, "layout": _layout("Training loss", "mean loss per epoch", x_title="epoch",
+    return {"data": traces, "layout": layout("Training loss", "mean loss per epoch", x_title="epoch",
                                               y_title="loss", height=320, uirevision="loss")}

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from celery import current_app
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.db import IntegrityError, transaction
@@ -37,6 +38,10 @@ logger = logging.getLogger(__name__)
 Metric = AlertRule.Metric
 MAX_WINDOW_MINUTES = 24 * 60
 MAX_SILENCE_MINUTES = 30 * 24 * 60
+
+# monitoring/tasks.py runs it (notify.deliver, retried on its schedule); named, so that the tasks
+# module imports alerts and never the reverse.
+DELIVER_TASK = "monitoring.deliver_notification"
 
 
 # --- rules ---------------------------------------------------------------------------------------
@@ -378,8 +383,6 @@ def _silenced(rule, now):
 def _notify(alert, event, now, *, silenced=False):
     """One Notification per destination of the alert's rule; pending ones are delivered after
     commit."""
-    from .tasks import deliver_notification
-
     rule = alert.rule
     status = Notification.Status.SILENCED if silenced or _silenced(rule, now) else Notification.Status.PENDING
     destinations = [(Notification.Channel.WEBHOOK, rule.webhook_url)] if rule.webhook_url else []
@@ -388,7 +391,7 @@ def _notify(alert, event, now, *, silenced=False):
         row = Notification.objects.create(alert=alert, channel=channel, event=event, destination=destination,
                                           status=status)
         if status == Notification.Status.PENDING:
-            transaction.on_commit(lambda pk=row.pk: deliver_notification.delay(pk))
+            transaction.on_commit(lambda pk=row.pk: current_app.send_task(DELIVER_TASK, args=(pk,)))
 
 
 def _label(version):

@@ -3,7 +3,8 @@ figure dicts (drawn by static/js/charts.js like the comparison page's). ``uirevi
 user's zoom while the live refresh replaces the data."""
 
 from berth.core.drift import DEFAULT_TESTS, p_text
-from jobs.charts import RED, _layout
+from dashboard import charts as site_charts
+from dashboard.charts import RED, to_json
 
 TEST_LABELS = {rule.test: rule.test_label for rule in DEFAULT_TESTS.values()}
 
@@ -63,7 +64,7 @@ def _live_layout(data, title, subtitle, y_title, **extra):
     markers = deploy_markers(data)
     extra_shapes = extra.pop("shapes", [])
     margin = {**LIVE["margin"], "t": LIVE["margin"]["t"] + ROW_PX * max(0, markers["rows"] - 1)}
-    return _layout(title, subtitle, y_title=y_title, xaxis={"type": "date", "range": [data["since"], data["until"]]},
+    return site_charts.layout(title, subtitle, y_title=y_title, xaxis={"type": "date", "range": [data["since"], data["until"]]},
                    shapes=markers["shapes"] + extra_shapes, annotations=markers["annotations"],
                    **{**LIVE, "margin": margin, **extra})
 
@@ -166,7 +167,7 @@ def drift_now_chart(version, verdicts, window_minutes):
         text.append(("DRIFT: " if verdict["drifted"] else "") + verdict["explanation"])
     trace = {"type": "bar", "x": names, "y": values, "marker": {"color": colors}, "text": text,
              "hovertemplate": "%{x}: %{text}<extra></extra>", "textposition": "none"}
-    layout = _layout(f"Drift now, v{version} (last {window_minutes} min)",
+    layout = site_charts.layout(f"Drift now, v{version} (last {window_minutes} min)",
                      "bar = the smaller of threshold / p-value and effect / its threshold; above the line: drifted",
                      y_title="× threshold", shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 1,
                                                            "y1": 1, "line": {"color": RED, "dash": "dash"}}],
@@ -192,15 +193,13 @@ def histogram_chart(version, name):
     traces = [{"type": "bar", "name": "reference", "x": labels, "y": share(reference), "marker": {"color": "#9ca3af"}},
               {"type": "bar", "name": "current", "x": labels, "y": share(current) if current else [],
                "marker": {"color": _color(0)}}]
-    return {"data": traces, "layout": _layout(f"{name}: reference vs current, v{version['version']}",
+    return {"data": traces, "layout": site_charts.layout(f"{name}: reference vs current, v{version['version']}",
                                               "share of rows per bin over the chosen range", y_title="share",
                                               barmode="group", **LIVE)}
 
 
 def page_figures(data, recent, *, feature=None, recent_minutes):
     """Every figure of the endpoint page as JSON, and the feature the histogram shows."""
-    from jobs.charts import to_json
-
     figures = {"requests": requests_chart(data), "latency": latency_chart(data), "errors": errors_chart(data)}
     primary = max(data["versions"], key=lambda v: (v["weight"], sum(p["requests"] for p in v["points"])),
                   default=None)

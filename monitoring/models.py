@@ -1,3 +1,5 @@
+from datetime import datetime, timezone as dt_timezone
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -127,6 +129,15 @@ class MetricWindow(models.Model):
         QUARTER = "15min", "15 minutes"
         HOUR = "hour"
         SIX_HOURS = "6hour", "6 hours"
+
+    # The coarser resolutions minutes are rolled up into (monitoring/rollups.py), with their length.
+    LEVELS = ((Resolution.QUARTER, 900), (Resolution.HOUR, 3600), (Resolution.SIX_HOURS, 21600))
+
+    @staticmethod
+    def period_start(moment, seconds):
+        """The start of the period of ``seconds`` (aligned to the epoch, in UTC) holding ``moment``."""
+        stamp = int(moment.timestamp())
+        return datetime.fromtimestamp(stamp - stamp % seconds, tz=dt_timezone.utc)
 
     class Source(models.TextChoices):
         RUNTIME = "runtime", "berth-serve telemetry"

@@ -9,7 +9,7 @@ the same endpoint-row lock. Minutes are kept BERTH_MINUTE_WINDOWS_HOURS, 15-minu
 BERTH_QUARTER_WINDOWS_DAYS, hours and 6 hours BERTH_HOUR_WINDOWS_DAYS.
 """
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -18,18 +18,11 @@ from django.utils import timezone
 
 from .models import Endpoint, MetricWindow, TelemetryFlush
 from .series import Bucket
+from .services import add_to_window
 
 Resolution = MetricWindow.Resolution
-LEVELS = ((Resolution.QUARTER, 900), (Resolution.HOUR, 3600), (Resolution.SIX_HOURS, 21600))
-SECONDS = {Resolution.MINUTE: 60, **dict(LEVELS)}
 # A period is rolled up this long after it ends, so that the runtimes' last flushes are in.
 GRACE = timedelta(minutes=2)
-
-
-def level_start(moment, seconds):
-    """The start of the period of ``seconds`` (aligned to the epoch, in UTC) holding ``moment``."""
-    stamp = int(moment.timestamp())
-    return datetime.fromtimestamp(stamp - stamp % seconds, tz=dt_timezone.utc)
 
 
 def compact_windows(now=None):
@@ -42,28 +35,26 @@ def compact_windows(now=None):
 
 def roll_up(endpoint_id, now):
     """Roll up the closed periods of one endpoint at every level; returns the windows written."""
-    from .services import add_to_window
-
     written = 0
     with transaction.atomic():
         endpoint = Endpoint.objects.select_for_update().get(pk=endpoint_id)
         rolled = dict(endpoint.rollups)
         first = None
-        for resolution, seconds in LEVELS:
-            closed = level_start(now - GRACE, seconds)
+        for resolution, seconds in MetricWindow.LEVELS:
+            closed = MetricWindow.period_start(now - GRACE, seconds)
             since = datetime.fromisoformat(rolled[resolution]) if rolled.get(resolution) else None
             if since is None:
                 first = first or MetricWindow.objects.filter(
                     endpoint=endpoint, resolution=Resolution.MINUTE).aggregate(first=Min("start"))["first"]
                 if first is None:
                     continue
-                since = level_start(first, seconds)
+                since = MetricWindow.period_start(first, seconds)
             if since >= closed:
                 continue
             groups = {}
             for window in MetricWindow.objects.filter(endpoint=endpoint, resolution=Resolution.MINUTE,
                                                       start__gte=since, start__lt=closed).order_by("start"):
-                key = (window.version_id, level_start(window.start, seconds))
+                key = (window.version_id, MetricWindow.period_start(window.start, seconds))
                 groups.setdefault(key, []).append(window)
             for (version_id, period), windows in groups.items():
                 add_to_window(endpoint=endpoint, version_id=version_id, start=period, resolution=resolution,
@@ -92,8 +83,8 @@ def expire(now):
     horizons = {}
     for rollups in Endpoint.objects.values_list("pk", "rollups"):
         endpoint_id, rolled = rollups
-        marks = [datetime.fromisoformat(rolled[r]) for r, _ in LEVELS if rolled.get(r)]
-        horizons[endpoint_id] = min(marks) if len(marks) == len(LEVELS) else None
+        marks = [datetime.fromisoformat(rolled[r]) for r, _ in MetricWindow.LEVELS if rolled.get(r)]
+        horizons[endpoint_id] = min(marks) if len(marks) == len(MetricWindow.LEVELS) else None
     cutoff = now - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS)
     for endpoint_id, horizon in horizons.items():
         if horizon is not None:

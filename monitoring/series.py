@@ -211,11 +211,9 @@ def _windows(endpoint, since, until, step=60):
     """The windows that cover [since, until) at the coarsest resolution a step of ``step``
     seconds can use: rolled-up windows up to where each resolution is rolled, then finer ones,
     then minutes (never two resolutions over the same minute)."""
-    from .rollups import LEVELS
-
     rolled = endpoint.rollups or {}
     covers, lower = Q(), since
-    for resolution, seconds in reversed(LEVELS):
+    for resolution, seconds in reversed(MetricWindow.LEVELS):
         if seconds > step or step % seconds or not rolled.get(resolution):
             continue
         upper = min(until, datetime.fromisoformat(rolled[resolution]))

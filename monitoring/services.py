@@ -287,8 +287,6 @@ def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None
     counted in the coarser windows only. Call inside a transaction. ``rolled`` is what
     lock_rollups answered for the endpoint in this transaction (taken here when not given), so
     no count falls between a roll-up and its minutes."""
-    from .rollups import LEVELS, level_start
-
     if rolled is None:
         rolled = lock_rollups(endpoint)
     minute = start.replace(second=0, microsecond=0)
@@ -298,8 +296,8 @@ def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None
     targets = []
     if minute >= timezone.now() - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS):
         targets.append((MetricWindow.Resolution.MINUTE, minute))
-    for resolution, seconds in LEVELS:
-        period = level_start(minute, seconds)
+    for resolution, seconds in MetricWindow.LEVELS:
+        period = MetricWindow.period_start(minute, seconds)
         until = rolled.get(resolution)
         if until and period < datetime.fromisoformat(until):
             targets.append((resolution, period))

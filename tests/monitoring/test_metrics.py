@@ -179,7 +179,7 @@ def test_roll_ups_keep_every_count_and_every_step_agrees(runtime, viewer_api, pr
         level = by_level.setdefault(window.resolution, [0, 0])
         level[0] += window.requests
         level[1] += window.errors
-    closed = {r for r, _ in rollups.LEVELS if profiled.__class__.objects.get(pk=profiled.pk).rollups.get(r)}
+    closed = {r for r, _ in MetricWindow.LEVELS if profiled.__class__.objects.get(pk=profiled.pk).rollups.get(r)}
     assert by_level["minute"] == [1000, 50]
     assert by_level["15min"] == by_level["hour"] == [1000, 50]  # every minute was in a closed quarter and hour
     assert "15min" in closed and "hour" in closed
