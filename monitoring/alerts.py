@@ -274,16 +274,22 @@ def judge(rule, version, summary, *, earlier=()):
         text = f"{who}: p95 latency {_num(p95)} ms > {_num(rule.threshold)} ms {span}" if breached else \
             f"{who}: p95 latency back to {_num(p95)} ms (≤ {_num(rule.threshold)} ms) {span}"
         return Verdict(breached, p95, rule.threshold, text, latency)
-    benchmark = summary.get("benchmark_p95_ms")
-    if not benchmark:
+    # Like for like only: production's session.run p95 against the benchmark of the same version on
+    # this target at the batch size production ran (monitoring.comparable); else no verdict.
+    like = (summary.get("benchmark") or {}).get("inference") or {}
+    if not like.get("comparable"):
         return None
-    ratio = p95 / benchmark
-    breached = p95 > rule.threshold * benchmark
+    ratio, benchmark, inference = like["ratio"], like["benchmark_p95_ms"], like["production_p95_ms"]
+    breached = ratio > rule.threshold
     target = rule.endpoint.target.slug
-    text = (f"{who}: p95 {_num(p95)} ms is {_num(ratio)} × its benchmark p95 ({_num(benchmark)} ms on {target}; "
-            f"the limit is {_num(rule.threshold)} ×) {span}") if breached else \
-        f"{who}: p95 back to {_num(ratio)} × its benchmark p95 ({_num(p95)} ms vs {_num(benchmark)} ms) {span}"
-    return Verdict(breached, ratio, rule.threshold, text, {**latency, "benchmark_p95_ms": benchmark})
+    size = f"batch size {like['batch_size']}"
+    text = (f"{who}: inference p95 {_num(inference)} ms is {_num(ratio)} × its benchmark p95 ({_num(benchmark)} ms "
+            f"on {target} at {size}; the limit is {_num(rule.threshold)} ×) {span}") if breached else \
+        f"{who}: inference p95 back to {_num(ratio)} × its benchmark p95 ({_num(inference)} ms vs {_num(benchmark)} " \
+        f"ms at {size}) {span}"
+    return Verdict(breached, ratio, rule.threshold, text, {**latency, "benchmark_p95_ms": benchmark,
+                                                           "inference_p95_ms": inference,
+                                                           "batch_size": like["batch_size"]})
 
 
 def _judge_drift(rule, who, span, summary, counts, earlier):

@@ -87,7 +87,10 @@ def requests_chart(data):
 
 
 def latency_chart(data):
-    traces, lines = [], []
+    """Request latency per version (p50, p95, p99) and, where berth-serve reports it, the
+    inference-only p95 at the batch size compared with the benchmark; the benchmark p95 is drawn
+    beside that inference line only (a like figure), never beside request latency."""
+    traces = []
     for i, v in enumerate(data["versions"]):
         color = _color(i)
         for key, dash, width in (("p50_ms", "dot", 1), ("p95_ms", "solid", 2), ("p99_ms", "dash", 1)):
@@ -95,17 +98,24 @@ def latency_chart(data):
                            "y": [p[key] if p[key] is not None else p["mean_ms"] if key == "p50_ms" else None
                                  for p in v["points"]],
                            "line": {"color": color, "dash": dash, "width": width}, "connectgaps": False,
-                           "hovertemplate": "%{y:.3f} ms<extra>v" + v["version"] + " " + key[:3] + "</extra>"})
+                           "hovertemplate": "%{y:.3f} ms<extra>v" + v["version"] + " request " + key[:3] + "</extra>"})
+        like = (v.get("benchmark") or {}).get("inference") or {}
+        if any(p.get("inference_p95_ms") is not None for p in v["points"]):
+            rows = like.get("batch_size")
+            traces.append({"type": "scatter", "mode": "lines", "name": f"v{v['version']} inference p95 (batch {rows})",
+                           "x": _times(v), "y": [p.get("inference_p95_ms") for p in v["points"]],
+                           "line": {"color": color, "dash": "dashdot", "width": 2}, "connectgaps": False,
+                           "hovertemplate": "session.run p95 %{y:.3f} ms<extra>v" + v["version"] + "</extra>"})
         if v["benchmark_p95_ms"] is not None:
-            lines.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y",
-                          "y0": v["benchmark_p95_ms"], "y1": v["benchmark_p95_ms"],
-                          "line": {"color": color, "dash": "longdash", "width": 1}})
             traces.append({"type": "scatter", "mode": "lines", "x": [data["since"], data["until"]],
-                           "y": [v["benchmark_p95_ms"]] * 2, "name": f"v{v['version']} benchmark p95",
+                           "y": [v["benchmark_p95_ms"]] * 2,
+                           "name": f"v{v['version']} benchmark p95 (batch {like.get('batch_size')})",
                            "line": {"color": color, "dash": "longdash", "width": 1}, "opacity": 0.6,
                            "hovertemplate": "benchmark p95 %{y:.3f} ms<extra>v" + v["version"] + "</extra>"})
+    # Log scale: a session.run of microseconds and a request of milliseconds both stay readable.
     return {"data": traces, "layout": _live_layout(
-        data, "Latency", "p50 dotted, p95 solid, p99 dashed; long dashes: the benchmark p95 on this target", "ms")}
+        data, "Latency", "requests: p50 dotted, p95 solid, p99 dashed; dash-dot: inference-only p95; long dashes: "
+        "the benchmark p95 at the same batch size", "ms (log)", yaxis={"type": "log"})}
 
 
 def errors_chart(data):

@@ -155,6 +155,9 @@ class MetricWindow(models.Model):
     features = models.JSONField(default=dict, help_text="{feature: counts on the reference bins}")
     batch_sizes = models.JSONField(default=dict, blank=True,
                                    help_text='{"<rows>": model runs}: the rows of each model run (the batch formed)')
+    inference_latency = models.JSONField(
+        default=dict, blank=True, help_text='{"<rows>": sketch}: session.run time (ms) of the model runs of that many '
+                                            'rows, without decoding, routing or encoding (berth-serve only)')
     flushes = models.PositiveIntegerField(default=0)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.RUNTIME)
     # A scraped source may give only a latency sum (Triton) or coarse histogram buckets (MLServer):
@@ -191,7 +194,7 @@ class AlertRule(models.Model):
         P95_LATENCY = "p95_latency", "p95 latency above X ms"
         ERROR_RATE = "error_rate", "error rate above Y %"
         DRIFT = "drift", "drift score above its threshold"
-        BENCHMARK_GAP = "benchmark_gap", "p95 above k × benchmark p95"
+        BENCHMARK_GAP = "benchmark_gap", "inference p95 above k × benchmark p95 (same batch size)"
 
     endpoint = models.ForeignKey(Endpoint, related_name="alert_rules", on_delete=models.CASCADE)
     metric = models.CharField(max_length=16, choices=Metric.choices)
@@ -220,7 +223,7 @@ class AlertRule(models.Model):
         if self.metric == self.Metric.ERROR_RATE:
             return f"error rate above {self.threshold:g} % {window}"
         if self.metric == self.Metric.BENCHMARK_GAP:
-            return f"p95 above {self.threshold:g} × the benchmark p95 {window}"
+            return f"inference p95 above {self.threshold:g} × the benchmark p95 (same batch size) {window}"
         windows = f"in {WINDOWS_NEEDED} of the last {WINDOWS} windows of {self.window_minutes} min"
         if self.threshold:
             return f"drift on at least {self.threshold:g} % of the features {windows}"

@@ -75,7 +75,7 @@ def merged(windows):
     return {"requests": total.requests, "errors": total.errors, "error_kinds": total.error_kinds,
             "features": total.features, "latency": total.sketch(), "coarse": bool(total.coarse_requests),
             "latency_sum_ms": total.latency_sum_ms, "flushes": total.flushes, "source": windows[0].source,
-            "batch_sizes": total.batch_sizes}
+            "batch_sizes": total.batch_sizes, "inference_latency": total.inference}
 
 
 def expire(now):

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from berth.core.drift import DEFAULT_TESTS, dataset_drift, features_drift
 from berth.core.stats import DEFAULT_ALPHA, add_sketch, empty_sketch, sketch_quantiles
-from jobs.models import BenchmarkResult, Job
 from registry.models import ReferenceProfile
 
+from . import comparable
 from .models import Deployment, MetricWindow
 from .services import parse_time
 
@@ -52,20 +52,23 @@ class Bucket:
     features: dict = field(default_factory=dict)  # feature -> counts
     flushes: int = 0
     batch_sizes: dict = field(default_factory=dict)  # "<rows>" -> model runs
+    inference: dict = field(default_factory=dict)  # "<rows>" -> merged session.run sketch (wire format)
 
     def add(self, window):
         self._add(window.requests, window.errors, window.error_kinds, window.latency, window.features,
                   window.requests if window.coarse else 0, window.latency_sum_ms if window.coarse else 0.0,
-                  window.flushes, window.batch_sizes or {})
+                  window.flushes, window.batch_sizes or {}, window.inference_latency or {})
 
     def merge(self, other):
         self._add(other.requests, other.errors, other.error_kinds, other.latency, other.features,
-                  other.coarse_requests, other.latency_sum_ms, other.flushes, other.batch_sizes)
+                  other.coarse_requests, other.latency_sum_ms, other.flushes, other.batch_sizes, other.inference)
 
     def _add(self, requests, errors, error_kinds, latency, features, coarse_requests, latency_sum_ms, flushes,
-             batch_sizes):
+             batch_sizes, inference=None):
         for rows, runs in batch_sizes.items():
             self.batch_sizes[rows] = self.batch_sizes.get(rows, 0) + runs
+        for rows, sketch in (inference or {}).items():
+            add_sketch(self.inference.setdefault(rows, empty_sketch()), sketch)
         self.requests += requests
         self.errors += errors
         for kind, count in error_kinds.items():
@@ -103,7 +106,18 @@ class Bucket:
                 "rps": self.requests / seconds if seconds else None, "error_kinds": dict(self.error_kinds),
                 "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "mean_ms": mean,
                 "coarse": bool(self.coarse_requests),
-                "batch_sizes": sorted(((int(rows), runs) for rows, runs in self.batch_sizes.items()))}
+                "batch_sizes": sorted(((int(rows), runs) for rows, runs in self.batch_sizes.items())),
+                "inference": self.inference_summary()}
+
+    def inference_summary(self):
+        """{rows: {runs, p50_ms, p95_ms, p99_ms}} of the session.run sketches, by batch size."""
+        found = {}
+        for rows, sketch in sorted(self.inference.items(), key=lambda item: int(item[0])):
+            runs = sum(sketch["buckets"].values()) + sketch["zero_count"]
+            if runs:
+                p50, p95, p99 = sketch_quantiles([sketch], QUANTILES)
+                found[int(rows)] = {"runs": runs, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+        return found
 
 
 def references(versions):
@@ -136,21 +150,9 @@ def drift_of_buckets(buckets, profiles, with_js=True):
     return [(v, dataset_drift(v)) for v in verdicts]
 
 
-def benchmark_p95(versions, target):
-    """{version id: p95 ms of its newest batch-1 benchmark on the target} (the latency it was
-    predicted to have where it is deployed)."""
-    rows = (BenchmarkResult.objects.filter(version__in=versions, target=target, batch_size=1,
-                                           job__status=Job.Status.SUCCEEDED)
-            .order_by("version_id", "-created").values("version_id", "p95_ms"))
-    found = {}
-    for row in rows:
-        found.setdefault(row["version_id"], row["p95_ms"])
-    return found
-
-
 WINDOW_FIELDS = ("version__version", "version__id", "version__model__name", "start", "resolution", "requests",
                  "errors", "error_kinds", "latency", "features", "coarse", "latency_sum_ms", "flushes", "batch_sizes",
-                 "updated")
+                 "inference_latency", "updated")
 MERGE_GAP = timedelta(seconds=1)  # serving periods this close are one (a new generation retires the old one)
 # A rate needs this many seconds served (a step's last few seconds are too short to rate: one
 # request more or less would swing it); shorter, the rate is left out.
@@ -244,7 +246,7 @@ def endpoint_series(endpoint, *, since, until, step=None):
         versions.setdefault(version_id, deployment.version)
         by_version.setdefault(version_id, {})
     profiles = references(list(versions))
-    predicted = benchmark_p95(list(versions), endpoint.target_id)
+    measured = comparable.benchmarks(list(versions), endpoint.target_id)
     series = []
     for version_id, buckets in sorted(by_version.items(), key=lambda item: _natural(versions[item[0]].version)):
         points, total = [], Bucket()
@@ -263,13 +265,21 @@ def endpoint_series(endpoint, *, since, until, step=None):
             total.merge(bucket)
         served_from, served_until = served.span(version_id)
         seconds = served.seconds(version_id)
+        versus = comparable.compare(version=versions[version_id].version, target=endpoint.target.slug,
+                                    inference=total.inference_summary(), measured=measured.get(version_id, {}))
+        rows = versus["inference"].get("batch_size")
+        for point in points:  # the inference-only p95 at the batch size compared, for the latency chart
+            point["inference_p95_ms"] = point["inference"].get(rows, {}).get("p95_ms") if rows else None
         series.append({
             "version": versions[version_id].version,
             "served_from": served_from and served_from.isoformat(),
             "served_until": served_until and served_until.isoformat(), "served_seconds": seconds,
             "requests": total.requests, "rps": total.requests / seconds if seconds >= MIN_RATE_SECONDS else None,
             "weight": deployed[version_id].weight if version_id in deployed else 0,
-            "benchmark_p95_ms": predicted.get(version_id),
+            "benchmark": versus,
+            # Only a like figure: the benchmark p95 at the batch size production ran, or None.
+            "benchmark_p95_ms": versus["inference"].get("benchmark_p95_ms") if versus["inference"]["comparable"]
+            else None,
             "points": points,
             "drift": _drift_series(features, drift_points),
             "histograms": _histograms(features, total),
@@ -325,18 +335,21 @@ def recent(endpoint, *, minutes, now=None):
         versions[window.version_id] = window.version
         buckets.setdefault(window.version_id, Bucket()).add(window)
     profiles = references(list(versions))
-    predicted = benchmark_p95(list(versions), endpoint.target_id)
+    measured = comparable.benchmarks(list(versions), endpoint.target_id)
     found = {}
     for version_id, bucket in buckets.items():
         verdicts, dataset = drift_of(bucket, profiles.get(version_id, {}))
         seconds = served.seconds(version_id)
         served_from, served_until = served.span(version_id)
         summary = bucket.summary(seconds if seconds >= MIN_RATE_SECONDS else None)
-        benchmark = predicted.get(version_id)
+        versus = comparable.compare(version=versions[version_id].version, target=endpoint.target.slug,
+                                    inference=summary["inference"], measured=measured.get(version_id, {}))
+        like = versus["inference"]
         found[versions[version_id]] = {
             **summary, "served_seconds": seconds, "served_from": served_from, "served_until": served_until,
-            "drift": verdicts, "dataset_drift": dataset, "benchmark_p95_ms": benchmark,
-            "benchmark_gap": summary["p95_ms"] / benchmark if benchmark and summary["p95_ms"] is not None else None}
+            "drift": verdicts, "dataset_drift": dataset, "benchmark": versus,
+            "benchmark_p95_ms": like.get("benchmark_p95_ms") if like["comparable"] else None,
+            "benchmark_gap": like.get("ratio") if like["comparable"] else None}
     return found
 
 

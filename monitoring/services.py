@@ -259,7 +259,7 @@ def telemetry_ingest(*, endpoint, payload, body=None):
             window_add(endpoint=endpoint, version=series["version"], start=series.get("start", minute),
                        rolled=rolled, requests=series["requests"], errors=series["errors"], error_kinds=series["error_kinds"],
                        latency=series["latency"], features=series["features"], source=flush["source"],
-                       batch_sizes=series.get("batch_sizes"))
+                       batch_sizes=series.get("batch_sizes"), inference_latency=series.get("inference_latency"))
     return True, False
 
 
@@ -281,7 +281,8 @@ def lock_rollups(endpoint):
 
 
 def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None, latency=None, features=None,
-               source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0, rolled=None, batch_sizes=None):
+               source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0, rolled=None, batch_sizes=None,
+               inference_latency=None):
     """Count into the minute window of ``version`` that holds ``start`` and into every coarser
     window already rolled up over that minute (a late flush); minutes past their retention are
     counted in the coarser windows only. Call inside a transaction. ``rolled`` is what
@@ -292,7 +293,7 @@ def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None
     minute = start.replace(second=0, microsecond=0)
     counts = {"requests": requests, "errors": errors, "error_kinds": error_kinds, "latency": latency,
               "features": features, "source": source, "coarse": coarse, "latency_sum_ms": latency_sum_ms,
-              "batch_sizes": batch_sizes}
+              "batch_sizes": batch_sizes, "inference_latency": inference_latency}
     targets = []
     if minute >= timezone.now() - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS):
         targets.append((MetricWindow.Resolution.MINUTE, minute))
@@ -307,7 +308,7 @@ def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None
 
 def add_to_window(*, endpoint, start, resolution, requests, version=None, version_id=None, errors=0,
                   error_kinds=None, latency=None, features=None, source=MetricWindow.Source.RUNTIME, coarse=False,
-                  latency_sum_ms=0.0, flushes=1, batch_sizes=None):
+                  latency_sum_ms=0.0, flushes=1, batch_sizes=None, inference_latency=None):
     """Add counts to one window row (made if missing)."""
     window, _ = MetricWindow.objects.select_for_update().get_or_create(
         endpoint=endpoint, version_id=version.pk if version is not None else version_id, start=start,
@@ -320,6 +321,8 @@ def add_to_window(*, endpoint, start, resolution, requests, version=None, versio
         window.batch_sizes[rows] = window.batch_sizes.get(rows, 0) + runs
     if latency:
         window.latency = merge_sketches(window.latency, latency)
+    for rows, sketch in (inference_latency or {}).items():
+        window.inference_latency[rows] = merge_sketches(window.inference_latency.get(rows), sketch)
     for name, counts in (features or {}).items():
         known = window.features.get(name)
         window.features[name] = [a + b for a, b in zip(known, counts)] if known and len(known) == len(counts) \
@@ -377,20 +380,15 @@ def _check_series(entry, index, versions, endpoint):
     kinds = entry.get("error_kinds", {})
     if not isinstance(kinds, dict) or not all(isinstance(k, str) and _count(v) for k, v in kinds.items()):
         raise BerthError("error_kinds maps a kind to a whole number ≥ 0.", field=f"{field}.error_kinds")
-    latency = entry.get("latency") or {}
-    buckets = latency.get("buckets", {}) if isinstance(latency, dict) else None
-    if not isinstance(buckets, dict) or len(buckets) > MAX_BUCKETS or not _count(latency.get("zero_count", 0)):
-        raise BerthError("latency is a sketch: {alpha, buckets: {index: count}, zero_count}.", field=f"{field}.latency")
-    if latency.get("alpha", DEFAULT_ALPHA) != DEFAULT_ALPHA:
-        raise BerthError(f"latency.alpha must be {DEFAULT_ALPHA}: sketches merge only at one accuracy.",
-                         field=f"{field}.latency")
-    try:
-        buckets = {str(int(key)): value for key, value in buckets.items()}
-    except (TypeError, ValueError) as exc:
-        raise BerthError("Latency bucket indexes must be whole numbers.", field=f"{field}.latency") from exc
-    if not all(_count(v) for v in buckets.values()):
-        raise BerthError("Latency bucket counts must be whole numbers ≥ 0 (no NaN, no negatives).",
-                         field=f"{field}.latency")
+    latency = _check_sketch(entry.get("latency") or {}, f"{field}.latency")
+    inference = entry.get("inference_latency", {})
+    inference = {} if inference is None else inference
+    if not isinstance(inference, dict) or len(inference) > MAX_SERIES or not all(
+            isinstance(rows, str) and rows.isascii() and rows.isdigit() and len(rows) <= 9 for rows in inference):
+        raise BerthError('inference_latency maps the rows of a model run ("1") to a latency sketch of its '
+                         'session.run time.', field=f"{field}.inference_latency")
+    inference = {str(int(rows)): _check_sketch(sketch, f"{field}.inference_latency.{rows}")
+                 for rows, sketch in inference.items()}
     features = entry.get("features", {})
     if not isinstance(features, dict) or not all(
             isinstance(name, str) and isinstance(counts, list) and counts and all(_count(c) for c in counts)
@@ -404,9 +402,23 @@ def _check_series(entry, index, versions, endpoint):
                          field=f"{field}.batch_sizes")
     return {"version": version, "requests": requests, "errors": errors, "error_kinds": kinds,
             "batch_sizes": {str(int(rows)): runs for rows, runs in batch_sizes.items()},
-            "latency": {"alpha": DEFAULT_ALPHA, "buckets": buckets,
-                        "zero_count": latency.get("zero_count", 0)},
-            "features": features}
+            "latency": latency, "inference_latency": inference, "features": features}
+
+
+def _check_sketch(latency, field):
+    """A latency sketch in the wire format, checked (BerthError naming ``field`` otherwise)."""
+    buckets = latency.get("buckets", {}) if isinstance(latency, dict) else None
+    if not isinstance(buckets, dict) or len(buckets) > MAX_BUCKETS or not _count(latency.get("zero_count", 0)):
+        raise BerthError("A latency sketch is {alpha, buckets: {index: count}, zero_count}.", field=field)
+    if latency.get("alpha", DEFAULT_ALPHA) != DEFAULT_ALPHA:
+        raise BerthError(f"alpha must be {DEFAULT_ALPHA}: sketches merge only at one accuracy.", field=field)
+    try:
+        buckets = {str(int(key)): value for key, value in buckets.items()}
+    except (TypeError, ValueError) as exc:
+        raise BerthError("Latency bucket indexes must be whole numbers.", field=field) from exc
+    if not all(_count(v) for v in buckets.values()):
+        raise BerthError("Latency bucket counts must be whole numbers ≥ 0 (no NaN, no negatives).", field=field)
+    return {"alpha": DEFAULT_ALPHA, "buckets": buckets, "zero_count": latency.get("zero_count", 0)}
 
 
 def _count(value):

@@ -29,7 +29,7 @@ class ModelSession:
     threads; ``inflight`` and ``retire`` only from the event loop."""
 
     __slots__ = ("sha256", "path", "providers", "output_names", "inflight", "retired", "seconds", "_session",
-                 "label")
+                 "label", "timings")
 
     def __init__(self, sha256, path, session, label):
         self.sha256, self.path, self._session, self.label = sha256, path, session, label
@@ -38,10 +38,21 @@ class ModelSession:
         self.inflight = 0
         self.retired = False
         self.seconds = 0.0  # running average of one inference (the pool's batching budget)
+        # (rows, ms) of each session.run, for telemetry's inference-only latency (a deque, which
+        # threads may append to; telemetry drains it at each flush); None while nobody reads it.
+        self.timings = None
 
     def run(self, feeds):
         """Outputs in ``output_names`` order (runs in an inference thread)."""
-        return self._session.run(None, feeds)
+        timings = self.timings
+        if timings is None:
+            return self._session.run(None, feeds)
+        started = time.perf_counter()
+        outputs = self._session.run(None, feeds)
+        elapsed = time.perf_counter() - started
+        first = next(iter(feeds.values()), None)
+        timings.append((first.shape[0] if getattr(first, "ndim", 0) else 1, elapsed * 1000.0))
+        return outputs
 
     def retire(self):
         """Leave the routing table: release the session once no request uses it."""

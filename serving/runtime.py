@@ -154,7 +154,8 @@ class Runtime:
             self.sender.url = spec.url
             period = self.telemetry.flush_seconds
             self.telemetry.configure(flush_seconds=spec.flush_seconds, flush_requests=spec.flush_requests,
-                                     features={v: r.features for v, r in table.routes.items()})
+                                     features={v: r.features for v, r in table.routes.items()},
+                                     sessions={v: r.session for v, r in table.routes.items()})
             if spec.flush_seconds != period:  # the timer sleeps towards the old period's boundary
                 self._timer.cancel()
                 self._timer = asyncio.ensure_future(self._flush_timer())

@@ -28,11 +28,12 @@ log = logging.getLogger("berth.serve")
 BUFFER_REQUESTS = 256
 BUFFER_BYTES = 1 << 20
 LATENCY_BATCH = 4096
+TIMINGS_KEPT = 1 << 17  # session.run timings held between flushes at most (the oldest go first)
 
 
 class VersionStats:
     __slots__ = ("requests", "errors", "error_kinds", "latency", "latencies", "features", "counts", "buffer",
-                 "batch_sizes")
+                 "batch_sizes", "inference")
 
     def __init__(self, features):
         self.requests = 0
@@ -44,6 +45,7 @@ class VersionStats:
         self.counts = None
         self.buffer = FeatureBuffer(features) if features else None
         self.batch_sizes = {}  # rows of a model run -> runs
+        self.inference = {}  # rows of a model run -> LogSketch of its session.run time (ms)
 
     def bin_pending(self):
         counts = self.buffer.drain()
@@ -65,7 +67,19 @@ class VersionStats:
                 features = {name: [0] * size for name, size in zip(self.features.names, self.features.sizes)}
         return {"version": version, "requests": self.requests, "errors": self.errors,
                 "error_kinds": dict(self.error_kinds), "latency": self.latency.to_dict(), "features": features,
-                "batch_sizes": {str(rows): runs for rows, runs in sorted(self.batch_sizes.items())}}
+                "batch_sizes": {str(rows): runs for rows, runs in sorted(self.batch_sizes.items())},
+                "inference_latency": {str(rows): sketch.to_dict() for rows, sketch in sorted(self.inference.items())}}
+
+    def add_timings(self, timings):
+        """[(rows, ms)] of session.run calls, into the inference sketch of each batch size."""
+        by_rows = {}
+        for rows, ms in timings:
+            by_rows.setdefault(rows, []).append(ms)
+        for rows, values in by_rows.items():
+            sketch = self.inference.get(rows)
+            if sketch is None:
+                sketch = self.inference[rows] = LogSketch()
+            sketch.add_many(values)
 
 
 class Telemetry:
@@ -77,6 +91,7 @@ class Telemetry:
         self.flush_seconds = flush_seconds
         self.flush_requests = flush_requests
         self.features = {}  # version -> FeatureSet of the routing table in use
+        self.sessions = {}  # version -> ModelSession whose session.run timings this window reads
         self.describe = None  # () -> the replica object every flush carries (see Runtime.replica)
         self._open()
 
@@ -86,15 +101,22 @@ class Telemetry:
         self.started_wall = time.time()
         self.started = time.monotonic()
 
-    def configure(self, *, flush_seconds, flush_requests, features):
-        """A new routing table: new flush settings, and the feature sets by version. A version
+    def configure(self, *, flush_seconds, flush_requests, features, sessions=None):
+        """A new routing table: new flush settings, the feature sets by version and the sessions
+        by version (whose session.run timings become the inference-only latency). A version
         whose features changed starts a new window, so a window's histograms share one set of
         edges."""
         changed = any(version in self.window and self.window[version].features is not feature_set
                       for version, feature_set in features.items())
         if changed:
             self.flush()
+        self._take_timings()  # what ran so far, under the versions of the table it ran under
         self.flush_seconds, self.flush_requests, self.features = flush_seconds, flush_requests, features
+        if sessions is not None:
+            for session in sessions.values():
+                if session.timings is None:
+                    session.timings = collections.deque(maxlen=TIMINGS_KEPT)
+            self.sessions = sessions
 
     def record(self, version, latency_ms, error_kind=None, features=None, inputs=None, outputs=None):
         """Count one request routed to ``version`` (event loop)."""
@@ -127,6 +149,7 @@ class Telemetry:
 
     def flush(self):
         """Close the current window and queue it for the dashboard (event loop)."""
+        self._take_timings()
         window, started_wall, started = self.window, self.started_wall, self.started
         self._open()
         seconds = round(self.started - started, 3)
@@ -143,6 +166,24 @@ class Telemetry:
             payload["replica"] = self.describe()
         self.sender.enqueue(payload)
         return payload
+
+    def _take_timings(self):
+        """Move each session's session.run timings into its version's window (event loop; the
+        inference threads append meanwhile, popleft takes only what is there)."""
+        for version, session in self.sessions.items():
+            timings = session.timings
+            if not timings:
+                continue
+            taken = []
+            try:
+                while True:
+                    taken.append(timings.popleft())
+            except IndexError:
+                pass
+            stats = self.window.get(version)
+            if stats is None:
+                stats = self.window[version] = VersionStats(self.features.get(version))
+            stats.add_timings(taken)
 
     def next_boundary(self, now=None):
         """Seconds until the next wall-clock multiple of flush_seconds (windows align to it)."""

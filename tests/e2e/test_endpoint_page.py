@@ -1,6 +1,7 @@
 """The endpoint monitoring page in real Chromium: Plotly draws every chart, and new telemetry
 shows up within a refresh, updating the charts in place (the page is not reloaded)."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -41,9 +42,11 @@ def test_the_charts_render_and_follow_new_telemetry(logged_in_page, viewer, moni
     page.goto("/endpoints/digits-prod/?range=15m")
     for name in ("requests", "latency", "errors", "drift", "drift_now", "histogram"):
         expect(page.locator(f'[data-chart="{name}"] svg.main-svg').first).to_be_attached()
-    # The benchmark p95 is drawn on the latency chart, drift in red for the brighter minute.
-    expect(page.locator('[data-chart="latency"] .legend')).to_contain_text("v1 benchmark p95")
-    expect(page.locator("#live .kpis")).to_contain_text("1.50 ms")
+    # Raw events carry request latency only: no ratio against the session.run benchmark, and the
+    # page says why; the benchmark line is not drawn beside request latency.
+    expect(page.locator("#live .kpis td.versus")).to_contain_text("no comparable benchmark")
+    expect(page.locator("#live .kpis td.versus")).not_to_contain_text("×")
+    expect(page.locator('[data-chart="latency"] .legend')).not_to_contain_text("benchmark")
     assert "timeout" not in page.locator('[data-chart="errors"]').inner_text()
 
     page.evaluate("document.querySelector('[data-chart=\"errors\"]').dataset.marker = 'kept'")
@@ -107,3 +110,41 @@ def test_deployment_labels_never_collide_and_the_legend_leaves_the_dates_alone(l
     legend = chart.locator(".legend").bounding_box()
     ticks = [t.bounding_box() for t in chart.locator(".xtick text").all()]
     assert legend["y"] >= max(t["y"] + t["height"] for t in ticks) - 1, (legend, ticks)
+
+
+def test_production_is_compared_with_the_benchmark_like_for_like(logged_in_page, viewer, world):
+    from berth.core.stats import LogSketch
+
+    v1, v2 = world.version("1"), world.version("2")
+    endpoint, _ = services.endpoint_create(name="digits-prod", model=world.model, target=world.cpu)
+    services.deploy(endpoint=endpoint, version=v1, weight=100)
+    services.deploy(endpoint=endpoint, version=v2, weight=20)
+    world.result(v1, world.cpu, p95=1.5)  # session.run at batch 1
+    world.result(v2, world.cpu, p95=4.0, batch=8)  # only at batch 8
+
+    def sketch(ms, count):
+        s = LogSketch()
+        s.add(ms, count)
+        return s.to_dict()
+
+    start = timezone.now() - timedelta(seconds=30)
+    flush = {"flush_id": str(uuid.uuid4()), "start": start.isoformat(), "seconds": 10, "series": [
+        {"version": version, "requests": 200, "errors": 0, "latency": sketch(6.0, 200),
+         "inference_latency": {"1": sketch(inference, 200)}, "batch_sizes": {"1": 200}}
+        for version, inference in (("1", 1.8), ("2", 2.0))]}
+    services.telemetry_ingest(endpoint=endpoint, payload=flush)
+
+    page = logged_in_page(viewer)
+    page.goto("/endpoints/digits-prod/")
+    first = page.locator("#live .kpis tbody tr", has_text="80 %").locator("td.versus")
+    expect(first).to_contain_text("vs benchmark 1.500 ms at batch 1")
+    ratio = float(first.locator(".ratio").inner_text().lstrip("×"))
+    assert abs(ratio - 1.8 / 1.5) <= 0.03, ratio  # session.run against session.run, not 6 / 1.5
+    expect(first).to_contain_text("request p95: no comparable benchmark")
+    second = page.locator("#live .kpis tbody tr", has_text="20 %").locator("td.versus")
+    expect(second).to_contain_text("no benchmark at batch size 1, the size production ran (benchmarked at 8)")
+    expect(second.locator(".ratio")).to_have_count(0)
+    legend = page.locator('[data-chart="latency"] .legend')
+    expect(legend).to_contain_text("v1 benchmark p95 (batch 1)")
+    expect(legend).to_contain_text("v1 inference p95 (batch 1)")
+    expect(legend).not_to_contain_text("v2 benchmark")

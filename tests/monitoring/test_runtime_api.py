@@ -232,3 +232,19 @@ def test_the_spec_carries_the_endpoints_batching(runtime, engineer_api, endpoint
     refused = engineer_api.patch("/api/v1/endpoints/digits-prod/", {"max_batch_size": 0, "max_queue_delay_us": 2000},
                                  format="json")
     assert refused.status_code == 400 and "max_batch_size" in refused.json()["errors"]
+
+
+def test_the_inference_only_sketch_is_stored_by_batch_size_and_checked(runtime, endpoint):
+    body = flush(requests=10)
+    body["series"][0]["inference_latency"] = {"1": {"alpha": 0.01, "buckets": {"50": 6}, "zero_count": 0},
+                                              "4": {"alpha": 0.01, "buckets": {"60": 1}, "zero_count": 0}}
+    assert post(runtime, body).status_code == 202
+    (window,) = MetricWindow.objects.all()
+    assert window.inference_latency == {"1": {"alpha": 0.01, "buckets": {"50": 6}, "zero_count": 0},
+                                        "4": {"alpha": 0.01, "buckets": {"60": 1}, "zero_count": 0}}
+    for bad in ({"one": {"buckets": {}}}, {"1": {"alpha": 0.5, "buckets": {}}}, {"1": {"buckets": {"x": 1}}}, []):
+        body = flush()
+        body["series"][0]["inference_latency"] = bad
+        response = post(runtime, body)
+        assert response.status_code == 400 and any("inference_latency" in f for f in response.json()["errors"])
+    assert MetricWindow.objects.get().requests == 10  # nothing partial written

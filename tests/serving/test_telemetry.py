@@ -62,6 +62,20 @@ def test_it_reports_exactly_the_requests_it_served_with_their_error_kinds(serve,
     assert sum(sum(s["latency"]["buckets"].values()) + s["latency"]["zero_count"] for s in series) == 62
     assert all(s["latency"]["alpha"] == 0.01 and all(isinstance(k, str) for k in s["latency"]["buckets"])
                for s in series)
+    # The inference-only (session.run) sketch: one value per model run, by batch size; the failed
+    # requests never ran. Each run is shorter than its request.
+    runs = {}
+    for s in series:
+        for rows, sketch in s.get("inference_latency", {}).items():
+            runs[(s["version"], rows)] = runs.get((s["version"], rows), 0) + sum(sketch["buckets"].values()) \
+                + sketch["zero_count"]
+    assert runs == {("1", "1"): 30, ("2", "1"): 20}
+    from berth.core.stats import sketch_quantiles
+
+    inference = sketch_quantiles([s["inference_latency"]["1"] for s in series if s["version"] == "1"
+                                  and "1" in s.get("inference_latency", {})], (0.5,))[0]
+    request = sketch_quantiles([s["latency"] for s in series if s["version"] == "1"], (0.5,))[0]
+    assert 0 < inference < request
 
     # Feature histograms of version 1: the 30 images it answered, binned as the contract says.
     merged = {}
