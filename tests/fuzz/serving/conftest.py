@@ -216,7 +216,13 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def server(tmp_path_factory, request):
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:  # the header hook runs only for conftests loaded at start-up
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nserving fuzz: BERTH_FUZZ_SEED={SEED} "
+                                f"(BERTH_FUZZ_EXAMPLES={EXAMPLES or 'unset: make test bounds'})")
     folder = tmp_path_factory.mktemp("serve-fuzz")
     versions = {name: Version(name, raw, io) for name, (raw, io) in build_versions().items()}
     dashboard = FakeDashboard()
