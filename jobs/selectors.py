@@ -1,6 +1,6 @@
 from dashboard.errors import NotFound
 
-from .models import Job
+from .models import BenchmarkResult, Job
 
 
 def job_list(*, kind="", status="", target="", version=None):
@@ -72,8 +72,6 @@ def waiting_reason(job, served):
 
 def benchmark_results(*, model=None, version=None, target=None):
     """Benchmark rows for the API and CSV export, newest job first."""
-    from .models import BenchmarkResult
-
     rows = BenchmarkResult.objects.select_related("version__model", "target", "job").defer("samples")
     if model:
         rows = rows.filter(version__model__name=model)
@@ -87,8 +85,6 @@ def benchmark_results(*, model=None, version=None, target=None):
 
 def latest_benchmarks(version):
     """{target: [rows of its most recent benchmark job]} for the version page."""
-    from .models import BenchmarkResult
-
     rows = list(BenchmarkResult.objects.filter(version=version).select_related("target").defer("samples")
                 .order_by("target__slug", "-job_id", "batch_size", "threads"))
     latest = {}
@@ -101,8 +97,6 @@ def latest_benchmarks(version):
 
 def accuracy_deltas(versions):
     """{version id: accuracy delta of its newest benchmark} for the lineage tree (one query)."""
-    from .models import BenchmarkResult
-
     deltas = {}
     rows = (BenchmarkResult.objects.filter(version__in=versions, accuracy_delta__isnull=False)
             .order_by("version_id", "-job_id").values_list("version_id", "accuracy_delta"))

@@ -37,6 +37,20 @@ class JobCancelled(Exception):
 
 # --- creating ------------------------------------------------------------------------------
 
+def profiles_queue_missing(*, versions, user=None):
+    """Queue a profile job for each of ``versions`` whose model has a reference dataset, that has
+    no reference profile and no profile job waiting or running (deployed versions need one for
+    drift)."""
+    from registry.models import Dataset
+
+    for version in versions:
+        has_reference = Dataset.objects.filter(model_id=version.model_id, kind=Dataset.Kind.REFERENCE).exists()
+        pending = Job.objects.filter(version=version, kind="profile",
+                                     status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).exists()
+        if has_reference and not pending and not version.reference_profiles.exists():
+            job_create(kind="profile", version=version, created_by=user)
+
+
 def validate_registered_version(*, version, user, **_signal):
     """A version was registered without a signature (registry.signals.validation_requested):
     queue its validate job, in the registering transaction."""

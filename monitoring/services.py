@@ -22,6 +22,7 @@ from berth.core.timeparse import parse_aware_time
 from dashboard import audit
 from dashboard.errors import BerthError, Conflict, NotFound
 from dashboard.serializer_fields import holds_nul
+from jobs import services as job_services
 from registry.models import ModelVersion
 
 from . import events
@@ -212,22 +213,8 @@ def _new_generation(endpoint, split, action, user):
     audit.record(audit.Action.ROLLBACK if action == Deployment.Action.ROLLBACK else audit.Action.DEPLOY,
                  endpoint.name, user=user, details={"generation": generation, "change": action,
                                                     "split": {v.version: w for v, w in split}})
-    _queue_profiles([version for version, _ in split], user)
+    job_services.profiles_queue_missing(versions=[version for version, _ in split], user=user)
     return rows
-
-
-def _queue_profiles(versions, user):
-    """Deployed versions need a reference profile for drift; queue the ones that lack it."""
-    from jobs import services as job_services
-    from jobs.models import Job
-    from registry.models import Dataset
-
-    for version in versions:
-        has_reference = Dataset.objects.filter(model_id=version.model_id, kind=Dataset.Kind.REFERENCE).exists()
-        pending = Job.objects.filter(version=version, kind="profile", status__in=[Job.Status.QUEUED,
-                                                                                   Job.Status.RUNNING]).exists()
-        if has_reference and not pending and not version.reference_profiles.exists():
-            job_services.job_create(kind="profile", version=version, created_by=user)
 
 
 # --- telemetry ---------------------------------------------------------------------------------
