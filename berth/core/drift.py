@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stats import chi2_sf, js_distance, psi
+from .stats import checked_counts, chi2_sf, js_distance, psi
 
 # Reference bin edges at these quantiles: resolution in the tails, where a change of scale or a
 # heavier tail shows first.
@@ -45,18 +45,6 @@ def profile_edges(values):
     outer = [high + (high - median) * k for k in OUTER_MULTIPLES if high > median]
     outer += [low - (median - low) * k for k in OUTER_MULTIPLES if low < median]
     return [float(e) for e in np.unique(np.concatenate([quantiles, outer]))]
-
-
-def _checked(reference_counts, current_counts):
-    """Both count lists as lists of floats, with their totals; ValueError unless they are of
-    equal length and non-negative."""
-    reference = [float(c) for c in reference_counts]
-    current = [float(c) for c in current_counts]
-    if len(reference) != len(current):
-        raise ValueError(f"{len(reference)} reference bins but {len(current)} current bins")
-    if not all(c >= 0 for c in reference) or not all(c >= 0 for c in current):  # NaN fails too
-        raise ValueError("counts must be non-negative numbers")
-    return reference, current, sum(reference), sum(current)
 
 
 def _cumulative(counts, total):
@@ -95,7 +83,7 @@ def ks(reference_counts, current_counts):
     the asymptotic P(K > (sqrt(ne) + 0.12 + 0.11/sqrt(ne))·D) (Stephens' correction, as in
     Numerical Recipes). ``direction`` is +1 when the current CDF lies below the reference's at
     the largest gap (current values larger), -1 when above. None if either side has no counts."""
-    reference, current, n, m = _checked(reference_counts, current_counts)
+    reference, current, n, m = checked_counts(reference_counts, current_counts)
     if n == 0 or m == 0:
         return None
     return _ks(_cumulative(reference, n), _cumulative(current, m), n, m)
@@ -150,7 +138,7 @@ def wasserstein(reference_counts, current_counts, edges):
     spread evenly over it, so both CDFs are piecewise linear and the distance is the exact
     integral of |F_ref - F_cur|), divided by the reference's standard deviation on the same
     bins. None if either side has no counts."""
-    reference, current, n, m = _checked(reference_counts, current_counts)
+    reference, current, n, m = checked_counts(reference_counts, current_counts)
     if n == 0 or m == 0:
         return None
     bounds = bin_bounds(edges)
@@ -182,7 +170,7 @@ def _integral_of_abs_line(a, b, width):
 def total_variation(reference_counts, current_counts):
     """Total variation distance ½ Σ |p_ref - p_cur| (in [0, 1]: the share of rows that would have
     to change bins); None if either side has no counts."""
-    reference, current, n, m = _checked(reference_counts, current_counts)
+    reference, current, n, m = checked_counts(reference_counts, current_counts)
     if n == 0 or m == 0:
         return None
     return sum(abs(r / n - c / m) for r, c in zip(reference, current)) / 2
@@ -193,7 +181,7 @@ def cramers_v(reference_counts, current_counts):
     test of independence on the table and N all rows (min(2, k) - 1 = 1), bins empty on both
     sides left out; in [0, 1]. None if either side has no counts or fewer than two bins are
     used."""
-    reference, current, n, m = _checked(reference_counts, current_counts)
+    reference, current, n, m = checked_counts(reference_counts, current_counts)
     if n == 0 or m == 0:
         return None
     total = n + m
@@ -274,7 +262,7 @@ def features_drift(kind, reference_counts, current_rows, edges=None, *, with_js=
         raise ValueError(f"unknown feature kind {kind!r}")
     rows = [list(r) for r in current_rows]
     for row in rows:
-        _checked(reference_counts, row)  # equal lengths, non-negative counts
+        checked_counts(reference_counts, row)  # equal lengths, non-negative counts
     reference = np.asarray(reference_counts, dtype=np.float64)
     n = float(reference.sum())
     verdicts = [None] * len(rows)

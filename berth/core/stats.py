@@ -212,7 +212,7 @@ def sketch_quantiles(sketch_dicts, qs=(0.5, 0.95, 0.99)):
 # built on them (and the Kolmogorov–Smirnov and Wasserstein tests) are in berth.core.drift.
 
 
-def _checked_counts(reference_counts, current_counts):
+def checked_counts(reference_counts, current_counts):
     """Both count lists as lists of floats, with their totals; ValueError unless they are of
     equal length and non-negative."""
     reference = [float(c) for c in reference_counts]
@@ -228,7 +228,7 @@ def psi(reference_counts, current_counts, eps=1e-4):
     """Population Stability Index, sum over bins of (c - r) ln(c / r) on the proportions r and
     c, each raised to at least ``eps`` so that an empty bin counts as rare, not impossible.
     None if either side has no counts."""
-    reference, current, reference_total, current_total = _checked_counts(reference_counts, current_counts)
+    reference, current, reference_total, current_total = checked_counts(reference_counts, current_counts)
     if reference_total == 0 or current_total == 0:
         return None
     index = 0.0
@@ -242,7 +242,7 @@ def psi(reference_counts, current_counts, eps=1e-4):
 def js_distance(reference_counts, current_counts):
     """Jensen-Shannon distance (square root of the divergence, base 2, so in [0, 1]) between
     the two histograms' proportions; 0 log 0 = 0. None if either side has no counts."""
-    reference, current, reference_total, current_total = _checked_counts(reference_counts, current_counts)
+    reference, current, reference_total, current_total = checked_counts(reference_counts, current_counts)
     if reference_total == 0 or current_total == 0:
         return None
     divergence = 0.0
@@ -266,7 +266,7 @@ def chi_square(reference_counts, current_counts):
     not rescaled: current rows in such bins leave the other bins short of their expected
     counts, so a class new to the current data still raises the statistic.
     (None, None) if either side has no counts or fewer than two bins have expected > 0."""
-    reference, current, reference_total, current_total = _checked_counts(reference_counts, current_counts)
+    reference, current, reference_total, current_total = checked_counts(reference_counts, current_counts)
     if reference_total == 0 or current_total == 0:
         return None, None
     statistic, used = 0.0, 0
