@@ -68,6 +68,7 @@ bench: $(VENV)/.installed-dev var/secret_key
 	$(PY) bench/upload.py
 	$(PY) bench/harness_overhead.py
 	$(PY) bench/compression.py
+	$(PY) bench/distill.py
 	$(PY) bench/compare_page.py
 	$(PY) bench/serving.py
 	$(PY) bench/serving_dataplane.py
