@@ -76,20 +76,24 @@ def job_create(*, kind, version, target=None, params=None, created_by=None):
     return job
 
 
+RUN_TASK = "jobs.run_job"
+
+
 def job_enqueue(job):
     """Hand the job's id to the broker, on its queue, with its kind's time limits. Returns
     whether the broker took it. When the broker cannot be reached the job stays queued, unsent,
     and says so; ``jobs_requeue_lost`` sends it once the broker is back."""
+    from celery import current_app
     from kombu.exceptions import OperationalError as BrokerUnreachable
 
     from .engine.errors import first_line
     from .kinds import KINDS
-    from .tasks import run_job
 
     soft, hard = KINDS[job.kind].time_limits
     try:
-        run_job.apply_async(args=[job.id], queue=job.queue, task_id=job.celery_task_id,
-                            soft_time_limit=soft, time_limit=hard)
+        # By the task's name (jobs/tasks.py runs it): the tasks module imports services, never the reverse.
+        current_app.send_task(RUN_TASK, args=[job.id], queue=job.queue, task_id=job.celery_task_id,
+                              soft_time_limit=soft, time_limit=hard)
     except BrokerUnreachable as exc:
         logger.warning("job %s not sent: the broker is unreachable (%s)", job.id, exc)
         if job.message != NOT_SENT:
