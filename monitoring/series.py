@@ -424,7 +424,7 @@ def endpoints_health(endpoints, *, minutes=60, now=None, drift_minutes=5):
     windows = (MetricWindow.objects.filter(endpoint__in=endpoints, resolution=MetricWindow.Resolution.MINUTE,
                                            start__gte=since, start__lt=now)
                .only("endpoint_id", "version_id", "start", "requests", "errors", "error_kinds", "latency", "features",
-                     "coarse", "latency_sum_ms", "flushes", "batch_sizes"))
+                     "coarse", "latency_sum_ms", "flushes", "batch_sizes", "inference_latency"))
     versions = set()
     for window in windows:
         index = int((window.start - since).total_seconds() // 60)
