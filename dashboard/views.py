@@ -3,8 +3,8 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from jobs.models import Job, WorkerHost
-from registry.models import HardwareTarget, Model, ModelVersion
+from jobs.models import Job
+from registry.models import Model, ModelVersion
 
 from . import audit
 from .access import access_required
@@ -97,17 +97,9 @@ def api_tokens(request):
 @access_required("worker")
 def workers(request):
     """Worker hosts with their hardware and queues, and the targets no live worker serves."""
-    from jobs.selectors import live_workers
+    from jobs.selectors import workers_overview
 
-    live_ids = set(live_workers().values_list("id", flat=True))
-    hosts = list(WorkerHost.objects.all())
-    for host in hosts:
-        host.live = host.id in live_ids
-    served = {queue for host in hosts if host.live for queue in host.queues}
-    targets = list(HardwareTarget.objects.filter(active=True))
-    for target in targets:
-        target.served = target.queue in served
-        target.waiting = Job.objects.filter(queue=target.queue, status=Job.Status.QUEUED).count()
+    hosts, targets, served = workers_overview()
     return render(request, "dashboard/workers.html", {"hosts": hosts, "targets": targets,
                                                       "default_served": "default" in served})
 

@@ -29,6 +29,30 @@ def job_get(job_id):
     return job
 
 
+def workers_overview():
+    """(hosts, active targets, served queues) for the workers page, in a fixed number of queries:
+    each host with ``live``, each target with ``served`` (a live worker takes its queue) and
+    ``waiting`` (queued jobs on it)."""
+    from django.db.models import Count
+
+    from registry.models import HardwareTarget
+
+    from .models import WorkerHost
+
+    live_ids = set(live_workers().values_list("id", flat=True))
+    hosts = list(WorkerHost.objects.all())
+    for host in hosts:
+        host.live = host.id in live_ids
+    served = {queue for host in hosts if host.live for queue in host.queues}
+    waiting = dict(Job.objects.filter(status=Job.Status.QUEUED).order_by().values("queue")
+                   .annotate(n=Count("id")).values_list("queue", "n"))
+    targets = list(HardwareTarget.objects.filter(active=True))
+    for target in targets:
+        target.served = target.queue in served
+        target.waiting = waiting.get(target.queue, 0)
+    return hosts, targets, served
+
+
 def live_workers(*, now=None):
     from datetime import timedelta
 

@@ -116,3 +116,26 @@ def test_the_workers_page_lists_hosts_and_unserved_targets(viewer):
     assert "celery@cpu-box" in html and "AMD EPYC" in html and "CPUExecutionProvider" in html
     assert "its jobs wait for a worker on target.gpu-a100" in html
     assert "its jobs wait for a worker on target.cpu" not in html
+
+
+def test_the_workers_page_counts_waiting_jobs_in_queries_that_do_not_grow_with_the_targets(
+        viewer, digits_version):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from registry.models import HardwareTarget
+
+    def page():
+        with CaptureQueriesContext(connection) as queries:
+            html = browser(viewer).get("/workers/").content.decode()
+        return html, len(queries)
+
+    HardwareTarget.objects.create(slug="t0", name="t0")
+    _, one_target = page()
+    for i in range(1, 6):
+        target = HardwareTarget.objects.create(slug=f"t{i}", name=f"t{i}")
+        for _ in range(i):
+            Job.objects.create(kind="benchmark", version=digits_version, target=target, queue=target.queue)
+    html, six_targets = page()
+    assert six_targets == one_target
+    assert "<td>5</td>" in html  # t5's five queued jobs
