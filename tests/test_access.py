@@ -9,8 +9,8 @@ from monitoring.authentication import IsEndpointRuntime
 
 # Views outside the policy, each for a reason: log-in/out, the load balancers' health check, the
 # API schema and its docs (public descriptions of the API, no data), the admin site (Django's own
-# staff checks) and static files.
-OPEN = {"login", "logout", "healthz", "schema", "api-docs"}
+# staff checks), static files and the favicon (a redirect to a static file, asked for before log-in).
+OPEN = {"login", "logout", "healthz", "schema", "api-docs", "favicon"}
 
 
 def walk(patterns, prefix=""):
