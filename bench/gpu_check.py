@@ -15,24 +15,18 @@ berth-serve request / session.run p50. Nothing here asserts a goal: the figures 
 """
 
 import argparse
-import hashlib
-import json
-import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serving_dataplane import berth_serve, write_bundle  # noqa: E402  (bench/ is on sys.path: same folder)
 
 from jobs.engine import gpu  # noqa: E402
 from jobs.engine.benchmark import run_benchmark  # noqa: E402
@@ -80,48 +74,14 @@ def benchmark(path, size, provider, batch, io="host", cuda_graph=False):
     return run.measurements[0]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve_overhead(model_path, size, provider, tmp, requests=200):
     """berth-serve's request p50 (binary HTTP, batch 1) and a bare session.run p50 on the same provider."""
     import onnxruntime as ort
     import tritonclient.http as triton
 
-    raw = model_path.read_bytes()
-    sha = hashlib.sha256(raw).hexdigest()
-    bundle = tmp / "bundle"
-    (bundle / "artifacts").mkdir(parents=True)
-    shutil.copy(model_path, bundle / "artifacts" / f"{sha}.onnx")
-    signature = {"inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 3, size, size], "dynamic_axes": [0]}],
-                 "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 1000], "dynamic_axes": [0]}]}
-    spec = {"endpoint": "gpu-check", "model": "resnet", "generation": 1,
-            "target": {"slug": "gpu", "execution_provider": provider, "provider_options": {}},
-            "deployments": [{"version": "1", "weight": 100, "sha256": sha, "size_bytes": len(raw), "format": "onnx",
-                             "artifact_url": f"artifacts/{sha}.onnx", "io_signature": signature, "features": []}],
-            "telemetry": None, "limits": {"max_request_bytes": 64 * 1024 * 1024}}
-    (bundle / "spec.json").write_text(json.dumps(spec))
-    port = free_port()
-    log = open(tmp / "berth-serve.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "serving.cli", "--bundle", str(bundle), "--host", "127.0.0.1",
-                               "--port", str(port), "--no-telemetry", "--log-level", "warning"], cwd=ROOT,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    bundle = write_bundle(tmp / "bundle", model_path, (3, size, size), 1000, provider=provider)
+    server, port, _ = berth_serve(bundle, tmp / "berth-serve.log")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"berth-serve exited with {server.returncode}; see {tmp / 'berth-serve.log'}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
         x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
         client = triton.InferenceServerClient(f"127.0.0.1:{port}")
         tensor = triton.InferInput("x", list(x.shape), "FP32")
@@ -130,7 +90,7 @@ def serve_overhead(model_path, size, provider, tmp, requests=200):
         times = []
         for number in range(requests + 10):
             started = time.perf_counter()
-            client.infer("resnet", [tensor], outputs=wanted)
+            client.infer("m", [tensor], outputs=wanted)
             if number >= 10:
                 times.append((time.perf_counter() - started) * 1000)
         session = ort.InferenceSession(str(model_path), providers=[provider])
@@ -143,9 +103,7 @@ def serve_overhead(model_path, size, provider, tmp, requests=200):
             bare.append((time.perf_counter() - started) * 1000)
         return statistics.median(times), statistics.median(bare)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
-        log.close()
+        server.stop()
 
 
 def mib(value):

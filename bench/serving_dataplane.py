@@ -121,7 +121,7 @@ def run_p50(path, x, runs):
 # --- berth-serve ---------------------------------------------------------------------------------
 
 
-def write_bundle(folder, model_path, shape, outputs, batching=None):
+def write_bundle(folder, model_path, shape, outputs, batching=None, provider="CPUExecutionProvider"):
     raw = model_path.read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
     (folder / "artifacts").mkdir(parents=True)
@@ -130,7 +130,7 @@ def write_bundle(folder, model_path, shape, outputs, batching=None):
                  "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", outputs],
                               "dynamic_axes": [0]}]}
     spec = {"endpoint": "bench", "model": "m", "generation": 1,
-            "target": {"slug": "cpu", "execution_provider": "CPUExecutionProvider", "provider_options": {}},
+            "target": {"slug": "bench", "execution_provider": provider, "provider_options": {}},
             "deployments": [{"version": "1", "weight": 100, "sha256": sha, "size_bytes": len(raw), "format": "onnx",
                              "artifact_url": f"artifacts/{sha}.onnx", "io_signature": signature, "features": []}],
             "telemetry": None, "limits": {"max_request_bytes": 64 * 1024 * 1024}, "batching": batching}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from dashboard.errors import BerthError, NotFound
 
 from .engine.decision import Candidate, decide
+from .engine.gpu import TIMING_MODES  # how a GPU benchmark timed its runs: only like modes compare
 from .engine.quality import LIMIT_PARAMS, read_quality, task_limit_params
 from .models import BenchmarkResult
 
@@ -37,8 +38,6 @@ TABLE_COLUMNS = ["version", "target", "batch_size", "baseline", "status",
 # Figures measured once, with no spread to judge a difference by: their ratios are shown
 # uncoloured.
 UNJUDGED = {"peak_memory_bytes", "load_time_ms", "device_memory_bytes"}
-# How a GPU benchmark timed its runs (jobs.engine.gpu.TimingMode.label); only like modes are compared.
-TIMING_MODES = ("host", "device", "device+graph")
 
 
 @dataclass

@@ -6,6 +6,7 @@ from berth import compression
 
 from dashboard.serializer_fields import JSONObjectField
 
+from .engine.gpu import TIMING_MODES
 from .models import BenchmarkResult, Job
 
 
@@ -141,7 +142,7 @@ class CompareQuerySerializer(serializers.Serializer):
     reference = serializers.CharField(required=False, allow_blank=True, default="", max_length=128,
                                       help_text="The version quality is judged against; default: the most accurate "
                                                 "measured version on the same evaluation set (any lineage)")
-    timing_mode = serializers.ChoiceField(choices=["host", "device", "device+graph"], default="host",
+    timing_mode = serializers.ChoiceField(choices=TIMING_MODES, default="host",
                                           help_text="Compare GPU results timed this way only (host: inputs copied "
                                                     "each run; device: IO binding; device+graph: CUDA graph)")
 

@@ -121,10 +121,11 @@ def compare(request):
 
     from .charts import all_charts
     from .comparison import METRICS
+    from .engine.gpu import TIMING_MODES
 
     errors, comparison = _comparison(request)
     context = {"models": Model.objects.order_by("name").values_list("name", flat=True), "errors": errors,
-               "comparison": comparison, "query": request.GET, "metrics": METRICS}
+               "comparison": comparison, "query": request.GET, "metrics": METRICS, "timing_modes": TIMING_MODES}
     if comparison is not None:
         # GPU memory is a column only where some result measured it (GPU targets).
         metrics = [m for m in METRICS if m[0] != "device_memory_bytes"

@@ -61,8 +61,6 @@ def _render_detail(request, endpoint, deploy_form=None, batching_form=None):
 
 def _demo_serving(endpoint):
     """For the demo's endpoint under `make run`: whether its serving runtime runs, and if not why."""
-    from django.conf import settings
-
     from . import runtime_status
 
     return runtime_status.read(settings.VAR_DIR, endpoint.name)

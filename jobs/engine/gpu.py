@@ -23,6 +23,8 @@ DEVICE_OF_PROVIDER = {
     "TensorrtExecutionProvider": "cuda",
 }
 IO_MODES = ("host", "device")
+# Every TimingMode.label: what results record and what comparisons filter on, one mode at a time.
+TIMING_MODES = ("host", "device", "device+graph")
 
 
 @dataclass(frozen=True)
