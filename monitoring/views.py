@@ -44,7 +44,7 @@ def _render_token(request, endpoint, token, rotated=False):
         "rotated": rotated, "grace_minutes": settings.BERTH_TOKEN_GRACE_MINUTES})
 
 
-def _render_detail(request, endpoint, deploy_form=None, batching_form=None):
+def _render_detail(request, endpoint, deploy_form=None, batching_form=None, status=200):
     deployments = selectors.active_deployments(endpoint)
     return render(request, "monitoring/endpoint_detail.html", {
         "endpoint": endpoint,
@@ -56,7 +56,7 @@ def _render_detail(request, endpoint, deploy_form=None, batching_form=None):
                                                                 "max_queue_delay_us": endpoint.max_queue_delay_us}),
         "demo_serving": _demo_serving(endpoint),
         **_live_context(request, endpoint),
-    })
+    }, status=status)
 
 
 def _demo_serving(endpoint):
@@ -129,7 +129,7 @@ def endpoint_deploy(request, name):
     endpoint = selectors.endpoint_get(name)
     form = DeployForm(request.POST, endpoint=endpoint)
     if not form.is_valid():
-        return _render_detail(request, endpoint, form)
+        return _render_detail(request, endpoint, form, status=400)
     version, weight = form.cleaned_data["version"], form.cleaned_data["weight"]
     if weight == 100 and not confirmed(request):
         return render_confirm(request, endpoint, impact.deploy_impact(endpoint, version),
@@ -138,7 +138,7 @@ def endpoint_deploy(request, name):
         services.deploy(endpoint=endpoint, version=version, weight=weight, user=request.user)
     except BerthError as exc:
         form.add_error(None, exc.message)
-        return _render_detail(request, endpoint, form)
+        return _render_detail(request, endpoint, form, status=400)
     messages.success(request, f"{form.cleaned_data['version'].version} now takes {form.cleaned_data['weight']} % of "
                               f"{endpoint.name}'s traffic; runtimes pick it up within seconds.")
     return redirect(endpoint)
@@ -182,7 +182,7 @@ def endpoint_batching(request, name):
     endpoint = selectors.endpoint_get(name)
     form = BatchingForm(request.POST)
     if not form.is_valid():
-        return _render_detail(request, endpoint, batching_form=form)
+        return _render_detail(request, endpoint, batching_form=form, status=400)
     services.endpoint_set_batching(endpoint=endpoint, user=request.user, **form.cleaned_data)
     size, delay = form.cleaned_data["max_batch_size"], form.cleaned_data["max_queue_delay_us"]
     messages.success(request, f"Dynamic batching on {endpoint.name}: " + (

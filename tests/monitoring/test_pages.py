@@ -70,7 +70,7 @@ def test_a_refused_deploy_explains_itself(endpoint, engineer):
 
     ModelVersion.objects.filter(version="2").update(status="invalid")
     response = browser(engineer).post("/endpoints/digits-prod/deploy/", {"version": "2", "weight": "10"})
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "Select a valid choice" in response.content.decode()  # only ready versions are offered
     assert Deployment.objects.filter(state="active").count() == 1
 
@@ -103,7 +103,7 @@ def test_the_endpoint_page_sets_dynamic_batching(endpoint, engineer, viewer):
     assert (Endpoint.objects.get().max_batch_size, Endpoint.objects.get().max_queue_delay_us) == (32, 500)
     assert AuditEvent.objects.filter(action="endpoint_batching", target="digits-prod").exists()
     refused = client.post("/endpoints/digits-prod/batching/", {"max_batch_size": "5000", "max_queue_delay_us": "0"})
-    assert refused.status_code == 200 and "Max batch size:" in refused.content.decode()
+    assert refused.status_code == 400 and "Max batch size:" in refused.content.decode()
     assert Endpoint.objects.get().max_batch_size == 32
     assert browser(viewer).post("/endpoints/digits-prod/batching/", {"max_batch_size": "1",
                                                                       "max_queue_delay_us": "0"}).status_code == 403
