@@ -44,9 +44,10 @@ run: run-lock demo
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py serve --host $(HOST) --port $(PORT) --serving-port $(SERVE_PORT)
 
-# ruff's rules and the import-linter contracts in pyproject.toml (the layers of docs/architecture.md).
+# ruff's rules and format and the import-linter contracts in pyproject.toml (the layers of docs/architecture.md).
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
 test: lint $(VENV)/.installed-dev var/secret_key

@@ -27,28 +27,62 @@ def populate(name, versions, targets):
     from registry.models import HardwareTarget, Model, ModelVersion
 
     model = Model.objects.create(name=name, task="classification")
-    hosts = [HardwareTarget.objects.get_or_create(slug=f"t{i}", defaults={"name": f"target {i}"})[0]
-             for i in range(targets)]
+    hosts = [
+        HardwareTarget.objects.get_or_create(slug=f"t{i}", defaults={"name": f"target {i}"})[0] for i in range(targets)
+    ]
     created = []
     for i in range(versions):
-        created.append(ModelVersion.objects.create(
-            model=model, version=f"v{i}", parent=created[0] if created else None, format="onnx",
-            artifact=f"artifacts/{name}/{i}.onnx", sha256=f"{i:064x}", size_bytes=1_000_000 - i * 1000,
-            status="ready"))
+        created.append(
+            ModelVersion.objects.create(
+                model=model,
+                version=f"v{i}",
+                parent=created[0] if created else None,
+                format="onnx",
+                artifact=f"artifacts/{name}/{i}.onnx",
+                sha256=f"{i:064x}",
+                size_bytes=1_000_000 - i * 1000,
+                status="ready",
+            )
+        )
     rows = []
     for version in created:
         for target in hosts:
             job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded")
             for batch in BATCH_SIZES:
                 p50 = 1.0 + 0.01 * version.pk + batch * 0.1
-                rows.append(BenchmarkResult(
-                    job=job, version=version, target=target, batch_size=batch, iterations=1000, warmup=5,
-                    p25_ms=p50 * 0.95, p50_ms=p50, p75_ms=p50 * 1.05, p90_ms=p50 * 1.2, p95_ms=p50 * 1.3,
-                    p99_ms=p50 * 1.6, min_ms=p50 * 0.8, max_ms=p50 * 3, mean_ms=p50 * 1.05, std_ms=p50 * 0.1,
-                    throughput=batch * 1000 / p50, stable=True, windows=[p50, p50, p50],
-                    intervals={"p50": [p50 * 0.99, p50 * 1.01], "p95": [p50 * 1.28, p50 * 1.32],
-                               "p99": [p50 * 1.55, p50 * 1.65], "mean": [p50 * 1.04, p50 * 1.06]},
-                    accuracy=0.98 - 0.0001 * version.pk, fidelity={"samples": 360}, samples=b"", environment={}))
+                rows.append(
+                    BenchmarkResult(
+                        job=job,
+                        version=version,
+                        target=target,
+                        batch_size=batch,
+                        iterations=1000,
+                        warmup=5,
+                        p25_ms=p50 * 0.95,
+                        p50_ms=p50,
+                        p75_ms=p50 * 1.05,
+                        p90_ms=p50 * 1.2,
+                        p95_ms=p50 * 1.3,
+                        p99_ms=p50 * 1.6,
+                        min_ms=p50 * 0.8,
+                        max_ms=p50 * 3,
+                        mean_ms=p50 * 1.05,
+                        std_ms=p50 * 0.1,
+                        throughput=batch * 1000 / p50,
+                        stable=True,
+                        windows=[p50, p50, p50],
+                        intervals={
+                            "p50": [p50 * 0.99, p50 * 1.01],
+                            "p95": [p50 * 1.28, p50 * 1.32],
+                            "p99": [p50 * 1.55, p50 * 1.65],
+                            "mean": [p50 * 1.04, p50 * 1.06],
+                        },
+                        accuracy=0.98 - 0.0001 * version.pk,
+                        fidelity={"samples": 360},
+                        samples=b"",
+                        environment={},
+                    )
+                )
     BenchmarkResult.objects.bulk_create(rows)
     return len(rows)
 
@@ -58,19 +92,27 @@ def main():
         client = djangobench.viewer_client()
         populate("few", 5, 5)
         count = populate("many", 50, 5)
-        print(f"# {connection.vendor} database {database}: {count} benchmark rows for the 50-version model",
-              file=sys.stderr)
+        print(
+            f"# {connection.vendor} database {database}: {count} benchmark rows for the 50-version model",
+            file=sys.stderr,
+        )
         met = True
-        for label, path in (("compare_page", "/compare/?model={}&budget_ms=5&max_drop_pt=0.5"),
-                            ("compare_api", "/api/v1/compare/?model={}&budget_ms=5&max_drop_pt=0.5")):
+        for label, path in (
+            ("compare_page", "/compare/?model={}&budget_ms=5&max_drop_pt=0.5"),
+            ("compare_api", "/api/v1/compare/?model={}&budget_ms=5&max_drop_pt=0.5"),
+        ):
             few_ms, few_queries, _ = djangobench.measure(client, path.format("few"), REPEATS)
             many_ms, many_queries, _ = djangobench.measure(client, path.format("many"), REPEATS)
-            print(f"{label}.server_time: ours={many_ms:.1f} ms (50 versions) baseline={few_ms:.1f} ms (5 versions) "
-                  f"ratio={many_ms / few_ms:.2f}")
+            print(
+                f"{label}.server_time: ours={many_ms:.1f} ms (50 versions) baseline={few_ms:.1f} ms (5 versions) "
+                f"ratio={many_ms / few_ms:.2f}"
+            )
             print(f"{label}.queries: ours={many_queries} baseline={few_queries} ratio={many_queries / few_queries:.2f}")
             met &= many_ms < GOAL_MS and many_queries == few_queries
-        print(f"goals (< {GOAL_MS} ms with 50 versions × 5 targets × 4 batch sizes, constant queries): "
-              f"{'met' if met else 'NOT met'}")
+        print(
+            f"goals (< {GOAL_MS} ms with 50 versions × 5 targets × 4 batch sizes, constant queries): "
+            f"{'met' if met else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

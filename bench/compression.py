@@ -70,28 +70,42 @@ def build_variants(src, work, *, calibration, tuning_set, budget, log):
 
     timed("int8_dynamic", lambda: quantize_dynamic(src, work / "dyn.onnx"))
     for method in ("minmax", "entropy", "percentile"):
-        timed(f"int8_static_{method}", lambda method=method: quantize_static(
-            src, work / f"static_{method}.onnx", calibration=calibration, method=method))
+        timed(
+            f"int8_static_{method}",
+            lambda method=method: quantize_static(
+                src, work / f"static_{method}.onnx", calibration=calibration, method=method
+            ),
+        )
     timed("fp16", lambda: convert_fp16(src, work / "fp16.onnx"))
     if timed("optimized", lambda: optimize_graph(src, work / "opt.onnx", level="extended")):
         remarks["optimized"] = "level extended"
     pruned = timed("pruned50", lambda: prune_magnitude(src, work / "pruned.onnx", sparsity=0.5))
     if pruned:
         remarks["pruned50"] = f"{pruned.sparsity:.0%} zeros in {pruned.tensors_pruned} tensors"
-    tuned = timed("autotuned_int8", lambda: autotune(src, work / "autotune", calibration=calibration,
-                                                     evaluation=tuning_set, budget=budget))
+    tuned = timed(
+        "autotuned_int8",
+        lambda: autotune(src, work / "autotune", calibration=calibration, evaluation=tuning_set, budget=budget),
+    )
     if tuned is None:
         return variants, remarks
     variants["autotuned_int8"] = tuned.best.output_path if tuned.best else None
-    remarks["autotuned_int8"] = (f"trial {tuned.best.number} of {len(tuned.trials)}: {tuned.best.describe()}"
-                                 if tuned.best else f"none within budget {budget}")
+    remarks["autotuned_int8"] = (
+        f"trial {tuned.best.number} of {len(tuned.trials)}: {tuned.best.describe()}"
+        if tuned.best
+        else f"none within budget {budget}"
+    )
     log(f"  autotune: {tuned.reason}")
     for trial in tuned.trials:
-        quality = (f"drop {trial.accuracy_drop * 100 + 0.0:.2f} pt, " if trial.accuracy_drop is not None else "")
-        log(f"    trial {trial.number} [{trial.describe()}]: " + (
-            f"error {trial.error}" if trial.error else
-            f"{trial.size_bytes:,} B, {quality}cosine mean {trial.cosine_mean:.4f} min {trial.cosine_min:.4f}, "
-            f"p50 {trial.p50_ms:.3f} ms{', within budget' if trial.within_budget else ''}"))
+        quality = f"drop {trial.accuracy_drop * 100 + 0.0:.2f} pt, " if trial.accuracy_drop is not None else ""
+        log(
+            f"    trial {trial.number} [{trial.describe()}]: "
+            + (
+                f"error {trial.error}"
+                if trial.error
+                else f"{trial.size_bytes:,} B, {quality}cosine mean {trial.cosine_mean:.4f} min {trial.cosine_min:.4f}, "
+                f"p50 {trial.p50_ms:.3f} ms{', within budget' if trial.within_budget else ''}"
+            )
+        )
     return variants, remarks
 
 
@@ -105,8 +119,9 @@ def interleaved_p50(paths, feeds, *, seconds, min_rounds=20, max_rounds=3000):
     # one (and from other processes on a shared machine), so no session spins.
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sessions = {name: ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-                for name, path in paths.items()}
+    sessions = {
+        name: ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]) for name, path in paths.items()
+    }
     for session in sessions.values():
         for _ in range(10):
             session.run(None, feeds)
@@ -132,11 +147,13 @@ def interleaved_p50(paths, feeds, *, seconds, min_rounds=20, max_rounds=3000):
     return p50, spread, rounds
 
 
-def bench_model(name, src, work, *, calibration, tuning_set, test_set, budget, latency_feeds, seconds, log,
-                task="classification"):
+def bench_model(
+    name, src, work, *, calibration, tuning_set, test_set, budget, latency_feeds, seconds, log, task="classification"
+):
     log(f"\n== {name}: building variants")
-    variants, remarks = build_variants(src, work, calibration=calibration, tuning_set=tuning_set, budget=budget,
-                                       log=log)
+    variants, remarks = build_variants(
+        src, work, calibration=calibration, tuning_set=tuning_set, budget=budget, log=log
+    )
     built = {k: v for k, v in variants.items() if v}
     rows = {k: {"size": os.path.getsize(v), "remark": remarks.get(k, "")} for k, v in built.items()}
     rows["fp32"]["compressed"] = compressed_size(built["fp32"])
@@ -150,9 +167,15 @@ def bench_model(name, src, work, *, calibration, tuning_set, test_set, budget, l
         rows["fp32"][f"rounds_b{batch}"] = rounds
     for k, path in built.items():
         measured = evaluate(path, dataset=test_set, reference_path=src, task=task)
-        rows[k].update(accuracy=measured.accuracy, delta=measured.accuracy_delta, cosine_mean=measured.cosine_mean,
-                       cosine_min=measured.cosine_min, agreement=measured.agreement, metrics=measured.metrics,
-                       samples=measured.samples)
+        rows[k].update(
+            accuracy=measured.accuracy,
+            delta=measured.accuracy_delta,
+            cosine_mean=measured.cosine_mean,
+            cosine_min=measured.cosine_min,
+            agreement=measured.agreement,
+            metrics=measured.metrics,
+            samples=measured.samples,
+        )
     for k in variants:
         if variants[k] is None:
             rows[k] = {"missing": True, "remark": remarks.get(k, "")}
@@ -176,11 +199,16 @@ def report(name, rows, batches, *, fidelity):
         for figure, ours, baseline, fmt in figures:
             print(f"{name}.{k}.{figure}: ours={ours:{fmt}} baseline={baseline:{fmt}} ratio={ours / baseline:.3f}")
 
-    print(f"\n--- {name}: table (p50 in ms, ratio vs fp32; IQR relative to the median; "
-          f"{', '.join(str(base[f'rounds_b{b}']) + ' rounds at b' + str(b) for b in batches)})")
+    print(
+        f"\n--- {name}: table (p50 in ms, ratio vs fp32; IQR relative to the median; "
+        f"{', '.join(str(base[f'rounds_b{b}']) + ' rounds at b' + str(b) for b in batches)})"
+    )
     quality = "cos mean   cos min" if fidelity else "accuracy  delta pt"
-    header = f"{'variant':24s} {'size KB':>9s} {'size x':>7s} " + " ".join(
-        f"{'p50 b' + str(b):>9s} {'x':>6s} {'iqr':>5s}" for b in batches) + f"  {quality}  remark"
+    header = (
+        f"{'variant':24s} {'size KB':>9s} {'size x':>7s} "
+        + " ".join(f"{'p50 b' + str(b):>9s} {'x':>6s} {'iqr':>5s}" for b in batches)
+        + f"  {quality}  remark"
+    )
     print(header)
     print("-" * len(header))
     for k, row in rows.items():
@@ -189,7 +217,8 @@ def report(name, rows, batches, *, fidelity):
             continue
         line = f"{k:24s} {row['size'] / 1024:9.1f} {row['size'] / base['size']:7.3f} " + " ".join(
             f"{row[f'p50_b{b}']:9.4f} {row[f'p50_b{b}'] / base[f'p50_b{b}']:6.2f} {row[f'iqr_b{b}']:5.0%}"
-            for b in batches)
+            for b in batches
+        )
         if fidelity:
             line += f"  {row['cosine_mean']:8.4f}  {row['cosine_min']:8.4f}"
         else:
@@ -210,10 +239,22 @@ def recommend(name, rows, batch, *, task, limits):
         if row.get("missing"):
             continue
         p50 = row[f"p50_b{batch}"]
-        quality = {"reference": f"{name}:fp32", "samples": row["samples"], "metrics": row["metrics"],
-                   "evaluation_set": {"name": "held-out", "samples": row["samples"]}}
-        candidates.append(Candidate(name=k, ref=f"{name}:{k}", latency=p50, spread=p50 * row[f"iqr_b{batch}"] / 2,
-                                    size=row["size"], quality=quality))
+        quality = {
+            "reference": f"{name}:fp32",
+            "samples": row["samples"],
+            "metrics": row["metrics"],
+            "evaluation_set": {"name": "held-out", "samples": row["samples"]},
+        }
+        candidates.append(
+            Candidate(
+                name=k,
+                ref=f"{name}:{k}",
+                latency=p50,
+                spread=p50 * row[f"iqr_b{batch}"] / 2,
+                size=row["size"],
+                quality=quality,
+            )
+        )
     decision = decide(candidates, task=task, limits=limits, percentile=f"p50 at batch {batch}")
     qualifying = [c for c in candidates if decision.judgements[c.name].qualifies]
     fastest = min(qualifying, key=lambda c: c.latency) if qualifying else None
@@ -226,11 +267,17 @@ def goal_checks(results, fidelity_models, recommendations=None):
     print("\n--- goal checks")
     checks = []
     for name, (decision, fastest) in (recommendations or {}).items():
-        ok = decision.choice is not None and (decision.choice is fastest or "within noise of each other"
-                                              in decision.reason)
-        checks.append((f"{name}: recommends the fastest variant within {decision.limit_text} (or one tied with it)",
-                       ok, f"{decision.choice.name if decision.choice else 'none'}; fastest qualifying "
-                           f"{fastest.name if fastest else 'none'}"))
+        ok = decision.choice is not None and (
+            decision.choice is fastest or "within noise of each other" in decision.reason
+        )
+        checks.append(
+            (
+                f"{name}: recommends the fastest variant within {decision.limit_text} (or one tied with it)",
+                ok,
+                f"{decision.choice.name if decision.choice else 'none'}; fastest qualifying "
+                f"{fastest.name if fastest else 'none'}",
+            )
+        )
     for name, rows in results.items():
         for k in INT8:
             row = rows.get(k)
@@ -241,13 +288,21 @@ def goal_checks(results, fidelity_models, recommendations=None):
             checks.append((f"{name}.{k}: int8 size <= {SIZE_GOAL}x fp32", ratio <= SIZE_GOAL, f"{ratio:.3f}x"))
             if name not in fidelity_models:
                 drop = -row["delta"]
-                checks.append((f"{name}.{k}: accuracy drop <= {ACCURACY_DROP_GOAL * 100:.1f} pt",
-                               drop <= ACCURACY_DROP_GOAL + 1e-12, f"{drop * 100 + 0.0:.2f} pt"))
+                checks.append(
+                    (
+                        f"{name}.{k}: accuracy drop <= {ACCURACY_DROP_GOAL * 100:.1f} pt",
+                        drop <= ACCURACY_DROP_GOAL + 1e-12,
+                        f"{drop * 100 + 0.0:.2f} pt",
+                    )
+                )
     for name in fidelity_models:
         row = results[name].get("autotuned_int8")
         ok = bool(row) and not row.get("missing") and row["cosine_mean"] >= COSINE_GOAL
-        detail = (f"cosine mean {row['cosine_mean']:.4f}, worst sample {row['cosine_min']:.4f}"
-                  if ok or (row and not row.get("missing")) else "no variant within budget")
+        detail = (
+            f"cosine mean {row['cosine_mean']:.4f}, worst sample {row['cosine_min']:.4f}"
+            if ok or (row and not row.get("missing"))
+            else "no variant within budget"
+        )
         checks.append((f"{name}.autotuned_int8: embedding cosine >= {COSINE_GOAL} (mean)", ok, detail))
     for label, ok, detail in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {label}  ({detail})")
@@ -268,7 +323,8 @@ def digits_models(work, log):
         log(f"{name}: trained in {time.perf_counter() - started:.1f} s, torch test accuracy {accuracy:.4f}")
         train_x, test_x = data.train_x.reshape(shape), data.test_x.reshape(shape)
         models[name] = {
-            "src": path, "calibration": {"x": train_x[:128]},
+            "src": path,
+            "calibration": {"x": train_x[:128]},
             # Autotune chooses on training rows it did not calibrate on; the held-out test set
             # stays untouched for the figures below.
             "tuning_set": {"x": train_x[128:628], "labels": data.train_y[128:628]},
@@ -281,15 +337,59 @@ def digits_models(work, log):
 
 def sentences(count, seed=0):
     rng = np.random.default_rng(seed)
-    subjects = ["The cat", "A doctor", "My neighbour", "The new engine", "Our team", "The river", "A small child",
-                "The market", "This model", "The old train", "Every student", "The committee", "A tired pilot"]
-    verbs = ["quickly crossed", "carefully measured", "never understood", "slowly repaired", "happily painted",
-             "suddenly stopped", "often visited", "barely noticed", "rewrote", "sold", "tested", "described"]
-    objects = ["the wooden bridge", "a broken clock", "the evening news", "three red apples", "the quarterly report",
-               "a quiet village", "the storm outside", "an unexpected letter", "the results of the survey",
-               "a recipe for bread", "the failing database", "the mountain road"]
-    tails = ["before sunrise.", "without any help.", "during the long winter.", "as the crowd watched.",
-             "and then went home.", "for the first time.", "because nobody else would.", "."]
+    subjects = [
+        "The cat",
+        "A doctor",
+        "My neighbour",
+        "The new engine",
+        "Our team",
+        "The river",
+        "A small child",
+        "The market",
+        "This model",
+        "The old train",
+        "Every student",
+        "The committee",
+        "A tired pilot",
+    ]
+    verbs = [
+        "quickly crossed",
+        "carefully measured",
+        "never understood",
+        "slowly repaired",
+        "happily painted",
+        "suddenly stopped",
+        "often visited",
+        "barely noticed",
+        "rewrote",
+        "sold",
+        "tested",
+        "described",
+    ]
+    objects = [
+        "the wooden bridge",
+        "a broken clock",
+        "the evening news",
+        "three red apples",
+        "the quarterly report",
+        "a quiet village",
+        "the storm outside",
+        "an unexpected letter",
+        "the results of the survey",
+        "a recipe for bread",
+        "the failing database",
+        "the mountain road",
+    ]
+    tails = [
+        "before sunrise.",
+        "without any help.",
+        "during the long winter.",
+        "as the crowd watched.",
+        "and then went home.",
+        "for the first time.",
+        "because nobody else would.",
+        ".",
+    ]
     out = []
     for _ in range(count):
         sentence = f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)} {rng.choice(tails)}"
@@ -326,18 +426,27 @@ def minilm_model(work, log):
 
     def tokens(texts):
         encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=32, return_tensors="np")
-        return {"input_ids": encoded["input_ids"].astype(np.int64),
-                "attention_mask": encoded["attention_mask"].astype(np.int64)}
+        return {
+            "input_ids": encoded["input_ids"].astype(np.int64),
+            "attention_mask": encoded["attention_mask"].astype(np.int64),
+        }
 
     texts = sentences(320)
     example = {k: torch.from_numpy(v) for k, v in tokens(texts[:2]).items()}
     path = work / "minilm.onnx"
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
     # "embedding" clashes with an internal value name and makes an invalid graph; the checker below tells.
-    torch.onnx.export(MeanPooled(encoder), (example["input_ids"], example["attention_mask"]), str(path), dynamo=True,
-                      external_data=False, input_names=["input_ids", "attention_mask"],
-                      output_names=["sentence_embedding"], dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}),
-                      verbose=False)
+    torch.onnx.export(
+        MeanPooled(encoder),
+        (example["input_ids"], example["attention_mask"]),
+        str(path),
+        dynamo=True,
+        external_data=False,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["sentence_embedding"],
+        dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}),
+        verbose=False,
+    )
     onnx.checker.check_model(str(path), full_check=True)
     log(f"minilm: loaded and exported in {time.perf_counter() - started:.1f} s ({path.stat().st_size / 2**20:.1f} MiB)")
     data = tokens(texts)
@@ -346,10 +455,16 @@ def minilm_model(work, log):
         return {k: v[start:stop] for k, v in data.items()}
 
     # Calibration, autotune's choice and the reported figures use different sentences.
-    return {"minilm": {
-        "src": path, "calibration": rows(0, 64), "tuning_set": rows(64, 128), "test_set": rows(128, 320),
-        "budget": {"min_cosine": COSINE_GOAL}, "latency_feeds": {1: rows(128, 129), 32: rows(128, 160)},
-    }}
+    return {
+        "minilm": {
+            "src": path,
+            "calibration": rows(0, 64),
+            "tuning_set": rows(64, 128),
+            "test_set": rows(128, 320),
+            "budget": {"min_cosine": COSINE_GOAL},
+            "latency_feeds": {1: rows(128, 129), 32: rows(128, 160)},
+        }
+    }
 
 
 def main():
@@ -369,13 +484,17 @@ def main():
         print(message, file=sys.stderr, flush=True)
 
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-               platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
     flags = cpuinfo
-    print(f"machine: {cpu}, {os.cpu_count()} cores, avx512={'avx512f' in flags}, "
-          f"vnni={'avx512_vnni' in flags or 'avx_vnni' in flags}; onnxruntime {onnxruntime.__version__}, "
-          "CPUExecutionProvider, default threads, no spinning; load average at start "
-          f"{os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {cpu}, {os.cpu_count()} cores, avx512={'avx512f' in flags}, "
+        f"vnni={'avx512_vnni' in flags or 'avx_vnni' in flags}; onnxruntime {onnxruntime.__version__}, "
+        "CPUExecutionProvider, default threads, no spinning; load average at start "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="berth-bench-compression-") as tmp:
         tmp = Path(tmp)
@@ -386,16 +505,28 @@ def main():
         for name, spec in models.items():
             work = tmp / name
             work.mkdir()
-            results[name] = bench_model(name, spec["src"], work, calibration=spec["calibration"],
-                                        tuning_set=spec["tuning_set"], test_set=spec["test_set"],
-                                        budget=spec["budget"], latency_feeds=spec["latency_feeds"],
-                                        seconds=args.seconds * (3 if name == "minilm" else 1), log=log,
-                                        task="embedding" if name == "minilm" else "classification")
+            results[name] = bench_model(
+                name,
+                spec["src"],
+                work,
+                calibration=spec["calibration"],
+                tuning_set=spec["tuning_set"],
+                test_set=spec["test_set"],
+                budget=spec["budget"],
+                latency_feeds=spec["latency_feeds"],
+                seconds=args.seconds * (3 if name == "minilm" else 1),
+                log=log,
+                task="embedding" if name == "minilm" else "classification",
+            )
             report(name, results[name], list(spec["latency_feeds"]), fidelity=name == "minilm")
             biggest = max(spec["latency_feeds"])
             recommendations[name] = recommend(
-                name, results[name], biggest, task="embedding" if name == "minilm" else "classification",
-                limits={"min_cosine": COSINE_GOAL, "max_drop_pt": ACCURACY_DROP_GOAL})
+                name,
+                results[name],
+                biggest,
+                task="embedding" if name == "minilm" else "classification",
+                limits={"min_cosine": COSINE_GOAL, "max_drop_pt": ACCURACY_DROP_GOAL},
+            )
         goal_checks(results, fidelity_models=[n for n in results if n == "minilm"], recommendations=recommendations)
     print(f"\ntotal time: {time.perf_counter() - started:.0f} s; load average at the end {os.getloadavg()[0]:.1f}")
 

@@ -51,8 +51,10 @@ def interleaved_p50(paths, feeds, *, seconds, threads=1):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                for name, path in paths.items()}
+    sessions = {
+        name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for name, path in paths.items()
+    }
     for session in sessions.values():
         for _ in range(5):
             session.run(None, feeds)
@@ -92,8 +94,10 @@ def main():
     import onnxruntime
     import torch
 
-    print(f"# bench/distill.py on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
+    print(
+        f"# bench/distill.py on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"
+    )
     data = digits_data()
     images = lambda a: a.reshape(-1, 1, 8, 8)  # noqa: E731
     train = {"x": images(data.train_x), "labels": data.train_y}
@@ -102,45 +106,77 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench-distill-") as tmp:
         tmp = Path(tmp)
         started = time.perf_counter()
-        module, teacher_accuracy = train_digits_cnn(data, epochs=args.teacher_epochs, channels=(32, 64),
-                                                    hidden=128)
+        module, teacher_accuracy = train_digits_cnn(data, epochs=args.teacher_epochs, channels=(32, 64), hidden=128)
         teacher = export_onnx(module, tmp / "teacher.onnx", example_shape=(2, 1, 8, 8))
-        print(f"teacher: CNN 32/64 channels, hidden 128, {os.path.getsize(teacher):,} B, test accuracy "
-              f"{teacher_accuracy:.2%} (trained in {time.perf_counter() - started:.0f} s)")
+        print(
+            f"teacher: CNN 32/64 channels, hidden 128, {os.path.getsize(teacher):,} B, test accuracy "
+            f"{teacher_accuracy:.2%} (trained in {time.perf_counter() - started:.0f} s)"
+        )
 
         # --- 1. structured pruning --------------------------------------------------------------
         started = time.perf_counter()
-        pruned = prune_structured(teacher, tmp / "pruned.onnx", training=train, evaluation=test, sparsity=0.5,
-                                  finetune_epochs=args.finetune_epochs)
+        pruned = prune_structured(
+            teacher,
+            tmp / "pruned.onnx",
+            training=train,
+            evaluation=test,
+            sparsity=0.5,
+            finetune_epochs=args.finetune_epochs,
+        )
         measured = pruned.recipe["accuracy"]
         feeds = {"x": test["x"][:BATCH]}
-        p50, spread, rounds = interleaved_p50({"teacher": str(teacher), "pruned": pruned.output_path}, feeds,
-                                              seconds=args.seconds)
+        p50, spread, rounds = interleaved_p50(
+            {"teacher": str(teacher), "pruned": pruned.output_path}, feeds, seconds=args.seconds
+        )
         latency = p50["pruned"] / p50["teacher"]
         drop = measured["before"] - measured["after_fine_tuning"]
-        print(f"\n== structured pruning, 50 % of channels, {args.finetune_epochs} fine-tuning epochs "
-              f"({time.perf_counter() - started:.0f} s)")
-        print(f"size      {os.path.getsize(teacher):>10,} B -> {pruned.size_bytes:>10,} B   "
-              f"{pruned.size_bytes / os.path.getsize(teacher):.2f}x")
-        print(f"p50 b{BATCH}    {p50['teacher']:>8.3f} ms -> {p50['pruned']:>8.3f} ms   {latency:.2f}x  "
-              f"(IQR/median {spread['teacher']:.0%} / {spread['pruned']:.0%}, {rounds} rounds, 1 thread)")
-        print(f"accuracy  {measured['before']:.2%} -> {measured['after_pruning']:.2%} right after pruning -> "
-              f"{measured['after_fine_tuning']:.2%} fine-tuned (drop {drop * 100:.2f} pt)")
-        print(f"goal latency <= {LATENCY_GOAL}x: {'met' if latency <= LATENCY_GOAL else 'NOT met'}; "
-              f"goal accuracy drop <= {ACCURACY_DROP_GOAL * 100:.0f} pt: "
-              f"{'met' if drop <= ACCURACY_DROP_GOAL else 'NOT met'}")
+        print(
+            f"\n== structured pruning, 50 % of channels, {args.finetune_epochs} fine-tuning epochs "
+            f"({time.perf_counter() - started:.0f} s)"
+        )
+        print(
+            f"size      {os.path.getsize(teacher):>10,} B -> {pruned.size_bytes:>10,} B   "
+            f"{pruned.size_bytes / os.path.getsize(teacher):.2f}x"
+        )
+        print(
+            f"p50 b{BATCH}    {p50['teacher']:>8.3f} ms -> {p50['pruned']:>8.3f} ms   {latency:.2f}x  "
+            f"(IQR/median {spread['teacher']:.0%} / {spread['pruned']:.0%}, {rounds} rounds, 1 thread)"
+        )
+        print(
+            f"accuracy  {measured['before']:.2%} -> {measured['after_pruning']:.2%} right after pruning -> "
+            f"{measured['after_fine_tuning']:.2%} fine-tuned (drop {drop * 100:.2f} pt)"
+        )
+        print(
+            f"goal latency <= {LATENCY_GOAL}x: {'met' if latency <= LATENCY_GOAL else 'NOT met'}; "
+            f"goal accuracy drop <= {ACCURACY_DROP_GOAL * 100:.0f} pt: "
+            f"{'met' if drop <= ACCURACY_DROP_GOAL else 'NOT met'}"
+        )
 
         # --- 2. distillation against labels only -------------------------------------------------
         def student(name, training, alpha, seed, temperature=4.0):
-            result = distill(teacher, tmp / f"{name}-{seed}.onnx", training=training, evaluation=test,
-                             student="cnn", student_width=args.student_width, alpha=alpha, epochs=args.epochs,
-                             learning_rate=3e-3, batch_size=32, temperature=temperature, seed=seed)
+            result = distill(
+                teacher,
+                tmp / f"{name}-{seed}.onnx",
+                training=training,
+                evaluation=test,
+                student="cnn",
+                student_width=args.student_width,
+                alpha=alpha,
+                epochs=args.epochs,
+                learning_rate=3e-3,
+                batch_size=32,
+                temperature=temperature,
+                seed=seed,
+            )
             return result, result.recipe["measured"]["student_accuracy"]
 
-        few = np.random.default_rng(0).permutation(len(train["x"]))[:len(train["x"]) // 10]
+        few = np.random.default_rng(0).permutation(len(train["x"]))[: len(train["x"]) // 10]
         settings = {
             "a. same labelled data": ({**train}, {**train}),
-            "b. 10 % labelled": ({"x": train["x"], "labels": None}, {"x": train["x"][few], "labels": train["labels"][few]}),
+            "b. 10 % labelled": (
+                {"x": train["x"], "labels": None},
+                {"x": train["x"][few], "labels": train["labels"][few]},
+            ),
         }
         outcome = {}
         for setting, (transfer, labelled) in settings.items():
@@ -152,28 +188,41 @@ def main():
                 kd.append(value)
                 ce.append(student("ce", labelled, 1.0, seed)[1])
             outcome[setting] = (np.mean(kd), np.mean(ce))
-            print(f"\n== distillation, {setting} ({time.perf_counter() - started:.0f} s, {args.seeds} seeds, "
-                  f"{args.epochs} epochs, cnn student width {args.student_width})")
-            print(f"student {result.recipe['student']['parameters']:,} parameters, {result.size_bytes:,} B "
-                  f"({result.size_bytes / os.path.getsize(teacher):.3f}x the teacher's "
-                  f"{os.path.getsize(teacher):,} B)")
-            print(f"distilled (T=4, alpha=0.5{', all inputs, no labels: soft targets only' if setting.startswith('b') else ''}): "
-                  f"{' '.join(f'{v:.2%}' for v in kd)}  mean {np.mean(kd):.2%}")
+            print(
+                f"\n== distillation, {setting} ({time.perf_counter() - started:.0f} s, {args.seeds} seeds, "
+                f"{args.epochs} epochs, cnn student width {args.student_width})"
+            )
+            print(
+                f"student {result.recipe['student']['parameters']:,} parameters, {result.size_bytes:,} B "
+                f"({result.size_bytes / os.path.getsize(teacher):.3f}x the teacher's "
+                f"{os.path.getsize(teacher):,} B)"
+            )
+            print(
+                f"distilled (T=4, alpha=0.5{', all inputs, no labels: soft targets only' if setting.startswith('b') else ''}): "
+                f"{' '.join(f'{v:.2%}' for v in kd)}  mean {np.mean(kd):.2%}"
+            )
             print(f"labels only (alpha=1):          {' '.join(f'{v:.2%}' for v in ce)}  mean {np.mean(ce):.2%}")
-            print(f"teacher {teacher_accuracy:.2%}; distillation {'wins' if np.mean(kd) > np.mean(ce) else 'does NOT win'} "
-                  f"by {(np.mean(kd) - np.mean(ce)) * 100:+.2f} pt")
+            print(
+                f"teacher {teacher_accuracy:.2%}; distillation {'wins' if np.mean(kd) > np.mean(ce) else 'does NOT win'} "
+                f"by {(np.mean(kd) - np.mean(ce)) * 100:+.2f} pt"
+            )
         feeds = {"x": test["x"][:BATCH]}
-        p50, _, rounds = interleaved_p50({"teacher": str(teacher), "student": result.output_path}, feeds,
-                                         seconds=args.seconds)
-        print(f"\nstudent p50 b{BATCH}: {p50['student']:.3f} ms vs teacher {p50['teacher']:.3f} ms "
-              f"({p50['student'] / p50['teacher']:.2f}x, {rounds} rounds)")
+        p50, _, rounds = interleaved_p50(
+            {"teacher": str(teacher), "student": result.output_path}, feeds, seconds=args.seconds
+        )
+        print(
+            f"\nstudent p50 b{BATCH}: {p50['student']:.3f} ms vs teacher {p50['teacher']:.3f} ms "
+            f"({p50['student'] / p50['teacher']:.2f}x, {rounds} rounds)"
+        )
 
         # --- 3. soft targets alone --------------------------------------------------------------
         print("\n== soft targets only (alpha=0, no labels), seed 0")
         for temperature in (1.0, 4.0):
             result, value = student(f"soft{temperature}", {"x": train["x"]}, 0.0, 0, temperature=temperature)
-            print(f"T={temperature:g}: accuracy {value:.2%}, agreement with the teacher "
-                  f"{result.recipe['measured']['agreement']:.1%}")
+            print(
+                f"T={temperature:g}: accuracy {value:.2%}, agreement with the teacher "
+                f"{result.recipe['measured']['agreement']:.1%}"
+            )
         won = outcome["a. same labelled data"][0] > outcome["a. same labelled data"][1]
         print(f"\ngoal distillation beats labels only on the same data: {'met' if won else 'NOT met'}")
 

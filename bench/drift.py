@@ -41,8 +41,14 @@ from scipy.spatial import distance
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from berth.core.drift import (DATASET_DRIFT_SHARE, feature_drift, ks, profile_edges, sustained,  # noqa: E402
-                              wasserstein)
+from berth.core.drift import (  # noqa: E402
+    DATASET_DRIFT_SHARE,
+    feature_drift,
+    ks,
+    profile_edges,
+    sustained,
+    wasserstein,
+)
 from berth.core.stats import chi_square, js_distance, psi  # noqa: E402
 
 SEED = 20261205
@@ -56,6 +62,7 @@ P_THRESHOLD, DISTANCE_THRESHOLD = 0.05, 0.1
 
 # --- Evidently's tests on raw samples ----------------------------------------------------------
 
+
 def _sturges_shares(reference, current, fill_zeroes):
     """Evidently's get_binned_data for a numeric column: Sturges bins over both samples."""
     bins = np.histogram_bin_edges(np.concatenate([reference, current]), bins="sturges")
@@ -63,7 +70,7 @@ def _sturges_shares(reference, current, fill_zeroes):
     if fill_zeroes:
         for p in shares:
             smallest = p[p != 0].min()
-            np.place(p, p == 0, smallest / 10 ** 6 if smallest <= 0.0001 else 0.0001)
+            np.place(p, p == 0, smallest / 10**6 if smallest <= 0.0001 else 0.0001)
     return shares
 
 
@@ -73,7 +80,7 @@ def _class_shares(reference, current, fill_zeroes):
     if fill_zeroes:
         for p in shares:
             smallest = p[p != 0].min()
-            np.place(p, p == 0, smallest / 10 ** 6 if smallest <= 0.0001 else 0.0001)
+            np.place(p, p == 0, smallest / 10**6 if smallest <= 0.0001 else 0.0001)
     return shares
 
 
@@ -112,29 +119,41 @@ def evidently_tests():
     def wrap(test, kind, threshold):
         def run(reference, current):
             return bool(test(pd.Series(reference), pd.Series(current), kind, threshold).drifted)
+
         return run
 
     numeric, categorical = ColumnType.Numerical, ColumnType.Categorical
-    return ({"ks": wrap(ev.ks_stat_test, numeric, P_THRESHOLD),
-             "wasserstein": wrap(ev.wasserstein_stat_test, numeric, DISTANCE_THRESHOLD),
-             "psi": wrap(ev.psi_stat_test, numeric, DISTANCE_THRESHOLD)},
-            {"chi_square": wrap(ev.chi_stat_test, categorical, P_THRESHOLD),
-             "psi": wrap(ev.psi_stat_test, categorical, DISTANCE_THRESHOLD),
-             "js": wrap(ev.jensenshannon_stat_test, categorical, DISTANCE_THRESHOLD)})
+    return (
+        {
+            "ks": wrap(ev.ks_stat_test, numeric, P_THRESHOLD),
+            "wasserstein": wrap(ev.wasserstein_stat_test, numeric, DISTANCE_THRESHOLD),
+            "psi": wrap(ev.psi_stat_test, numeric, DISTANCE_THRESHOLD),
+        },
+        {
+            "chi_square": wrap(ev.chi_stat_test, categorical, P_THRESHOLD),
+            "psi": wrap(ev.psi_stat_test, categorical, DISTANCE_THRESHOLD),
+            "js": wrap(ev.jensenshannon_stat_test, categorical, DISTANCE_THRESHOLD),
+        },
+    )
 
 
 # --- Berth's tests on counts ---------------------------------------------------------------------
 
+
 def berth_numeric(reference, current, edges):
-    return {"ks": ks(reference, current)["p_value"] <= P_THRESHOLD,
-            "wasserstein": wasserstein(reference, current, edges) >= DISTANCE_THRESHOLD,
-            "psi": psi(reference, current) >= DISTANCE_THRESHOLD}
+    return {
+        "ks": ks(reference, current)["p_value"] <= P_THRESHOLD,
+        "wasserstein": wasserstein(reference, current, edges) >= DISTANCE_THRESHOLD,
+        "psi": psi(reference, current) >= DISTANCE_THRESHOLD,
+    }
 
 
 def berth_class(reference, current):
-    return {"chi_square": chi_square(reference, current)[1] < P_THRESHOLD,
-            "psi": psi(reference, current) >= DISTANCE_THRESHOLD,
-            "js": _js_natural(reference, current) >= DISTANCE_THRESHOLD}
+    return {
+        "chi_square": chi_square(reference, current)[1] < P_THRESHOLD,
+        "psi": psi(reference, current) >= DISTANCE_THRESHOLD,
+        "js": _js_natural(reference, current) >= DISTANCE_THRESHOLD,
+    }
 
 
 def _js_natural(reference, current):
@@ -153,10 +172,14 @@ def class_counts(labels):
 
 # --- the grid ------------------------------------------------------------------------------------
 
+
 def numeric_shifts(small):
     means = (0.0, 0.1, 0.3, 1.0) if small else (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
-    shifts = [("mean", m, s) for m in means for s in (1.0, 1.3)] if small else \
-        [("mean", m, s) for m in means for s in (1.0, 1.1, 1.3)]
+    shifts = (
+        [("mean", m, s) for m in means for s in (1.0, 1.3)]
+        if small
+        else [("mean", m, s) for m in means for s in (1.0, 1.1, 1.3)]
+    )
     return shifts + [("tail", f, 4.0) for f in ((0.05,) if small else (0.02, 0.05, 0.1))]
 
 
@@ -213,7 +236,8 @@ def _compare(results, misses, raw_sets, domain_index, domain, reference, current
             misses.append((shift, n, family, raw, ours[family]))
         for other in names[1:]:
             results[other].setdefault((domain, family), []).append(
-                raw_sets[other][domain_index][family](reference, current) == raw)
+                raw_sets[other][domain_index][family](reference, current) == raw
+            )
 
 
 def false_alarms(rng, sizes, trials):
@@ -229,8 +253,9 @@ def false_alarms(rng, sizes, trials):
         ours_numeric = ours_class = raw_numeric = raw_class = 0
         for _ in range(trials):
             current = rng.normal(0, 1, n)
-            ours_numeric += feature_drift("column", reference_counts, binned(current, edges), edges,
-                                          with_js=False)["drifted"]
+            ours_numeric += feature_drift("column", reference_counts, binned(current, edges), edges, with_js=False)[
+                "drifted"
+            ]
             raw_numeric += SCIPY_NUMERIC["ks"](reference, current)
             labels = rng.choice(len(CLASS_SHARES), size=n, p=CLASS_SHARES)
             ours_class += feature_drift("class", reference_class_counts, class_counts(labels), with_js=False)["drifted"]
@@ -250,19 +275,31 @@ def day_of_alerts(rng, minutes, rows_per_minute=600, window=2, needed=2, of=3):
     per_minute = []
     for _ in range(minutes):
         means, spreads = rng.normal(0.3, 0.05, rows_per_minute), rng.gamma(9, 0.05, rows_per_minute)
-        per_minute.append({"x.mean": np.array(binned(means, edges["x.mean"])),
-                           "x.std": np.array(binned(spreads, edges["x.std"])),
-                           "prediction": np.array(class_counts(rng.choice(len(CLASS_SHARES), size=rows_per_minute,
-                                                                          p=CLASS_SHARES)))})
+        per_minute.append(
+            {
+                "x.mean": np.array(binned(means, edges["x.mean"])),
+                "x.std": np.array(binned(spreads, edges["x.std"])),
+                "prediction": np.array(
+                    class_counts(rng.choice(len(CLASS_SHARES), size=rows_per_minute, p=CLASS_SHARES))
+                ),
+            }
+        )
     window_drifted = []  # per minute: did the window ending then drift (dataset share)?
     for end in range(minutes):
         if end + 1 < window:
             window_drifted.append(None)
             continue
         counts = {name: sum(per_minute[m][name] for m in range(end + 1 - window, end + 1)) for name in per_minute[0]}
-        verdicts = [feature_drift(kind, reference_counts.get(name, reference_classes), counts[name].tolist(),
-                                  edges.get(name), with_js=False)
-                    for name, kind in (("x.mean", "mean"), ("x.std", "std"), ("prediction", "class"))]
+        verdicts = [
+            feature_drift(
+                kind,
+                reference_counts.get(name, reference_classes),
+                counts[name].tolist(),
+                edges.get(name),
+                with_js=False,
+            )
+            for name, kind in (("x.mean", "mean"), ("x.std", "std"), ("prediction", "class"))
+        ]
         share = sum(v["drifted"] for v in verdicts) / len(verdicts)
         window_drifted.append(share >= DATASET_DRIFT_SHARE)
     windowed = single = 0
@@ -289,8 +326,10 @@ def main():
     evidently = evidently_tests()
     if evidently is not None:
         raw_sets = {"reference": evidently, "scipy": (SCIPY_NUMERIC, SCIPY_CLASS)}
-    print(f"raw-data verdicts from {'Evidently' if evidently else 'scipy (Evidently definitions)'}; "
-          f"n = {', '.join(f'{n:,}' for n in sizes)}; {trials} draw(s) per grid point")
+    print(
+        f"raw-data verdicts from {'Evidently' if evidently else 'scipy (Evidently definitions)'}; "
+        f"n = {', '.join(f'{n:,}' for n in sizes)}; {trials} draw(s) per grid point"
+    )
     results, misses = agreement(rng, sizes, trials, args.small, raw_sets)
     ok = True
     total_agree = total = 0
@@ -309,14 +348,18 @@ def main():
     rates = false_alarms(rng, sizes, no_shift)
     for n, (numeric, classes, raw_numeric, raw_classes) in rates.items():
         ok &= numeric <= FALSE_ALARM_GOAL and classes <= FALSE_ALARM_GOAL
-        print(f"false alarms on {no_shift} no-shift trials, n={n:,}: numeric {numeric:.1%}, classes {classes:.1%} "
-              f"(goal ≤ {FALSE_ALARM_GOAL:.0%}; a bare KS {raw_numeric:.1%}, a bare chi-square {raw_classes:.1%})")
+        print(
+            f"false alarms on {no_shift} no-shift trials, n={n:,}: numeric {numeric:.1%}, classes {classes:.1%} "
+            f"(goal ≤ {FALSE_ALARM_GOAL:.0%}; a bare KS {raw_numeric:.1%}, a bare chi-square {raw_classes:.1%})"
+        )
     minutes = 240 if args.small else 24 * 60
     windowed, single = day_of_alerts(rng, minutes)
     per_day = windowed * 24 * 60 / minutes
     ok &= per_day <= ALERTS_PER_DAY_GOAL
-    print(f"alerts in {minutes} min of per-minute evaluation of steady traffic: {windowed} with 2 of the last 3 "
-          f"windows ({per_day:.1f} a day, goal ≤ {ALERTS_PER_DAY_GOAL}), {single} firing on any single window")
+    print(
+        f"alerts in {minutes} min of per-minute evaluation of steady traffic: {windowed} with 2 of the last 3 "
+        f"windows ({per_day:.1f} a day, goal ≤ {ALERTS_PER_DAY_GOAL}), {single} firing on any single window"
+    )
     print("OK" if ok else "GOAL MISSED")
     return 0 if ok else 1
 

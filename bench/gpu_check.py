@@ -47,8 +47,11 @@ def build_model(path, size):
             self.bn1 = nn.BatchNorm2d(cout)
             self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
             self.bn2 = nn.BatchNorm2d(cout)
-            self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                         if stride != 1 or cin != cout else nn.Identity())
+            self.skip = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1 or cin != cout
+                else nn.Identity()
+            )
 
         def forward(self, x):
             y = torch.relu(self.bn1(self.conv1(x)))
@@ -62,15 +65,31 @@ def build_model(path, size):
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 1000)]
     torch.manual_seed(0)
     net = nn.Sequential(*layers).eval()
-    torch.onnx.export(net, (torch.zeros(1, 3, size, size),), str(path), input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        net,
+        (torch.zeros(1, 3, size, size),),
+        str(path),
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     return path
 
 
 def benchmark(path, size, provider, batch, io="host", cuda_graph=False):
     inputs = [{"name": "x", "dtype": "float32", "shape": ["batch", 3, size, size]}]
-    run = run_benchmark(path, inputs=inputs, provider=provider, batch_sizes=(batch,), io=io, cuda_graph=cuda_graph,
-                        measure_memory=True, **MEASURE)
+    run = run_benchmark(
+        path,
+        inputs=inputs,
+        provider=provider,
+        batch_sizes=(batch,),
+        io=io,
+        cuda_graph=cuda_graph,
+        measure_memory=True,
+        **MEASURE,
+    )
     return run.measurements[0]
 
 
@@ -121,8 +140,9 @@ def main():
     print("Providers (a tiny session on each):")
     for name, reason in verdicts.items():
         print(f"  {name}: {'usable' if reason is None else 'UNUSABLE: ' + reason}")
-    provider = args.provider or ("CUDAExecutionProvider" if verdicts.get("CUDAExecutionProvider", "x") is None
-                                 else "CPUExecutionProvider")
+    provider = args.provider or (
+        "CUDAExecutionProvider" if verdicts.get("CUDAExecutionProvider", "x") is None else "CPUExecutionProvider"
+    )
     if verdicts.get(provider, "not listed") is not None:
         sys.exit(f"{provider} is not usable here: {verdicts.get(provider, 'onnxruntime does not list it')}")
     on_gpu = provider in gpu.DEVICE_OF_PROVIDER
@@ -133,8 +153,11 @@ def main():
         tmp = Path(tmp)
         fp32 = build_model(tmp / "resnet.onnx", args.size)
         fp16 = convert_fp16(fp32, tmp / "resnet-fp16.onnx", keep_io_types=True).output_path
-        modes = [("host", False)] + ([("device", False)] if on_gpu else []) \
+        modes = (
+            [("host", False)]
+            + ([("device", False)] if on_gpu else [])
             + ([("device", True)] if provider == "CUDAExecutionProvider" else [])
+        )
         figures = {}
         print(f"\nResNet-18-shaped network, 3x{args.size}x{args.size}, p50 ms / items per s / GPU memory:")
         for variant, path in (("fp32", fp32), ("fp16", fp16)):
@@ -146,9 +169,11 @@ def main():
                         print(f"  {variant:5} batch {batch:3} {io + ('+graph' if graph else ''):13} failed: {exc}")
                         continue
                     figures[(variant, m.timing_mode, batch)] = m
-                    print(f"  {variant:5} batch {batch:3} {m.timing_mode:13} p50 {m.p50_ms:9.3f}  "
-                          f"{m.throughput:10,.0f}/s  {mib(m.device_memory_bytes):>10}"
-                          f"{'' if m.stable else '  (unstable)'}")
+                    print(
+                        f"  {variant:5} batch {batch:3} {m.timing_mode:13} p50 {m.p50_ms:9.3f}  "
+                        f"{m.throughput:10,.0f}/s  {mib(m.device_memory_bytes):>10}"
+                        f"{'' if m.stable else '  (unstable)'}"
+                    )
 
         print("\nRatios (side by side in this run):")
         big = args.large_batch
@@ -168,8 +193,10 @@ def main():
         if not on_gpu:
             print("  (device-io modes and GPU memory need a GPU provider: not measured on this host)")
         request_ms, session_ms = serve_overhead(fp32, args.size, provider, tmp)
-        print(f"  berth-serve request p50 (binary HTTP, batch 1) {request_ms:.3f} ms / session.run p50 "
-              f"{session_ms:.3f} ms = {request_ms / session_ms:.2f}x")
+        print(
+            f"  berth-serve request p50 (binary HTTP, batch 1) {request_ms:.3f} ms / session.run p50 "
+            f"{session_ms:.3f} ms = {request_ms / session_ms:.2f}x"
+        )
 
 
 if __name__ == "__main__":

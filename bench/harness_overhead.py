@@ -33,8 +33,9 @@ def bare_loop(model_path, feeds, runs):
     """p50 (ms) of ``runs`` timed session.run calls, nothing else in the loop."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(model_path, sess_options=ort.SessionOptions(),
-                                   providers=[("CPUExecutionProvider", {})])
+    session = ort.InferenceSession(
+        model_path, sess_options=ort.SessionOptions(), providers=[("CPUExecutionProvider", {})]
+    )
     for _ in range(WARMUP):
         session.run(None, feeds)
     clock = time.perf_counter_ns
@@ -47,8 +48,16 @@ def bare_loop(model_path, feeds, runs):
 
 
 def ours(model_path, batch, seconds):
-    run = run_benchmark(model_path, inputs=INPUTS, batch_sizes=(batch,), warmup_runs=WARMUP, min_runs=30,
-                        min_seconds=seconds, max_seconds=10 * seconds, measure_memory=False)
+    run = run_benchmark(
+        model_path,
+        inputs=INPUTS,
+        batch_sizes=(batch,),
+        warmup_runs=WARMUP,
+        min_runs=30,
+        min_seconds=seconds,
+        max_seconds=10 * seconds,
+        measure_memory=False,
+    )
     (measurement,) = run.measurements
     return measurement.p50_ms, measurement.iterations
 
@@ -73,9 +82,11 @@ def main():
             a, b = statistics.median(ours_p50), statistics.median(base_p50)
             ratio = a / b
             all_ok &= ratio <= RATIO_GOAL
-            print(f"harness_overhead.batch{batch}: ours={a:.4f} baseline={b:.4f} ratio={ratio:.3f} "
-                  f"(p50 ms, median of {args.rounds} rounds; ours per round "
-                  f"{', '.join(f'{x:.4f}' for x in ours_p50)}; baseline {', '.join(f'{x:.4f}' for x in base_p50)})")
+            print(
+                f"harness_overhead.batch{batch}: ours={a:.4f} baseline={b:.4f} ratio={ratio:.3f} "
+                f"(p50 ms, median of {args.rounds} rounds; ours per round "
+                f"{', '.join(f'{x:.4f}' for x in ours_p50)}; baseline {', '.join(f'{x:.4f}' for x in base_p50)})"
+            )
         print(f"goal ratio <= {RATIO_GOAL}: {'met' if all_ok else 'NOT met'}")
     return 0 if all_ok else 1
 

@@ -70,18 +70,44 @@ def setup_endpoints():
     rng = np.random.default_rng(SEED)
     model = Model.objects.create(name="bench", task="classification")
     target = HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})[0]
-    versions = [ModelVersion.objects.create(model=model, version=str(i), format="onnx", artifact=f"artifacts/{i}.onnx",
-                                            sha256=f"{i:064x}", size_bytes=1000, status="ready") for i in (1, 2)]
-    dataset = Dataset.objects.create(model=model, name="ref", kind="reference", file="ref.npz", sha256="0" * 64,
-                                     size_bytes=1, rows=10_000, arrays={})
+    versions = [
+        ModelVersion.objects.create(
+            model=model,
+            version=str(i),
+            format="onnx",
+            artifact=f"artifacts/{i}.onnx",
+            sha256=f"{i:064x}",
+            size_bytes=1000,
+            status="ready",
+        )
+        for i in (1, 2)
+    ]
+    dataset = Dataset.objects.create(
+        model=model, name="ref", kind="reference", file="ref.npz", sha256="0" * 64, size_bytes=1, rows=10_000, arrays={}
+    )
     for version in versions:
         for name in NUMERIC_FEATURES:
             edges = np.quantile(rng.normal(0, 1, 10_000), np.linspace(0.1, 0.9, 9))
             edges = sorted(set(np.round(np.concatenate([edges, [2.5]]), 6).tolist()))
-            ReferenceProfile.objects.create(version=version, dataset=dataset, name=name, kind="column", tensor="x",
-                                            column=int(name[1:]), edges=edges, counts=[1000] * (len(edges) + 1))
-        ReferenceProfile.objects.create(version=version, dataset=dataset, name="prediction", kind="class",
-                                        tensor="probs", classes=CLASSES, counts=[1000] * CLASSES)
+            ReferenceProfile.objects.create(
+                version=version,
+                dataset=dataset,
+                name=name,
+                kind="column",
+                tensor="x",
+                column=int(name[1:]),
+                edges=edges,
+                counts=[1000] * (len(edges) + 1),
+            )
+        ReferenceProfile.objects.create(
+            version=version,
+            dataset=dataset,
+            name="prediction",
+            kind="class",
+            tensor="probs",
+            classes=CLASSES,
+            counts=[1000] * CLASSES,
+        )
     tokens = {}
     for name in ("bench-prod", "bench-warmup"):
         endpoint, tokens[name] = services.endpoint_create(name=name, model=model, target=target)
@@ -104,9 +130,16 @@ def make_events(count, start, seed):
         moment = start + timedelta(milliseconds=15 * i)
         features = {name: round(float(values[i, j]), 5) for j, name in enumerate(NUMERIC_FEATURES)}
         features["prediction"] = int(predictions[i])
-        events.append({"ts": moment.isoformat().replace("+00:00", "Z"), "version": "2" if canary[i] else "1",
-                       "latency_ms": round(float(latency[i]), 4), "ok": not failed[i],
-                       "error_kind": ERROR_KINDS[kinds[i]] if failed[i] else None, "features": features})
+        events.append(
+            {
+                "ts": moment.isoformat().replace("+00:00", "Z"),
+                "version": "2" if canary[i] else "1",
+                "latency_ms": round(float(latency[i]), 4),
+                "ok": not failed[i],
+                "error_kind": ERROR_KINDS[kinds[i]] if failed[i] else None,
+                "features": features,
+            }
+        )
     return events
 
 
@@ -114,8 +147,9 @@ def post_batch(client, token, events):
     """Server-side seconds of one POST (the body is encoded beforehand)."""
     body = json.dumps({"events": events})
     started = time.perf_counter()
-    response = client.post("/api/v1/telemetry/", body, content_type="application/json",
-                           HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = client.post(
+        "/api/v1/telemetry/", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
     elapsed = time.perf_counter() - started
     assert response.status_code == 202, (response.status_code, response.content[:500])
     return elapsed
@@ -128,9 +162,15 @@ def insert_naive(endpoint_id, versions, events, *, one_transaction=False):
     started = time.perf_counter()
     with transaction.atomic() if one_transaction else nullcontext():
         for version, moment, event in parsed:
-            RawEvent.objects.create(endpoint_id=endpoint_id, version=version, ts=moment,
-                                    latency_ms=event["latency_ms"], ok=event["ok"],
-                                    error_kind=event["error_kind"] or "", features=event["features"])
+            RawEvent.objects.create(
+                endpoint_id=endpoint_id,
+                version=version,
+                ts=moment,
+                latency_ms=event["latency_ms"],
+                ok=event["ok"],
+                error_kind=event["error_kind"] or "",
+                features=event["features"],
+            )
     return time.perf_counter() - started
 
 
@@ -158,9 +198,12 @@ def run(total, database):
     now = datetime.now(dt_timezone.utc).replace(microsecond=0)
     start = now - timedelta(milliseconds=15 * total) - timedelta(minutes=1)
     events = make_events(total, start, SEED)
-    batches = [events[i:i + BATCH] for i in range(0, total, BATCH)]
-    print(f"# {connection.vendor} database {database}: {total:,} events in {len(batches)} batches of {BATCH:,}, "
-          f"{events[0]['ts']} .. {events[-1]['ts']}; in-process django.test.Client", file=sys.stderr)
+    batches = [events[i : i + BATCH] for i in range(0, total, BATCH)]
+    print(
+        f"# {connection.vendor} database {database}: {total:,} events in {len(batches)} batches of {BATCH:,}, "
+        f"{events[0]['ts']} .. {events[-1]['ts']}; in-process django.test.Client",
+        file=sys.stderr,
+    )
 
     client = Client()
     for seed in (1, 2):  # warm-up, on another endpoint, not counted
@@ -175,30 +218,43 @@ def run(total, database):
         batched.append(insert_naive(warmup.id, versions, batch, one_transaction=True))
 
     ours_rate, naive_rate = total / sum(ours), total / sum(naive)
-    print(f"ingest.events_per_second: ours={ours_rate:,.0f} baseline={naive_rate:,.0f} "
-          f"ratio={ours_rate / naive_rate:.1f}")
+    print(
+        f"ingest.events_per_second: ours={ours_rate:,.0f} baseline={naive_rate:,.0f} ratio={ours_rate / naive_rate:.1f}"
+    )
     batched_rate = total / sum(batched)
-    print(f"ingest.events_per_second_vs_one_transaction_per_batch: ours={ours_rate:,.0f} "
-          f"baseline={batched_rate:,.0f} ratio={ours_rate / batched_rate:.1f} (informational: the same "
-          f"{BATCH:,} INSERTs per batch, committed once, so per-commit fsync is not counted)")
+    print(
+        f"ingest.events_per_second_vs_one_transaction_per_batch: ours={ours_rate:,.0f} "
+        f"baseline={batched_rate:,.0f} ratio={ours_rate / batched_rate:.1f} (informational: the same "
+        f"{BATCH:,} INSERTs per batch, committed once, so per-commit fsync is not counted)"
+    )
     ours_ms, naive_ms = 1000 * float(np.median(ours)), 1000 * float(np.median(naive))
-    print(f"ingest.batch_ms: ours={ours_ms:.1f} baseline={naive_ms:.1f} ratio={ours_ms / naive_ms:.3f} "
-          f"(median per {BATCH:,}-event batch; ours = one POST, baseline = {BATCH:,} INSERTs)")
+    print(
+        f"ingest.batch_ms: ours={ours_ms:.1f} baseline={naive_ms:.1f} ratio={ours_ms / naive_ms:.3f} "
+        f"(median per {BATCH:,}-event batch; ours = one POST, baseline = {BATCH:,} INSERTs)"
+    )
 
     windows = MetricWindow.objects.filter(endpoint=prod)
     stored = sum(w.requests for w in windows)
     errors = sum(w.errors for w in windows)
     sent_errors = sum(1 for e in events if not e["ok"])
-    per_feature = {name: sum(sum(w.features.get(name, [])) for w in windows)
-                   for name in NUMERIC_FEATURES + ["prediction"]}
+    per_feature = {
+        name: sum(sum(w.features.get(name, [])) for w in windows) for name in NUMERIC_FEATURES + ["prediction"]
+    }
     flushes = TelemetryFlush.objects.filter(endpoint=prod).count()
     rows = RawEvent.objects.filter(endpoint=prod).count()
-    counted = stored == total and errors == sent_errors and set(per_feature.values()) == {total} \
-        and flushes == len(batches) and rows == total
-    print(f"ingest.stored_requests: ours={stored:,} baseline={rows:,} sent={total:,} "
-          f"({windows.count()} minute windows, {flushes} flushes; errors {errors:,} of {sent_errors:,} sent; "
-          f"binned per feature {min(per_feature.values()):,}..{max(per_feature.values()):,}) "
-          f"{'equal' if counted else 'MISMATCH'}")
+    counted = (
+        stored == total
+        and errors == sent_errors
+        and set(per_feature.values()) == {total}
+        and flushes == len(batches)
+        and rows == total
+    )
+    print(
+        f"ingest.stored_requests: ours={stored:,} baseline={rows:,} sent={total:,} "
+        f"({windows.count()} minute windows, {flushes} flushes; errors {errors:,} of {sent_errors:,} sent; "
+        f"binned per feature {min(per_feature.values()):,}..{max(per_feature.values()):,}) "
+        f"{'equal' if counted else 'MISMATCH'}"
+    )
     met = ours_rate / naive_rate >= GOAL_RATIO
     print(f"goal events/s >= {GOAL_RATIO} x one insert per event: {'met' if met else 'NOT met'}")
     print(f"goal stored window requests == events sent: {'met' if counted else 'NOT met'}")

@@ -79,8 +79,14 @@ REQUEST_TIMEOUT = 60
 CLOSE = {"Connection": "close"}
 # Registry clients pick an operation with these weights (CI registers and reads; people read).
 REGISTRY_MIX = {"models.list": 20, "model.get": 15, "version.get": 35, "version.register": 20, "alias.move": 10}
-EXPECTED = {"models.list": 200, "model.get": 200, "version.get": 200, "version.register": 201, "alias.move": 200,
-            "telemetry.flush": 202}
+EXPECTED = {
+    "models.list": 200,
+    "model.get": 200,
+    "version.get": 200,
+    "version.register": 201,
+    "alias.move": 200,
+    "telemetry.flush": 202,
+}
 
 
 # --- what the clients send -------------------------------------------------------------------
@@ -95,8 +101,11 @@ def tiny_onnx_bytes(seed, features=4, classes=3):
     weight = numpy_helper.from_array(rng.standard_normal((features, classes)).astype(np.float32), "W")
     bias = numpy_helper.from_array(rng.standard_normal(classes).astype(np.float32), "b")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["z"]),
-         helper.make_node("Softmax", ["z"], ["probs"], axis=1)],
+        [
+            helper.make_node("MatMul", ["x", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["z"]),
+            helper.make_node("Softmax", ["z"], ["probs"], axis=1),
+        ],
         "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", classes])],
@@ -111,10 +120,16 @@ def tiny_onnx_bytes(seed, features=4, classes=3):
 def multipart(fields, file_field, filename, data):
     """A multipart/form-data body: (bytes, content type)."""
     boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-             for name, value in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{filename}"\r\n'
-                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{filename}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
@@ -133,8 +148,16 @@ def series_variants(rng, version, share):
         served = requests - errors
         features = {name: rng.multinomial(served, np.full(BINS, 1 / BINS)).tolist() for name in NUMERIC_FEATURES}
         features["prediction"] = rng.multinomial(served, np.full(CLASSES, 1 / CLASSES)).tolist()
-        variants.append({"version": version, "requests": requests, "errors": errors, "error_kinds": dict(kinds),
-                         "latency": sketch.to_dict(), "features": features})
+        variants.append(
+            {
+                "version": version,
+                "requests": requests,
+                "errors": errors,
+                "error_kinds": dict(kinds),
+                "latency": sketch.to_dict(),
+                "features": features,
+            }
+        )
     return variants
 
 
@@ -193,15 +216,20 @@ def registry_client(index, url, key, served_models, onnx_pool, shared, keep_aliv
         elif operation == "version.register":
             new = f"c{index:02d}-{len(mine) + 1:05d}"
             data, sha256 = onnx_pool[rng.randrange(len(onnx_pool))]
-            body, content_type = multipart({"version": new, "metadata": f'{{"commit": "{uuid.uuid4().hex}"}}',
-                                            "tags": "load"}, "artifact", "model.onnx", data)
+            body, content_type = multipart(
+                {"version": new, "metadata": f'{{"commit": "{uuid.uuid4().hex}"}}', "tags": "load"},
+                "artifact",
+                "model.onnx",
+                data,
+            )
             method, path, headers = "POST", f"{base}/versions/", {"Content-Type": content_type}
         else:
             method, path = "PUT", f"{base}/aliases/{ALIAS}/"
             body, headers = f'{{"version": "{mine[-1]}"}}'.encode(), {"Content-Type": "application/json"}
         try:
-            response = client.request(method, path, body=body,
-                                      headers={**(headers or {}), **({} if keep_alive else CLOSE)})
+            response = client.request(
+                method, path, body=body, headers={**(headers or {}), **({} if keep_alive else CLOSE)}
+            )
             status = response.status
         except NetworkError as exc:
             status, response = "network", None
@@ -233,12 +261,21 @@ def telemetry_client(index, url, endpoint, token, variants, shared, keep_alive):
         series = [rng.choice(options) for options in variants]
         flush_id = str(uuid.uuid4())
         window_start = datetime.now(dt_timezone.utc) - timedelta(seconds=10)
-        payload = {"endpoint": endpoint, "flush_id": flush_id,
-                   "start": window_start.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                   "seconds": 10, "series": series, "dropped": 0}
+        payload = {
+            "endpoint": endpoint,
+            "flush_id": flush_id,
+            "start": window_start.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "seconds": 10,
+            "series": series,
+            "dropped": 0,
+        }
         try:
-            response = client.request("POST", telemetry_url, body=json.dumps(payload, separators=(",", ":")).encode(),
-                                      headers=None if keep_alive else CLOSE)
+            response = client.request(
+                "POST",
+                telemetry_url,
+                body=json.dumps(payload, separators=(",", ":")).encode(),
+                headers=None if keep_alive else CLOSE,
+            )
             status = response.status
             if status != EXPECTED["telemetry.flush"]:
                 shared.fail("telemetry.flush", status, response.text(300))
@@ -350,9 +387,18 @@ def setup(endpoint_count):
     endpoints, models = [], []
     for i in range(endpoint_count):
         model = Model.objects.create(name=f"served-{i}", task="classification", owner=engineer)
-        versions = [ModelVersion.objects.create(
-            model=model, version=str(v), format="onnx", artifact=f"artifacts/served-{i}/{v}.onnx",
-            sha256=f"{i * 10 + v:064x}", size_bytes=1000, status="ready") for v in (1, 2)]
+        versions = [
+            ModelVersion.objects.create(
+                model=model,
+                version=str(v),
+                format="onnx",
+                artifact=f"artifacts/served-{i}/{v}.onnx",
+                sha256=f"{i * 10 + v:064x}",
+                size_bytes=1000,
+                status="ready",
+            )
+            for v in (1, 2)
+        ]
         endpoint, token = monitoring_services.endpoint_create(name=f"served-{i}-prod", model=model, target=target)
         monitoring_services.deploy(endpoint=endpoint, version=versions[0], weight=100)
         monitoring_services.deploy(endpoint=endpoint, version=versions[1], weight=10)
@@ -381,10 +427,12 @@ def check_telemetry(shared):
             counts[0] += requests
             counts[1] += errors
             counts[2] += 1
-    stored = {(row["endpoint__name"], row["version__version"]): [row["requests"], row["errors"], row["flushes"]]
-              for row in MetricWindow.objects.filter(resolution=MetricWindow.Resolution.MINUTE)
-              .values("endpoint__name", "version__version")
-              .annotate(requests=Sum("requests"), errors=Sum("errors"), flushes=Sum("flushes"), rows=Count("id"))}
+    stored = {
+        (row["endpoint__name"], row["version__version"]): [row["requests"], row["errors"], row["flushes"]]
+        for row in MetricWindow.objects.filter(resolution=MetricWindow.Resolution.MINUTE)
+        .values("endpoint__name", "version__version")
+        .annotate(requests=Sum("requests"), errors=Sum("errors"), flushes=Sum("flushes"), rows=Count("id"))
+    }
     windows = MetricWindow.objects.filter(resolution=MetricWindow.Resolution.MINUTE).count()
     series_sent = sum(c[2] for c in sent.values())
     series_stored = sum(c[2] for c in stored.values())
@@ -442,19 +490,30 @@ def check_registry(shared):
     missing = sorted(set(registered) - set(rows))
     unanswered = sorted(set(rows) - set(registered))  # stored though the client saw no 201
     wrong_sha = sorted(v for v in registered if v in rows and rows[v].sha256 != registered[v])
-    bad_files = sorted(v for v, row in rows.items()
-                       if not default_storage.exists(row.artifact.name)
-                       or file_sha256(default_storage.path(row.artifact.name)) != row.sha256)
-    audited = set(AuditEvent.objects.filter(action=AuditEvent.Action.REGISTER,
-                                            target__startswith=f"{REGISTRY_MODEL}:").values_list("target", flat=True))
+    bad_files = sorted(
+        v
+        for v, row in rows.items()
+        if not default_storage.exists(row.artifact.name)
+        or file_sha256(default_storage.path(row.artifact.name)) != row.sha256
+    )
+    audited = set(
+        AuditEvent.objects.filter(
+            action=AuditEvent.Action.REGISTER, target__startswith=f"{REGISTRY_MODEL}:"
+        ).values_list("target", flat=True)
+    )
     unaudited = sorted(v for v in rows if f"{REGISTRY_MODEL}:{v}" not in audited)
-    jobs = Counter(Job.objects.filter(kind="validate", version__model__name=REGISTRY_MODEL)
-                   .exclude(version__version="seed").values_list("version__version", flat=True))
+    jobs = Counter(
+        Job.objects.filter(kind="validate", version__model__name=REGISTRY_MODEL)
+        .exclude(version__version="seed")
+        .values_list("version__version", flat=True)
+    )
     not_one_job = sorted(v for v in rows if jobs.get(v) != 1)
-    never_enqueued = Job.objects.filter(kind="validate", version__model__name=REGISTRY_MODEL,
-                                        enqueued__isnull=True).count()
-    statuses = Counter(ModelVersion.objects.filter(model__name=REGISTRY_MODEL).exclude(version="seed")
-                       .values_list("status", flat=True))
+    never_enqueued = Job.objects.filter(
+        kind="validate", version__model__name=REGISTRY_MODEL, enqueued__isnull=True
+    ).count()
+    statuses = Counter(
+        ModelVersion.objects.filter(model__name=REGISTRY_MODEL).exclude(version="seed").values_list("status", flat=True)
+    )
 
     events = list(AliasEvent.objects.filter(model__name=REGISTRY_MODEL, alias=ALIAS).order_by("id"))
     broken = [e.id for previous, e in zip(events, events[1:]) if e.from_label != previous.to_label]
@@ -462,8 +521,19 @@ def check_registry(shared):
     moved = [e for e in events if e.from_label]  # the first event sets the alias (at setup)
     final_ok = alias is not None and events and alias.version.version == events[-1].to_label
     unknown_targets = [e.to_label for e in moved if e.to_label not in set(shared.alias_moves)]
-    ok = not (missing or unanswered or wrong_sha or bad_files or unaudited or not_one_job or never_enqueued
-              or broken or not final_ok or unknown_targets or len(moved) > len(shared.alias_moves))
+    ok = not (
+        missing
+        or unanswered
+        or wrong_sha
+        or bad_files
+        or unaudited
+        or not_one_job
+        or never_enqueued
+        or broken
+        or not final_ok
+        or unknown_targets
+        or len(moved) > len(shared.alias_moves)
+    )
     intact = len(rows) - len(set(bad_files) | set(wrong_sha))
     lines = [
         f"load.versions_stored: ours={intact:,} baseline={len(registered):,} "
@@ -499,12 +569,15 @@ def report(shared, elapsed):
         total.extend(latencies)
         errors = Counter(str(status) for _, status in rows if status != EXPECTED[operation])
         failures += sum(errors.values())
-        print(f"{operation:<18} {len(rows):>9,} {len(rows) / elapsed:>8.1f} {np.percentile(latencies, 50):>8.1f} "
-              f"{np.percentile(latencies, 99):>8.1f}  {sum(errors.values())}"
-              + (f" {dict(errors)}" if errors else ""))
+        print(
+            f"{operation:<18} {len(rows):>9,} {len(rows) / elapsed:>8.1f} {np.percentile(latencies, 50):>8.1f} "
+            f"{np.percentile(latencies, 99):>8.1f}  {sum(errors.values())}" + (f" {dict(errors)}" if errors else "")
+        )
     total = np.array(total)
-    print(f"{'all':<18} {len(total):>9,} {len(total) / elapsed:>8.1f} {np.percentile(total, 50):>8.1f} "
-          f"{np.percentile(total, 99):>8.1f}  {failures}")
+    print(
+        f"{'all':<18} {len(total):>9,} {len(total) / elapsed:>8.1f} {np.percentile(total, 50):>8.1f} "
+        f"{np.percentile(total, 99):>8.1f}  {failures}"
+    )
     return failures
 
 
@@ -512,16 +585,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20, help="how long the clients run (default 20)")
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
-    parser.add_argument("--telemetry-clients", type=int, default=None,
-                        help="how many of them send telemetry (default: half)")
+    parser.add_argument(
+        "--telemetry-clients", type=int, default=None, help="how many of them send telemetry (default: half)"
+    )
     parser.add_argument("--endpoints", type=int, default=4, help="endpoints the telemetry clients report for")
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2, as "
-                        "dashboard/gunicorn_conf.py; threads come from BERTH_WEB_THREADS, default 4)")
+    parser.add_argument(
+        "--web-workers",
+        type=int,
+        default=2,
+        help="gunicorn worker processes (default 2, as "
+        "dashboard/gunicorn_conf.py; threads come from BERTH_WEB_THREADS, default 4)",
+    )
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/7", help="Celery broker of the server")
     parser.add_argument("--worker", action="store_true", help="run a real Celery worker on the default queue")
-    parser.add_argument("--keep-alive", action="store_true",
-                        help="keep each client's connection open (default: one connection per request, as gunicorn "
-                             "sees requests behind a reverse proxy)")
+    parser.add_argument(
+        "--keep-alive",
+        action="store_true",
+        help="keep each client's connection open (default: one connection per request, as gunicorn "
+        "sees requests behind a reverse proxy)",
+    )
     args = parser.parse_args()
     telemetry_clients = args.clients // 2 if args.telemetry_clients is None else args.telemetry_clients
     if not 0 <= telemetry_clients <= args.clients or args.clients < 1 or args.endpoints < 1:
@@ -555,20 +637,41 @@ def run(args, telemetry_clients, database, tmp):
 
     key, endpoints, served_models = setup(args.endpoints)
     db = connection.settings_dict
-    env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-                                         f"{database}",
-           "DATABASE_PASSWORD": db.get("PASSWORD") or "", "CELERY_BROKER_URL": args.broker}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{database}",
+        "DATABASE_PASSWORD": db.get("PASSWORD") or "",
+        "CELERY_BROKER_URL": args.broker,
+    }
     env.pop("SECRET_KEY_FILE", None)
     stale = purge_broker(args.broker)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    web = Process("gunicorn", gunicorn_command(bind=f"127.0.0.1:{port}", workers=args.web_workers),
-                  gunicorn_environment(env), tmp)
+    web = Process(
+        "gunicorn", gunicorn_command(bind=f"127.0.0.1:{port}", workers=args.web_workers), gunicorn_environment(env), tmp
+    )
     worker = None
     if args.worker:
         celery = os.path.join(os.path.dirname(sys.executable), "celery")
-        worker = Process("worker", [celery, "-A", "dashboard", "worker", "-Q", "default", "--concurrency", "1",
-                                    "--hostname", f"bench-load-{port}@%h", "--loglevel", "WARNING"], env, tmp)
+        worker = Process(
+            "worker",
+            [
+                celery,
+                "-A",
+                "dashboard",
+                "worker",
+                "-Q",
+                "default",
+                "--concurrency",
+                "1",
+                "--hostname",
+                f"bench-load-{port}@%h",
+                "--loglevel",
+                "WARNING",
+            ],
+            env,
+            tmp,
+        )
     try:
         wait_until_answering(url, key, web)
         warm_up(url, key, args.clients)
@@ -581,20 +684,33 @@ def run(args, telemetry_clients, database, tmp):
         shared = Shared(args.seconds)
         threads = []
         for i in range(args.clients - telemetry_clients):
-            threads.append(threading.Thread(target=registry_client, name=f"registry-{i}",
-                                            args=(i, url, key, served_models, onnx_pool, shared, args.keep_alive)))
+            threads.append(
+                threading.Thread(
+                    target=registry_client,
+                    name=f"registry-{i}",
+                    args=(i, url, key, served_models, onnx_pool, shared, args.keep_alive),
+                )
+            )
         for i in range(telemetry_clients):
             name, token = endpoints[i % len(endpoints)]
-            threads.append(threading.Thread(target=telemetry_client, name=f"telemetry-{i}",
-                                            args=(i, url, name, token, variants, shared, args.keep_alive)))
+            threads.append(
+                threading.Thread(
+                    target=telemetry_client,
+                    name=f"telemetry-{i}",
+                    args=(i, url, name, token, variants, shared, args.keep_alive),
+                )
+            )
         for thread in threads:
             thread.start()
-        print(f"# {len(threads)} clients ({args.clients - telemetry_clients} registry, {telemetry_clients} telemetry "
-              f"over {len(endpoints)} endpoints) for {args.seconds:g} s against gunicorn {args.web_workers} workers "
-              f"× {os.environ.get('BERTH_WEB_THREADS', '4')} threads on {url} "
-              f"({'keep-alive connections' if args.keep_alive else 'a connection per request'}); PostgreSQL {database}; broker "
-              f"{args.broker} ({'one worker on the default queue' if worker else 'no worker: validate jobs stay queued'})"
-              f"; {os.cpu_count()} CPUs shared by clients, server and database", file=sys.stderr)
+        print(
+            f"# {len(threads)} clients ({args.clients - telemetry_clients} registry, {telemetry_clients} telemetry "
+            f"over {len(endpoints)} endpoints) for {args.seconds:g} s against gunicorn {args.web_workers} workers "
+            f"× {os.environ.get('BERTH_WEB_THREADS', '4')} threads on {url} "
+            f"({'keep-alive connections' if args.keep_alive else 'a connection per request'}); PostgreSQL {database}; broker "
+            f"{args.broker} ({'one worker on the default queue' if worker else 'no worker: validate jobs stay queued'})"
+            f"; {os.cpu_count()} CPUs shared by clients, server and database",
+            file=sys.stderr,
+        )
         cpu_before, clients_before = worker_cpu_seconds(web), os.times()
         shared.start = time.perf_counter()
         shared.deadline = shared.start + args.seconds
@@ -613,17 +729,21 @@ def run(args, telemetry_clients, database, tmp):
 
     failures = report(shared, elapsed)
     spent = sorted((cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after), reverse=True)
-    print(f"server CPU: {sum(spent):.1f} s over {elapsed:.1f} s ({1000 * sum(spent) / max(1, len(shared.records)):.1f} "
-          f"ms per request; per gunicorn worker {', '.join(f'{s:.1f}' for s in spent)} s); the clients' CPU: "
-          f"{clients_after.user + clients_after.system - clients_before.user - clients_before.system:.1f} s")
+    print(
+        f"server CPU: {sum(spent):.1f} s over {elapsed:.1f} s ({1000 * sum(spent) / max(1, len(shared.records)):.1f} "
+        f"ms per request; per gunicorn worker {', '.join(f'{s:.1f}' for s in spent)} s); the clients' CPU: "
+        f"{clients_after.user + clients_after.system - clients_before.user - clients_before.system:.1f} s"
+    )
     for (operation, status), detail in shared.failures.items():
         print(f"  first {operation} answered {status}: {detail}")
     telemetry_lines, telemetry_ok = check_telemetry(shared)
     registry_lines, registry_ok = check_registry(shared)
     for line in telemetry_lines + registry_lines:
         print(line)
-    print(f"broker: {queued} validate job messages left on the default queue, purged "
-          f"({stale} stale ones purged before the run)")
+    print(
+        f"broker: {queued} validate job messages left on the default queue, purged "
+        f"({stale} stale ones purged before the run)"
+    )
     ok = failures == 0 and telemetry_ok and registry_ok
     print(f"errors: {failures}")
     print(f"load check: {'passed' if ok else 'FAILED'}")
@@ -635,6 +755,7 @@ def run(args, telemetry_clients, database, tmp):
 def warm_up(url, key, clients):
     """One request per client at once, uncounted: gunicorn's workers import the URLconf and open
     their database connections on their first requests."""
+
     def get():
         client = Client(url, key, timeout=REQUEST_TIMEOUT)
         client.request("GET", "/api/v1/models/")
@@ -649,13 +770,19 @@ def warm_up(url, key, clients):
     data = tiny_onnx_bytes(10_000)
     body, content_type = multipart({"version": "seed"}, "artifact", "model.onnx", data)
     for method, path, payload, headers in [
-            ("POST", f"/api/v1/models/{REGISTRY_MODEL}/versions/", body, {"Content-Type": content_type}),
-            ("PUT", f"/api/v1/models/{REGISTRY_MODEL}/aliases/{ALIAS}/", b'{"version": "seed"}',
-             {"Content-Type": "application/json"})]:
+        ("POST", f"/api/v1/models/{REGISTRY_MODEL}/versions/", body, {"Content-Type": content_type}),
+        (
+            "PUT",
+            f"/api/v1/models/{REGISTRY_MODEL}/aliases/{ALIAS}/",
+            b'{"version": "seed"}',
+            {"Content-Type": "application/json"},
+        ),
+    ]:
         response = client.request(method, path, body=payload, headers=headers)
         if response.status not in (200, 201):
-            raise SystemExit(f"setting up {REGISTRY_MODEL}: {method} {path} answered {response.status}: "
-                             f"{response.body[:300]!r}")
+            raise SystemExit(
+                f"setting up {REGISTRY_MODEL}: {method} {path} answered {response.status}: {response.body[:300]!r}"
+            )
     client.close()
 
 

@@ -13,8 +13,7 @@ class OnnxModel(MLModel):
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(self.settings.parameters.uri, options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(self.settings.parameters.uri, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         return True

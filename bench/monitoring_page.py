@@ -76,10 +76,13 @@ class World:
         self.reference = self.rng.dirichlet(np.full(BINS, 40.0), NUMERIC_FEATURES)  # per feature, 11 bin shares
         self.classes = self.rng.dirichlet(np.full(CLASSES, 40.0))
         self.horizon = (now - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS)).replace(
-            minute=0, second=0, microsecond=0)
+            minute=0, second=0, microsecond=0
+        )
         minute_now = now.replace(second=0, microsecond=0)
-        self.minutes = [self.horizon + timedelta(minutes=i) for i in range(
-            int((minute_now - self.horizon).total_seconds() // 60) + 1 + FUTURE_MINUTES)]
+        self.minutes = [
+            self.horizon + timedelta(minutes=i)
+            for i in range(int((minute_now - self.horizon).total_seconds() // 60) + 1 + FUTURE_MINUTES)
+        ]
         # Roll-ups as the every-minute task leaves them (monitoring/rollups.py): 6-hour and hour
         # windows over the 30 days, 15-minute ones over BERTH_QUARTER_WINDOWS_DAYS, each up to
         # the last period closed.
@@ -111,29 +114,82 @@ class World:
 
         model = Model.objects.create(name=f"model-{index:02d}", task="classification")
         count = 2 if index % 2 == 0 else 1
-        versions = [ModelVersion.objects.create(
-            model=model, version=str(v), format="onnx", artifact=f"artifacts/{index}/{v}.onnx", sha256=f"{v:064x}",
-            size_bytes=1_000_000, status="ready") for v in range(1, count + 1)]
-        dataset = Dataset.objects.create(model=model, name="reference", kind="reference", file="ref.npz",
-                                         sha256="0" * 64, size_bytes=1, rows=10_000, arrays={})
+        versions = [
+            ModelVersion.objects.create(
+                model=model,
+                version=str(v),
+                format="onnx",
+                artifact=f"artifacts/{index}/{v}.onnx",
+                sha256=f"{v:064x}",
+                size_bytes=1_000_000,
+                status="ready",
+            )
+            for v in range(1, count + 1)
+        ]
+        dataset = Dataset.objects.create(
+            model=model,
+            name="reference",
+            kind="reference",
+            file="ref.npz",
+            sha256="0" * 64,
+            size_bytes=1,
+            rows=10_000,
+            arrays={},
+        )
         profiles = []
         for version in versions:
             for j, name in enumerate(self.features):
                 edges = sorted(self.rng.normal(0, 1, BINS - 1).round(4).tolist())
-                profiles.append(ReferenceProfile(version=version, dataset=dataset, name=name, kind="mean", tensor="x",
-                                                 edges=edges, counts=(self.reference[j] * 10_000).round().astype(int)
-                                                 .tolist()))
-            profiles.append(ReferenceProfile(version=version, dataset=dataset, name="prediction", kind="class",
-                                             tensor="probs", classes=CLASSES,
-                                             counts=(self.classes * 10_000).round().astype(int).tolist()))
+                profiles.append(
+                    ReferenceProfile(
+                        version=version,
+                        dataset=dataset,
+                        name=name,
+                        kind="mean",
+                        tensor="x",
+                        edges=edges,
+                        counts=(self.reference[j] * 10_000).round().astype(int).tolist(),
+                    )
+                )
+            profiles.append(
+                ReferenceProfile(
+                    version=version,
+                    dataset=dataset,
+                    name="prediction",
+                    kind="class",
+                    tensor="probs",
+                    classes=CLASSES,
+                    counts=(self.classes * 10_000).round().astype(int).tolist(),
+                )
+            )
             job = Job.objects.create(kind="benchmark", version=version, target=self.target, status="succeeded")
             p50 = 3.5
             BenchmarkResult.objects.create(
-                job=job, version=version, target=self.target, batch_size=1, iterations=1000, warmup=5,
-                p25_ms=p50 * 0.95, p50_ms=p50, p75_ms=p50 * 1.05, p90_ms=p50 * 1.2, p95_ms=p50 * 1.3,
-                p99_ms=p50 * 1.6, min_ms=p50 * 0.8, max_ms=p50 * 3, mean_ms=p50 * 1.05, std_ms=p50 * 0.1,
-                throughput=1000 / p50, stable=True, windows=[p50] * 3, intervals={}, accuracy=0.98,
-                fidelity={"samples": 360}, samples=b"", environment={})
+                job=job,
+                version=version,
+                target=self.target,
+                batch_size=1,
+                iterations=1000,
+                warmup=5,
+                p25_ms=p50 * 0.95,
+                p50_ms=p50,
+                p75_ms=p50 * 1.05,
+                p90_ms=p50 * 1.2,
+                p95_ms=p50 * 1.3,
+                p99_ms=p50 * 1.6,
+                min_ms=p50 * 0.8,
+                max_ms=p50 * 3,
+                mean_ms=p50 * 1.05,
+                std_ms=p50 * 0.1,
+                throughput=1000 / p50,
+                stable=True,
+                windows=[p50] * 3,
+                intervals={},
+                accuracy=0.98,
+                fidelity={"samples": 360},
+                samples=b"",
+                environment={},
+            )
         ReferenceProfile.objects.bulk_create(profiles)
         endpoint, _ = services.endpoint_create(name=f"ep-{index:02d}", model=model, target=self.target)
         services.deploy(endpoint=endpoint, version=versions[0], weight=100)
@@ -165,11 +221,13 @@ class World:
             latency = rng.multinomial(requests, self.latency_p)
             # Features: multinomial on the reference shares; three drift over the last 6 hours.
             drifting = np.array([s >= self.now - timedelta(hours=6) for s in starts])
-            counts = rng.multinomial(np.broadcast_to(requests[:, None], (len(starts), NUMERIC_FEATURES)),
-                                     self.reference)
+            counts = rng.multinomial(
+                np.broadcast_to(requests[:, None], (len(starts), NUMERIC_FEATURES)), self.reference
+            )
             shifted = np.roll(self.reference[:3], 2, axis=1)
             counts[drifting, :3] = rng.multinomial(
-                np.broadcast_to(requests[drifting, None], (int(drifting.sum()), 3)), shifted)
+                np.broadcast_to(requests[drifting, None], (int(drifting.sum()), 3)), shifted
+            )
             predictions = rng.multinomial(requests, self.classes)
             rows = []
             for i, start in enumerate(starts):
@@ -181,13 +239,26 @@ class World:
                 features["prediction"] = predictions[i].tolist()
                 kinds = {}
                 if errors[i]:
-                    kinds = {k: v for k, v in (("inference_error", int(errors[i] - timeouts[i])),
-                                               ("timeout", int(timeouts[i]))) if v}
-                rows.append(MetricWindow(
-                    endpoint=endpoint, version=version, start=start, resolution=resolution,
-                    requests=int(requests[i]), errors=int(errors[i]), error_kinds=kinds,
-                    latency={"alpha": DEFAULT_ALPHA, "buckets": buckets, "zero_count": 0}, features=features,
-                    flushes=seconds // 10, source="runtime"))
+                    kinds = {
+                        k: v
+                        for k, v in (("inference_error", int(errors[i] - timeouts[i])), ("timeout", int(timeouts[i])))
+                        if v
+                    }
+                rows.append(
+                    MetricWindow(
+                        endpoint=endpoint,
+                        version=version,
+                        start=start,
+                        resolution=resolution,
+                        requests=int(requests[i]),
+                        errors=int(errors[i]),
+                        error_kinds=kinds,
+                        latency={"alpha": DEFAULT_ALPHA, "buckets": buckets, "zero_count": 0},
+                        features=features,
+                        flushes=seconds // 10,
+                        source="runtime",
+                    )
+                )
             MetricWindow.objects.bulk_create(rows, batch_size=1000)
             total += len(rows)
         return total
@@ -233,8 +304,16 @@ PATHS = {
     "live": "/endpoints/{name}/live/?range={range}",
     "api": "/api/v1/endpoints/{name}/metrics/?range={range}",
 }
-TIMED = [("page", "30d"), ("page", "24h"), ("page", "1h"), ("live", "30d"), ("live", "24h"), ("live", "1h"),
-         ("api", "30d"), ("api", "24h")]
+TIMED = [
+    ("page", "30d"),
+    ("page", "24h"),
+    ("page", "1h"),
+    ("live", "30d"),
+    ("live", "24h"),
+    ("live", "1h"),
+    ("api", "30d"),
+    ("api", "24h"),
+]
 
 
 def main():
@@ -255,24 +334,32 @@ def run(database, args):
     _, rows = world.endpoint(0)
     name = "ep-00"  # two versions
     per_level = " + ".join(f"{len(starts)} {resolution}" for resolution, starts, _ in world.levels)
-    print(f"# {connection.vendor} database {database}: {name}: {rows:,} windows ({per_level} + "
-          f"{len(world.minutes)} minute per version, 2 versions) in {time.perf_counter() - started:.1f} s",
-          file=sys.stderr)
-    one = {(kind, span): queries_of(client, PATHS[kind].format(name=name, range=span))
-           for kind in PATHS for span in ("1h", "30d")}
+    print(
+        f"# {connection.vendor} database {database}: {name}: {rows:,} windows ({per_level} + "
+        f"{len(world.minutes)} minute per version, 2 versions) in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
+    one = {
+        (kind, span): queries_of(client, PATHS[kind].format(name=name, range=span))
+        for kind in PATHS
+        for span in ("1h", "30d")
+    }
     one["home"] = queries_of(client, "/")
     one["health"] = health_queries()[0]
 
     started = time.perf_counter()
     for index in range(1, ENDPOINTS):
         rows += world.endpoint(index)[1]
-    print(f"# {ENDPOINTS} endpoints, {MetricWindow.objects.count():,} windows in all "
-          f"({rows:,} made), made in {time.perf_counter() - started:.1f} s more; sketch buckets per window: "
-          f"minute {np.median(world.buckets_seen['minute']):.0f} median "
-          f"({np.min(world.buckets_seen['minute'])}-{np.max(world.buckets_seen['minute'])}), "
-          f"hour {np.median(world.buckets_seen['hour']):.0f} median "
-          f"({np.min(world.buckets_seen['hour'])}-{np.max(world.buckets_seen['hour'])}); "
-          f"{NUMERIC_FEATURES} features x {BINS} bins + {CLASSES}-class prediction", file=sys.stderr)
+    print(
+        f"# {ENDPOINTS} endpoints, {MetricWindow.objects.count():,} windows in all "
+        f"({rows:,} made), made in {time.perf_counter() - started:.1f} s more; sketch buckets per window: "
+        f"minute {np.median(world.buckets_seen['minute']):.0f} median "
+        f"({np.min(world.buckets_seen['minute'])}-{np.max(world.buckets_seen['minute'])}), "
+        f"hour {np.median(world.buckets_seen['hour']):.0f} median "
+        f"({np.min(world.buckets_seen['hour'])}-{np.max(world.buckets_seen['hour'])}); "
+        f"{NUMERIC_FEATURES} features x {BINS} bins + {CLASSES}-class prediction",
+        file=sys.stderr,
+    )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
 
@@ -284,40 +371,55 @@ def run(database, args):
     for kind, span in TIMED:
         ms = times[kind, span]
         met_time &= ms < GOAL_MS
-        print(f"monitoring_page.{kind}_{span}_ms: ours={ms:.1f} baseline={GOAL_MS} ratio={ms / GOAL_MS:.2f} "
-              f"({counts[kind, span]} queries, {sizes[kind, span] / 1024:.0f} KiB)")
+        print(
+            f"monitoring_page.{kind}_{span}_ms: ours={ms:.1f} baseline={GOAL_MS} ratio={ms / GOAL_MS:.2f} "
+            f"({counts[kind, span]} queries, {sizes[kind, span] / 1024:.0f} KiB)"
+        )
 
     met_queries = True
-    ten = {(kind, span): queries_of(client, PATHS[kind].format(name=name, range=span))
-           for kind in PATHS for span in ("1h", "30d")}
+    ten = {
+        (kind, span): queries_of(client, PATHS[kind].format(name=name, range=span))
+        for kind in PATHS
+        for span in ("1h", "30d")
+    }
     for kind in PATHS:
         q1h, q30d = ten[kind, "1h"], ten[kind, "30d"]
         print(f"monitoring_page.{kind}_queries_30d_vs_1h: ours={q30d} baseline={q1h} ratio={q30d / q1h:.2f}")
-        print(f"monitoring_page.{kind}_queries_10_vs_1_endpoints: ours={q30d} baseline={one[kind, '30d']} "
-              f"ratio={q30d / one[kind, '30d']:.2f} (30d)")
+        print(
+            f"monitoring_page.{kind}_queries_10_vs_1_endpoints: ours={q30d} baseline={one[kind, '30d']} "
+            f"ratio={q30d / one[kind, '30d']:.2f} (30d)"
+        )
         met_queries &= q1h == q30d == one[kind, "30d"] == one[kind, "1h"]
     # Informational: versions (ep-01 has one, ep-00 two) and the overview of every endpoint.
     versions_same = True
     for kind in PATHS:
         single = queries_of(client, PATHS[kind].format(name="ep-01", range="30d"))
         versions_same &= single == ten[kind, "30d"]
-        print(f"monitoring_page.{kind}_queries_2_vs_1_versions: ours={ten[kind, '30d']} baseline={single} "
-              f"ratio={ten[kind, '30d'] / single:.2f} (30d, ep-00 vs ep-01)")
+        print(
+            f"monitoring_page.{kind}_queries_2_vs_1_versions: ours={ten[kind, '30d']} baseline={single} "
+            f"ratio={ten[kind, '30d'] / single:.2f} (30d, ep-00 vs ep-01)"
+        )
     home_ms, home_queries, _ = measure(client, "/", repeats=3)
     health, health_ms = health_queries()
-    print(f"monitoring_page.overview_health_queries_10_vs_1_endpoints: ours={health} baseline={one['health']} "
-          f"ratio={health / one['health']:.2f} (series.endpoints_health, {health_ms:.1f} ms for {ENDPOINTS} endpoints)")
-    print(f"monitoring_page.home_queries_10_vs_1_endpoints: ours={home_queries} baseline={one['home']} "
-          f"ratio={home_queries / one['home']:.2f} (whole overview page, {home_ms:.1f} ms; its best-variants panel "
-          f"runs a comparison per benchmarked model, up to 20)")
+    print(
+        f"monitoring_page.overview_health_queries_10_vs_1_endpoints: ours={health} baseline={one['health']} "
+        f"ratio={health / one['health']:.2f} (series.endpoints_health, {health_ms:.1f} ms for {ENDPOINTS} endpoints)"
+    )
+    print(
+        f"monitoring_page.home_queries_10_vs_1_endpoints: ours={home_queries} baseline={one['home']} "
+        f"ratio={home_queries / one['home']:.2f} (whole overview page, {home_ms:.1f} ms; its best-variants panel "
+        f"runs a comparison per benchmarked model, up to 20)"
+    )
     print(f"check query count independent of the number of versions: {'yes' if versions_same else 'NO'}")
     print(f"goal page and API < {GOAL_MS} ms: {'met' if met_time else 'NOT met'}")
     print(f"goal query count constant: {'met' if met_queries else 'NOT met'}")
 
     if args.profile and not met_time:
         kind, span = max(TIMED, key=lambda key: times[key])
-        print(f"\n# cProfile of GET {PATHS[kind].format(name=name, range=span)} ({times[kind, span]:.0f} ms)",
-              file=sys.stderr)
+        print(
+            f"\n# cProfile of GET {PATHS[kind].format(name=name, range=span)} ({times[kind, span]:.0f} ms)",
+            file=sys.stderr,
+        )
         print(profile(client, PATHS[kind].format(name=name, range=span)), file=sys.stderr)
 
 

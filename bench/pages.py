@@ -37,8 +37,7 @@ from django.utils import timezone  # noqa: E402
 GOAL_MS = 500
 LOADS = 5
 CHROMIUM = "/usr/bin/chromium"
-PAGES = {"compare": "/compare/?model=digits&targets=cpu&targets=gpu",
-         "endpoint": "/endpoints/digits-prod/?range=1h"}
+PAGES = {"compare": "/compare/?model=digits&targets=cpu&targets=gpu", "endpoint": "/endpoints/digits-prod/?range=1h"}
 
 # Installed before any page script runs: the page's clock when the first chart appears.
 FIRST_CHART = """
@@ -66,34 +65,80 @@ def populate():
     gpu = HardwareTarget.objects.get_or_create(slug="gpu", defaults={"name": "GPU", "device": "cuda"})[0]
     root = None
     for index, name in enumerate(("1", "1-int8", "1-fp16")):
-        version = ModelVersion.objects.create(model=model, version=name, parent=root, format="onnx",
-                                              artifact=f"artifacts/{name}.onnx", sha256=f"{index:064x}",
-                                              size_bytes=4000 - 1000 * index, status="ready")
+        version = ModelVersion.objects.create(
+            model=model,
+            version=name,
+            parent=root,
+            format="onnx",
+            artifact=f"artifacts/{name}.onnx",
+            sha256=f"{index:064x}",
+            size_bytes=4000 - 1000 * index,
+            status="ready",
+        )
         root = root or version
         for target in (cpu, gpu):
             job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded")
             for batch in (1, 8, 32):
                 p50 = (1.0 + index) * batch * (0.2 if target == gpu else 1.0)
                 BenchmarkResult.objects.create(
-                    job=job, version=version, target=target, batch_size=batch, iterations=1000, warmup=5,
-                    p25_ms=p50 * 0.95, p50_ms=p50, p75_ms=p50 * 1.05, p90_ms=p50 * 1.2, p95_ms=p50 * 1.3,
-                    p99_ms=p50 * 1.6, min_ms=p50 * 0.8, max_ms=p50 * 3, mean_ms=p50, std_ms=p50 * 0.1,
-                    throughput=batch * 1000 / p50, stable=True, windows=[p50, p50, p50],
+                    job=job,
+                    version=version,
+                    target=target,
+                    batch_size=batch,
+                    iterations=1000,
+                    warmup=5,
+                    p25_ms=p50 * 0.95,
+                    p50_ms=p50,
+                    p75_ms=p50 * 1.05,
+                    p90_ms=p50 * 1.2,
+                    p95_ms=p50 * 1.3,
+                    p99_ms=p50 * 1.6,
+                    min_ms=p50 * 0.8,
+                    max_ms=p50 * 3,
+                    mean_ms=p50,
+                    std_ms=p50 * 0.1,
+                    throughput=batch * 1000 / p50,
+                    stable=True,
+                    windows=[p50, p50, p50],
                     intervals={k: [p50 * 0.99, p50 * 1.01] for k in ("p50", "p95", "p99", "mean")},
-                    accuracy=0.98 - 0.001 * index, fidelity={"samples": 360}, samples=b"", environment={})
-    dataset = Dataset.objects.create(model=model, name="ref", kind="reference", file="x.npz", sha256="0" * 64,
-                                     size_bytes=1, rows=1000, arrays={})
-    ReferenceProfile.objects.create(version=root, dataset=dataset, name="x.mean", kind="mean", tensor="x",
-                                    edges=[0.2, 0.4, 0.6], counts=[250, 250, 250, 250])
+                    accuracy=0.98 - 0.001 * index,
+                    fidelity={"samples": 360},
+                    samples=b"",
+                    environment={},
+                )
+    dataset = Dataset.objects.create(
+        model=model, name="ref", kind="reference", file="x.npz", sha256="0" * 64, size_bytes=1, rows=1000, arrays={}
+    )
+    ReferenceProfile.objects.create(
+        version=root,
+        dataset=dataset,
+        name="x.mean",
+        kind="mean",
+        tensor="x",
+        edges=[0.2, 0.4, 0.6],
+        counts=[250, 250, 250, 250],
+    )
     endpoint, _ = services.endpoint_create(name="digits-prod", model=model, target=cpu)
     services.deploy(endpoint=endpoint, version=root, weight=100)
     now = timezone.now().replace(second=0, microsecond=0)
     for minute in range(60, 0, -1):
         start = now - timedelta(minutes=minute)
-        services.telemetry_ingest(endpoint=endpoint, payload={"events": [
-            {"ts": (start + timedelta(milliseconds=500 * i)).isoformat(), "version": "1",
-             "latency_ms": 1.0 + (i % 7) * 0.3, "ok": i % 50 != 0, "error_kind": "timeout" if i % 50 == 0 else None,
-             "features": {"x.mean": 0.5 + (i % 10) * 0.01 + (0.3 if minute < 10 else 0)}} for i in range(60)]})
+        services.telemetry_ingest(
+            endpoint=endpoint,
+            payload={
+                "events": [
+                    {
+                        "ts": (start + timedelta(milliseconds=500 * i)).isoformat(),
+                        "version": "1",
+                        "latency_ms": 1.0 + (i % 7) * 0.3,
+                        "ok": i % 50 != 0,
+                        "error_kind": "timeout" if i % 50 == 0 else None,
+                        "features": {"x.mean": 0.5 + (i % 10) * 0.01 + (0.3 if minute < 10 else 0)},
+                    }
+                    for i in range(60)
+                ]
+            },
+        )
     viewer = User.objects.create_user("bench-viewer")
     viewer.groups.add(Group.objects.get_or_create(name="viewer")[0])
     return viewer
@@ -121,10 +166,20 @@ def start_server(settings_module, database_url):
     from dashboard.webserver import gunicorn_command, gunicorn_environment
 
     port = free_port()
-    environment = gunicorn_environment({**os.environ, "DJANGO_SETTINGS_MODULE": settings_module,
-                                        "DATABASE_URL": database_url, "PYTHONPATH": str(djangobench.ROOT)})
-    process = subprocess.Popen(gunicorn_command(bind=f"127.0.0.1:{port}", workers=2) + ["--access-logfile", "/dev/null"],
-                               env=environment, cwd=djangobench.ROOT, stdout=subprocess.DEVNULL)
+    environment = gunicorn_environment(
+        {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": settings_module,
+            "DATABASE_URL": database_url,
+            "PYTHONPATH": str(djangobench.ROOT),
+        }
+    )
+    process = subprocess.Popen(
+        gunicorn_command(bind=f"127.0.0.1:{port}", workers=2) + ["--access-logfile", "/dev/null"],
+        env=environment,
+        cwd=djangobench.ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -160,13 +215,18 @@ def main():
     with djangobench.test_database() as database:
         cookie = session_cookie(populate())
         params = connection.settings_dict
-        database_url = f"postgres://{params['USER']}@{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}/{database}"
-        servers = {"baseline": start_server("bench.pages_baseline_settings", database_url),
-                   "ours": start_server("dashboard.settings", database_url)}
+        database_url = (
+            f"postgres://{params['USER']}@{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}/{database}"
+        )
+        servers = {
+            "baseline": start_server("bench.pages_baseline_settings", database_url),
+            "ours": start_server("dashboard.settings", database_url),
+        }
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                     args=["--no-sandbox", "--disable-gpu"])
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+                )
                 for _name, (_, url) in servers.items():  # each server's first request sets it up
                     load(browser, url, PAGES["compare"], cookie)
                 figures = {(server, page): [] for server in servers for page in PAGES}
@@ -184,8 +244,10 @@ def main():
         row = {server: [statistics.median(column) for column in zip(*figures[server, page])] for server in servers}
         ours, base = row["ours"], row["baseline"]
         print(f"{page}.first_chart_cold: ours={ours[0]:.0f} ms baseline={base[0]:.0f} ms ratio={ours[0] / base[0]:.2f}")
-        print(f"{page}.static_bytes_cold: ours={ours[1] / 1024:.0f} KiB baseline={base[1] / 1024:.0f} KiB "
-              f"ratio={ours[1] / base[1]:.2f}")
+        print(
+            f"{page}.static_bytes_cold: ours={ours[1] / 1024:.0f} KiB baseline={base[1] / 1024:.0f} KiB "
+            f"ratio={ours[1] / base[1]:.2f}"
+        )
         print(f"{page}.first_chart_warm: ours={ours[2]:.0f} ms baseline={base[2]:.0f} ms ratio={ours[2] / base[2]:.2f}")
         met &= ours[0] < GOAL_MS
     print(f"goal (first chart < {GOAL_MS} ms on a cold load of both pages, loopback): {'met' if met else 'NOT met'}")

@@ -47,7 +47,7 @@ TELEMETRY_GOAL = 0.95
 FLASK_GOAL = 2.0
 WARMUP_SECONDS = 2.0
 
-FLASK_APP = '''
+FLASK_APP = """
 import os
 
 import numpy as np
@@ -67,9 +67,9 @@ def predict():
     x = np.array(data["inputs"], dtype=np.float32)
     outputs = session.run(None, {input_name: x})
     return jsonify({"outputs": outputs[0].tolist()})
-'''
+"""
 
-COLLECTOR = '''
+COLLECTOR = """
 import http.server, json, sys, threading
 
 seen, totals = set(), {"flushes": 0, "requests": 0, "errors": 0}
@@ -108,7 +108,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
-'''
+"""
 
 
 # --- the load generator (its own process) ----------------------------------------------------
@@ -136,10 +136,10 @@ class _Connection(asyncio.Protocol):
             if start < 0:
                 raise RuntimeError(f"a response without content-length: {head[:200]!r}")
             stop = head.find(b"\r\n", start)
-            length = int(head[start + 15:stop if stop > 0 else None])
+            length = int(head[start + 15 : stop if stop > 0 else None])
             if len(self.buffer) < end + 4 + length:
                 return
-            self.buffer = self.buffer[end + 4 + length:]
+            self.buffer = self.buffer[end + 4 + length :]
             close = b"connection: close" in head
             self.generator.done(self, head[9:12] == b"200", close)
             if close:
@@ -210,20 +210,33 @@ def generate_main(port, path, body_file, seconds, concurrency):
     """Run the generator, print one JSON line: requests, errors, latencies, its own CPU."""
     try:
         import uvloop
+
         run = uvloop.run
     except ImportError:
         run = asyncio.run
     body = Path(body_file).read_bytes()
-    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     before = os.times()
     generator = run(_generate(port, request, seconds, concurrency))
     after = os.times()
     cpu = (after.user - before.user) + (after.system - before.system)
     latencies = np.array(generator.latencies) * 1000
-    print(json.dumps({"requests": len(latencies), "errors": generator.errors, "seconds": seconds,
-                      "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
-                      "generator_cpu_s": cpu, "generator_cpu_s_measured": cpu * seconds / (seconds + WARMUP_SECONDS)}))
+    print(
+        json.dumps(
+            {
+                "requests": len(latencies),
+                "errors": generator.errors,
+                "seconds": seconds,
+                "p50_ms": float(np.percentile(latencies, 50)),
+                "p99_ms": float(np.percentile(latencies, 99)),
+                "generator_cpu_s": cpu,
+                "generator_cpu_s_measured": cpu * seconds / (seconds + WARMUP_SECONDS),
+            }
+        )
+    )
 
 
 def run_wrk(port, path, body_file, seconds, concurrency, tmp):
@@ -231,14 +244,22 @@ def run_wrk(port, path, body_file, seconds, concurrency, tmp):
     wrk's warm-up is a separate short run."""
     script = Path(tmp) / "post.lua"
     body = Path(body_file).read_text()
-    script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = {json.dumps(body)}\n")
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(body)}\n'
+    )
     url = f"http://127.0.0.1:{port}{path}"
-    subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{int(WARMUP_SECONDS)}s", "-s", str(script), url],
-                   capture_output=True, check=True)
+    subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{int(WARMUP_SECONDS)}s", "-s", str(script), url],
+        capture_output=True,
+        check=True,
+    )
     before = os.times()
-    output = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-                            capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     after = os.times()
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     requests = int(output.split(" requests in ")[0].split()[-1])
@@ -248,8 +269,15 @@ def run_wrk(port, path, body_file, seconds, concurrency, tmp):
             errors += int(line.split(":")[1])
     p50 = _wrk_ms(output, "50%")
     p99 = _wrk_ms(output, "99%")
-    return {"requests": requests, "errors": errors, "seconds": seconds, "p50_ms": p50, "p99_ms": p99,
-            "generator_cpu_s": cpu, "generator_cpu_s_measured": cpu}
+    return {
+        "requests": requests,
+        "errors": errors,
+        "seconds": seconds,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "generator_cpu_s": cpu,
+        "generator_cpu_s_measured": cpu,
+    }
 
 
 def _wrk_ms(output, label):
@@ -259,7 +287,7 @@ def _wrk_ms(output, label):
             value = parts[1]
             for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
                 if value.endswith(unit):
-                    return float(value[:-len(unit)]) * factor
+                    return float(value[: -len(unit)]) * factor
     raise RuntimeError(f"no {label} latency in wrk's output:\n{output}")
 
 
@@ -319,19 +347,45 @@ def write_bundle(folder, model_path, data):
     shutil.copy(model_path, folder / "artifacts" / f"{sha}.onnx")
     x = data.train_x
     q = np.linspace(0, 1, 11)[1:-1]
-    features = [{"name": "x.mean", "input": "x", "kind": "mean", "edges": np.quantile(x.mean(1), q).tolist()},
-                {"name": "x.std", "input": "x", "kind": "std", "edges": np.quantile(x.std(1), q).tolist()}]
-    features += [{"name": f"x[{c}]", "input": "x", "kind": "column", "column": c,
-                  "edges": sorted(set(np.quantile(x[:, c], q).tolist()))} for c in range(64)]
+    features = [
+        {"name": "x.mean", "input": "x", "kind": "mean", "edges": np.quantile(x.mean(1), q).tolist()},
+        {"name": "x.std", "input": "x", "kind": "std", "edges": np.quantile(x.std(1), q).tolist()},
+    ]
+    features += [
+        {
+            "name": f"x[{c}]",
+            "input": "x",
+            "kind": "column",
+            "column": c,
+            "edges": sorted(set(np.quantile(x[:, c], q).tolist())),
+        }
+        for c in range(64)
+    ]
     features.append({"name": "prediction", "kind": "class", "output": "logits", "classes": 10})
-    signature = {"inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 64], "dynamic_axes": [0]}],
-                 "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 10], "dynamic_axes": [0]}]}
-    spec = {"endpoint": "digits-bench", "model": "digits", "generation": 1,
-            "target": {"slug": "cpu", "execution_provider": "CPUExecutionProvider", "provider_options": {}},
-            "deployments": [{"version": "1", "weight": 100, "sha256": sha, "size_bytes": len(raw), "format": "onnx",
-                             "artifact_url": f"artifacts/{sha}.onnx", "io_signature": signature,
-                             "features": features}],
-            "telemetry": None, "limits": {"max_request_bytes": 10 * 1024 * 1024}}
+    signature = {
+        "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 64], "dynamic_axes": [0]}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 10], "dynamic_axes": [0]}],
+    }
+    spec = {
+        "endpoint": "digits-bench",
+        "model": "digits",
+        "generation": 1,
+        "target": {"slug": "cpu", "execution_provider": "CPUExecutionProvider", "provider_options": {}},
+        "deployments": [
+            {
+                "version": "1",
+                "weight": 100,
+                "sha256": sha,
+                "size_bytes": len(raw),
+                "format": "onnx",
+                "artifact_url": f"artifacts/{sha}.onnx",
+                "io_signature": signature,
+                "features": features,
+            }
+        ],
+        "telemetry": None,
+        "limits": {"max_request_bytes": 10 * 1024 * 1024},
+    }
     (folder / "spec.json").write_text(json.dumps(spec))
     return len(features)
 
@@ -340,8 +394,14 @@ class Server:
     def __init__(self, name, command, port, ready_path, infer_path, body, env=None, cwd=None):
         self.name, self.port, self.infer_path, self.body = name, port, infer_path, body
         self.log = open(Path(tempfile.gettempdir()) / f"bench-serving-{name}-{port}.log", "w")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd,
-                                        env={**os.environ, **(env or {})}, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         self.ready_url = f"http://127.0.0.1:{port}{ready_path}"
         self.results = []
 
@@ -361,19 +421,36 @@ def measure(server, args, tmp):
     if args.generator == "wrk":
         result = run_wrk(server.port, server.infer_path, server.body, args.seconds, CONCURRENCY, tmp)
     else:
-        output = subprocess.run([sys.executable, __file__, "--generate", str(server.port), server.infer_path,
-                                 str(server.body), str(args.seconds), str(CONCURRENCY)],
-                                capture_output=True, text=True, check=True).stdout
+        output = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--generate",
+                str(server.port),
+                server.infer_path,
+                str(server.body),
+                str(args.seconds),
+                str(CONCURRENCY),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         result = json.loads(output.strip().splitlines()[-1])
     spent = cpu_seconds(server.process) - before
     # The server's CPU covers the warm-up too, which ran at the same rate: scale it out.
-    result["server_cpu_us"] = spent * (args.seconds / (args.seconds + WARMUP_SECONDS)) / max(1, result["requests"]) * 1e6
+    result["server_cpu_us"] = (
+        spent * (args.seconds / (args.seconds + WARMUP_SECONDS)) / max(1, result["requests"]) * 1e6
+    )
     result["generator_cpu_us"] = result["generator_cpu_s_measured"] / max(1, result["requests"]) * 1e6
     result["rps"] = result["requests"] / args.seconds
     server.results.append(result)
-    print(f"  {server.name:<14} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
-          f"p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}  server CPU {result['server_cpu_us']:5.0f} "
-          f"µs/req  generator CPU {result['generator_cpu_us']:4.0f} µs/req", flush=True)
+    print(
+        f"  {server.name:<14} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
+        f"p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}  server CPU {result['server_cpu_us']:5.0f} "
+        f"µs/req  generator CPU {result['generator_cpu_us']:4.0f} µs/req",
+        flush=True,
+    )
 
 
 def median(server, key):
@@ -386,8 +463,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="server processes for every configuration")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--generate", nargs=5, metavar=("PORT", "PATH", "BODY", "SECONDS", "CONCURRENCY"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--generate", nargs=5, metavar=("PORT", "PATH", "BODY", "SECONDS", "CONCURRENCY"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.generate:
         port, path, body, seconds, concurrency = args.generate
@@ -404,40 +482,95 @@ def main():
         feature_count = write_bundle(bundle, model_path, data)
         sample = [float(v) for v in data.test_x[0]]
         oip_body = tmp / "oip.json"
-        oip_body.write_text(json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32",
-                                                    "data": sample}]}))
+        oip_body.write_text(
+            json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": sample}]})
+        )
         flask_body = tmp / "flask.json"
         flask_body.write_text(json.dumps({"inputs": [sample]}))
         (tmp / "flask_app.py").write_text(textwrap.dedent(FLASK_APP))
-        collector = subprocess.Popen([sys.executable, "-c", COLLECTOR], stdout=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        collector = subprocess.Popen(
+            [sys.executable, "-c", COLLECTOR], stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
         collector_port = int(collector.stdout.readline())
-        print(f"digits MLP 64-128-64-10 (test accuracy {accuracy:.1%}), {feature_count} drift features; "
-              f"{os.cpu_count()} CPUs; {CONCURRENCY} keep-alive connections, closed loop; "
-              f"{args.seconds} s per configuration x {args.rounds} rounds; generator: "
-              f"{'wrk' if args.generator == 'wrk' else 'asyncio client (bench/serving.py --generate)'}")
-        serve = [sys.executable, "-m", "serving.cli", "--bundle", str(bundle), "--host", "127.0.0.1",
-                 "--workers", str(args.workers), "--threads", "1", "--log-level", "warning"]
+        print(
+            f"digits MLP 64-128-64-10 (test accuracy {accuracy:.1%}), {feature_count} drift features; "
+            f"{os.cpu_count()} CPUs; {CONCURRENCY} keep-alive connections, closed loop; "
+            f"{args.seconds} s per configuration x {args.rounds} rounds; generator: "
+            f"{'wrk' if args.generator == 'wrk' else 'asyncio client (bench/serving.py --generate)'}"
+        )
+        serve = [
+            sys.executable,
+            "-m",
+            "serving.cli",
+            "--bundle",
+            str(bundle),
+            "--host",
+            "127.0.0.1",
+            "--workers",
+            str(args.workers),
+            "--threads",
+            "1",
+            "--log-level",
+            "warning",
+        ]
         try:
             port = free_port()
-            servers.append(Server("a:telemetry", serve + ["--port", str(port), "--dashboard",
-                                                          f"http://127.0.0.1:{collector_port}", "--token", "bench"],
-                                  port, "/v2/health/ready", "/v2/models/digits/infer", oip_body, cwd=ROOT))
+            servers.append(
+                Server(
+                    "a:telemetry",
+                    serve
+                    + ["--port", str(port), "--dashboard", f"http://127.0.0.1:{collector_port}", "--token", "bench"],
+                    port,
+                    "/v2/health/ready",
+                    "/v2/models/digits/infer",
+                    oip_body,
+                    cwd=ROOT,
+                )
+            )
             port = free_port()
-            servers.append(Server("b:no-telemetry", serve + ["--port", str(port), "--no-telemetry"], port,
-                                  "/v2/health/ready", "/v2/models/digits/infer", oip_body, cwd=ROOT))
+            servers.append(
+                Server(
+                    "b:no-telemetry",
+                    serve + ["--port", str(port), "--no-telemetry"],
+                    port,
+                    "/v2/health/ready",
+                    "/v2/models/digits/infer",
+                    oip_body,
+                    cwd=ROOT,
+                )
+            )
             port = free_port()
             gunicorn = str(Path(sys.executable).parent / "gunicorn")
-            servers.append(Server("c:flask", [gunicorn, "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
-                                              "--log-level", "warning", "flask_app:app"], port, "/predict",
-                                  "/predict", flask_body, env={"MODEL_PATH": str(model_path)}, cwd=tmp))
+            servers.append(
+                Server(
+                    "c:flask",
+                    [
+                        gunicorn,
+                        "-w",
+                        str(args.workers),
+                        "-b",
+                        f"127.0.0.1:{port}",
+                        "--log-level",
+                        "warning",
+                        "flask_app:app",
+                    ],
+                    port,
+                    "/predict",
+                    "/predict",
+                    flask_body,
+                    env={"MODEL_PATH": str(model_path)},
+                    cwd=tmp,
+                )
+            )
             for server in servers:
                 if server.name.startswith("c:"):
                     _wait_flask(server)
                 else:
                     wait_http(server.ready_url, process=server.process)
-            print(f"(a), (b): berth-serve --workers {args.workers} --threads 1 (uvicorn, httptools, uvloop); "
-                  f"(c): gunicorn -w {args.workers} (sync) + Flask; onnxruntime 1 intra-op thread everywhere")
+            print(
+                f"(a), (b): berth-serve --workers {args.workers} --threads 1 (uvicorn, httptools, uvloop); "
+                f"(c): gunicorn -w {args.workers} (sync) + Flask; onnxruntime 1 intra-op thread everywhere"
+            )
             for round_ in range(args.rounds):
                 print(f"round {round_ + 1}/{args.rounds}")
                 for server in servers:
@@ -473,20 +606,28 @@ def report(a, b, c, received, args):
     cost = rps_a / rps_b
     versus = rps_a / rps_c
     sent = sum(r["requests"] for r in a.results)
-    print(f"serving.telemetry_cost: ours={rps_a:.0f} baseline={rps_b:.0f} ratio={cost:.3f} "
-          f"(req/s, median of {args.rounds}; p99 {p99_a:.2f} vs {p99_b:.2f} ms; server CPU "
-          f"{median(a, 'server_cpu_us'):.0f} vs {median(b, 'server_cpu_us'):.0f} µs/req)")
-    print(f"serving.vs_flask: ours={rps_a:.0f} baseline={rps_c:.0f} ratio={versus:.2f} "
-          f"(req/s, median of {args.rounds}; p99 {p99_a:.2f} vs {p99_c:.2f} ms; server CPU "
-          f"{median(a, 'server_cpu_us'):.0f} vs {median(c, 'server_cpu_us'):.0f} µs/req)")
+    print(
+        f"serving.telemetry_cost: ours={rps_a:.0f} baseline={rps_b:.0f} ratio={cost:.3f} "
+        f"(req/s, median of {args.rounds}; p99 {p99_a:.2f} vs {p99_b:.2f} ms; server CPU "
+        f"{median(a, 'server_cpu_us'):.0f} vs {median(b, 'server_cpu_us'):.0f} µs/req)"
+    )
+    print(
+        f"serving.vs_flask: ours={rps_a:.0f} baseline={rps_c:.0f} ratio={versus:.2f} "
+        f"(req/s, median of {args.rounds}; p99 {p99_a:.2f} vs {p99_c:.2f} ms; server CPU "
+        f"{median(a, 'server_cpu_us'):.0f} vs {median(c, 'server_cpu_us'):.0f} µs/req)"
+    )
     print(f"serving.p99_ms: telemetry={p99_a:.2f} no_telemetry={p99_b:.2f} flask={p99_c:.2f}")
     generator_us = statistics.median(r["generator_cpu_us"] for s in (a, b, c) for r in s.results)
-    print(f"load generator: {generator_us:.0f} µs CPU per request (median over runs); at {rps_a:.0f} req/s that is "
-          f"{generator_us * rps_a / 1e6 / (os.cpu_count() or 1):.0%} of this machine's {os.cpu_count()} CPUs "
-          f"(against Flask {median(c, 'generator_cpu_us'):.0f} µs/req: gunicorn's sync workers close each "
-          "connection, so every request also pays a TCP connect)")
-    print(f"telemetry check: the collector counted {received['requests']} requests in {received['flushes']} "
-          f"flushes; the generator completed {sent} measured requests (plus warm-up) on (a)")
+    print(
+        f"load generator: {generator_us:.0f} µs CPU per request (median over runs); at {rps_a:.0f} req/s that is "
+        f"{generator_us * rps_a / 1e6 / (os.cpu_count() or 1):.0%} of this machine's {os.cpu_count()} CPUs "
+        f"(against Flask {median(c, 'generator_cpu_us'):.0f} µs/req: gunicorn's sync workers close each "
+        "connection, so every request also pays a TCP connect)"
+    )
+    print(
+        f"telemetry check: the collector counted {received['requests']} requests in {received['flushes']} "
+        f"flushes; the generator completed {sent} measured requests (plus warm-up) on (a)"
+    )
     telemetry_ok = cost >= TELEMETRY_GOAL
     flask_ok = versus >= FLASK_GOAL and p99_a <= p99_c
     errors = sum(r["errors"] for s in (a, b, c) for r in s.results)

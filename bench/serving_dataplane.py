@@ -75,11 +75,27 @@ def build_stem(path):
     from torch import nn
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 32, 7, 4, 3), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
-                        nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(128, 1000)).eval()
-    torch.onnx.export(net, (torch.zeros(1, 3, 224, 224),), str(path), input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    net = nn.Sequential(
+        nn.Conv2d(3, 32, 7, 4, 3),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(64, 128, 3, 2, 1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(128, 1000),
+    ).eval()
+    torch.onnx.export(
+        net,
+        (torch.zeros(1, 3, 224, 224),),
+        str(path),
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     return path
 
 
@@ -89,8 +105,16 @@ def build_digits_cnn(path):
     import torch
 
     module, accuracy = train_digits_cnn(digits_data(), epochs=2)
-    torch.onnx.export(module, (torch.zeros(2, 1, 8, 8),), str(path), input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        module,
+        (torch.zeros(2, 1, 8, 8),),
+        str(path),
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     return path, accuracy
 
 
@@ -126,14 +150,31 @@ def write_bundle(folder, model_path, shape, outputs, batching=None, provider="CP
     sha = hashlib.sha256(raw).hexdigest()
     (folder / "artifacts").mkdir(parents=True)
     shutil.copy(model_path, folder / "artifacts" / f"{sha}.onnx")
-    signature = {"inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", *shape], "dynamic_axes": [0]}],
-                 "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", outputs],
-                              "dynamic_axes": [0]}]}
-    spec = {"endpoint": "bench", "model": "m", "generation": 1,
-            "target": {"slug": "bench", "execution_provider": provider, "provider_options": {}},
-            "deployments": [{"version": "1", "weight": 100, "sha256": sha, "size_bytes": len(raw), "format": "onnx",
-                             "artifact_url": f"artifacts/{sha}.onnx", "io_signature": signature, "features": []}],
-            "telemetry": None, "limits": {"max_request_bytes": 64 * 1024 * 1024}, "batching": batching}
+    signature = {
+        "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", *shape], "dynamic_axes": [0]}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", outputs], "dynamic_axes": [0]}],
+    }
+    spec = {
+        "endpoint": "bench",
+        "model": "m",
+        "generation": 1,
+        "target": {"slug": "bench", "execution_provider": provider, "provider_options": {}},
+        "deployments": [
+            {
+                "version": "1",
+                "weight": 100,
+                "sha256": sha,
+                "size_bytes": len(raw),
+                "format": "onnx",
+                "artifact_url": f"artifacts/{sha}.onnx",
+                "io_signature": signature,
+                "features": [],
+            }
+        ],
+        "telemetry": None,
+        "limits": {"max_request_bytes": 64 * 1024 * 1024},
+        "batching": batching,
+    }
     (folder / "spec.json").write_text(json.dumps(spec))
     return folder
 
@@ -141,8 +182,14 @@ def write_bundle(folder, model_path, shape, outputs, batching=None, provider="CP
 class Process:
     def __init__(self, command, log, env=None, cwd=ROOT):
         self.log = open(log, "w")
-        self.process = subprocess.Popen(command, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, **(env or {})}, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
 
     def stop(self):
         if self.process.poll() is None:
@@ -157,8 +204,18 @@ class Process:
 
 def berth_serve(bundle, log, grpc=False):
     port = free_port()
-    command = [sys.executable, "-m", "serving.cli", "--bundle", str(bundle), "--port", str(port), "--no-telemetry",
-               "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "serving.cli",
+        "--bundle",
+        str(bundle),
+        "--port",
+        str(port),
+        "--no-telemetry",
+        "--log-level",
+        "warning",
+    ]
     grpc_port = None
     if grpc:
         grpc_port = free_port()
@@ -179,8 +236,13 @@ def in_process_core(bundle):
 
     spec = parse_spec(json.loads((bundle / "spec.json").read_text()))
     (deployment,) = spec.deployments
-    loaded = load_session(bundle / "artifacts" / f"{deployment.sha256}.onnx", sha256=deployment.sha256, label="m:1",
-                          signature=deployment.signature, target=spec.target)
+    loaded = load_session(
+        bundle / "artifacts" / f"{deployment.sha256}.onnx",
+        sha256=deployment.sha256,
+        label="m:1",
+        signature=deployment.signature,
+        target=spec.target,
+    )
     loop = asyncio.new_event_loop()
     core = InferenceCore(2)
     core.start(loop)
@@ -200,11 +262,22 @@ def overhead(tmp, requests):
     bundle = write_bundle(tmp / "stem-bundle", model, (3, 224, 224), 1000)
     server, port, grpc_port = berth_serve(bundle, tmp / "stem.log", grpc=True)
     try:
-        json_body = json.dumps({"inputs": [{"name": "x", "shape": [1, 3, 224, 224], "datatype": "FP32",
-                                            "data": x.ravel().tolist()}]}).encode()
-        header = json.dumps({"inputs": [{"name": "x", "shape": [1, 3, 224, 224], "datatype": "FP32",
-                                         "parameters": {"binary_data_size": x.nbytes}}],
-                             "parameters": {"binary_data_output": True}}).encode()
+        json_body = json.dumps(
+            {"inputs": [{"name": "x", "shape": [1, 3, 224, 224], "datatype": "FP32", "data": x.ravel().tolist()}]}
+        ).encode()
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "x",
+                        "shape": [1, 3, 224, 224],
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": x.nbytes},
+                    }
+                ],
+                "parameters": {"binary_data_output": True},
+            }
+        ).encode()
         binary_body = header + x.tobytes()
         connection = socket.create_connection(("127.0.0.1", port))
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -212,8 +285,9 @@ def overhead(tmp, requests):
         def http_post(body, headers):
             """One keep-alive HTTP/1.1 request written in one piece; reads the whole response."""
             head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-            message = (f"POST /v2/models/m/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
-                       f"{head}\r\n").encode() + body
+            message = (
+                f"POST /v2/models/m/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+            ).encode() + body
 
             def call():
                 connection.sendall(message)
@@ -230,25 +304,32 @@ def overhead(tmp, requests):
                         if len(received) >= end + 4 + length:
                             assert status == b"200", received[:300]
                             return
+
             return call
 
         request = service_pb2.ModelInferRequest(model_name="m")
         request.inputs.add(name="x", datatype="FP32", shape=[1, 3, 224, 224])
         request.raw_input_contents.append(x.tobytes())
         grpc_body = request.SerializeToString()
-        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=[
-            ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
+        channel = grpc.insecure_channel(
+            f"127.0.0.1:{grpc_port}",
+            options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
+        )
         infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
 
         # Round robin, so that the machine's changes of pace fall on every figure alike (a bare
         # session.run in this process is one of them); JSON, 100x slower, is timed on its own.
         bare_session = session(model)
         core, loop = in_process_core(bundle)
-        calls = {"binary": http_post(binary_body, {"Content-Type": "application/octet-stream",
-                                                   "Inference-Header-Content-Length": str(len(header))}),
-                 "grpc": lambda: infer(grpc_body, timeout=60),
-                 "core": lambda: loop.run_until_complete(core.infer("m", {"x": x})),
-                 "session": lambda: bare_session.run(None, {"x": x})}
+        calls = {
+            "binary": http_post(
+                binary_body,
+                {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))},
+            ),
+            "grpc": lambda: infer(grpc_body, timeout=60),
+            "core": lambda: loop.run_until_complete(core.infer("m", {"x": x})),
+            "session": lambda: bare_session.run(None, {"x": x}),
+        }
         times = {name: [] for name in calls}
         for number in range(requests + 5):
             for name, call in calls.items():
@@ -271,16 +352,22 @@ def overhead(tmp, requests):
     finally:
         server.stop()
     bare = figures.pop("session")
-    print(f"1x3x224x224 float32 ({x.nbytes:,} bytes; JSON body {len(json_body):,} bytes), session.run p50 "
-          f"{bare:.2f} ms (in this process, interleaved with the binary and gRPC requests)")
+    print(
+        f"1x3x224x224 float32 ({x.nbytes:,} bytes; JSON body {len(json_body):,} bytes), session.run p50 "
+        f"{bare:.2f} ms (in this process, interleaved with the binary and gRPC requests)"
+    )
     results = {}
     core_p50 = figures.pop("core")
-    print(f"serving_dataplane.overhead_core: core_p50={core_p50:.2f} ms session_run_p50={bare:.2f} ms "
-          f"ratio={core_p50 / bare:.2f} (the inference core in process: what is left is the transport's)")
+    print(
+        f"serving_dataplane.overhead_core: core_p50={core_p50:.2f} ms session_run_p50={bare:.2f} ms "
+        f"ratio={core_p50 / bare:.2f} (the inference core in process: what is left is the transport's)"
+    )
     for name, p50 in figures.items():
         results[name] = p50 / bare
-        print(f"serving_dataplane.overhead_{name}: request_p50={p50:.2f} ms session_run_p50={bare:.2f} ms "
-              f"ratio={p50 / bare:.2f}")
+        print(
+            f"serving_dataplane.overhead_{name}: request_p50={p50:.2f} ms session_run_p50={bare:.2f} ms "
+            f"ratio={p50 / bare:.2f}"
+        )
     return results
 
 
@@ -293,9 +380,21 @@ def generate(port, path, body_file, seconds, concurrency, server=None):
     from bench.serving import WARMUP_SECONDS, cpu_seconds
 
     before = cpu_seconds(server.process) if server else 0.0
-    output = subprocess.run([sys.executable, str(ROOT / "bench" / "serving.py"), "--generate", str(port), path,
-                             str(body_file), str(seconds), str(concurrency)],
-                            capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "serving.py"),
+            "--generate",
+            str(port),
+            path,
+            str(body_file),
+            str(seconds),
+            str(concurrency),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     result = json.loads(output.strip().splitlines()[-1])
     result["rps"] = result["requests"] / seconds
     spent = (cpu_seconds(server.process) - before) if server else 0.0
@@ -309,12 +408,15 @@ def batching(tmp, seconds, mlserver_venv):
     batch_ms = run_p50(model, np.repeat(x1, MAX_BATCH, axis=0), 200)
     single_ms = run_p50(model, x1, 200)
     body = tmp / "digits.json"
-    body.write_text(json.dumps({"inputs": [{"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32",
-                                            "data": x1.ravel().tolist()}]}))
+    body.write_text(
+        json.dumps({"inputs": [{"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": x1.ravel().tolist()}]})
+    )
     off = write_bundle(tmp / "off", model, (1, 8, 8), 10)
     on = write_bundle(tmp / "on", model, (1, 8, 8), 10, {"max_batch_size": MAX_BATCH, "max_queue_delay_us": DELAY_US})
-    print(f"digits CNN (test accuracy {accuracy:.1%}): session.run p50 {single_ms:.3f} ms at batch 1, {batch_ms:.3f} ms "
-          f"at batch {MAX_BATCH}; {CONCURRENCY} keep-alive connections, {seconds} s each, {os.cpu_count()} CPUs")
+    print(
+        f"digits CNN (test accuracy {accuracy:.1%}): session.run p50 {single_ms:.3f} ms at batch 1, {batch_ms:.3f} ms "
+        f"at batch {MAX_BATCH}; {CONCURRENCY} keep-alive connections, {seconds} s each, {os.cpu_count()} CPUs"
+    )
     results = {}
     servers = {}
     try:
@@ -326,29 +428,42 @@ def batching(tmp, seconds, mlserver_venv):
         results["off_c1"] = generate(servers["off"][1], path, body, seconds, 1)
         for name in servers:
             model_name = "digits" if name == "mlserver" else "m"
-            results[name] = generate(servers[name][1], f"/v2/models/{model_name}/infer", body, seconds, CONCURRENCY,
-                                     servers[name][0])
+            results[name] = generate(
+                servers[name][1], f"/v2/models/{model_name}/infer", body, seconds, CONCURRENCY, servers[name][0]
+            )
             r = results[name]
-            print(f"  {name:<9} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-                  f"errors {r['errors']}  server CPU {r['server_cpu_us']:5.0f} µs/req", flush=True)
+            print(
+                f"  {name:<9} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+                f"errors {r['errors']}  server CPU {r['server_cpu_us']:5.0f} µs/req",
+                flush=True,
+            )
     finally:
         for process, *_ in servers.values():
             process.stop()
     on_, off_, c1 = results["on"], results["off"], results["off_c1"]
     bound = c1["p99_ms"] + DELAY_US / 1000 + 2 * batch_ms
-    print(f"serving_dataplane.batching: on={on_['rps']:.0f} off={off_['rps']:.0f} ratio={on_['rps'] / off_['rps']:.2f} "
-          f"(req/s at concurrency {CONCURRENCY}; p99 {on_['p99_ms']:.2f} vs {off_['p99_ms']:.2f} ms)")
-    print(f"serving_dataplane.batching_p99: on={on_['p99_ms']:.2f} ms bound={bound:.2f} ms (unbatched p99 at "
-          f"concurrency 1 {c1['p99_ms']:.2f} + delay {DELAY_US / 1000:g} + 2 x {batch_ms:.3f})")
-    out = {"batching": on_["rps"] / off_["rps"], "p99_ok": on_["p99_ms"] <= bound,
-           "errors": sum(r["errors"] for r in results.values())}
+    print(
+        f"serving_dataplane.batching: on={on_['rps']:.0f} off={off_['rps']:.0f} ratio={on_['rps'] / off_['rps']:.2f} "
+        f"(req/s at concurrency {CONCURRENCY}; p99 {on_['p99_ms']:.2f} vs {off_['p99_ms']:.2f} ms)"
+    )
+    print(
+        f"serving_dataplane.batching_p99: on={on_['p99_ms']:.2f} ms bound={bound:.2f} ms (unbatched p99 at "
+        f"concurrency 1 {c1['p99_ms']:.2f} + delay {DELAY_US / 1000:g} + 2 x {batch_ms:.3f})"
+    )
+    out = {
+        "batching": on_["rps"] / off_["rps"],
+        "p99_ok": on_["p99_ms"] <= bound,
+        "errors": sum(r["errors"] for r in results.values()),
+    }
     if "mlserver" in results:
         ml = results["mlserver"]
         out["mlserver"] = on_["rps"] / ml["rps"]
         out["mlserver_p99_ok"] = on_["p99_ms"] < ml["p99_ms"]
-        print(f"serving_dataplane.vs_mlserver: ours={on_['rps']:.0f} mlserver={ml['rps']:.0f} "
-              f"ratio={out['mlserver']:.2f} (req/s, both batching up to {MAX_BATCH} within {DELAY_US} µs; "
-              f"p99 {on_['p99_ms']:.2f} vs {ml['p99_ms']:.2f} ms)")
+        print(
+            f"serving_dataplane.vs_mlserver: ours={on_['rps']:.0f} mlserver={ml['rps']:.0f} "
+            f"ratio={out['mlserver']:.2f} (req/s, both batching up to {MAX_BATCH} within {DELAY_US} µs; "
+            f"p99 {on_['p99_ms']:.2f} vs {ml['p99_ms']:.2f} ms)"
+        )
     return out
 
 
@@ -357,14 +472,29 @@ def start_mlserver(tmp, model, venv):
     (folder / "digits").mkdir(parents=True)
     shutil.copy(ROOT / "bench" / "mlserver_runtime.py", folder / "mlserver_runtime.py")
     port, grpc_port, metrics_port = free_port(), free_port(), free_port()
-    (folder / "settings.json").write_text(json.dumps({
-        "http_port": port, "grpc_port": grpc_port, "metrics_port": metrics_port, "parallel_workers": 0,
-        "debug": False}))
-    (folder / "digits" / "model-settings.json").write_text(json.dumps({
-        "name": "digits", "implementation": "mlserver_runtime.OnnxModel",
-        "parameters": {"uri": str(model)}, "max_batch_size": MAX_BATCH, "max_batch_time": DELAY_US / 1e6}))
-    process = Process([str(Path(venv) / "bin" / "mlserver"), "start", str(folder)], tmp / "mlserver.log",
-                      cwd=folder)
+    (folder / "settings.json").write_text(
+        json.dumps(
+            {
+                "http_port": port,
+                "grpc_port": grpc_port,
+                "metrics_port": metrics_port,
+                "parallel_workers": 0,
+                "debug": False,
+            }
+        )
+    )
+    (folder / "digits" / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "digits",
+                "implementation": "mlserver_runtime.OnnxModel",
+                "parameters": {"uri": str(model)},
+                "max_batch_size": MAX_BATCH,
+                "max_batch_time": DELAY_US / 1e6,
+            }
+        )
+    )
+    process = Process([str(Path(venv) / "bin" / "mlserver"), "start", str(folder)], tmp / "mlserver.log", cwd=folder)
     wait_ready(f"http://127.0.0.1:{port}/v2/models/digits/ready", process.process)
     return process, port, None
 
@@ -377,8 +507,10 @@ def main():
     args = parser.parse_args()
     venv = os.environ.get("MLSERVER_VENV") or str(ROOT / "var" / "mlserver-venv")
     if not (Path(venv) / "bin" / "mlserver").exists():
-        print(f"MLServer: not installed in {venv} (python -m venv {venv} && {venv}/bin/pip install 'mlserver==1.7.*' "
-              "onnxruntime); that comparison is skipped")
+        print(
+            f"MLServer: not installed in {venv} (python -m venv {venv} && {venv}/bin/pip install 'mlserver==1.7.*' "
+            "onnxruntime); that comparison is skipped"
+        )
         venv = None
     ok = True
     with tempfile.TemporaryDirectory(prefix="bench-dataplane-") as tmp:
@@ -392,8 +524,10 @@ def main():
         if args.only != "overhead":
             out = batching(tmp, args.seconds, venv)
             met = out["batching"] >= BATCHING_GOAL
-            print(f"goal batching ratio >= {BATCHING_GOAL}: {'met' if met else 'NOT met'}; p99 bound: "
-                  f"{'met' if out['p99_ok'] else 'NOT met'}")
+            print(
+                f"goal batching ratio >= {BATCHING_GOAL}: {'met' if met else 'NOT met'}; p99 bound: "
+                f"{'met' if out['p99_ok'] else 'NOT met'}"
+            )
             ok &= met and out["p99_ok"]
             if "mlserver" in out:
                 met = out["mlserver"] >= MLSERVER_GOAL and out["mlserver_p99_ok"]

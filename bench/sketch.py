@@ -77,13 +77,19 @@ def main():
         ours, exact = merged.quantile(q), float(ordered[math.floor(q * (SAMPLES - 1))])
         errors[name] = abs(ours - exact) / exact
         print(f"sketch.{name}: ours={ours:.4f} ms baseline={exact:.4f} ms ratio={ours / exact:.4f}")
-        print(f"sketch.{name}_relative_error: ours={errors[name] * 100:.3f} % limit={merged.alpha * 100:.1f} %"
-              f"{'' if wire == ours else ' (sketch_quantiles differs!)'}")
-    print(f"sketch.build: {CHUNKS} sketches of {SAMPLES // CHUNKS} samples in {build_ms:.1f} ms, "
-          f"{len(merged.buckets)} buckets merged")
+        print(
+            f"sketch.{name}_relative_error: ours={errors[name] * 100:.3f} % limit={merged.alpha * 100:.1f} %"
+            f"{'' if wire == ours else ' (sketch_quantiles differs!)'}"
+        )
+    print(
+        f"sketch.build: {CHUNKS} sketches of {SAMPLES // CHUNKS} samples in {build_ms:.1f} ms, "
+        f"{len(merged.buckets)} buckets merged"
+    )
     print(f"sketch.merge_objects: ours={merge_ms:.2f} ms ({CHUNKS} x LogSketch.merge, no quantiles)")
-    print(f"sketch.merge_wire: ours={wire_ms:.2f} ms baseline={parsed_ms:.2f} ms ratio={wire_ms / parsed_ms:.2f} "
-          f"(sketch_quantiles vs from_dict + merge + quantile, {CHUNKS} dicts)")
+    print(
+        f"sketch.merge_wire: ours={wire_ms:.2f} ms baseline={parsed_ms:.2f} ms ratio={wire_ms / parsed_ms:.2f} "
+        f"(sketch_quantiles vs from_dict + merge + quantile, {CHUNKS} dicts)"
+    )
     met = errors["p99"] <= P99_ERROR_GOAL
     print(f"goal p99 relative error <= {P99_ERROR_GOAL * 100:.0f} %: {'met' if met else 'NOT met'}")
 

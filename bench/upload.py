@@ -94,7 +94,10 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
             gunicorn_command(bind=f"127.0.0.1:{port}", workers=1) + ["--access-logfile", "/dev/null"],
-            cwd=ROOT, env=gunicorn_environment(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env=gunicorn_environment(env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         self._sampled = 0
         self._stop = threading.Event()
@@ -163,9 +166,15 @@ def main():
     server = None
     try:
         var = tmp / "var"
-        env = {**os.environ, "SECRET_KEY": "bench-only-secret", "BERTH_VAR_DIR": str(var),
-               "DATABASE_URL": f"sqlite:///{var / 'berth.sqlite3'}", "CELERY_BROKER_URL": "filesystem://",
-               "BERTH_MAX_UPLOAD_BYTES": str((args.size_mib + 64) * MiB), "DJANGO_SETTINGS_MODULE": "dashboard.settings"}
+        env = {
+            **os.environ,
+            "SECRET_KEY": "bench-only-secret",
+            "BERTH_VAR_DIR": str(var),
+            "DATABASE_URL": f"sqlite:///{var / 'berth.sqlite3'}",
+            "CELERY_BROKER_URL": "filesystem://",
+            "BERTH_MAX_UPLOAD_BYTES": str((args.size_mib + 64) * MiB),
+            "DJANGO_SETTINGS_MODULE": "dashboard.settings",
+        }
         env.pop("SECRET_KEY_FILE", None)
         var.mkdir()
         manage(env, "migrate", "--noinput")
@@ -190,8 +199,9 @@ def main():
         started = time.perf_counter()
         upload = upload_file(client, model_path, sha256=sha256, chunk_size=CHUNK_SIZE)
         uploaded = time.perf_counter()
-        created, version = upload_complete(client, upload["id"], model="bench", version="1", sha256=sha256,
-                                           create_model=True)
+        created, version = upload_complete(
+            client, upload["id"], model="bench", version="1", sha256=sha256, create_model=True
+        )
         finished = time.perf_counter()
         client.close()
         copies.append(baseline_mb_s(model_path, tmp / "copy.onnx", size, durable=True))
@@ -205,18 +215,27 @@ def main():
         ratio = ours / baseline
         peak = server.peak_rss_mb()
         print(f"upload: ours={ours:.1f} MB/s baseline={baseline:.1f} MB/s ratio={ratio:.2f}")
-        print(f"upload_with_client_sha256: ours={with_client_hash:.1f} MB/s baseline={baseline:.1f} MB/s "
-              f"ratio={with_client_hash / baseline:.2f}")
-        print(f"upload_vs_page_cache_copy: ours={ours:.1f} MB/s baseline={max(cached):.1f} MB/s "
-              f"ratio={ours / max(cached):.2f}")
+        print(
+            f"upload_with_client_sha256: ours={with_client_hash:.1f} MB/s baseline={baseline:.1f} MB/s "
+            f"ratio={with_client_hash / baseline:.2f}"
+        )
+        print(
+            f"upload_vs_page_cache_copy: ours={ours:.1f} MB/s baseline={max(cached):.1f} MB/s "
+            f"ratio={ours / max(cached):.2f}"
+        )
         print(f"upload_server_peak_rss: ours={peak:.0f} MB limit={RSS_LIMIT_MB} MB")
         met = ratio >= RATIO_GOAL and peak < RSS_LIMIT_MB
-        print(f"goals: {'met' if met else 'NOT met'} (ratio {ratio:.2f} {'>=' if ratio >= RATIO_GOAL else '<'} "
-              f"{RATIO_GOAL}, peak RSS {peak:.0f} MB {'<' if peak < RSS_LIMIT_MB else '>='} {RSS_LIMIT_MB} MB)")
+        print(
+            f"goals: {'met' if met else 'NOT met'} (ratio {ratio:.2f} {'>=' if ratio >= RATIO_GOAL else '<'} "
+            f"{RATIO_GOAL}, peak RSS {peak:.0f} MB {'<' if peak < RSS_LIMIT_MB else '>='} {RSS_LIMIT_MB} MB)"
+        )
         sys.stdout.flush()
-        print(f"phases: client_hash={hashed - hash_started:.2f}s chunks={uploaded - started:.2f}s "
-              f"complete={finished - uploaded:.2f}s size={size / 1e6:,.0f} MB "
-              f"baseline_runs={'/'.join(f'{c:.0f}' for c in copies)} MB/s", file=sys.stderr)
+        print(
+            f"phases: client_hash={hashed - hash_started:.2f}s chunks={uploaded - started:.2f}s "
+            f"complete={finished - uploaded:.2f}s size={size / 1e6:,.0f} MB "
+            f"baseline_runs={'/'.join(f'{c:.0f}' for c in copies)} MB/s",
+            file=sys.stderr,
+        )
         return 0
     finally:
         if server is not None:

@@ -18,8 +18,10 @@ from .core.hashing import file_sha256
 
 OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
 HASH_PROGRESS_MIN_BYTES = 64 * 1024 * 1024
-AUTH_HINT = ("Check --token / BERTH_TOKEN (from the API tokens page, or `manage.py api_token <user>`); "
-             "registering needs the engineer role, reading the viewer role.")
+AUTH_HINT = (
+    "Check --token / BERTH_TOKEN (from the API tokens page, or `manage.py api_token <user>`); "
+    "registering needs the engineer role, reading the viewer role."
+)
 
 
 class UsageError(Exception):
@@ -69,12 +71,15 @@ class Progress:
 
 # --- arguments -------------------------------------------------------------------------------
 
+
 def _parser():
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--server", default=os.environ.get("BERTH_URL"),
-                        help="Berth URL, e.g. https://berth.example (default: $BERTH_URL)")
-    common.add_argument("--token", default=os.environ.get("BERTH_TOKEN"),
-                        help="API token (default: $BERTH_TOKEN)")
+    common.add_argument(
+        "--server",
+        default=os.environ.get("BERTH_URL"),
+        help="Berth URL, e.g. https://berth.example (default: $BERTH_URL)",
+    )
+    common.add_argument("--token", default=os.environ.get("BERTH_TOKEN"), help="API token (default: $BERTH_TOKEN)")
 
     parser = argparse.ArgumentParser(prog="berth", description="Register, compress and benchmark model versions.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,31 +95,47 @@ def _parser():
     register.add_argument("--create-model", action="store_true", help="create the model if it does not exist")
     register.add_argument("--wait", action="store_true", help="wait until validation says ready or invalid")
     register.add_argument("--timeout", type=float, default=900, help="seconds --wait waits (default 900)")
-    register.add_argument("--chunk-size", type=_positive_int, default=api.CHUNK_SIZE,
-                          help="upload chunk size in bytes (default 8 MiB)")
-    register.add_argument("--retry-for", type=float, default=api.RETRY_FOR,
-                          help="seconds to keep retrying while the network or server is down (default 300)")
+    register.add_argument(
+        "--chunk-size", type=_positive_int, default=api.CHUNK_SIZE, help="upload chunk size in bytes (default 8 MiB)"
+    )
+    register.add_argument(
+        "--retry-for",
+        type=float,
+        default=api.RETRY_FOR,
+        help="seconds to keep retrying while the network or server is down (default 300)",
+    )
 
     jobs = argparse.ArgumentParser(add_help=False)
     jobs.add_argument("--version", required=True, metavar="NAME:VERSION", help="the version to work on")
-    jobs.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                      help="any job parameter; VALUE is JSON when it parses as JSON (repeatable)")
+    jobs.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any job parameter; VALUE is JSON when it parses as JSON (repeatable)",
+    )
     jobs.add_argument("--wait", action="store_true", help="wait for the jobs to finish and print their results")
     jobs.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
 
-    benchmark = commands.add_parser("benchmark", parents=[common, jobs],
-                                    help="measure a version on one or more hardware targets")
+    benchmark = commands.add_parser(
+        "benchmark", parents=[common, jobs], help="measure a version on one or more hardware targets"
+    )
     benchmark.add_argument("--target", action="append", required=True, help="hardware target slug (repeatable)")
     benchmark.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,8,32 (default 1)")
     benchmark.add_argument("--threads", default="", help="comma-separated thread counts (default: runtime's)")
 
     compress = commands.add_parser("compress", parents=[common, jobs], help="make a compressed variant of a version")
     compress.add_argument("--target", required=True, help="hardware target slug whose workers do the work")
-    compress.add_argument("--method", required=True,
-                          choices=compression.NAMES, help="see the README's table of methods")
+    compress.add_argument(
+        "--method", required=True, choices=compression.NAMES, help="see the README's table of methods"
+    )
     compress.add_argument("--output-version", default="", help="name of the new version (default: derived)")
-    compress.add_argument("--then-benchmark", default="", metavar="BATCH_SIZES",
-                          help="benchmark the result at these batch sizes on the same target, e.g. 1,32")
+    compress.add_argument(
+        "--then-benchmark",
+        default="",
+        metavar="BATCH_SIZES",
+        help="benchmark the result at these batch sizes on the same target, e.g. 1,32",
+    )
 
     status = commands.add_parser("status", parents=[common], help="show a version or a job")
     status.add_argument("ref", nargs="?", metavar="NAME:VERSION", help="the version to show")
@@ -161,6 +182,7 @@ def _client(args):
 
 # --- register --------------------------------------------------------------------------------
 
+
 def cmd_register(args):
     metadata = _metadata(args.metadata)
     tags = [t.strip() for t in args.tags.split(",") if t.strip()]
@@ -177,25 +199,42 @@ def cmd_register(args):
 
     if existing is not None:
         if existing["sha256"] != sha256:
-            raise api.ApiError(409, f"Version {args.version} of {args.model} already exists with different "
-                                    f"content (sha256 {existing['sha256'][:12]}…, yours {sha256[:12]}…). Versions "
-                                    "are immutable: register these bytes under a new version string.")
+            raise api.ApiError(
+                409,
+                f"Version {args.version} of {args.model} already exists with different "
+                f"content (sha256 {existing['sha256'][:12]}…, yours {sha256[:12]}…). Versions "
+                "are immutable: register these bytes under a new version string.",
+            )
         created, version = False, existing
     else:
         uploading = Progress("uploading")
         try:
-            upload = api.upload_file(client, args.file, sha256=sha256, chunk_size=args.chunk_size,
-                                     retry_for=args.retry_for, progress=uploading)
+            upload = api.upload_file(
+                client,
+                args.file,
+                sha256=sha256,
+                chunk_size=args.chunk_size,
+                retry_for=args.retry_for,
+                progress=uploading,
+            )
         finally:
             uploading.finish()
         created, version = api.upload_complete(
-            client, upload["id"], model=args.model, version=args.version, sha256=sha256, metadata=metadata,
-            tags=tags, parent=args.parent, alias=args.alias, create_model=args.create_model,
-            retry_for=args.retry_for)
+            client,
+            upload["id"],
+            model=args.model,
+            version=args.version,
+            sha256=sha256,
+            metadata=metadata,
+            tags=tags,
+            parent=args.parent,
+            alias=args.alias,
+            create_model=args.create_model,
+            retry_for=args.retry_for,
+        )
 
     ref = f"{version['model']}:{version['version']}"
-    print(f"{'registered' if created else 'already registered'} {ref} ({version['status']}) "
-          f"sha256 {version['sha256']}")
+    print(f"{'registered' if created else 'already registered'} {ref} ({version['status']}) sha256 {version['sha256']}")
     print(f"page: {client.url(version['page_url'])}")
     if not args.wait:
         return OK
@@ -224,8 +263,10 @@ def _wait_until_validated(client, version, timeout):
     print(f"waiting for {ref} to be validated (up to {timeout:g} s)…", file=sys.stderr)
     while version["status"] not in ("ready", "invalid"):
         if time.monotonic() + interval > deadline:
-            print(f"error: {ref} is still {version['status']} after {timeout:g} s ({version['status_detail']}).",
-                  file=sys.stderr)
+            print(
+                f"error: {ref} is still {version['status']} after {timeout:g} s ({version['status_detail']}).",
+                file=sys.stderr,
+            )
             return UNREACHABLE
         time.sleep(interval)
         interval = min(interval * 1.5, 5)
@@ -255,6 +296,7 @@ def _tensor(spec):
 
 
 # --- benchmark and compress ------------------------------------------------------------------
+
 
 def _int_list(text, option):
     try:
@@ -297,8 +339,9 @@ def cmd_compress(args):
 
 
 def _start_job(client, kind, version, target, params):
-    _, job = client.json("POST", "/api/v1/jobs/", {"kind": kind, "version": version, "target": target,
-                                                   "params": params})
+    _, job = client.json(
+        "POST", "/api/v1/jobs/", {"kind": kind, "version": version, "target": target, "params": params}
+    )
     print(f"started job {job['id']}: {kind} of {job['version']} on {job['target']} ({client.url(job['url'])})")
     if job.get("waiting_for"):
         print(f"note: {job['waiting_for']}", file=sys.stderr)
@@ -315,8 +358,9 @@ def _follow(client, jobs, args):
     interval = 1.0
     while pending:
         if time.monotonic() > deadline:
-            print(f"error: jobs {', '.join(map(str, pending))} did not finish within {args.timeout:g} s.",
-                  file=sys.stderr)
+            print(
+                f"error: jobs {', '.join(map(str, pending))} did not finish within {args.timeout:g} s.", file=sys.stderr
+            )
             return UNREACHABLE
         time.sleep(interval)
         interval = min(interval * 1.5, 5)
@@ -347,26 +391,39 @@ def _print_result(job):
         quality = result.get("quality") or {}
         print(f"  {'batch':>5} {'threads':>7} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'items/s':>11}")
         for row in result.get("results", []):
-            print(f"  {row['batch_size']:>5} {str(row['threads'] or 'default'):>7} {row['p50_ms']:>9.3f} "
-                  f"{row['p95_ms']:>9.3f} {row['p99_ms']:>9.3f} {row['throughput']:>11,.0f}"
-                  + ("" if row["stable"] else "  (unstable)"))
+            print(
+                f"  {row['batch_size']:>5} {str(row['threads'] or 'default'):>7} {row['p50_ms']:>9.3f} "
+                f"{row['p95_ms']:>9.3f} {row['p99_ms']:>9.3f} {row['throughput']:>11,.0f}"
+                + ("" if row["stable"] else "  (unstable)")
+            )
         if quality.get("accuracy") is not None:
             delta = quality.get("accuracy_delta")
-            print(f"  accuracy {quality['accuracy'] * 100:.2f} %"
-                  + (f" ({delta * 100:+.2f} pt vs the parent)" if delta is not None else ""))
+            print(
+                f"  accuracy {quality['accuracy'] * 100:.2f} %"
+                + (f" ({delta * 100:+.2f} pt vs the parent)" if delta is not None else "")
+            )
         measured = (quality.get("quality") or {}).get("metrics") or {}
         if measured:
             against = (quality.get("quality") or {}).get("reference")
-            print("  quality: " + ", ".join(f"{key} {figure['value']:.4g}" for key, figure in measured.items()
-                                           if figure.get("value") is not None)
-                  + (f" (fidelity against {against})" if against else ""))
+            print(
+                "  quality: "
+                + ", ".join(
+                    f"{key} {figure['value']:.4g}"
+                    for key, figure in measured.items()
+                    if figure.get("value") is not None
+                )
+                + (f" (fidelity against {against})" if against else "")
+            )
     elif result.get("output_version"):
         ratio = result.get("size_ratio")
-        print(f"  created {result['output_version']}, {result.get('size_bytes', 0):,} bytes"
-              + (f" ({ratio:.2f}× the parent)" if ratio else ""))
+        print(
+            f"  created {result['output_version']}, {result.get('size_bytes', 0):,} bytes"
+            + (f" ({ratio:.2f}× the parent)" if ratio else "")
+        )
 
 
 # --- status ----------------------------------------------------------------------------------
+
 
 def cmd_status(args):
     if (args.ref is None) == (args.job is None):
@@ -388,15 +445,24 @@ def _print_version(version, as_json):
     if as_json:
         print(json.dumps(version, indent=2))
         return
-    rows = [("status", version["status"] + (f" ({version['status_detail']})" if version.get("status_detail") else "")),
-            ("format", version.get("format", "")),
-            ("size", f"{version.get('size_bytes', 0) / 1e6:,.1f} MB ({version.get('size_bytes', 0):,} bytes)"),
-            ("sha256", version.get("sha256", ""))]
-    rows += [(line.split(":", 1)[0], line.split(":", 1)[1].strip())
-             for line in _signature_lines(version.get("io_signature") or {})]
+    rows = [
+        ("status", version["status"] + (f" ({version['status_detail']})" if version.get("status_detail") else "")),
+        ("format", version.get("format", "")),
+        ("size", f"{version.get('size_bytes', 0) / 1e6:,.1f} MB ({version.get('size_bytes', 0):,} bytes)"),
+        ("sha256", version.get("sha256", "")),
+    ]
+    rows += [
+        (line.split(":", 1)[0], line.split(":", 1)[1].strip())
+        for line in _signature_lines(version.get("io_signature") or {})
+    ]
     for job in version.get("jobs") or []:
-        rows.append(("job", f"#{job['id']} {job['kind']} {job['status']} {job['progress']}%"
-                            + (f" {job['message']}" if job.get("message") else "")))
+        rows.append(
+            (
+                "job",
+                f"#{job['id']} {job['kind']} {job['status']} {job['progress']}%"
+                + (f" {job['message']}" if job.get("message") else ""),
+            )
+        )
     print(f"{version['model']}:{version['version']}")
     for label, value in rows:
         print(f"  {label:8} {value}")

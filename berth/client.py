@@ -114,8 +114,12 @@ class Client:
 
         ``body`` is bytes, or a ``FileRange`` sent straight from the file (sendfile).
         """
-        all_headers = {"Authorization": f"Token {self.token}", "Accept": "application/json",
-                       "User-Agent": USER_AGENT, **(headers or {})}
+        all_headers = {
+            "Authorization": f"Token {self.token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+            **(headers or {}),
+        }
         conn = self._connection()
         try:
             if isinstance(body, FileRange):
@@ -157,8 +161,11 @@ class Client:
             data = None
         if response.status < 400:
             if data is None:
-                raise ApiError(response.status, f"{method} {self.url(path)} answered with something that is "
-                                                f"not JSON; is {self.server} a Berth server?")
+                raise ApiError(
+                    response.status,
+                    f"{method} {self.url(path)} answered with something that is "
+                    f"not JSON; is {self.server} a Berth server?",
+                )
             return response.status, data
         if isinstance(data, dict) and data.get("detail"):
             detail = str(data["detail"])
@@ -204,8 +211,9 @@ class Retry:
                 self.wait(exc)
 
 
-def upload_file(client, path, *, sha256=None, chunk_size=CHUNK_SIZE, retry_for=RETRY_FOR, progress=None,
-                sleep=time.sleep):
+def upload_file(
+    client, path, *, sha256=None, chunk_size=CHUNK_SIZE, retry_for=RETRY_FOR, progress=None, sleep=time.sleep
+):
     """Upload the file at ``path`` with the resumable upload API; returns the upload's JSON
     (``id``, ``offset`` == ``size``, …), ready for ``upload_complete``.
 
@@ -227,8 +235,10 @@ def upload_file(client, path, *, sha256=None, chunk_size=CHUNK_SIZE, retry_for=R
         while offset < size:
             length = min(chunk_size, size - offset)
             chunk = FileRange(f, offset, length)
-            headers = {"Content-Type": "application/octet-stream",
-                       "Content-Range": f"bytes {offset}-{offset + length - 1}/{size}"}
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"bytes {offset}-{offset + length - 1}/{size}",
+            }
             try:
                 _, upload = client.json("PUT", upload_path, body=chunk, headers=headers)
             except TransientError as exc:
@@ -263,15 +273,35 @@ def _offset_after_conflict(client, error, upload_path, offset, retry):
     return current["offset"]
 
 
-def upload_complete(client, upload_id, *, model, version, sha256="", metadata=None, tags=None, parent="",
-                    alias="", create_model=False, retry_for=RETRY_FOR, sleep=time.sleep):
+def upload_complete(
+    client,
+    upload_id,
+    *,
+    model,
+    version,
+    sha256="",
+    metadata=None,
+    tags=None,
+    parent="",
+    alias="",
+    create_model=False,
+    retry_for=RETRY_FOR,
+    sleep=time.sleep,
+):
     """Register a fully uploaded file as ``model:version``; returns ``(created, version_json)``.
 
     Safe to retry: completing an upload that is already completed answers with its version.
     """
-    payload = {"model": model, "version": version, "sha256": sha256, "metadata": metadata or {},
-               "tags": list(tags or []), "parent": parent or "", "alias": alias or "",
-               "create_model": bool(create_model)}
+    payload = {
+        "model": model,
+        "version": version,
+        "sha256": sha256,
+        "metadata": metadata or {},
+        "tags": list(tags or []),
+        "parent": parent or "",
+        "alias": alias or "",
+        "create_model": bool(create_model),
+    }
     retry = Retry(retry_for, sleep=sleep)
     status, body = retry.call(lambda: client.json("POST", f"/api/v1/uploads/{upload_id}/complete/", payload))
     return status == 201, body

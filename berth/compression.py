@@ -104,8 +104,7 @@ class Method:
 
 def _int8_params():
     return (
-        Param("weight_type", "choice", "qint8", "int8 type of the weights", choices=("qint8", "quint8"),
-              form=False),
+        Param("weight_type", "choice", "qint8", "int8 type of the weights", choices=("qint8", "quint8"), form=False),
         Param("per_channel", "bool", True, "one scale per output channel (int8)"),
         Param("reduce_range", "bool", False, "7-bit weights, for x86 CPUs without VNNI (int8)"),
         Param("op_types", "names", None, "operator types to quantize (null: all)", choices=OP_TYPES, form=False),
@@ -117,92 +116,213 @@ def _training_params(epochs_name, epochs, help_epochs, *, needs_labels):
         Param(epochs_name, "int", epochs, help_epochs, low=0 if epochs_name == "finetune_epochs" else 1, high=500),
         Param("learning_rate", "float", 0.001, "Adam's learning rate", low=1e-6, high=1.0),
         Param("batch_size", "int", 64, "training batch size", low=1, high=4096, form=False),
-        Param("training_dataset", "dataset", None, "training inputs" + (" and labels" if needs_labels else
-                                                                         " (labels optional)"),
-              dataset_kind="training", required=True, arg="training", form=False, fits_inputs=True,
-              needs_labels=needs_labels),
-        Param("evaluation_dataset", "dataset", None, "inputs and labels the accuracy is measured on",
-              dataset_kind="evaluation", arg="evaluation", form=False, fits_inputs=True),
+        Param(
+            "training_dataset",
+            "dataset",
+            None,
+            "training inputs" + (" and labels" if needs_labels else " (labels optional)"),
+            dataset_kind="training",
+            required=True,
+            arg="training",
+            form=False,
+            fits_inputs=True,
+            needs_labels=needs_labels,
+        ),
+        Param(
+            "evaluation_dataset",
+            "dataset",
+            None,
+            "inputs and labels the accuracy is measured on",
+            dataset_kind="evaluation",
+            arg="evaluation",
+            form=False,
+            fits_inputs=True,
+        ),
     )
 
 
 METHODS = (
     Method(
-        "static_int8", "int8 static (calibrated, QDQ)", "jobs.engine.quantize:quantize_static",
+        "static_int8",
+        "int8 static (calibrated, QDQ)",
+        "jobs.engine.quantize:quantize_static",
         "weights and activations to int8 in QDQ format, activation ranges calibrated on data",
-        "the calibration method, samples and batch size, pre-processing, tool versions", "int8-static",
-        (*_int8_params(),
-         Param("calibration_method", "choice", "minmax", "how activation ranges are found",
-               choices=("minmax", "entropy", "percentile"), arg="method"),
-         Param("activation_type", "choice", "quint8", "int8 type of the activations", choices=("quint8", "qint8"),
-               form=False),
-         Param("max_samples", "int", 128, "calibration samples used at most", low=1, high=100_000, form=False),
-         Param("calibration_dataset", "dataset", None, "calibration inputs", dataset_kind="calibration",
-               required=True, arg="calibration", form=False)),
+        "the calibration method, samples and batch size, pre-processing, tool versions",
+        "int8-static",
+        (
+            *_int8_params(),
+            Param(
+                "calibration_method",
+                "choice",
+                "minmax",
+                "how activation ranges are found",
+                choices=("minmax", "entropy", "percentile"),
+                arg="method",
+            ),
+            Param(
+                "activation_type",
+                "choice",
+                "quint8",
+                "int8 type of the activations",
+                choices=("quint8", "qint8"),
+                form=False,
+            ),
+            Param("max_samples", "int", 128, "calibration samples used at most", low=1, high=100_000, form=False),
+            Param(
+                "calibration_dataset",
+                "dataset",
+                None,
+                "calibration inputs",
+                dataset_kind="calibration",
+                required=True,
+                arg="calibration",
+                form=False,
+            ),
+        ),
     ),
     Method(
-        "dynamic_int8", "int8 dynamic", "jobs.engine.quantize:quantize_dynamic",
+        "dynamic_int8",
+        "int8 dynamic",
+        "jobs.engine.quantize:quantize_dynamic",
         "weights to int8 ahead of time, activations quantized at run time; needs no data",
-        "pre-processing, tool versions", "int8-dynamic", _int8_params(),
+        "pre-processing, tool versions",
+        "int8-dynamic",
+        _int8_params(),
     ),
     Method(
-        "fp16", "fp16", "jobs.engine.quantize:convert_fp16",
-        "float32 weights and computation to float16", "the converter's options, tool versions", "fp16",
+        "fp16",
+        "fp16",
+        "jobs.engine.quantize:convert_fp16",
+        "float32 weights and computation to float16",
+        "the converter's options, tool versions",
+        "fp16",
         (Param("keep_io_types", "bool", True, "inputs and outputs stay float32", form=False),),
     ),
     Method(
-        "optimize", "graph optimization (onnxruntime)", "jobs.engine.quantize:optimize_graph",
-        "onnxruntime's graph optimizations applied once and saved", "the level, tool versions", "optimized",
-        (Param("level", "choice", "extended", "onnxruntime optimization level", choices=("basic", "extended", "all"),
-               form=False),),
+        "optimize",
+        "graph optimization (onnxruntime)",
+        "jobs.engine.quantize:optimize_graph",
+        "onnxruntime's graph optimizations applied once and saved",
+        "the level, tool versions",
+        "optimized",
+        (
+            Param(
+                "level",
+                "choice",
+                "extended",
+                "onnxruntime optimization level",
+                choices=("basic", "extended", "all"),
+                form=False,
+            ),
+        ),
     ),
     Method(
-        "prune", "magnitude pruning", "jobs.engine.prune:prune_magnitude",
+        "prune",
+        "magnitude pruning",
+        "jobs.engine.prune:prune_magnitude",
         "the smallest weights set to zero, no fine-tuning; the file stays dense, only its compressed size shrinks",
-        "the threshold and the tensors pruned", "pruned{sparsity_percent}",
+        "the threshold and the tensors pruned",
+        "pruned{sparsity_percent}",
         (Param("sparsity", "float", 0.5, "share of weights set to zero", low=0.01, high=0.99),),
     ),
     Method(
-        "prune_structured", "structured pruning + fine-tuning (torch)", "jobs.engine.structured:prune_structured",
+        "prune_structured",
+        "structured pruning + fine-tuning (torch)",
+        "jobs.engine.structured:prune_structured",
         "whole channels and neurons removed (torch-pruning), then fine-tuned on labelled data: a smaller, faster "
         "dense model",
         "channels per layer before and after, the fine-tuning schedule and loss curve, accuracy before pruning, "
-        "after pruning and after fine-tuning", "pruned{channel_sparsity_percent}ch",
-        (Param("channel_sparsity", "float", 0.5, "share of each hidden layer's channels removed", low=0.05,
-               high=0.95, arg="sparsity"),
-         *_training_params("finetune_epochs", 5, "fine-tuning epochs after pruning", needs_labels=True)),
-        takes_device=True, check="jobs.engine.structured:check_model",
+        "after pruning and after fine-tuning",
+        "pruned{channel_sparsity_percent}ch",
+        (
+            Param(
+                "channel_sparsity",
+                "float",
+                0.5,
+                "share of each hidden layer's channels removed",
+                low=0.05,
+                high=0.95,
+                arg="sparsity",
+            ),
+            *_training_params("finetune_epochs", 5, "fine-tuning epochs after pruning", needs_labels=True),
+        ),
+        takes_device=True,
+        check="jobs.engine.structured:check_model",
     ),
     Method(
-        "distill", "knowledge distillation into a small student", "jobs.engine.distill:distill",
+        "distill",
+        "knowledge distillation into a small student",
+        "jobs.engine.distill:distill",
         "a small student (a declared shape) trained on this version's soft targets (KL at temperature T) and "
         "the labels (weight alpha)",
         "the student's shape and size, T, alpha, epochs, learning rate, the loss curve, teacher and student "
-        "accuracy and agreement", "distilled-{student}{student_width}",
-        (Param("student", "choice", "mlp", "the student's shape", choices=STUDENTS),
-         Param("student_width", "int", 32, "the student's hidden units (mlp) or first channels (cnn)", low=2,
-               high=1024),
-         Param("temperature", "float", 4.0, "softmax temperature of the soft targets", low=0.5, high=50.0),
-         Param("alpha", "float", 0.5, "weight of the labels' cross-entropy (the rest is the teacher's)", low=0.0,
-               high=1.0),
-         *_training_params("epochs", 20, "training epochs", needs_labels=False)),
-        takes_device=True, check="jobs.engine.distill:check_teacher",
+        "accuracy and agreement",
+        "distilled-{student}{student_width}",
+        (
+            Param("student", "choice", "mlp", "the student's shape", choices=STUDENTS),
+            Param(
+                "student_width", "int", 32, "the student's hidden units (mlp) or first channels (cnn)", low=2, high=1024
+            ),
+            Param("temperature", "float", 4.0, "softmax temperature of the soft targets", low=0.5, high=50.0),
+            Param(
+                "alpha",
+                "float",
+                0.5,
+                "weight of the labels' cross-entropy (the rest is the teacher's)",
+                low=0.0,
+                high=1.0,
+            ),
+            *_training_params("epochs", 20, "training epochs", needs_labels=False),
+        ),
+        takes_device=True,
+        check="jobs.engine.distill:check_teacher",
     ),
     Method(
-        "autotune", "int8 autotune (within an accuracy budget)", "jobs.engine.autotune:autotune_onnx",
+        "autotune",
+        "int8 autotune (within an accuracy budget)",
+        "jobs.engine.autotune:autotune_onnx",
         "a grid of int8 settings tried, the best within the budget kept",
-        "every trial (settings, size, latency, quality) and the one chosen", "int8-autotuned",
-        (Param("budget", "object", {"max_accuracy_drop": 0.005},
-               'limits on quality: {"max_accuracy_drop": 0.005} (fraction points) or {"min_cosine": 0.99}',
-               choices=BUDGET_KEYS,
-               form_field=FormField("max_accuracy_drop", "max accuracy drop", 0.5, 0, 100,
-                                    lambda drop: {"max_accuracy_drop": drop / 100})),
-         Param("objective", "choice", "size", "what the best trial minimizes", choices=("size", "latency"),
-               form=False),
-         Param("evaluation_dataset", "dataset", None, "inputs (and labels) every trial is measured on",
-               dataset_kind="evaluation", required=True, arg="evaluation", form=False),
-         Param("calibration_dataset", "dataset", None, "calibration inputs for static trials",
-               dataset_kind="calibration", arg="calibration", form=False)),
+        "every trial (settings, size, latency, quality) and the one chosen",
+        "int8-autotuned",
+        (
+            Param(
+                "budget",
+                "object",
+                {"max_accuracy_drop": 0.005},
+                'limits on quality: {"max_accuracy_drop": 0.005} (fraction points) or {"min_cosine": 0.99}',
+                choices=BUDGET_KEYS,
+                form_field=FormField(
+                    "max_accuracy_drop",
+                    "max accuracy drop",
+                    0.5,
+                    0,
+                    100,
+                    lambda drop: {"max_accuracy_drop": drop / 100},
+                ),
+            ),
+            Param(
+                "objective", "choice", "size", "what the best trial minimizes", choices=("size", "latency"), form=False
+            ),
+            Param(
+                "evaluation_dataset",
+                "dataset",
+                None,
+                "inputs (and labels) every trial is measured on",
+                dataset_kind="evaluation",
+                required=True,
+                arg="evaluation",
+                form=False,
+            ),
+            Param(
+                "calibration_dataset",
+                "dataset",
+                None,
+                "calibration inputs for static trials",
+                dataset_kind="calibration",
+                arg="calibration",
+                form=False,
+            ),
+        ),
         measures_on_target=True,
     ),
 )
@@ -222,11 +342,17 @@ def readme_table():
 
 def json_schema(method):
     """The JSON schema of one method's params (for the API schema)."""
-    types = {"bool": {"type": "boolean"}, "int": {"type": "integer"}, "float": {"type": "number"},
-             "dataset": {"type": "string"}}
-    properties = {"method": {"type": "string", "enum": [method.name]},
-                  "output_version": {"type": "string", "description": "name of the child version"},
-                  "then_benchmark": {"type": "object", "description": "benchmark params for the child"}}
+    types = {
+        "bool": {"type": "boolean"},
+        "int": {"type": "integer"},
+        "float": {"type": "number"},
+        "dataset": {"type": "string"},
+    }
+    properties = {
+        "method": {"type": "string", "enum": [method.name]},
+        "output_version": {"type": "string", "description": "name of the child version"},
+        "then_benchmark": {"type": "object", "description": "benchmark params for the child"},
+    }
     for param in method.params:
         schema = dict(types.get(param.kind, {}))
         if param.kind == "choice":
@@ -234,16 +360,25 @@ def json_schema(method):
         elif param.kind == "names":
             schema = {"type": "array", "items": {"type": "string", "enum": list(param.choices)}, "nullable": True}
         elif param.kind == "object":
-            schema = {"type": "object", "properties": {key: {"type": "number"} for key in param.choices},
-                      "additionalProperties": False}
+            schema = {
+                "type": "object",
+                "properties": {key: {"type": "number"} for key in param.choices},
+                "additionalProperties": False,
+            }
         if param.low is not None:
             schema.update(minimum=param.low, maximum=param.high)
         if param.default is not None:
             schema["default"] = param.default
         schema["description"] = param.help
         properties[param.name] = schema
-    return {"type": "object", "title": f"compress: {method.name}", "description": method.summary,
-            "properties": properties, "required": ["method"], "additionalProperties": False}
+    return {
+        "type": "object",
+        "title": f"compress: {method.name}",
+        "description": method.summary,
+        "properties": properties,
+        "required": ["method"],
+        "additionalProperties": False,
+    }
 
 
 if __name__ == "__main__":

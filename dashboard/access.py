@@ -116,8 +116,9 @@ class RolePermission(BasePermission):
         if kind is None:
             self.message = "This API view declares no access rule, so it is closed."
             return False
-        if request.method.lower() not in getattr(view, "http_method_names", ()) or \
-                not hasattr(view, request.method.lower()):
+        if request.method.lower() not in getattr(view, "http_method_names", ()) or not hasattr(
+            view, request.method.lower()
+        ):
             return True  # the view answers 405 Method Not Allowed
         actions = getattr(view, "access_actions", {})
         action = actions.get(request.method, READ if request.method in SAFE_METHODS else WRITE)

@@ -32,8 +32,9 @@ def document_unsupported_media_type(result, generator, request, public):
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             if "requestBody" in operation:
-                operation["responses"].setdefault("415", {"description": "The body is not in a format this "
-                                                                         "operation reads (see its request body)"})
+                operation["responses"].setdefault(
+                    "415", {"description": "The body is not in a format this operation reads (see its request body)"}
+                )
     return result
 
 
@@ -60,9 +61,17 @@ def _tag_of(path):
         return "alerts"
     if "metrics" in parts or resource == "telemetry":
         return "monitoring"
-    return {"models": "registry", "uploads": "registry", "targets": "registry", "jobs": "jobs",
-            "benchmarks": "jobs", "workers": "jobs", "compare": "comparisons", "endpoints": "endpoints",
-            "tokens": "tokens"}.get(resource, "registry")
+    return {
+        "models": "registry",
+        "uploads": "registry",
+        "targets": "registry",
+        "jobs": "jobs",
+        "benchmarks": "jobs",
+        "workers": "jobs",
+        "compare": "comparisons",
+        "endpoints": "endpoints",
+        "tokens": "tokens",
+    }.get(resource, "registry")
 
 
 def tag_by_app(result, generator, request, public):

@@ -15,10 +15,16 @@ urlpatterns = [
     path("models/<str:name>/", registry_api.ModelDetailApi.as_view(), name="model"),
     path("models/<str:name>/versions/", registry_api.VersionRegisterApi.as_view(), name="versions"),
     path("models/<str:name>/versions/<str:version>/", registry_api.VersionDetailApi.as_view(), name="version"),
-    path("models/<str:name>/versions/<str:version>/artifact/", registry_api.VersionArtifactApi.as_view(),
-         name="version-artifact"),
-    path("models/<str:name>/versions/<str:version>/datasets/", registry_api.DatasetAttachApi.as_view(),
-         name="version-datasets"),
+    path(
+        "models/<str:name>/versions/<str:version>/artifact/",
+        registry_api.VersionArtifactApi.as_view(),
+        name="version-artifact",
+    ),
+    path(
+        "models/<str:name>/versions/<str:version>/datasets/",
+        registry_api.DatasetAttachApi.as_view(),
+        name="version-datasets",
+    ),
     path("models/<str:name>/aliases/<slug:alias>/", registry_api.AliasApi.as_view(), name="alias"),
     path("models/<str:name>/alias-events/", registry_api.AliasEventListApi.as_view(), name="alias-events"),
     path("models/<str:name>/gates/", registry_api.GateListApi.as_view(), name="gates"),
@@ -42,8 +48,9 @@ urlpatterns = [
     path("endpoints/<str:name>/token/", monitoring_api.TokenApi.as_view(), name="endpoint-token"),
     path("endpoints/<str:name>/bundle/", monitoring_api.BundleApi.as_view(), name="endpoint-bundle"),
     path("endpoints/<str:name>/spec/", monitoring_api.SpecApi.as_view(), name="endpoint-spec"),
-    path("endpoints/<str:name>/artifacts/<str:version>/", monitoring_api.ArtifactApi.as_view(),
-         name="endpoint-artifact"),
+    path(
+        "endpoints/<str:name>/artifacts/<str:version>/", monitoring_api.ArtifactApi.as_view(), name="endpoint-artifact"
+    ),
     path("endpoints/<str:name>/metrics/", monitoring_api.MetricsApi.as_view(), name="endpoint-metrics"),
     path("endpoints/<str:name>/integrity/", monitoring_api.IntegrityReportApi.as_view(), name="endpoint-integrity"),
     path("telemetry/", monitoring_api.TelemetryApi.as_view(), name="telemetry"),
@@ -51,8 +58,10 @@ urlpatterns = [
     path("tokens/<int:token_id>/", tokens_api.ApiTokenDetailApi.as_view(), name="token"),
     path("alerts/", alerts_api.AlertListApi.as_view(), name="alerts"),
     path("endpoints/<str:name>/alert-rules/", alerts_api.AlertRuleListApi.as_view(), name="alert-rules"),
-    path("endpoints/<str:name>/alert-rules/<int:rule_id>/", alerts_api.AlertRuleDetailApi.as_view(),
-         name="alert-rule"),
-    path("endpoints/<str:name>/alert-rules/<int:rule_id>/silence/", alerts_api.AlertRuleSilenceApi.as_view(),
-         name="alert-rule-silence"),
+    path("endpoints/<str:name>/alert-rules/<int:rule_id>/", alerts_api.AlertRuleDetailApi.as_view(), name="alert-rule"),
+    path(
+        "endpoints/<str:name>/alert-rules/<int:rule_id>/silence/",
+        alerts_api.AlertRuleSilenceApi.as_view(),
+        name="alert-rule-silence",
+    ),
 ]

@@ -7,8 +7,13 @@ Action = AuditEvent.Action
 
 def record(action, target, *, user=None, details=None):
     actor = user if user is not None and getattr(user, "is_authenticated", False) else None
-    return AuditEvent.objects.create(action=action, target=str(target)[:300], actor=actor,
-                                     actor_name=actor.get_username() if actor else "", details=details or {})
+    return AuditEvent.objects.create(
+        action=action,
+        target=str(target)[:300],
+        actor=actor,
+        actor_name=actor.get_username() if actor else "",
+        details=details or {},
+    )
 
 
 def events(*, action="", actor="", target=""):

@@ -23,5 +23,9 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
     priority = 1
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Token <key>`: an API token from your API tokens page or `/api/v1/tokens/`."}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <key>`: an API token from your API tokens page or `/api/v1/tokens/`.",
+        }

@@ -7,8 +7,14 @@ import json
 from django.core.serializers.json import DjangoJSONEncoder
 
 AXIS = {"gridcolor": "#e5e7eb", "zerolinecolor": "#d1d5db", "automargin": True}
-LAYOUT = {"paper_bgcolor": "white", "plot_bgcolor": "white", "font": {"family": "system-ui, sans-serif", "size": 12},
-          "margin": {"l": 60, "r": 20, "t": 70, "b": 50}, "height": 420, "legend": {"orientation": "h", "y": -0.2}}
+LAYOUT = {
+    "paper_bgcolor": "white",
+    "plot_bgcolor": "white",
+    "font": {"family": "system-ui, sans-serif", "size": 12},
+    "margin": {"l": 60, "r": 20, "t": 70, "b": 50},
+    "height": 420,
+    "legend": {"orientation": "h", "y": -0.2},
+}
 RED = "#d62728"
 
 

@@ -41,8 +41,10 @@ def train_digits_mlp(data, *, hidden=128, epochs=40, seed=0):
 
     torch.manual_seed(seed)
     model = torch.nn.Sequential(
-        torch.nn.Linear(64, hidden), torch.nn.ReLU(),
-        torch.nn.Linear(hidden, hidden // 2), torch.nn.ReLU(),
+        torch.nn.Linear(64, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden // 2),
+        torch.nn.ReLU(),
         torch.nn.Linear(hidden // 2, 10),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -72,9 +74,15 @@ def train_digits_cnn(data, *, epochs=12, seed=0, channels=(16, 32), hidden=64, f
     first, second = channels
     model = torch.nn.Sequential(
         *([torch.nn.Unflatten(1, (1, 8, 8))] if flat else []),
-        torch.nn.Conv2d(1, first, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(first, second, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(second * 4 * 4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10),
+        torch.nn.Conv2d(1, first, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(first, second, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(second * 4 * 4, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, 10),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     shape = (-1, 64) if flat else (-1, 1, 8, 8)
@@ -98,9 +106,17 @@ def export_onnx(module, path, *, example_shape=(2, 64)):
     import torch
 
     example = (torch.zeros(*example_shape),)
-    torch.onnx.export(module, example, str(path), dynamo=True, external_data=False,
-                      input_names=["x"], output_names=["logits"],
-                      dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    torch.onnx.export(
+        module,
+        example,
+        str(path),
+        dynamo=True,
+        external_data=False,
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        verbose=False,
+    )
     return Path(path)
 
 
@@ -129,21 +145,30 @@ def load_demo(*, out=print):
     with transaction.atomic():
         for username, role in DEMO_USERS:
             if not User.objects.filter(username=username).exists():
-                user = User.objects.create_user(username, password=DEMO_PASSWORD, is_staff=(role == "admin"),
-                                                is_superuser=(role == "admin"))
+                user = User.objects.create_user(
+                    username, password=DEMO_PASSWORD, is_staff=(role == "admin"), is_superuser=(role == "admin")
+                )
                 user.groups.add(Group.objects.get(name=role))
                 out(f"  user {username} ({role}) created")
     admin = User.objects.get(username="admin")
     if not HardwareTarget.objects.filter(slug="cpu").exists():
-        services.target_create(slug="cpu", name="CPU (this machine)", device="cpu",
-                               execution_provider="CPUExecutionProvider",
-                               description="The local CPU with onnxruntime's default provider.")
+        services.target_create(
+            slug="cpu",
+            name="CPU (this machine)",
+            device="cpu",
+            execution_provider="CPUExecutionProvider",
+            description="The local CPU with onnxruntime's default provider.",
+        )
         out("  hardware target cpu created (queue target.cpu)")
 
     model = Model.objects.filter(name="digits").first()
     if model is None:
-        model = services.model_create(name="digits", task=Model.Task.CLASSIFICATION, owner=admin,
-                                      description="8x8 handwritten digits (scikit-learn load_digits), a small MLP.")
+        model = services.model_create(
+            name="digits",
+            task=Model.Task.CLASSIFICATION,
+            owner=admin,
+            description="8x8 handwritten digits (scikit-learn load_digits), a small MLP.",
+        )
     have = set(ModelVersion.objects.filter(model=model).values_list("version", flat=True))
     if {"1", "2", "3"} <= have:
         out("  digits 1, 2 and 3 already registered")
@@ -164,9 +189,21 @@ def _register_digits(model, admin, have, out):
         if "1" not in have:
             module, accuracy = train_digits_mlp(data, hidden=128, epochs=30)
             out(f"  digits 1: MLP 64-128-64-10, test accuracy {accuracy:.1%} on {len(data.test_y)} held-out images")
-            _register(services, uploads, export_onnx(module, tmp / "v1.onnx"), model, "1", admin,
-                      {"framework": "torch", "architecture": "mlp-128", "test_accuracy": round(accuracy, 4),
-                       "trained_on": "sklearn.datasets.load_digits (80% split, seed 0)"}, ["demo", "onnx"])
+            _register(
+                services,
+                uploads,
+                export_onnx(module, tmp / "v1.onnx"),
+                model,
+                "1",
+                admin,
+                {
+                    "framework": "torch",
+                    "architecture": "mlp-128",
+                    "test_accuracy": round(accuracy, 4),
+                    "trained_on": "sklearn.datasets.load_digits (80% split, seed 0)",
+                },
+                ["demo", "onnx"],
+            )
             version = ModelVersion.objects.get(model=model, version="1")
             for name, kind, arrays in [
                 ("digits-test", "evaluation", {"x": data.test_x, "labels": data.test_y}),
@@ -182,9 +219,21 @@ def _register_digits(model, admin, have, out):
         if "2" not in have:
             module, accuracy = train_digits_mlp(data, hidden=256, epochs=40, seed=1)
             out(f"  digits 2: MLP 64-256-128-10 as TorchScript, test accuracy {accuracy:.1%}")
-            _register(services, uploads, export_torchscript(module, tmp / "v2.pt"), model, "2", admin,
-                      {"framework": "torch", "architecture": "mlp-256", "test_accuracy": round(accuracy, 4),
-                       "trained_on": "sklearn.datasets.load_digits (80% split, seed 0)"}, ["demo", "torchscript"])
+            _register(
+                services,
+                uploads,
+                export_torchscript(module, tmp / "v2.pt"),
+                model,
+                "2",
+                admin,
+                {
+                    "framework": "torch",
+                    "architecture": "mlp-256",
+                    "test_accuracy": round(accuracy, 4),
+                    "trained_on": "sklearn.datasets.load_digits (80% split, seed 0)",
+                },
+                ["demo", "torchscript"],
+            )
         if "3" not in have:
             _register_cnn(services, uploads, model, admin, data, tmp, out)
 
@@ -199,14 +248,27 @@ def _register_cnn(services, uploads, model, admin, data, tmp, out):
 
     module, accuracy = train_digits_cnn(data, flat=True)
     out(f"  digits 3: CNN 16/32 channels, test accuracy {accuracy:.1%} (distill or prune_structured it)")
-    _register(services, uploads, export_onnx(module, tmp / "v3.onnx"), model, "3", admin,
-              {"framework": "torch", "architecture": "cnn-16-32", "test_accuracy": round(accuracy, 4),
-               "trained_on": "sklearn.datasets.load_digits (80% split, seed 0)"}, ["demo", "onnx"])
+    _register(
+        services,
+        uploads,
+        export_onnx(module, tmp / "v3.onnx"),
+        model,
+        "3",
+        admin,
+        {
+            "framework": "torch",
+            "architecture": "cnn-16-32",
+            "test_accuracy": round(accuracy, 4),
+            "trained_on": "sklearn.datasets.load_digits (80% split, seed 0)",
+        },
+        ["demo", "onnx"],
+    )
     version = ModelVersion.objects.get(model=model, version="3")
     incoming = uploads.incoming_copy(save_npz(tmp / "digits-train.npz", x=data.train_x, labels=data.train_y))
     try:
-        services.dataset_attach(version=version, name="digits-train", kind="training", incoming=incoming,
-                                created_by=admin)
+        services.dataset_attach(
+            version=version, name="digits-train", kind="training", incoming=incoming, created_by=admin
+        )
     finally:
         incoming.path.unlink(missing_ok=True)
     out(f"  dataset digits-train (training, {len(data.train_x)} rows) attached")
@@ -232,12 +294,18 @@ def _queue_first_jobs(model, admin, out):
         return
     cpu = HardwareTarget.objects.get(slug="cpu")
     measure = {"batch_sizes": [1, 8, 32]}
-    benchmark = job_services.job_create(kind="benchmark", version=version, target=cpu, params=measure,
-                                        created_by=admin)
-    compress = job_services.job_create(kind="compress", version=version, target=cpu, created_by=admin,
-                                       params={"method": "static_int8", "then_benchmark": measure})
-    out(f"  queued benchmark job {benchmark.id} of digits:1 and compress job {compress.id} (int8 static, then a "
-        "benchmark) on cpu")
+    benchmark = job_services.job_create(kind="benchmark", version=version, target=cpu, params=measure, created_by=admin)
+    compress = job_services.job_create(
+        kind="compress",
+        version=version,
+        target=cpu,
+        created_by=admin,
+        params={"method": "static_int8", "then_benchmark": measure},
+    )
+    out(
+        f"  queued benchmark job {benchmark.id} of digits:1 and compress job {compress.id} (int8 static, then a "
+        "benchmark) on cpu"
+    )
 
 
 DEMO_ENDPOINT = "digits-demo"
@@ -271,9 +339,11 @@ def demo_serving_credentials():
         demo = {}
     if isinstance(demo.get("token"), str) and endpoint.token_hash == monitoring_services.token_hash(demo["token"]):
         return demo, False  # the current token (a replaced one in its grace period would stop working later)
-    demo = {"endpoint": DEMO_ENDPOINT,
-            "token": monitoring_services.endpoint_rotate_token(endpoint=endpoint),
-            "model": endpoint.model.name}
+    demo = {
+        "endpoint": DEMO_ENDPOINT,
+        "token": monitoring_services.endpoint_rotate_token(endpoint=endpoint),
+        "model": endpoint.model.name,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(demo))
     os.chmod(path, 0o600)
@@ -296,14 +366,20 @@ def _demo_endpoint(model, admin, out):
     token = None
     if endpoint is None:
         endpoint, token = monitoring_services.endpoint_create(
-            name=DEMO_ENDPOINT, model=model, target=HardwareTarget.objects.get(slug="cpu"), created_by=admin,
-            description="The demo's endpoint: make run serves it on port 8081 and sends it traffic.")
+            name=DEMO_ENDPOINT,
+            model=model,
+            target=HardwareTarget.objects.get(slug="cpu"),
+            created_by=admin,
+            description="The demo's endpoint: make run serves it on port 8081 and sends it traffic.",
+        )
         monitoring_services.deploy(endpoint=endpoint, version=version, weight=100, user=admin)
         out(f"  endpoint {DEMO_ENDPOINT} created, serving digits:1")
     if not endpoint.alert_rules.exists():
         _demo_alert_rules(endpoint, admin)
-        out("  alert rules on it: drift on half the features (2 min), error rate above 5 %, p95 above 50 ms; "
-            "e-mails land in var/mail/")
+        out(
+            "  alert rules on it: drift on half the features (2 min), error rate above 5 %, p95 above 50 ms; "
+            "e-mails land in var/mail/"
+        )
     elif not demo_endpoint_file().exists():
         token = monitoring_services.endpoint_rotate_token(endpoint=endpoint)
     if token:
@@ -318,21 +394,22 @@ def _demo_alert_rules(endpoint, admin):
     from monitoring import alerts
 
     oncall = "oncall@example.com"
-    alerts.rule_create(endpoint=endpoint, metric="drift", threshold=50, window_minutes=2, min_requests=200,
-                       emails=oncall, user=admin)
-    alerts.rule_create(endpoint=endpoint, metric="error_rate", threshold=5, window_minutes=5, emails=oncall,
-                       user=admin)
+    alerts.rule_create(
+        endpoint=endpoint, metric="drift", threshold=50, window_minutes=2, min_requests=200, emails=oncall, user=admin
+    )
+    alerts.rule_create(endpoint=endpoint, metric="error_rate", threshold=5, window_minutes=5, emails=oncall, user=admin)
     # Not a benchmark-gap rule: the demo MLP runs in microseconds, so its request latency is all
     # HTTP and JSON, hundreds of times its session.run benchmark.
-    alerts.rule_create(endpoint=endpoint, metric="p95_latency", threshold=50, window_minutes=5, emails=oncall,
-                       user=admin)
+    alerts.rule_create(
+        endpoint=endpoint, metric="p95_latency", threshold=50, window_minutes=5, emails=oncall, user=admin
+    )
 
 
 def _register(services, uploads, path, model, version, user, metadata, tags):
     incoming = uploads.incoming_copy(path)
     try:
-        services.version_register(model_name=model.name, version=version, artifact=incoming, created_by=user,
-                                  metadata=metadata, tags=tags)
+        services.version_register(
+            model_name=model.name, version=version, artifact=incoming, created_by=user, metadata=metadata, tags=tags
+        )
     finally:
         incoming.path.unlink(missing_ok=True)
-

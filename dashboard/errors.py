@@ -18,8 +18,10 @@ logger = logging.getLogger(__name__)
 
 # Connection lost, server gone or restarting, SQLite busy past its timeout: worth retrying.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
-DATABASE_UNAVAILABLE_MESSAGE = ("The database did not answer (its connection was lost, or it is busy), so this "
-                                "request did not finish. Try again in a moment.")
+DATABASE_UNAVAILABLE_MESSAGE = (
+    "The database did not answer (its connection was lost, or it is busy), so this "
+    "request did not finish. Try again in a moment."
+)
 DATABASE_RETRY_AFTER = {"Retry-After": "5"}
 
 
@@ -100,8 +102,11 @@ def api_exception_handler(exc, context):
         return Response(exc.as_payload(), status=exc.status, headers=exc.headers)
     if isinstance(exc, DATABASE_UNAVAILABLE):
         logger.warning("database unavailable during %s: %s", context["request"].path, exc)
-        return Response({"detail": DATABASE_UNAVAILABLE_MESSAGE, "errors": {}},
-                        status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=DATABASE_RETRY_AFTER)
+        return Response(
+            {"detail": DATABASE_UNAVAILABLE_MESSAGE, "errors": {}},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers=DATABASE_RETRY_AFTER,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, PermissionDenied):

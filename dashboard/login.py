@@ -59,8 +59,10 @@ def locked_for(username, address, now=None):
     by_name = recent.filter(username=username or "").order_by("-at").values_list("at", flat=True)
     by_address = recent.filter(address=address).order_by("-at").values_list("at", flat=True) if address else []
     until = None
-    for failures, limit in ((by_name, settings.BERTH_LOGIN_MAX_FAILURES),
-                            (by_address, settings.BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS)):
+    for failures, limit in (
+        (by_name, settings.BERTH_LOGIN_MAX_FAILURES),
+        (by_address, settings.BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS),
+    ):
         if limit <= 0:  # this limit is off
             continue
         failures = list(failures[:limit])
@@ -83,7 +85,9 @@ class ThrottledModelBackend(ModelBackend):
 @receiver(user_login_failed)
 def _record_failure(sender, credentials, request=None, **kwargs):
     LoginFailure.objects.create(username=(credentials.get("username") or "")[:150], address=client_address(request))
-    LoginFailure.objects.filter(at__lt=timezone.now() - timedelta(minutes=settings.BERTH_LOGIN_LOCKOUT_MINUTES)).delete()
+    LoginFailure.objects.filter(
+        at__lt=timezone.now() - timedelta(minutes=settings.BERTH_LOGIN_LOCKOUT_MINUTES)
+    ).delete()
 
 
 @receiver(user_logged_in)
@@ -97,7 +101,10 @@ class ThrottledLoginView(LoginView):
         if minutes:
             form = self.get_form()
             form.errors.clear()
-            form.add_error(None, f"Too many failed log-ins for this account or from this address. Try again in "
-                                 f"{minutes} minute{'s' if minutes != 1 else ''}.")
+            form.add_error(
+                None,
+                f"Too many failed log-ins for this account or from this address. Try again in "
+                f"{minutes} minute{'s' if minutes != 1 else ''}.",
+            )
             return self.render_to_response(self.get_context_data(form=form), status=429)
         return super().post(request, *args, **kwargs)

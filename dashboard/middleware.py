@@ -63,8 +63,9 @@ class RefuseNulCharacters:
         self.get_response = get_response
 
     def __call__(self, request):
-        if "\x00" in request.path or any("\x00" in key or any("\x00" in value for value in values)
-                                         for key, values in request.GET.lists()):
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()
+        ):
             if request.path.startswith("/api/"):
                 return JsonResponse({"detail": self.message, "errors": {}}, status=400)
             return HttpResponseBadRequest(self.message, content_type="text/plain; charset=utf-8")

@@ -21,7 +21,7 @@ def port_in_use(host, port):
 
 
 def port_holder(port):
-    """"pid 1234 (redis-server …)" for the process listening on ``port``, when /proc tells (Linux,
+    """ "pid 1234 (redis-server …)" for the process listening on ``port``, when /proc tells (Linux,
     and the process is the user's own); None otherwise."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -49,8 +49,9 @@ def port_holder(port):
 def busy_port_text(port, variable):
     """One line: who holds ``port`` and the make variable that picks another one."""
     holder = port_holder(port)
-    return (f"port {port} is in use{f' by {holder}' if holder else ''}: "
-            f"`make run {variable}={port + 10}` picks another one")
+    return (
+        f"port {port} is in use{f' by {holder}' if holder else ''}: `make run {variable}={port + 10}` picks another one"
+    )
 
 
 class RunLock:
@@ -101,9 +102,11 @@ class RunLock:
 
 
 def already_running_text(var_dir, holder):
-    return (f"Berth is already running from {var_dir} (pid {holder.get('pid', '?')}, "
-            f"{holder.get('url', 'address unknown')}); this run leaves it alone and exits. "
-            "Stop that one with Ctrl-C in its terminal to start again.")
+    return (
+        f"Berth is already running from {var_dir} (pid {holder.get('pid', '?')}, "
+        f"{holder.get('url', 'address unknown')}); this run leaves it alone and exits. "
+        "Stop that one with Ctrl-C in its terminal to start again."
+    )
 
 
 if __name__ == "__main__":  # make run's first step (no Django, no venv needed): python3 dashboard/runlocal.py var

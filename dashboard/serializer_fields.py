@@ -33,7 +33,7 @@ class JSONObjectField(serializers.Field):
     """A JSON object, given as an object (JSON bodies) or as a JSON string (multipart forms)."""
 
     default_error_messages = {
-        "invalid": "Must be a JSON object, e.g. {{\"commit\": \"abc123\"}}.",
+        "invalid": 'Must be a JSON object, e.g. {{"commit": "abc123"}}.',
         "too_long": f"Must be at most {METADATA_MAX_CHARS:,} characters of JSON.",
         "null_characters": NUL_MESSAGE,
     }
@@ -60,8 +60,10 @@ class JSONObjectField(serializers.Field):
 class TagsField(serializers.Field):
     """A list of short strings; multipart forms may send "a,b,c" or the field repeated."""
 
-    default_error_messages = {"invalid": "Tags are a list of strings of at most 50 characters (at most 20 tags).",
-                              "null_characters": NUL_MESSAGE}
+    default_error_messages = {
+        "invalid": "Tags are a list of strings of at most 50 characters (at most 20 tags).",
+        "null_characters": NUL_MESSAGE,
+    }
 
     def get_value(self, dictionary):
         if hasattr(dictionary, "getlist") and self.field_name in dictionary:

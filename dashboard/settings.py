@@ -118,6 +118,8 @@ AUTHENTICATION_BACKENDS = ["dashboard.login.ThrottledModelBackend"]
 BERTH_LOGIN_MAX_FAILURES = env_int("BERTH_LOGIN_MAX_FAILURES", 5)
 BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
 BERTH_LOGIN_LOCKOUT_MINUTES = env_int("BERTH_LOGIN_LOCKOUT_MINUTES", 15)
+
+
 # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed when
 # deciding a client's address (log-in throttling per address). Empty: REMOTE_ADDR only.
 def env_networks(name):
@@ -149,11 +151,23 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-BERTH_CONTENT_SECURITY_POLICY = env_str("BERTH_CONTENT_SECURITY_POLICY", "; ".join([
-    "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data: blob:",
-    "font-src 'self' data:", "connect-src 'self'", "object-src 'none'", "base-uri 'self'", "form-action 'self'",
-    "frame-ancestors 'none'",
-]))
+BERTH_CONTENT_SECURITY_POLICY = env_str(
+    "BERTH_CONTENT_SECURITY_POLICY",
+    "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: blob:",
+            "font-src 'self' data:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    ),
+)
 
 # Forms render through TEMPLATES, so templates/django/forms/ overrides Django's field layout
 # (help text escaped, errors beside their field, checkboxes before their labels).
@@ -235,10 +249,17 @@ STORAGES = {
 # boto3's usual sources (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an instance role).
 BERTH_S3_BUCKET = env_str("BERTH_S3_BUCKET")
 if BERTH_S3_BUCKET:
-    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
-        "bucket_name": BERTH_S3_BUCKET, "endpoint_url": env_str("BERTH_S3_ENDPOINT_URL") or None,
-        "region_name": env_str("BERTH_S3_REGION") or None, "location": env_str("BERTH_S3_PREFIX"),
-        "default_acl": None, "file_overwrite": False}}
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": BERTH_S3_BUCKET,
+            "endpoint_url": env_str("BERTH_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("BERTH_S3_REGION") or None,
+            "location": env_str("BERTH_S3_PREFIX"),
+            "default_acl": None,
+            "file_overwrite": False,
+        },
+    }
 
 # Uploads: streamed to disk next to the media root (so finishing one is a rename, not a copy)
 # with the sha256 computed while the bytes arrive.
@@ -271,15 +292,18 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Berth API",
     "DESCRIPTION": "Registry, jobs, comparisons, endpoints, monitoring, alerts and tokens of Berth, for ML models. "
-                   "Authenticate with `Authorization: Token <key>`; the dashboard is at `/`.",
+    "Authenticate with `Authorization: Token <key>`; the dashboard is at `/`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "dashboard.api.document_unsupported_media_type", "dashboard.api.tag_by_app"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "dashboard.api.document_unsupported_media_type",
+        "dashboard.api.tag_by_app",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "JobKindEnum": "jobs.models.Job.Kind",
         "JobStatusEnum": "jobs.models.Job.Status",
@@ -382,15 +406,27 @@ BERTH_SCRAPE_SECONDS = env_int("BERTH_SCRAPE_SECONDS", 15)
 
 CELERY_BEAT_SCHEDULE = {
     "expire-uploads": {"task": "registry.expire_uploads", "schedule": 3600.0, "options": {"queue": "default"}},
-    "reap-lost-jobs": {"task": "jobs.reap", "schedule": float(BERTH_REAP_SECONDS),
-                       "options": {"queue": "default", "expires": BERTH_REAP_SECONDS}},
-    "requeue-lost-jobs": {"task": "jobs.requeue", "schedule": float(BERTH_REQUEUE_SECONDS),
-                          "options": {"queue": "default", "expires": BERTH_REQUEUE_SECONDS}},
+    "reap-lost-jobs": {
+        "task": "jobs.reap",
+        "schedule": float(BERTH_REAP_SECONDS),
+        "options": {"queue": "default", "expires": BERTH_REAP_SECONDS},
+    },
+    "requeue-lost-jobs": {
+        "task": "jobs.requeue",
+        "schedule": float(BERTH_REQUEUE_SECONDS),
+        "options": {"queue": "default", "expires": BERTH_REQUEUE_SECONDS},
+    },
     "compact-windows": {"task": "monitoring.compact", "schedule": 60.0, "options": {"queue": "default", "expires": 60}},
-    "evaluate-alerts": {"task": "monitoring.evaluate_alerts", "schedule": float(BERTH_ALERT_EVALUATE_SECONDS),
-                        "options": {"queue": "default", "expires": BERTH_ALERT_EVALUATE_SECONDS}},
-    "scrape-endpoints": {"task": "monitoring.scrape", "schedule": float(BERTH_SCRAPE_SECONDS),
-                         "options": {"queue": "default", "expires": BERTH_SCRAPE_SECONDS}},
+    "evaluate-alerts": {
+        "task": "monitoring.evaluate_alerts",
+        "schedule": float(BERTH_ALERT_EVALUATE_SECONDS),
+        "options": {"queue": "default", "expires": BERTH_ALERT_EVALUATE_SECONDS},
+    },
+    "scrape-endpoints": {
+        "task": "monitoring.scrape",
+        "schedule": float(BERTH_SCRAPE_SECONDS),
+        "options": {"queue": "default", "expires": BERTH_SCRAPE_SECONDS},
+    },
 }
 
 # Alert notifications. E-mail goes through Django's mail backend: without EMAIL_HOST, messages
@@ -398,8 +434,10 @@ CELERY_BEAT_SCHEDULE = {
 # EMAIL_HOST set they go out over SMTP. A webhook or e-mail that fails is retried with
 # exponential backoff (2, 4, 8 … s) up to BERTH_WEBHOOK_RETRIES attempts, then marked failed.
 EMAIL_HOST = env_str("EMAIL_HOST", "")
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
-                        else "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.filebased.EmailBackend",
+)
 EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")

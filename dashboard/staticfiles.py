@@ -22,8 +22,9 @@ class BerthStaticFilesStorage(CompressedManifestStaticFilesStorage):
         # Only hashed names are kept (WHITENOISE_KEEP_ONLY_HASHED_FILES), and a hashed name is the
         # address of its content: a compressed copy already beside one is up to date, so a second
         # collectstatic skips plotly.js (brotli takes seconds on it).
-        stale = [path for path in paths
-                 if not any(os.path.exists(self.path(path) + suffix) for suffix in (".br", ".gz"))]
+        stale = [
+            path for path in paths if not any(os.path.exists(self.path(path) + suffix) for suffix in (".br", ".gz"))
+        ]
         yield from super().compress_files(stale)
 
 
@@ -32,9 +33,16 @@ def static_files_collected(app_configs, **kwargs):
     from django.conf import settings
 
     ours = settings.STORAGES["staticfiles"]["BACKEND"] == f"{__name__}.{BerthStaticFilesStorage.__name__}"
-    if ours and not settings.DEBUG and not os.path.exists(
-            os.path.join(settings.STATIC_ROOT, BerthStaticFilesStorage.manifest_name)):
-        return [Warning("Static files are not collected: pages load them uncompressed and cached for 60 s only.",
-                        hint="Run `manage.py collectstatic --noinput` (make run does it) after every upgrade.",
-                        id="berth.W001")]
+    if (
+        ours
+        and not settings.DEBUG
+        and not os.path.exists(os.path.join(settings.STATIC_ROOT, BerthStaticFilesStorage.manifest_name))
+    ):
+        return [
+            Warning(
+                "Static files are not collected: pages load them uncompressed and cached for 60 s only.",
+                hint="Run `manage.py collectstatic --noinput` (make run does it) after every upgrade.",
+                id="berth.W001",
+            )
+        ]
     return []

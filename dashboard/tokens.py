@@ -45,10 +45,15 @@ def issue(user, *, name, scope=Scope.FULL, expires_days=None, actor=None):
         expires = timezone.now() + timedelta(days=int(expires_days))
     key = KEY_START + secrets.token_urlsafe(30)
     with transaction.atomic():
-        token = ApiToken.objects.create(user=user, name=name, prefix=key[:PREFIX_LENGTH], key_hash=key_hash(key),
-                                        scope=scope, expires=expires)
-        audit.record(audit.Action.API_TOKEN, user.get_username(), user=actor or user,
-                     details={"op": "created", "name": name, "prefix": token.prefix, "scope": scope})
+        token = ApiToken.objects.create(
+            user=user, name=name, prefix=key[:PREFIX_LENGTH], key_hash=key_hash(key), scope=scope, expires=expires
+        )
+        audit.record(
+            audit.Action.API_TOKEN,
+            user.get_username(),
+            user=actor or user,
+            details={"op": "created", "name": name, "prefix": token.prefix, "scope": scope},
+        )
     return token, key
 
 
@@ -59,8 +64,12 @@ def revoke(token, *, actor):
         if token.revoked is None:
             token.revoked = timezone.now()
             token.save(update_fields=["revoked"])
-            audit.record(audit.Action.API_TOKEN, token.user.get_username(), user=actor,
-                         details={"op": "revoked", "name": token.name, "prefix": token.prefix, "scope": token.scope})
+            audit.record(
+                audit.Action.API_TOKEN,
+                token.user.get_username(),
+                user=actor,
+                details={"op": "revoked", "name": token.name, "prefix": token.prefix, "scope": token.scope},
+            )
     return token
 
 
@@ -93,8 +102,9 @@ def authenticate(key):
         raise AuthenticationFailed(f"This API token ({token.prefix}…, {token.name!r}) was revoked.")
     now = timezone.now()
     if token.expires is not None and token.expires <= now:
-        raise AuthenticationFailed(f"This API token ({token.prefix}…, {token.name!r}) expired on "
-                                   f"{token.expires:%Y-%m-%d}. Create a new one.")
+        raise AuthenticationFailed(
+            f"This API token ({token.prefix}…, {token.name!r}) expired on {token.expires:%Y-%m-%d}. Create a new one."
+        )
     if not token.user.is_active:
         raise AuthenticationFailed("The user of this API token is inactive.")
     if token.last_used is None or now - token.last_used > LAST_USED_RESOLUTION:

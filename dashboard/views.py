@@ -23,17 +23,21 @@ def home(request):
     from monitoring.selectors import endpoint_list
     from registry.selectors import failing_gates
 
-    return render(request, "dashboard/home.html", {
-        "model_count": Model.objects.count(),
-        "recent_versions": ModelVersion.objects.select_related("model", "created_by").order_by("-created")[:10],
-        "recent_jobs": Job.objects.select_related("version__model", "target").order_by("-created")[:10],
-        "active_jobs": Job.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count(),
-        "best_variants": best_variants(max_drop=BEST_VARIANT_MAX_DROP, limit=BEST_VARIANT_MODELS),
-        "best_variant_max_drop": BEST_VARIANT_MAX_DROP,
-        "failing_gates": failing_gates(),
-        "endpoint_health": series.endpoints_health(endpoint_list()[:ENDPOINTS_ON_OVERVIEW], minutes=60),
-        "firing_alerts": alerts.firing_alerts(limit=20),
-    })
+    return render(
+        request,
+        "dashboard/home.html",
+        {
+            "model_count": Model.objects.count(),
+            "recent_versions": ModelVersion.objects.select_related("model", "created_by").order_by("-created")[:10],
+            "recent_jobs": Job.objects.select_related("version__model", "target").order_by("-created")[:10],
+            "active_jobs": Job.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count(),
+            "best_variants": best_variants(max_drop=BEST_VARIANT_MAX_DROP, limit=BEST_VARIANT_MODELS),
+            "best_variant_max_drop": BEST_VARIANT_MAX_DROP,
+            "failing_gates": failing_gates(),
+            "endpoint_health": series.endpoints_health(endpoint_list()[:ENDPOINTS_ON_OVERVIEW], minutes=60),
+            "firing_alerts": alerts.firing_alerts(limit=20),
+        },
+    )
 
 
 def favicon(request):
@@ -87,11 +91,19 @@ def api_tokens(request):
                 form.add_error(exc.field, exc.message)
             else:
                 created, form = (token, key), ApiTokenForm()
-    return render(request, "dashboard/tokens.html", {
-        "form": form, "created": created, "tokens": tokens.tokens_for(request.user), "now": timezone.now(),
-        "others": tokens.active(tokens.tokens_for(request.user, all_users=True)).exclude(user=request.user)
-        if see_all else None,
-    })
+    return render(
+        request,
+        "dashboard/tokens.html",
+        {
+            "form": form,
+            "created": created,
+            "tokens": tokens.tokens_for(request.user),
+            "now": timezone.now(),
+            "others": tokens.active(tokens.tokens_for(request.user, all_users=True)).exclude(user=request.user)
+            if see_all
+            else None,
+        },
+    )
 
 
 @access_required("worker")
@@ -100,8 +112,9 @@ def workers(request):
     from jobs.selectors import workers_overview
 
     hosts, targets, served = workers_overview()
-    return render(request, "dashboard/workers.html", {"hosts": hosts, "targets": targets,
-                                                      "default_served": "default" in served})
+    return render(
+        request, "dashboard/workers.html", {"hosts": hosts, "targets": targets, "default_served": "default" in served}
+    )
 
 
 AUDIT_PAGE_SIZE = 200
@@ -114,9 +127,18 @@ def audit_log(request):
     found = audit.events(**params)
     if request.GET.get("format") == "csv":
         return _audit_csv(found)
-    return render(request, "dashboard/audit.html", {
-        "events": found.select_related("actor")[:AUDIT_PAGE_SIZE], "total": found.count(), "params": params,
-        "actions": audit.Action.choices, "page_size": AUDIT_PAGE_SIZE, "query": request.GET.urlencode()})
+    return render(
+        request,
+        "dashboard/audit.html",
+        {
+            "events": found.select_related("actor")[:AUDIT_PAGE_SIZE],
+            "total": found.count(),
+            "params": params,
+            "actions": audit.Action.choices,
+            "page_size": AUDIT_PAGE_SIZE,
+            "query": request.GET.urlencode(),
+        },
+    )
 
 
 def _audit_csv(found):
@@ -134,8 +156,15 @@ def _audit_csv(found):
     def rows():
         yield writer.writerow(["at", "actor", "action", "target", "details"])
         for event in found.iterator():
-            yield writer.writerow([event.at.isoformat(), event.actor_name, event.action, event.target,
-                                   json.dumps(event.details, sort_keys=True)])
+            yield writer.writerow(
+                [
+                    event.at.isoformat(),
+                    event.actor_name,
+                    event.action,
+                    event.target,
+                    json.dumps(event.details, sort_keys=True),
+                ]
+            )
 
     response = StreamingHttpResponse(rows(), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="berth-audit.csv"'

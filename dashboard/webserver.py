@@ -6,8 +6,16 @@ import sys
 
 def gunicorn_command(*, bind, workers):
     """gunicorn with dashboard/gunicorn_conf.py, on ``bind`` (host:port), with ``workers`` processes."""
-    return [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c", "python:dashboard.gunicorn_conf",
-            "dashboard.wsgi", "--bind", bind, "--workers", str(workers)]
+    return [
+        os.path.join(os.path.dirname(sys.executable), "gunicorn"),
+        "-c",
+        "python:dashboard.gunicorn_conf",
+        "dashboard.wsgi",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+    ]
 
 
 def gunicorn_environment(environ):

@@ -34,8 +34,12 @@ class JobListApi(GenericAPIView):
     def get(self, request):
         params = request.query_params
         version = registry_selectors.version_by_ref(params["version"]) if params.get("version") else None
-        jobs = selectors.job_list(kind=params.get("kind", ""), status=params.get("status", ""),
-                                  target=params.get("target", ""), version=version)
+        jobs = selectors.job_list(
+            kind=params.get("kind", ""),
+            status=params.get("status", ""),
+            target=params.get("target", ""),
+            version=version,
+        )
         page = self.paginate_queryset(jobs)
         return self.get_paginated_response(JobSerializer(page, many=True).data)
 
@@ -44,8 +48,9 @@ class JobListApi(GenericAPIView):
         data = validated(JobCreateSerializer, request.data)
         version = registry_selectors.version_by_ref(data["version"])
         target = registry_selectors.target_get(data["target"]) if data["target"] else None
-        job = services.job_create(kind=data["kind"], version=version, target=target, params=data["params"],
-                                  created_by=request.user)
+        job = services.job_create(
+            kind=data["kind"], version=version, target=target, params=data["params"], created_by=request.user
+        )
         return Response(JobDetailSerializer(selectors.job_get(job.id)).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -74,14 +79,19 @@ class BenchmarkListApi(GenericAPIView):
     pagination_class = None
 
     @extend_schema(
-        parameters=[OpenApiParameter("model", str), OpenApiParameter("version", str), OpenApiParameter("target", str),
-                    OpenApiParameter("format", str, enum=["json", "csv"], description="csv for a spreadsheet")],
+        parameters=[
+            OpenApiParameter("model", str),
+            OpenApiParameter("version", str),
+            OpenApiParameter("target", str),
+            OpenApiParameter("format", str, enum=["json", "csv"], description="csv for a spreadsheet"),
+        ],
         responses={200: BenchmarkResultSerializer(many=True), **ERRORS},
     )
     def get(self, request):
         params = request.query_params
-        rows = selectors.benchmark_results(model=params.get("model"), version=params.get("version"),
-                                           target=params.get("target"))
+        rows = selectors.benchmark_results(
+            model=params.get("model"), version=params.get("version"), target=params.get("target")
+        )
         response = Response(BenchmarkResultSerializer(rows, many=True).data)
         if getattr(request, "accepted_renderer", None) and request.accepted_renderer.format == "csv":
             response["Content-Disposition"] = 'attachment; filename="benchmarks.csv"'
@@ -107,10 +117,15 @@ class CompareApi(APIView):
     renderer_classes = [JSONRenderer, CSVRenderer]
     csv_columns = TABLE_COLUMNS
 
-    @extend_schema(parameters=[CompareQuerySerializer,
-                               OpenApiParameter("format", str, enum=["json", "csv"],
-                                                description="csv: the table's rows, for a spreadsheet")],
-                   responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    @extend_schema(
+        parameters=[
+            CompareQuerySerializer,
+            OpenApiParameter(
+                "format", str, enum=["json", "csv"], description="csv: the table's rows, for a spreadsheet"
+            ),
+        ],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
     def get(self, request):
         query = validated(CompareQuerySerializer, request.query_params)
         comparison = benchmark_comparison(**CompareQuerySerializer.comparison_kwargs(query))

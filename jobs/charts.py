@@ -5,6 +5,7 @@ cost more than the rest of the page (the tests validate every figure with graph_
 
 from dashboard.charts import RED, layout, to_json
 
+
 def latency_unit(values):
     """(factor, unit) to show latencies in: µs when all are below 1 ms (0.008 ms reads as 8 µs)."""
     present = [v for v in values if v is not None]
@@ -37,20 +38,31 @@ def latency_distribution(comparison):
         rows = [r for r in measured if r.target == target]
         if not rows:
             continue
-        traces.append({
-            "type": "box", "name": target.slug, "x": [r.version.version for r in rows],
-            "q1": _scaled([r.result.p25_ms for r in rows], factor),
-            "median": _scaled([r.result.p50_ms for r in rows], factor),
-            "q3": _scaled([r.result.p75_ms for r in rows], factor),
-            "lowerfence": _scaled([r.result.min_ms for r in rows], factor),
-            "upperfence": _scaled([r.result.p99_ms for r in rows], factor),
-            "mean": _scaled([r.result.mean_ms for r in rows], factor),
-            "boxmean": True, "hovertemplate": "%{x}<br>median %{median:.3f} " + unit + "<extra>" + target.slug + "</extra>",
-        })
-    return {"data": traces, "layout": layout(
-        f"Latency distribution, batch {comparison.batch_size}",
-        "box p25–p75, line median, dashes mean, whiskers fastest run to p99", y_title=unit, boxmode="group",
-        yaxis=LATENCY_AXIS)}
+        traces.append(
+            {
+                "type": "box",
+                "name": target.slug,
+                "x": [r.version.version for r in rows],
+                "q1": _scaled([r.result.p25_ms for r in rows], factor),
+                "median": _scaled([r.result.p50_ms for r in rows], factor),
+                "q3": _scaled([r.result.p75_ms for r in rows], factor),
+                "lowerfence": _scaled([r.result.min_ms for r in rows], factor),
+                "upperfence": _scaled([r.result.p99_ms for r in rows], factor),
+                "mean": _scaled([r.result.mean_ms for r in rows], factor),
+                "boxmean": True,
+                "hovertemplate": "%{x}<br>median %{median:.3f} " + unit + "<extra>" + target.slug + "</extra>",
+            }
+        )
+    return {
+        "data": traces,
+        "layout": layout(
+            f"Latency distribution, batch {comparison.batch_size}",
+            "box p25–p75, line median, dashes mean, whiskers fastest run to p99",
+            y_title=unit,
+            boxmode="group",
+            yaxis=LATENCY_AXIS,
+        ),
+    }
 
 
 def latency_by_batch(comparison):
@@ -62,15 +74,32 @@ def latency_by_batch(comparison):
             if by_batch:
                 sizes = sorted(by_batch)
                 sizes_seen.update(sizes)
-                series.append((f"{version.version} on {target.slug}", sizes, [getattr(by_batch[s], key) for s in sizes]))
+                series.append(
+                    (f"{version.version} on {target.slug}", sizes, [getattr(by_batch[s], key) for s in sizes])
+                )
     factor, unit = latency_unit([y for _, _, ys in series for y in ys])
-    traces = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": sizes, "y": _scaled(ys, factor),
-               "hovertemplate": "batch %{x}: %{y:.3f} " + unit + "<extra>" + name + "</extra>"}
-              for name, sizes, ys in series]
+    traces = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": name,
+            "x": sizes,
+            "y": _scaled(ys, factor),
+            "hovertemplate": "batch %{x}: %{y:.3f} " + unit + "<extra>" + name + "</extra>",
+        }
+        for name, sizes, ys in series
+    ]
     ticks = sorted(sizes_seen)  # one tick per measured batch size, not log-scale's 2 3 4 … 9
-    return {"data": traces, "layout": layout(
-        f"{comparison.percentile} latency by batch size", x_title="batch size", y_title=unit,
-        xaxis={"type": "log", "tickvals": ticks, "ticktext": [str(t) for t in ticks]}, yaxis=LATENCY_AXIS)}
+    return {
+        "data": traces,
+        "layout": layout(
+            f"{comparison.percentile} latency by batch size",
+            x_title="batch size",
+            y_title=unit,
+            xaxis={"type": "log", "tickvals": ticks, "ticktext": [str(t) for t in ticks]},
+            yaxis=LATENCY_AXIS,
+        ),
+    }
 
 
 def pareto(comparison):
@@ -85,24 +114,48 @@ def pareto(comparison):
         mine = [(r, optimal[i]) for i, r in enumerate(points) if r.target == target]
         if not mine:
             continue
-        traces.append({
-            "type": "scatter", "mode": "markers+text", "name": target.slug, "textposition": "top center",
-            "x": [getattr(r.result, key) for r, _ in mine], "y": [r.result.accuracy * 100 for r, _ in mine],
-            "text": [r.version.version for r, _ in mine],
-            "marker": {"size": [12 + 30 * (r.version.size_bytes / largest) ** 0.5 for r, _ in mine], "opacity": 0.8,
-                       "line": {"width": [3 if best else 0 for _, best in mine], "color": RED}},
-            "customdata": [[r.version.size_bytes / 1e6, "Pareto-optimal" if best else ""] for r, best in mine],
-            "hovertemplate": "%{text}<br>%{x:.3f} ms, %{y:.2f} %<br>%{customdata[0]:.2f} MB<br>%{customdata[1]}"
-                             "<extra>" + target.slug + "</extra>",
-        })
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers+text",
+                "name": target.slug,
+                "textposition": "top center",
+                "x": [getattr(r.result, key) for r, _ in mine],
+                "y": [r.result.accuracy * 100 for r, _ in mine],
+                "text": [r.version.version for r, _ in mine],
+                "marker": {
+                    "size": [12 + 30 * (r.version.size_bytes / largest) ** 0.5 for r, _ in mine],
+                    "opacity": 0.8,
+                    "line": {"width": [3 if best else 0 for _, best in mine], "color": RED},
+                },
+                "customdata": [[r.version.size_bytes / 1e6, "Pareto-optimal" if best else ""] for r, best in mine],
+                "hovertemplate": "%{text}<br>%{x:.3f} ms, %{y:.2f} %<br>%{customdata[0]:.2f} MB<br>%{customdata[1]}"
+                "<extra>" + target.slug + "</extra>",
+            }
+        )
         front = sorted((getattr(r.result, key), r.result.accuracy * 100) for r, best in mine if best)
         if len(front) > 1:
-            traces.append({"type": "scatter", "mode": "lines", "name": f"Pareto front ({target.slug})",
-                           "x": [p[0] for p in front], "y": [p[1] for p in front], "hoverinfo": "skip",
-                           "line": {"dash": "dot", "color": RED}})
-    return {"data": traces, "layout": layout(
-        f"Accuracy vs {comparison.percentile} latency", "marker size: file size; outlined in red: Pareto-optimal",
-        x_title=f"{comparison.percentile} ms", y_title="accuracy %", xaxis=LATENCY_AXIS)}
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": f"Pareto front ({target.slug})",
+                    "x": [p[0] for p in front],
+                    "y": [p[1] for p in front],
+                    "hoverinfo": "skip",
+                    "line": {"dash": "dot", "color": RED},
+                }
+            )
+    return {
+        "data": traces,
+        "layout": layout(
+            f"Accuracy vs {comparison.percentile} latency",
+            "marker size: file size; outlined in red: Pareto-optimal",
+            x_title=f"{comparison.percentile} ms",
+            y_title="accuracy %",
+            xaxis=LATENCY_AXIS,
+        ),
+    }
 
 
 def pareto_optimal(points):
@@ -111,9 +164,11 @@ def pareto_optimal(points):
     flags = []
     for i, (latency, accuracy) in enumerate(points):
         dominated = any(
-            other_latency <= latency and other_accuracy >= accuracy
+            other_latency <= latency
+            and other_accuracy >= accuracy
             and (other_latency < latency or other_accuracy > accuracy)
-            for j, (other_latency, other_accuracy) in enumerate(points) if j != i
+            for j, (other_latency, other_accuracy) in enumerate(points)
+            if j != i
         )
         flags.append(not dominated)
     return flags
@@ -136,13 +191,30 @@ def history(comparison):
             continue
         points.sort(key=lambda item: (item[0].created, item[0].pk))
         name = f"{root_name} lineage on {slugs[target_pk]}"
-        traces.append({"type": "scatter", "mode": "lines+markers+text", "name": name, "textposition": "top center",
-                       "x": [v.created for v, _ in points], "y": _scaled([getattr(r, key) for _, r in points], factor),
-                       "text": [v.version for v, _ in points], "cliponaxis": False,
-                       "hovertemplate": "%{text}<br>%{y:.3f} " + unit + "<extra>" + name + "</extra>"})
-    return {"data": traces, "layout": layout(
-        f"{comparison.percentile} at batch {comparison.batch_size} across versions", "one line per lineage",
-        x_title="registered", y_title=unit, yaxis=LATENCY_AXIS, showlegend=True)}
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers+text",
+                "name": name,
+                "textposition": "top center",
+                "x": [v.created for v, _ in points],
+                "y": _scaled([getattr(r, key) for _, r in points], factor),
+                "text": [v.version for v, _ in points],
+                "cliponaxis": False,
+                "hovertemplate": "%{text}<br>%{y:.3f} " + unit + "<extra>" + name + "</extra>",
+            }
+        )
+    return {
+        "data": traces,
+        "layout": layout(
+            f"{comparison.percentile} at batch {comparison.batch_size} across versions",
+            "one line per lineage",
+            x_title="registered",
+            y_title=unit,
+            yaxis=LATENCY_AXIS,
+            showlegend=True,
+        ),
+    }
 
 
 BUILDERS = {"distribution": latency_distribution, "batch": latency_by_batch, "pareto": pareto, "history": history}
@@ -160,9 +232,20 @@ def loss_curve(result):
     if not curve:
         return None
     stages = list(dict.fromkeys(point["stage"] for point in curve))
-    traces = [{"type": "scatter", "mode": "lines+markers", "name": stage,
-               "x": [p["epoch"] for p in curve if p["stage"] == stage],
-               "y": [p["loss"] for p in curve if p["stage"] == stage],
-               "hovertemplate": "epoch %{x}<br>loss %{y:.4f}<extra>" + stage + "</extra>"} for stage in stages]
-    return {"data": traces, "layout": layout("Training loss", "mean loss per epoch", x_title="epoch",
-                                              y_title="loss", height=320, uirevision="loss")}
+    traces = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": stage,
+            "x": [p["epoch"] for p in curve if p["stage"] == stage],
+            "y": [p["loss"] for p in curve if p["stage"] == stage],
+            "hovertemplate": "epoch %{x}<br>loss %{y:.4f}<extra>" + stage + "</extra>",
+        }
+        for stage in stages
+    ]
+    return {
+        "data": traces,
+        "layout": layout(
+            "Training loss", "mean loss per epoch", x_title="epoch", y_title="loss", height=320, uirevision="loss"
+        ),
+    }

@@ -31,10 +31,24 @@ METRICS = [
     ("accuracy", "accuracy", "", True),
 ]
 # The columns of table(), in order.
-TABLE_COLUMNS = ["version", "target", "batch_size", "baseline", "status",
-                 *[f"{key}{suffix}" for key, *_ in METRICS for suffix in ("", "_ratio", "_verdict")],
-                 "accuracy_delta", "evaluation_set", "evaluation_samples", "quality_measure", "quality_value",
-                 "quality_reference", "quality_delta", "quality_within_noise", "qualifies", "quality_note"]
+TABLE_COLUMNS = [
+    "version",
+    "target",
+    "batch_size",
+    "baseline",
+    "status",
+    *[f"{key}{suffix}" for key, *_ in METRICS for suffix in ("", "_ratio", "_verdict")],
+    "accuracy_delta",
+    "evaluation_set",
+    "evaluation_samples",
+    "quality_measure",
+    "quality_value",
+    "quality_reference",
+    "quality_delta",
+    "quality_within_noise",
+    "qualifies",
+    "quality_note",
+]
 # Figures measured once, with no spread to judge a difference by: their ratios are shown
 # uncoloured.
 UNJUDGED = {"peak_memory_bytes", "load_time_ms", "device_memory_bytes"}
@@ -117,9 +131,21 @@ class Comparison:
         return [(param, LIMIT_PARAMS[param][0], self.limits.get(param)) for param in task_limit_params(self.task)]
 
 
-def benchmark_comparison(*, model_name, versions=None, targets=None, batch_size=None, percentile="p95",
-                         baseline=None, budget_ms=None, max_drop=None, limits=None, reference=None, threads=None,
-                         timing_mode="host"):
+def benchmark_comparison(
+    *,
+    model_name,
+    versions=None,
+    targets=None,
+    batch_size=None,
+    percentile="p95",
+    baseline=None,
+    budget_ms=None,
+    max_drop=None,
+    limits=None,
+    reference=None,
+    threads=None,
+    timing_mode="host",
+):
     """Build the comparison of ``versions`` (version strings) on ``targets`` (slugs); empty
     means every version / target with results. ``baseline`` (a version string) is compared
     against on every target for the ratios; None: each version's root (its fp32 original).
@@ -144,7 +170,8 @@ def benchmark_comparison(*, model_name, versions=None, targets=None, batch_size=
     by_name = {v.version: v for v in all_versions}
     results = list(
         BenchmarkResult.objects.filter(version__model=model, threads=threads, timing_mode=timing_mode)
-        .defer("samples", "environment").order_by("-job_id")
+        .defer("samples", "environment")
+        .order_by("-job_id")
     )
     newest = {}  # (version, target, batch) → the newest job's result
     for result in results:
@@ -189,27 +216,45 @@ def benchmark_comparison(*, model_name, versions=None, targets=None, batch_size=
     for target in targets:
         for version in versions:
             base = baseline_for(version)
-            row = Row(version=version, target=target, result=newest.get((version.pk, target.pk, batch_size)),
-                      baseline=base)
+            row = Row(
+                version=version, target=target, result=newest.get((version.pk, target.pk, batch_size)), baseline=base
+            )
             base_result = newest.get((base.pk, target.pk, batch_size)) if base else None
             _fill(row, base, base_result)
             if row.result is not None:
-                row.quality = read_quality(row.result.quality, accuracy=row.result.accuracy,
-                                           fidelity=row.result.fidelity)
+                row.quality = read_quality(
+                    row.result.quality, accuracy=row.result.accuracy, fidelity=row.result.fidelity
+                )
             rows.append(row)
     args = (model.task, converted, budget_ms, reference or None)
-    recommendations = [_recommend(target, [r for r in rows if r.target == target], args, percentile)
-                       for target in targets]
+    recommendations = [
+        _recommend(target, [r for r in rows if r.target == target], args, percentile) for target in targets
+    ]
     results_by_batch = {}
     for (version_id, target_id, size), result in newest.items():
         results_by_batch.setdefault((version_id, target_id), {})[size] = result
     history = [(by_id[v], t, r) for (v, t, size), r in newest.items() if size == batch_size]
-    return Comparison(model=model, versions=versions, all_versions=all_versions, targets=targets,
-                      all_targets=all_targets, batch_size=batch_size, batch_sizes=batch_sizes, percentile=percentile,
-                      timing_mode=timing_mode,
-                      baseline_choice=baseline_choice, budget_ms=budget_ms, max_drop=max_drop, rows=rows,
-                      recommendations=recommendations, results_by_batch=results_by_batch, history=history,
-                      task=model.task, limits=limits, reference=reference or None)
+    return Comparison(
+        model=model,
+        versions=versions,
+        all_versions=all_versions,
+        targets=targets,
+        all_targets=all_targets,
+        batch_size=batch_size,
+        batch_sizes=batch_sizes,
+        percentile=percentile,
+        timing_mode=timing_mode,
+        baseline_choice=baseline_choice,
+        budget_ms=budget_ms,
+        max_drop=max_drop,
+        rows=rows,
+        recommendations=recommendations,
+        results_by_batch=results_by_batch,
+        history=history,
+        task=model.task,
+        limits=limits,
+        reference=reference or None,
+    )
 
 
 def _root(version, by_id):
@@ -231,8 +276,11 @@ def _fill(row, base, base_result):
     for key, _label, _unit, higher_is_better in METRICS:
         value = _value(result, row.version, key) if result is not None or key == "size_bytes" else None
         figure = Figure(value)
-        base_value = _value(base_result, base, key) if base is not None and (base_result is not None
-                                                                              or key == "size_bytes") else None
+        base_value = (
+            _value(base_result, base, key)
+            if base is not None and (base_result is not None or key == "size_bytes")
+            else None
+        )
         if value is not None and base_value:
             figure.ratio = value / base_value
             if row.is_baseline:
@@ -240,8 +288,12 @@ def _fill(row, base, base_result):
             elif key not in UNJUDGED and result is not None and (base_result is not None or key == "size_bytes"):
                 figure.verdict = _verdict(key, value, base_value, result, base_result, higher_is_better)
         row.figures[key] = figure
-    if result is not None and result.accuracy is not None and base_result is not None \
-            and base_result.accuracy is not None:
+    if (
+        result is not None
+        and result.accuracy is not None
+        and base_result is not None
+        and base_result.accuracy is not None
+    ):
         row.accuracy_delta = result.accuracy - base_result.accuracy
 
 
@@ -290,14 +342,20 @@ def _recommend(target, rows, comparison_args, percentile):
     task, limits, budget_ms, reference = comparison_args
     key = f"{percentile}_ms"
     candidates = [
-        Candidate(name=r.version.version, ref=r.version.ref, size=r.version.size_bytes, item=r,
-                  latency=getattr(r.result, key) if r.result is not None else None,
-                  spread=spread(r.result, key) if r.result is not None else 0.0,
-                  quality=r.quality or {})
+        Candidate(
+            name=r.version.version,
+            ref=r.version.ref,
+            size=r.version.size_bytes,
+            item=r,
+            latency=getattr(r.result, key) if r.result is not None else None,
+            spread=spread(r.result, key) if r.result is not None else 0.0,
+            quality=r.quality or {},
+        )
         for r in rows
     ]
-    decision = decide(candidates, task=task, limits=limits, budget_ms=budget_ms, reference=reference,
-                      percentile=percentile)
+    decision = decide(
+        candidates, task=task, limits=limits, budget_ms=budget_ms, reference=reference, percentile=percentile
+    )
     for r in rows:
         r.judgement = decision.judgements.get(r.version.version)
     reason, summary = decision.reason, decision.summary
@@ -309,10 +367,16 @@ def _recommend(target, rows, comparison_args, percentile):
     elif decision.choice.item.unstable:
         reason += " Note: its measurement was unstable."
         summary += " Note: its measurement was unstable."
-    return Recommendation(target=target, budget_ms=budget_ms, decision=decision,
-                          choice=decision.choice.item if decision.choice else None,
-                          runner_up=decision.runner_up.item if decision.runner_up else None,
-                          reason=reason, considered=decision.considered, summary=summary)
+    return Recommendation(
+        target=target,
+        budget_ms=budget_ms,
+        decision=decision,
+        choice=decision.choice.item if decision.choice else None,
+        runner_up=decision.runner_up.item if decision.runner_up else None,
+        reason=reason,
+        considered=decision.considered,
+        summary=summary,
+    )
 
 
 def best_variants(*, max_drop, limit, batch_size=1):
@@ -320,28 +384,39 @@ def best_variants(*, max_drop, limit, batch_size=1):
     by the decision rule (the task's measure; ``max_drop``, fraction points, as the accuracy
     limit; the other measures' default limits), as [(model name, recommendation)]."""
     names = []
-    for name in (BenchmarkResult.objects.filter(batch_size=batch_size).order_by("-created")
-                 .values_list("version__model__name", flat=True)):
+    for name in (
+        BenchmarkResult.objects.filter(batch_size=batch_size)
+        .order_by("-created")
+        .values_list("version__model__name", flat=True)
+    ):
         if name not in names:
             names.append(name)
         if len(names) >= limit:
             break
-    return [(name, recommendation)
-            for name in names
-            for recommendation in benchmark_comparison(model_name=name, batch_size=batch_size,
-                                                       max_drop=max_drop).recommendations]
+    return [
+        (name, recommendation)
+        for name in names
+        for recommendation in benchmark_comparison(
+            model_name=name, batch_size=batch_size, max_drop=max_drop
+        ).recommendations
+    ]
 
 
 # --- the table as data (page, CSV, JSON and API all use this) -------------------------------
+
 
 def table(comparison):
     """The comparison table as flat rows: exactly the columns the page shows."""
     decisions = {r.target.pk: r.decision for r in comparison.recommendations}
     out = []
     for row in comparison.rows:
-        entry = {"version": row.version.version, "target": row.target.slug, "batch_size": comparison.batch_size,
-                 "baseline": row.baseline.version if row.baseline else None,
-                 "status": "missing" if row.missing else ("unstable" if row.unstable else "ok")}
+        entry = {
+            "version": row.version.version,
+            "target": row.target.slug,
+            "batch_size": comparison.batch_size,
+            "baseline": row.baseline.version if row.baseline else None,
+            "status": "missing" if row.missing else ("unstable" if row.unstable else "ok"),
+        }
         for key, _label, _unit, _better in METRICS:
             figure = row.figures[key]
             entry[key] = figure.value
@@ -395,16 +470,22 @@ def recommendation_payload(r):
     measure = decision.measure
     evaluation_set = reference.evaluation_set if reference else None
     return {
-        "target": r.target.slug, "budget_ms": r.budget_ms, "max_accuracy_drop": r.max_drop,
+        "target": r.target.slug,
+        "budget_ms": r.budget_ms,
+        "max_accuracy_drop": r.max_drop,
         "choice": r.choice.version.version if r.choice else None,
         "runner_up": r.runner_up.version.version if r.runner_up else None,
         "measure": measure.key if measure else None,
-        "limit": decision.limit, "limit_text": decision.limit_text,
+        "limit": decision.limit,
+        "limit_text": decision.limit_text,
         "reference": reference.name if reference else None,
         "reference_chosen": reference.chosen if reference else False,
         "reference_value": reference.value if reference else None,
-        "evaluation_set": ({"name": evaluation_set.get("name"), "samples": evaluation_set.get("samples")
-                            or reference.samples} if evaluation_set else None),
+        "evaluation_set": (
+            {"name": evaluation_set.get("name"), "samples": evaluation_set.get("samples") or reference.samples}
+            if evaluation_set
+            else None
+        ),
         "excluded": [{"version": name, "reason": why} for name, why in decision.excluded],
         "reason": r.reason,
     }

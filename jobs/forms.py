@@ -39,12 +39,22 @@ def _method_field(param):
     """The form field of a declared compression parameter (None when the page leaves it out)."""
     if param.form_field is not None:
         spec = param.form_field
-        return spec.name, forms.FloatField(required=False, min_value=spec.low, max_value=spec.high,
-                                           initial=spec.default, label=spec.label.capitalize(), help_text=param.help)
+        return spec.name, forms.FloatField(
+            required=False,
+            min_value=spec.low,
+            max_value=spec.high,
+            initial=spec.default,
+            label=spec.label.capitalize(),
+            help_text=param.help,
+        )
     if not param.form:
         return None
-    common = {"required": False, "initial": param.default, "help_text": param.help,
-              "label": param.name.replace("_", " ").capitalize()}
+    common = {
+        "required": False,
+        "initial": param.default,
+        "help_text": param.help,
+        "label": param.name.replace("_", " ").capitalize(),
+    }
     if param.kind == "bool":
         return param.name, forms.BooleanField(**common)
     if param.kind == "int":
@@ -77,17 +87,19 @@ class CompressForm(forms.Form):
                 methods.append(method.name)
                 params[method.name] = param
                 self.fields.setdefault(name, field)
-        for name, field in (("output_version", forms.CharField(required=False, max_length=128)),
-                            ("benchmark_after", forms.BooleanField(required=False, initial=True,
-                                                                   label="Benchmark the result")),
-                            ("batch_sizes", forms.CharField(required=False, initial="1,8,32",
-                                                            help_text="for the benchmark"))):
+        for name, field in (
+            ("output_version", forms.CharField(required=False, max_length=128)),
+            ("benchmark_after", forms.BooleanField(required=False, initial=True, label="Benchmark the result")),
+            ("batch_sizes", forms.CharField(required=False, initial="1,8,32", help_text="for the benchmark")),
+        ):
             self.fields[name] = field
 
     def rows(self):
         """(bound field, the methods that show it separated by spaces, or "" for every method)."""
-        return [(self[name], " ".join(self.method_fields[name][0]) if name in self.method_fields else "")
-                for name in self.fields]
+        return [
+            (self[name], " ".join(self.method_fields[name][0]) if name in self.method_fields else "")
+            for name in self.fields
+        ]
 
     def clean_batch_sizes(self):
         return _int_list(self.cleaned_data["batch_sizes"] or "1", "batch sizes")
@@ -113,8 +125,9 @@ class CompressForm(forms.Form):
 
 
 class BenchmarkForm(forms.Form):
-    targets = forms.ModelMultipleChoiceField(queryset=HardwareTarget.objects.filter(active=True),
-                                             to_field_name="slug", widget=forms.CheckboxSelectMultiple)
+    targets = forms.ModelMultipleChoiceField(
+        queryset=HardwareTarget.objects.filter(active=True), to_field_name="slug", widget=forms.CheckboxSelectMultiple
+    )
     batch_sizes = forms.CharField(initial="1,8,32")
     threads = forms.CharField(required=False, help_text="e.g. 1,2; empty for onnxruntime's default")
     min_runs = forms.IntegerField(min_value=1, max_value=100000, initial=30)
@@ -128,5 +141,9 @@ class BenchmarkForm(forms.Form):
 
     def params(self):
         data = self.cleaned_data
-        return {"batch_sizes": data["batch_sizes"], "threads": data["threads"], "min_runs": data["min_runs"],
-                "min_seconds": data["min_seconds"]}
+        return {
+            "batch_sizes": data["batch_sizes"],
+            "threads": data["threads"],
+            "min_runs": data["min_runs"],
+            "min_seconds": data["min_seconds"],
+        }

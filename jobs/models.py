@@ -31,10 +31,12 @@ class Job(models.Model):
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
     version = models.ForeignKey("registry.ModelVersion", related_name="jobs", on_delete=models.CASCADE)
-    target = models.ForeignKey("registry.HardwareTarget", null=True, blank=True, related_name="jobs",
-                               on_delete=models.PROTECT)
-    output_version = models.ForeignKey("registry.ModelVersion", null=True, blank=True, related_name="produced_by",
-                                       on_delete=models.SET_NULL)
+    target = models.ForeignKey(
+        "registry.HardwareTarget", null=True, blank=True, related_name="jobs", on_delete=models.PROTECT
+    )
+    output_version = models.ForeignKey(
+        "registry.ModelVersion", null=True, blank=True, related_name="produced_by", on_delete=models.SET_NULL
+    )
     queue = models.CharField(max_length=60, default="default")
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
@@ -89,20 +91,26 @@ class BenchmarkResult(models.Model):
     max_ms = models.FloatField(null=True, blank=True)
     mean_ms = models.FloatField()
     std_ms = models.FloatField()
-    intervals = models.JSONField(default=dict, blank=True,
-                                 help_text="95 % confidence intervals in ms: {p50: [low, high], ..., mean: [...]}")
+    intervals = models.JSONField(
+        default=dict, blank=True, help_text="95 % confidence intervals in ms: {p50: [low, high], ..., mean: [...]}"
+    )
     throughput = models.FloatField(help_text="items per second")
     stable = models.BooleanField(help_text="The last three measuring windows agreed within 10 %")
     windows = models.JSONField(default=list, blank=True, help_text="Mean latency (ms) of each measuring window")
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True, help_text="Peak RSS of a fresh process")
     load_time_ms = models.FloatField(null=True, blank=True, help_text="Cold session creation in a fresh process")
-    device_memory_bytes = models.BigIntegerField(null=True, blank=True,
-                                                 help_text="GPU memory a fresh process held (NVML); GPU targets only")
-    gpu_utilization = models.FloatField(null=True, blank=True,
-                                        help_text="Mean GPU utilization (%) during the timed runs; GPU targets only")
-    timing_mode = models.CharField(max_length=16, default="host",
-                                   help_text="host: inputs copied in and outputs out each run; device: IO binding "
-                                             "on the GPU; device+graph: and replayed as a CUDA graph")
+    device_memory_bytes = models.BigIntegerField(
+        null=True, blank=True, help_text="GPU memory a fresh process held (NVML); GPU targets only"
+    )
+    gpu_utilization = models.FloatField(
+        null=True, blank=True, help_text="Mean GPU utilization (%) during the timed runs; GPU targets only"
+    )
+    timing_mode = models.CharField(
+        max_length=16,
+        default="host",
+        help_text="host: inputs copied in and outputs out each run; device: IO binding "
+        "on the GPU; device+graph: and replayed as a CUDA graph",
+    )
     # Against the parent on the evaluation set (fraction points), or output fidelity when
     # there is no labelled evaluation set.
     accuracy = models.FloatField(null=True, blank=True)
@@ -132,10 +140,12 @@ class WorkerHost(models.Model):
     cpu_count = models.PositiveIntegerField(null=True, blank=True)
     memory_bytes = models.BigIntegerField(null=True, blank=True)
     gpus = models.JSONField(default=list, blank=True)
-    providers = models.JSONField(default=list, blank=True,
-                                 help_text="onnxruntime execution providers a tiny session proved usable at start")
-    provider_problems = models.JSONField(default=dict, blank=True,
-                                         help_text="{provider: why it cannot be used} for listed but unusable ones")
+    providers = models.JSONField(
+        default=list, blank=True, help_text="onnxruntime execution providers a tiny session proved usable at start"
+    )
+    provider_problems = models.JSONField(
+        default=dict, blank=True, help_text="{provider: why it cannot be used} for listed but unusable ones"
+    )
     versions = models.JSONField(default=dict, blank=True, help_text="onnxruntime, torch, python")
     pid = models.PositiveIntegerField(null=True, blank=True)
     started = models.DateTimeField()

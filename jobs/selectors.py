@@ -22,8 +22,11 @@ def version_jobs(version, limit=20):
 
 
 def job_get(job_id):
-    job = Job.objects.select_related("version__model", "target", "output_version__model", "created_by").filter(
-        pk=job_id).first()
+    job = (
+        Job.objects.select_related("version__model", "target", "output_version__model", "created_by")
+        .filter(pk=job_id)
+        .first()
+    )
     if job is None:
         raise NotFound(f"There is no job {job_id}.")
     return job
@@ -44,8 +47,13 @@ def workers_overview():
     for host in hosts:
         host.live = host.id in live_ids
     served = {queue for host in hosts if host.live for queue in host.queues}
-    waiting = dict(Job.objects.filter(status=Job.Status.QUEUED).order_by().values("queue")
-                   .annotate(n=Count("id")).values_list("queue", "n"))
+    waiting = dict(
+        Job.objects.filter(status=Job.Status.QUEUED)
+        .order_by()
+        .values("queue")
+        .annotate(n=Count("id"))
+        .values_list("queue", "n")
+    )
     targets = list(HardwareTarget.objects.filter(active=True))
     for target in targets:
         target.served = target.queue in served
@@ -62,8 +70,9 @@ def live_workers(*, now=None):
     from .models import WorkerHost
 
     now = now or timezone.now()
-    return WorkerHost.objects.filter(stopped__isnull=True,
-                                     last_seen__gte=now - timedelta(seconds=settings.BERTH_WORKER_LIVE_SECONDS))
+    return WorkerHost.objects.filter(
+        stopped__isnull=True, last_seen__gte=now - timedelta(seconds=settings.BERTH_WORKER_LIVE_SECONDS)
+    )
 
 
 def gpu_memory_by_queue(*, now=None):
@@ -100,17 +109,22 @@ def benchmark_results(*, model=None, version=None, target=None):
     if model:
         rows = rows.filter(version__model__name=model)
     if version:
-        rows = rows.filter(version__version=version) if not isinstance(version, int) else rows.filter(version_id=version)
+        rows = (
+            rows.filter(version__version=version) if not isinstance(version, int) else rows.filter(version_id=version)
+        )
     if target:
         rows = rows.filter(target__slug=target)
-    return rows.order_by("version__model__name", "version__version", "target__slug", "-job_id", "batch_size",
-                         "threads")
+    return rows.order_by("version__model__name", "version__version", "target__slug", "-job_id", "batch_size", "threads")
 
 
 def latest_benchmarks(version):
     """{target: [rows of its most recent benchmark job]} for the version page."""
-    rows = list(BenchmarkResult.objects.filter(version=version).select_related("target").defer("samples")
-                .order_by("target__slug", "-job_id", "batch_size", "threads"))
+    rows = list(
+        BenchmarkResult.objects.filter(version=version)
+        .select_related("target")
+        .defer("samples")
+        .order_by("target__slug", "-job_id", "batch_size", "threads")
+    )
     latest = {}
     for row in rows:
         job_id = latest.setdefault(row.target, {"job": row.job_id, "rows": []})["job"]
@@ -122,8 +136,11 @@ def latest_benchmarks(version):
 def accuracy_deltas(versions):
     """{version id: accuracy delta of its newest benchmark} for the lineage tree (one query)."""
     deltas = {}
-    rows = (BenchmarkResult.objects.filter(version__in=versions, accuracy_delta__isnull=False)
-            .order_by("version_id", "-job_id").values_list("version_id", "accuracy_delta"))
+    rows = (
+        BenchmarkResult.objects.filter(version__in=versions, accuracy_delta__isnull=False)
+        .order_by("version_id", "-job_id")
+        .values_list("version_id", "accuracy_delta")
+    )
     for version_id, delta in rows:
         deltas.setdefault(version_id, delta)
     return deltas

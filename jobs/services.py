@@ -37,6 +37,7 @@ class JobCancelled(Exception):
 
 # --- creating ------------------------------------------------------------------------------
 
+
 def profiles_queue_missing(*, versions, user=None):
     """Queue a profile job for each of ``versions`` whose model has a reference dataset, that has
     no reference profile and no profile job waiting or running (deployed versions need one for
@@ -45,8 +46,9 @@ def profiles_queue_missing(*, versions, user=None):
 
     for version in versions:
         has_reference = Dataset.objects.filter(model_id=version.model_id, kind=Dataset.Kind.REFERENCE).exists()
-        pending = Job.objects.filter(version=version, kind="profile",
-                                     status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).exists()
+        pending = Job.objects.filter(
+            version=version, kind="profile", status__in=[Job.Status.QUEUED, Job.Status.RUNNING]
+        ).exists()
         if has_reference and not pending and not version.reference_profiles.exists():
             job_create(kind="profile", version=version, created_by=user)
 
@@ -70,8 +72,16 @@ def job_create(*, kind, version, target=None, params=None, created_by=None):
     queue = target.queue if (target is not None and handler.runs_on_target) else "default"
     with transaction.atomic():
         handler.before_create(version=version)
-        job = Job.objects.create(kind=kind, version=version, target=target, params=params, queue=queue,
-                                 created_by=created_by, celery_task_id=uuid.uuid4().hex, message=WAITING)
+        job = Job.objects.create(
+            kind=kind,
+            version=version,
+            target=target,
+            params=params,
+            queue=queue,
+            created_by=created_by,
+            celery_task_id=uuid.uuid4().hex,
+            message=WAITING,
+        )
         transaction.on_commit(lambda: job_enqueue(job))
     return job
 
@@ -92,8 +102,9 @@ def job_enqueue(job):
     soft, hard = KINDS[job.kind].time_limits
     try:
         # By the task's name (jobs/tasks.py runs it): the tasks module imports services, never the reverse.
-        current_app.send_task(RUN_TASK, args=[job.id], queue=job.queue, task_id=job.celery_task_id,
-                              soft_time_limit=soft, time_limit=hard)
+        current_app.send_task(
+            RUN_TASK, args=[job.id], queue=job.queue, task_id=job.celery_task_id, soft_time_limit=soft, time_limit=hard
+        )
     except BrokerUnreachable as exc:
         logger.warning("job %s not sent: the broker is unreachable (%s)", job.id, exc)
         if job.message != NOT_SENT:
@@ -109,12 +120,17 @@ def job_enqueue(job):
 
 # --- running -------------------------------------------------------------------------------
 
+
 def job_claim(*, job_id, worker_host):
     """Take a queued job for this worker; None if it is not queued (done, running, cancelled)."""
     now = timezone.now()
     claimed = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING, started=now, heartbeat=now, worker_host=worker_host,
-        message="Started", progress=0,
+        status=Job.Status.RUNNING,
+        started=now,
+        heartbeat=now,
+        worker_host=worker_host,
+        message="Started",
+        progress=0,
     )
     if claimed != 1:
         return None
@@ -150,15 +166,19 @@ def job_run(*, job_id, worker_host):
         from registry.storage import IntegrityError as ArtifactIntegrityError
 
         if isinstance(exc, ArtifactIntegrityError):
-            audit.record(audit.Action.INTEGRITY, job.version.ref if job.version_id else f"job {job.id}",
-                         details={"job": job.id, "kind": job.kind, "worker": worker_host, "error": exc.message})
+            audit.record(
+                audit.Action.INTEGRITY,
+                job.version.ref if job.version_id else f"job {job.id}",
+                details={"job": job.id, "kind": job.kind, "worker": worker_host, "error": exc.message},
+            )
         _fail(job, handler, exc.message)
     except EngineError as exc:
         _fail(job, handler, str(exc))
     except Exception as exc:  # a bug or an environment problem: fail the job, keep the trace in the worker log
         logger.exception("job %s crashed", job.id)
-        _fail(job, handler, f"Internal error ({type(exc).__name__}): {first_line(exc)}. The worker's log has "
-                            "the details.")
+        _fail(
+            job, handler, f"Internal error ({type(exc).__name__}): {first_line(exc)}. The worker's log has the details."
+        )
     else:
         job_succeed(job=job, result=result or {})
 
@@ -223,7 +243,11 @@ def job_log(*, job_id, line):
 
 def job_succeed(*, job, result, message="Done"):
     Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(
-        status=Job.Status.SUCCEEDED, progress=100, message=message, result=result, finished=timezone.now(),
+        status=Job.Status.SUCCEEDED,
+        progress=100,
+        message=message,
+        result=result,
+        finished=timezone.now(),
         heartbeat=timezone.now(),
     )
     job_log(job_id=job.id, line=message)
@@ -271,6 +295,7 @@ def job_set_output(*, job, version):
 
 # --- keeping jobs honest when workers or the broker fail ------------------------------------
 
+
 def jobs_reap(*, now=None):
     """Fail running jobs whose heartbeat stopped: their worker died (SIGKILL, OOM, lost host).
     A re-delivered message for such a job finds it failed and does nothing. Returns how many."""
@@ -280,10 +305,13 @@ def jobs_reap(*, now=None):
     cutoff = now - timedelta(seconds=settings.BERTH_JOB_LOST_AFTER_SECONDS)
     reaped = 0
     for job in Job.objects.filter(status=Job.Status.RUNNING, heartbeat__lt=cutoff).select_related("version"):
-        error = (f"Worker lost: {job.worker_host or 'its worker'} stopped reporting at "
-                 f"{job.heartbeat:%Y-%m-%d %H:%M:%S} UTC (killed, out of memory or disconnected). Start the job again.")
+        error = (
+            f"Worker lost: {job.worker_host or 'its worker'} stopped reporting at "
+            f"{job.heartbeat:%Y-%m-%d %H:%M:%S} UTC (killed, out of memory or disconnected). Start the job again."
+        )
         failed = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, heartbeat__lt=cutoff).update(
-            status=Job.Status.FAILED, error=error, message="Failed: worker lost", finished=now)
+            status=Job.Status.FAILED, error=error, message="Failed: worker lost", finished=now
+        )
         if failed:
             reaped += 1
             job_log(job_id=job.id, line=error)
@@ -307,8 +335,10 @@ def jobs_requeue_lost(*, now=None):
         if job.enqueued is None:
             line = "Sent to the broker, which could not be reached when the job was created"
         else:
-            line = (f"Re-sent to the broker: queued since {job.enqueued:%H:%M:%S} UTC while an idle worker "
-                    f"consumed {job.queue} (the broker may have lost the message)")
+            line = (
+                f"Re-sent to the broker: queued since {job.enqueued:%H:%M:%S} UTC while an idle worker "
+                f"consumed {job.queue} (the broker may have lost the message)"
+            )
         if not job_enqueue(job):
             break  # still unreachable: the next round tries again
         job_log(job_id=job.id, line=line)
@@ -318,18 +348,29 @@ def jobs_requeue_lost(*, now=None):
 
 # --- workers ----------------------------------------------------------------------------------
 
+
 def worker_report(*, hostname, queues, facts, pid=None):
     """A worker started: record its hardware, runtimes and queues."""
     from .models import WorkerHost
 
     now = timezone.now()
-    WorkerHost.objects.update_or_create(hostname=hostname, defaults={
-        "queues": sorted(queues), "cpu_model": facts.get("cpu_model") or "", "cpu_count": facts.get("cpu_count"),
-        "memory_bytes": facts.get("memory_bytes"), "gpus": facts.get("gpus") or [],
-        "providers": facts.get("providers") or [], "provider_problems": facts.get("provider_problems") or {},
-        "versions": facts.get("versions") or {}, "pid": pid,
-        "started": now, "last_seen": now, "stopped": None,
-    })
+    WorkerHost.objects.update_or_create(
+        hostname=hostname,
+        defaults={
+            "queues": sorted(queues),
+            "cpu_model": facts.get("cpu_model") or "",
+            "cpu_count": facts.get("cpu_count"),
+            "memory_bytes": facts.get("memory_bytes"),
+            "gpus": facts.get("gpus") or [],
+            "providers": facts.get("providers") or [],
+            "provider_problems": facts.get("provider_problems") or {},
+            "versions": facts.get("versions") or {},
+            "pid": pid,
+            "started": now,
+            "last_seen": now,
+            "stopped": None,
+        },
+    )
 
 
 def worker_heartbeat(*, hostname):

@@ -21,9 +21,16 @@ from .models import Job
 def job_list(request):
     filters = {key: request.GET.get(key, "") for key in ("kind", "status", "target")}
     page = Paginator(selectors.job_list(**filters), 50).get_page(request.GET.get("page"))
-    return render(request, "jobs/job_list.html", {
-        "page": page, "filters": filters, "kinds": Job.Kind.choices, "statuses": Job.Status.choices,
-    })
+    return render(
+        request,
+        "jobs/job_list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "kinds": Job.Kind.choices,
+            "statuses": Job.Status.choices,
+        },
+    )
 
 
 def _job_context(job_id):
@@ -31,8 +38,11 @@ def _job_context(job_id):
 
     job = selectors.job_get(job_id)
     figure = charts.loss_curve(job.result)
-    return {"job": job, "waiting_for": selectors.waiting_reason(job, selectors.served_queues()),
-            "loss_chart": charts.to_json(figure) if figure else None}
+    return {
+        "job": job,
+        "waiting_for": selectors.waiting_reason(job, selectors.served_queues()),
+        "loss_chart": charts.to_json(figure) if figure else None,
+    }
 
 
 @access_required("job")
@@ -86,8 +96,11 @@ def version_run(request, name, version, kind):
     try:
         with transaction.atomic():
             for target in targets:
-                started.append(services.job_create(kind=kind, version=found, target=target, params=form.params(),
-                                                   created_by=request.user))
+                started.append(
+                    services.job_create(
+                        kind=kind, version=found, target=target, params=form.params(), created_by=request.user
+                    )
+                )
     except BerthError as exc:
         form.add_error(_form_field(form, exc.field), exc.message)
         return version_page(request, found, bound_form=form, kind=kind)
@@ -95,7 +108,6 @@ def version_run(request, name, version, kind):
         return redirect(started[0])
     messages.success(request, f"Started {len(started)} {kind} jobs: " + ", ".join(f"#{j.id}" for j in started))
     return redirect(found)
-
 
 
 def _comparison(request):
@@ -124,15 +136,28 @@ def compare(request):
     from .engine.gpu import TIMING_MODES
 
     errors, comparison = _comparison(request)
-    context = {"models": Model.objects.order_by("name").values_list("name", flat=True), "errors": errors,
-               "comparison": comparison, "query": request.GET, "metrics": METRICS, "timing_modes": TIMING_MODES}
+    context = {
+        "models": Model.objects.order_by("name").values_list("name", flat=True),
+        "errors": errors,
+        "comparison": comparison,
+        "query": request.GET,
+        "metrics": METRICS,
+        "timing_modes": TIMING_MODES,
+    }
     if comparison is not None:
         # GPU memory is a column only where some result measured it (GPU targets).
-        metrics = [m for m in METRICS if m[0] != "device_memory_bytes"
-                   or any(row.figures[m[0]].value is not None for row in comparison.rows)]
-        context.update(metrics=metrics, charts=all_charts(comparison), rows=_display_rows(comparison, metrics),
-                       selected_versions={v.pk for v in comparison.versions},
-                       selected_targets={t.pk for t in comparison.targets})
+        metrics = [
+            m
+            for m in METRICS
+            if m[0] != "device_memory_bytes" or any(row.figures[m[0]].value is not None for row in comparison.rows)
+        ]
+        context.update(
+            metrics=metrics,
+            charts=all_charts(comparison),
+            rows=_display_rows(comparison, metrics),
+            selected_versions={v.pk for v in comparison.versions},
+            selected_targets={t.pk for t in comparison.targets},
+        )
     return render(request, "jobs/compare.html", context)
 
 
@@ -160,17 +185,24 @@ def _display_rows(comparison, metrics):
         cells = []
         for key, _label, unit, _better in metrics:
             figure = row.figures[key]
-            cell = {"value": show(figure.value, unit),
-                    "ratio": f"{figure.ratio:.2f}×" if figure.ratio is not None else "",
-                    "verdict": figure.verdict or ""}
+            cell = {
+                "value": show(figure.value, unit),
+                "ratio": f"{figure.ratio:.2f}×" if figure.ratio is not None else "",
+                "verdict": figure.verdict or "",
+            }
             if key == "device_memory_bytes" and figure.value is not None:
                 fits, cell["note"] = fits_on_gpu(figure.value, gpu_memory.get(row.target.queue))
                 cell["fit"] = {True: "fits", False: "does not fit", None: ""}[fits]
                 if fits is False:
                     cell["verdict"] = "worse"
             cells.append(cell)
-        rows.append({"row": row, "cells": cells,
-                     "delta": f"{row.accuracy_delta * 100:+.2f} pt" if row.accuracy_delta is not None else ""})
+        rows.append(
+            {
+                "row": row,
+                "cells": cells,
+                "delta": f"{row.accuracy_delta * 100:+.2f} pt" if row.accuracy_delta is not None else "",
+            }
+        )
     return rows
 
 

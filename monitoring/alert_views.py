@@ -26,14 +26,29 @@ def alerts(request):
         state = ""
     name = request.GET.get("endpoint", "")
     endpoint = selectors.endpoint_get(name) if name else None
-    firing = list(services.alert_list(state=Alert.State.FIRING, endpoint=endpoint)) \
-        if state != Alert.State.RESOLVED else []
-    history = list(services.alert_list(state=Alert.State.RESOLVED, endpoint=endpoint)[:HISTORY_LIMIT]) \
-        if state != Alert.State.FIRING else []
-    return render(request, "monitoring/alerts.html", {
-        "firing": firing, "history": history, "history_limit": HISTORY_LIMIT, "state": state,
-        "endpoint": endpoint, "endpoint_name": name, "endpoints": Endpoint.objects.order_by("name"),
-        "states": Alert.State.values, "now": timezone.now()})
+    firing = (
+        list(services.alert_list(state=Alert.State.FIRING, endpoint=endpoint)) if state != Alert.State.RESOLVED else []
+    )
+    history = (
+        list(services.alert_list(state=Alert.State.RESOLVED, endpoint=endpoint)[:HISTORY_LIMIT])
+        if state != Alert.State.FIRING
+        else []
+    )
+    return render(
+        request,
+        "monitoring/alerts.html",
+        {
+            "firing": firing,
+            "history": history,
+            "history_limit": HISTORY_LIMIT,
+            "state": state,
+            "endpoint": endpoint,
+            "endpoint_name": name,
+            "endpoints": Endpoint.objects.order_by("name"),
+            "states": Alert.State.values,
+            "now": timezone.now(),
+        },
+    )
 
 
 def _render_rules(request, endpoint, form=None, status=200):
@@ -41,12 +56,20 @@ def _render_rules(request, endpoint, form=None, status=200):
     for rule in rules:
         rule.webhook_shown = masked_webhook(rule.webhook_url, request.user)
         rule.email_addresses = services.email_list(rule.emails)
-    return render(request, "monitoring/alert_rules.html", {
-        "endpoint": endpoint, "rules": rules, "form": form or AlertRuleForm(), "silence_choices":
-            [choice for choice in SilenceForm.base_fields["minutes"].choices if choice[0]],
-        "endpoint_alerts": services.endpoint_alert_context(endpoint),
-        "public_url": settings.BERTH_PUBLIC_URL,
-        "now": timezone.now()}, status=status)
+    return render(
+        request,
+        "monitoring/alert_rules.html",
+        {
+            "endpoint": endpoint,
+            "rules": rules,
+            "form": form or AlertRuleForm(),
+            "silence_choices": [choice for choice in SilenceForm.base_fields["minutes"].choices if choice[0]],
+            "endpoint_alerts": services.endpoint_alert_context(endpoint),
+            "public_url": settings.BERTH_PUBLIC_URL,
+            "now": timezone.now(),
+        },
+        status=status,
+    )
 
 
 def _rule_get(endpoint, rule_id):

@@ -46,14 +46,32 @@ DELIVER_TASK = "monitoring.deliver_notification"
 
 # --- rules ---------------------------------------------------------------------------------------
 
-def rule_create(*, endpoint, metric, threshold=None, window_minutes=5, min_requests=20, webhook_url="", emails="",
-                enabled=True, user=None):
+
+def rule_create(
+    *,
+    endpoint,
+    metric,
+    threshold=None,
+    window_minutes=5,
+    min_requests=20,
+    webhook_url="",
+    emails="",
+    enabled=True,
+    user=None,
+):
     """A new alert rule on ``endpoint``. ``threshold`` is ms (p95_latency), % (error_rate) or k
     (benchmark_gap); drift uses each feature's own test threshold and ignores it. ``emails`` is
     a list or a comma-separated string. Raises BerthError naming the bad field."""
     rule = AlertRule(endpoint=endpoint, enabled=bool(enabled), created_by=user)
-    _apply(rule, metric=metric, threshold=threshold, window_minutes=window_minutes, min_requests=min_requests,
-           webhook_url=webhook_url, emails=emails)
+    _apply(
+        rule,
+        metric=metric,
+        threshold=threshold,
+        window_minutes=window_minutes,
+        min_requests=min_requests,
+        webhook_url=webhook_url,
+        emails=emails,
+    )
     with transaction.atomic():
         rule.save()
     return rule
@@ -62,14 +80,27 @@ def rule_create(*, endpoint, metric, threshold=None, window_minutes=5, min_reque
 def rule_update(*, rule, user=None, **changes):
     """Change some of a rule's settings (the same names as rule_create, plus ``enabled``).
     Disabling a rule resolves its firing alerts."""
-    unknown = set(changes) - {"metric", "threshold", "window_minutes", "min_requests", "webhook_url", "emails",
-                              "enabled"}
+    unknown = set(changes) - {
+        "metric",
+        "threshold",
+        "window_minutes",
+        "min_requests",
+        "webhook_url",
+        "emails",
+        "enabled",
+    }
     if unknown:
         raise BerthError(f"Unknown rule setting {sorted(unknown)[0]!r}.", field=sorted(unknown)[0])
     with transaction.atomic():
         rule = AlertRule.objects.select_for_update(of=("self",)).select_related("endpoint").get(pk=rule.pk)
-        current = {"metric": rule.metric, "threshold": rule.threshold, "window_minutes": rule.window_minutes,
-                   "min_requests": rule.min_requests, "webhook_url": rule.webhook_url, "emails": rule.emails}
+        current = {
+            "metric": rule.metric,
+            "threshold": rule.threshold,
+            "window_minutes": rule.window_minutes,
+            "min_requests": rule.min_requests,
+            "webhook_url": rule.webhook_url,
+            "emails": rule.emails,
+        }
         enabled = changes.pop("enabled", rule.enabled)
         if changes.get("metric", rule.metric) != rule.metric:
             current["threshold"] = None  # ms, % and k do not translate: a new metric needs its own threshold
@@ -93,8 +124,9 @@ def rule_silence(*, rule, minutes, user=None, now=None):
     """Silence the rule's notifications for ``minutes`` (0 lifts the silence). Alerts still open
     and resolve while silenced; their notifications are recorded as silenced, not sent."""
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 <= minutes <= MAX_SILENCE_MINUTES:
-        raise BerthError(f"minutes is a whole number from 0 (lift the silence) to {MAX_SILENCE_MINUTES} (30 days).",
-                         field="minutes")
+        raise BerthError(
+            f"minutes is a whole number from 0 (lift the silence) to {MAX_SILENCE_MINUTES} (30 days).", field="minutes"
+        )
     now = now or timezone.now()
     until = now + timedelta(minutes=minutes) if minutes else None
     with transaction.atomic():
@@ -125,8 +157,11 @@ def _apply(rule, *, metric, threshold, window_minutes, min_requests, webhook_url
             except (TypeError, ValueError) as exc:
                 raise BerthError("threshold must be a number.", field="threshold") from exc
             if not math.isfinite(threshold) or not 0 < threshold <= 100:
-                raise BerthError("For drift, threshold is the share of features (%, above 0 and at most 100) "
-                                 "that must drift; leave it empty for any feature.", field="threshold")
+                raise BerthError(
+                    "For drift, threshold is the share of features (%, above 0 and at most 100) "
+                    "that must drift; leave it empty for any feature.",
+                    field="threshold",
+                )
         else:
             threshold = None
     else:
@@ -140,20 +175,27 @@ def _apply(rule, *, metric, threshold, window_minutes, min_requests, webhook_url
             raise BerthError(f"threshold must be above 0: {_THRESHOLD_HELP[metric]}.", field="threshold")
         if metric == Metric.ERROR_RATE and threshold >= 100:
             raise BerthError("threshold is a percentage of requests below 100 for error_rate.", field="threshold")
-    if isinstance(window_minutes, bool) or not isinstance(window_minutes, int) or \
-            not 1 <= window_minutes <= MAX_WINDOW_MINUTES:
-        raise BerthError(f"window_minutes is a whole number of minutes from 1 to {MAX_WINDOW_MINUTES}.",
-                         field="window_minutes")
+    if (
+        isinstance(window_minutes, bool)
+        or not isinstance(window_minutes, int)
+        or not 1 <= window_minutes <= MAX_WINDOW_MINUTES
+    ):
+        raise BerthError(
+            f"window_minutes is a whole number of minutes from 1 to {MAX_WINDOW_MINUTES}.", field="window_minutes"
+        )
     if isinstance(min_requests, bool) or not isinstance(min_requests, int) or min_requests < 0:
-        raise BerthError("min_requests is a whole number ≥ 0: with fewer requests in the window there is no "
-                         "verdict.", field="min_requests")
+        raise BerthError(
+            "min_requests is a whole number ≥ 0: with fewer requests in the window there is no verdict.",
+            field="min_requests",
+        )
     webhook_url = (webhook_url or "").strip()
     if webhook_url:
         try:
             URLValidator(schemes=["http", "https"])(webhook_url)
         except ValidationError as exc:
-            raise BerthError("webhook_url must be an http:// or https:// URL that accepts a JSON POST.",
-                             field="webhook_url") from exc
+            raise BerthError(
+                "webhook_url must be an http:// or https:// URL that accepts a JSON POST.", field="webhook_url"
+            ) from exc
     addresses = email_list(emails) if isinstance(emails, str) else [str(a).strip() for a in emails or [] if a]
     for address in addresses:
         try:
@@ -163,8 +205,12 @@ def _apply(rule, *, metric, threshold, window_minutes, min_requests, webhook_url
     joined = ", ".join(dict.fromkeys(addresses))
     if len(joined) > AlertRule._meta.get_field("emails").max_length:
         raise BerthError("Too many e-mail addresses; use a mailing list.", field="emails")
-    rule.metric, rule.threshold, rule.window_minutes, rule.min_requests = metric, threshold, window_minutes, \
-        min_requests
+    rule.metric, rule.threshold, rule.window_minutes, rule.min_requests = (
+        metric,
+        threshold,
+        window_minutes,
+        min_requests,
+    )
     rule.webhook_url, rule.emails = webhook_url, joined
 
 
@@ -176,6 +222,7 @@ _THRESHOLD_HELP = {
 
 
 # --- evaluation ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Verdict:
@@ -203,14 +250,23 @@ def rule_evaluate(*, rule_id, now):
     """Evaluate one rule per version; returns the number of alerts opened or resolved. The rule
     row is locked for the whole evaluation, so two evaluators take turns."""
     with transaction.atomic():
-        rule = (AlertRule.objects.select_for_update(of=("self",)).select_related("endpoint__model", "endpoint__target")
-                .filter(pk=rule_id, enabled=True).first())
+        rule = (
+            AlertRule.objects.select_for_update(of=("self",))
+            .select_related("endpoint__model", "endpoint__target")
+            .filter(pk=rule_id, enabled=True)
+            .first()
+        )
         if rule is None:
             return 0
         heard = Notification.objects.filter(alert=OuterRef("pk"), event=Alert.State.FIRING).exclude(
-            status=Notification.Status.SILENCED)
-        firing = {alert.version_id: alert for alert in Alert.objects.filter(rule=rule, state=Alert.State.FIRING)
-                  .annotate(heard=Exists(heard)).select_related("version")}
+            status=Notification.Status.SILENCED
+        )
+        firing = {
+            alert.version_id: alert
+            for alert in Alert.objects.filter(rule=rule, state=Alert.State.FIRING)
+            .annotate(heard=Exists(heard))
+            .select_related("version")
+        }
         changed = 0
         earlier = _earlier_windows(rule, now) if rule.metric == Metric.DRIFT else []
         for version, summary in series.recent(rule.endpoint, minutes=rule.window_minutes, now=now).items():
@@ -240,8 +296,10 @@ def _earlier_windows(rule, now):
     """series.recent of the DRIFT_WINDOWS - 1 windows before the rule's current one, oldest
     first."""
     step = timedelta(minutes=rule.window_minutes)
-    return [series.recent(rule.endpoint, minutes=rule.window_minutes, now=now - k * step)
-            for k in range(DRIFT_WINDOWS - 1, 0, -1)]
+    return [
+        series.recent(rule.endpoint, minutes=rule.window_minutes, now=now - k * step)
+        for k in range(DRIFT_WINDOWS - 1, 0, -1)
+    ]
 
 
 def judge(rule, version, summary, *, earlier=()):
@@ -261,9 +319,14 @@ def judge(rule, version, summary, *, earlier=()):
             return None
         value = summary["error_rate"] * 100
         breached = value > rule.threshold
-        text = (f"{who}: error rate {_num(value)} % > {_num(rule.threshold)} % {span} "
-                f"({summary['errors']:,} of {summary['requests']:,} requests failed)") if breached else \
-            f"{who}: error rate back to {_num(value)} % (≤ {_num(rule.threshold)} %) {span}"
+        text = (
+            (
+                f"{who}: error rate {_num(value)} % > {_num(rule.threshold)} % {span} "
+                f"({summary['errors']:,} of {summary['requests']:,} requests failed)"
+            )
+            if breached
+            else f"{who}: error rate back to {_num(value)} % (≤ {_num(rule.threshold)} %) {span}"
+        )
         return Verdict(breached, value, rule.threshold, text, {**counts, "error_kinds": summary.get("error_kinds", {})})
     p95 = summary["p95_ms"]
     if p95 is None:
@@ -271,8 +334,11 @@ def judge(rule, version, summary, *, earlier=()):
     latency = {**counts, "p50_ms": summary["p50_ms"], "p95_ms": p95, "p99_ms": summary["p99_ms"]}
     if rule.metric == Metric.P95_LATENCY:
         breached = p95 > rule.threshold
-        text = f"{who}: p95 latency {_num(p95)} ms > {_num(rule.threshold)} ms {span}" if breached else \
-            f"{who}: p95 latency back to {_num(p95)} ms (≤ {_num(rule.threshold)} ms) {span}"
+        text = (
+            f"{who}: p95 latency {_num(p95)} ms > {_num(rule.threshold)} ms {span}"
+            if breached
+            else f"{who}: p95 latency back to {_num(p95)} ms (≤ {_num(rule.threshold)} ms) {span}"
+        )
         return Verdict(breached, p95, rule.threshold, text, latency)
     # Like for like only: production's session.run p95 against the benchmark of the same version on
     # this target at the batch size production ran (monitoring.comparable); else no verdict.
@@ -283,13 +349,22 @@ def judge(rule, version, summary, *, earlier=()):
     breached = ratio > rule.threshold
     target = rule.endpoint.target.slug
     size = f"batch size {like['batch_size']}"
-    text = (f"{who}: inference p95 {_num(inference)} ms is {_num(ratio)} × its benchmark p95 ({_num(benchmark)} ms "
-            f"on {target} at {size}; the limit is {_num(rule.threshold)} ×) {span}") if breached else \
-        f"{who}: inference p95 back to {_num(ratio)} × its benchmark p95 ({_num(inference)} ms vs {_num(benchmark)} " \
+    text = (
+        (
+            f"{who}: inference p95 {_num(inference)} ms is {_num(ratio)} × its benchmark p95 ({_num(benchmark)} ms "
+            f"on {target} at {size}; the limit is {_num(rule.threshold)} ×) {span}"
+        )
+        if breached
+        else f"{who}: inference p95 back to {_num(ratio)} × its benchmark p95 ({_num(inference)} ms vs {_num(benchmark)} "
         f"ms at {size}) {span}"
-    return Verdict(breached, ratio, rule.threshold, text, {**latency, "benchmark_p95_ms": benchmark,
-                                                           "inference_p95_ms": inference,
-                                                           "batch_size": like["batch_size"]})
+    )
+    return Verdict(
+        breached,
+        ratio,
+        rule.threshold,
+        text,
+        {**latency, "benchmark_p95_ms": benchmark, "inference_p95_ms": inference, "batch_size": like["batch_size"]},
+    )
 
 
 def _judge_drift(rule, who, span, summary, counts, earlier):
@@ -299,24 +374,41 @@ def _judge_drift(rule, who, span, summary, counts, earlier):
     ranked = sorted(scored.items(), key=lambda item: -relative_drift(item[1]))
     drifted = [(name, v) for name, v in ranked if v["drifted"]]
     value = relative_drift(ranked[0][1])
-    details = {**counts, "features_scored": len(scored), "features_drifted": len(drifted),
-               "features": [{"feature": name, "test": v["test"], "score": v["score"], "threshold": v["threshold"],
-                             "effect": v["effect"], "effect_value": v["effect_value"],
-                             "effect_threshold": v["effect_threshold"], "explanation": v["explanation"]}
-                            for name, v in drifted]}
+    details = {
+        **counts,
+        "features_scored": len(scored),
+        "features_drifted": len(drifted),
+        "features": [
+            {
+                "feature": name,
+                "test": v["test"],
+                "score": v["score"],
+                "threshold": v["threshold"],
+                "effect": v["effect"],
+                "effect_value": v["effect_value"],
+                "effect_threshold": v["effect_threshold"],
+                "explanation": v["explanation"],
+            }
+            for name, v in drifted
+        ],
+    }
     needed = _features_needed(rule, len(scored))
     details["features_needed"] = needed
     now_drifted = bool(drifted) and len(drifted) >= needed
     history = [_window_drifted(rule, s) for s in earlier] + [now_drifted]
     windows_drifted = sum(1 for d in history if d)
     details.update(windows=DRIFT_WINDOWS, windows_drifted=windows_drifted, windows_needed=DRIFT_WINDOWS_NEEDED)
-    windows = (f"in {windows_drifted} of the last {len(history)} windows of {rule.window_minutes} min "
-               f"(the rule needs {DRIFT_WINDOWS_NEEDED})")
+    windows = (
+        f"in {windows_drifted} of the last {len(history)} windows of {rule.window_minutes} min "
+        f"(the rule needs {DRIFT_WINDOWS_NEEDED})"
+    )
     if sustained(history, needed=DRIFT_WINDOWS_NEEDED, of=DRIFT_WINDOWS):
         if now_drifted:
             name, worst = drifted[0]
-            text = (f"{who}: drift on {len(drifted)} of {len(scored)} features {windows}; now "
-                    f"{_drift_text(name, worst)} {span}")
+            text = (
+                f"{who}: drift on {len(drifted)} of {len(scored)} features {windows}; now "
+                f"{_drift_text(name, worst)} {span}"
+            )
         else:
             text = f"{who}: drift {windows}; not in the newest"
         return Verdict(True, value, 1.0, text, details)
@@ -324,11 +416,11 @@ def _judge_drift(rule, who, span, summary, counts, earlier):
     if now_drifted:
         text = f"{who}: drift on {len(drifted)} of {len(scored)} features, but only {windows}"
     elif drifted:
-        text = (f"{who}: drift on {len(drifted)} of {len(scored)} features, fewer than the {needed} the rule "
-                f"needs {span}")
+        text = (
+            f"{who}: drift on {len(drifted)} of {len(scored)} features, fewer than the {needed} the rule needs {span}"
+        )
     else:
-        text = (f"{who}: no feature drifts any more ({len(scored)} scored; closest {_drift_text(name, closest)}) "
-                f"{span}")
+        text = f"{who}: no feature drifts any more ({len(scored)} scored; closest {_drift_text(name, closest)}) {span}"
     return Verdict(False, value, 1.0, text, details)
 
 
@@ -354,10 +446,18 @@ def _drift_text(name, verdict):
 def _open(rule, version, verdict, now):
     try:
         with transaction.atomic():  # the unique constraint: never two firing alerts per rule and version
-            alert = Alert.objects.create(rule=rule, endpoint=rule.endpoint, version=version, value=verdict.value,
-                                         last_value=verdict.value, threshold=verdict.threshold,
-                                         message=verdict.message, details=verdict.details, started=now,
-                                         last_evaluated=now)
+            alert = Alert.objects.create(
+                rule=rule,
+                endpoint=rule.endpoint,
+                version=version,
+                value=verdict.value,
+                last_value=verdict.value,
+                threshold=verdict.threshold,
+                message=verdict.message,
+                details=verdict.details,
+                started=now,
+                last_evaluated=now,
+            )
     except IntegrityError:
         return 0
     _notify(alert, Alert.State.FIRING, now)
@@ -371,8 +471,9 @@ def _resolve(alert, now, *, value, resolution):
     alert.save(update_fields=["state", "resolved", "last_evaluated", "last_value", "details"])
     heard = getattr(alert, "heard", None)
     if heard is None:
-        heard = alert.notifications.filter(event=Alert.State.FIRING).exclude(
-            status=Notification.Status.SILENCED).exists()
+        heard = (
+            alert.notifications.filter(event=Alert.State.FIRING).exclude(status=Notification.Status.SILENCED).exists()
+        )
     # A receiver that never heard the alert fire is not told it resolved.
     _notify(alert, Alert.State.RESOLVED, now, silenced=not heard)
     return 1
@@ -394,8 +495,9 @@ def _notify(alert, event, now, *, silenced=False):
     destinations = [(Notification.Channel.WEBHOOK, rule.webhook_url)] if rule.webhook_url else []
     destinations += [(Notification.Channel.EMAIL, address) for address in email_list(rule.emails)]
     for channel, destination in destinations:
-        row = Notification.objects.create(alert=alert, channel=channel, event=event, destination=destination,
-                                          status=status)
+        row = Notification.objects.create(
+            alert=alert, channel=channel, event=event, destination=destination, status=status
+        )
         if status == Notification.Status.PENDING:
             transaction.on_commit(lambda pk=row.pk: current_app.send_task(DELIVER_TASK, args=(pk,)))
 
@@ -407,10 +509,14 @@ def _label(version):
 
 # --- reads for pages ------------------------------------------------------------------------------
 
+
 def alert_list(*, state="", endpoint=None):
     """Alerts, firing first, newest first."""
-    alerts = (Alert.objects.select_related("rule", "endpoint", "version").prefetch_related("notifications")
-              .order_by("state", "-started", "-id"))  # "firing" sorts before "resolved"
+    alerts = (
+        Alert.objects.select_related("rule", "endpoint", "version")
+        .prefetch_related("notifications")
+        .order_by("state", "-started", "-id")
+    )  # "firing" sorts before "resolved"
     if state:
         alerts = alerts.filter(state=state)
     if endpoint is not None:
@@ -425,11 +531,17 @@ def firing_alerts(limit=20):
 
 def endpoint_alert_context(endpoint):
     """What templates/monitoring/_endpoint_alerts.html shows on an endpoint's page."""
-    return {"endpoint": endpoint, "firing": list(alert_list(state=Alert.State.FIRING, endpoint=endpoint)),
-            "rules": AlertRule.objects.filter(endpoint=endpoint).count(),
-            "rules_url": reverse("monitoring:alert-rules", args=[endpoint.name])}
+    return {
+        "endpoint": endpoint,
+        "firing": list(alert_list(state=Alert.State.FIRING, endpoint=endpoint)),
+        "rules": AlertRule.objects.filter(endpoint=endpoint).count(),
+        "rules_url": reverse("monitoring:alert-rules", args=[endpoint.name]),
+    }
 
 
 def rule_list(endpoint):
-    return list(AlertRule.objects.filter(endpoint=endpoint).select_related("endpoint").annotate(
-        firing=Exists(Alert.objects.filter(rule=OuterRef("pk"), state=Alert.State.FIRING))))
+    return list(
+        AlertRule.objects.filter(endpoint=endpoint)
+        .select_related("endpoint")
+        .annotate(firing=Exists(Alert.objects.filter(rule=OuterRef("pk"), state=Alert.State.FIRING)))
+    )

@@ -49,8 +49,10 @@ class AlertSerializer(serializers.Serializer):
     rule = serializers.IntegerField(source="rule_id")
     rule_description = serializers.CharField(source="rule.describe")
     metric = serializers.CharField(source="rule.metric")
-    value = serializers.FloatField(allow_null=True, help_text="The measured value when it fired (ms, %, k or the "
-                                                              "worst drift score relative to its threshold)")
+    value = serializers.FloatField(
+        allow_null=True,
+        help_text="The measured value when it fired (ms, %, k or the worst drift score relative to its threshold)",
+    )
     last_value = serializers.FloatField(allow_null=True)
     threshold = serializers.FloatField(allow_null=True)
     message = serializers.CharField()
@@ -84,12 +86,17 @@ class AlertRuleSerializer(serializers.Serializer):
 
 class AlertRuleCreateSerializer(serializers.Serializer):
     metric = serializers.ChoiceField(choices=AlertRule.Metric.choices)
-    threshold = serializers.FloatField(required=False, allow_null=True, default=None,
-                                       help_text="ms for p95_latency, % for error_rate, k for benchmark_gap; "
-                                                 "for drift the share of features (%) that must drift past their own test's threshold "
-                                                 "(empty: any feature; 50: dataset drift)")
-    window_minutes = serializers.IntegerField(required=False, default=5, min_value=1,
-                                              max_value=alerts.MAX_WINDOW_MINUTES)
+    threshold = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="ms for p95_latency, % for error_rate, k for benchmark_gap; "
+        "for drift the share of features (%) that must drift past their own test's threshold "
+        "(empty: any feature; 50: dataset drift)",
+    )
+    window_minutes = serializers.IntegerField(
+        required=False, default=5, min_value=1, max_value=alerts.MAX_WINDOW_MINUTES
+    )
     min_requests = serializers.IntegerField(required=False, default=20, min_value=0)
     webhook_url = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
     emails = serializers.ListField(child=serializers.CharField(max_length=254), required=False, default=list)
@@ -97,8 +104,11 @@ class AlertRuleCreateSerializer(serializers.Serializer):
 
 
 class SilenceSerializer(serializers.Serializer):
-    minutes = serializers.IntegerField(min_value=0, max_value=alerts.MAX_SILENCE_MINUTES,
-                                       help_text="Silence notifications this long; 0 lifts the silence")
+    minutes = serializers.IntegerField(
+        min_value=0,
+        max_value=alerts.MAX_SILENCE_MINUTES,
+        help_text="Silence notifications this long; 0 lifts the silence",
+    )
 
 
 def _rule_get(endpoint, rule_id):
@@ -112,10 +122,14 @@ class AlertListApi(GenericAPIView):
     access = "alert"
     serializer_class = AlertSerializer
 
-    @extend_schema(parameters=[OpenApiParameter("state", str, enum=Alert.State.values),
-                               OpenApiParameter("endpoint", str, description="An endpoint's name")],
-                   responses={200: AlertSerializer(many=True), **ERRORS},
-                   description="Alerts, firing first, then newest first.")
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("state", str, enum=Alert.State.values),
+            OpenApiParameter("endpoint", str, description="An endpoint's name"),
+        ],
+        responses={200: AlertSerializer(many=True), **ERRORS},
+        description="Alerts, firing first, then newest first.",
+    )
     def get(self, request):
         state = request.query_params.get("state", "")
         if state and state not in Alert.State.values:
@@ -152,8 +166,11 @@ class AlertRuleDetailApi(APIView):
         rule = _rule_get(selectors.endpoint_get(name), rule_id)
         return Response(AlertRuleSerializer(rule, context={"request": request}).data)
 
-    @extend_schema(request=AlertRuleCreateSerializer, responses={200: AlertRuleSerializer, **ERRORS},
-                   description="Change some of the rule's settings. Changing the metric needs its threshold.")
+    @extend_schema(
+        request=AlertRuleCreateSerializer,
+        responses={200: AlertRuleSerializer, **ERRORS},
+        description="Change some of the rule's settings. Changing the metric needs its threshold.",
+    )
     def patch(self, request, name, rule_id):
         rule = _rule_get(selectors.endpoint_get(name), rule_id)
         serializer = AlertRuleCreateSerializer(data=request.data, partial=True)
@@ -170,9 +187,12 @@ class AlertRuleDetailApi(APIView):
 class AlertRuleSilenceApi(APIView):
     access = "alert"
 
-    @extend_schema(request=SilenceSerializer, responses={200: AlertRuleSerializer, **ERRORS},
-                   description="Silence the rule's notifications for a while ({\"minutes\": 60}); 0 lifts it. "
-                               "Alerts still fire and resolve; their notifications are recorded as silenced.")
+    @extend_schema(
+        request=SilenceSerializer,
+        responses={200: AlertRuleSerializer, **ERRORS},
+        description='Silence the rule\'s notifications for a while ({"minutes": 60}); 0 lifts it. '
+        "Alerts still fire and resolve; their notifications are recorded as silenced.",
+    )
     def post(self, request, name, rule_id):
         rule = _rule_get(selectors.endpoint_get(name), rule_id)
         data = validated(SilenceSerializer, request.data)

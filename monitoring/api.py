@@ -47,9 +47,14 @@ class EndpointListApi(GenericAPIView):
         data = validated(EndpointCreateSerializer, request.data)
         model = registry_selectors.model_get(data["model"])
         target = registry_selectors.target_get(data["target"])
-        endpoint, token = services.endpoint_create(name=data["name"], model=model, target=target,
-                                                   description=data["description"], scrape_url=data["scrape_url"],
-                                                   created_by=request.user)
+        endpoint, token = services.endpoint_create(
+            name=data["name"],
+            model=model,
+            target=target,
+            description=data["description"],
+            scrape_url=data["scrape_url"],
+            created_by=request.user,
+        )
         endpoint.token = token
         return Response(EndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
@@ -61,9 +66,12 @@ class EndpointDetailApi(APIView):
     def get(self, request, name):
         return Response(EndpointDetailSerializer(selectors.endpoint_get(name)).data)
 
-    @extend_schema(request=BatchingSerializer, responses={200: EndpointSerializer, **ERRORS},
-                   description="Set dynamic batching for the endpoint's berth-serve runtimes (they pick it up with "
-                               "the spec within seconds).")
+    @extend_schema(
+        request=BatchingSerializer,
+        responses={200: EndpointSerializer, **ERRORS},
+        description="Set dynamic batching for the endpoint's berth-serve runtimes (they pick it up with "
+        "the spec within seconds).",
+    )
     def patch(self, request, name):
         endpoint = selectors.endpoint_get(name)
         data = validated(BatchingSerializer, request.data)
@@ -74,9 +82,12 @@ class EndpointDetailApi(APIView):
 class DeployApi(APIView):
     access = "endpoint"
 
-    @extend_schema(request=DeploySerializer, responses={200: EndpointSerializer, **CONFLICT, **ERRORS},
-                   description="Deploy a version with a share of the traffic (100 promotes it), or set the whole "
-                               "split with weights. A version that is not ready (or not ONNX) is 409.")
+    @extend_schema(
+        request=DeploySerializer,
+        responses={200: EndpointSerializer, **CONFLICT, **ERRORS},
+        description="Deploy a version with a share of the traffic (100 promotes it), or set the whole "
+        "split with weights. A version that is not ready (or not ONNX) is 409.",
+    )
     def post(self, request, name):
         endpoint = selectors.endpoint_get(name)
         data = validated(DeploySerializer, request.data)
@@ -84,8 +95,12 @@ class DeployApi(APIView):
             split = [(self._version(endpoint, w["version"]), w["weight"]) for w in data["weights"]]
             services.set_weights(endpoint=endpoint, weights=split, user=request.user)
         else:
-            services.deploy(endpoint=endpoint, version=self._version(endpoint, data["version"]),
-                            weight=data["weight"], user=request.user)
+            services.deploy(
+                endpoint=endpoint,
+                version=self._version(endpoint, data["version"]),
+                weight=data["weight"],
+                user=request.user,
+            )
         return Response(EndpointSerializer(selectors.endpoint_get(name)).data)
 
     @staticmethod
@@ -106,32 +121,44 @@ class RollbackApi(APIView):
 class TokenApi(APIView):
     access = "endpoint"
 
-    @extend_schema(request=TokenRotateSerializer, responses={200: TokenSerializer, **ERRORS},
-                   description="A new token for the endpoint's runtimes (shown this once). The old one keeps "
-                               "working for grace_minutes (default BERTH_TOKEN_GRACE_MINUTES, 10), so replicas can "
-                               "be restarted with the new one; 0 stops it at once.")
+    @extend_schema(
+        request=TokenRotateSerializer,
+        responses={200: TokenSerializer, **ERRORS},
+        description="A new token for the endpoint's runtimes (shown this once). The old one keeps "
+        "working for grace_minutes (default BERTH_TOKEN_GRACE_MINUTES, 10), so replicas can "
+        "be restarted with the new one; 0 stops it at once.",
+    )
     def post(self, request, name):
         endpoint = selectors.endpoint_get(name)
         data = validated(TokenRotateSerializer, request.data)
-        token = services.endpoint_rotate_token(endpoint=endpoint, user=request.user,
-                                               grace_minutes=data.get("grace_minutes"))
-        return Response({"token": token, "token_prefix": endpoint.token_prefix,
-                         "old_token_prefix": endpoint.old_token_prefix or None,
-                         "old_token_expires": endpoint.old_token_expires})
+        token = services.endpoint_rotate_token(
+            endpoint=endpoint, user=request.user, grace_minutes=data.get("grace_minutes")
+        )
+        return Response(
+            {
+                "token": token,
+                "token_prefix": endpoint.token_prefix,
+                "old_token_prefix": endpoint.old_token_prefix or None,
+                "old_token_expires": endpoint.old_token_expires,
+            }
+        )
 
 
 class BundleApi(APIView):
     access = "endpoint"
     content_negotiation_class = FirstRendererNegotiation
 
-    @extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY, **ERRORS},
-                   description="A tar.gz that serves the endpoint's current split offline: artifacts, runtime, "
-                               "spec and a Dockerfile.")
+    @extend_schema(
+        responses={(200, "application/gzip"): OpenApiTypes.BINARY, **ERRORS},
+        description="A tar.gz that serves the endpoint's current split offline: artifacts, runtime, "
+        "spec and a Dockerfile.",
+    )
     def get(self, request, name):
         endpoint = selectors.endpoint_get(name)
         archive = bundle.build(endpoint)
-        return FileResponse(archive, as_attachment=True, filename=f"{endpoint.name}-bundle.tar.gz",
-                            content_type="application/gzip")
+        return FileResponse(
+            archive, as_attachment=True, filename=f"{endpoint.name}-bundle.tar.gz", content_type="application/gzip"
+        )
 
 
 class SpecApi(APIView):
@@ -169,8 +196,10 @@ class IntegrityReportApi(APIView):
     authentication_classes = RUNTIME["authentication_classes"]
     permission_classes = RUNTIME["permission_classes"]
 
-    @extend_schema(request=IntegrityReportSerializer,
-                   responses={201: OpenApiResponse(description="Written to the audit log"), **ERRORS})
+    @extend_schema(
+        request=IntegrityReportSerializer,
+        responses={201: OpenApiResponse(description="Written to the audit log"), **ERRORS},
+    )
     def post(self, request, name):
         data = validated(IntegrityReportSerializer, request.data)
         event = services.integrity_report(endpoint=request.auth, **data)
@@ -184,44 +213,65 @@ class TelemetryApi(APIView):
     permission_classes = RUNTIME["permission_classes"]
     parser_classes = [JSONParser]  # runtimes and external servers send JSON; nothing else is documented
 
-    @extend_schema(request=OpenApiTypes.OBJECT,
-                   responses={202: OpenApiResponse(description="Counted"),
-                              200: OpenApiResponse(description="This flush_id was counted already"),
-                              **TOO_LARGE, **ERRORS})
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={
+            202: OpenApiResponse(description="Counted"),
+            200: OpenApiResponse(description="This flush_id was counted already"),
+            **TOO_LARGE,
+            **ERRORS,
+        },
+    )
     def post(self, request):
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
         if length > settings.BERTH_TELEMETRY_MAX_BYTES:
-            raise TooLarge(f"A telemetry flush may be at most {settings.BERTH_TELEMETRY_MAX_BYTES:,} bytes; send "
-                           "smaller, more frequent flushes.")
+            raise TooLarge(
+                f"A telemetry flush may be at most {settings.BERTH_TELEMETRY_MAX_BYTES:,} bytes; send "
+                "smaller, more frequent flushes."
+            )
         body = request.body  # read (and kept) before DRF parses it: a retried POST is known by its bytes
         endpoint = request.auth
-        accepted, duplicate = replicas.telemetry_receive(endpoint=endpoint, payload=request.data, body=body,
-                                                         token=endpoint.runtime_token,
-                                                         token_prefix=endpoint.runtime_token_prefix)
-        return Response({"accepted": accepted, "duplicate": duplicate},
-                        status=status.HTTP_200_OK if duplicate else status.HTTP_202_ACCEPTED)
+        accepted, duplicate = replicas.telemetry_receive(
+            endpoint=endpoint,
+            payload=request.data,
+            body=body,
+            token=endpoint.runtime_token,
+            token_prefix=endpoint.runtime_token_prefix,
+        )
+        return Response(
+            {"accepted": accepted, "duplicate": duplicate},
+            status=status.HTTP_200_OK if duplicate else status.HTTP_202_ACCEPTED,
+        )
 
 
 class MetricsApi(APIView):
     """The monitored series of an endpoint, per version (DESIGN §4)."""
+
     access = "endpoint"
 
     @extend_schema(
         parameters=[
             OpenApiParameter("range", str, description="15m, 1h (default), 6h, 24h, 7d or 30d; or since/until"),
-            OpenApiParameter("since", OpenApiTypes.DATETIME), OpenApiParameter("until", OpenApiTypes.DATETIME),
-            OpenApiParameter("step", int, description="Seconds per point, a multiple of 60 (default: chosen "
-                                                      "so that the range has at most 200 points)")],
+            OpenApiParameter("since", OpenApiTypes.DATETIME),
+            OpenApiParameter("until", OpenApiTypes.DATETIME),
+            OpenApiParameter(
+                "step",
+                int,
+                description="Seconds per point, a multiple of 60 (default: chosen "
+                "so that the range has at most 200 points)",
+            ),
+        ],
         responses={200: OpenApiTypes.OBJECT, **ERRORS},
         description="Per version and step: requests, errors, error_rate, rps, error_kinds, latency p50/p95/p99 "
-                    "(ms, from the merged sketches; mean_ms and coarse=true where a scraped source gives only "
-                    "sums), drift per feature (test, score, threshold) and dataset drift; the benchmark p95 of "
-                    "each version on the endpoint's target; the deployment changes in the range. Rates are over "
-                    "the time each version served (served_from, served_until, served_seconds; partial=true for "
-                    "a step served in part; rps null for a step without data).")
+        "(ms, from the merged sketches; mean_ms and coarse=true where a scraped source gives only "
+        "sums), drift per feature (test, score, threshold) and dataset drift; the benchmark p95 of "
+        "each version on the endpoint's target; the deployment changes in the range. Rates are over "
+        "the time each version served (served_from, served_until, served_seconds; partial=true for "
+        "a step served in part; rps null for a step without data).",
+    )
     def get(self, request, name):
         endpoint = selectors.endpoint_get(name)
         since, until, step = series.parse_range(request.query_params)

@@ -22,7 +22,8 @@ class EndpointTokenAuthentication(BaseAuthentication):
             raise AuthenticationFailed("Send the endpoint token as 'Authorization: Bearer <token>'.")
         try:
             endpoint, which = replicas.runtime_authenticate(
-                token=parts[1], instance=request.headers.get(replicas.INSTANCE_HEADER, ""))
+                token=parts[1], instance=request.headers.get(replicas.INSTANCE_HEADER, "")
+            )
         except replicas.TokenRefused as exc:
             raise AuthenticationFailed(str(exc)) from None
         # Which token it was (and its prefix), for the replica list: see monitoring.replicas.
@@ -56,5 +57,8 @@ class EndpointTokenScheme(OpenApiAuthenticationExtension):
     name = "endpointToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer",
-                "description": "An endpoint's token (shown when the endpoint is created or its token regenerated)."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An endpoint's token (shown when the endpoint is created or its token regenerated).",
+        }

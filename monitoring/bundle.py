@@ -68,8 +68,13 @@ def build(endpoint):
         _add_bytes(tar, "requirements.txt", REQUIREMENTS.encode())
         _add_bytes(tar, "Dockerfile", DOCKERFILE.encode())
         split = ", ".join(f"{d.version.version} {d.weight} %" for d in deployments) or "(nothing deployed)"
-        _add_bytes(tar, "README.txt", README.format(endpoint=endpoint.name, model=endpoint.model.name,
-                                                   generation=spec["generation"], split=split).encode())
+        _add_bytes(
+            tar,
+            "README.txt",
+            README.format(
+                endpoint=endpoint.name, model=endpoint.model.name, generation=spec["generation"], split=split
+            ).encode(),
+        )
     archive.seek(0)
     return archive
 

@@ -12,8 +12,13 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#1
 AMBER = "#e6a700"
 GREEN = "#2ca02c"
 # The legend sits under the date axis's two lines of tick labels (time, then the date), not on them.
-LIVE = {"uirevision": "live", "showlegend": True, "height": 340, "margin": {"l": 60, "r": 20, "t": 60, "b": 40},
-        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.3, "yanchor": "top"}}
+LIVE = {
+    "uirevision": "live",
+    "showlegend": True,
+    "height": 340,
+    "margin": {"l": 60, "r": 20, "t": 60, "b": 40},
+    "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.3, "yanchor": "top"},
+}
 SEVERITY_CAP = 3.0
 DEPLOY_COLORS = {"deploy": "#6b7280", "weights": "#6b7280", "promote": "#2ca02c", "rollback": RED}
 
@@ -52,11 +57,32 @@ def deploy_markers(data):
         if row == len(row_ends):
             row_ends.append(at)
         row_ends[row] = at
-        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": event["t"], "x1": event["t"], "y0": 0,
-                       "y1": 1, "line": {"color": color, "dash": "dot", "width": 1}})
-        notes.append({"x": event["t"], "y": 1, "xref": "x", "yref": "paper", "yanchor": "bottom", "showarrow": False,
-                      "yshift": row * ROW_PX, "text": event["action"], "hovertext": f"{event['action']}: {split}",
-                      "font": {"size": 10, "color": color}})
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": event["t"],
+                "x1": event["t"],
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": color, "dash": "dot", "width": 1},
+            }
+        )
+        notes.append(
+            {
+                "x": event["t"],
+                "y": 1,
+                "xref": "x",
+                "yref": "paper",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "yshift": row * ROW_PX,
+                "text": event["action"],
+                "hovertext": f"{event['action']}: {split}",
+                "font": {"size": 10, "color": color},
+            }
+        )
     return {"shapes": shapes, "annotations": notes, "rows": len(row_ends)}
 
 
@@ -64,26 +90,48 @@ def _live_layout(data, title, subtitle, y_title, **extra):
     markers = deploy_markers(data)
     extra_shapes = extra.pop("shapes", [])
     margin = {**LIVE["margin"], "t": LIVE["margin"]["t"] + ROW_PX * max(0, markers["rows"] - 1)}
-    return site_charts.layout(title, subtitle, y_title=y_title, xaxis={"type": "date", "range": [data["since"], data["until"]]},
-                   shapes=markers["shapes"] + extra_shapes, annotations=markers["annotations"],
-                   **{**LIVE, "margin": margin, **extra})
+    return site_charts.layout(
+        title,
+        subtitle,
+        y_title=y_title,
+        xaxis={"type": "date", "range": [data["since"], data["until"]]},
+        shapes=markers["shapes"] + extra_shapes,
+        annotations=markers["annotations"],
+        **{**LIVE, "margin": margin, **extra},
+    )
 
 
 def requests_chart(data):
     # A step the version served only part of (its first, or the one still being reported) is a
     # rate over the seconds it served, said so on hover; a step without data is a gap (lines, not
     # a stack: a stack would draw the gap as zero).
-    traces = [{"type": "scatter", "mode": "lines+markers", "name": f"v{v['version']}", "x": _times(v),
-               "y": [p["rps"] for p in v["points"]], "line": {"color": _color(i)}, "connectgaps": False,
-               "marker": {"size": [6 if p["partial"] and p["rps"] is not None else 0 for p in v["points"]],
-                          "symbol": "circle-open"},
-               "customdata": [f" over {p['served_seconds']:.0f} s served" if p["partial"] else ""
-                              for p in v["points"]],
-               "hovertemplate": "%{y:.2f} req/s%{customdata}<extra>v" + v["version"] + "</extra>"}
-              for i, v in enumerate(data["versions"])]
-    return {"data": traces, "layout": _live_layout(data, "Requests per second", "per version; open "
-                                                   "circles: a step served in part (rate over the seconds served)",
-                                                   "req/s")}
+    traces = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": f"v{v['version']}",
+            "x": _times(v),
+            "y": [p["rps"] for p in v["points"]],
+            "line": {"color": _color(i)},
+            "connectgaps": False,
+            "marker": {
+                "size": [6 if p["partial"] and p["rps"] is not None else 0 for p in v["points"]],
+                "symbol": "circle-open",
+            },
+            "customdata": [f" over {p['served_seconds']:.0f} s served" if p["partial"] else "" for p in v["points"]],
+            "hovertemplate": "%{y:.2f} req/s%{customdata}<extra>v" + v["version"] + "</extra>",
+        }
+        for i, v in enumerate(data["versions"])
+    ]
+    return {
+        "data": traces,
+        "layout": _live_layout(
+            data,
+            "Requests per second",
+            "per version; open circles: a step served in part (rate over the seconds served)",
+            "req/s",
+        ),
+    }
 
 
 def latency_chart(data):
@@ -94,28 +142,60 @@ def latency_chart(data):
     for i, v in enumerate(data["versions"]):
         color = _color(i)
         for key, dash, width in (("p50_ms", "dot", 1), ("p95_ms", "solid", 2), ("p99_ms", "dash", 1)):
-            traces.append({"type": "scatter", "mode": "lines", "name": f"v{v['version']} {key[:3]}", "x": _times(v),
-                           "y": [p[key] if p[key] is not None else p["mean_ms"] if key == "p50_ms" else None
-                                 for p in v["points"]],
-                           "line": {"color": color, "dash": dash, "width": width}, "connectgaps": False,
-                           "hovertemplate": "%{y:.3f} ms<extra>v" + v["version"] + " request " + key[:3] + "</extra>"})
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": f"v{v['version']} {key[:3]}",
+                    "x": _times(v),
+                    "y": [
+                        p[key] if p[key] is not None else p["mean_ms"] if key == "p50_ms" else None for p in v["points"]
+                    ],
+                    "line": {"color": color, "dash": dash, "width": width},
+                    "connectgaps": False,
+                    "hovertemplate": "%{y:.3f} ms<extra>v" + v["version"] + " request " + key[:3] + "</extra>",
+                }
+            )
         like = (v.get("benchmark") or {}).get("inference") or {}
         if any(p.get("inference_p95_ms") is not None for p in v["points"]):
             rows = like.get("batch_size")
-            traces.append({"type": "scatter", "mode": "lines", "name": f"v{v['version']} inference p95 (batch {rows})",
-                           "x": _times(v), "y": [p.get("inference_p95_ms") for p in v["points"]],
-                           "line": {"color": color, "dash": "dashdot", "width": 2}, "connectgaps": False,
-                           "hovertemplate": "session.run p95 %{y:.3f} ms<extra>v" + v["version"] + "</extra>"})
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": f"v{v['version']} inference p95 (batch {rows})",
+                    "x": _times(v),
+                    "y": [p.get("inference_p95_ms") for p in v["points"]],
+                    "line": {"color": color, "dash": "dashdot", "width": 2},
+                    "connectgaps": False,
+                    "hovertemplate": "session.run p95 %{y:.3f} ms<extra>v" + v["version"] + "</extra>",
+                }
+            )
         if v["benchmark_p95_ms"] is not None:
-            traces.append({"type": "scatter", "mode": "lines", "x": [data["since"], data["until"]],
-                           "y": [v["benchmark_p95_ms"]] * 2,
-                           "name": f"v{v['version']} benchmark p95 (batch {like.get('batch_size')})",
-                           "line": {"color": color, "dash": "longdash", "width": 1}, "opacity": 0.6,
-                           "hovertemplate": "benchmark p95 %{y:.3f} ms<extra>v" + v["version"] + "</extra>"})
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "x": [data["since"], data["until"]],
+                    "y": [v["benchmark_p95_ms"]] * 2,
+                    "name": f"v{v['version']} benchmark p95 (batch {like.get('batch_size')})",
+                    "line": {"color": color, "dash": "longdash", "width": 1},
+                    "opacity": 0.6,
+                    "hovertemplate": "benchmark p95 %{y:.3f} ms<extra>v" + v["version"] + "</extra>",
+                }
+            )
     # Log scale: a session.run of microseconds and a request of milliseconds both stay readable.
-    return {"data": traces, "layout": _live_layout(
-        data, "Latency", "requests: p50 dotted, p95 solid, p99 dashed; dash-dot: inference-only p95; long dashes: "
-        "the benchmark p95 at the same batch size", "ms (log)", yaxis={"type": "log"})}
+    return {
+        "data": traces,
+        "layout": _live_layout(
+            data,
+            "Latency",
+            "requests: p50 dotted, p95 solid, p99 dashed; dash-dot: inference-only p95; long dashes: "
+            "the benchmark p95 at the same batch size",
+            "ms (log)",
+            yaxis={"type": "log"},
+        ),
+    }
 
 
 def errors_chart(data):
@@ -123,13 +203,26 @@ def errors_chart(data):
     for i, v in enumerate(data["versions"]):
         kinds = sorted({k for p in v["points"] for k in p["error_kinds"]})
         for j, kind in enumerate(kinds or ["errors"]):
-            traces.append({"type": "scatter", "mode": "lines", "name": f"v{v['version']} {kind}", "x": _times(v),
-                           "y": [100 * p["error_kinds"].get(kind, 0) / p["requests"] if p["requests"] else None
-                                 for p in v["points"]],
-                           "line": {"color": _color(i), "dash": ["solid", "dot", "dash", "dashdot"][j % 4]},
-                           "hovertemplate": "%{y:.2f} %<extra>v" + v["version"] + " " + kind + "</extra>"})
-    return {"data": traces, "layout": _live_layout(data, "Error rate by kind", "share of requests, per version",
-                                                   "% of requests", yaxis={"rangemode": "tozero"})}
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": f"v{v['version']} {kind}",
+                    "x": _times(v),
+                    "y": [
+                        100 * p["error_kinds"].get(kind, 0) / p["requests"] if p["requests"] else None
+                        for p in v["points"]
+                    ],
+                    "line": {"color": _color(i), "dash": ["solid", "dot", "dash", "dashdot"][j % 4]},
+                    "hovertemplate": "%{y:.2f} %<extra>v" + v["version"] + " " + kind + "</extra>",
+                }
+            )
+    return {
+        "data": traces,
+        "layout": _live_layout(
+            data, "Error rate by kind", "share of requests, per version", "% of requests", yaxis={"rangemode": "tozero"}
+        ),
+    }
 
 
 def _severity(point):
@@ -143,25 +236,45 @@ def _severity(point):
 def _point_text(point, feature):
     """A heatmap cell's hover: the test's p-value and the effect against their thresholds."""
     verdict = "DRIFT" if point["drifted"] else "significant, too small" if point["warn"] else "like the reference"
-    return (f"{verdict}: {TEST_LABELS.get(feature['test'], feature['test'])} {p_text(point['score'])} "
-            f"(threshold {feature['threshold']:g}), {feature['effect'].replace('_', ' ')} "
-            f"{point['effect_value']:.2g} (threshold {feature['effect_threshold']:g})")
+    return (
+        f"{verdict}: {TEST_LABELS.get(feature['test'], feature['test'])} {p_text(point['score'])} "
+        f"(threshold {feature['threshold']:g}), {feature['effect'].replace('_', ' ')} "
+        f"{point['effect_value']:.2g} (threshold {feature['effect_threshold']:g})"
+    )
 
 
 def drift_heatmap(data, version):
     features = version["drift"]["features"]
     z = [[_severity(point) for point in f["points"]] for f in features]
-    text = [[("no verdict (too few requests)" if point is None else _point_text(point, f)) for point in f["points"]]
-            for f in features]
-    trace = {"type": "heatmap", "x": _times(version), "y": [f["name"] for f in features], "z": z, "text": text,
-             "zmin": 0, "zmax": 2, "hovertemplate": "%{y} %{x}<br>%{text}<extra></extra>", "hoverongaps": False,
-             "colorscale": [[0, "#f7fbff"], [0.2, "#c6dbef"], [0.45, "#fdd49e"], [0.5, RED], [1, "#67000d"]],
-             "colorbar": {"title": {"text": "× threshold"}, "tickvals": [0, 0.5, 1, 1.5, 2]}}
+    text = [
+        [("no verdict (too few requests)" if point is None else _point_text(point, f)) for point in f["points"]]
+        for f in features
+    ]
+    trace = {
+        "type": "heatmap",
+        "x": _times(version),
+        "y": [f["name"] for f in features],
+        "z": z,
+        "text": text,
+        "zmin": 0,
+        "zmax": 2,
+        "hovertemplate": "%{y} %{x}<br>%{text}<extra></extra>",
+        "hoverongaps": False,
+        "colorscale": [[0, "#f7fbff"], [0.2, "#c6dbef"], [0.45, "#fdd49e"], [0.5, RED], [1, "#67000d"]],
+        "colorbar": {"title": {"text": "× threshold"}, "tickvals": [0, 0.5, 1, 1.5, 2]},
+    }
     height = max(320, 60 + 14 * len(features))
-    return {"data": [trace], "layout": _live_layout(
-        data, f"Drift per feature, v{version['version']}",
-        "red: drifted (the test significant and the effect material); the table says why in words", None,
-        height=height, yaxis={"automargin": True, "autorange": "reversed"})}
+    return {
+        "data": [trace],
+        "layout": _live_layout(
+            data,
+            f"Drift per feature, v{version['version']}",
+            "red: drifted (the test significant and the effect material); the table says why in words",
+            None,
+            height=height,
+            yaxis={"automargin": True, "autorange": "reversed"},
+        ),
+    }
 
 
 def drift_now_chart(version, verdicts, window_minutes):
@@ -175,13 +288,33 @@ def drift_now_chart(version, verdicts, window_minutes):
         values.append(_severity(verdict))
         colors.append(RED if verdict["drifted"] else AMBER if verdict.get("warn") else GREEN)
         text.append(("DRIFT: " if verdict["drifted"] else "") + verdict["explanation"])
-    trace = {"type": "bar", "x": names, "y": values, "marker": {"color": colors}, "text": text,
-             "hovertemplate": "%{x}: %{text}<extra></extra>", "textposition": "none"}
-    layout = site_charts.layout(f"Drift now, v{version} (last {window_minutes} min)",
-                     "bar = the smaller of threshold / p-value and effect / its threshold; above the line: drifted",
-                     y_title="× threshold", shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 1,
-                                                           "y1": 1, "line": {"color": RED, "dash": "dash"}}],
-                     **{**LIVE, "showlegend": False}, xaxis={"type": "category"})
+    trace = {
+        "type": "bar",
+        "x": names,
+        "y": values,
+        "marker": {"color": colors},
+        "text": text,
+        "hovertemplate": "%{x}: %{text}<extra></extra>",
+        "textposition": "none",
+    }
+    layout = site_charts.layout(
+        f"Drift now, v{version} (last {window_minutes} min)",
+        "bar = the smaller of threshold / p-value and effect / its threshold; above the line: drifted",
+        y_title="× threshold",
+        shapes=[
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": 1,
+                "y1": 1,
+                "line": {"color": RED, "dash": "dash"},
+            }
+        ],
+        **{**LIVE, "showlegend": False},
+        xaxis={"type": "category"},
+    )
     return {"data": [trace], "layout": layout}
 
 
@@ -200,23 +333,37 @@ def histogram_chart(version, name):
         total = sum(counts)
         return [c / total if total else 0 for c in counts]
 
-    traces = [{"type": "bar", "name": "reference", "x": labels, "y": share(reference), "marker": {"color": "#9ca3af"}},
-              {"type": "bar", "name": "current", "x": labels, "y": share(current) if current else [],
-               "marker": {"color": _color(0)}}]
-    return {"data": traces, "layout": site_charts.layout(f"{name}: reference vs current, v{version['version']}",
-                                              "share of rows per bin over the chosen range", y_title="share",
-                                              barmode="group", **LIVE)}
+    traces = [
+        {"type": "bar", "name": "reference", "x": labels, "y": share(reference), "marker": {"color": "#9ca3af"}},
+        {
+            "type": "bar",
+            "name": "current",
+            "x": labels,
+            "y": share(current) if current else [],
+            "marker": {"color": _color(0)},
+        },
+    ]
+    return {
+        "data": traces,
+        "layout": site_charts.layout(
+            f"{name}: reference vs current, v{version['version']}",
+            "share of rows per bin over the chosen range",
+            y_title="share",
+            barmode="group",
+            **LIVE,
+        ),
+    }
 
 
 def page_figures(data, recent, *, feature=None, recent_minutes):
     """Every figure of the endpoint page as JSON, and the feature the histogram shows."""
     figures = {"requests": requests_chart(data), "latency": latency_chart(data), "errors": errors_chart(data)}
-    primary = max(data["versions"], key=lambda v: (v["weight"], sum(p["requests"] for p in v["points"])),
-                  default=None)
+    primary = max(data["versions"], key=lambda v: (v["weight"], sum(p["requests"] for p in v["points"])), default=None)
     if primary is not None and primary["drift"]["features"]:
         figures["drift"] = drift_heatmap(data, primary)
-        verdicts = next((summary["drift"] for version, summary in recent.items()
-                         if version.version == primary["version"]), {})
+        verdicts = next(
+            (summary["drift"] for version, summary in recent.items() if version.version == primary["version"]), {}
+        )
         if any(verdicts.values()):
             figures["drift_now"] = drift_now_chart(primary["version"], verdicts, recent_minutes)
         names = [f["name"] for f in primary["drift"]["features"]]

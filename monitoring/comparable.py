@@ -15,14 +15,22 @@ from jobs.models import BenchmarkResult, Job
 def benchmarks(versions, target):
     """{version id: {batch size: {p50_ms, p95_ms, p99_ms, timing_mode}}}: the newest succeeded
     benchmark of each version on ``target`` (an id) at each batch size."""
-    rows = (BenchmarkResult.objects.filter(version__in=versions, target=target, job__status=Job.Status.SUCCEEDED)
-            .order_by("version_id", "batch_size", "-created")
-            .values("version_id", "batch_size", "p50_ms", "p95_ms", "p99_ms", "timing_mode"))
+    rows = (
+        BenchmarkResult.objects.filter(version__in=versions, target=target, job__status=Job.Status.SUCCEEDED)
+        .order_by("version_id", "batch_size", "-created")
+        .values("version_id", "batch_size", "p50_ms", "p95_ms", "p99_ms", "timing_mode")
+    )
     found = {}
     for row in rows:
-        found.setdefault(row["version_id"], {}).setdefault(row["batch_size"], {
-            "p50_ms": row["p50_ms"], "p95_ms": row["p95_ms"], "p99_ms": row["p99_ms"],
-            "timing_mode": row["timing_mode"]})
+        found.setdefault(row["version_id"], {}).setdefault(
+            row["batch_size"],
+            {
+                "p50_ms": row["p50_ms"],
+                "p95_ms": row["p95_ms"],
+                "p99_ms": row["p99_ms"],
+                "timing_mode": row["timing_mode"],
+            },
+        )
     return found
 
 
@@ -36,26 +44,41 @@ def compare(*, version, target, inference, measured):
     ``ratio`` (production p95 / benchmark p95) or ``why`` there is none."""
     label = f"v{version} on {target}"
     if not inference:
-        result = {"comparable": False, "why": "no inference-only latency was reported (a berth-serve older than "
-                                              "this dashboard, raw events or a scraped server report request "
-                                              "latency only), and request latency is not comparable with a "
-                                              "session.run benchmark"}
+        result = {
+            "comparable": False,
+            "why": "no inference-only latency was reported (a berth-serve older than "
+            "this dashboard, raw events or a scraped server report request "
+            "latency only), and request latency is not comparable with a "
+            "session.run benchmark",
+        }
     else:
         rows, figures = max(inference.items(), key=lambda item: (item[1]["runs"], -item[0]))
         bench = measured.get(rows)
         if bench is None:
             sizes = ", ".join(str(size) for size in sorted(measured))
-            result = {"comparable": False, "batch_size": rows, "production_p95_ms": figures["p95_ms"],
-                      "why": f"{label} has no benchmark at batch size {rows}, the size production ran"
-                             + (f" (benchmarked at {sizes})" if sizes else " (never benchmarked there)")}
+            result = {
+                "comparable": False,
+                "batch_size": rows,
+                "production_p95_ms": figures["p95_ms"],
+                "why": f"{label} has no benchmark at batch size {rows}, the size production ran"
+                + (f" (benchmarked at {sizes})" if sizes else " (never benchmarked there)"),
+            }
         else:
             ratio = figures["p95_ms"] / bench["p95_ms"] if figures["p95_ms"] and bench["p95_ms"] else None
-            result = {"comparable": ratio is not None, "batch_size": rows, "runs": figures["runs"],
-                      "production_p95_ms": figures["p95_ms"], "benchmark_p95_ms": bench["p95_ms"], "ratio": ratio,
-                      "timing_mode": bench["timing_mode"]}
+            result = {
+                "comparable": ratio is not None,
+                "batch_size": rows,
+                "runs": figures["runs"],
+                "production_p95_ms": figures["p95_ms"],
+                "benchmark_p95_ms": bench["p95_ms"],
+                "ratio": ratio,
+                "timing_mode": bench["timing_mode"],
+            }
             if ratio is None:
                 result["why"] = "a p95 of zero cannot be compared"
-    request = {"comparable": False,
-               "why": f"no end-to-end benchmark of {label} (requests through a local berth-serve); a benchmark times "
-                      "session.run only, while a request also decodes, routes and encodes"}
+    request = {
+        "comparable": False,
+        "why": f"no end-to-end benchmark of {label} (requests through a local berth-serve); a benchmark times "
+        "session.run only, while a request also decodes, routes and encodes",
+    }
     return {"inference": result, "request": request}

@@ -35,15 +35,22 @@ def flush_from_events(endpoint, payload, *, check_time, body=None):
     if len(events) > MAX_EVENTS:
         raise BerthError(f"Send at most {MAX_EVENTS:,} events per request.", field="events")
     names = {e.get("version") for e in events if isinstance(e, dict)}
-    versions = {v.version: v for v in ModelVersion.objects.filter(model_id=endpoint.model_id, version__in=[
-        n for n in names if isinstance(n, str)])}
+    versions = {
+        v.version: v
+        for v in ModelVersion.objects.filter(
+            model_id=endpoint.model_id, version__in=[n for n in names if isinstance(n, str)]
+        )
+    }
     # Per version: {feature: (is_class, edges or number of classes, number of bins)}, read once.
     binning = {}
     for profile in ReferenceProfile.objects.filter(version__in=versions.values()).only(
-            "version_id", "name", "kind", "edges", "classes"):
+        "version_id", "name", "kind", "edges", "classes"
+    ):
         binning.setdefault(profile.version_id, {})[profile.name] = (
-            (True, profile.classes or 0, profile.classes) if profile.kind == ReferenceProfile.Kind.CLASS
-            else (False, profile.edges, len(profile.edges) + 1))
+            (True, profile.classes or 0, profile.classes)
+            if profile.kind == ReferenceProfile.Kind.CLASS
+            else (False, profile.edges, len(profile.edges) + 1)
+        )
     # The time bounds check_time applies, computed once; anything outside them (or unparsable)
     # goes through check_time itself for its error.
     now = timezone.now()
@@ -54,8 +61,9 @@ def flush_from_events(endpoint, payload, *, check_time, body=None):
             raise BerthError("Each event must be an object.", field=f"events.{index}")
         version = versions.get(event.get("version"))
         if version is None:
-            raise BerthError(f"{endpoint.model.name} has no version {event.get('version')!r}.",
-                             field=f"events.{index}.version")
+            raise BerthError(
+                f"{endpoint.model.name} has no version {event.get('version')!r}.", field=f"events.{index}.version"
+            )
         ts = event.get("ts")
         try:
             moment = datetime.fromisoformat(ts) if isinstance(ts, str) else None  # 3.11+: reads "Z"
@@ -64,8 +72,12 @@ def flush_from_events(endpoint, payload, *, check_time, body=None):
         if moment is None or moment.tzinfo is None or not earliest <= moment <= latest:
             moment = check_time(ts, f"events.{index}.ts")
         latency = event.get("latency_ms")
-        if latency.__class__ is not float and (not isinstance(latency, (int, float)) or isinstance(latency, bool)) \
-                or not math.isfinite(latency) or latency < 0:
+        if (
+            latency.__class__ is not float
+            and (not isinstance(latency, (int, float)) or isinstance(latency, bool))
+            or not math.isfinite(latency)
+            or latency < 0
+        ):
             raise BerthError("latency_ms must be a finite number ≥ 0.", field=f"events.{index}.latency_ms")
         ok = event.get("ok", True)
         if ok is not True and ok is not False:
@@ -79,8 +91,15 @@ def flush_from_events(endpoint, payload, *, check_time, body=None):
         key = (moment.replace(second=0, microsecond=0), version.id)
         group = groups.get(key)
         if group is None:
-            group = groups[key] = {"version": version, "start": key[0], "requests": 0, "errors": 0,
-                                   "error_kinds": {}, "sketch": LogSketch(), "features": {}}
+            group = groups[key] = {
+                "version": version,
+                "start": key[0],
+                "requests": 0,
+                "errors": 0,
+                "error_kinds": {},
+                "sketch": LogSketch(),
+                "features": {},
+            }
         group["requests"] += 1
         if not ok:
             kind = kind or "error"
@@ -95,14 +114,24 @@ def flush_from_events(endpoint, payload, *, check_time, body=None):
         try:
             flush_id = uuid.UUID(str(payload["flush_id"]))
         except ValueError as exc:
-            raise BerthError("flush_id must be a UUID (it makes a retried flush count once).",
-                             field="flush_id") from exc
+            raise BerthError(
+                "flush_id must be a UUID (it makes a retried flush count once).", field="flush_id"
+            ) from exc
     else:
         content = body if body is not None else json.dumps(events, sort_keys=True, default=str).encode()
         flush_id = uuid.uuid5(EVENTS_NAMESPACE, hashlib.sha256(content).hexdigest())
-    series = [{"version": g["version"], "start": g["start"], "requests": g["requests"], "errors": g["errors"],
-               "error_kinds": g["error_kinds"], "latency": {**g["sketch"].to_dict(), "alpha": DEFAULT_ALPHA},
-               "features": g["features"]} for g in groups.values()]
+    series = [
+        {
+            "version": g["version"],
+            "start": g["start"],
+            "requests": g["requests"],
+            "errors": g["errors"],
+            "error_kinds": g["error_kinds"],
+            "latency": {**g["sketch"].to_dict(), "alpha": DEFAULT_ALPHA},
+            "features": g["features"],
+        }
+        for g in groups.values()
+    ]
     return {"flush_id": flush_id, "series": series, "start": min(g["start"] for g in groups.values())}
 
 
@@ -116,8 +145,9 @@ def _bin_features(counts, values, binning, field):
         is_class, edges, size = spec
         if is_class:
             if not float(value).is_integer() or not 0 <= value < edges:
-                raise BerthError(f"Feature {name!r} is a class index from 0 to {(edges or 1) - 1}.",
-                                 field=f"{field}.{name}")
+                raise BerthError(
+                    f"Feature {name!r} is a class index from 0 to {(edges or 1) - 1}.", field=f"{field}.{name}"
+                )
             slot = int(value)
         else:
             # NaN goes to the last bin, as numpy.searchsorted puts it.

@@ -26,19 +26,27 @@ def _split_text(split):
 
 
 def _current_split(endpoint):
-    return [(d.version.version, d.weight) for d in Deployment.objects.filter(
-        endpoint=endpoint, state=Deployment.State.ACTIVE).select_related("version").order_by("-weight")]
+    return [
+        (d.version.version, d.weight)
+        for d in Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE)
+        .select_related("version")
+        .order_by("-weight")
+    ]
 
 
 def _serving(endpoint):
     """Who sees a change of the split: the replicas serving now, and the clients behind them."""
     rows = [row for row in endpoint_replicas(endpoint) if row.state == "serving"]
     if not rows:
-        return [f"Every client of {endpoint.name}; no berth-serve replica has reported in the last "
-                f"{settings.BERTH_REPLICA_SILENT_SECONDS} s, so none is known to pick it up now."]
+        return [
+            f"Every client of {endpoint.name}; no berth-serve replica has reported in the last "
+            f"{settings.BERTH_REPLICA_SILENT_SECONDS} s, so none is known to pick it up now."
+        ]
     hosts = ", ".join(sorted({row.replica.host or row.replica.instance[:8] for row in rows}))
-    return [f"Every client of {endpoint.name}: its {len(rows)} serving replica(s) ({hosts}) switch within a few "
-            "seconds (their next spec poll); requests in flight finish on the version they started on."]
+    return [
+        f"Every client of {endpoint.name}: its {len(rows)} serving replica(s) ({hosts}) switch within a few "
+        "seconds (their next spec poll); requests in flight finish on the version they started on."
+    ]
 
 
 def deploy_impact(endpoint, version):
@@ -51,27 +59,47 @@ def deploy_impact(endpoint, version):
     undo = [f"Roll back on this page: it restores the current split ({_split_text(current)}) as a new generation."]
     if not current:
         undo = ["Nothing serves now, so there is nothing to roll back to; deploy another version to replace it."]
-    return Impact(title=f"Send all of {endpoint.name}'s traffic to v{version.version}?", changes=changes,
-                  affected=_serving(endpoint), undo=undo, confirm=f"Yes, send 100 % to v{version.version}")
+    return Impact(
+        title=f"Send all of {endpoint.name}'s traffic to v{version.version}?",
+        changes=changes,
+        affected=_serving(endpoint),
+        undo=undo,
+        confirm=f"Yes, send 100 % to v{version.version}",
+    )
 
 
 def rollback_impact(endpoint):
     """Rolling back to the previous generation's split (None when there is none)."""
     current = _current_split(endpoint)
-    current_generation = (Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE)
-                          .values_list("generation", flat=True).first())
-    previous = (Deployment.objects.filter(endpoint=endpoint, generation__lt=current_generation or 0)
-                .order_by("-generation").values_list("generation", flat=True).first())
+    current_generation = (
+        Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE)
+        .values_list("generation", flat=True)
+        .first()
+    )
+    previous = (
+        Deployment.objects.filter(endpoint=endpoint, generation__lt=current_generation or 0)
+        .order_by("-generation")
+        .values_list("generation", flat=True)
+        .first()
+    )
     if previous is None:
         return None
-    split = [(d.version.version, d.weight) for d in Deployment.objects.filter(
-        endpoint=endpoint, generation=previous).select_related("version").order_by("-weight")]
-    return Impact(title=f"Roll {endpoint.name} back to generation {previous}?",
-                  changes=[f"The traffic split goes from {_split_text(current)} back to {_split_text(split)} "
-                           f"(generation {previous}), written as a new generation."],
-                  affected=_serving(endpoint),
-                  undo=[f"Roll back again: that returns to the current split ({_split_text(current)})."],
-                  confirm="Yes, roll back")
+    split = [
+        (d.version.version, d.weight)
+        for d in Deployment.objects.filter(endpoint=endpoint, generation=previous)
+        .select_related("version")
+        .order_by("-weight")
+    ]
+    return Impact(
+        title=f"Roll {endpoint.name} back to generation {previous}?",
+        changes=[
+            f"The traffic split goes from {_split_text(current)} back to {_split_text(split)} "
+            f"(generation {previous}), written as a new generation."
+        ],
+        affected=_serving(endpoint),
+        undo=[f"Roll back again: that returns to the current split ({_split_text(current)})."],
+        confirm="Yes, roll back",
+    )
 
 
 def token_impact(endpoint):
@@ -83,22 +111,31 @@ def token_impact(endpoint):
     changes = [f"A new token replaces {endpoint.token_prefix}…; it is shown once, on the next page."]
     if grace:
         until = timezone.now() + timedelta(minutes=grace)
-        changes.append(f"The current token keeps working for {grace} minutes (until {until:%H:%M} UTC), then every "
-                       "request with it is refused (401).")
+        changes.append(
+            f"The current token keeps working for {grace} minutes (until {until:%H:%M} UTC), then every "
+            "request with it is refused (401)."
+        )
     else:
         changes.append("The current token stops working at once (BERTH_TOKEN_GRACE_MINUTES is 0).")
     if endpoint.old_token_expires and endpoint.old_token_expires > timezone.now():
-        changes.append(f"The token before it ({endpoint.old_token_prefix}…), still in its grace period, stops "
-                       "working at once.")
+        changes.append(
+            f"The token before it ({endpoint.old_token_prefix}…), still in its grace period, stops working at once."
+        )
     return Impact(
-        title=f"Make a new token for {endpoint.name}?", changes=changes,
-        affected=[f"Every berth-serve replica of {endpoint.name} ({len(live)} reporting: {names}) and any external "
-                  "server posting telemetry with the current token. Restart each with the new token "
-                  "(--token-file or BERTH_ENDPOINT_TOKEN) before the grace period ends, or it keeps serving its last "
-                  "spec but its telemetry and spec updates are refused."],
-        undo=["A token cannot be brought back (Berth keeps only hashes). Within the grace period nothing is lost: "
-              "restart the replicas with the new token. If the new token is lost, make another."],
-        confirm="Yes, make a new token")
+        title=f"Make a new token for {endpoint.name}?",
+        changes=changes,
+        affected=[
+            f"Every berth-serve replica of {endpoint.name} ({len(live)} reporting: {names}) and any external "
+            "server posting telemetry with the current token. Restart each with the new token "
+            "(--token-file or BERTH_ENDPOINT_TOKEN) before the grace period ends, or it keeps serving its last "
+            "spec but its telemetry and spec updates are refused."
+        ],
+        undo=[
+            "A token cannot be brought back (Berth keeps only hashes). Within the grace period nothing is lost: "
+            "restart the replicas with the new token. If the new token is lost, make another."
+        ],
+        confirm="Yes, make a new token",
+    )
 
 
 def rule_delete_impact(rule):
@@ -106,16 +143,28 @@ def rule_delete_impact(rule):
     firing = Alert.objects.filter(rule=rule, state=Alert.State.FIRING).count()
     total = Alert.objects.filter(rule=rule).count()
     recipients = [x for x in [rule.webhook_url] + [e.strip() for e in rule.emails.split(",")] if x]
-    changes = [f"The rule \"{rule.describe()}\" on {rule.endpoint.name} is no longer evaluated."]
-    changes.append(f"Its {total} alert(s) ({firing} firing now) and their notification history are deleted with it."
-                   if total else "It has no alerts yet; nothing else is deleted.")
+    changes = [f'The rule "{rule.describe()}" on {rule.endpoint.name} is no longer evaluated.']
+    changes.append(
+        f"Its {total} alert(s) ({firing} firing now) and their notification history are deleted with it."
+        if total
+        else "It has no alerts yet; nothing else is deleted."
+    )
     return Impact(
-        title=f"Delete this alert rule of {rule.endpoint.name}?", changes=changes,
-        affected=[("Its recipients (" + ", ".join(recipients) + ") get no further notification, not even a "
-                   "resolution for a firing alert.") if recipients else "It notifies no one; on-call loses its alerts "
-                  "on the Alerts page."],
-        undo=["Create the rule again with the same settings (metric "
-              f"{rule.get_metric_display()}, threshold {rule.threshold if rule.threshold is not None else 'none'}, "
-              f"window {rule.window_minutes} min, at least {rule.min_requests} requests); its past alerts are not "
-              "restored. To stop notifications for a while instead, silence it."],
-        confirm="Yes, delete the rule")
+        title=f"Delete this alert rule of {rule.endpoint.name}?",
+        changes=changes,
+        affected=[
+            (
+                "Its recipients (" + ", ".join(recipients) + ") get no further notification, not even a "
+                "resolution for a firing alert."
+            )
+            if recipients
+            else "It notifies no one; on-call loses its alerts on the Alerts page."
+        ],
+        undo=[
+            "Create the rule again with the same settings (metric "
+            f"{rule.get_metric_display()}, threshold {rule.threshold if rule.threshold is not None else 'none'}, "
+            f"window {rule.window_minutes} min, at least {rule.min_requests} requests); its past alerts are not "
+            "restored. To stop notifications for a while instead, silence it."
+        ],
+        confirm="Yes, delete the rule",
+    )

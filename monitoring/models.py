@@ -36,11 +36,15 @@ class Endpoint(models.Model):
     rollups = models.JSONField(default=dict, blank=True)
     # Dynamic batching in berth-serve (serving/batching.py): 1 is off.
     max_batch_size = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(1024)],
-        help_text="Requests of one version batched together, up to this many rows (1: no batching)")
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(1024)],
+        help_text="Requests of one version batched together, up to this many rows (1: no batching)",
+    )
     max_queue_delay_us = models.PositiveIntegerField(
-        default=0, validators=[MaxValueValidator(1_000_000)],
-        help_text="How long (µs) a request may wait in the queue for others to join its batch")
+        default=0,
+        validators=[MaxValueValidator(1_000_000)],
+        help_text="How long (µs) a request may wait in the queue for others to join its batch",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created = models.DateTimeField(auto_now_add=True)
 
@@ -112,8 +116,11 @@ class Deployment(models.Model):
 
     class Meta:
         ordering = ["-generation", "-weight", "version_id"]
-        constraints = [models.UniqueConstraint(fields=["endpoint", "generation", "version"],
-                                               name="one_row_per_version_per_generation")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "generation", "version"], name="one_row_per_version_per_generation"
+            )
+        ]
         indexes = [models.Index(fields=["endpoint", "state"])]
 
     def __str__(self):
@@ -153,11 +160,15 @@ class MetricWindow(models.Model):
     error_kinds = models.JSONField(default=dict)
     latency = models.JSONField(default=dict, help_text='{"alpha", "buckets": {index: count}, "zero_count"} in ms')
     features = models.JSONField(default=dict, help_text="{feature: counts on the reference bins}")
-    batch_sizes = models.JSONField(default=dict, blank=True,
-                                   help_text='{"<rows>": model runs}: the rows of each model run (the batch formed)')
+    batch_sizes = models.JSONField(
+        default=dict, blank=True, help_text='{"<rows>": model runs}: the rows of each model run (the batch formed)'
+    )
     inference_latency = models.JSONField(
-        default=dict, blank=True, help_text='{"<rows>": sketch}: session.run time (ms) of the model runs of that many '
-                                            'rows, without decoding, routing or encoding (berth-serve only)')
+        default=dict,
+        blank=True,
+        help_text='{"<rows>": sketch}: session.run time (ms) of the model runs of that many '
+        "rows, without decoding, routing or encoding (berth-serve only)",
+    )
     flushes = models.PositiveIntegerField(default=0)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.RUNTIME)
     # A scraped source may give only a latency sum (Triton) or coarse histogram buckets (MLServer):
@@ -168,10 +179,12 @@ class MetricWindow(models.Model):
 
     class Meta:
         ordering = ["start"]
-        constraints = [models.UniqueConstraint(fields=["endpoint", "version", "start", "resolution"],
-                                               name="one_window_per_version_and_start")]
-        indexes = [models.Index(fields=["endpoint", "start"]),
-                   models.Index(fields=["endpoint", "resolution", "start"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "version", "start", "resolution"], name="one_window_per_version_and_start"
+            )
+        ]
+        indexes = [models.Index(fields=["endpoint", "start"]), models.Index(fields=["endpoint", "resolution", "start"])]
 
 
 class TelemetryFlush(models.Model):
@@ -240,8 +253,9 @@ class Alert(models.Model):
 
     rule = models.ForeignKey(AlertRule, related_name="alerts", on_delete=models.CASCADE)
     endpoint = models.ForeignKey(Endpoint, related_name="alerts", on_delete=models.CASCADE)
-    version = models.ForeignKey("registry.ModelVersion", null=True, blank=True, related_name="alerts",
-                                on_delete=models.CASCADE)
+    version = models.ForeignKey(
+        "registry.ModelVersion", null=True, blank=True, related_name="alerts", on_delete=models.CASCADE
+    )
     state = models.CharField(max_length=8, choices=State.choices, default=State.FIRING)
     value = models.FloatField(null=True, blank=True, help_text="The measured value when it fired")
     last_value = models.FloatField(null=True, blank=True)
@@ -255,8 +269,13 @@ class Alert(models.Model):
     class Meta:
         ordering = ["-started"]
         indexes = [models.Index(fields=["state", "-started"])]
-        constraints = [models.UniqueConstraint(fields=["rule", "version"], condition=models.Q(state="firing"),
-                                               name="one_firing_alert_per_rule_and_version")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule", "version"],
+                condition=models.Q(state="firing"),
+                name="one_firing_alert_per_rule_and_version",
+            )
+        ]
 
     def __str__(self):
         return self.message

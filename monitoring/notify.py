@@ -25,8 +25,11 @@ def deliver(notification):
     seconds to wait before the next attempt, or None when done: sent, failed after
     BERTH_WEBHOOK_RETRIES attempts, or not pending (already handled, silenced)."""
     pk = getattr(notification, "pk", notification)
-    row = (Notification.objects.select_related("alert__rule", "alert__endpoint", "alert__version")
-           .filter(pk=pk, status=Notification.Status.PENDING).first())
+    row = (
+        Notification.objects.select_related("alert__rule", "alert__endpoint", "alert__version")
+        .filter(pk=pk, status=Notification.Status.PENDING)
+        .first()
+    )
     if row is None:
         return None
     try:
@@ -44,10 +47,13 @@ def deliver(notification):
         pending.update(status=Notification.Status.SENT, attempts=attempts, sent=timezone.now(), last_error="")
         return None
     failed = attempts >= settings.BERTH_WEBHOOK_RETRIES
-    pending.update(status=Notification.Status.FAILED if failed else Notification.Status.PENDING, attempts=attempts,
-                   last_error=error[:2000])
+    pending.update(
+        status=Notification.Status.FAILED if failed else Notification.Status.PENDING,
+        attempts=attempts,
+        last_error=error[:2000],
+    )
     logger.warning("Notification %s to %s, attempt %s: %s", pk, row.destination, attempts, error)
-    return None if failed else 2 ** attempts
+    return None if failed else 2**attempts
 
 
 class DeliveryError(Exception):
@@ -59,12 +65,19 @@ def payload(notification):
     alert = notification.alert
     resolved = notification.event == Alert.State.RESOLVED
     return {
-        "alert": alert.pk, "state": notification.event, "endpoint": alert.endpoint.name,
-        "version": alert.version.version if alert.version else None, "rule": alert.rule.describe(),
-        "metric": alert.rule.metric, "value": alert.last_value if resolved else alert.value,
-        "threshold": alert.threshold, "message": _text(notification), "details": alert.details,
-        "started": alert.started.isoformat(), "resolved": alert.resolved.isoformat() if resolved and alert.resolved
-        else None, "url": alerts_url(alert),
+        "alert": alert.pk,
+        "state": notification.event,
+        "endpoint": alert.endpoint.name,
+        "version": alert.version.version if alert.version else None,
+        "rule": alert.rule.describe(),
+        "metric": alert.rule.metric,
+        "value": alert.last_value if resolved else alert.value,
+        "threshold": alert.threshold,
+        "message": _text(notification),
+        "details": alert.details,
+        "started": alert.started.isoformat(),
+        "resolved": alert.resolved.isoformat() if resolved and alert.resolved else None,
+        "url": alerts_url(alert),
     }
 
 
@@ -77,8 +90,12 @@ def _text(notification):
 
 def _post_webhook(notification):
     body = json.dumps(payload(notification)).encode()
-    request = urllib.request.Request(notification.destination, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "Berth-alerts"})
+    request = urllib.request.Request(
+        notification.destination,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "Berth-alerts"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
             status = response.status
@@ -101,17 +118,27 @@ def _send_email(notification):
     alert = notification.alert
     word = "RESOLVED" if notification.event == Alert.State.RESOLVED else "FIRING"
     text = _text(notification)
-    lines = [text, "", f"Rule: {alert.rule.describe()} on {alert.endpoint.name}",
-             f"Started: {alert.started:%Y-%m-%d %H:%M:%S %Z}"]
+    lines = [
+        text,
+        "",
+        f"Rule: {alert.rule.describe()} on {alert.endpoint.name}",
+        f"Started: {alert.started:%Y-%m-%d %H:%M:%S %Z}",
+    ]
     if notification.event == Alert.State.RESOLVED and alert.resolved:
         lines.append(f"Resolved: {alert.resolved:%Y-%m-%d %H:%M:%S %Z}")
     for feature in alert.details.get("features", [])[:20]:
-        lines.append(f"  {feature['feature']}: {feature['test']} {number(feature['score'])} "
-                     f"(threshold {number(feature['threshold'])})")
+        lines.append(
+            f"  {feature['feature']}: {feature['test']} {number(feature['score'])} "
+            f"(threshold {number(feature['threshold'])})"
+        )
     lines += ["", f"Alerts: {alerts_url(alert)}"]
     try:
-        send_mail(" ".join(f"[Berth] {word}: {text}".split())[:250], "\n".join(lines), settings.DEFAULT_FROM_EMAIL,
-                  [notification.destination])
+        send_mail(
+            " ".join(f"[Berth] {word}: {text}".split())[:250],
+            "\n".join(lines),
+            settings.DEFAULT_FROM_EMAIL,
+            [notification.destination],
+        )
     except (smtplib.SMTPException, OSError, ValueError) as exc:
         raise DeliveryError(f"The e-mail could not be sent: {exc}") from exc
 

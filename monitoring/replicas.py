@@ -39,21 +39,28 @@ def runtime_authenticate(*, token, instance="", now=None):
     now = now or timezone.now()
     token = token.decode("latin-1") if isinstance(token, bytes) else token
     digest = hashlib.sha256(token.encode("latin-1", "replace")).hexdigest()
-    endpoint = (Endpoint.objects.select_related("model", "target")
-                .filter(Q(token_hash=digest) | Q(old_token_hash=digest)).first())
+    endpoint = (
+        Endpoint.objects.select_related("model", "target")
+        .filter(Q(token_hash=digest) | Q(old_token_hash=digest))
+        .first()
+    )
     if endpoint is not None and hmac.compare_digest(endpoint.token_hash, digest):
         return endpoint, Replica.Token.CURRENT
     if endpoint is not None and endpoint.old_token_expires and now < endpoint.old_token_expires:
         return endpoint, Replica.Token.OLD
     if endpoint is not None:
-        reason = (f"its token {token[:8]}… was replaced on {endpoint.token_rotated:%Y-%m-%d %H:%M:%S} UTC and its "
-                  f"grace period ended {endpoint.old_token_expires:%H:%M:%S} UTC")
+        reason = (
+            f"its token {token[:8]}… was replaced on {endpoint.token_rotated:%Y-%m-%d %H:%M:%S} UTC and its "
+            f"grace period ended {endpoint.old_token_expires:%H:%M:%S} UTC"
+        )
     else:
         reason = f"its token {token[:8]}… is not this endpoint's (it was regenerated)"
     _record_refusal(instance, token[:8], reason, now)
     if endpoint is not None:
-        raise TokenRefused(f"This endpoint token was replaced on {endpoint.token_rotated:%Y-%m-%d %H:%M} UTC and its "
-                           "grace period is over; restart berth-serve with the new token.")
+        raise TokenRefused(
+            f"This endpoint token was replaced on {endpoint.token_rotated:%Y-%m-%d %H:%M} UTC and its "
+            "grace period is over; restart berth-serve with the new token."
+        )
     raise TokenRefused("This endpoint token is not valid (it may have been regenerated).")
 
 
@@ -62,8 +69,9 @@ def _record_refusal(instance, prefix, reason, now):
     stranger knowing an instance id cannot mark it)."""
     if not instance or not prefix:
         return
-    Replica.objects.filter(instance=str(instance)[:64], token_prefix=prefix).update(refused=now,
-                                                                                    refused_reason=reason[:300])
+    Replica.objects.filter(instance=str(instance)[:64], token_prefix=prefix).update(
+        refused=now, refused_reason=reason[:300]
+    )
 
 
 def check_report(report, field="replica"):
@@ -71,8 +79,11 @@ def check_report(report, field="replica"):
     naming the field otherwise. Nothing is written here."""
     if report is None:
         return None
-    if not isinstance(report, dict) or not isinstance(report.get("instance"), str) \
-            or not 8 <= len(report["instance"]) <= 64:
+    if (
+        not isinstance(report, dict)
+        or not isinstance(report.get("instance"), str)
+        or not 8 <= len(report["instance"]) <= 64
+    ):
         raise BerthError("replica must be an object with an instance id (8 to 64 characters).", field=field)
     unknown = set(report) - REPLICA_FIELDS
     if unknown:
@@ -89,8 +100,11 @@ def check_report(report, field="replica"):
             raise BerthError(f"{name} must be a whole number ≥ 0.", field=f"{field}.{name}")
         checked[name] = value
     versions = report.get("versions", [])
-    if not isinstance(versions, list) or len(versions) > MAX_VERSIONS or \
-            not all(isinstance(v, str) and len(v) <= 128 for v in versions):
+    if (
+        not isinstance(versions, list)
+        or len(versions) > MAX_VERSIONS
+        or not all(isinstance(v, str) and len(v) <= 128 for v in versions)
+    ):
         raise BerthError("versions must be a list of version names.", field=f"{field}.versions")
     checked["versions"] = versions
     for name in ("spec_polled", "started"):
@@ -113,10 +127,18 @@ def telemetry_receive(*, endpoint, payload, body=None, token=Replica.Token.CURRE
 def replica_seen(*, endpoint, report, token, token_prefix, now=None):
     """Record what a replica reported (``report`` from check_report) and which token it used."""
     now = now or timezone.now()
-    values = {"host": report["host"], "pid": report["pid"], "runtime_version": report["runtime"],
-              "generation": report["generation"], "versions": report["versions"],
-              "spec_polled": report["spec_polled"], "started": report["started"], "token": token,
-              "token_prefix": token_prefix, "last_seen": now}
+    values = {
+        "host": report["host"],
+        "pid": report["pid"],
+        "runtime_version": report["runtime"],
+        "generation": report["generation"],
+        "versions": report["versions"],
+        "spec_polled": report["spec_polled"],
+        "started": report["started"],
+        "token": token,
+        "token_prefix": token_prefix,
+        "last_seen": now,
+    }
     replica, _ = Replica.objects.update_or_create(endpoint=endpoint, instance=report["instance"], defaults=values)
     return replica
 
@@ -154,5 +176,8 @@ def token_grace(endpoint, *, now=None):
     now = now or timezone.now()
     if not endpoint.old_token_expires or now >= endpoint.old_token_expires:
         return None
-    return {"prefix": endpoint.old_token_prefix, "expires": endpoint.old_token_expires,
-            "seconds_left": (endpoint.old_token_expires - now).total_seconds()}
+    return {
+        "prefix": endpoint.old_token_prefix,
+        "expires": endpoint.old_token_expires,
+        "seconds_left": (endpoint.old_token_expires - now).total_seconds(),
+    }

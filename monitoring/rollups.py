@@ -44,21 +44,27 @@ def roll_up(endpoint_id, now):
             closed = MetricWindow.period_start(now - GRACE, seconds)
             since = datetime.fromisoformat(rolled[resolution]) if rolled.get(resolution) else None
             if since is None:
-                first = first or MetricWindow.objects.filter(
-                    endpoint=endpoint, resolution=Resolution.MINUTE).aggregate(first=Min("start"))["first"]
+                first = (
+                    first
+                    or MetricWindow.objects.filter(endpoint=endpoint, resolution=Resolution.MINUTE).aggregate(
+                        first=Min("start")
+                    )["first"]
+                )
                 if first is None:
                     continue
                 since = MetricWindow.period_start(first, seconds)
             if since >= closed:
                 continue
             groups = {}
-            for window in MetricWindow.objects.filter(endpoint=endpoint, resolution=Resolution.MINUTE,
-                                                      start__gte=since, start__lt=closed).order_by("start"):
+            for window in MetricWindow.objects.filter(
+                endpoint=endpoint, resolution=Resolution.MINUTE, start__gte=since, start__lt=closed
+            ).order_by("start"):
                 key = (window.version_id, MetricWindow.period_start(window.start, seconds))
                 groups.setdefault(key, []).append(window)
             for (version_id, period), windows in groups.items():
-                add_to_window(endpoint=endpoint, version_id=version_id, start=period, resolution=resolution,
-                              **merged(windows))
+                add_to_window(
+                    endpoint=endpoint, version_id=version_id, start=period, resolution=resolution, **merged(windows)
+                )
                 written += 1
             rolled[resolution] = closed.isoformat()
         if rolled != endpoint.rollups:
@@ -72,10 +78,19 @@ def merged(windows):
     total = Bucket()
     for window in windows:
         total.add(window)
-    return {"requests": total.requests, "errors": total.errors, "error_kinds": total.error_kinds,
-            "features": total.features, "latency": total.sketch(), "coarse": bool(total.coarse_requests),
-            "latency_sum_ms": total.latency_sum_ms, "flushes": total.flushes, "source": windows[0].source,
-            "batch_sizes": total.batch_sizes, "inference_latency": total.inference}
+    return {
+        "requests": total.requests,
+        "errors": total.errors,
+        "error_kinds": total.error_kinds,
+        "features": total.features,
+        "latency": total.sketch(),
+        "coarse": bool(total.coarse_requests),
+        "latency_sum_ms": total.latency_sum_ms,
+        "flushes": total.flushes,
+        "source": windows[0].source,
+        "batch_sizes": total.batch_sizes,
+        "inference_latency": total.inference,
+    }
 
 
 def expire(now):
@@ -88,11 +103,15 @@ def expire(now):
     cutoff = now - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS)
     for endpoint_id, horizon in horizons.items():
         if horizon is not None:
-            MetricWindow.objects.filter(endpoint_id=endpoint_id, resolution=Resolution.MINUTE,
-                                        start__lt=min(cutoff, horizon)).delete()
-    MetricWindow.objects.filter(resolution=Resolution.QUARTER,
-                                start__lt=now - timedelta(days=settings.BERTH_QUARTER_WINDOWS_DAYS)).delete()
-    MetricWindow.objects.filter(resolution__in=[Resolution.HOUR, Resolution.SIX_HOURS],
-                                start__lt=now - timedelta(days=settings.BERTH_HOUR_WINDOWS_DAYS)).delete()
+            MetricWindow.objects.filter(
+                endpoint_id=endpoint_id, resolution=Resolution.MINUTE, start__lt=min(cutoff, horizon)
+            ).delete()
+    MetricWindow.objects.filter(
+        resolution=Resolution.QUARTER, start__lt=now - timedelta(days=settings.BERTH_QUARTER_WINDOWS_DAYS)
+    ).delete()
+    MetricWindow.objects.filter(
+        resolution__in=[Resolution.HOUR, Resolution.SIX_HOURS],
+        start__lt=now - timedelta(days=settings.BERTH_HOUR_WINDOWS_DAYS),
+    ).delete()
     # A flush older than telemetry may be is refused anyway, so its id no longer guards against a retry.
     TelemetryFlush.objects.filter(start__lt=now - timedelta(days=settings.BERTH_TELEMETRY_MAX_AGE_DAYS + 1)).delete()

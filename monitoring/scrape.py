@@ -51,8 +51,11 @@ MAX_BODY_BYTES = 5 * 1024**2
 WHOLE_SERVER = "*"
 
 # The parser strips "_total" from counter family names, so both servers' counters match these.
-TRITON = {"nv_inference_request_success": "success", "nv_inference_request_failure": "failure",
-          "nv_inference_request_duration_us": "duration_us"}
+TRITON = {
+    "nv_inference_request_success": "success",
+    "nv_inference_request_failure": "failure",
+    "nv_inference_request_duration_us": "duration_us",
+}
 MLSERVER_COUNTERS = {"model_infer_request_success": "success", "model_infer_request_failure": "failure"}
 MLSERVER_DURATION = "model_infer_request_duration"
 MLSERVER_REST_HISTOGRAMS = ("rest_server_request_duration_seconds", "rest_server_requests_duration_seconds")
@@ -86,6 +89,7 @@ class Sample:
 
 # --- reading the text (no database) ----------------------------------------------------------
 
+
 def parse_metrics(text, model_name):
     """The counters of ``model_name`` in a Prometheus text exposition of Triton or MLServer, as a
     Sample. Raises ScrapeError when the text is not Prometheus text or holds neither server's
@@ -100,8 +104,10 @@ def parse_metrics(text, model_name):
     elif names & (MLSERVER_COUNTERS.keys() | {MLSERVER_DURATION}):
         server = "mlserver"
     else:
-        raise ScrapeError("no Triton (nv_inference_request_success) or MLServer (model_infer_request_success) "
-                          "metrics in the response; is this the server's /metrics URL?")
+        raise ScrapeError(
+            "no Triton (nv_inference_request_success) or MLServer (model_infer_request_success) "
+            "metrics in the response; is this the server's /metrics URL?"
+        )
 
     versions = {}
     duration_ms, rest_sum_ms = {}, {}
@@ -189,6 +195,7 @@ def _bound_key(ms):
 
 # --- counters to increases (no database) -----------------------------------------------------
 
+
 def deltas(previous_state, sample):
     """``(per_version_deltas, new_state)``: the increase of every counter of ``sample`` since
     ``previous_state`` (Counters per version label, only versions that changed), and the state to
@@ -207,10 +214,12 @@ def deltas(previous_state, sample):
         before = _counters(previous["versions"].get(key))
         if _went_down(before, now):
             before = Counters()
-        change = Counters(success=now.success - before.success, failure=now.failure - before.failure,
-                          latency_sum_ms=now.latency_sum_ms - before.latency_sum_ms,
-                          buckets={bound: count - before.buckets.get(bound, 0.0)
-                                   for bound, count in now.buckets.items()})
+        change = Counters(
+            success=now.success - before.success,
+            failure=now.failure - before.failure,
+            latency_sum_ms=now.latency_sum_ms - before.latency_sum_ms,
+            buckets={bound: count - before.buckets.get(bound, 0.0) for bound, count in now.buckets.items()},
+        )
         if change.success or change.failure or change.latency_sum_ms or any(change.buckets.values()):
             changes[key] = change
     return changes, new_state
@@ -224,9 +233,12 @@ def _counters(data):
 
 
 def _went_down(before, now):
-    return (now.success < before.success or now.failure < before.failure
-            or now.latency_sum_ms < before.latency_sum_ms
-            or any(now.buckets.get(bound, 0.0) < count for bound, count in before.buckets.items()))
+    return (
+        now.success < before.success
+        or now.failure < before.failure
+        or now.latency_sum_ms < before.latency_sum_ms
+        or any(now.buckets.get(bound, 0.0) < count for bound, count in before.buckets.items())
+    )
 
 
 def sketch_from_buckets(buckets):
@@ -247,6 +259,7 @@ def sketch_from_buckets(buckets):
 
 
 # --- reading the server and writing the windows ----------------------------------------------
+
 
 def fetch(url, *, timeout=5):
     """The text at ``url`` (at most MAX_BODY_BYTES); ScrapeError saying why otherwise."""
@@ -324,8 +337,10 @@ def _write_windows(endpoint, changes, at):
     # Otherwise they cannot be split: no quantiles this time, the mean still comes from the sums.
     if server_wide is not None and len(busy) == 1 and not changes[busy[0]].buckets:
         changes[busy[0]].buckets = server_wide.buckets
-    known = {v.version: v for v in ModelVersion.objects.filter(model_id=endpoint.model_id,
-                                                                 version__in=[key for key in changes if key])}
+    known = {
+        v.version: v
+        for v in ModelVersion.objects.filter(model_id=endpoint.model_id, version__in=[key for key in changes if key])
+    }
     active = current_generation(endpoint)
     for key, change in changes.items():
         errors = max(round(change.failure), 0)
@@ -336,19 +351,33 @@ def _write_windows(endpoint, changes, at):
         if version is None:
             notes.append(_not_counted(endpoint, key, requests))
             continue
-        window_add(endpoint=endpoint, version=version, start=at, rolled=endpoint.rollups, requests=requests,
-                   errors=errors, error_kinds={"server_error": errors} if errors else None,
-                   latency=sketch_from_buckets(change.buckets), features=None,
-                   source=MetricWindow.Source.SCRAPE, coarse=True, latency_sum_ms=max(change.latency_sum_ms, 0.0))
+        window_add(
+            endpoint=endpoint,
+            version=version,
+            start=at,
+            rolled=endpoint.rollups,
+            requests=requests,
+            errors=errors,
+            error_kinds={"server_error": errors} if errors else None,
+            latency=sketch_from_buckets(change.buckets),
+            features=None,
+            source=MetricWindow.Source.SCRAPE,
+            coarse=True,
+            latency_sum_ms=max(change.latency_sum_ms, 0.0),
+        )
     return notes
 
 
 def _not_counted(endpoint, key, requests):
     if key:
-        return (f"{requests} requests for version {key!r} were not counted: {endpoint.model.name} has no such "
-                "version in Berth. Register it to see its traffic.")
-    return (f"{requests} requests without a version were not counted: nothing is deployed on {endpoint.name} "
-            "to count them for.")
+        return (
+            f"{requests} requests for version {key!r} were not counted: {endpoint.model.name} has no such "
+            "version in Berth. Register it to see its traffic."
+        )
+    return (
+        f"{requests} requests without a version were not counted: nothing is deployed on {endpoint.name} "
+        "to count them for."
+    )
 
 
 def scrape_due_endpoints():
@@ -366,6 +395,10 @@ def scrape_due_endpoints():
 def scrape_status(endpoint):
     """What the endpoint page shows about scrape mode, from the endpoint row alone: its URL, the
     kind of server last read, when it was last read (None if never) and the last problem."""
-    return {"url": endpoint.scrape_url, "server": (endpoint.scrape_state or {}).get("server", ""),
-            "scraped": endpoint.scraped, "error": endpoint.scrape_error,
-            "ok": bool(endpoint.scrape_url and endpoint.scraped and not endpoint.scrape_error)}
+    return {
+        "url": endpoint.scrape_url,
+        "server": (endpoint.scrape_state or {}).get("server", ""),
+        "scraped": endpoint.scraped,
+        "error": endpoint.scrape_error,
+        "ok": bool(endpoint.scrape_url and endpoint.scraped and not endpoint.scrape_error),
+    }

@@ -35,8 +35,11 @@ def endpoint_list():
 
 
 def active_deployments(endpoint):
-    return list(Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE)
-                .select_related("version__model").order_by("-weight", "version_id"))
+    return list(
+        Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE)
+        .select_related("version__model")
+        .order_by("-weight", "version_id")
+    )
 
 
 def serving_profile(endpoint, deployments):
@@ -44,9 +47,18 @@ def serving_profile(endpoint, deployments):
     endpoint, on the endpoint's target, that recommends a configuration; None when there is none."""
     from jobs.models import Job
 
-    job = (Job.objects.filter(kind=Job.Kind.SERVE_PROFILE, status=Job.Status.SUCCEEDED, target=endpoint.target,
-                              version__in=[d.version_id for d in deployments])
-           .exclude(result__recommended=None).select_related("version").order_by("-finished", "-id").first())
+    job = (
+        Job.objects.filter(
+            kind=Job.Kind.SERVE_PROFILE,
+            status=Job.Status.SUCCEEDED,
+            target=endpoint.target,
+            version__in=[d.version_id for d in deployments],
+        )
+        .exclude(result__recommended=None)
+        .select_related("version")
+        .order_by("-finished", "-id")
+        .first()
+    )
     return job and {"job": job, "version": job.version, **job.result["recommended"]}
 
 
@@ -62,17 +74,31 @@ def endpoint_spec(endpoint, *, artifact_url=None):
         "endpoint": endpoint.name,
         "model": endpoint.model.name,
         "generation": deployments[0].generation if deployments else 0,
-        "target": {"slug": endpoint.target.slug, "execution_provider": endpoint.target.execution_provider,
-                   "provider_options": endpoint.target.provider_options},
-        "deployments": [{
-            "version": d.version.version, "weight": d.weight, "sha256": d.version.sha256,
-            "size_bytes": d.version.size_bytes, "format": d.version.format,
-            "artifact_url": artifact_url(d) if artifact_url else reverse(
-                "api:endpoint-artifact", args=[endpoint.name, d.version.version]),
-            "io_signature": d.version.io_signature, "features": profiles.get(d.version_id, []),
-        } for d in deployments],
-        "telemetry": {"url": reverse("api:telemetry"), "flush_seconds": settings.BERTH_TELEMETRY_FLUSH_SECONDS,
-                      "flush_requests": settings.BERTH_TELEMETRY_FLUSH_REQUESTS},
+        "target": {
+            "slug": endpoint.target.slug,
+            "execution_provider": endpoint.target.execution_provider,
+            "provider_options": endpoint.target.provider_options,
+        },
+        "deployments": [
+            {
+                "version": d.version.version,
+                "weight": d.weight,
+                "sha256": d.version.sha256,
+                "size_bytes": d.version.size_bytes,
+                "format": d.version.format,
+                "artifact_url": artifact_url(d)
+                if artifact_url
+                else reverse("api:endpoint-artifact", args=[endpoint.name, d.version.version]),
+                "io_signature": d.version.io_signature,
+                "features": profiles.get(d.version_id, []),
+            }
+            for d in deployments
+        ],
+        "telemetry": {
+            "url": reverse("api:telemetry"),
+            "flush_seconds": settings.BERTH_TELEMETRY_FLUSH_SECONDS,
+            "flush_requests": settings.BERTH_TELEMETRY_FLUSH_REQUESTS,
+        },
         "limits": {"max_request_bytes": settings.BERTH_SERVING_MAX_REQUEST_BYTES},
         "batching": {"max_batch_size": endpoint.max_batch_size, "max_queue_delay_us": endpoint.max_queue_delay_us},
     }
@@ -82,14 +108,24 @@ def endpoint_spec(endpoint, *, artifact_url=None):
 
 def deployment_history(endpoint, limit=50):
     """[(generation, action, who, when, [(version, weight), ...])], newest first."""
-    rows = (Deployment.objects.filter(endpoint=endpoint).select_related("version", "deployed_by")
-            .order_by("-generation", "-weight"))
+    rows = (
+        Deployment.objects.filter(endpoint=endpoint)
+        .select_related("version", "deployed_by")
+        .order_by("-generation", "-weight")
+    )
     generations = []
     for generation, group in groupby(rows, key=lambda d: d.generation):
         group = list(group)
-        generations.append({"generation": generation, "action": group[0].action, "by": group[0].deployed_by,
-                            "when": group[0].deployed, "active": group[0].state == Deployment.State.ACTIVE,
-                            "split": [(d.version, d.weight) for d in group]})
+        generations.append(
+            {
+                "generation": generation,
+                "action": group[0].action,
+                "by": group[0].deployed_by,
+                "when": group[0].deployed,
+                "active": group[0].state == Deployment.State.ACTIVE,
+                "split": [(d.version, d.weight) for d in group],
+            }
+        )
         if len(generations) >= limit:
             break
     return generations
@@ -97,5 +133,7 @@ def deployment_history(endpoint, limit=50):
 
 def version_deployments(version):
     """Where a version serves now: [(endpoint, weight)]."""
-    return [(d.endpoint, d.weight) for d in Deployment.objects.filter(version=version, state=Deployment.State.ACTIVE)
-            .select_related("endpoint")]
+    return [
+        (d.endpoint, d.weight)
+        for d in Deployment.objects.filter(version=version, state=Deployment.State.ACTIVE).select_related("endpoint")
+    ]

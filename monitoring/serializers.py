@@ -25,8 +25,10 @@ class ReplicaSerializer(serializers.Serializer):
     spec_polled = serializers.DateTimeField(source="replica.spec_polled", allow_null=True)
     last_seen = serializers.DateTimeField(source="replica.last_seen")
     token = serializers.CharField(source="replica.token", help_text="current, or old (in its grace period)")
-    state = serializers.CharField(help_text="serving, silent (no report for BERTH_REPLICA_SILENT_SECONDS) or "
-                                            "refused (its token was refused since it last reported)")
+    state = serializers.CharField(
+        help_text="serving, silent (no report for BERTH_REPLICA_SILENT_SECONDS) or "
+        "refused (its token was refused since it last reported)"
+    )
     refused = serializers.DateTimeField(source="replica.refused", allow_null=True)
     refused_reason = serializers.CharField(source="replica.refused_reason")
 
@@ -86,18 +88,27 @@ class EndpointCreateSerializer(serializers.Serializer):
     model = serializers.CharField(max_length=100, help_text="The model whose versions it serves")
     target = serializers.CharField(max_length=50, help_text="The hardware target its hosts are")
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    scrape_url = serializers.CharField(required=False, allow_blank=True, default="", max_length=200,
-                                       help_text="Scrape mode: the Prometheus /metrics URL of a Triton or MLServer "
-                                                 "server, read every BERTH_SCRAPE_SECONDS")
+    scrape_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=200,
+        help_text="Scrape mode: the Prometheus /metrics URL of a Triton or MLServer "
+        "server, read every BERTH_SCRAPE_SECONDS",
+    )
 
 
 class BatchingSerializer(serializers.Serializer):
-    max_batch_size = serializers.IntegerField(min_value=1, max_value=1024,
-                                              help_text="Requests of one version batched up to this many rows; 1 "
-                                                        "turns dynamic batching off")
-    max_queue_delay_us = serializers.IntegerField(min_value=0, max_value=1_000_000,
-                                                  help_text="The longest a request waits for others to join its "
-                                                            "batch, in microseconds")
+    max_batch_size = serializers.IntegerField(
+        min_value=1,
+        max_value=1024,
+        help_text="Requests of one version batched up to this many rows; 1 turns dynamic batching off",
+    )
+    max_queue_delay_us = serializers.IntegerField(
+        min_value=0,
+        max_value=1_000_000,
+        help_text="The longest a request waits for others to join its batch, in microseconds",
+    )
 
 
 class WeightSerializer(serializers.Serializer):
@@ -122,11 +133,15 @@ class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
     token_prefix = serializers.CharField()
     old_token_prefix = serializers.CharField(allow_null=True)
-    old_token_expires = serializers.DateTimeField(allow_null=True,
-                                                  help_text="Until when the previous token still works")
+    old_token_expires = serializers.DateTimeField(
+        allow_null=True, help_text="Until when the previous token still works"
+    )
 
 
 class TokenRotateSerializer(serializers.Serializer):
-    grace_minutes = serializers.IntegerField(min_value=0, max_value=7 * 24 * 60, required=False,
-                                             help_text="How long the old token keeps working (default "
-                                                       "BERTH_TOKEN_GRACE_MINUTES); 0: it stops at once")
+    grace_minutes = serializers.IntegerField(
+        min_value=0,
+        max_value=7 * 24 * 60,
+        required=False,
+        help_text="How long the old token keeps working (default BERTH_TOKEN_GRACE_MINUTES); 0: it stops at once",
+    )

@@ -19,8 +19,14 @@ from . import comparable
 from .models import Deployment, MetricWindow
 from .services import parse_time
 
-RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "6h": timedelta(hours=6),
-          "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+RANGES = {
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
 DEFAULT_RANGE = "1h"
 STEPS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 24 * 3600)
 MAX_POINTS = 200
@@ -55,16 +61,46 @@ class Bucket:
     inference: dict = field(default_factory=dict)  # "<rows>" -> merged session.run sketch (wire format)
 
     def add(self, window):
-        self._add(window.requests, window.errors, window.error_kinds, window.latency, window.features,
-                  window.requests if window.coarse else 0, window.latency_sum_ms if window.coarse else 0.0,
-                  window.flushes, window.batch_sizes or {}, window.inference_latency or {})
+        self._add(
+            window.requests,
+            window.errors,
+            window.error_kinds,
+            window.latency,
+            window.features,
+            window.requests if window.coarse else 0,
+            window.latency_sum_ms if window.coarse else 0.0,
+            window.flushes,
+            window.batch_sizes or {},
+            window.inference_latency or {},
+        )
 
     def merge(self, other):
-        self._add(other.requests, other.errors, other.error_kinds, other.latency, other.features,
-                  other.coarse_requests, other.latency_sum_ms, other.flushes, other.batch_sizes, other.inference)
+        self._add(
+            other.requests,
+            other.errors,
+            other.error_kinds,
+            other.latency,
+            other.features,
+            other.coarse_requests,
+            other.latency_sum_ms,
+            other.flushes,
+            other.batch_sizes,
+            other.inference,
+        )
 
-    def _add(self, requests, errors, error_kinds, latency, features, coarse_requests, latency_sum_ms, flushes,
-             batch_sizes, inference=None):
+    def _add(
+        self,
+        requests,
+        errors,
+        error_kinds,
+        latency,
+        features,
+        coarse_requests,
+        latency_sum_ms,
+        flushes,
+        batch_sizes,
+        inference=None,
+    ):
         for rows, runs in batch_sizes.items():
             self.batch_sizes[rows] = self.batch_sizes.get(rows, 0) + runs
         for rows, sketch in (inference or {}).items():
@@ -88,8 +124,11 @@ class Bucket:
         """The merged latency sketch in the wire format, or None when there is none."""
         if not self.latency["buckets"] and not self.latency["zero_count"]:
             return None
-        return {"alpha": self.latency["alpha"] or DEFAULT_ALPHA, "buckets": dict(self.latency["buckets"]),
-                "zero_count": self.latency["zero_count"]}
+        return {
+            "alpha": self.latency["alpha"] or DEFAULT_ALPHA,
+            "buckets": dict(self.latency["buckets"]),
+            "zero_count": self.latency["zero_count"],
+        }
 
     def quantiles(self, qs=QUANTILES):
         """Quantiles of the merged sketch (None where there is none), in ms."""
@@ -100,14 +139,21 @@ class Bucket:
         mean = None
         if self.coarse_requests and self.latency_sum_ms:
             mean = self.latency_sum_ms / self.coarse_requests
-        return {"requests": self.requests, "errors": self.errors,
-                "error_rate": self.errors / self.requests if self.requests else None,
-                "error_percent": 100 * self.errors / self.requests if self.requests else None,
-                "rps": self.requests / seconds if seconds else None, "error_kinds": dict(self.error_kinds),
-                "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "mean_ms": mean,
-                "coarse": bool(self.coarse_requests),
-                "batch_sizes": sorted(((int(rows), runs) for rows, runs in self.batch_sizes.items())),
-                "inference": self.inference_summary()}
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": self.errors / self.requests if self.requests else None,
+            "error_percent": 100 * self.errors / self.requests if self.requests else None,
+            "rps": self.requests / seconds if seconds else None,
+            "error_kinds": dict(self.error_kinds),
+            "p50_ms": p50,
+            "p95_ms": p95,
+            "p99_ms": p99,
+            "mean_ms": mean,
+            "coarse": bool(self.coarse_requests),
+            "batch_sizes": sorted(((int(rows), runs) for rows, runs in self.batch_sizes.items())),
+            "inference": self.inference_summary(),
+        }
 
     def inference_summary(self):
         """{rows: {runs, p50_ms, p95_ms, p99_ms}} of the session.run sketches, by batch size."""
@@ -124,7 +170,8 @@ def references(versions):
     """{version id: {feature name: (kind, edges, counts)}} of the versions' reference profiles."""
     found = {}
     for profile in ReferenceProfile.objects.filter(version__in=versions).only(
-            "version_id", "name", "kind", "edges", "counts", "classes"):
+        "version_id", "name", "kind", "edges", "counts", "classes"
+    ):
         found.setdefault(profile.version_id, {})[profile.name] = profile
     return found
 
@@ -139,10 +186,18 @@ def drift_of_buckets(buckets, profiles, with_js=True):
     computed for all buckets at once."""
     verdicts = [{} for _ in buckets]
     for name, profile in profiles.items():
-        scored = [i for i, bucket in enumerate(buckets)
-                  if len(bucket.features.get(name) or ()) == len(profile.counts)]
-        found = features_drift(profile.kind, profile.counts, [buckets[i].features[name] for i in scored],
-                               profile.edges or None, with_js=with_js) if scored else []
+        scored = [i for i, bucket in enumerate(buckets) if len(bucket.features.get(name) or ()) == len(profile.counts)]
+        found = (
+            features_drift(
+                profile.kind,
+                profile.counts,
+                [buckets[i].features[name] for i in scored],
+                profile.edges or None,
+                with_js=with_js,
+            )
+            if scored
+            else []
+        )
         for i in range(len(buckets)):
             verdicts[i][name] = None
         for i, verdict in zip(scored, found):
@@ -150,9 +205,24 @@ def drift_of_buckets(buckets, profiles, with_js=True):
     return [(v, dataset_drift(v)) for v in verdicts]
 
 
-WINDOW_FIELDS = ("version__version", "version__id", "version__model__name", "start", "resolution", "requests",
-                 "errors", "error_kinds", "latency", "features", "coarse", "latency_sum_ms", "flushes", "batch_sizes",
-                 "inference_latency", "updated")
+WINDOW_FIELDS = (
+    "version__version",
+    "version__id",
+    "version__model__name",
+    "start",
+    "resolution",
+    "requests",
+    "errors",
+    "error_kinds",
+    "latency",
+    "features",
+    "coarse",
+    "latency_sum_ms",
+    "flushes",
+    "batch_sizes",
+    "inference_latency",
+    "updated",
+)
 MERGE_GAP = timedelta(seconds=1)  # serving periods this close are one (a new generation retires the old one)
 # A rate needs this many seconds served (a step's last few seconds are too short to rate: one
 # request more or less would swing it); shorter, the rate is left out.
@@ -174,9 +244,12 @@ class ServedTime:
         for window in windows:
             first.setdefault(window.version_id, window.start)
         periods = {}
-        for row in (Deployment.objects.filter(endpoint=endpoint, weight__gt=0, deployed__lt=until)
-                    .filter(Q(retired__isnull=True) | Q(retired__gt=since)).order_by("deployed")
-                    .values("version_id", "deployed", "retired")):
+        for row in (
+            Deployment.objects.filter(endpoint=endpoint, weight__gt=0, deployed__lt=until)
+            .filter(Q(retired__isnull=True) | Q(retired__gt=since))
+            .order_by("deployed")
+            .values("version_id", "deployed", "retired")
+        ):
             start, end = max(row["deployed"], since), min(row["retired"] or until, until)
             if end <= start:
                 continue
@@ -197,13 +270,15 @@ class ServedTime:
             return 0.0
         start = start or self.since
         end = min(end or self.until, self.reported)
-        return sum(max(0.0, (min(b, end) - max(a, start)).total_seconds())
-                   for a, b in self.periods.get(version_id, ()))
+        return sum(max(0.0, (min(b, end) - max(a, start)).total_seconds()) for a, b in self.periods.get(version_id, ()))
 
     def span(self, version_id):
         """(served_from, served_until) within the range up to the last report, or (None, None)."""
-        periods = [(a, min(b, self.reported)) for a, b in self.periods.get(version_id, ())
-                   if self.reported is not None and a < self.reported]
+        periods = [
+            (a, min(b, self.reported))
+            for a, b in self.periods.get(version_id, ())
+            if self.reported is not None and a < self.reported
+        ]
         if not periods:
             return None, None
         return periods[0][0], periods[-1][1]
@@ -223,8 +298,12 @@ def _windows(endpoint, since, until, step=60):
             covers |= Q(resolution=resolution, start__gte=lower, start__lt=upper)
             lower = upper
     covers |= Q(resolution=MetricWindow.Resolution.MINUTE, start__gte=lower, start__lt=until)
-    return (MetricWindow.objects.filter(covers, endpoint=endpoint).select_related("version__model")
-            .only(*WINDOW_FIELDS).order_by("start"))
+    return (
+        MetricWindow.objects.filter(covers, endpoint=endpoint)
+        .select_related("version__model")
+        .only(*WINDOW_FIELDS)
+        .order_by("start")
+    )
 
 
 def endpoint_series(endpoint, *, since, until, step=None):
@@ -240,8 +319,12 @@ def endpoint_series(endpoint, *, since, until, step=None):
         index = min(int((window.start - since).total_seconds() // step), count - 1)
         versions[window.version_id] = window.version
         by_version.setdefault(window.version_id, {}).setdefault(index, Bucket()).add(window)
-    deployed = {d.version_id: d for d in Deployment.objects.filter(
-        endpoint=endpoint, state=Deployment.State.ACTIVE).select_related("version__model")}
+    deployed = {
+        d.version_id: d
+        for d in Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE).select_related(
+            "version__model"
+        )
+    }
     for version_id, deployment in deployed.items():
         versions.setdefault(version_id, deployment.version)
         by_version.setdefault(version_id, {})
@@ -255,38 +338,60 @@ def endpoint_series(endpoint, *, since, until, step=None):
         for bucket, moment in zip(steps, times):
             seconds = served.seconds(version_id, moment, moment + timedelta(seconds=step))
             if bucket is None:  # no data: a gap, not a zero
-                points.append({"t": moment.isoformat(), **Bucket().summary(None), "served_seconds": seconds,
-                               "partial": False})
+                points.append(
+                    {"t": moment.isoformat(), **Bucket().summary(None), "served_seconds": seconds, "partial": False}
+                )
                 continue
-            points.append({"t": moment.isoformat(), **bucket.summary(seconds if seconds >= MIN_RATE_SECONDS else None),
-                           "served_seconds": seconds, "partial": seconds < step})
+            points.append(
+                {
+                    "t": moment.isoformat(),
+                    **bucket.summary(seconds if seconds >= MIN_RATE_SECONDS else None),
+                    "served_seconds": seconds,
+                    "partial": seconds < step,
+                }
+            )
         drift_points = drift_of_buckets([b or Bucket() for b in steps], features, with_js=False)
         for bucket in buckets.values():
             total.merge(bucket)
         served_from, served_until = served.span(version_id)
         seconds = served.seconds(version_id)
-        versus = comparable.compare(version=versions[version_id].version, target=endpoint.target.slug,
-                                    inference=total.inference_summary(), measured=measured.get(version_id, {}))
+        versus = comparable.compare(
+            version=versions[version_id].version,
+            target=endpoint.target.slug,
+            inference=total.inference_summary(),
+            measured=measured.get(version_id, {}),
+        )
         rows = versus["inference"].get("batch_size")
         for point in points:  # the inference-only p95 at the batch size compared, for the latency chart
             point["inference_p95_ms"] = point["inference"].get(rows, {}).get("p95_ms") if rows else None
-        series.append({
-            "version": versions[version_id].version,
-            "served_from": served_from and served_from.isoformat(),
-            "served_until": served_until and served_until.isoformat(), "served_seconds": seconds,
-            "requests": total.requests, "rps": total.requests / seconds if seconds >= MIN_RATE_SECONDS else None,
-            "weight": deployed[version_id].weight if version_id in deployed else 0,
-            "benchmark": versus,
-            # Only a like figure: the benchmark p95 at the batch size production ran, or None.
-            "benchmark_p95_ms": versus["inference"].get("benchmark_p95_ms") if versus["inference"]["comparable"]
-            else None,
-            "points": points,
-            "drift": _drift_series(features, drift_points),
-            "histograms": _histograms(features, total),
-        })
-    return {"endpoint": endpoint.name, "since": since.isoformat(), "until": until.isoformat(), "step": step,
-            "reported_until": served.reported and served.reported.isoformat(),
-            "versions": series, "deployments": deployment_events(endpoint, since, until)}
+        series.append(
+            {
+                "version": versions[version_id].version,
+                "served_from": served_from and served_from.isoformat(),
+                "served_until": served_until and served_until.isoformat(),
+                "served_seconds": seconds,
+                "requests": total.requests,
+                "rps": total.requests / seconds if seconds >= MIN_RATE_SECONDS else None,
+                "weight": deployed[version_id].weight if version_id in deployed else 0,
+                "benchmark": versus,
+                # Only a like figure: the benchmark p95 at the batch size production ran, or None.
+                "benchmark_p95_ms": versus["inference"].get("benchmark_p95_ms")
+                if versus["inference"]["comparable"]
+                else None,
+                "points": points,
+                "drift": _drift_series(features, drift_points),
+                "histograms": _histograms(features, total),
+            }
+        )
+    return {
+        "endpoint": endpoint.name,
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "step": step,
+        "reported_until": served.reported and served.reported.isoformat(),
+        "versions": series,
+        "deployments": deployment_events(endpoint, since, until),
+    }
 
 
 def _drift_series(profiles, drift_points):
@@ -295,30 +400,60 @@ def _drift_series(profiles, drift_points):
         scores = []
         for verdicts, _ in drift_points:
             verdict = verdicts.get(name)
-            scores.append(None if verdict is None else {
-                "score": verdict["score"], "effect_value": verdict["effect_value"], "relative": verdict["relative"],
-                "drifted": verdict["drifted"], "warn": verdict["warn"]})
+            scores.append(
+                None
+                if verdict is None
+                else {
+                    "score": verdict["score"],
+                    "effect_value": verdict["effect_value"],
+                    "relative": verdict["relative"],
+                    "drifted": verdict["drifted"],
+                    "warn": verdict["warn"],
+                }
+            )
         rule = DEFAULT_TESTS[profile.kind]
-        features.append({"name": name, "kind": profile.kind, "test": rule.test, "threshold": rule.p_threshold,
-                         "effect": rule.effect, "effect_threshold": rule.effect_threshold, "points": scores})
-    dataset = [None if d["share"] is None else {"share": d["share"], "drifted": d["drifted_dataset"]}
-               for _, d in drift_points]
+        features.append(
+            {
+                "name": name,
+                "kind": profile.kind,
+                "test": rule.test,
+                "threshold": rule.p_threshold,
+                "effect": rule.effect,
+                "effect_threshold": rule.effect_threshold,
+                "points": scores,
+            }
+        )
+    dataset = [
+        None if d["share"] is None else {"share": d["share"], "drifted": d["drifted_dataset"]} for _, d in drift_points
+    ]
     return {"features": features, "dataset": dataset}
 
 
 def _histograms(profiles, total):
     """Reference vs current counts over the whole range, per feature."""
-    return {name: {"kind": profile.kind, "edges": profile.edges, "reference": profile.counts,
-                   "current": total.features.get(name)} for name, profile in profiles.items()}
+    return {
+        name: {
+            "kind": profile.kind,
+            "edges": profile.edges,
+            "reference": profile.counts,
+            "current": total.features.get(name),
+        }
+        for name, profile in profiles.items()
+    }
 
 
 def deployment_events(endpoint, since, until):
     """Every change of the traffic split in the range, to mark on the charts."""
     events = {}
-    for row in (Deployment.objects.filter(endpoint=endpoint, deployed__gte=since, deployed__lt=until)
-                .select_related("version").order_by("generation", "-weight")):
-        event = events.setdefault(row.generation, {"t": row.deployed.isoformat(), "action": row.action,
-                                                   "generation": row.generation, "split": {}})
+    for row in (
+        Deployment.objects.filter(endpoint=endpoint, deployed__gte=since, deployed__lt=until)
+        .select_related("version")
+        .order_by("generation", "-weight")
+    ):
+        event = events.setdefault(
+            row.generation,
+            {"t": row.deployed.isoformat(), "action": row.action, "generation": row.generation, "split": {}},
+        )
         event["split"][row.version.version] = row.weight
     return list(events.values())
 
@@ -342,14 +477,24 @@ def recent(endpoint, *, minutes, now=None):
         seconds = served.seconds(version_id)
         served_from, served_until = served.span(version_id)
         summary = bucket.summary(seconds if seconds >= MIN_RATE_SECONDS else None)
-        versus = comparable.compare(version=versions[version_id].version, target=endpoint.target.slug,
-                                    inference=summary["inference"], measured=measured.get(version_id, {}))
+        versus = comparable.compare(
+            version=versions[version_id].version,
+            target=endpoint.target.slug,
+            inference=summary["inference"],
+            measured=measured.get(version_id, {}),
+        )
         like = versus["inference"]
         found[versions[version_id]] = {
-            **summary, "served_seconds": seconds, "served_from": served_from, "served_until": served_until,
-            "drift": verdicts, "dataset_drift": dataset, "benchmark": versus,
+            **summary,
+            "served_seconds": seconds,
+            "served_from": served_from,
+            "served_until": served_until,
+            "drift": verdicts,
+            "dataset_drift": dataset,
+            "benchmark": versus,
             "benchmark_p95_ms": like.get("benchmark_p95_ms") if like["comparable"] else None,
-            "benchmark_gap": like.get("ratio") if like["comparable"] else None}
+            "benchmark_gap": like.get("ratio") if like["comparable"] else None,
+        }
     return found
 
 
@@ -365,7 +510,8 @@ def default_range(endpoint, now=None):
 
     now = now or timezone.now()
     recent_first = MetricWindow.objects.filter(endpoint=endpoint, start__gte=now - RANGES["1h"]).aggregate(
-        first=Min("start"))["first"]
+        first=Min("start")
+    )["first"]
     if recent_first is not None:
         return "15m" if recent_first >= now - RANGES["15m"] else "1h"
     latest = MetricWindow.objects.filter(endpoint=endpoint).aggregate(last=Max("start"))["last"]
@@ -421,10 +567,23 @@ def endpoints_health(endpoints, *, minutes=60, now=None, drift_minutes=5):
     current = int((now.replace(second=0, microsecond=0) - since).total_seconds() // 60)
     endpoints = list(endpoints)
     buckets, recent_buckets = {}, {}
-    windows = (MetricWindow.objects.filter(endpoint__in=endpoints, resolution=MetricWindow.Resolution.MINUTE,
-                                           start__gte=since, start__lt=now)
-               .only("endpoint_id", "version_id", "start", "requests", "errors", "error_kinds", "latency", "features",
-                     "coarse", "latency_sum_ms", "flushes", "batch_sizes", "inference_latency"))
+    windows = MetricWindow.objects.filter(
+        endpoint__in=endpoints, resolution=MetricWindow.Resolution.MINUTE, start__gte=since, start__lt=now
+    ).only(
+        "endpoint_id",
+        "version_id",
+        "start",
+        "requests",
+        "errors",
+        "error_kinds",
+        "latency",
+        "features",
+        "coarse",
+        "latency_sum_ms",
+        "flushes",
+        "batch_sizes",
+        "inference_latency",
+    )
     versions = set()
     for window in windows:
         index = int((window.start - since).total_seconds() // 60)
@@ -435,8 +594,9 @@ def endpoints_health(endpoints, *, minutes=60, now=None, drift_minutes=5):
             recent_buckets.setdefault(window.endpoint_id, {}).setdefault(window.version_id, Bucket()).add(window)
     profiles = references(list(versions))
     firing = {}
-    for alert in Alert.objects.filter(endpoint__in=endpoints, state=Alert.State.FIRING,
-                                      rule__metric=AlertRule.Metric.DRIFT).select_related("version"):
+    for alert in Alert.objects.filter(
+        endpoint__in=endpoints, state=Alert.State.FIRING, rule__metric=AlertRule.Metric.DRIFT
+    ).select_related("version"):
         firing.setdefault(alert.endpoint_id, []).append(alert)
     health = {}
     for endpoint in endpoints:
@@ -452,13 +612,19 @@ def endpoints_health(endpoints, *, minutes=60, now=None, drift_minutes=5):
             p95.append(merged.quantiles((0.95,))[0])
             error_rate.append(100 * merged.errors / merged.requests if merged.requests else None)
             drift.append(max(shares) if shares else None)
-        verdicts = [drift_of(bucket, profiles.get(version_id, {}))[1]
-                    for version_id, bucket in recent_buckets.get(endpoint.id, {}).items()]
+        verdicts = [
+            drift_of(bucket, profiles.get(version_id, {}))[1]
+            for version_id, bucket in recent_buckets.get(endpoint.id, {}).items()
+        ]
         scored = [d for d in verdicts if d["share"] is not None]
         worst = max(scored, key=lambda d: d["share"], default=None)
-        health[endpoint] = {"p95_ms": p95, "error_percent": error_rate, "drift_share": drift,
-                            "drift_now": worst, "drift_minutes": drift_minutes,
-                            "drift_alerts": firing.get(endpoint.id, []),
-                            "requests": sum(b.requests for m in buckets.get(endpoint.id, {}).values()
-                                            for b in m.values())}
+        health[endpoint] = {
+            "p95_ms": p95,
+            "error_percent": error_rate,
+            "drift_share": drift,
+            "drift_now": worst,
+            "drift_minutes": drift_minutes,
+            "drift_alerts": firing.get(endpoint.id, []),
+            "requests": sum(b.requests for m in buckets.get(endpoint.id, {}).values() for b in m.values()),
+        }
     return health

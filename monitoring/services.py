@@ -53,6 +53,7 @@ def _new_token():
 
 # --- endpoints ---------------------------------------------------------------------------------
 
+
 def endpoint_create(*, name, model, target, description="", scrape_url="", created_by=None):
     """Create an endpoint; returns ``(endpoint, token)``. The token is shown this once: only its
     hash is stored. ``scrape_url``: the Prometheus /metrics URL of an external Triton or MLServer
@@ -62,18 +63,31 @@ def endpoint_create(*, name, model, target, description="", scrape_url="", creat
     if Endpoint.objects.filter(name=name).exists():
         raise Conflict(f"An endpoint named {name!r} already exists.", field="name")
     token, token_hash, prefix = _new_token()
-    endpoint = Endpoint(name=name, model=model, target=target, description=description, scrape_url=scrape_url,
-                        token_hash=token_hash, token_prefix=prefix, token_rotated=timezone.now(),
-                        created_by=created_by)
+    endpoint = Endpoint(
+        name=name,
+        model=model,
+        target=target,
+        description=description,
+        scrape_url=scrape_url,
+        token_hash=token_hash,
+        token_prefix=prefix,
+        token_rotated=timezone.now(),
+        created_by=created_by,
+    )
     full_clean(endpoint, exclude=["created_by"])
     if scrape_url and urlsplit(scrape_url).scheme not in ("http", "https"):
-        raise BerthError("scrape_url must be an http:// or https:// URL, e.g. http://triton:8002/metrics.",
-                         field="scrape_url")
+        raise BerthError(
+            "scrape_url must be an http:// or https:// URL, e.g. http://triton:8002/metrics.", field="scrape_url"
+        )
     try:
         with transaction.atomic():
             endpoint.save()
-            audit.record(audit.Action.ENDPOINT_CREATE, endpoint.name, user=created_by, details={
-                "model": model.name, "target": target.slug, "scrape_url": endpoint.scrape_url})
+            audit.record(
+                audit.Action.ENDPOINT_CREATE,
+                endpoint.name,
+                user=created_by,
+                details={"model": model.name, "target": target.slug, "scrape_url": endpoint.scrape_url},
+            )
     except IntegrityError as exc:
         raise Conflict(f"An endpoint named {name!r} already exists.", field="name") from exc
     return endpoint, token
@@ -87,10 +101,15 @@ def endpoint_set_batching(*, endpoint, max_batch_size, max_queue_delay_us, user=
     endpoint.max_batch_size, endpoint.max_queue_delay_us = max_batch_size, max_queue_delay_us
     full_clean(endpoint, exclude=["created_by"])
     with transaction.atomic():
-        Endpoint.objects.filter(pk=endpoint.pk).update(max_batch_size=max_batch_size,
-                                                       max_queue_delay_us=max_queue_delay_us)
-        audit.record(audit.Action.ENDPOINT_BATCHING, endpoint.name, user=user, details={
-            "max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us})
+        Endpoint.objects.filter(pk=endpoint.pk).update(
+            max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us
+        )
+        audit.record(
+            audit.Action.ENDPOINT_BATCHING,
+            endpoint.name,
+            user=user,
+            details={"max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us},
+        )
     return endpoint
 
 
@@ -101,19 +120,31 @@ def endpoint_rotate_token(*, endpoint, user=None, grace_minutes=None):
     a previous rotation) stops at once."""
     grace = settings.BERTH_TOKEN_GRACE_MINUTES if grace_minutes is None else grace_minutes
     if not isinstance(grace, int) or isinstance(grace, bool) or not 0 <= grace <= 7 * 24 * 60:
-        raise BerthError("grace_minutes must be a whole number of minutes from 0 to 10080 (7 days).",
-                         field="grace_minutes")
+        raise BerthError(
+            "grace_minutes must be a whole number of minutes from 0 to 10080 (7 days).", field="grace_minutes"
+        )
     token, token_hash, prefix = _new_token()
     now = timezone.now()
     with transaction.atomic():
         current = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
-        old = {"old_token_hash": current.token_hash, "old_token_prefix": current.token_prefix,
-               "old_token_expires": now + timedelta(minutes=grace)} if grace else \
-            {"old_token_hash": "", "old_token_prefix": "", "old_token_expires": None}
-        Endpoint.objects.filter(pk=endpoint.pk).update(token_hash=token_hash, token_prefix=prefix,
-                                                       token_rotated=now, **old)
-        audit.record(audit.Action.ENDPOINT_TOKEN, endpoint.name, user=user, details={
-            "prefix": prefix, "old_prefix": current.token_prefix, "grace_minutes": grace})
+        old = (
+            {
+                "old_token_hash": current.token_hash,
+                "old_token_prefix": current.token_prefix,
+                "old_token_expires": now + timedelta(minutes=grace),
+            }
+            if grace
+            else {"old_token_hash": "", "old_token_prefix": "", "old_token_expires": None}
+        )
+        Endpoint.objects.filter(pk=endpoint.pk).update(
+            token_hash=token_hash, token_prefix=prefix, token_rotated=now, **old
+        )
+        audit.record(
+            audit.Action.ENDPOINT_TOKEN,
+            endpoint.name,
+            user=user,
+            details={"prefix": prefix, "old_prefix": current.token_prefix, "grace_minutes": grace},
+        )
     endpoint.token_hash, endpoint.token_prefix, endpoint.token_rotated = token_hash, prefix, now
     for name, value in old.items():
         setattr(endpoint, name, value)
@@ -122,9 +153,13 @@ def endpoint_rotate_token(*, endpoint, user=None, grace_minutes=None):
 
 # --- deployments -------------------------------------------------------------------------------
 
+
 def current_generation(endpoint):
-    return list(Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE)
-                .select_related("version").order_by("-weight", "version_id"))
+    return list(
+        Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE)
+        .select_related("version")
+        .order_by("-weight", "version_id")
+    )
 
 
 def deploy(*, endpoint, version, weight=100, user=None):
@@ -137,8 +172,11 @@ def deploy(*, endpoint, version, weight=100, user=None):
         _check_deployable(endpoint, version)
         others = [d for d in current_generation(endpoint) if d.version_id != version.pk]
         if weight < 100 and not others:
-            raise BerthError(f"Nothing else is deployed on {endpoint.name}: the first version takes 100 % of the "
-                             "traffic. Deploy it with weight 100, then add a canary.", field="weight")
+            raise BerthError(
+                f"Nothing else is deployed on {endpoint.name}: the first version takes 100 % of the "
+                "traffic. Deploy it with weight 100, then add a canary.",
+                field="weight",
+            )
         shares = _split(100 - weight, [d.weight for d in others])
         split = [(version, weight)] + [(d.version, share) for d, share in zip(others, shares) if share > 0]
         action = Deployment.Action.PROMOTE if weight == 100 and others else Deployment.Action.DEPLOY
@@ -152,8 +190,7 @@ def set_weights(*, endpoint, weights, user=None):
     if any(isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= 100 for _, w in weights):
         raise BerthError("Weights are whole percentages from 0 to 100.", field="weights")
     if sum(w for _, w in split) != 100:
-        raise BerthError(f"The weights add up to {sum(w for _, w in split)}; they must add up to 100.",
-                         field="weights")
+        raise BerthError(f"The weights add up to {sum(w for _, w in split)}; they must add up to 100.", field="weights")
     if len({v.pk for v, _ in split}) != len(split):
         raise BerthError("A version appears twice in the weights.", field="weights")
     with transaction.atomic():
@@ -170,8 +207,12 @@ def rollback(*, endpoint, user=None):
         current = current_generation(endpoint)
         if not current:
             raise Conflict(f"Nothing is deployed on {endpoint.name}; there is nothing to roll back.")
-        previous = (Deployment.objects.filter(endpoint=endpoint, generation__lt=current[0].generation)
-                    .order_by("-generation").values_list("generation", flat=True).first())
+        previous = (
+            Deployment.objects.filter(endpoint=endpoint, generation__lt=current[0].generation)
+            .order_by("-generation")
+            .values_list("generation", flat=True)
+            .first()
+        )
         if previous is None:
             raise Conflict(f"{endpoint.name} has had only one deployment; there is no earlier one to roll back to.")
         rows = Deployment.objects.filter(endpoint=endpoint, generation=previous).select_related("version")
@@ -180,13 +221,16 @@ def rollback(*, endpoint, user=None):
 
 def _check_deployable(endpoint, version):
     if version.model_id != endpoint.model_id:
-        raise BerthError(f"{endpoint.name} serves {endpoint.model.name}; {version.ref} is another model's version.",
-                         field="version")
+        raise BerthError(
+            f"{endpoint.name} serves {endpoint.model.name}; {version.ref} is another model's version.", field="version"
+        )
     if version.status != ModelVersion.Status.READY:
         raise Conflict(f"{version.ref} is {version.status}; only ready versions can be deployed.", field="version")
     if version.format != ModelVersion.Format.ONNX:
-        raise Conflict(f"{version.ref} is {version.get_format_display()}; the serving runtime runs ONNX. Convert it "
-                       "first.", field="version")
+        raise Conflict(
+            f"{version.ref} is {version.get_format_display()}; the serving runtime runs ONNX. Convert it first.",
+            field="version",
+        )
 
 
 def _split(total, weights):
@@ -196,7 +240,7 @@ def _split(total, weights):
     base = sum(weights)
     exact = [total * w / base for w in weights]
     shares = [math.floor(x) for x in exact]
-    for i in sorted(range(len(exact)), key=lambda i: exact[i] - shares[i], reverse=True)[:total - sum(shares)]:
+    for i in sorted(range(len(exact)), key=lambda i: exact[i] - shares[i], reverse=True)[: total - sum(shares)]:
         shares[i] += 1
     return shares
 
@@ -205,19 +249,33 @@ def _new_generation(endpoint, split, action, user):
     now = timezone.now()
     generation = (Deployment.objects.filter(endpoint=endpoint).aggregate(top=Max("generation"))["top"] or 0) + 1
     Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE).update(
-        state=Deployment.State.RETIRED, retired=now)
-    rows = Deployment.objects.bulk_create([
-        Deployment(endpoint=endpoint, version=version, weight=weight, generation=generation, action=action,
-                   deployed_by=user) for version, weight in split
-    ])
-    audit.record(audit.Action.ROLLBACK if action == Deployment.Action.ROLLBACK else audit.Action.DEPLOY,
-                 endpoint.name, user=user, details={"generation": generation, "change": action,
-                                                    "split": {v.version: w for v, w in split}})
+        state=Deployment.State.RETIRED, retired=now
+    )
+    rows = Deployment.objects.bulk_create(
+        [
+            Deployment(
+                endpoint=endpoint,
+                version=version,
+                weight=weight,
+                generation=generation,
+                action=action,
+                deployed_by=user,
+            )
+            for version, weight in split
+        ]
+    )
+    audit.record(
+        audit.Action.ROLLBACK if action == Deployment.Action.ROLLBACK else audit.Action.DEPLOY,
+        endpoint.name,
+        user=user,
+        details={"generation": generation, "change": action, "split": {v.version: w for v, w in split}},
+    )
     job_services.profiles_queue_missing(versions=[version for version, _ in split], user=user)
     return rows
 
 
 # --- telemetry ---------------------------------------------------------------------------------
+
 
 def telemetry_ingest(*, endpoint, payload, body=None):
     """Count one telemetry flush (a runtime's series, or an external server's raw events) into
@@ -237,16 +295,27 @@ def telemetry_ingest(*, endpoint, payload, body=None):
     with transaction.atomic():
         try:
             with transaction.atomic():
-                TelemetryFlush.objects.create(endpoint=endpoint, flush_id=flush["flush_id"], start=flush["start"],
-                                              dropped=flush["dropped"])
+                TelemetryFlush.objects.create(
+                    endpoint=endpoint, flush_id=flush["flush_id"], start=flush["start"], dropped=flush["dropped"]
+                )
         except IntegrityError:
             return False, True
         rolled = lock_rollups(endpoint)
         for series in flush["series"]:
-            window_add(endpoint=endpoint, version=series["version"], start=series.get("start", minute),
-                       rolled=rolled, requests=series["requests"], errors=series["errors"], error_kinds=series["error_kinds"],
-                       latency=series["latency"], features=series["features"], source=flush["source"],
-                       batch_sizes=series.get("batch_sizes"), inference_latency=series.get("inference_latency"))
+            window_add(
+                endpoint=endpoint,
+                version=series["version"],
+                start=series.get("start", minute),
+                rolled=rolled,
+                requests=series["requests"],
+                errors=series["errors"],
+                error_kinds=series["error_kinds"],
+                latency=series["latency"],
+                features=series["features"],
+                source=flush["source"],
+                batch_sizes=series.get("batch_sizes"),
+                inference_latency=series.get("inference_latency"),
+            )
     return True, False
 
 
@@ -256,9 +325,19 @@ def integrity_report(*, endpoint, version, expected_sha256, actual_sha256, where
     from .selectors import deployed_version
 
     found = deployed_version(endpoint, version)
-    return audit.record(audit.Action.INTEGRITY, found.ref, details={
-        "endpoint": endpoint.name, "host": host, "where": where, "expected_sha256": expected_sha256,
-        "actual_sha256": actual_sha256, "registry_sha256": found.sha256, "error": detail})
+    return audit.record(
+        audit.Action.INTEGRITY,
+        found.ref,
+        details={
+            "endpoint": endpoint.name,
+            "host": host,
+            "where": where,
+            "expected_sha256": expected_sha256,
+            "actual_sha256": actual_sha256,
+            "registry_sha256": found.sha256,
+            "error": detail,
+        },
+    )
 
 
 def lock_rollups(endpoint):
@@ -267,9 +346,23 @@ def lock_rollups(endpoint):
     return Endpoint.objects.select_for_update().values_list("rollups", flat=True).get(pk=endpoint.pk)
 
 
-def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None, latency=None, features=None,
-               source=MetricWindow.Source.RUNTIME, coarse=False, latency_sum_ms=0.0, rolled=None, batch_sizes=None,
-               inference_latency=None):
+def window_add(
+    *,
+    endpoint,
+    version,
+    start,
+    requests,
+    errors=0,
+    error_kinds=None,
+    latency=None,
+    features=None,
+    source=MetricWindow.Source.RUNTIME,
+    coarse=False,
+    latency_sum_ms=0.0,
+    rolled=None,
+    batch_sizes=None,
+    inference_latency=None,
+):
     """Count into the minute window of ``version`` that holds ``start`` and into every coarser
     window already rolled up over that minute (a late flush); minutes past their retention are
     counted in the coarser windows only. Call inside a transaction. ``rolled`` is what
@@ -278,9 +371,18 @@ def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None
     if rolled is None:
         rolled = lock_rollups(endpoint)
     minute = start.replace(second=0, microsecond=0)
-    counts = {"requests": requests, "errors": errors, "error_kinds": error_kinds, "latency": latency,
-              "features": features, "source": source, "coarse": coarse, "latency_sum_ms": latency_sum_ms,
-              "batch_sizes": batch_sizes, "inference_latency": inference_latency}
+    counts = {
+        "requests": requests,
+        "errors": errors,
+        "error_kinds": error_kinds,
+        "latency": latency,
+        "features": features,
+        "source": source,
+        "coarse": coarse,
+        "latency_sum_ms": latency_sum_ms,
+        "batch_sizes": batch_sizes,
+        "inference_latency": inference_latency,
+    }
     targets = []
     if minute >= timezone.now() - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS):
         targets.append((MetricWindow.Resolution.MINUTE, minute))
@@ -293,13 +395,33 @@ def window_add(*, endpoint, version, start, requests, errors=0, error_kinds=None
         add_to_window(endpoint=endpoint, version=version, start=period, resolution=resolution, **counts)
 
 
-def add_to_window(*, endpoint, start, resolution, requests, version=None, version_id=None, errors=0,
-                  error_kinds=None, latency=None, features=None, source=MetricWindow.Source.RUNTIME, coarse=False,
-                  latency_sum_ms=0.0, flushes=1, batch_sizes=None, inference_latency=None):
+def add_to_window(
+    *,
+    endpoint,
+    start,
+    resolution,
+    requests,
+    version=None,
+    version_id=None,
+    errors=0,
+    error_kinds=None,
+    latency=None,
+    features=None,
+    source=MetricWindow.Source.RUNTIME,
+    coarse=False,
+    latency_sum_ms=0.0,
+    flushes=1,
+    batch_sizes=None,
+    inference_latency=None,
+):
     """Add counts to one window row (made if missing)."""
     window, _ = MetricWindow.objects.select_for_update().get_or_create(
-        endpoint=endpoint, version_id=version.pk if version is not None else version_id, start=start,
-        resolution=resolution, defaults={"source": source})
+        endpoint=endpoint,
+        version_id=version.pk if version is not None else version_id,
+        start=start,
+        resolution=resolution,
+        defaults={"source": source},
+    )
     window.requests += requests
     window.errors += errors
     for kind, count in (error_kinds or {}).items():
@@ -312,8 +434,9 @@ def add_to_window(*, endpoint, start, resolution, requests, version=None, versio
         window.inference_latency[rows] = merge_sketches(window.inference_latency.get(rows), sketch)
     for name, counts in (features or {}).items():
         known = window.features.get(name)
-        window.features[name] = [a + b for a, b in zip(known, counts)] if known and len(known) == len(counts) \
-            else counts
+        window.features[name] = (
+            [a + b for a, b in zip(known, counts)] if known and len(known) == len(counts) else counts
+        )
     window.coarse = window.coarse or coarse
     window.latency_sum_ms += latency_sum_ms
     window.flushes += flushes
@@ -348,10 +471,18 @@ def _check_flush(endpoint, payload):
     series = payload.get("series")
     if not isinstance(series, list) or len(series) > MAX_SERIES:
         raise BerthError(f"series must be a list of at most {MAX_SERIES} entries.", field="series")
-    versions = {v.version: v for v in ModelVersion.objects.filter(
-        model_id=endpoint.model_id, version__in=[s.get("version") for s in series if isinstance(s, dict)])}
-    return {"flush_id": flush_id, "start": start, "dropped": dropped,
-            "series": [_check_series(entry, i, versions, endpoint) for i, entry in enumerate(series)]}
+    versions = {
+        v.version: v
+        for v in ModelVersion.objects.filter(
+            model_id=endpoint.model_id, version__in=[s.get("version") for s in series if isinstance(s, dict)]
+        )
+    }
+    return {
+        "flush_id": flush_id,
+        "start": start,
+        "dropped": dropped,
+        "series": [_check_series(entry, i, versions, endpoint) for i, entry in enumerate(series)],
+    }
 
 
 def _check_series(entry, index, versions, endpoint):
@@ -370,26 +501,46 @@ def _check_series(entry, index, versions, endpoint):
     latency = _check_sketch(entry.get("latency") or {}, f"{field}.latency")
     inference = entry.get("inference_latency", {})
     inference = {} if inference is None else inference
-    if not isinstance(inference, dict) or len(inference) > MAX_SERIES or not all(
-            isinstance(rows, str) and rows.isascii() and rows.isdigit() and len(rows) <= 9 for rows in inference):
-        raise BerthError('inference_latency maps the rows of a model run ("1") to a latency sketch of its '
-                         'session.run time.', field=f"{field}.inference_latency")
-    inference = {str(int(rows)): _check_sketch(sketch, f"{field}.inference_latency.{rows}")
-                 for rows, sketch in inference.items()}
+    if (
+        not isinstance(inference, dict)
+        or len(inference) > MAX_SERIES
+        or not all(isinstance(rows, str) and rows.isascii() and rows.isdigit() and len(rows) <= 9 for rows in inference)
+    ):
+        raise BerthError(
+            'inference_latency maps the rows of a model run ("1") to a latency sketch of its session.run time.',
+            field=f"{field}.inference_latency",
+        )
+    inference = {
+        str(int(rows)): _check_sketch(sketch, f"{field}.inference_latency.{rows}") for rows, sketch in inference.items()
+    }
     features = entry.get("features", {})
     if not isinstance(features, dict) or not all(
-            isinstance(name, str) and isinstance(counts, list) and counts and all(_count(c) for c in counts)
-            for name, counts in features.items()):
+        isinstance(name, str) and isinstance(counts, list) and counts and all(_count(c) for c in counts)
+        for name, counts in features.items()
+    ):
         raise BerthError("features maps a feature name to a list of whole-number counts.", field=f"{field}.features")
     batch_sizes = entry.get("batch_sizes", {})
-    if not isinstance(batch_sizes, dict) or len(batch_sizes) > MAX_BUCKETS or not all(
+    if (
+        not isinstance(batch_sizes, dict)
+        or len(batch_sizes) > MAX_BUCKETS
+        or not all(
             isinstance(rows, str) and rows.isascii() and rows.isdigit() and len(rows) <= 9 and _count(runs)
-            for rows, runs in batch_sizes.items()):
-        raise BerthError('batch_sizes maps the rows of a model run ("8") to how many runs had them.',
-                         field=f"{field}.batch_sizes")
-    return {"version": version, "requests": requests, "errors": errors, "error_kinds": kinds,
-            "batch_sizes": {str(int(rows)): runs for rows, runs in batch_sizes.items()},
-            "latency": latency, "inference_latency": inference, "features": features}
+            for rows, runs in batch_sizes.items()
+        )
+    ):
+        raise BerthError(
+            'batch_sizes maps the rows of a model run ("8") to how many runs had them.', field=f"{field}.batch_sizes"
+        )
+    return {
+        "version": version,
+        "requests": requests,
+        "errors": errors,
+        "error_kinds": kinds,
+        "batch_sizes": {str(int(rows)): runs for rows, runs in batch_sizes.items()},
+        "latency": latency,
+        "inference_latency": inference,
+        "features": features,
+    }
 
 
 def _check_sketch(latency, field):
@@ -430,6 +581,7 @@ def _timestamp(text, field="start"):
     moment = parse_time(text, field)
     now = timezone.now()
     if not now - timedelta(days=settings.BERTH_TELEMETRY_MAX_AGE_DAYS) <= moment <= now + timedelta(minutes=5):
-        raise BerthError(f"{name} is too far in the past or in the future; check the sending host's clock.",
-                         field=field)
+        raise BerthError(
+            f"{name} is too far in the past or in the future; check the sending host's clock.", field=field
+        )
     return moment

@@ -18,8 +18,8 @@ urlpatterns = [
     path("alerts/", alert_views.alerts, name="alerts"),
     path("endpoints/<str:name>/alerts/", alert_views.alert_rules, name="alert-rules"),
     path("endpoints/<str:name>/alerts/new/", alert_views.alert_rule_create, name="alert-rule-create"),
-    path("endpoints/<str:name>/alerts/<int:rule_id>/delete/", alert_views.alert_rule_delete,
-         name="alert-rule-delete"),
-    path("endpoints/<str:name>/alerts/<int:rule_id>/silence/", alert_views.alert_rule_silence,
-         name="alert-rule-silence"),
+    path("endpoints/<str:name>/alerts/<int:rule_id>/delete/", alert_views.alert_rule_delete, name="alert-rule-delete"),
+    path(
+        "endpoints/<str:name>/alerts/<int:rule_id>/silence/", alert_views.alert_rule_silence, name="alert-rule-silence"
+    ),
 ]

@@ -39,24 +39,39 @@ def endpoint_create(request):
 
 def _render_token(request, endpoint, token, rotated=False):
     """The token, shown this once (it is not stored), with the command that uses it."""
-    return render(request, "monitoring/endpoint_token.html", {
-        "endpoint": endpoint, "token": token, "dashboard_url": request.build_absolute_uri("/").rstrip("/"),
-        "rotated": rotated, "grace_minutes": settings.BERTH_TOKEN_GRACE_MINUTES})
+    return render(
+        request,
+        "monitoring/endpoint_token.html",
+        {
+            "endpoint": endpoint,
+            "token": token,
+            "dashboard_url": request.build_absolute_uri("/").rstrip("/"),
+            "rotated": rotated,
+            "grace_minutes": settings.BERTH_TOKEN_GRACE_MINUTES,
+        },
+    )
 
 
 def _render_detail(request, endpoint, deploy_form=None, batching_form=None, status=200):
     deployments = selectors.active_deployments(endpoint)
-    return render(request, "monitoring/endpoint_detail.html", {
-        "endpoint": endpoint,
-        "deployments": deployments,
-        "serving_profile": selectors.serving_profile(endpoint, deployments),
-        "history": selectors.deployment_history(endpoint),
-        "deploy_form": deploy_form or DeployForm(endpoint=endpoint),
-        "batching_form": batching_form or BatchingForm(initial={"max_batch_size": endpoint.max_batch_size,
-                                                                "max_queue_delay_us": endpoint.max_queue_delay_us}),
-        "demo_serving": _demo_serving(endpoint),
-        **_live_context(request, endpoint),
-    }, status=status)
+    return render(
+        request,
+        "monitoring/endpoint_detail.html",
+        {
+            "endpoint": endpoint,
+            "deployments": deployments,
+            "serving_profile": selectors.serving_profile(endpoint, deployments),
+            "history": selectors.deployment_history(endpoint),
+            "deploy_form": deploy_form or DeployForm(endpoint=endpoint),
+            "batching_form": batching_form
+            or BatchingForm(
+                initial={"max_batch_size": endpoint.max_batch_size, "max_queue_delay_us": endpoint.max_queue_delay_us}
+            ),
+            "demo_serving": _demo_serving(endpoint),
+            **_live_context(request, endpoint),
+        },
+        status=status,
+    )
 
 
 def _demo_serving(endpoint):
@@ -79,15 +94,27 @@ def _live_context(request, endpoint):
         error = exc.message
     data = series.endpoint_series(endpoint, since=since, until=until, step=step)
     recent = series.recent(endpoint, minutes=RECENT_MINUTES)
-    figures, primary, feature = charts.page_figures(data, recent, feature=params.get("feature"),
-                                                    recent_minutes=RECENT_MINUTES)
-    return {"endpoint_alerts": alerts.endpoint_alert_context(endpoint),
-            **_replica_context(endpoint),
-            "live": {"data": data, "recent": recent, "figures": figures, "primary": primary, "feature": feature,
-                     "range": params.get("range") if params.get("range") in series.RANGES else series.DEFAULT_RANGE,
-                     "ranges": list(series.RANGES), "error": error, "chart_names": CHART_NAMES,
-                     "recent_minutes": RECENT_MINUTES, "recent_seconds": RECENT_MINUTES * 60 - 1,
-                     "query": params.urlencode()}}
+    figures, primary, feature = charts.page_figures(
+        data, recent, feature=params.get("feature"), recent_minutes=RECENT_MINUTES
+    )
+    return {
+        "endpoint_alerts": alerts.endpoint_alert_context(endpoint),
+        **_replica_context(endpoint),
+        "live": {
+            "data": data,
+            "recent": recent,
+            "figures": figures,
+            "primary": primary,
+            "feature": feature,
+            "range": params.get("range") if params.get("range") in series.RANGES else series.DEFAULT_RANGE,
+            "ranges": list(series.RANGES),
+            "error": error,
+            "chart_names": CHART_NAMES,
+            "recent_minutes": RECENT_MINUTES,
+            "recent_seconds": RECENT_MINUTES * 60 - 1,
+            "query": params.urlencode(),
+        },
+    }
 
 
 def _replica_context(endpoint):
@@ -106,9 +133,17 @@ def confirmed(request):
 def render_confirm(request, endpoint, change, *, fields=()):
     """The confirmation page of a change (an impact.Impact): what changes, for whom, how to undo
     it; confirming posts the same form again with confirmed=yes."""
-    return render(request, "monitoring/confirm.html", {
-        "endpoint": endpoint, "impact": change, "action": request.path, "fields": list(fields),
-        "cancel": endpoint.get_absolute_url()})
+    return render(
+        request,
+        "monitoring/confirm.html",
+        {
+            "endpoint": endpoint,
+            "impact": change,
+            "action": request.path,
+            "fields": list(fields),
+            "cancel": endpoint.get_absolute_url(),
+        },
+    )
 
 
 @access_required("endpoint")
@@ -119,8 +154,7 @@ def endpoint_detail(request, name):
 @access_required("endpoint")
 def endpoint_live(request, name):
     endpoint = selectors.endpoint_get(name)
-    return render(request, "monitoring/_endpoint_live.html", {"endpoint": endpoint,
-                                                              **_live_context(request, endpoint)})
+    return render(request, "monitoring/_endpoint_live.html", {"endpoint": endpoint, **_live_context(request, endpoint)})
 
 
 @access_required("endpoint", "write")
@@ -132,15 +166,22 @@ def endpoint_deploy(request, name):
         return _render_detail(request, endpoint, form, status=400)
     version, weight = form.cleaned_data["version"], form.cleaned_data["weight"]
     if weight == 100 and not confirmed(request):
-        return render_confirm(request, endpoint, impact.deploy_impact(endpoint, version),
-                              fields=[("version", version.version), ("weight", weight)])
+        return render_confirm(
+            request,
+            endpoint,
+            impact.deploy_impact(endpoint, version),
+            fields=[("version", version.version), ("weight", weight)],
+        )
     try:
         services.deploy(endpoint=endpoint, version=version, weight=weight, user=request.user)
     except BerthError as exc:
         form.add_error(None, exc.message)
         return _render_detail(request, endpoint, form, status=400)
-    messages.success(request, f"{form.cleaned_data['version'].version} now takes {form.cleaned_data['weight']} % of "
-                              f"{endpoint.name}'s traffic; runtimes pick it up within seconds.")
+    messages.success(
+        request,
+        f"{form.cleaned_data['version'].version} now takes {form.cleaned_data['weight']} % of "
+        f"{endpoint.name}'s traffic; runtimes pick it up within seconds.",
+    )
     return redirect(endpoint)
 
 
@@ -185,8 +226,12 @@ def endpoint_batching(request, name):
         return _render_detail(request, endpoint, batching_form=form, status=400)
     services.endpoint_set_batching(endpoint=endpoint, user=request.user, **form.cleaned_data)
     size, delay = form.cleaned_data["max_batch_size"], form.cleaned_data["max_queue_delay_us"]
-    messages.success(request, f"Dynamic batching on {endpoint.name}: " + (
-        f"up to {size} rows, waiting at most {delay} µs" if size > 1 else "off") + "; runtimes pick it up within seconds.")
+    messages.success(
+        request,
+        f"Dynamic batching on {endpoint.name}: "
+        + (f"up to {size} rows, waiting at most {delay} µs" if size > 1 else "off")
+        + "; runtimes pick it up within seconds.",
+    )
     return redirect(endpoint)
 
 
@@ -196,8 +241,9 @@ def endpoint_token(request, name):
     endpoint = selectors.endpoint_get(name)
     if not confirmed(request):
         return render_confirm(request, endpoint, impact.token_impact(endpoint))
-    return _render_token(request, endpoint, services.endpoint_rotate_token(endpoint=endpoint, user=request.user),
-                         rotated=True)
+    return _render_token(
+        request, endpoint, services.endpoint_rotate_token(endpoint=endpoint, user=request.user), rotated=True
+    )
 
 
 @access_required("endpoint")
@@ -205,5 +251,9 @@ def endpoint_bundle(request, name):
     from django.http import FileResponse
 
     endpoint = selectors.endpoint_get(name)
-    return FileResponse(bundle.build(endpoint), as_attachment=True, filename=f"{endpoint.name}-bundle.tar.gz",
-                        content_type="application/gzip")
+    return FileResponse(
+        bundle.build(endpoint),
+        as_attachment=True,
+        filename=f"{endpoint.name}-bundle.tar.gz",
+        content_type="application/gzip",
+    )

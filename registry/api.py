@@ -51,14 +51,16 @@ def _refuse_oversized_body(request, limit):
     except ValueError:
         length = 0
     if length > limit:
-        raise TooLarge(f"The request has {length:,} bytes; this server accepts files of at most "
-                       f"{settings.BERTH_MAX_UPLOAD_BYTES:,} bytes (BERTH_MAX_UPLOAD_BYTES).", field="artifact")
+        raise TooLarge(
+            f"The request has {length:,} bytes; this server accepts files of at most "
+            f"{settings.BERTH_MAX_UPLOAD_BYTES:,} bytes (BERTH_MAX_UPLOAD_BYTES).",
+            field="artifact",
+        )
 
 
 def version_payload(version):
     ancestors, children = selectors.version_lineage(version)
-    context = {"children": children, "jobs": version_jobs(version),
-               "benchmarks": latest_benchmarks(version)}
+    context = {"children": children, "jobs": version_jobs(version), "benchmarks": latest_benchmarks(version)}
     return VersionDetailSerializer(version, context=context).data
 
 
@@ -67,8 +69,10 @@ class ModelListApi(GenericAPIView):
     access_actions = {"POST": "register"}
     serializer_class = ModelSummarySerializer
 
-    @extend_schema(parameters=[OpenApiParameter("q", str, description="Search in names and descriptions")],
-                   responses={200: ModelSummarySerializer(many=True), **ERRORS})
+    @extend_schema(
+        parameters=[OpenApiParameter("q", str, description="Search in names and descriptions")],
+        responses={200: ModelSummarySerializer(many=True), **ERRORS},
+    )
     def get(self, request):
         page = self.paginate_queryset(selectors.model_list(query=request.query_params.get("q", "")))
         return self.get_paginated_response(ModelSummarySerializer(page, many=True).data)
@@ -110,8 +114,9 @@ class VersionRegisterApi(APIView):
         _refuse_oversized_body(request, settings.BERTH_MAX_UPLOAD_BYTES + MULTIPART_SLACK)
         data = validated(VersionRegisterSerializer, request.data)
         incoming = incoming_from_uploaded_file(data.pop("artifact"))
-        version, created = services.version_register(model_name=name, artifact=incoming, created_by=request.user,
-                                                     **data)
+        version, created = services.version_register(
+            model_name=name, artifact=incoming, created_by=request.user, **data
+        )
         return Response(version_payload(version), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -131,26 +136,30 @@ class VersionArtifactApi(APIView):
     def get(self, request, name, version):
         found = selectors.version_get(name, version)
         extension = found.artifact.name.rsplit(".", 1)[-1]
-        return FileResponse(found.artifact.open("rb"), as_attachment=True,
-                            filename=f"{found.model.name}-{found.version}.{extension}")
+        return FileResponse(
+            found.artifact.open("rb"), as_attachment=True, filename=f"{found.model.name}-{found.version}.{extension}"
+        )
 
 
 class DatasetAttachApi(APIView):
     access = "version"
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(request={"multipart/form-data": DatasetAttachSerializer},
-                   responses={201: DatasetSerializer, 200: DatasetSerializer, **CONFLICT, **TOO_LARGE,
-                              **ERRORS})
+    @extend_schema(
+        request={"multipart/form-data": DatasetAttachSerializer},
+        responses={201: DatasetSerializer, 200: DatasetSerializer, **CONFLICT, **TOO_LARGE, **ERRORS},
+    )
     def post(self, request, name, version):
         _refuse_oversized_body(request, settings.BERTH_MAX_UPLOAD_BYTES + MULTIPART_SLACK)
         found = selectors.version_get(name, version)
         data = validated(DatasetAttachSerializer, request.data)
         incoming = incoming_from_uploaded_file(data["file"])
-        dataset, created = services.dataset_attach(version=found, name=data["name"], kind=data["kind"],
-                                                   incoming=incoming, created_by=request.user)
-        return Response(DatasetSerializer(dataset).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        dataset, created = services.dataset_attach(
+            version=found, name=data["name"], kind=data["kind"], incoming=incoming, created_by=request.user
+        )
+        return Response(
+            DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class AliasApi(APIView):
@@ -160,13 +169,14 @@ class AliasApi(APIView):
         request=AliasSetSerializer,
         responses={
             200: AliasMovedSerializer,
-            409: OpenApiResponse(AliasBlockedSerializer,
-                                 description="A promotion gate failed: the alias did not move (the failing gates "
-                                             "are in gates)"),
+            409: OpenApiResponse(
+                AliasBlockedSerializer,
+                description="A promotion gate failed: the alias did not move (the failing gates are in gates)",
+            ),
             **ERRORS,
         },
         description="Point the alias at a version. Moving production checks the model's promotion gates; an admin "
-                    "may override failing gates with override=true and a justification. Every move is logged.",
+        "may override failing gates with override=true and a justification. Every move is logged.",
     )
     def put(self, request, name, alias):
         model = selectors.model_get(name)
@@ -185,9 +195,11 @@ class AliasEventListApi(GenericAPIView):
     access = "alias"
     serializer_class = AliasEventSerializer
 
-    @extend_schema(parameters=[OpenApiParameter("alias", str, description="Only this alias")],
-                   responses={200: AliasEventSerializer(many=True), **ERRORS},
-                   description="The model's alias log (set, move, remove), newest first.")
+    @extend_schema(
+        parameters=[OpenApiParameter("alias", str, description="Only this alias")],
+        responses={200: AliasEventSerializer(many=True), **ERRORS},
+        description="The model's alias log (set, move, remove), newest first.",
+    )
     def get(self, request, name):
         model = selectors.model_get(name)
         page = self.paginate_queryset(selectors.alias_events(model, alias=request.query_params.get("alias", "")))
@@ -197,8 +209,10 @@ class AliasEventListApi(GenericAPIView):
 class GateListApi(APIView):
     access = "gate"
 
-    @extend_schema(responses={200: GateSerializer(many=True), **ERRORS},
-                   description="The model's promotion gates: what a version must meet before production points at it.")
+    @extend_schema(
+        responses={200: GateSerializer(many=True), **ERRORS},
+        description="The model's promotion gates: what a version must meet before production points at it.",
+    )
     def get(self, request, name):
         return Response(GateSerializer(selectors.model_gates(selectors.model_get(name)), many=True).data)
 
@@ -256,14 +270,21 @@ class UploadStartApi(APIView):
     access = "upload"
     access_actions = {"POST": "register"}
 
-    @extend_schema(request=UploadStartSerializer,
-                   responses={201: UploadSerializer,
-                              200: OpenApiResponse(UploadSerializer, description="Your open upload of the same bytes"),
-                              **TOO_LARGE, **ERRORS})
+    @extend_schema(
+        request=UploadStartSerializer,
+        responses={
+            201: UploadSerializer,
+            200: OpenApiResponse(UploadSerializer, description="Your open upload of the same bytes"),
+            **TOO_LARGE,
+            **ERRORS,
+        },
+    )
     def post(self, request):
         data = validated(UploadStartSerializer, request.data)
         upload, created = services.upload_start(user=request.user, **data)
-        return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            UploadSerializer(upload).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class UploadCheckApi(APIView):
@@ -289,10 +310,17 @@ class UploadApi(APIView):
 
     @extend_schema(
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        parameters=[OpenApiParameter("Content-Range", str, OpenApiParameter.HEADER, required=True,
-                                     description="bytes <first>-<last>/<total>")],
-        responses={200: UploadSerializer, 409: OpenApiResponse(description="Out of order or overlapping chunk"),
-                   **TOO_LARGE, **ERRORS},
+        parameters=[
+            OpenApiParameter(
+                "Content-Range", str, OpenApiParameter.HEADER, required=True, description="bytes <first>-<last>/<total>"
+            )
+        ],
+        responses={
+            200: UploadSerializer,
+            409: OpenApiResponse(description="Out of order or overlapping chunk"),
+            **TOO_LARGE,
+            **ERRORS,
+        },
     )
     def put(self, request, upload_id):
         upload = selectors.upload_get(upload_id, user=request.user)
@@ -300,8 +328,12 @@ class UploadApi(APIView):
             content_length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError as exc:
             raise BerthError("Content-Length must be a number.", field="Content-Length") from exc
-        upload = services.upload_write_chunk(upload=upload, content_range=request.META.get("HTTP_CONTENT_RANGE"),
-                                             content_length=content_length, stream=request._request)
+        upload = services.upload_write_chunk(
+            upload=upload,
+            content_range=request.META.get("HTTP_CONTENT_RANGE"),
+            content_length=content_length,
+            stream=request._request,
+        )
         return Response(UploadSerializer(upload).data)
 
     @extend_schema(responses={204: None, **ERRORS})
@@ -314,12 +346,14 @@ class UploadCompleteApi(APIView):
     access = "upload"
     access_actions = {"POST": "register"}
 
-    @extend_schema(request=UploadCompleteSerializer,
-                   responses={201: VersionDetailSerializer, 200: VersionDetailSerializer, **CONFLICT,
-                              **INVALID_FILE, **ERRORS})
+    @extend_schema(
+        request=UploadCompleteSerializer,
+        responses={201: VersionDetailSerializer, 200: VersionDetailSerializer, **CONFLICT, **INVALID_FILE, **ERRORS},
+    )
     def post(self, request, upload_id):
         upload = selectors.upload_get(upload_id, user=request.user)
         data = validated(UploadCompleteSerializer, request.data)
-        version, created = services.upload_complete(upload=upload, user=request.user, model_name=data.pop("model"),
-                                                    **data)
+        version, created = services.upload_complete(
+            upload=upload, user=request.user, model_name=data.pop("model"), **data
+        )
         return Response(version_payload(version), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -5,8 +5,9 @@ from .presets import PRESETS
 
 
 class ModelCreateForm(forms.Form):
-    name = forms.CharField(max_length=100, validators=[model_name_validator],
-                           help_text="Lowercase letters, digits, '-' and '_'.")
+    name = forms.CharField(
+        max_length=100, validators=[model_name_validator], help_text="Lowercase letters, digits, '-' and '_'."
+    )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     task = forms.ChoiceField(choices=Model.Task.choices, initial=Model.Task.OTHER)
 
@@ -16,8 +17,12 @@ class AliasForm(forms.Form):
     version = forms.ChoiceField()
     # Shown to admins only; the service refuses an override from anyone else.
     override = forms.BooleanField(required=False, label="Override failing gates")
-    justification = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),
-                                    help_text="Why this version may be promoted although a gate fails.")
+    justification = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why this version may be promoted although a gate fails.",
+    )
 
     def __init__(self, *args, versions=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -26,11 +31,17 @@ class AliasForm(forms.Form):
 
 class GateForm(forms.Form):
     kind = forms.ChoiceField(choices=PromotionGate.Kind.choices)
-    threshold = forms.FloatField(help_text="Accuracy drop: a fraction (0.005 = 0.5 pt) below the most accurate "
-                                           "version on the same evaluation set. Cosine: at least this (0.99). "
-                                           "Relative error: a fraction (0.01 = 1 %). Latency: milliseconds.")
-    target = forms.ModelChoiceField(queryset=HardwareTarget.objects.order_by("slug"), to_field_name="slug",
-                                    required=False, empty_label="any (quality gates only)")
+    threshold = forms.FloatField(
+        help_text="Accuracy drop: a fraction (0.005 = 0.5 pt) below the most accurate "
+        "version on the same evaluation set. Cosine: at least this (0.99). "
+        "Relative error: a fraction (0.01 = 1 %). Latency: milliseconds."
+    )
+    target = forms.ModelChoiceField(
+        queryset=HardwareTarget.objects.order_by("slug"),
+        to_field_name="slug",
+        required=False,
+        empty_label="any (quality gates only)",
+    )
     batch_size = forms.IntegerField(min_value=1, initial=1, help_text="For p95 gates.")
 
 
@@ -39,15 +50,20 @@ class TargetForm(forms.Form):
     name = forms.CharField(max_length=100, required=False)
     device = forms.ChoiceField(choices=HardwareTarget.Device.choices)
     execution_provider = forms.ChoiceField(
-        choices=[(p, p) for providers in HardwareTarget.PROVIDERS_BY_DEVICE.values() for p in providers])
+        choices=[(p, p) for providers in HardwareTarget.PROVIDERS_BY_DEVICE.values() for p in providers]
+    )
     preset = forms.ChoiceField(
-        required=False, choices=[("", "none: the device and provider above")]
+        required=False,
+        choices=[("", "none: the device and provider above")]
         + [(name, f"{name} ({preset.provider})") for name, preset in PRESETS.items()],
-        help_text="Fills device, provider and its options: " + "; ".join(
-            f"{name}: {preset.help}" for name, preset in PRESETS.items() if preset.device != "cpu"))
+        help_text="Fills device, provider and its options: "
+        + "; ".join(f"{name}: {preset.help}" for name, preset in PRESETS.items() if preset.device != "cpu"),
+    )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     preset = forms.ChoiceField(
-        required=False, choices=[("", "none: the device and provider above")]
+        required=False,
+        choices=[("", "none: the device and provider above")]
         + [(name, f"{name} ({preset.provider})") for name, preset in PRESETS.items()],
-        help_text="Fills device, provider and its options: " + "; ".join(
-            f"{name}: {preset.help}" for name, preset in PRESETS.items() if preset.device != "cpu"))
+        help_text="Fills device, provider and its options: "
+        + "; ".join(f"{name}: {preset.help}" for name, preset in PRESETS.items() if preset.device != "cpu"),
+    )

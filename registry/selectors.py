@@ -11,8 +11,10 @@ from .models import GATED_ALIASES, Alias, HardwareTarget, Model, ModelVersion, P
 
 
 def model_list(*, query=""):
-    models = Model.objects.select_related("owner").annotate(version_count=Count("versions")).prefetch_related(
-        Prefetch("aliases", queryset=Alias.objects.select_related("version"))
+    models = (
+        Model.objects.select_related("owner")
+        .annotate(version_count=Count("versions"))
+        .prefetch_related(Prefetch("aliases", queryset=Alias.objects.select_related("version")))
     )
     if query:
         models = models.filter(Q(name__icontains=query) | Q(description__icontains=query))
@@ -154,15 +156,19 @@ def failing_gates():
         gates_by_model.setdefault(gate.model_id, []).append(gate)
     if not gates_by_model:
         return []
-    aliases = list(Alias.objects.filter(model_id__in=gates_by_model, name__in=GATED_ALIASES)
-                   .select_related("model", "version__model").order_by("model__name", "name"))
+    aliases = list(
+        Alias.objects.filter(model_id__in=gates_by_model, name__in=GATED_ALIASES)
+        .select_related("model", "version__model")
+        .order_by("model__name", "name")
+    )
     rows = _benchmark_rows([alias.version_id for alias in aliases])
-    quality = _quality_rows([alias.model_id for alias in aliases
-                             if _has_quality_gate(gates_by_model[alias.model_id])])
+    quality = _quality_rows([alias.model_id for alias in aliases if _has_quality_gate(gates_by_model[alias.model_id])])
     failing = []
     for alias in aliases:
-        results = [_evaluate(gate, alias.version, rows.get(alias.version_id, []), quality.get(alias.model_id, []))
-                   for gate in gates_by_model[alias.model_id]]
+        results = [
+            _evaluate(gate, alias.version, rows.get(alias.version_id, []), quality.get(alias.model_id, []))
+            for gate in gates_by_model[alias.model_id]
+        ]
         failed = [result for result in results if not result["passed"]]
         if failed:
             failing.append(FailingGates(alias.model, alias.version, failed))
@@ -175,10 +181,21 @@ def _has_quality_gate(gates):
 
 def _benchmark_rows(version_ids):
     """{version id: benchmark rows as dicts, newest job first} with only what gates read."""
-    rows = (BenchmarkResult.objects.filter(version_id__in=version_ids)
-            .order_by("-job_id", "batch_size", "threads", "id")
-            .values("version_id", "target_id", "target__slug", "job_id", "batch_size", "threads", "p95_ms",
-                    "accuracy_delta", "stable"))
+    rows = (
+        BenchmarkResult.objects.filter(version_id__in=version_ids)
+        .order_by("-job_id", "batch_size", "threads", "id")
+        .values(
+            "version_id",
+            "target_id",
+            "target__slug",
+            "job_id",
+            "batch_size",
+            "threads",
+            "p95_ms",
+            "accuracy_delta",
+            "stable",
+        )
+    )
     by_version = {}
     for row in rows:
         by_version.setdefault(row["version_id"], []).append(row)
@@ -190,10 +207,22 @@ def _quality_rows(model_ids):
     row per job (quality does not depend on the batch size)."""
     if not model_ids:
         return {}
-    rows = (BenchmarkResult.objects.filter(version__model_id__in=model_ids)
-            .order_by("-job_id", "batch_size", "id")
-            .values("version_id", "version__version", "version__model__name", "version__model_id", "target_id",
-                    "target__slug", "job_id", "accuracy", "fidelity", "quality"))
+    rows = (
+        BenchmarkResult.objects.filter(version__model_id__in=model_ids)
+        .order_by("-job_id", "batch_size", "id")
+        .values(
+            "version_id",
+            "version__version",
+            "version__model__name",
+            "version__model_id",
+            "target_id",
+            "target__slug",
+            "job_id",
+            "accuracy",
+            "fidelity",
+            "quality",
+        )
+    )
     by_model, seen = {}, set()
     for row in rows:
         if row["job_id"] not in seen:
@@ -203,11 +232,20 @@ def _quality_rows(model_ids):
 
 
 def _evaluate(gate, version, rows, quality_rows=()):
-    result = {"gate": gate.pk, "kind": gate.kind, "description": gate.description, "threshold": gate.threshold,
-              "target": gate.target.slug if gate.target_id else None,
-              "batch_size": gate.batch_size if gate.kind == PromotionGate.Kind.MAX_P95_MS else None,
-              "passed": False, "measured": NO_BENCHMARK, "reason": "", "job": None, "measured_on": None,
-              "stable": None}
+    result = {
+        "gate": gate.pk,
+        "kind": gate.kind,
+        "description": gate.description,
+        "threshold": gate.threshold,
+        "target": gate.target.slug if gate.target_id else None,
+        "batch_size": gate.batch_size if gate.kind == PromotionGate.Kind.MAX_P95_MS else None,
+        "passed": False,
+        "measured": NO_BENCHMARK,
+        "reason": "",
+        "job": None,
+        "measured_on": None,
+        "stable": None,
+    }
     if gate.kind == PromotionGate.Kind.MAX_P95_MS:
         return _evaluate_p95(gate, version, rows, result)
     return _evaluate_quality(gate, version, rows, quality_rows, result)
@@ -216,8 +254,9 @@ def _evaluate(gate, version, rows, quality_rows=()):
 def _evaluate_p95(gate, version, rows, result):
     matching = [r for r in rows if r["target_id"] == gate.target_id and r["batch_size"] == gate.batch_size]
     if not matching:
-        result["reason"] = (f"no benchmark of {version.version} on {gate.target.slug} at batch {gate.batch_size}; "
-                            "run one first")
+        result["reason"] = (
+            f"no benchmark of {version.version} on {gate.target.slug} at batch {gate.batch_size}; run one first"
+        )
         return result
     # The newest job that measured this batch size; of its thread counts, the runtime's
     # default (what serving uses), else the fastest.
@@ -225,11 +264,14 @@ def _evaluate_p95(gate, version, rows, result):
     row = next((r for r in newest if r["threads"] is None), None) or min(newest, key=lambda r: r["p95_ms"])
     threads = f" with {row['threads']} threads" if row["threads"] is not None else ""
     passed = row["p95_ms"] <= gate.threshold
-    result.update(passed=passed, measured=row["p95_ms"], job=row["job_id"], stable=row["stable"],
-                  measured_on=gate.target.slug)
+    result.update(
+        passed=passed, measured=row["p95_ms"], job=row["job_id"], stable=row["stable"], measured_on=gate.target.slug
+    )
     comparison = "within" if passed else "exceeds"
-    result["reason"] = (f"p95 {_ms(row['p95_ms'])} ms on {gate.target.slug} at batch {gate.batch_size}{threads} "
-                        f"{comparison} {gate.threshold:g} ms (benchmark job #{row['job_id']})")
+    result["reason"] = (
+        f"p95 {_ms(row['p95_ms'])} ms on {gate.target.slug} at batch {gate.batch_size}{threads} "
+        f"{comparison} {gate.threshold:g} ms (benchmark job #{row['job_id']})"
+    )
     if not row["stable"]:
         result["reason"] += "; the measurement was unstable, benchmark again for a reliable figure"
     return result
@@ -246,24 +288,36 @@ def _evaluate_quality(gate, version, rows, quality_rows, result):
     measure_key = _gate_measure(gate, version.model)
     measure = MEASURES[measure_key]
     candidates, jobs = _quality_candidates(quality_rows, gate.target_id)
-    passed, judgement, reference = quality_gate(candidates, version=version.version, measure_key=measure_key,
-                                                limit=gate.threshold)
+    passed, judgement, reference = quality_gate(
+        candidates, version=version.version, measure_key=measure_key, limit=gate.threshold
+    )
     where = f" on {gate.target.slug}" if gate.target_id else ""
     if not judgement.known:
         mine = [r for r in rows if gate.target_id is None or r["target_id"] == gate.target_id]
         result["measured"] = NO_ACCURACY if mine else NO_BENCHMARK
-        result["reason"] = (f"{version.version}{where}: {judgement.text}" + ("" if mine else "; no benchmark at all")
-                            + "; run a benchmark with an evaluation set first")
+        result["reason"] = (
+            f"{version.version}{where}: {judgement.text}"
+            + ("" if mine else "; no benchmark at all")
+            + "; run a benchmark with an evaluation set first"
+        )
         result["reference"] = reference.name if reference else None
         return result
     job, target = jobs.get(version.version, (None, None))
     measured = judgement.delta if measure.basis == "labels" else judgement.value
     evaluation_set = reference.evaluation_set if measure.basis == "labels" else None
-    result.update(passed=passed, measured=measured, job=job, measured_on=target,
-                  reference=reference.name, evaluation_set=(evaluation_set or {}).get("name"))
+    result.update(
+        passed=passed,
+        measured=measured,
+        job=job,
+        measured_on=target,
+        reference=reference.name,
+        evaluation_set=(evaluation_set or {}).get("name"),
+    )
     verdict = "within" if passed else "fails"
-    result["reason"] = (f"{judgement.text} ({'on ' + target if target else 'measured'}; benchmark job #{job}): "
-                        f"{verdict} {gate.description}")
+    result["reason"] = (
+        f"{judgement.text} ({'on ' + target if target else 'measured'}; benchmark job #{job}): "
+        f"{verdict} {gate.description}"
+    )
     if measure.basis == "labels":
         result["reason"] += f"; {reference.describe(measure)} on {describe_set(evaluation_set, reference.samples)}"
     return result
@@ -301,11 +355,25 @@ def _quality_candidates(quality_rows, target_id):
         if parent_accuracy is not None and parent and quality.get("evaluation_set") is not None:
             samples = quality.get("samples") or 0
             half = binomial_half_width(parent_accuracy, samples)
-            derived.setdefault(parent.split(":", 1)[-1], (parent, row, {
-                "evaluation_set": quality["evaluation_set"], "samples": samples, "reference": None,
-                "metrics": {"accuracy": {"value": parent_accuracy, "samples": samples,
-                                         "interval": [max(0.0, parent_accuracy - half),
-                                                      min(1.0, parent_accuracy + half)]}}}))
+            derived.setdefault(
+                parent.split(":", 1)[-1],
+                (
+                    parent,
+                    row,
+                    {
+                        "evaluation_set": quality["evaluation_set"],
+                        "samples": samples,
+                        "reference": None,
+                        "metrics": {
+                            "accuracy": {
+                                "value": parent_accuracy,
+                                "samples": samples,
+                                "interval": [max(0.0, parent_accuracy - half), min(1.0, parent_accuracy + half)],
+                            }
+                        },
+                    },
+                ),
+            )
     for name, (ref, row, quality) in derived.items():
         if name not in candidates:
             candidates[name] = Candidate(name=name, ref=ref, quality=quality)
@@ -325,25 +393,37 @@ def registration_check(*, model, version, sha256="", create_model=True):
     if found is None:
         if create_model:
             return {"ok": True, "field": None, "message": f"A new model {model} will be created.", "existing_url": None}
-        return {"ok": False, "field": "model", "existing_url": None,
-                "message": f"There is no model named {model}: pick an existing one or let the upload create it."}
+        return {
+            "ok": False,
+            "field": "model",
+            "existing_url": None,
+            "message": f"There is no model named {model}: pick an existing one or let the upload create it.",
+        }
     existing = found.versions.filter(version=version).first()
     if existing is None:
         return {"ok": True, "field": None, "message": f"{model}:{version} is free.", "existing_url": None}
     if sha256 and existing.sha256 == sha256.lower():
-        return {"ok": True, "field": None, "existing_url": existing.get_absolute_url(),
-                "message": f"{model}:{version} is already registered with these very bytes; nothing new will be stored."}
+        return {
+            "ok": True,
+            "field": None,
+            "existing_url": existing.get_absolute_url(),
+            "message": f"{model}:{version} is already registered with these very bytes; nothing new will be stored.",
+        }
     if sha256:
         message = version_clash_message(existing, sha256.lower())
     else:
-        message = (f"Version {version} of {model} already exists (sha256 {existing.sha256[:12]}…). Versions are "
-                   "immutable: pick a new version string, unless this is that very file.")
+        message = (
+            f"Version {version} of {model} already exists (sha256 {existing.sha256[:12]}…). Versions are "
+            "immutable: pick a new version string, unless this is that very file."
+        )
     return {"ok": False, "field": "version", "message": message, "existing_url": existing.get_absolute_url()}
 
 
 def version_clash_message(existing, sha256=""):
     """Why ``existing`` blocks registering other bytes (``sha256``, when known) under its name."""
     yours = f", yours {sha256[:12]}…" if sha256 else ""
-    return (f"Version {existing.version} of {existing.model.name} already exists with different content "
-            f"(sha256 {existing.sha256[:12]}…{yours}). Versions are immutable: register these bytes "
-            "under a new version string.")
+    return (
+        f"Version {existing.version} of {existing.model.name} already exists with different content "
+        f"(sha256 {existing.sha256[:12]}…{yours}). Versions are immutable: register these bytes "
+        "under a new version string."
+    )

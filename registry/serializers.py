@@ -5,8 +5,17 @@ from rest_framework import serializers
 from dashboard.serializer_fields import JSONObjectField, TagsField, no_nul
 from jobs.serializers import BenchmarkSummarySerializer
 
-from .models import (AliasEvent, Dataset, HardwareTarget, Model, ModelVersion, PromotionGate, Upload,
-                     model_name_validator, version_validator)
+from .models import (
+    AliasEvent,
+    Dataset,
+    HardwareTarget,
+    Model,
+    ModelVersion,
+    PromotionGate,
+    Upload,
+    model_name_validator,
+    version_validator,
+)
 from .presets import PRESETS
 
 
@@ -16,14 +25,25 @@ class RegistrationFields(serializers.Serializer):
     version = serializers.CharField(max_length=128, validators=[version_validator])
     metadata = JSONObjectField(required=False, default=dict)
     tags = TagsField(required=False, default=list)
-    parent = serializers.CharField(required=False, allow_blank=True, default="",
-                                   help_text="Parent version of the same model, or model:version.")
-    alias = serializers.SlugField(required=False, allow_blank=True, default="", max_length=50,
-                                  help_text="Point this alias (e.g. candidate) at the new version.")
-    create_model = serializers.BooleanField(required=False, default=False,
-                                            help_text="Create the model if it does not exist yet.")
-    task = serializers.ChoiceField(choices=Model.Task.choices, required=False, default=Model.Task.OTHER,
-                                   help_text="Task of the model, when create_model creates it.")
+    parent = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Parent version of the same model, or model:version."
+    )
+    alias = serializers.SlugField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=50,
+        help_text="Point this alias (e.g. candidate) at the new version.",
+    )
+    create_model = serializers.BooleanField(
+        required=False, default=False, help_text="Create the model if it does not exist yet."
+    )
+    task = serializers.ChoiceField(
+        choices=Model.Task.choices,
+        required=False,
+        default=Model.Task.OTHER,
+        help_text="Task of the model, when create_model creates it.",
+    )
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -33,22 +53,37 @@ class VersionRegisterSerializer(RegistrationFields):
 
 class UploadCompleteSerializer(RegistrationFields):
     model = serializers.CharField(max_length=100, validators=[model_name_validator])
-    sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="",
-                                    help_text="sha256 of the whole file; the upload is refused if the bytes differ.")
+    sha256 = serializers.RegexField(
+        r"^[0-9a-fA-F]{64}$",
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="sha256 of the whole file; the upload is refused if the bytes differ.",
+    )
 
 
 class UploadStartSerializer(serializers.Serializer):
     size = serializers.IntegerField(min_value=1, help_text="Total size of the file in bytes.")
-    filename = serializers.CharField(max_length=255, required=False, allow_blank=True, default="",
-                                     help_text="Shown to people only; never used as a path.")
+    filename = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Shown to people only; never used as a path.",
+    )
     sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="")
 
 
 class UploadCheckQuerySerializer(serializers.Serializer):
     model = serializers.CharField(max_length=100)
     version = serializers.CharField(max_length=128)
-    sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="",
-                                    help_text="The file's sha256, when known: the same bytes under a taken name are fine.")
+    sha256 = serializers.RegexField(
+        r"^[0-9a-fA-F]{64}$",
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The file's sha256, when known: the same bytes under a taken name are fine.",
+    )
     create_model = serializers.BooleanField(required=False, default=True)
 
 
@@ -65,8 +100,20 @@ class UploadSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Upload
-        fields = ["id", "url", "filename", "size", "offset", "expected_sha256", "sha256", "status", "status_detail",
-                  "version", "created", "updated"]
+        fields = [
+            "id",
+            "url",
+            "filename",
+            "size",
+            "offset",
+            "expected_sha256",
+            "sha256",
+            "status",
+            "status_detail",
+            "version",
+            "created",
+            "updated",
+        ]
 
     def get_url(self, upload) -> str:
         return reverse("api:upload", args=[upload.id])
@@ -105,8 +152,20 @@ class VersionSummarySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["id", "version", "url", "status", "format", "size_bytes", "sha256", "parent", "recipe", "tags",
-                  "aliases", "created"]
+        fields = [
+            "id",
+            "version",
+            "url",
+            "status",
+            "format",
+            "size_bytes",
+            "sha256",
+            "parent",
+            "recipe",
+            "tags",
+            "aliases",
+            "created",
+        ]
 
     def get_parent(self, version) -> str | None:
         return version.parent.ref if version.parent_id else None
@@ -171,9 +230,30 @@ class VersionDetailSerializer(VersionSummarySerializer):
     created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
 
     class Meta(VersionSummarySerializer.Meta):
-        fields = ["id", "model", "version", "url", "page_url", "status", "status_detail", "format", "size_bytes", "sha256",
-                  "io_signature", "metadata", "tags", "aliases", "parent", "children", "recipe", "jobs", "benchmarks",
-                  "artifact_url", "created_by", "created"]
+        fields = [
+            "id",
+            "model",
+            "version",
+            "url",
+            "page_url",
+            "status",
+            "status_detail",
+            "format",
+            "size_bytes",
+            "sha256",
+            "io_signature",
+            "metadata",
+            "tags",
+            "aliases",
+            "parent",
+            "children",
+            "recipe",
+            "jobs",
+            "benchmarks",
+            "artifact_url",
+            "created_by",
+            "created",
+        ]
 
     @extend_schema_field(BenchmarkSummarySerializer(many=True))
     def get_benchmarks(self, version):
@@ -196,11 +276,18 @@ class VersionDetailSerializer(VersionSummarySerializer):
 class AliasSetSerializer(serializers.Serializer):
     version = serializers.CharField(max_length=128, help_text="The version (of this model) the alias points at.")
     override = serializers.BooleanField(
-        required=False, default=False,
+        required=False,
+        default=False,
         help_text="Move a gated alias (production) although a promotion gate fails. Admins only; needs a "
-                  "justification.")
-    justification = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000,
-                                          help_text="Why the failing gates may be overridden (recorded in the log).")
+        "justification.",
+    )
+    justification = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        help_text="Why the failing gates may be overridden (recorded in the log).",
+    )
 
 
 class AliasSerializer(serializers.Serializer):
@@ -214,17 +301,34 @@ class AliasSerializer(serializers.Serializer):
 class TargetSerializer(serializers.ModelSerializer):
     queue = serializers.CharField(read_only=True)
     preset = serializers.ChoiceField(
-        choices=[(name, f"{name}: {preset.help}") for name, preset in PRESETS.items()], required=False,
-        write_only=True, help_text="Fill device, execution_provider and provider_options from a preset "
-                                   "(provider_options given here win over the preset's)")
+        choices=[(name, f"{name}: {preset.help}") for name, preset in PRESETS.items()],
+        required=False,
+        write_only=True,
+        help_text="Fill device, execution_provider and provider_options from a preset "
+        "(provider_options given here win over the preset's)",
+    )
 
     class Meta:
         model = HardwareTarget
-        fields = ["slug", "name", "device", "description", "execution_provider", "provider_options", "active",
-                  "preset", "queue", "created"]
+        fields = [
+            "slug",
+            "name",
+            "device",
+            "description",
+            "execution_provider",
+            "provider_options",
+            "active",
+            "preset",
+            "queue",
+            "created",
+        ]
         read_only_fields = ["created"]
-        extra_kwargs = {"slug": {"validators": []}, "name": {"required": False},
-                        "execution_provider": {"required": False}, "provider_options": {"validators": [no_nul]}}
+        extra_kwargs = {
+            "slug": {"validators": []},
+            "name": {"required": False},
+            "execution_provider": {"required": False},
+            "provider_options": {"validators": [no_nul]},
+        }
 
 
 class GateResultSerializer(serializers.Serializer):
@@ -237,14 +341,18 @@ class GateResultSerializer(serializers.Serializer):
     target = serializers.CharField(allow_null=True)
     batch_size = serializers.IntegerField(allow_null=True)
     passed = serializers.BooleanField()
-    measured = serializers.JSONField(help_text='p95 in ms; accuracy against the reference as a fraction '
-                                               '(max_accuracy_drop); cosine (min_cosine); relative error as a '
-                                               'fraction (max_relative_error); "no benchmark" or "no accuracy delta" '
-                                               'when nothing was measured')
-    reference = serializers.CharField(allow_null=True, required=False,
-                                      help_text="Quality gates: the version the quality was judged against")
-    evaluation_set = serializers.CharField(allow_null=True, required=False,
-                                           help_text="Quality gates on labels: the evaluation set")
+    measured = serializers.JSONField(
+        help_text="p95 in ms; accuracy against the reference as a fraction "
+        "(max_accuracy_drop); cosine (min_cosine); relative error as a "
+        'fraction (max_relative_error); "no benchmark" or "no accuracy delta" '
+        "when nothing was measured"
+    )
+    reference = serializers.CharField(
+        allow_null=True, required=False, help_text="Quality gates: the version the quality was judged against"
+    )
+    evaluation_set = serializers.CharField(
+        allow_null=True, required=False, help_text="Quality gates on labels: the evaluation set"
+    )
     measured_on = serializers.CharField(allow_null=True, help_text="The target of the result used")
     reason = serializers.CharField()
     job = serializers.IntegerField(allow_null=True, help_text="The benchmark job of the result used")
@@ -287,14 +395,21 @@ class GateSerializer(serializers.ModelSerializer):
 
 class GateCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=PromotionGate.Kind.choices)
-    threshold = serializers.FloatField(help_text="max_accuracy_drop: a fraction (0.005 = 0.5 percentage points); "
-                                                 "min_cosine: a cosine (0.99); max_relative_error: a fraction "
-                                                 "(0.01 = 1 %); max_p95_ms: milliseconds")
-    target = serializers.CharField(required=False, allow_blank=True, default="",
-                                   help_text="Hardware target slug; required for max_p95_ms. For quality gates, "
-                                             "empty means the newest result of any target.")
-    batch_size = serializers.IntegerField(required=False, default=1, min_value=1,
-                                          help_text="The batch size whose p95 counts (max_p95_ms)")
+    threshold = serializers.FloatField(
+        help_text="max_accuracy_drop: a fraction (0.005 = 0.5 percentage points); "
+        "min_cosine: a cosine (0.99); max_relative_error: a fraction "
+        "(0.01 = 1 %); max_p95_ms: milliseconds"
+    )
+    target = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Hardware target slug; required for max_p95_ms. For quality gates, "
+        "empty means the newest result of any target.",
+    )
+    batch_size = serializers.IntegerField(
+        required=False, default=1, min_value=1, help_text="The batch size whose p95 counts (max_p95_ms)"
+    )
 
 
 class AliasEventSerializer(serializers.ModelSerializer):
@@ -306,8 +421,19 @@ class AliasEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AliasEvent
-        fields = ["id", "model", "alias", "action", "from_version", "to_version", "user", "created", "gate_results",
-                  "overridden", "justification"]
+        fields = [
+            "id",
+            "model",
+            "alias",
+            "action",
+            "from_version",
+            "to_version",
+            "user",
+            "created",
+            "gate_results",
+            "overridden",
+            "justification",
+        ]
 
     def get_from_version(self, event) -> str | None:
         return event.from_label or None

@@ -87,6 +87,7 @@ def incoming_from_uploaded_file(uploaded):
 
 # --- resumable chunked uploads ---------------------------------------------------------------
 
+
 class _HashCache:
     """sha256 state of uploads being received by this process, keyed by (upload id, offset).
 
@@ -145,8 +146,10 @@ def locked_part(upload_id, mode="r+b"):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise Busy("Another request is writing or finishing this upload right now (perhaps an earlier "
-                       "attempt of yours the network lost); retry in a moment. Send chunks one at a time.") from exc
+            raise Busy(
+                "Another request is writing or finishing this upload right now (perhaps an earlier "
+                "attempt of yours the network lost); retry in a moment. Send chunks one at a time."
+            ) from exc
         yield f
 
 

@@ -25,9 +25,15 @@ def _form_error(form, exc):
 
 def _render_model_list(request, form):
     query = request.GET.get("q", "").strip()
-    return render(request, "registry/model_list.html", {
-        "models": selectors.model_list(query=query), "query": query, "form": form,
-    })
+    return render(
+        request,
+        "registry/model_list.html",
+        {
+            "models": selectors.model_list(query=query),
+            "query": query,
+            "form": form,
+        },
+    )
 
 
 @access_required("model")
@@ -64,26 +70,32 @@ def model_detail(request, name):
         # Each gate as the current production version meets it now.
         for gate, result in zip(gates, selectors.gate_results(production.version, gates=gates), strict=True):
             gate.production_result = result
-    return render(request, "registry/model_detail.html", {
-        "model": model,
-        "tree": selectors.lineage_tree(versions),
-        "versions": versions,
-        "aliases": aliases,
-        "datasets": model.datasets.select_related("version"),
-        "alias_form": AliasForm(versions=versions),
-        "gates": gates,
-        "gated_aliases": GATED_ALIASES,
-        "production": production,
-        "gate_form": GateForm(),
-        "events": list(selectors.alias_events(model)[:ALIAS_EVENTS_SHOWN]),
-        "events_shown": ALIAS_EVENTS_SHOWN,
-    })
+    return render(
+        request,
+        "registry/model_detail.html",
+        {
+            "model": model,
+            "tree": selectors.lineage_tree(versions),
+            "versions": versions,
+            "aliases": aliases,
+            "datasets": model.datasets.select_related("version"),
+            "alias_form": AliasForm(versions=versions),
+            "gates": gates,
+            "gated_aliases": GATED_ALIASES,
+            "production": production,
+            "gate_form": GateForm(),
+            "events": list(selectors.alias_events(model)[:ALIAS_EVENTS_SHOWN]),
+            "events_shown": ALIAS_EVENTS_SHOWN,
+        },
+    )
 
 
 def _form_problems(form):
     """A form's errors as one line for a flash message: "threshold: Enter a number."."""
-    return " ".join((f"{field.replace('_', ' ')}: " if field in form.fields else "") + " ".join(errors)
-                    for field, errors in form.errors.items())
+    return " ".join(
+        (f"{field.replace('_', ' ')}: " if field in form.fields else "") + " ".join(errors)
+        for field, errors in form.errors.items()
+    )
 
 
 @access_required("alias", "write")
@@ -97,8 +109,14 @@ def alias_set(request, name):
     data = form.cleaned_data
     version = selectors.version_get(model.name, data["version"])
     try:
-        _, event = services.alias_set(model=model, name=data["name"], version=version, user=request.user,
-                                      override=data["override"], justification=data["justification"])
+        _, event = services.alias_set(
+            model=model,
+            name=data["name"],
+            version=version,
+            user=request.user,
+            override=data["override"],
+            justification=data["justification"],
+        )
     except BerthError as exc:
         messages.error(request, exc.message)
     else:
@@ -171,31 +189,38 @@ def version_page(request, found, *, bound_form=None, kind=None):
     job_forms = {
         "convert_form": ConvertForm(prefix="convert", initial={"target": default_target}),
         "compress_form": CompressForm(prefix="compress", initial={"target": default_target}),
-        "benchmark_form": BenchmarkForm(prefix="benchmark", initial={"targets": [default_target] if default_target
-                                                                    else []}),
+        "benchmark_form": BenchmarkForm(
+            prefix="benchmark", initial={"targets": [default_target] if default_target else []}
+        ),
     }
     if bound_form is not None:
         job_forms[f"{kind}_form"] = bound_form
-    return render(request, "registry/version_detail.html", {
-        "version": found,
-        "ancestors": ancestors,
-        "children": children,
-        "jobs": jobs,
-        "jobs_active": any(not job.is_finished for job in jobs),
-        "aliases": found.aliases.all(),
-        "datasets": found.model.datasets.all(),
-        "benchmarks": job_selectors.latest_benchmarks(found),
-        "deployed_on": version_deployments(found),
-        **job_forms,
-    }, status=400 if bound_form is not None else 200)
+    return render(
+        request,
+        "registry/version_detail.html",
+        {
+            "version": found,
+            "ancestors": ancestors,
+            "children": children,
+            "jobs": jobs,
+            "jobs_active": any(not job.is_finished for job in jobs),
+            "aliases": found.aliases.all(),
+            "datasets": found.model.datasets.all(),
+            "benchmarks": job_selectors.latest_benchmarks(found),
+            "deployed_on": version_deployments(found),
+            **job_forms,
+        },
+        status=400 if bound_form is not None else 200,
+    )
 
 
 @access_required("version")
 def version_download(request, name, version):
     found = selectors.version_get(name, version)
     extension = found.artifact.name.rsplit(".", 1)[-1]
-    return FileResponse(found.artifact.open("rb"), as_attachment=True,
-                        filename=f"{found.model.name}-{found.version}.{extension}")
+    return FileResponse(
+        found.artifact.open("rb"), as_attachment=True, filename=f"{found.model.name}-{found.version}.{extension}"
+    )
 
 
 @access_required("job", "write")
@@ -209,12 +234,16 @@ def version_validate(request, name, version):
 
 @access_required("upload", "register")
 def upload(request):
-    return render(request, "registry/upload.html", {
-        "models": Model.objects.order_by("name").values_list("name", flat=True),
-        "chunk_bytes": min(8 * 1024**2, settings.BERTH_MAX_CHUNK_BYTES),
-        "max_bytes": settings.BERTH_MAX_UPLOAD_BYTES,
-        "initial_model": request.GET.get("model", ""),
-    })
+    return render(
+        request,
+        "registry/upload.html",
+        {
+            "models": Model.objects.order_by("name").values_list("name", flat=True),
+            "chunk_bytes": min(8 * 1024**2, settings.BERTH_MAX_CHUNK_BYTES),
+            "max_bytes": settings.BERTH_MAX_UPLOAD_BYTES,
+            "initial_model": request.GET.get("model", ""),
+        },
+    )
 
 
 def _render_target_list(request, form):

@@ -147,13 +147,13 @@ class ServingApp:
             arrays = await call.run(feeds)
             status = 200
             if raw:
-                response, header_length = encode_binary_response(call.route.response_prefix, request_id,
-                                                                  call.output_names, arrays, wanted, raw)
+                response, header_length = encode_binary_response(
+                    call.route.response_prefix, request_id, call.output_names, arrays, wanted, raw
+                )
                 extra = [(b"inference-header-content-length", str(header_length).encode())]
                 content_type = b"application/octet-stream"
             else:
-                response = encode_response(call.route.response_prefix, request_id, call.output_names, arrays,
-                                           wanted)
+                response = encode_response(call.route.response_prefix, request_id, call.output_names, arrays, wanted)
         except ServeError as exc:
             call.failed(exc)
             status, response = exc.status, error_body(exc.message)
@@ -211,4 +211,3 @@ async def _send(send, status, body, *, content_type=b"application/json", allow=N
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-

@@ -43,11 +43,13 @@ class BatchRunner:
         arrays = self.session.run(feeds)
         for name, array in zip(self.session.output_names, arrays):
             if array.ndim == 0 or array.shape[0] != total:
-                raise ValueError(f"output {name!r} has shape {list(array.shape)}, not the batch of {total} rows on its "
-                                 "first axis; this model cannot be batched (set max_batch_size to 1)")
+                raise ValueError(
+                    f"output {name!r} has shape {list(array.shape)}, not the batch of {total} rows on its "
+                    "first axis; this model cannot be batched (set max_batch_size to 1)"
+                )
         results, start = [], 0
         for _, rows in parts:
-            results.append([array[start:start + rows] for array in arrays])
+            results.append([array[start : start + rows] for array in arrays])
             start += rows
         return results
 

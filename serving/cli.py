@@ -33,35 +33,60 @@ TOKEN_ENV = "BERTH_ENDPOINT_TOKEN"
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="berth-serve", description="Serve a Berth endpoint over the Open Inference Protocol v2 (HTTP/JSON).",
+        prog="berth-serve",
+        description="Serve a Berth endpoint over the Open Inference Protocol v2 (HTTP/JSON).",
         epilog="Online: --dashboard, --endpoint and --token-file (or --token, or BERTH_ENDPOINT_TOKEN). Offline: --bundle DIR "
-               "(DIR/spec.json and DIR/artifacts/<sha256>.onnx); add --dashboard and --token to report telemetry.")
+        "(DIR/spec.json and DIR/artifacts/<sha256>.onnx); add --dashboard and --token to report telemetry.",
+    )
     parser.add_argument("--dashboard", help="the dashboard's base URL, e.g. https://berth.example.com")
     parser.add_argument("--endpoint", help="the endpoint's name on the dashboard")
     token = parser.add_mutually_exclusive_group()
-    token.add_argument("--token", default=os.environ.get(TOKEN_ENV),
-                       help=f"the endpoint token (default: ${TOKEN_ENV}); visible in ps, prefer --token-file")
-    token.add_argument("--token-file", metavar="FILE",
-                       help="read the endpoint token from FILE (its first line), e.g. a mounted secret")
+    token.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"the endpoint token (default: ${TOKEN_ENV}); visible in ps, prefer --token-file",
+    )
+    token.add_argument(
+        "--token-file", metavar="FILE", help="read the endpoint token from FILE (its first line), e.g. a mounted secret"
+    )
     parser.add_argument("--bundle", help="serve a deployment bundle's folder offline instead of a dashboard's spec")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks a free one)")
-    parser.add_argument("--grpc-port", type=int, default=None,
-                        help="also serve the Open Inference Protocol over gRPC on this port (0 picks a free one; "
-                             "default: no gRPC)")
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="also serve the Open Inference Protocol over gRPC on this port (0 picks a free one; default: no gRPC)",
+    )
     parser.add_argument("--poll-seconds", type=float, default=5.0, help="how often to check the spec (default 5)")
-    parser.add_argument("--cache-dir", default="~/.cache/berth-serve",
-                        help="where downloaded artifacts are kept as <sha256>.onnx (default ~/.cache/berth-serve)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="inference threads per worker process (default: one per CPU, at most 8)")
-    parser.add_argument("--intra-op-threads", type=int, default=1,
-                        help="onnxruntime threads inside one inference (default 1: parallelism comes from --threads)")
+    parser.add_argument(
+        "--cache-dir",
+        default="~/.cache/berth-serve",
+        help="where downloaded artifacts are kept as <sha256>.onnx (default ~/.cache/berth-serve)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="inference threads per worker process (default: one per CPU, at most 8)"
+    )
+    parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=1,
+        help="onnxruntime threads inside one inference (default 1: parallelism comes from --threads)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     parser.add_argument("--no-telemetry", action="store_true", help="do not send telemetry to the dashboard")
-    parser.add_argument("--shutdown-flush-seconds", type=float, default=5.0,
-                        help="at shutdown, how long to keep trying to send pending telemetry (default 5)")
-    parser.add_argument("--graceful-seconds", type=float, default=30.0,
-                        help="at shutdown, how long requests in flight may take to finish (default 30)")
+    parser.add_argument(
+        "--shutdown-flush-seconds",
+        type=float,
+        default=5.0,
+        help="at shutdown, how long to keep trying to send pending telemetry (default 5)",
+    )
+    parser.add_argument(
+        "--graceful-seconds",
+        type=float,
+        default=30.0,
+        help="at shutdown, how long requests in flight may take to finish (default 30)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"berth-serve {__version__}")
     return parser
@@ -83,13 +108,17 @@ def main(argv=None):
     else:
         missing = [f"--{name}" for name in ("dashboard", "endpoint", "token") if not getattr(args, name)]
         if missing:
-            parser.error(f"{', '.join(missing)} required (the token also as --token-file FILE or ${TOKEN_ENV}; "
-                         "or --bundle DIR to serve offline)")
+            parser.error(
+                f"{', '.join(missing)} required (the token also as --token-file FILE or ${TOKEN_ENV}; "
+                "or --bundle DIR to serve offline)"
+            )
         try:
             spec = _check_dashboard(args)
         except Refused as exc:
-            print(f"berth-serve: {exc}. Check --endpoint and the token (--token-file, --token or {TOKEN_ENV}).",
-                  file=sys.stderr)
+            print(
+                f"berth-serve: {exc}. Check --endpoint and the token (--token-file, --token or {TOKEN_ENV}).",
+                file=sys.stderr,
+            )
             return 2
     if args.bundle and args.dashboard and not args.no_telemetry:
         if not args.token:
@@ -98,13 +127,23 @@ def main(argv=None):
         if not args.endpoint:
             parser.error("--endpoint is required: the bundle's spec names no endpoint")
 
-    options = ServeOptions(dashboard=args.dashboard, endpoint=args.endpoint, token=args.token,
-                           bundle=args.bundle and str(Path(args.bundle).resolve()), cache_dir=args.cache_dir,
-                           poll_seconds=args.poll_seconds, threads=args.threads,
-                           intra_op_threads=args.intra_op_threads, telemetry=not args.no_telemetry,
-                           shutdown_flush_seconds=args.shutdown_flush_seconds, log_level=args.log_level,
-                           host=args.host, graceful_seconds=args.graceful_seconds,
-                           grpc_port=_grpc_port(args.host, args.grpc_port), instance=args.instance)
+    options = ServeOptions(
+        dashboard=args.dashboard,
+        endpoint=args.endpoint,
+        token=args.token,
+        bundle=args.bundle and str(Path(args.bundle).resolve()),
+        cache_dir=args.cache_dir,
+        poll_seconds=args.poll_seconds,
+        threads=args.threads,
+        intra_op_threads=args.intra_op_threads,
+        telemetry=not args.no_telemetry,
+        shutdown_flush_seconds=args.shutdown_flush_seconds,
+        log_level=args.log_level,
+        host=args.host,
+        graceful_seconds=args.graceful_seconds,
+        grpc_port=_grpc_port(args.host, args.grpc_port),
+        instance=args.instance,
+    )
     return _serve(args, options, spec)
 
 
@@ -146,13 +185,15 @@ def _check_bundle(args):
 def _check_dashboard(args):
     """The first spec fetch: a refusal (401/403/404) is fatal; an unreachable dashboard is not
     (the runtime keeps trying and answers /v2/health/ready with 503 meanwhile)."""
-    source = DashboardSource(DashboardClient(args.dashboard, args.token, instance=args.instance), args.endpoint,
-                             args.cache_dir)
+    source = DashboardSource(
+        DashboardClient(args.dashboard, args.token, instance=args.instance), args.endpoint, args.cache_dir
+    )
     try:
         data, _ = source.fetch_spec(None)
     except SourceUnavailable as exc:
-        log.warning("%s at start-up; serving nothing (ready: 503) until it answers, checking every %g s", exc,
-                    args.poll_seconds)
+        log.warning(
+            "%s at start-up; serving nothing (ready: 503) until it answers, checking every %g s", exc, args.poll_seconds
+        )
         return None
     finally:
         source.client.close()
@@ -174,11 +215,13 @@ def _announce(host, port, options, spec, workers):
     telemetry = f"telemetry to {options.dashboard}" if options.telemetry_enabled else "telemetry off"
     if options.grpc_port is not None:
         telemetry = f"grpc on {'[' + host + ']' if ':' in host else host}:{options.grpc_port} · {telemetry}"
-    print(f"berth-serve {__version__}: listening on {where} ({workers} worker(s), "
-          f"{options.inference_threads()} inference thread(s) each)\n"
-          f"  serving {what} from {source}\n"
-          f"  infer: POST {infer} · ready: {where}/v2/health/ready · metrics: {where}/metrics · {telemetry}",
-          flush=True)
+    print(
+        f"berth-serve {__version__}: listening on {where} ({workers} worker(s), "
+        f"{options.inference_threads()} inference thread(s) each)\n"
+        f"  serving {what} from {source}\n"
+        f"  infer: POST {infer} · ready: {where}/v2/health/ready · metrics: {where}/metrics · {telemetry}",
+        flush=True,
+    )
 
 
 class _Server(uvicorn.Server):
@@ -202,9 +245,19 @@ def _serve(args, options, spec):
     http = protocol_name()
     # No access log and no proxy-header rewriting: both cost per request, and the runtime does not
     # use client addresses.
-    common = dict(host=args.host, port=args.port, loop=loop, http=http, lifespan="on", access_log=False,
-                  proxy_headers=False, log_config=None, log_level="warning", server_header=False,
-                  timeout_graceful_shutdown=args.graceful_seconds)
+    common = dict(
+        host=args.host,
+        port=args.port,
+        loop=loop,
+        http=http,
+        lifespan="on",
+        access_log=False,
+        proxy_headers=False,
+        log_config=None,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=args.graceful_seconds,
+    )
 
     if args.workers == 1:
         server = _Server(uvicorn.Config(create_app(options), **common))

@@ -70,11 +70,18 @@ class InferenceCore:
                 log.warning("%s:%s is not batched: an input's first dimension is fixed", table.model, route.version)
                 continue
             batcher = current.get(id(route.session))
-            if batcher is None or (batcher.max_batch_size, batcher.delay) != (batching.max_batch_size,
-                                                                             batching.max_queue_delay_us / 1e6):
-                batcher = Batcher(route.session, self.pool, self.loop, max_batch_size=batching.max_batch_size,
-                                  max_queue_delay_us=batching.max_queue_delay_us,
-                                  on_batch=functools.partial(self.batch_ran, table.model, route.version))
+            if batcher is None or (batcher.max_batch_size, batcher.delay) != (
+                batching.max_batch_size,
+                batching.max_queue_delay_us / 1e6,
+            ):
+                batcher = Batcher(
+                    route.session,
+                    self.pool,
+                    self.loop,
+                    max_batch_size=batching.max_batch_size,
+                    max_queue_delay_us=batching.max_queue_delay_us,
+                    on_batch=functools.partial(self.batch_ran, table.model, route.version),
+                )
             route.batcher = batcher
         self.table = table
 
@@ -235,9 +242,15 @@ class InferCall:
         """Count the request, once its response is sent."""
         self.release()
         kind = self.kind
-        self.core.count(self.table.model, self.route.version, time.perf_counter() - self.started, kind,
-                        self.route.features, self.feeds if kind is None else None,
-                        self.outputs if kind is None else None)
+        self.core.count(
+            self.table.model,
+            self.route.version,
+            time.perf_counter() - self.started,
+            kind,
+            self.route.features,
+            self.feeds if kind is None else None,
+            self.outputs if kind is None else None,
+        )
 
 
 def _rows(feeds):

@@ -22,8 +22,7 @@ class InferencePool:
         self.size = threads
         self._queue = queue.SimpleQueue()
         self._loop = None
-        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
-                         for i in range(threads)]
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(threads)]
         self._started = False
 
     def start(self, loop):

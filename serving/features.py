@@ -46,7 +46,7 @@ class _EdgeGroup:
         most = max(len(e) for e in self.edges)
         padded = np.full((len(self.edges), most), np.inf)
         for row, edges in enumerate(self.edges):
-            padded[row, :len(edges)] = edges
+            padded[row, : len(edges)] = edges
         self.counts = np.array([len(e) for e in self.edges], dtype=np.int64)
         self.edges = padded
         self.offsets = np.array(self.offsets, dtype=np.int64)
@@ -87,8 +87,10 @@ class FeatureSet:
         for group in self._groups:
             group.freeze()
         self.inputs = sorted({t for g in self._groups for k, t, _ in g.features if k != "value"})
-        self.outputs = sorted({t for g in self._groups for k, t, _ in g.features if k == "value"}
-                              | {t for _, t, _ in self._class_features})
+        self.outputs = sorted(
+            {t for g in self._groups for k, t, _ in g.features if k == "value"}
+            | {t for _, t, _ in self._class_features}
+        )
 
     def __bool__(self):
         return self.total > 0
@@ -119,8 +121,9 @@ class FeatureSet:
         tensor = feature.get("output") if kind == "value" else feature.get("input")
         names = (signature.output_map if kind == "value" else signature.input_map) if signature is not None else None
         if names and tensor not in names:
-            log.warning("ignoring feature %r: the model has no %s %r", name,
-                        "output" if kind == "value" else "input", tensor)
+            log.warning(
+                "ignoring feature %r: the model has no %s %r", name, "output" if kind == "value" else "input", tensor
+            )
             return None
         column = None
         if kind == "column":
@@ -129,10 +132,20 @@ class FeatureSet:
                 log.warning("ignoring feature %r: 'column' must be a non-negative integer", name)
                 return None
             spec = signature.input_map.get(tensor) if signature is not None else None
-            if spec is not None and spec.shape is not None and len(spec.shape) == 2 and spec.shape[1] is not None \
-                    and column >= spec.shape[1]:
-                log.warning("ignoring feature %r: column %d is outside input %r of width %d", name, column, tensor,
-                            spec.shape[1])
+            if (
+                spec is not None
+                and spec.shape is not None
+                and len(spec.shape) == 2
+                and spec.shape[1] is not None
+                and column >= spec.shape[1]
+            ):
+                log.warning(
+                    "ignoring feature %r: column %d is outside input %r of width %d",
+                    name,
+                    column,
+                    tensor,
+                    spec.shape[1],
+                )
                 return None
         try:
             edges = np.asarray(feature.get("edges"), dtype=np.float64).ravel()
@@ -190,7 +203,7 @@ class FeatureSet:
     def split(self, flat):
         """{feature name: [counts]} from a flat counts array."""
         flat = flat.tolist()
-        return {name: flat[offset:offset + size] for name, offset, size in zip(self.names, self.offsets, self.sizes)}
+        return {name: flat[offset : offset + size] for name, offset, size in zip(self.names, self.offsets, self.sizes)}
 
 
 def _bins(values, edges, counts):
@@ -205,7 +218,7 @@ def _bins(values, edges, counts):
         by_feature = np.ascontiguousarray(values.T)
         bins = np.zeros((features, rows), dtype=np.int8 if most < 128 else np.int64)
         for index in range(most):
-            bins += by_feature > edges[:, index:index + 1]
+            bins += by_feature > edges[:, index : index + 1]
         bins = bins.T.astype(np.int64)
         nan = np.isnan(values)
         if nan.any():
@@ -213,7 +226,7 @@ def _bins(values, edges, counts):
         return bins
     bins = np.empty((rows, features), dtype=np.int64)
     for index in range(features):
-        bins[:, index] = np.searchsorted(edges[index, :counts[index]], values[:, index], side="left")
+        bins[:, index] = np.searchsorted(edges[index, : counts[index]], values[:, index], side="left")
     return bins
 
 
@@ -264,7 +277,8 @@ class FeatureBuffer:
         except ValueError:  # trailing shapes differ (dynamic axes) or 0-d tensors: bin each request alone
             total = np.zeros(self.features.total, dtype=np.int64)
             for i in range(requests):
-                total += self.features.counts({n: kept[i] for n, kept in inputs.items()},
-                                              {n: kept[i] for n, kept in outputs.items()})
+                total += self.features.counts(
+                    {n: kept[i] for n, kept in inputs.items()}, {n: kept[i] for n, kept in outputs.items()}
+                )
             return total
         return self.features.counts(stacked_in, stacked_out)

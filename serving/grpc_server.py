@@ -39,13 +39,26 @@ log = logging.getLogger("berth.serve")
 SERVICE = "inference.GRPCInferenceService"
 # The largest message gRPC accepts at all; an endpoint's max_request_bytes is checked on top.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
-         413: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
+CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
 # Typed contents field of each datatype (FP16 has none: it travels in raw_input_contents).
-CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-            "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
-            "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
-            "FP64": "fp64_contents"}
+CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+}
 
 
 class GrpcTransport:
@@ -57,11 +70,13 @@ class GrpcTransport:
         self.health = health.aio.HealthServicer()
 
     async def start(self):
-        self.server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 1),  # worker processes (--workers) share the port
-        ])
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 1),  # worker processes (--workers) share the port
+            ]
+        )
         self.server.add_generic_rpc_handlers((self._handlers(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -77,25 +92,31 @@ class GrpcTransport:
 
     async def update_health(self):
         """SERVING once a version is loaded, as /v2/health/ready (for "" and the service)."""
-        status = health_pb2.HealthCheckResponse.SERVING if self.core.ready else \
-            health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if self.core.ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for service in ("", SERVICE):
             await self.health.set(service, status)
 
     def _handlers(self):
         def unary(behaviour, request_type, deserialize=True):
             return grpc.unary_unary_rpc_method_handler(
-                behaviour, request_deserializer=request_type.FromString if deserialize else None,
-                response_serializer=lambda message: message.SerializeToString())
+                behaviour,
+                request_deserializer=request_type.FromString if deserialize else None,
+                response_serializer=lambda message: message.SerializeToString(),
+            )
 
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "ServerLive": unary(self.server_live, pb.ServerLiveRequest),
-            "ServerReady": unary(self.server_ready, pb.ServerReadyRequest),
-            "ModelReady": unary(self.model_ready, pb.ModelReadyRequest),
-            "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest),
-            "ModelMetadata": unary(self.model_metadata, pb.ModelMetadataRequest),
-            "ModelInfer": unary(self.model_infer, pb.ModelInferRequest, deserialize=False),
-        })
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "ServerLive": unary(self.server_live, pb.ServerLiveRequest),
+                "ServerReady": unary(self.server_ready, pb.ServerReadyRequest),
+                "ModelReady": unary(self.model_ready, pb.ModelReadyRequest),
+                "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest),
+                "ModelMetadata": unary(self.model_metadata, pb.ModelMetadataRequest),
+                "ModelInfer": unary(self.model_infer, pb.ModelInferRequest, deserialize=False),
+            },
+        )
 
     # --- health and metadata -------------------------------------------------------------------
 
@@ -121,8 +142,12 @@ class GrpcTransport:
             await _abort(context, exc)
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
-            name=metadata["name"], versions=metadata["versions"], platform=metadata["platform"],
-            inputs=[tensor(**t) for t in metadata["inputs"]], outputs=[tensor(**t) for t in metadata["outputs"]])
+            name=metadata["name"],
+            versions=metadata["versions"],
+            platform=metadata["platform"],
+            inputs=[tensor(**t) for t in metadata["inputs"]],
+            outputs=[tensor(**t) for t in metadata["outputs"]],
+        )
 
     # --- inference -----------------------------------------------------------------------------
 
@@ -166,8 +191,10 @@ def decode_infer(request, signature):
         raise BadRequest("the request has no inputs")
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
-        raise BadRequest(f"raw_input_contents has {len(raw)} entries but the request has {len(request.inputs)} "
-                         "inputs; send one per input, in order, or typed contents for all")
+        raise BadRequest(
+            f"raw_input_contents has {len(raw)} entries but the request has {len(request.inputs)} "
+            "inputs; send one per input, in order, or typed contents for all"
+        )
     feeds = {}
     for index, tensor in enumerate(request.inputs):
         name = tensor.name
@@ -180,8 +207,10 @@ def decode_infer(request, signature):
             data = raw[index]
             expected = nbytes(spec, shape)
             if len(data) != expected:
-                raise InvalidInput(f"input {name!r}: raw_input_contents[{index}] has {len(data)} bytes but its "
-                                   f"datatype and shape {shape} need {expected}")
+                raise InvalidInput(
+                    f"input {name!r}: raw_input_contents[{index}] has {len(data)} bytes but its "
+                    f"datatype and shape {shape} need {expected}"
+                )
             feeds[name] = from_bytes(spec, shape, data)
             continue
         field = CONTENTS.get(spec.datatype)
@@ -190,8 +219,9 @@ def decode_infer(request, signature):
         values = getattr(tensor.contents, field)
         expected = math.prod(shape)
         if len(values) != expected:
-            raise InvalidInput(f"input {name!r}: contents.{field} has {len(values)} values but shape {shape} "
-                               f"needs {expected}")
+            raise InvalidInput(
+                f"input {name!r}: contents.{field} has {len(values)} values but shape {shape} needs {expected}"
+            )
         feeds[name] = from_values(spec, values).reshape(shape)
     signature.check_complete(feeds)
     wanted = None
@@ -213,6 +243,5 @@ def encode_infer(model, version, request_id, names, arrays, wanted):
         if datatype is None:
             raise ServeError(f"output {name!r} has dtype {array.dtype}, which the protocol does not carry")
         response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        response.raw_output_contents.append(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-                                            .tobytes())
+        response.raw_output_contents.append(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes())
     return response

@@ -31,8 +31,12 @@ def build_parser():
     parser.add_argument("--duration", type=float, default=0, help="seconds to run (default: until Ctrl-C)")
     parser.add_argument("--drift-after", type=float, default=None, help="start the bright-images phase after S s")
     parser.add_argument("--drift-for", type=float, default=60.0, help="length of the drift phase (default 60 s)")
-    parser.add_argument("--drift-every", type=float, default=0,
-                        help="repeat the drift phase every S s from --drift-after (default: once)")
+    parser.add_argument(
+        "--drift-every",
+        type=float,
+        default=0,
+        help="repeat the drift phase every S s from --drift-after (default: once)",
+    )
     parser.add_argument("--malformed-every", type=int, default=0, help="every Nth request is malformed (0: none)")
     parser.add_argument("--connections", type=int, default=4, help="requests in flight at most (default 4)")
     parser.add_argument("--seed", type=int, default=0)
@@ -71,10 +75,12 @@ class Stats:
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan")
         accuracy = f"{window['correct'] / window['ok']:.1%}" if window["ok"] else "-"
         split = " ".join(f"v{v}={n}" for v, n in sorted(versions.items())) or "-"
-        return (f"t={elapsed:5.0f}s sent={window['sent']} ok={window['ok']} rejected(4xx)={window['rejected']} "
-                f"failed(5xx)={window['failed']} unreachable={window['unreachable']} "
-                f"rate={window['sent'] / REPORT_SECONDS:.1f}/s p50={p50:.1f}ms p99={p99:.1f}ms accuracy={accuracy} "
-                f"versions: {split} drift={'ON' if drifting else 'off'}")
+        return (
+            f"t={elapsed:5.0f}s sent={window['sent']} ok={window['ok']} rejected(4xx)={window['rejected']} "
+            f"failed(5xx)={window['failed']} unreachable={window['unreachable']} "
+            f"rate={window['sent'] / REPORT_SECONDS:.1f}/s p50={p50:.1f}ms p99={p99:.1f}ms accuracy={accuracy} "
+            f"versions: {split} drift={'ON' if drifting else 'off'}"
+        )
 
 
 def digits_images(seed=0):
@@ -97,7 +103,7 @@ class LoadGenerator:
         self.host, self.port = parsed.hostname, parsed.port or 80
         self.images, self.bright, self.labels = digits_images(args.seed)
         self.stats = Stats()
-        self.path = (f"/v2/models/{args.model}" + (f"/versions/{args.version}" if args.version else "") + "/infer")
+        self.path = f"/v2/models/{args.model}" + (f"/versions/{args.version}" if args.version else "") + "/infer"
         self.input_name, self.datatype = self._input()
         self._next = 0
         self._lock = threading.Lock()
@@ -137,8 +143,12 @@ class LoadGenerator:
         x = (self.bright if self.drifting(elapsed) else self.images)[row]
         if every and (index + 1) % every == 0:
             if (index // every) % 2:
-                tensor = {"name": "not_" + self.input_name, "shape": [1, 64], "datatype": self.datatype,
-                          "data": x.tolist()}
+                tensor = {
+                    "name": "not_" + self.input_name,
+                    "shape": [1, 64],
+                    "datatype": self.datatype,
+                    "data": x.tolist(),
+                }
             else:
                 tensor = {"name": self.input_name, "shape": [1, 63], "datatype": self.datatype, "data": x[:63].tolist()}
             return json.dumps({"inputs": [tensor]}).encode(), None
@@ -185,12 +195,15 @@ class LoadGenerator:
 
     def run(self):
         args = self.args
-        print(f"loadgen: {args.rate:g} req/s to {args.url}{self.path} (input {self.input_name!r}, "
-              f"{len(self.images)} load_digits images)"
-              + (f", drift from {args.drift_after:g} s for {args.drift_for:g} s" if args.drift_after is not None else "")
-              + (f", again every {args.drift_every:g} s" if args.drift_after is not None and args.drift_every else "")
-              + (f", every {args.malformed_every}th request malformed" if args.malformed_every else "")
-              + (f", for {args.duration:g} s" if args.duration else ", until Ctrl-C"), flush=True)
+        print(
+            f"loadgen: {args.rate:g} req/s to {args.url}{self.path} (input {self.input_name!r}, "
+            f"{len(self.images)} load_digits images)"
+            + (f", drift from {args.drift_after:g} s for {args.drift_for:g} s" if args.drift_after is not None else "")
+            + (f", again every {args.drift_every:g} s" if args.drift_after is not None and args.drift_every else "")
+            + (f", every {args.malformed_every}th request malformed" if args.malformed_every else "")
+            + (f", for {args.duration:g} s" if args.duration else ", until Ctrl-C"),
+            flush=True,
+        )
         self.started = time.monotonic()
         threads = [threading.Thread(target=self.worker, daemon=True) for _ in range(max(1, args.connections))]
         for thread in threads:
@@ -206,8 +219,11 @@ class LoadGenerator:
         for thread in threads:
             thread.join(35)
         total = self.stats.total
-        print(f"loadgen: done after {time.monotonic() - self.started:.0f} s: sent {total['sent']}, ok {total['ok']}, "
-              f"rejected {total['rejected']}, failed {total['failed']}, unreachable {total['unreachable']}", flush=True)
+        print(
+            f"loadgen: done after {time.monotonic() - self.started:.0f} s: sent {total['sent']}, ok {total['ok']}, "
+            f"rejected {total['rejected']}, failed {total['failed']}, unreachable {total['unreachable']}",
+            flush=True,
+        )
         return 0 if total["failed"] == 0 and total["unreachable"] == 0 else 1
 
 

@@ -17,29 +17,56 @@ class Metrics:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry(auto_describe=True)
         kwargs = {"registry": None if self.multiprocess else self.registry}
-        self.requests = Counter("berth_requests", "Inference requests routed to a model version (errors included).",
-                                ["model", "version"], **kwargs)
-        self.failures = Counter("berth_request_failures", "Inference requests that failed, by error kind.",
-                                ["model", "version", "kind"], **kwargs)
-        self.latency = Histogram("berth_request_duration_seconds",
-                                 "Time from receiving an inference request to sending its response.",
-                                 ["model", "version"], buckets=LATENCY_BUCKETS, **kwargs)
-        self.batch_sizes = Histogram("berth_batch_size", "Rows of each model run (the batch formed by dynamic "
-                                     "batching, or one request's rows).", ["model", "version"],
-                                     buckets=BATCH_BUCKETS, **kwargs)
-        self.flushes = Counter("berth_telemetry_flushes", "Telemetry flushes by outcome (delivered, retried, "
-                               "refused, dropped).", ["outcome"], **kwargs)
+        self.requests = Counter(
+            "berth_requests",
+            "Inference requests routed to a model version (errors included).",
+            ["model", "version"],
+            **kwargs,
+        )
+        self.failures = Counter(
+            "berth_request_failures",
+            "Inference requests that failed, by error kind.",
+            ["model", "version", "kind"],
+            **kwargs,
+        )
+        self.latency = Histogram(
+            "berth_request_duration_seconds",
+            "Time from receiving an inference request to sending its response.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            **kwargs,
+        )
+        self.batch_sizes = Histogram(
+            "berth_batch_size",
+            "Rows of each model run (the batch formed by dynamic batching, or one request's rows).",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
+            **kwargs,
+        )
+        self.flushes = Counter(
+            "berth_telemetry_flushes",
+            "Telemetry flushes by outcome (delivered, retried, refused, dropped).",
+            ["outcome"],
+            **kwargs,
+        )
         gauge = {"multiprocess_mode": "livemax"} if self.multiprocess else {}
-        self.loaded = Gauge("berth_model_version_loaded", "1 while a version is in the routing table, 0 after it left.",
-                            ["model", "version"], **kwargs, **gauge)
+        self.loaded = Gauge(
+            "berth_model_version_loaded",
+            "1 while a version is in the routing table, 0 after it left.",
+            ["model", "version"],
+            **kwargs,
+            **gauge,
+        )
         self.generation = Gauge("berth_spec_generation", "Generation of the spec being served.", **kwargs, **gauge)
         self._children = {}
 
     def observe(self, model, version, seconds, error_kind=None):
         children = self._children.get((model, version))
         if children is None:
-            children = self._children[(model, version)] = (self.requests.labels(model, version),
-                                                            self.latency.labels(model, version))
+            children = self._children[(model, version)] = (
+                self.requests.labels(model, version),
+                self.latency.labels(model, version),
+            )
         children[0].inc()
         children[1].observe(seconds)
         if error_kind is not None:

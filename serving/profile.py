@@ -20,8 +20,18 @@ from .spec import parse_spec
 DELAY_US = 1000  # max_queue_delay_us of every batched configuration
 
 
-def sweep(model_path, io_signature, *, target=None, concurrency=(1, 8, 32), batch_sizes=(1, 8, 32), threads=None,
-          seconds=1.0, p99_budget_ms=50.0, progress=None):
+def sweep(
+    model_path,
+    io_signature,
+    *,
+    target=None,
+    concurrency=(1, 8, 32),
+    batch_sizes=(1, 8, 32),
+    threads=None,
+    seconds=1.0,
+    p99_budget_ms=50.0,
+    progress=None,
+):
     """Measure every configuration; returns {"runs": [...], "recommended": run or None, "budget_ms"}."""
     threads = threads or sorted({1, max(1, min(8, os.cpu_count() or 1))})
     configs = [(t, b, c) for t in threads for b in batch_sizes for c in concurrency]
@@ -36,12 +46,27 @@ def sweep(model_path, io_signature, *, target=None, concurrency=(1, 8, 32), batc
 
 
 def _spec(model_path, io_signature, target, batch):
-    return parse_spec({
-        "endpoint": "profile", "model": "m", "generation": 1,
-        "target": target or {"slug": "cpu", "execution_provider": "CPUExecutionProvider", "provider_options": {}},
-        "deployments": [{"version": "1", "weight": 100, "sha256": "0" * 64, "format": "onnx",
-                         "artifact_url": str(model_path), "io_signature": io_signature, "features": []}],
-        "telemetry": None, "batching": {"max_batch_size": batch, "max_queue_delay_us": DELAY_US if batch > 1 else 0}})
+    return parse_spec(
+        {
+            "endpoint": "profile",
+            "model": "m",
+            "generation": 1,
+            "target": target or {"slug": "cpu", "execution_provider": "CPUExecutionProvider", "provider_options": {}},
+            "deployments": [
+                {
+                    "version": "1",
+                    "weight": 100,
+                    "sha256": "0" * 64,
+                    "format": "onnx",
+                    "artifact_url": str(model_path),
+                    "io_signature": io_signature,
+                    "features": [],
+                }
+            ],
+            "telemetry": None,
+            "batching": {"max_batch_size": batch, "max_queue_delay_us": DELAY_US if batch > 1 else 0},
+        }
+    )
 
 
 def _feeds(signature):
@@ -55,8 +80,9 @@ def _feeds(signature):
 async def _measure(model_path, io_signature, target, thread_count, batch, clients, seconds):
     spec = _spec(model_path, io_signature, target, batch)
     (deployment,) = spec.deployments
-    loaded = load_session(model_path, sha256=deployment.sha256, label="profile", signature=deployment.signature,
-                          target=spec.target)
+    loaded = load_session(
+        model_path, sha256=deployment.sha256, label="profile", signature=deployment.signature, target=spec.target
+    )
     core = InferenceCore(thread_count)
     core.start(asyncio.get_running_loop())
     core.install(RoutingTable(spec, {"1": VersionRoute(spec.model, deployment, loaded, None)}, {}))
@@ -79,13 +105,23 @@ async def _measure(model_path, io_signature, target, thread_count, batch, client
         await asyncio.gather(*(client() for _ in range(clients)))
     finally:
         await asyncio.get_running_loop().run_in_executor(None, core.stop)
-    formed = {str(rows): runs - before.get(rows, 0) for rows, runs in sorted(core.batch_sizes.items())
-              if runs - before.get(rows, 0)}
+    formed = {
+        str(rows): runs - before.get(rows, 0)
+        for rows, runs in sorted(core.batch_sizes.items())
+        if runs - before.get(rows, 0)
+    }
     times = np.array(latencies) * 1000
-    return {"threads": thread_count, "max_batch_size": batch, "max_queue_delay_us": DELAY_US if batch > 1 else 0,
-            "concurrency": clients, "requests": len(latencies), "throughput": len(latencies) / seconds,
-            "p50_ms": float(np.percentile(times, 50)) if len(times) else None,
-            "p99_ms": float(np.percentile(times, 99)) if len(times) else None, "batch_sizes": formed}
+    return {
+        "threads": thread_count,
+        "max_batch_size": batch,
+        "max_queue_delay_us": DELAY_US if batch > 1 else 0,
+        "concurrency": clients,
+        "requests": len(latencies),
+        "throughput": len(latencies) / seconds,
+        "p50_ms": float(np.percentile(times, 50)) if len(times) else None,
+        "p99_ms": float(np.percentile(times, 99)) if len(times) else None,
+        "batch_sizes": formed,
+    }
 
 
 def main(argv=None):

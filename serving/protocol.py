@@ -14,10 +14,18 @@ import numpy as np
 
 # OIP datatype <-> numpy. BYTES (strings) is not served: Berth's models take numeric tensors.
 DATATYPES = {
-    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
 }
 NUMPY_TO_DATATYPE = {dtype.name: name for name, dtype in DATATYPES.items()}
 EXTENSIONS = ["binary_tensor_data"]  # the protocol extensions served (server metadata)
@@ -95,20 +103,28 @@ class TensorSpec:
         if shape is not None:
             if not isinstance(shape, list):
                 raise ValueError(f"tensor {entry['name']!r}: shape must be a list, not {shape!r}")
-            shape = [d if isinstance(d, int) and not isinstance(d, bool) and d >= 0 and axis not in dynamic else None
-                     for axis, d in enumerate(shape)]
+            shape = [
+                d if isinstance(d, int) and not isinstance(d, bool) and d >= 0 and axis not in dynamic else None
+                for axis, d in enumerate(shape)
+            ]
         try:
             return cls(entry["name"], entry.get("dtype") or "float32", shape)
         except TypeError as exc:
             raise ValueError(f"tensor {entry['name']!r}: unknown dtype {entry.get('dtype')!r}") from exc
 
     def shape_text(self):
-        return "[" + ", ".join("-1" if d is None else str(d) for d in self.shape) + "]" if self.shape is not None \
+        return (
+            "[" + ", ".join("-1" if d is None else str(d) for d in self.shape) + "]"
+            if self.shape is not None
             else "any shape"
+        )
 
     def metadata(self):
-        return {"name": self.name, "datatype": self.datatype,
-                "shape": [-1 if d is None else d for d in self.shape] if self.shape is not None else [-1]}
+        return {
+            "name": self.name,
+            "datatype": self.datatype,
+            "shape": [-1 if d is None else d for d in self.shape] if self.shape is not None else [-1],
+        }
 
 
 class Signature:
@@ -134,8 +150,9 @@ class Signature:
     def check_complete(self, feeds):
         if len(feeds) != len(self.input_map):
             missing = [s for s in self.inputs if s.name not in feeds]
-            raise InvalidInput("missing input " + ", ".join(
-                f"{s.name!r} ({s.datatype}, shape {s.shape_text()})" for s in missing))
+            raise InvalidInput(
+                "missing input " + ", ".join(f"{s.name!r} ({s.datatype}, shape {s.shape_text()})" for s in missing)
+            )
 
     def check_output(self, name):
         if self.output_map and name not in self.output_map:
@@ -145,8 +162,10 @@ class Signature:
     def from_io_signature(cls, io):
         if not isinstance(io, dict) or not io.get("inputs"):
             raise ValueError("the io_signature lists no inputs")
-        return cls([TensorSpec.from_signature(t) for t in io["inputs"]],
-                   [TensorSpec.from_signature(t) for t in io.get("outputs") or []])
+        return cls(
+            [TensorSpec.from_signature(t) for t in io["inputs"]],
+            [TensorSpec.from_signature(t) for t in io.get("outputs") or []],
+        )
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -183,8 +202,10 @@ def _check_depth(body):
         body = _STRINGS.sub(b'""', body)
     depth = np.cumsum(_DEPTH_STEP[np.frombuffer(body, np.uint8)], dtype=np.int32).max(initial=0)
     if depth > MAX_DEPTH:
-        raise BadRequest(f"the body nests arrays and objects {depth} deep; at most {MAX_DEPTH} levels are "
-                         "accepted (send tensor data flat, with its 'shape')")
+        raise BadRequest(
+            f"the body nests arrays and objects {depth} deep; at most {MAX_DEPTH} levels are "
+            "accepted (send tensor data flat, with its 'shape')"
+        )
 
 
 def _object(pairs):
@@ -271,23 +292,29 @@ class _BinaryCursor:
 
     def take(self, name, size, expected):
         if self.view is None:
-            raise BadRequest(f"input {name!r} has binary_data_size but the request has no binary part: send the "
-                             "Inference-Header-Content-Length header with the length of its JSON")
+            raise BadRequest(
+                f"input {name!r} has binary_data_size but the request has no binary part: send the "
+                "Inference-Header-Content-Length header with the length of its JSON"
+            )
         if size != expected:
-            raise InvalidInput(f"input {name!r}: binary_data_size is {size} bytes but its datatype and shape need "
-                               f"{expected}")
+            raise InvalidInput(
+                f"input {name!r}: binary_data_size is {size} bytes but its datatype and shape need {expected}"
+            )
         end = self.offset + size
         if end > len(self.view):
-            raise BadRequest(f"input {name!r}: binary_data_size {size} goes past the end of the body (bytes "
-                             f"{self.offset} to {end} of a binary part of {len(self.view)})")
-        chunk = self.view[self.offset:end]
+            raise BadRequest(
+                f"input {name!r}: binary_data_size {size} goes past the end of the body (bytes "
+                f"{self.offset} to {end} of a binary part of {len(self.view)})"
+            )
+        chunk = self.view[self.offset : end]
         self.offset = end
         return chunk
 
     def check_consumed(self):
         if self.view is not None and self.offset != len(self.view):
-            raise BadRequest(f"the binary part has {len(self.view)} bytes but the inputs' binary_data_size add up to "
-                             f"{self.offset}")
+            raise BadRequest(
+                f"the binary part has {len(self.view)} bytes but the inputs' binary_data_size add up to {self.offset}"
+            )
 
 
 def _requested_outputs(wanted, signature):
@@ -320,8 +347,10 @@ def decode_tensor(tensor, spec, binary=None):
         return from_bytes(spec, shape, (binary or _BinaryCursor(None)).take(name, size, nbytes(spec, shape)))
     if not isinstance(data, list):
         if data is None:
-            raise BadRequest(f"input {name!r} has no 'data' (a JSON list, or parameters.binary_data_size with "
-                             "the binary tensor data extension)")
+            raise BadRequest(
+                f"input {name!r} has no 'data' (a JSON list, or parameters.binary_data_size with "
+                "the binary tensor data extension)"
+            )
         raise BadRequest(f"input {name!r}: 'data' must be a list, flat or nested")
     array = _to_array(data, spec)
     expected = math.prod(shape)
@@ -343,20 +372,27 @@ def check_tensor(spec, datatype, shape):
         if not isinstance(datatype, str) or datatype not in DATATYPES:  # a list or object too (unhashable)
             if datatype == "BYTES":
                 raise InvalidInput(f"input {name!r}: datatype BYTES is not served; the model expects {spec.datatype}")
-            raise InvalidInput(f"input {name!r}: {repr(datatype)[:60]} is not an Open Inference Protocol datatype; "
-                               f"the model expects {spec.datatype}")
-        raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model, which expects "
-                           f"{spec.datatype}")
+            raise InvalidInput(
+                f"input {name!r}: {repr(datatype)[:60]} is not an Open Inference Protocol datatype; "
+                f"the model expects {spec.datatype}"
+            )
+        raise InvalidInput(
+            f"input {name!r}: datatype {datatype} does not match the model, which expects {spec.datatype}"
+        )
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise BadRequest(f"input {name!r}: 'shape' must be a list of non-negative integers, not {shape!r}")
     if spec.shape is not None:
         if len(shape) != len(spec.shape):
-            raise InvalidInput(f"input {name!r}: shape {shape} has {len(shape)} dimensions but the model expects "
-                               f"{len(spec.shape)}: {spec.shape_text()}")
+            raise InvalidInput(
+                f"input {name!r}: shape {shape} has {len(shape)} dimensions but the model expects "
+                f"{len(spec.shape)}: {spec.shape_text()}"
+            )
         for axis, size in spec.fixed:
             if shape[axis] != size:
-                raise InvalidInput(f"input {name!r}: shape {shape} does not fit the model's {spec.shape_text()} "
-                                   f"(dimension {axis} must be {size})")
+                raise InvalidInput(
+                    f"input {name!r}: shape {shape} does not fit the model's {spec.shape_text()} "
+                    f"(dimension {axis} must be {size})"
+                )
 
 
 def nbytes(spec, shape):
@@ -390,11 +426,12 @@ def _to_array(data, spec):
     try:
         raw = np.array(data)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidInput(f"input {spec.name!r}: data is not a regular (flat or evenly nested) list of "
-                           f"{spec.datatype} values ({_first_line(exc)})") from None
+        raise InvalidInput(
+            f"input {spec.name!r}: data is not a regular (flat or evenly nested) list of "
+            f"{spec.datatype} values ({_first_line(exc)})"
+        ) from None
     if raw.dtype.kind not in "iufb":
-        raise InvalidInput(f"input {spec.name!r}: {spec.datatype} data must be numbers (got "
-                           f"{_kind_text(raw)})")
+        raise InvalidInput(f"input {spec.name!r}: {spec.datatype} data must be numbers (got {_kind_text(raw)})")
     if dtype.kind == "f":
         if raw.dtype.kind == "f" or raw.size and dtype.itemsize < 4:
             with np.errstate(over="ignore", invalid="ignore"):
@@ -408,8 +445,10 @@ def _to_array(data, spec):
             return raw.astype(dtype)
         raise InvalidInput(f"input {spec.name!r}: BOOL data must be true/false")
     if raw.dtype.kind not in "iub":
-        raise InvalidInput(f"input {spec.name!r}: {spec.datatype} data must be integers (got {raw.dtype.kind!r}-kind "
-                           "values such as floats or strings)")
+        raise InvalidInput(
+            f"input {spec.name!r}: {spec.datatype} data must be integers (got {raw.dtype.kind!r}-kind "
+            "values such as floats or strings)"
+        )
     info = np.iinfo(dtype)
     if raw.dtype.kind != "b" and (raw.min() < info.min or raw.max() > info.max):
         raise InvalidInput(f"input {spec.name!r}: values outside the {spec.datatype} range [{info.min}, {info.max}]")
@@ -420,8 +459,10 @@ def _check_finite(array, spec):
     """Floating-point inputs must be finite, on every transport: JSON has no NaN or Infinity, and
     one rule for all keeps a request's answer the same whichever way it travels."""
     if not np.isfinite(array).all():
-        raise InvalidInput(f"input {spec.name!r}: {spec.datatype} data must be finite numbers (got NaN, "
-                           f"Infinity or a value beyond the {spec.datatype} range)")
+        raise InvalidInput(
+            f"input {spec.name!r}: {spec.datatype} data must be finite numbers (got NaN, "
+            f"Infinity or a value beyond the {spec.datatype} range)"
+        )
     return array
 
 
@@ -483,11 +524,15 @@ def _response_parts(prefix, request_id, names, arrays, wanted, binary, raw):
         if name in binary:
             data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).reshape(-1).view(np.uint8).data
             raw.append(data)
-            parts.append(f',"datatype":"{datatype}","shape":{list(array.shape)},'
-                         f'"parameters":{{"binary_data_size":{len(data)}}}}}'.encode())
+            parts.append(
+                f',"datatype":"{datatype}","shape":{list(array.shape)},'
+                f'"parameters":{{"binary_data_size":{len(data)}}}}}'.encode()
+            )
         else:
-            parts.append(f',"datatype":"{datatype}","shape":{list(array.shape)},'
-                         f'"data":[{_data_text(array, datatype)}]}}'.encode())
+            parts.append(
+                f',"datatype":"{datatype}","shape":{list(array.shape)},'
+                f'"data":[{_data_text(array, datatype)}]}}'.encode()
+            )
         first = False
     parts.append(b"]}")
     return parts

@@ -20,6 +20,7 @@ from .protocol import NotFound, Unavailable, response_prefix
 
 log = logging.getLogger("berth.serve")
 
+
 class LoadFailed(Exception):
     """onnxruntime cannot load the artifact, or it does not match the version's io_signature."""
 
@@ -28,8 +29,18 @@ class ModelSession:
     """One onnxruntime session (per artifact sha256). ``run`` is called from the inference
     threads; ``inflight`` and ``retire`` only from the event loop."""
 
-    __slots__ = ("sha256", "path", "providers", "output_names", "inflight", "retired", "seconds", "_session",
-                 "label", "timings")
+    __slots__ = (
+        "sha256",
+        "path",
+        "providers",
+        "output_names",
+        "inflight",
+        "retired",
+        "seconds",
+        "_session",
+        "label",
+        "timings",
+    )
 
     def __init__(self, sha256, path, session, label):
         self.sha256, self.path, self._session, self.label = sha256, path, session, label
@@ -85,8 +96,13 @@ def load_session(path, *, sha256, label, signature, target, intra_op_threads=1):
     provider = target.execution_provider
     available = ort.get_available_providers()
     if provider not in available:
-        log.error("target %s asks for %s, which this host's onnxruntime lacks (it has %s); %s runs on "
-                  "CPUExecutionProvider", target.slug, provider, ", ".join(available), label)
+        log.error(
+            "target %s asks for %s, which this host's onnxruntime lacks (it has %s); %s runs on CPUExecutionProvider",
+            target.slug,
+            provider,
+            ", ".join(available),
+            label,
+        )
         providers = ["CPUExecutionProvider"]
     elif provider == "CPUExecutionProvider":
         providers = [(provider, dict(target.provider_options))]
@@ -106,11 +122,13 @@ def _check_signature(session, signature):
     actual = {arg.name: ORT_TYPES.get(arg.type, arg.type) for arg in session.get_inputs()}
     for spec in signature.inputs:
         if spec.name not in actual:
-            raise LoadFailed(f"the io_signature names input {spec.name!r} but the model's inputs are "
-                             f"{', '.join(actual)}")
+            raise LoadFailed(
+                f"the io_signature names input {spec.name!r} but the model's inputs are {', '.join(actual)}"
+            )
         if actual[spec.name] != spec.dtype.name:
-            raise LoadFailed(f"input {spec.name!r} is {actual[spec.name]} in the model but {spec.dtype.name} in "
-                             "the io_signature")
+            raise LoadFailed(
+                f"input {spec.name!r} is {actual[spec.name]} in the model but {spec.dtype.name} in the io_signature"
+            )
     missing = set(actual) - set(signature.input_map)
     if missing:
         raise LoadFailed(f"the model needs inputs the io_signature does not list: {', '.join(sorted(missing))}")
@@ -123,8 +141,9 @@ def _check_signature(session, signature):
 def _warm_up(loaded, signature, label):
     if any(spec.shape is None for spec in signature.inputs):
         return
-    feeds = {spec.name: np.zeros([1 if d is None else d for d in spec.shape], dtype=spec.dtype)
-             for spec in signature.inputs}
+    feeds = {
+        spec.name: np.zeros([1 if d is None else d for d in spec.shape], dtype=spec.dtype) for spec in signature.inputs
+    }
     try:
         started = time.perf_counter()
         loaded.run(feeds)
@@ -136,8 +155,17 @@ def _warm_up(loaded, signature, label):
 class VersionRoute:
     """A deployed version in one routing table."""
 
-    __slots__ = ("version", "weight", "session", "signature", "features", "metadata", "response_prefix", "batcher",
-                 "batchable")
+    __slots__ = (
+        "version",
+        "weight",
+        "session",
+        "signature",
+        "features",
+        "metadata",
+        "response_prefix",
+        "batcher",
+        "batchable",
+    )
 
     def __init__(self, model, deployment, session, features):
         self.version = deployment.version
@@ -150,7 +178,9 @@ class VersionRoute:
         self.batchable = all(t.shape and t.shape[0] is None for t in deployment.signature.inputs)
         self.response_prefix = response_prefix(model, deployment.version)
         self.metadata = {
-            "name": model, "versions": [deployment.version], "platform": "onnxruntime_onnx",
+            "name": model,
+            "versions": [deployment.version],
+            "platform": "onnxruntime_onnx",
             "inputs": [t.metadata() for t in deployment.signature.inputs],
             "outputs": [t.metadata() for t in deployment.signature.outputs],
         }
@@ -187,10 +217,13 @@ class RoutingTable:
             if route is not None:
                 return route
             if pinned in self.unavailable:
-                raise Unavailable(f"version {pinned} of model {self.model} is deployed but could not be loaded: "
-                                  f"{self.unavailable[pinned]}")
-            raise NotFound(f"model {self.model} has no version {pinned!r} deployed (versions: "
-                           f"{', '.join(self.routes) or 'none'})")
+                raise Unavailable(
+                    f"version {pinned} of model {self.model} is deployed but could not be loaded: "
+                    f"{self.unavailable[pinned]}"
+                )
+            raise NotFound(
+                f"model {self.model} has no version {pinned!r} deployed (versions: {', '.join(self.routes) or 'none'})"
+            )
         if self._only is not None:
             return self._only
         if not self._choices:
@@ -202,10 +235,16 @@ class RoutingTable:
         return {id(r.session): r.session for r in self.routes.values()}
 
     def split_text(self):
-        return ", ".join(f"{r.version} ({100 * r.weight / self.total_weight:.4g} %)" if self.total_weight
-                         else f"{r.version} (pinned only)" for r in self.routes.values()) or "nothing"
+        return (
+            ", ".join(
+                f"{r.version} ({100 * r.weight / self.total_weight:.4g} %)"
+                if self.total_weight
+                else f"{r.version} (pinned only)"
+                for r in self.routes.values()
+            )
+            or "nothing"
+        )
 
 
 def build_features(deployment, enabled):
     return FeatureSet(deployment.features, deployment.signature) if enabled and deployment.features else None
-

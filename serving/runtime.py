@@ -86,25 +86,43 @@ class Runtime:
         self.core.start(self.loop)
         options = self.options
         if options.bundle:
-            reporter = DashboardClient(options.dashboard, options.token, timeout=10,
-                                       instance=options.instance) if options.dashboard else None
+            reporter = (
+                DashboardClient(options.dashboard, options.token, timeout=10, instance=options.instance)
+                if options.dashboard
+                else None
+            )
             source = BundleSource(options.bundle, client=reporter, endpoint=options.endpoint)
         else:
-            source = DashboardSource(DashboardClient(options.dashboard, options.token, instance=options.instance),
-                                     options.endpoint, options.cache_dir)
+            source = DashboardSource(
+                DashboardClient(options.dashboard, options.token, instance=options.instance),
+                options.endpoint,
+                options.cache_dir,
+            )
         if options.telemetry_enabled:
-            self.sender = Sender(lambda: DashboardClient(options.dashboard, options.token, timeout=10,
-                                                         instance=options.instance),
-                                 TelemetrySpec().url, capacity=options.queue_capacity, metrics=self.metrics)
+            self.sender = Sender(
+                lambda: DashboardClient(options.dashboard, options.token, timeout=10, instance=options.instance),
+                TelemetrySpec().url,
+                capacity=options.queue_capacity,
+                metrics=self.metrics,
+            )
             self.telemetry = self.core.telemetry = Telemetry(options.endpoint or "", self.sender)
             self.telemetry.describe = self.replica
             self.sender.start()
             self._timer = asyncio.ensure_future(self._flush_timer())
-        self.watcher = SpecWatcher(source, self._install_threadsafe, poll_seconds=options.poll_seconds,
-                                   intra_op_threads=options.intra_op_threads, features=self.telemetry is not None)
+        self.watcher = SpecWatcher(
+            source,
+            self._install_threadsafe,
+            poll_seconds=options.poll_seconds,
+            intra_op_threads=options.intra_op_threads,
+            features=self.telemetry is not None,
+        )
         self.watcher.start()
-        log.info("following %s (every %g s); telemetry %s", source.describe(), options.poll_seconds,
-                 f"to {options.dashboard}" if self.telemetry else "off")
+        log.info(
+            "following %s (every %g s); telemetry %s",
+            source.describe(),
+            options.poll_seconds,
+            f"to {options.dashboard}" if self.telemetry else "off",
+        )
         # Listen once the first spec is loaded (so that a worker that takes connections can serve
         # them), or has failed (unreachable dashboard: listen and answer ready 503 meanwhile), or
         # after STARTUP_WAIT (a slow download: the same).
@@ -128,8 +146,11 @@ class Runtime:
         if self.telemetry is not None:
             self.telemetry.flush()
             pending = self.sender.pending()
-            log.info("shutting down: sending %d pending telemetry flush(es) (at most %g s)", pending,
-                     self.options.shutdown_flush_seconds)
+            log.info(
+                "shutting down: sending %d pending telemetry flush(es) (at most %g s)",
+                pending,
+                self.options.shutdown_flush_seconds,
+            )
             await loop.run_in_executor(None, self.sender.close, self.options.shutdown_flush_seconds)
         await loop.run_in_executor(None, self.core.stop)
 
@@ -153,9 +174,12 @@ class Runtime:
                 self.telemetry.endpoint = table.spec.endpoint
             self.sender.url = spec.url
             period = self.telemetry.flush_seconds
-            self.telemetry.configure(flush_seconds=spec.flush_seconds, flush_requests=spec.flush_requests,
-                                     features={v: r.features for v, r in table.routes.items()},
-                                     sessions={v: r.session for v, r in table.routes.items()})
+            self.telemetry.configure(
+                flush_seconds=spec.flush_seconds,
+                flush_requests=spec.flush_requests,
+                features={v: r.features for v, r in table.routes.items()},
+                sessions={v: r.session for v, r in table.routes.items()},
+            )
             if spec.flush_seconds != period:  # the timer sleeps towards the old period's boundary
                 self._timer.cancel()
                 self._timer = asyncio.ensure_future(self._flush_timer())
@@ -177,11 +201,16 @@ class Runtime:
         """What this replica reports about itself in every telemetry flush (README "Replicas")."""
         table, watcher = self.table, self.watcher
         polled = watcher.polled if watcher is not None else None
-        return {"instance": self.options.instance, "host": socket.gethostname()[:255], "pid": os.getpid(),
-                "runtime": f"berth-serve {__version__}"[:40],
-                "generation": table.generation if table is not None else None,
-                "versions": sorted(table.routes) if table is not None else [],
-                "spec_polled": _iso(polled) if polled else None, "started": _iso(self.started)}
+        return {
+            "instance": self.options.instance,
+            "host": socket.gethostname()[:255],
+            "pid": os.getpid(),
+            "runtime": f"berth-serve {__version__}"[:40],
+            "generation": table.generation if table is not None else None,
+            "versions": sorted(table.routes) if table is not None else [],
+            "spec_polled": _iso(polled) if polled else None,
+            "started": _iso(self.started),
+        }
 
     @property
     def table(self):

@@ -49,9 +49,14 @@ class ArtifactMismatch(ArtifactRejected):
 
 def report_mismatch(client, endpoint, deployment, mismatch):
     """Tell the dashboard (best effort: a failure is logged, serving goes on refusing the artifact)."""
-    payload = {"version": deployment.version, "expected_sha256": mismatch.expected,
-               "actual_sha256": mismatch.actual, "where": mismatch.where, "detail": str(mismatch)[:1000],
-               "host": socket.gethostname()}
+    payload = {
+        "version": deployment.version,
+        "expected_sha256": mismatch.expected,
+        "actual_sha256": mismatch.actual,
+        "where": mismatch.where,
+        "detail": str(mismatch)[:1000],
+        "host": socket.gethostname(),
+    }
     try:
         response = client.post_json(f"/api/v1/endpoints/{endpoint}/integrity/", payload)
     except DashboardUnreachable as exc:
@@ -85,8 +90,11 @@ class DashboardSource:
         if response.status == 304:
             return None, etag
         if response.status in (401, 403):
-            raise Refused(response.status, f"the dashboard refuses the token for endpoint {self.endpoint!r} "
-                                           f"({response.status}: {_detail(response)})")
+            raise Refused(
+                response.status,
+                f"the dashboard refuses the token for endpoint {self.endpoint!r} "
+                f"({response.status}: {_detail(response)})",
+            )
         if response.status == 404:
             raise Refused(404, f"the dashboard has no endpoint {self.endpoint!r} (404: {_detail(response)})")
         if response.status != 200:
@@ -107,9 +115,15 @@ class DashboardSource:
                 if actual == sha:
                     return path
                 log.error("cached artifact %s is corrupt (sha256 %s); downloading it again", path, actual)
-                self.report_mismatch(deployment, ArtifactMismatch(
-                    f"the cached copy {path} hashes to {actual}, not {sha}; it was downloaded again",
-                    expected=sha, actual=actual, where="cache"))
+                self.report_mismatch(
+                    deployment,
+                    ArtifactMismatch(
+                        f"the cached copy {path} hashes to {actual}, not {sha}; it was downloaded again",
+                        expected=sha,
+                        actual=actual,
+                        where="cache",
+                    ),
+                )
                 path.unlink(missing_ok=True)
             self._download(deployment, path)
         return path
@@ -120,23 +134,33 @@ class DashboardSource:
         size = 0
         try:
             with open(part, "wb") as f:
+
                 def take(chunk):
                     nonlocal size
                     digest.update(chunk)
                     f.write(chunk)
                     size += len(chunk)
+
                 try:
-                    response = self.client.request("GET", self.client.url(deployment.artifact_url), stream_to=take,
-                                                   headers={"Accept": "application/octet-stream"})
+                    response = self.client.request(
+                        "GET",
+                        self.client.url(deployment.artifact_url),
+                        stream_to=take,
+                        headers={"Accept": "application/octet-stream"},
+                    )
                 except DashboardUnreachable as exc:
                     raise ArtifactRejected(f"download failed: {exc}") from exc
             if response.status != 200:
                 raise ArtifactRejected(f"the artifact request answered {response.status}: {_detail(response)}")
             actual = digest.hexdigest()
             if actual != deployment.sha256:
-                raise ArtifactMismatch(f"sha256 mismatch: the spec says {deployment.sha256}, the {size:,} bytes "
-                                       f"downloaded from {deployment.artifact_url} hash to {actual}",
-                                       expected=deployment.sha256, actual=actual, where="download")
+                raise ArtifactMismatch(
+                    f"sha256 mismatch: the spec says {deployment.sha256}, the {size:,} bytes "
+                    f"downloaded from {deployment.artifact_url} hash to {actual}",
+                    expected=deployment.sha256,
+                    actual=actual,
+                    where="download",
+                )
             if deployment.size_bytes is not None and size != deployment.size_bytes:
                 raise ArtifactRejected(f"size mismatch: the spec says {deployment.size_bytes:,} bytes, got {size:,}")
             os.replace(part, path)
@@ -179,8 +203,12 @@ class BundleSource:
             raise ArtifactRejected(f"{path} is missing from the bundle")
         actual = file_sha256(path)
         if actual != deployment.sha256:
-            raise ArtifactMismatch(f"sha256 mismatch: the spec says {deployment.sha256}, {path} hashes to {actual}",
-                                   expected=deployment.sha256, actual=actual, where="bundle")
+            raise ArtifactMismatch(
+                f"sha256 mismatch: the spec says {deployment.sha256}, {path} hashes to {actual}",
+                expected=deployment.sha256,
+                actual=actual,
+                where="bundle",
+            )
         return path
 
 

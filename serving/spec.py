@@ -86,9 +86,11 @@ def parse_spec(data):
     options = target_data.get("provider_options") or {}
     if not isinstance(options, dict):
         raise SpecError("'target.provider_options' must be an object")
-    target = Target(slug=str(target_data.get("slug") or "cpu"),
-                    execution_provider=str(target_data.get("execution_provider") or "CPUExecutionProvider"),
-                    provider_options=options)
+    target = Target(
+        slug=str(target_data.get("slug") or "cpu"),
+        execution_provider=str(target_data.get("execution_provider") or "CPUExecutionProvider"),
+        provider_options=options,
+    )
     deployments = data.get("deployments")
     if not isinstance(deployments, list):
         raise SpecError("'deployments' must be a list")
@@ -105,9 +107,16 @@ def parse_spec(data):
         max_bytes = DEFAULT_MAX_REQUEST_BYTES
     elif not isinstance(max_bytes, int) or max_bytes <= 0:
         raise SpecError("'limits.max_request_bytes' must be a positive integer")
-    return Spec(endpoint=str(data.get("endpoint") or ""), model=model, generation=_int(data.get("generation"), 0),
-                target=target, deployments=tuple(parsed), telemetry=_telemetry(data.get("telemetry")),
-                max_request_bytes=max_bytes, batching=_batching(data.get("batching")))
+    return Spec(
+        endpoint=str(data.get("endpoint") or ""),
+        model=model,
+        generation=_int(data.get("generation"), 0),
+        target=target,
+        deployments=tuple(parsed),
+        telemetry=_telemetry(data.get("telemetry")),
+        max_request_bytes=max_bytes,
+        batching=_batching(data.get("batching")),
+    )
 
 
 def _deployment(index, item):
@@ -140,9 +149,16 @@ def _deployment(index, item):
     if not isinstance(features, list):
         raise SpecError(f"{where}: 'features' must be a list")
     size = item.get("size_bytes")
-    return DeploymentSpec(version=version, weight=float(weight), sha256=sha256.lower(),
-                          size_bytes=size if isinstance(size, int) and size >= 0 else None, artifact_url=url,
-                          io_signature=io_signature, features=features, signature=signature)
+    return DeploymentSpec(
+        version=version,
+        weight=float(weight),
+        sha256=sha256.lower(),
+        size_bytes=size if isinstance(size, int) and size >= 0 else None,
+        artifact_url=url,
+        io_signature=io_signature,
+        features=features,
+        signature=signature,
+    )
 
 
 def _telemetry(data):

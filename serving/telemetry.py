@@ -32,8 +32,18 @@ TIMINGS_KEPT = 1 << 17  # session.run timings held between flushes at most (the 
 
 
 class VersionStats:
-    __slots__ = ("requests", "errors", "error_kinds", "latency", "latencies", "features", "counts", "buffer",
-                 "batch_sizes", "inference")
+    __slots__ = (
+        "requests",
+        "errors",
+        "error_kinds",
+        "latency",
+        "latencies",
+        "features",
+        "counts",
+        "buffer",
+        "batch_sizes",
+        "inference",
+    )
 
     def __init__(self, features):
         self.requests = 0
@@ -65,10 +75,16 @@ class VersionStats:
                 features = self.features.split(self.counts)
             else:
                 features = {name: [0] * size for name, size in zip(self.features.names, self.features.sizes)}
-        return {"version": version, "requests": self.requests, "errors": self.errors,
-                "error_kinds": dict(self.error_kinds), "latency": self.latency.to_dict(), "features": features,
-                "batch_sizes": {str(rows): runs for rows, runs in sorted(self.batch_sizes.items())},
-                "inference_latency": {str(rows): sketch.to_dict() for rows, sketch in sorted(self.inference.items())}}
+        return {
+            "version": version,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_kinds": dict(self.error_kinds),
+            "latency": self.latency.to_dict(),
+            "features": features,
+            "batch_sizes": {str(rows): runs for rows, runs in sorted(self.batch_sizes.items())},
+            "inference_latency": {str(rows): sketch.to_dict() for rows, sketch in sorted(self.inference.items())},
+        }
 
     def add_timings(self, timings):
         """[(rows, ms)] of session.run calls, into the inference sketch of each batch size."""
@@ -106,8 +122,10 @@ class Telemetry:
         by version (whose session.run timings become the inference-only latency). A version
         whose features changed starts a new window, so a window's histograms share one set of
         edges."""
-        changed = any(version in self.window and self.window[version].features is not feature_set
-                      for version, feature_set in features.items())
+        changed = any(
+            version in self.window and self.window[version].features is not feature_set
+            for version, feature_set in features.items()
+        )
         if changed:
             self.flush()
         self._take_timings()  # what ran so far, under the versions of the table it ran under
@@ -156,8 +174,9 @@ class Telemetry:
         payload = {
             "endpoint": self.endpoint,
             "flush_id": str(uuid.uuid4()),
-            "start": datetime.fromtimestamp(started_wall, timezone.utc).isoformat(timespec="milliseconds")
-                     .replace("+00:00", "Z"),
+            "start": datetime.fromtimestamp(started_wall, timezone.utc)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "seconds": int(seconds) if seconds == int(seconds) else seconds,
             "series": [stats.series(version) for version, stats in window.items()],
             "dropped": 0,
@@ -229,9 +248,14 @@ class Sender:
             if len(self._queue) >= self.capacity:
                 oldest = self._queue.popleft()
                 self.dropped += 1
-                log.error("telemetry: the queue of %d flushes is full (dashboard unreachable?); dropped the flush "
-                          "of %s with %d requests (%d dropped since the last delivery)", self.capacity,
-                          oldest["start"], sum(s["requests"] for s in oldest["series"]), self.dropped)
+                log.error(
+                    "telemetry: the queue of %d flushes is full (dashboard unreachable?); dropped the flush "
+                    "of %s with %d requests (%d dropped since the last delivery)",
+                    self.capacity,
+                    oldest["start"],
+                    sum(s["requests"] for s in oldest["series"]),
+                    self.dropped,
+                )
                 if self.metrics:
                     self.metrics.telemetry("dropped")
             self._queue.append(payload)
@@ -252,8 +276,11 @@ class Sender:
             self._current = None
         if left:
             self.lost += len(left)
-            log.error("telemetry: %d flush(es) with %d requests could not be delivered before shutdown and are lost",
-                      len(left), sum(s["requests"] for p in left for s in p["series"]))
+            log.error(
+                "telemetry: %d flush(es) with %d requests could not be delivered before shutdown and are lost",
+                len(left),
+                sum(s["requests"] for p in left for s in p["series"]),
+            )
 
     def _run(self):
         client = self._client_factory()
@@ -286,8 +313,9 @@ class Sender:
                     self.metrics.telemetry("delivered")
                 return True
             if outcome == "refused":
-                log.error("telemetry: the dashboard refused the flush of %s (%s); it is discarded",
-                          payload["start"], detail)
+                log.error(
+                    "telemetry: the dashboard refused the flush of %s (%s); it is discarded", payload["start"], detail
+                )
                 with self._lock:
                     self._current = None
                     self.dropped += payload["dropped"]  # still to be reported

@@ -12,6 +12,7 @@ relies on, from uvicorn 0.30 to 0.54), the wrapper is simply not installed.
 
 import asyncio
 
+
 class CoalescingTransport:
     """Buffers ``write`` calls and writes them as one at the end of the loop turn."""
 
@@ -57,6 +58,7 @@ except ImportError:  # no httptools: uvicorn's h11 protocol is used as is
 BODY_BUFFER_BYTES = 4 << 20
 
 if HttpToolsProtocol is not None:
+
     class BerthHttpProtocol(HttpToolsProtocol):
         def connection_made(self, transport):
             super().connection_made(transport)

@@ -111,13 +111,16 @@ class SpecWatcher:
                     unavailable[deployment.version] = self._failed[sha][2]
                     continue
             loaded[sha] = session
-            routes[deployment.version] = VersionRoute(spec.model, deployment, session,
-                                                      self._features(deployment))
+            routes[deployment.version] = VersionRoute(spec.model, deployment, session, self._features(deployment))
         weighted = any(d.weight > 0 for d in spec.deployments)
         if weighted and not any(r.weight > 0 for r in routes.values()) and self.table is not None:
-            log.error("none of the weighted versions of %s generation %d could be loaded (%s); still serving %s",
-                      spec.model, spec.generation, "; ".join(f"{v}: {r}" for v, r in unavailable.items()),
-                      self._serving())
+            log.error(
+                "none of the weighted versions of %s generation %d could be loaded (%s); still serving %s",
+                spec.model,
+                spec.generation,
+                "; ".join(f"{v}: {r}" for v, r in unavailable.items()),
+                self._serving(),
+            )
             return None
         return RoutingTable(spec, routes, unavailable)
 
@@ -125,8 +128,14 @@ class SpecWatcher:
         started = time.monotonic()
         try:
             path = self.source.artifact(deployment)
-            session = load_session(path, sha256=deployment.sha256, label=label, signature=deployment.signature,
-                                   target=spec.target, intra_op_threads=self.intra_op_threads)
+            session = load_session(
+                path,
+                sha256=deployment.sha256,
+                label=label,
+                signature=deployment.signature,
+                target=spec.target,
+                intra_op_threads=self.intra_op_threads,
+            )
         except (ArtifactRejected, LoadFailed, OSError) as exc:
             if isinstance(exc, ArtifactMismatch):
                 self.source.report_mismatch(deployment, exc)
@@ -136,8 +145,9 @@ class SpecWatcher:
             log.error("REFUSED %s: %s. It gets no traffic; retrying in %.0f s", label, exc, delay)
             return None
         self._failed.pop(deployment.sha256, None)
-        log.info("loaded %s from %s in %.2f s on %s", label, path, time.monotonic() - started,
-                 ", ".join(session.providers))
+        log.info(
+            "loaded %s from %s in %.2f s on %s", label, path, time.monotonic() - started, ", ".join(session.providers)
+        )
         return session
 
     def _features(self, deployment):
@@ -162,6 +172,9 @@ class SpecWatcher:
 
 def _same(a, b):
     """Whether two tables route identically (a re-fetched spec with nothing new loaded)."""
-    return (a.spec == b.spec and a.unavailable.keys() == b.unavailable.keys()
-            and {v: (r.session, r.features) for v, r in a.routes.items()}
-            == {v: (r.session, r.features) for v, r in b.routes.items()})
+    return (
+        a.spec == b.spec
+        and a.unavailable.keys() == b.unavailable.keys()
+        and {v: (r.session, r.features) for v, r in a.routes.items()}
+        == {v: (r.session, r.features) for v, r in b.routes.items()}
+    )

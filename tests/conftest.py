@@ -40,8 +40,11 @@ def _isolated_files(tmp_path):
     """Each test's media and upload parts live in its own temporary folder."""
     root = tmp_path / "var"
     (root / "uploads" / "tmp").mkdir(parents=True)
-    with override_settings(MEDIA_ROOT=str(root / "media"), BERTH_UPLOAD_DIR=root / "uploads",
-                           FILE_UPLOAD_TEMP_DIR=str(root / "uploads" / "tmp")):
+    with override_settings(
+        MEDIA_ROOT=str(root / "media"),
+        BERTH_UPLOAD_DIR=root / "uploads",
+        FILE_UPLOAD_TEMP_DIR=str(root / "uploads" / "tmp"),
+    ):
         yield root
 
 
@@ -123,8 +126,11 @@ def tiny_onnx_bytes(features=4, classes=3, seed=0):
     weight = numpy_helper.from_array(rng.standard_normal((features, classes)).astype(np.float32), "W")
     bias = numpy_helper.from_array(rng.standard_normal(classes).astype(np.float32), "b")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["z"]),
-         helper.make_node("Softmax", ["z"], ["probs"], axis=1)],
+        [
+            helper.make_node("MatMul", ["x", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["z"]),
+            helper.make_node("Softmax", ["z"], ["probs"], axis=1),
+        ],
         "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", classes])],
@@ -141,7 +147,8 @@ def failing_onnx_bytes():
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "bad",
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "bad",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
         initializer=[helper.make_tensor("shape", TensorProto.INT64, [2], [2, 2])],
@@ -234,8 +241,9 @@ def celery_worker(transactional_db):
 
     queues = ["default", "target.cpu"]
     purge_queues(app, queues)
-    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, queues=queues,
-                      shutdown_timeout=30) as worker:
+    with start_worker(
+        app, pool="solo", concurrency=1, perform_ping_check=False, queues=queues, shutdown_timeout=30
+    ) as worker:
         yield worker
 
 
@@ -292,14 +300,35 @@ def worker_process(transactional_db, settings):
     def start(queues, **env):
         purge_queues(app, queues)
         name = f"test-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
-        environment = {**os.environ, "DATABASE_URL": database_url(), "BERTH_MEDIA_ROOT": str(settings.MEDIA_ROOT),
-                       "BERTH_UPLOAD_DIR": str(settings.BERTH_UPLOAD_DIR), **{k: str(v) for k, v in env.items()}}
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "BERTH_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "BERTH_UPLOAD_DIR": str(settings.BERTH_UPLOAD_DIR),
+            **{k: str(v) for k, v in env.items()},
+        }
         log = Path(settings.MEDIA_ROOT).parent / f"worker-{name.split('@')[0]}.log"
         with open(log, "w") as log_file:
             process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "celery"), "-A", "dashboard", "worker", "-Q", ",".join(queues),
-                 "--pool", "solo", "--hostname", name, "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-                env=environment, stdout=log_file, stderr=subprocess.STDOUT,
+                [
+                    str(Path(sys.executable).parent / "celery"),
+                    "-A",
+                    "dashboard",
+                    "worker",
+                    "-Q",
+                    ",".join(queues),
+                    "--pool",
+                    "solo",
+                    "--hostname",
+                    name,
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--loglevel",
+                    "INFO",
+                ],
+                env=environment,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
         started.append(process)
         process.log = log
@@ -361,13 +390,18 @@ def digits_version(engineer_api, digits_files):
     for name, kind in (("digits-test", "evaluation"), ("digits-calibration", "calibration")):
         path = digits_files["evaluation" if kind == "evaluation" else "calibration"]
         with open(path, "rb") as f:
-            attached = engineer_api.post("/api/v1/models/digits/versions/1/datasets/",
-                                         {"file": f, "name": name, "kind": kind}, format="multipart")
+            attached = engineer_api.post(
+                "/api/v1/models/digits/versions/1/datasets/",
+                {"file": f, "name": name, "kind": kind},
+                format="multipart",
+            )
         assert attached.status_code == 201, attached.json()
     # A test's own worker (a fixture set up before this one) may have claimed the validate job
     # first, in which case job_run above had nothing to do: wait for that worker.
-    version = wait_for(lambda: ModelVersion.objects.exclude(status="validating").filter(
-        pk=response.json()["id"]).first(), message="the validate job")
+    version = wait_for(
+        lambda: ModelVersion.objects.exclude(status="validating").filter(pk=response.json()["id"]).first(),
+        message="the validate job",
+    )
     assert version.status == "ready", version.status_detail
     return version
 
@@ -382,32 +416,84 @@ class BenchWorld:
         self.owner = owner
         self.model = Model.objects.create(name=name, task="classification")
         self.cpu = HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})[0]
-        self.gpu = HardwareTarget.objects.get_or_create(slug="gpu", defaults={
-            "name": "GPU", "device": "cuda", "execution_provider": "CUDAExecutionProvider"})[0]
+        self.gpu = HardwareTarget.objects.get_or_create(
+            slug="gpu", defaults={"name": "GPU", "device": "cuda", "execution_provider": "CUDAExecutionProvider"}
+        )[0]
 
     def version(self, name, *, parent=None, size=1000):
-        return ModelVersion.objects.create(model=self.model, version=name, parent=parent, format="onnx",
-                                           artifact=f"artifacts/{name}.onnx", sha256="0" * 64, size_bytes=size,
-                                           status="ready")
+        return ModelVersion.objects.create(
+            model=self.model,
+            version=name,
+            parent=parent,
+            format="onnx",
+            artifact=f"artifacts/{name}.onnx",
+            sha256="0" * 64,
+            size_bytes=size,
+            status="ready",
+        )
 
-    def result(self, version, target, *, p95, batch=1, accuracy=0.98, noise=0.01, samples=1000, stable=True,
-               evaluation_set="eval", evaluated=360, quality=None):
+    def result(
+        self,
+        version,
+        target,
+        *,
+        p95,
+        batch=1,
+        accuracy=0.98,
+        noise=0.01,
+        samples=1000,
+        stable=True,
+        evaluation_set="eval",
+        evaluated=360,
+        quality=None,
+    ):
         """``accuracy`` on ``evaluation_set`` of ``evaluated`` samples (None: no labelled set);
         ``quality``: the stored quality as is, instead."""
         job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded")
         if quality is None:
-            quality = {"evaluation_set": {"name": evaluation_set, "sha256": evaluation_set.ljust(64, "0")[:64],
-                                          "samples": evaluated} if accuracy is not None and evaluation_set else None,
-                       "samples": evaluated}
+            quality = {
+                "evaluation_set": {
+                    "name": evaluation_set,
+                    "sha256": evaluation_set.ljust(64, "0")[:64],
+                    "samples": evaluated,
+                }
+                if accuracy is not None and evaluation_set
+                else None,
+                "samples": evaluated,
+            }
         p50, p99 = p95 * 0.8, p95 * 1.2
         return BenchmarkResult.objects.create(
-            job=job, version=version, target=target, batch_size=batch, iterations=samples, warmup=5,
-            p25_ms=p50 * 0.9, p50_ms=p50, p75_ms=p50 * 1.1, p90_ms=p95 * 0.95, p95_ms=p95, p99_ms=p99,
-            min_ms=p50 * 0.5, max_ms=p99 * 2, mean_ms=p50, std_ms=p50 * noise, throughput=batch * 1000 / p50,
-            intervals={"p50": [p50 * (1 - noise), p50 * (1 + noise)], "p95": [p95 * (1 - noise), p95 * (1 + noise)],
-                       "p99": [p99 * (1 - noise), p99 * (1 + noise)], "mean": [p50 * (1 - noise), p50 * (1 + noise)]},
-            windows=[p50, p50 * (1 + noise / 2), p50], stable=stable, accuracy=accuracy,
-            fidelity={"samples": evaluated}, quality=quality, samples=b"", environment={})
+            job=job,
+            version=version,
+            target=target,
+            batch_size=batch,
+            iterations=samples,
+            warmup=5,
+            p25_ms=p50 * 0.9,
+            p50_ms=p50,
+            p75_ms=p50 * 1.1,
+            p90_ms=p95 * 0.95,
+            p95_ms=p95,
+            p99_ms=p99,
+            min_ms=p50 * 0.5,
+            max_ms=p99 * 2,
+            mean_ms=p50,
+            std_ms=p50 * noise,
+            throughput=batch * 1000 / p50,
+            intervals={
+                "p50": [p50 * (1 - noise), p50 * (1 + noise)],
+                "p95": [p95 * (1 - noise), p95 * (1 + noise)],
+                "p99": [p99 * (1 - noise), p99 * (1 + noise)],
+                "mean": [p50 * (1 - noise), p50 * (1 + noise)],
+            },
+            windows=[p50, p50 * (1 + noise / 2), p50],
+            stable=stable,
+            accuracy=accuracy,
+            fidelity={"samples": evaluated},
+            quality=quality,
+            samples=b"",
+            environment={},
+        )
 
 
 @pytest.fixture

@@ -12,11 +12,21 @@ from tests.conftest import api_client, register
 pytestmark = pytest.mark.django_db
 
 READS = [
-    "/api/v1/models/", "/api/v1/models/digits/", "/api/v1/models/digits/versions/1/",
-    "/api/v1/models/digits/versions/1/artifact/", "/api/v1/targets/", "/api/v1/targets/cpu/", "/api/v1/jobs/",
-    "/api/v1/jobs/{job}/", "/api/v1/benchmarks/", "/api/v1/benchmarks/?format=csv", "/api/v1/workers/",
-    "/api/v1/alerts/", "/api/v1/alerts/?state=firing&endpoint=digits-prod",
-    "/api/v1/endpoints/digits-prod/alert-rules/", "/api/v1/endpoints/digits-prod/alert-rules/{rule}/",
+    "/api/v1/models/",
+    "/api/v1/models/digits/",
+    "/api/v1/models/digits/versions/1/",
+    "/api/v1/models/digits/versions/1/artifact/",
+    "/api/v1/targets/",
+    "/api/v1/targets/cpu/",
+    "/api/v1/jobs/",
+    "/api/v1/jobs/{job}/",
+    "/api/v1/benchmarks/",
+    "/api/v1/benchmarks/?format=csv",
+    "/api/v1/workers/",
+    "/api/v1/alerts/",
+    "/api/v1/alerts/?state=firing&endpoint=digits-prod",
+    "/api/v1/endpoints/digits-prod/alert-rules/",
+    "/api/v1/endpoints/digits-prod/alert-rules/{rule}/",
 ]
 # (method, path, body, the role it needs)
 WRITES = [
@@ -49,8 +59,9 @@ def world(engineer_api, onnx_file):
 
     register(engineer_api, onnx_file, version="1")
     cpu = HardwareTarget.objects.create(slug="cpu", name="CPU")
-    endpoint, _ = monitoring_services.endpoint_create(name="digits-prod", model=Model.objects.get(name="digits"),
-                                                      target=cpu)
+    endpoint, _ = monitoring_services.endpoint_create(
+        name="digits-prod", model=Model.objects.get(name="digits"), target=cpu
+    )
     rule = alerts.rule_create(endpoint=endpoint, metric="error_rate", threshold=5)
     return {"job": Job.objects.get().id, "upload": uuid.uuid4(), "rule": rule.pk}
 
@@ -58,10 +69,15 @@ def world(engineer_api, onnx_file):
 def counts():
     from django.apps import apps
 
-    return {model.__name__: model.objects.count() for model in apps.get_app_config("registry").get_models()} | {
-        model.__name__: model.objects.count() for model in apps.get_app_config("jobs").get_models()} | {
-        model.__name__: list(model.objects.values()) for model in apps.get_app_config("monitoring").get_models()
-        if model.__name__ in ("AlertRule", "Alert", "Notification")}
+    return (
+        {model.__name__: model.objects.count() for model in apps.get_app_config("registry").get_models()}
+        | {model.__name__: model.objects.count() for model in apps.get_app_config("jobs").get_models()}
+        | {
+            model.__name__: list(model.objects.values())
+            for model in apps.get_app_config("monitoring").get_models()
+            if model.__name__ in ("AlertRule", "Alert", "Notification")
+        }
+    )
 
 
 @pytest.mark.parametrize("path", READS)
@@ -86,9 +102,14 @@ def test_writes_need_their_role(world, anon_api, viewer_api, engineer_api, metho
         assert call(engineer_api).status_code != 403  # allowed; it may still be a 400 or 404 for this body
 
 
-REGISTER_ACTIONS = {("post", "/api/v1/models/"), ("post", "/api/v1/models/digits/versions/"),
-                    ("post", "/api/v1/uploads/"), ("put", "/api/v1/uploads/{upload}/"),
-                    ("delete", "/api/v1/uploads/{upload}/"), ("post", "/api/v1/uploads/{upload}/complete/")}
+REGISTER_ACTIONS = {
+    ("post", "/api/v1/models/"),
+    ("post", "/api/v1/models/digits/versions/"),
+    ("post", "/api/v1/uploads/"),
+    ("put", "/api/v1/uploads/{upload}/"),
+    ("delete", "/api/v1/uploads/{upload}/"),
+    ("post", "/api/v1/uploads/{upload}/complete/"),
+}
 
 
 @pytest.mark.parametrize("method,path,body,role", WRITES)

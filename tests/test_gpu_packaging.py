@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 
 EXTRAS = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
-    "optional-dependencies"]
+    "optional-dependencies"
+]
 
 
 def _names(requirements):
-    return {requirement.split(">")[0].split("=")[0].split("[")[0].split("<")[0].strip().lower()
-            for requirement in requirements}
+    return {
+        requirement.split(">")[0].split("=")[0].split("[")[0].split("<")[0].strip().lower()
+        for requirement in requirements
+    }
 
 
 @pytest.mark.parametrize("cpu,gpu", [("worker", "gpu-worker"), ("serve", "gpu-serve")])

@@ -57,6 +57,7 @@ def _cumulative(counts, total):
 
 # --- Kolmogorov–Smirnov --------------------------------------------------------------------------
 
+
 def kolmogorov_sf(x):
     """P(K > x) for the Kolmogorov distribution K (the limit of sqrt(n)·D): 2 Σ (-1)^(k-1)
     exp(-2 k² x²) for x above 0.3, 1 - sqrt(2π)/x Σ exp(-(2k-1)² π² / (8x²)) below it (the
@@ -64,7 +65,7 @@ def kolmogorov_sf(x):
     if x <= 0:
         return 1.0
     if x < 0.3:
-        total = sum(math.exp(-((2 * k - 1) ** 2) * math.pi ** 2 / (8 * x * x)) for k in range(1, 6))
+        total = sum(math.exp(-((2 * k - 1) ** 2) * math.pi**2 / (8 * x * x)) for k in range(1, 6))
         return min(1.0, max(0.0, 1.0 - math.sqrt(2 * math.pi) / x * total))
     total, k = 0.0, 1
     while True:
@@ -96,11 +97,16 @@ def _ks(reference_cdf, current_cdf, n, m):
             statistic, direction = abs(fr - fc), (1 if fr > fc else -1)
     effective = n * m / (n + m)
     root = math.sqrt(effective)
-    return {"statistic": statistic, "p_value": kolmogorov_sf((root + 0.12 + 0.11 / root) * statistic),
-            "effective_n": effective, "direction": direction}
+    return {
+        "statistic": statistic,
+        "p_value": kolmogorov_sf((root + 0.12 + 0.11 / root) * statistic),
+        "effective_n": effective,
+        "direction": direction,
+    }
 
 
 # --- Wasserstein ---------------------------------------------------------------------------------
+
 
 def bin_bounds(edges):
     """[(low, high)] per bin of the inner ``edges`` (k edges, k + 1 bins): the open end bins get
@@ -166,6 +172,7 @@ def _integral_of_abs_line(a, b, width):
 
 
 # --- effect sizes for classes --------------------------------------------------------------------
+
 
 def total_variation(reference_counts, current_counts):
     """Total variation distance ½ Σ |p_ref - p_cur| (in [0, 1]: the share of rows that would have
@@ -234,8 +241,13 @@ class DriftTest:
 
 NUMERIC_TEST = DriftTest("ks", "KS", 0.05, "wasserstein", "Wasserstein", 0.1)
 CLASS_TEST = DriftTest("chi_square", "chi-square", 0.05, "total_variation", "total variation", 0.1)
-DEFAULT_TESTS = {"column": NUMERIC_TEST, "mean": NUMERIC_TEST, "std": NUMERIC_TEST, "value": NUMERIC_TEST,
-                 "class": CLASS_TEST}
+DEFAULT_TESTS = {
+    "column": NUMERIC_TEST,
+    "mean": NUMERIC_TEST,
+    "std": NUMERIC_TEST,
+    "value": NUMERIC_TEST,
+    "class": CLASS_TEST,
+}
 
 
 def feature_drift(kind, reference_counts, current_counts, edges=None, *, with_js=True):
@@ -274,9 +286,14 @@ def features_drift(kind, reference_counts, current_rows, edges=None, *, with_js=
     if scored.size == 0:
         return verdicts
     current, m = current[scored], m[scored]
-    base = {"test": rule.test, "threshold": rule.p_threshold, "effect": rule.effect,
-            "effect_threshold": rule.effect_threshold, "bins": len(reference),
-            "coarse_profile": rule is NUMERIC_TEST and len(reference) <= COARSE_BINS}
+    base = {
+        "test": rule.test,
+        "threshold": rule.p_threshold,
+        "effect": rule.effect,
+        "effect_threshold": rule.effect_threshold,
+        "bins": len(reference),
+        "coarse_profile": rule is NUMERIC_TEST and len(reference) <= COARSE_BINS,
+    }
     if rule is CLASS_TEST:
         used = reference > 0
         if used.sum() < 2:
@@ -302,23 +319,32 @@ def features_drift(kind, reference_counts, current_rows, edges=None, *, with_js=
         p_values = kolmogorov_sf_array((root + 0.12 + 0.11 / root) * statistics).tolist()
         middle, width = (low + high) / 2, high - low
         reference_mean = float(reference @ middle / n)
-        reference_spread = math.sqrt(max(float(reference @ (middle ** 2 + width ** 2 / 12) / n) - reference_mean ** 2,
-                                         0.0))
+        reference_spread = math.sqrt(max(float(reference @ (middle**2 + width**2 / 12) / n) - reference_mean**2, 0.0))
         current_mean = current @ middle / m
-        current_spread = np.sqrt(np.maximum(current @ (middle ** 2 + width ** 2 / 12) / m - current_mean ** 2, 0.0))
+        current_spread = np.sqrt(np.maximum(current @ (middle**2 + width**2 / 12) / m - current_mean**2, 0.0))
         effects = _wasserstein_rows(gaps, width) / max(reference_spread, 1e-12)
         extra = [{"effective_n": float(e)} for e in effective]
-        moments = [((reference_mean, reference_spread), (float(a), float(b)))
-                   for a, b in zip(current_mean, current_spread)]
+        moments = [
+            ((reference_mean, reference_spread), (float(a), float(b))) for a, b in zip(current_mean, current_spread)
+        ]
     for i, row in enumerate(scored.tolist()):
         p_value, effect = float(p_values[i]), float(effects[i])
         significant, material = p_value < rule.p_threshold, effect >= rule.effect_threshold
         counts = rows[row]
-        verdict = {**base, **extra[i], "rows": int(m[i]), "score": p_value, "statistic": float(statistics[i]),
-                   "effect_value": effect, "significant": significant, "material": material,
-                   "drifted": significant and material, "warn": significant,
-                   "psi": psi(reference_counts, counts) if with_js else None,
-                   "js": js_distance(reference_counts, counts) if with_js else None}
+        verdict = {
+            **base,
+            **extra[i],
+            "rows": int(m[i]),
+            "score": p_value,
+            "statistic": float(statistics[i]),
+            "effect_value": effect,
+            "significant": significant,
+            "material": material,
+            "drifted": significant and material,
+            "warn": significant,
+            "psi": psi(reference_counts, counts) if with_js else None,
+            "js": js_distance(reference_counts, counts) if with_js else None,
+        }
         verdict["relative"] = relative_drift(verdict)
         verdict["severity"] = severity(verdict)
         verdict["explanation"] = explain(kind, verdict, list(reference_counts), counts, moments[i])
@@ -334,12 +360,12 @@ def kolmogorov_sf_array(x):
     if small.any():
         xs = x[small][:, None]
         odd = (2 * np.arange(1, 6) - 1) ** 2
-        result[small] = 1 - math.sqrt(2 * math.pi) / xs[:, 0] * np.exp(-odd * math.pi ** 2 / (8 * xs ** 2)).sum(axis=1)
+        result[small] = 1 - math.sqrt(2 * math.pi) / xs[:, 0] * np.exp(-odd * math.pi**2 / (8 * xs**2)).sum(axis=1)
     large = x >= 0.3
     if large.any():
         k = np.arange(1, 41)
         signs = np.where(k % 2, 1.0, -1.0)
-        result[large] = 2 * (signs * np.exp(-2 * k ** 2 * x[large][:, None] ** 2)).sum(axis=1)
+        result[large] = 2 * (signs * np.exp(-2 * k**2 * x[large][:, None] ** 2)).sum(axis=1)
     return np.clip(result, 0.0, 1.0)
 
 
@@ -386,11 +412,17 @@ def dataset_drift(verdicts):
     scored = [v for v in verdicts.values() if v is not None]
     drifted = sum(1 for v in scored if v["drifted"])
     share = drifted / len(scored) if scored else None
-    return {"features": len(scored), "drifted": drifted, "share": share, "threshold": DATASET_DRIFT_SHARE,
-            "drifted_dataset": share is not None and share >= DATASET_DRIFT_SHARE}
+    return {
+        "features": len(scored),
+        "drifted": drifted,
+        "share": share,
+        "threshold": DATASET_DRIFT_SHARE,
+        "drifted_dataset": share is not None and share >= DATASET_DRIFT_SHARE,
+    }
 
 
 # --- words ---------------------------------------------------------------------------------------
+
 
 def p_text(p_value):
     """A p-value as people read it: "p < 0.001" or "p 0.023"."""
@@ -412,8 +444,7 @@ def explain(kind, verdict, reference, current, moments=None):
         return f"like the reference: {figures}"
     shape = _class_shape(reference, current) if rule is CLASS_TEST else _numeric_shape(reference, current, moments)
     if not verdict["material"]:
-        return (f"a small change ({shape}): {figures}, but {effect} < {rule.effect_threshold:g}, "
-                "too small to call drift")
+        return f"a small change ({shape}): {figures}, but {effect} < {rule.effect_threshold:g}, too small to call drift"
     return f"{shape}: {figures} ({effect} ≥ {rule.effect_threshold:g})"
 
 
@@ -432,8 +463,10 @@ def _numeric_shape(reference, current, moments):
     if outside is not None:
         before, after = outside
         if abs(after - before) >= 0.02:
-            return (f"{'more' if after > before else 'fewer'} in the tails than the reference "
-                    f"({after:.0%} beyond the reference's outer bins vs {before:.0%})")
+            return (
+                f"{'more' if after > before else 'fewer'} in the tails than the reference "
+                f"({after:.0%} beyond the reference's outer bins vs {before:.0%})"
+            )
     return "shaped differently from the reference"
 
 
@@ -446,8 +479,8 @@ def _outside_share(reference, current):
     high = next((i for i, f in enumerate(cdf) if f > 0.95), None)
     if low is None or high is None or low >= high - 1 or cdf[low] > 0.11 or 1 - cdf[high - 1] > 0.11:
         return None
-    before = (sum(reference[:low + 1]) + sum(reference[high:])) / n
-    after = (sum(current[:low + 1]) + sum(current[high:])) / m
+    before = (sum(reference[: low + 1]) + sum(reference[high:])) / n
+    after = (sum(current[: low + 1]) + sum(current[high:])) / m
     return before, after
 
 

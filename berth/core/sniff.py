@@ -78,16 +78,38 @@ def _looks_like_safetensors(head):
 
 # --- ONNX ----------------------------------------------------------------------------------
 
+
 class OnnxWireError(Exception):
     pass
 
 
-_MODEL_FIELDS = {1: "ir_version", 2: "producer_name", 3: "producer_version", 4: "domain", 5: "model_version",
-                 6: "doc_string", 7: "graph", 8: "opset_import", 14: "metadata_props", 20: "training_info",
-                 25: "functions", 26: "configuration"}
+_MODEL_FIELDS = {
+    1: "ir_version",
+    2: "producer_name",
+    3: "producer_version",
+    4: "domain",
+    5: "model_version",
+    6: "doc_string",
+    7: "graph",
+    8: "opset_import",
+    14: "metadata_props",
+    20: "training_info",
+    25: "functions",
+    26: "configuration",
+}
 _TENSOR_FIELDS = {1: "dims", 2: "data_type", 8: "name", 9: "raw_data", 13: "external_data", 14: "data_location"}
-_GRAPH_FIELDS = {1: "node", 2: "name", 5: "initializer", 10: "doc_string", 11: "input", 12: "output",
-                 13: "value_info", 14: "quantization_annotation", 15: "sparse_initializer", 16: "metadata_props"}
+_GRAPH_FIELDS = {
+    1: "node",
+    2: "name",
+    5: "initializer",
+    10: "doc_string",
+    11: "input",
+    12: "output",
+    13: "value_info",
+    14: "quantization_annotation",
+    15: "sparse_initializer",
+    16: "metadata_props",
+}
 
 
 def _read_varint(f, where):
@@ -150,24 +172,35 @@ def walk_onnx(path):
         f.seek(0, 2)
         size = f.tell()
         graphs = []
-        top = _walk_message(f, 0, size, _MODEL_FIELDS, on_field=lambda n, s, e: graphs.append((s, e)) if n == 7 else None)
+        top = _walk_message(
+            f, 0, size, _MODEL_FIELDS, on_field=lambda n, s, e: graphs.append((s, e)) if n == 7 else None
+        )
         if 1 not in top:
             raise OnnxWireError("no ir_version: this is not an ONNX model")
         if 7 not in top:
             raise OnnxWireError("no graph: this is not an ONNX model")
         graph_start, graph_end = graphs[-1]
         initializers = []
-        graph = _walk_message(f, graph_start, graph_end, _GRAPH_FIELDS,
-                              on_field=lambda n, s, e: initializers.append((s, e)) if n == 5 else None)
+        graph = _walk_message(
+            f,
+            graph_start,
+            graph_end,
+            _GRAPH_FIELDS,
+            on_field=lambda n, s, e: initializers.append((s, e)) if n == 5 else None,
+        )
         external = []
         for tensor_start, tensor_end in initializers:
-            _walk_message(f, tensor_start, tensor_end, _TENSOR_FIELDS,
-                          on_varint=lambda n, v: external.append(1) if n == 14 and v == 1 else None)
+            _walk_message(
+                f,
+                tensor_start,
+                tensor_end,
+                _TENSOR_FIELDS,
+                on_varint=lambda n, v: external.append(1) if n == 14 and v == 1 else None,
+            )
             f.seek(tensor_end)
     if not graph.get(1):
         raise OnnxWireError("the graph has no nodes")
-    return {"size": size, "nodes": graph.get(1, 0), "initializers": graph.get(5, 0),
-            "external_tensors": len(external)}
+    return {"size": size, "nodes": graph.get(1, 0), "initializers": graph.get(5, 0), "external_tensors": len(external)}
 
 
 def _parse_onnx_fully(path):
@@ -189,8 +222,9 @@ def _parse_onnx_fully(path):
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "validation failed"
         raise SniffError(f"This ONNX model fails the ONNX checker: {first_line}") from exc
     except UnicodeDecodeError as exc:  # protobuf leaves text unchecked until it is read
-        raise SniffError(f"This ONNX file cannot be parsed: a name or text in it is not UTF-8 ({exc.reason}); "
-                         "the file is corrupt.") from exc
+        raise SniffError(
+            f"This ONNX file cannot be parsed: a name or text in it is not UTF-8 ({exc.reason}); the file is corrupt."
+        ) from exc
 
 
 # --- zip archives: TorchScript, torch.export, torch.save -------------------------------------
@@ -217,7 +251,7 @@ def _classify_zip(archive):
         # as a torch.save zip): the file's own directory, at its end, is missing.
         raise SniffError("This zip archive is damaged: its directory is missing (the file was cut short?).")
     root = names[0].split("/", 1)[0] + "/" if "/" in names[0] else ""
-    inner = {n[len(root):] for n in names if n.startswith(root)}
+    inner = {n[len(root) :] for n in names if n.startswith(root)}
     if "archive_format" in inner:
         fmt = archive.read(root + "archive_format").strip()
         if fmt != b"pt2":
@@ -241,7 +275,7 @@ def _audit_pt2(archive, root, inner):
     ``torch.export.load`` unpickles tensor-subclass weights and opaque constants with plain
     pickle. Plain exported programs store raw tensor bytes, so such entries are refused here.
     """
-    models = sorted(n[len("models/"):-len(".json")] for n in inner if n.startswith("models/") and n.endswith(".json"))
+    models = sorted(n[len("models/") : -len(".json")] for n in inner if n.startswith("models/") and n.endswith(".json"))
     if not models:
         raise SniffError("This .pt2 archive holds no exported program (no models/*.json).")
     for model_name in models:
@@ -251,8 +285,10 @@ def _audit_pt2(archive, root, inner):
                     "This .pt2 archive uses the legacy pickled weight format. Re-export it with a current "
                     "torch.export.save."
                 )
-        for config_name in (f"data/weights/{model_name}_weights_config.json",
-                            f"data/constants/{model_name}_constants_config.json"):
+        for config_name in (
+            f"data/weights/{model_name}_weights_config.json",
+            f"data/constants/{model_name}_constants_config.json",
+        ):
             if config_name not in inner:
                 continue
             try:
@@ -270,6 +306,7 @@ def _audit_pt2(archive, root, inner):
 
 
 # --- datasets (.npz) --------------------------------------------------------------------------
+
 
 def read_npz_arrays(path):
     """Names, dtypes and shapes of the arrays in an .npz, read from the .npy headers only
@@ -296,8 +333,9 @@ def _npz_arrays(archive):
         with archive.open(info) as member:
             try:
                 version = np.lib.format.read_magic(member)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
                 shape, _fortran, dtype = read_header(member)
             except ValueError as exc:
                 raise SniffError(f"Array {name!r} in the .npz file is unreadable: {exc}") from exc

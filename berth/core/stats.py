@@ -57,8 +57,7 @@ class LogSketch:
         positive = values[values > 0]
         self.zero_count += int(values.size - positive.size)
         if positive.size:
-            keys, counts = np.unique(np.ceil(np.log(positive) / self._log_gamma).astype(np.int64),
-                                     return_counts=True)
+            keys, counts = np.unique(np.ceil(np.log(positive) / self._log_gamma).astype(np.int64), return_counts=True)
             for k, c in zip(keys.tolist(), counts.tolist()):
                 self.buckets[k] = self.buckets.get(k, 0) + c
         self.count += int(values.size)
@@ -75,7 +74,7 @@ class LogSketch:
 
     def value(self, key):
         """The representative value of bucket ``key``."""
-        return 2 * self.gamma ** key / (self.gamma + 1)
+        return 2 * self.gamma**key / (self.gamma + 1)
 
     def quantile(self, q):
         """The q-quantile (0 <= q <= 1) within relative error alpha of the exact value of rank
@@ -95,15 +94,22 @@ class LogSketch:
         return self.value(max(self.buckets))
 
     def __eq__(self, other):
-        return (isinstance(other, LogSketch) and self.alpha == other.alpha and self.zero_count == other.zero_count
-                and {k: c for k, c in self.buckets.items() if c} == {k: c for k, c in other.buckets.items() if c})
+        return (
+            isinstance(other, LogSketch)
+            and self.alpha == other.alpha
+            and self.zero_count == other.zero_count
+            and {k: c for k, c in self.buckets.items() if c} == {k: c for k, c in other.buckets.items() if c}
+        )
 
     def __repr__(self):
         return f"LogSketch(alpha={self.alpha}, count={self.count})"
 
     def to_dict(self):
-        return {"alpha": self.alpha, "buckets": {str(k): c for k, c in self.buckets.items()},
-                "zero_count": self.zero_count}
+        return {
+            "alpha": self.alpha,
+            "buckets": {str(k): c for k, c in self.buckets.items()},
+            "zero_count": self.zero_count,
+        }
 
     @classmethod
     def from_dict(cls, data):

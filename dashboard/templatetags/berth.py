@@ -76,8 +76,9 @@ def describe_reference(reference, measure):
 @register.filter
 def limit_id(param):
     """The page's id of a limit input: max_drop_pt → max-drop (ids tests and scripts rely on)."""
-    return {"max_drop_pt": "max-drop", "max_relative_error_pct": "max-relative-error",
-            "min_cosine": "min-cosine"}.get(param, param)
+    return {"max_drop_pt": "max-drop", "max_relative_error_pct": "max-relative-error", "min_cosine": "min-cosine"}.get(
+        param, param
+    )
 
 
 @register.filter
@@ -109,9 +110,15 @@ def sparkline(values, width=120):
     height, count = 24, max(len(values) - 1, 1)
     top = max(v for _, v in points) or 1.0
     coordinates = " ".join(f"{i * width / count:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in points)
-    return format_html('<svg class="sparkline" width="{}" height="{}" viewBox="0 0 {} {}" role="img">'
-                       '<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{}"/></svg>',
-                       width, height, width, height, coordinates)
+    return format_html(
+        '<svg class="sparkline" width="{}" height="{}" viewBox="0 0 {} {}" role="img">'
+        '<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{}"/></svg>',
+        width,
+        height,
+        width,
+        height,
+        coordinates,
+    )
 
 
 @register.filter
@@ -165,5 +172,8 @@ def any_active(jobs):
 @register.filter
 def scalar_items(mapping):
     """The (key, value) pairs of a dict whose values are plain scalars, for a facts table."""
-    return [(key, value) for key, value in sorted((mapping or {}).items())
-            if isinstance(value, (str, int, float, bool)) or value is None]
+    return [
+        (key, value)
+        for key, value in sorted((mapping or {}).items())
+        if isinstance(value, (str, int, float, bool)) or value is None
+    ]

@@ -63,8 +63,20 @@ class AutotuneResult:
     source: dict = field(default_factory=dict)  # size_bytes, p50_ms, accuracy of the source model
 
 
-def autotune(src, workdir, *, calibration, evaluation, budget, objective="size", grid=None, latency_runs=50,
-             provider="CPUExecutionProvider", provider_options=None, progress=no_progress):
+def autotune(
+    src,
+    workdir,
+    *,
+    calibration,
+    evaluation,
+    budget,
+    objective="size",
+    grid=None,
+    latency_runs=50,
+    provider="CPUExecutionProvider",
+    provider_options=None,
+    progress=no_progress,
+):
     """Quantize ``src`` with each setting of ``grid`` (a list of dicts: "mode" "static" or
     "dynamic" plus quantize_static / quantize_dynamic parameters; None for a default grid of at most
     8 chosen from the model's operators) into ``workdir``, and return the best trial within
@@ -101,42 +113,87 @@ def autotune(src, workdir, *, calibration, evaluation, budget, objective="size",
     reference, _ = run_model(src, evaluation)
     source_eval = compare_outputs(reference, labels=labels)
     if "max_accuracy_drop" in budget and source_eval.accuracy is None:
-        raise EngineError("max_accuracy_drop needs labels that fit the model's output as class scores; "
-                          "use min_cosine / max_abs_diff for this model.")
+        raise EngineError(
+            "max_accuracy_drop needs labels that fit the model's output as class scores; "
+            "use min_cosine / max_abs_diff for this model."
+        )
     latency_feeds = _batch_of_one(src, evaluation)
-    source = {"size_bytes": Path(src).stat().st_size, "accuracy": source_eval.accuracy,
-              "p50_ms": p50_ms(src, latency_feeds, runs=latency_runs, provider=provider,
-                               provider_options=provider_options)}
+    source = {
+        "size_bytes": Path(src).stat().st_size,
+        "accuracy": source_eval.accuracy,
+        "p50_ms": p50_ms(src, latency_feeds, runs=latency_runs, provider=provider, provider_options=provider_options),
+    }
 
     trials = []
     for number, params in enumerate(grid, start=1):
         progress(10 + int(85 * (number - 1) / len(grid)), f"Trial {number} of {len(grid)}: {describe_params(params)}")
-        trials.append(_run_trial(number, params, prepared, workdir, pre_process, calibration, evaluation,
-                                 reference, labels, latency_feeds, latency_runs, budget,
-                                 (provider, provider_options)))
+        trials.append(
+            _run_trial(
+                number,
+                params,
+                prepared,
+                workdir,
+                pre_process,
+                calibration,
+                evaluation,
+                reference,
+                labels,
+                latency_feeds,
+                latency_runs,
+                budget,
+                (provider, provider_options),
+            )
+        )
 
     best = _pick(trials, objective)
     progress(100, "Done")
-    return AutotuneResult(best=best, trials=trials, reason=_reason(best, trials, budget, objective, source),
-                          source=source)
+    return AutotuneResult(
+        best=best, trials=trials, reason=_reason(best, trials, budget, objective, source), source=source
+    )
 
 
-def autotune_onnx(src, dst, *, calibration, evaluation, budget, objective="size", provider="CPUExecutionProvider",
-                  provider_options=None, progress=no_progress):
+def autotune_onnx(
+    src,
+    dst,
+    *,
+    calibration,
+    evaluation,
+    budget,
+    objective="size",
+    provider="CPUExecutionProvider",
+    provider_options=None,
+    progress=no_progress,
+):
     """``autotune`` as a compression method: trials in a folder beside ``dst``; the best one's
     file, recipe (with every trial) and notes, or an EngineError listing the trials when none is
     within the budget."""
-    tuned = autotune(src, Path(dst).parent / "trials", calibration=calibration, evaluation=evaluation,
-                     budget=budget, objective=objective, provider=provider, provider_options=provider_options,
-                     progress=progress)
+    tuned = autotune(
+        src,
+        Path(dst).parent / "trials",
+        calibration=calibration,
+        evaluation=evaluation,
+        budget=budget,
+        objective=objective,
+        provider=provider,
+        provider_options=provider_options,
+        progress=progress,
+    )
     trials = [trial_summary(t) for t in tuned.trials]
     if tuned.best is None:
-        raise EngineError(f"{tuned.reason} Trials: " + "; ".join(
-            f"#{t['number']} {t['settings']}: {t['outcome']}" for t in trials))
-    recipe = {**tuned.best.recipe, "autotune": {"budget": budget, "objective": objective,
-                                                 "chosen_trial": tuned.best.number, "trials": trials}}
-    return CompressionResult(output_path=tuned.best.output_path, size_bytes=tuned.best.size_bytes, recipe=recipe,
-                             notes=[tuned.reason], summary={"trials": trials, "source": tuned.source})
+        raise EngineError(
+            f"{tuned.reason} Trials: " + "; ".join(f"#{t['number']} {t['settings']}: {t['outcome']}" for t in trials)
+        )
+    recipe = {
+        **tuned.best.recipe,
+        "autotune": {"budget": budget, "objective": objective, "chosen_trial": tuned.best.number, "trials": trials},
+    }
+    return CompressionResult(
+        output_path=tuned.best.output_path,
+        size_bytes=tuned.best.size_bytes,
+        recipe=recipe,
+        notes=[tuned.reason],
+        summary={"trials": trials, "source": tuned.source},
+    )
 
 
 def trial_summary(trial):
@@ -144,15 +201,33 @@ def trial_summary(trial):
     if trial.error:
         outcome = f"failed: {trial.error}"
     else:
-        quality = (f"accuracy drop {trial.accuracy_drop * 100:.2f} pt" if trial.accuracy_drop is not None
-                   else f"cosine min {trial.cosine_min:.4f}" if trial.cosine_min is not None else "no quality figure")
-        outcome = (f"{trial.size_bytes:,} bytes, p50 {trial.p50_ms:.3f} ms, {quality}, "
-                   f"{'within' if trial.within_budget else 'outside'} budget")
-    return {"number": trial.number, "settings": trial.describe(), "params": trial.params, "size_bytes": trial.size_bytes,
-            "p50_ms": trial.p50_ms, "accuracy": trial.accuracy, "accuracy_drop": trial.accuracy_drop,
-            "cosine_mean": trial.cosine_mean, "cosine_min": trial.cosine_min, "max_abs_diff": trial.max_abs_diff,
-            "max_relative_error": trial.max_relative_error,
-            "within_budget": trial.within_budget, "error": trial.error, "outcome": outcome}
+        quality = (
+            f"accuracy drop {trial.accuracy_drop * 100:.2f} pt"
+            if trial.accuracy_drop is not None
+            else f"cosine min {trial.cosine_min:.4f}"
+            if trial.cosine_min is not None
+            else "no quality figure"
+        )
+        outcome = (
+            f"{trial.size_bytes:,} bytes, p50 {trial.p50_ms:.3f} ms, {quality}, "
+            f"{'within' if trial.within_budget else 'outside'} budget"
+        )
+    return {
+        "number": trial.number,
+        "settings": trial.describe(),
+        "params": trial.params,
+        "size_bytes": trial.size_bytes,
+        "p50_ms": trial.p50_ms,
+        "accuracy": trial.accuracy,
+        "accuracy_drop": trial.accuracy_drop,
+        "cosine_mean": trial.cosine_mean,
+        "cosine_min": trial.cosine_min,
+        "max_abs_diff": trial.max_abs_diff,
+        "max_relative_error": trial.max_relative_error,
+        "within_budget": trial.within_budget,
+        "error": trial.error,
+        "outcome": outcome,
+    }
 
 
 def default_grid(present, *, has_calibration=True):
@@ -163,20 +238,43 @@ def default_grid(present, *, has_calibration=True):
     has_conv, has_matmul = "Conv" in present, bool(set(MATMUL_OPS) & set(present))
     if not (has_conv or has_matmul):
         return []
-    static = {"mode": "static", "method": "minmax", "per_channel": True, "reduce_range": False,
-              "activation_type": "quint8", "weight_type": "qint8", "op_types": None}
+    static = {
+        "mode": "static",
+        "method": "minmax",
+        "per_channel": True,
+        "reduce_range": False,
+        "activation_type": "quint8",
+        "weight_type": "qint8",
+        "op_types": None,
+    }
     dynamic = {"mode": "dynamic", "weight_type": "qint8", "per_channel": True, "reduce_range": False, "op_types": None}
-    grid = [static, {**static, "per_channel": False}, {**static, "reduce_range": True},
-            {**static, "weight_type": "quint8"}]
+    grid = [
+        static,
+        {**static, "per_channel": False},
+        {**static, "reduce_range": True},
+        {**static, "weight_type": "quint8"},
+    ]
     if has_conv and has_matmul:
-        grid += [{**static, "op_types": MATMUL_OPS}, {**static, "op_types": ["Conv"]},
-                 dynamic, {**dynamic, "op_types": MATMUL_OPS}]
+        grid += [
+            {**static, "op_types": MATMUL_OPS},
+            {**static, "op_types": ["Conv"]},
+            dynamic,
+            {**dynamic, "op_types": MATMUL_OPS},
+        ]
     elif has_matmul:
-        grid += [{**static, "op_types": MATMUL_OPS}, dynamic, {**dynamic, "weight_type": "quint8"},
-                 {**dynamic, "per_channel": False}]
+        grid += [
+            {**static, "op_types": MATMUL_OPS},
+            dynamic,
+            {**dynamic, "weight_type": "quint8"},
+            {**dynamic, "per_channel": False},
+        ]
     else:
-        grid += [dynamic, {**dynamic, "weight_type": "quint8"}, {**dynamic, "per_channel": False},
-                 {**dynamic, "reduce_range": True}]
+        grid += [
+            dynamic,
+            {**dynamic, "weight_type": "quint8"},
+            {**dynamic, "per_channel": False},
+            {**dynamic, "reduce_range": True},
+        ]
     return [params for params in grid if has_calibration or params["mode"] == "dynamic"]
 
 
@@ -201,8 +299,10 @@ def p50_ms(model_path, feeds, *, runs=50, warmup=10, provider="CPUExecutionProvi
 
     session = ort.InferenceSession(str(model_path), providers=[(provider, dict(provider_options or {}))])
     if session.get_providers()[0] != provider:
-        raise EngineError(f"onnxruntime fell back from {provider} to {session.get_providers()[0]}: latency on "
-                          "the target cannot be measured on this host.")
+        raise EngineError(
+            f"onnxruntime fell back from {provider} to {session.get_providers()[0]}: latency on "
+            "the target cannot be measured on this host."
+        )
     for _ in range(warmup):
         session.run(None, feeds)
     times = []
@@ -213,8 +313,21 @@ def p50_ms(model_path, feeds, *, runs=50, warmup=10, provider="CPUExecutionProvi
     return float(np.median(times)) / 1e6
 
 
-def _run_trial(number, params, prepared, workdir, pre_process, calibration, evaluation, reference, labels,
-               latency_feeds, latency_runs, budget, on=("CPUExecutionProvider", None)):
+def _run_trial(
+    number,
+    params,
+    prepared,
+    workdir,
+    pre_process,
+    calibration,
+    evaluation,
+    reference,
+    labels,
+    latency_feeds,
+    latency_runs,
+    budget,
+    on=("CPUExecutionProvider", None),
+):
     trial = Trial(number=number, params=dict(params))
     settings = {key: value for key, value in params.items() if key != "mode"}
     path = workdir / f"trial-{number:02d}-{params['mode']}.onnx"
@@ -265,11 +378,13 @@ def _reason(best, trials, budget, objective, source):
     if best is not None:
         within = sum(t.within_budget for t in trials)
         speed = best.p50_ms / source["p50_ms"] if source["p50_ms"] else float("nan")
-        return (f"Trial {best.number} ({best.describe()}) is the {'smallest' if objective == 'size' else 'fastest'} "
-                f"of {within} of {len(trials)} trials within the budget ({budget_text}): {best.size_bytes:,} bytes "
-                f"({best.size_bytes / source['size_bytes']:.2f}x the source), {_quality(best)}, p50 at batch 1 "
-                f"{best.p50_ms:.3f} ms ({speed:.2f}x the source's {source['p50_ms']:.3f} ms"
-                f"{', slower on this machine' if speed > 1.05 else ''}).{failed_text}")
+        return (
+            f"Trial {best.number} ({best.describe()}) is the {'smallest' if objective == 'size' else 'fastest'} "
+            f"of {within} of {len(trials)} trials within the budget ({budget_text}): {best.size_bytes:,} bytes "
+            f"({best.size_bytes / source['size_bytes']:.2f}x the source), {_quality(best)}, p50 at batch 1 "
+            f"{best.p50_ms:.3f} ms ({speed:.2f}x the source's {source['p50_ms']:.3f} ms"
+            f"{', slower on this machine' if speed > 1.05 else ''}).{failed_text}"
+        )
     ran = [t for t in trials if not t.error]
     if not ran:
         return f"None of the {len(trials)} trials could be made.{failed_text} See each trial's error."
@@ -277,9 +392,11 @@ def _reason(best, trials, budget, objective, source):
     attribute, larger_is_better = BUDGET_KEYS[key]
     measured = [t for t in ran if getattr(t, attribute) is not None] or ran
     closest = (max if larger_is_better else min)(measured, key=lambda t: getattr(t, attribute) or 0.0)
-    return (f"None of the {len(trials)} trials is within the budget ({budget_text}). Closest on {key}: trial "
-            f"{closest.number} ({closest.describe()}) with {_quality(closest)}.{failed_text} Loosen the budget, "
-            "calibrate on more representative data, or keep the source model.")
+    return (
+        f"None of the {len(trials)} trials is within the budget ({budget_text}). Closest on {key}: trial "
+        f"{closest.number} ({closest.describe()}) with {_quality(closest)}.{failed_text} Loosen the budget, "
+        "calibrate on more representative data, or keep the source model."
+    )
 
 
 def _quality(trial):
@@ -299,8 +416,9 @@ def _checked_budget(budget, evaluation):
     if not isinstance(evaluation, dict) or not evaluation:
         raise EngineError("The evaluation set must be a dict of arrays, one per model input, plus optional 'labels'.")
     if not isinstance(budget, dict) or not budget:
-        raise EngineError(f"Give a budget with at least one of {', '.join(BUDGET_KEYS)}, "
-                          "e.g. {'max_accuracy_drop': 0.005}.")
+        raise EngineError(
+            f"Give a budget with at least one of {', '.join(BUDGET_KEYS)}, e.g. {{'max_accuracy_drop': 0.005}}."
+        )
     unknown = sorted(set(budget) - set(BUDGET_KEYS))
     if unknown:
         raise EngineError(f"Unknown budget key(s) {', '.join(unknown)}: use {', '.join(BUDGET_KEYS)}.")
@@ -308,8 +426,10 @@ def _checked_budget(budget, evaluation):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise EngineError(f"Budget {key} must be a number, not {value!r}.")
     if "max_accuracy_drop" in budget and "labels" not in evaluation:
-        raise EngineError("max_accuracy_drop needs 'labels' in the evaluation set; without labels use "
-                          "min_cosine / max_abs_diff (fidelity to the source model).")
+        raise EngineError(
+            "max_accuracy_drop needs 'labels' in the evaluation set; without labels use "
+            "min_cosine / max_abs_diff (fidelity to the source model)."
+        )
     return {key: float(value) for key, value in budget.items()}
 
 
@@ -323,8 +443,10 @@ def _checked_grid(grid):
         allowed = STATIC_KEYS if params["mode"] == "static" else DYNAMIC_KEYS
         unknown = sorted(set(params) - allowed)
         if unknown:
-            raise EngineError(f"Unknown {params['mode']} setting(s) {', '.join(unknown)}: use "
-                              f"{', '.join(sorted(allowed - {'mode'}))}.")
+            raise EngineError(
+                f"Unknown {params['mode']} setting(s) {', '.join(unknown)}: use "
+                f"{', '.join(sorted(allowed - {'mode'}))}."
+            )
         checked.append(dict(params))
     return checked
 

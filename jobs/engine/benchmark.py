@@ -82,10 +82,27 @@ def _never():
     return False
 
 
-def run_benchmark(model_path, *, inputs, provider="CPUExecutionProvider", provider_options=None,
-                  batch_sizes=(1,), threads=(None,), warmup_runs=5, min_runs=30, min_seconds=1.0,
-                  window_runs=None, max_seconds=60.0, stability=0.10, seed=0, measure_memory=True,
-                  io="host", cuda_graph=False, progress=no_progress, should_stop=_never):
+def run_benchmark(
+    model_path,
+    *,
+    inputs,
+    provider="CPUExecutionProvider",
+    provider_options=None,
+    batch_sizes=(1,),
+    threads=(None,),
+    warmup_runs=5,
+    min_runs=30,
+    min_seconds=1.0,
+    window_runs=None,
+    max_seconds=60.0,
+    stability=0.10,
+    seed=0,
+    measure_memory=True,
+    io="host",
+    cuda_graph=False,
+    progress=no_progress,
+    should_stop=_never,
+):
     """Benchmark the ONNX model at ``model_path`` on ``provider``.
 
     ``inputs`` is the signature's input list (name, dtype, shape; a non-int dim is dynamic):
@@ -132,9 +149,17 @@ def run_benchmark(model_path, *, inputs, provider="CPUExecutionProvider", provid
         for batch in batch_sizes:
             _check_stop(should_stop)
             progress(100 * done // steps, f"Batch {batch}: memory and load time in a fresh process")
-            probes[batch] = _probe(model_path, inputs=inputs, provider=provider, provider_options=provider_options,
-                                   batch=batch, threads=threads[0], seed=seed, device_memory=bool(device),
-                                   should_stop=should_stop)
+            probes[batch] = _probe(
+                model_path,
+                inputs=inputs,
+                provider=provider,
+                provider_options=provider_options,
+                batch=batch,
+                threads=threads[0],
+                seed=seed,
+                device_memory=bool(device),
+                should_stop=should_stop,
+            )
             done += 1
 
     measurements = []
@@ -144,8 +169,10 @@ def run_benchmark(model_path, *, inputs, provider="CPUExecutionProvider", provid
         session = _session(ort, model_path, provider, provider_options, thread_count)
         used_provider = session.get_providers()[0]
         if used_provider != provider:
-            raise EngineError(f"onnxruntime fell back from {provider} to {used_provider} for this model; "
-                              "check the provider's libraries and options on this host.")
+            raise EngineError(
+                f"onnxruntime fell back from {provider} to {used_provider} for this model; "
+                "check the provider's libraries and options on this host."
+            )
         for batch in batch_sizes:
             label = f"batch {batch}, threads {thread_count or 'default'}"
             progress(100 * done // steps, f"Measuring {label}")
@@ -153,21 +180,42 @@ def run_benchmark(model_path, *, inputs, provider="CPUExecutionProvider", provid
             if mode.io == "device":
                 run = _bound_run(session, feeds[batch], device=device, device_id=device_id, label=label)
             with gpu.UtilizationSampler(nvml) as utilization:
-                measured = _measure(run, feeds[batch], label=label, warmup_runs=warmup, min_runs=min_runs,
-                                    window_runs=window_runs, min_seconds=min_seconds, max_seconds=max_seconds,
-                                    stability=stability, should_stop=should_stop)
+                measured = _measure(
+                    run,
+                    feeds[batch],
+                    label=label,
+                    warmup_runs=warmup,
+                    min_runs=min_runs,
+                    window_runs=window_runs,
+                    min_seconds=min_seconds,
+                    max_seconds=max_seconds,
+                    stability=stability,
+                    should_stop=should_stop,
+                )
             probe = probes.get(batch, {})
-            measurements.append(_summarise(measured, batch=batch, threads=thread_count, warmup=warmup,
-                                           peak_memory_bytes=probe.get("peak_rss_bytes"),
-                                           load_time_ms=probe.get("load_time_ms"),
-                                           device_memory_bytes=probe.get("device_memory_bytes"),
-                                           gpu_utilization=utilization.summary, timing_mode=mode.label))
+            measurements.append(
+                _summarise(
+                    measured,
+                    batch=batch,
+                    threads=thread_count,
+                    warmup=warmup,
+                    peak_memory_bytes=probe.get("peak_rss_bytes"),
+                    load_time_ms=probe.get("load_time_ms"),
+                    device_memory_bytes=probe.get("device_memory_bytes"),
+                    gpu_utilization=utilization.summary,
+                    timing_mode=mode.label,
+                )
+            )
             done += 1
         del session
     progress(100, "Benchmark finished")
     environment = _environment(ort, provider, used_provider, provider_options, available)
-    environment.update(timing_mode=mode.label, io=mode.io, cuda_graph=mode.cuda_graph,
-                       nvml=None if nvml is None else (nvml.reason or "available"))
+    environment.update(
+        timing_mode=mode.label,
+        io=mode.io,
+        cuda_graph=mode.cuda_graph,
+        nvml=None if nvml is None else (nvml.reason or "available"),
+    )
     return BenchmarkRun(measurements, environment)
 
 
@@ -186,6 +234,7 @@ def _bound_run(session, feeds, *, device, device_id, label):
 
 # --- timing ----------------------------------------------------------------------------------
 
+
 @dataclass
 class _Measured:
     samples_ns: list
@@ -193,8 +242,9 @@ class _Measured:
     stable: bool
 
 
-def _measure(run, feeds, *, label, warmup_runs, min_runs, window_runs, min_seconds, max_seconds,
-             stability, should_stop):
+def _measure(
+    run, feeds, *, label, warmup_runs, min_runs, window_runs, min_seconds, max_seconds, stability, should_stop
+):
     """Times ``run(None, feeds)`` (session.run, or its IO-bound stand-in) as the module docstring says."""
     clock = time.perf_counter_ns
     try:
@@ -205,8 +255,9 @@ def _measure(run, feeds, *, label, warmup_runs, min_runs, window_runs, min_secon
         raise
     except Exception as exc:
         shapes = {name: list(value.shape) for name, value in feeds.items()}
-        raise EngineError(f"Inference failed ({label}) on generated inputs of shapes {shapes}: "
-                          f"{first_line(exc)}") from exc
+        raise EngineError(
+            f"Inference failed ({label}) on generated inputs of shapes {shapes}: {first_line(exc)}"
+        ) from exc
 
     min_ns = int(min_seconds * 1e9)
     samples = []
@@ -254,19 +305,35 @@ def _agree(windows, stability):
     return max(abs(m - average) for m in means) <= stability * average
 
 
-def _summarise(measured, *, batch, threads, warmup, peak_memory_bytes, load_time_ms, device_memory_bytes=None,
-               gpu_utilization=None, timing_mode="host"):
+def _summarise(
+    measured,
+    *,
+    batch,
+    threads,
+    warmup,
+    peak_memory_bytes,
+    load_time_ms,
+    device_memory_bytes=None,
+    gpu_utilization=None,
+    timing_mode="host",
+):
     ms = np.asarray(measured.samples_ns, dtype=np.float64) / 1e6
     stats = latency_statistics(ms)
     total_s = float(ms.sum()) / 1e3
     return Measurement(
-        batch_size=batch, threads=threads, iterations=len(ms), warmup=warmup,
+        batch_size=batch,
+        threads=threads,
+        iterations=len(ms),
+        warmup=warmup,
         throughput=batch * len(ms) / total_s if total_s > 0 else 0.0,
         stable=measured.stable,
         windows=[timed / runs / 1e6 for runs, timed in measured.windows],
         samples_ms=thin(ms).astype(np.float32).tolist(),
-        peak_memory_bytes=peak_memory_bytes, load_time_ms=load_time_ms,
-        device_memory_bytes=device_memory_bytes, gpu_utilization=gpu_utilization, timing_mode=timing_mode,
+        peak_memory_bytes=peak_memory_bytes,
+        load_time_ms=load_time_ms,
+        device_memory_bytes=device_memory_bytes,
+        gpu_utilization=gpu_utilization,
+        timing_mode=timing_mode,
         **stats,
     )
 
@@ -294,10 +361,16 @@ def latency_statistics(ms):
         half = Z95 * (n * q * (1 - q)) ** 0.5
         low, high = max(0, int(np.floor(n * q - half)) - 1), min(n - 1, int(np.ceil(n * q + half)))
         intervals[name] = [float(ordered[low]), float(ordered[high])]
-    margin = Z95 * std / n ** 0.5 if n > 1 else 0.0
+    margin = Z95 * std / n**0.5 if n > 1 else 0.0
     intervals["mean"] = [mean - margin, mean + margin]
-    return {**values, "mean_ms": mean, "std_ms": std, "min_ms": float(ordered[0]), "max_ms": float(ordered[-1]),
-            "intervals": intervals}
+    return {
+        **values,
+        "mean_ms": mean,
+        "std_ms": std,
+        "min_ms": float(ordered[0]),
+        "max_ms": float(ordered[-1]),
+        "intervals": intervals,
+    }
 
 
 def thin(samples, limit=MAX_STORED_SAMPLES):
@@ -314,13 +387,15 @@ def _check_stop(should_stop):
 
 # --- sessions and inputs ---------------------------------------------------------------------
 
+
 def _session(ort, model_path, provider, provider_options, thread_count):
     options = ort.SessionOptions()
     if thread_count is not None:
         options.intra_op_num_threads = int(thread_count)
     try:
-        return ort.InferenceSession(model_path, sess_options=options,
-                                    providers=[(provider, dict(provider_options or {}))])
+        return ort.InferenceSession(
+            model_path, sess_options=options, providers=[(provider, dict(provider_options or {}))]
+        )
     except Exception as exc:  # onnxruntime raises its own exception types
         raise EngineError(f"onnxruntime cannot load the model with {provider}: {first_line(exc)}") from exc
 
@@ -332,20 +407,35 @@ def _feeds(inputs, batch, seed):
         if shape is None:
             raise EngineError(f"Input {spec['name']!r} has no known shape; give its shape in the signature.")
         if shape and isinstance(shape[0], int) and shape[0] != batch:
-            raise EngineError(f"Input {spec['name']!r} has a fixed first axis of {shape[0]}, so batch {batch} "
-                              "cannot be measured. Export the model with a dynamic batch axis.")
+            raise EngineError(
+                f"Input {spec['name']!r} has a fixed first axis of {shape[0]}, so batch {batch} "
+                "cannot be measured. Export the model with a dynamic batch axis."
+            )
     return example_inputs(inputs, batch=batch, other_dynamic=OTHER_DYNAMIC, seed=seed)
 
 
 # --- fresh-process probe ---------------------------------------------------------------------
 
-def _probe(model_path, *, inputs, provider, provider_options, batch, threads, seed, should_stop,
-           device_memory=False):
+
+def _probe(model_path, *, inputs, provider, provider_options, batch, threads, seed, should_stop, device_memory=False):
     """Peak RSS (bytes), load time (ms) and, with ``device_memory``, the GPU memory (bytes) of a fresh
     process that loads the model and runs it."""
-    command = [sys.executable, "-m", "jobs.engine.benchmark_probe", model_path, "--provider", provider,
-               "--provider-options", json.dumps(provider_options or {}), "--batch", str(batch),
-               "--inputs", json.dumps(inputs), "--seed", str(seed)]
+    command = [
+        sys.executable,
+        "-m",
+        "jobs.engine.benchmark_probe",
+        model_path,
+        "--provider",
+        provider,
+        "--provider-options",
+        json.dumps(provider_options or {}),
+        "--batch",
+        str(batch),
+        "--inputs",
+        json.dumps(inputs),
+        "--seed",
+        str(seed),
+    ]
     if threads is not None:
         command += ["--threads", str(threads)]
     if device_memory:
@@ -377,6 +467,7 @@ def _probe(model_path, *, inputs, provider, provider_options, batch, threads, se
 
 # --- environment -----------------------------------------------------------------------------
 
+
 def _environment(ort, provider, used_provider, provider_options, available):
     gpus = hardware.gpus()
     return {
@@ -400,6 +491,7 @@ def _environment(ort, provider, used_provider, provider_options, available):
 
 # --- storing samples -------------------------------------------------------------------------
 
+
 def compress_samples(samples_ms):
     """Latencies (ms) as zlib-compressed little-endian float32, for a database column."""
     return zlib.compress(np.asarray(samples_ms, dtype="<f4").tobytes(), 6)
@@ -408,7 +500,6 @@ def compress_samples(samples_ms):
 def decompress_samples(data):
     """The inverse of compress_samples: a list of floats (ms, float32 precision)."""
     return np.frombuffer(zlib.decompress(data), dtype="<f4").astype(np.float64).tolist()
-
 
 
 def _last_line(text):

@@ -60,8 +60,9 @@ def main(argv=None):
         options.intra_op_num_threads = args.threads
     baseline = _peak_rss_bytes()
     started = time.perf_counter_ns()
-    session = ort.InferenceSession(args.model, sess_options=options,
-                                   providers=[(args.provider, json.loads(args.provider_options))])
+    session = ort.InferenceSession(
+        args.model, sess_options=options, providers=[(args.provider, json.loads(args.provider_options))]
+    )
     load_time_ms = (time.perf_counter_ns() - started) / 1e6
     for _ in range(RUNS):
         session.run(None, feeds)
@@ -69,13 +70,17 @@ def main(argv=None):
     if args.device_memory:
         device_id = int(json.loads(args.provider_options).get("device_id", 0))
         device_memory = Nvml(device_id).process_memory(os.getpid())
-    print(json.dumps({
-        "device_memory_bytes": device_memory,
-        "peak_rss_bytes": _peak_rss_bytes(),
-        "baseline_rss_bytes": baseline,
-        "load_time_ms": load_time_ms,
-        "provider": session.get_providers()[0],
-    }))
+    print(
+        json.dumps(
+            {
+                "device_memory_bytes": device_memory,
+                "peak_rss_bytes": _peak_rss_bytes(),
+                "baseline_rss_bytes": baseline,
+                "load_time_ms": load_time_ms,
+                "provider": session.get_providers()[0],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,15 @@ class Reference:
     def describe(self, measure):
         if self.name is None:
             return self.note
-        how = "chosen by you" if self.chosen else (
-            "the most accurate measured version on this evaluation set" if measure.basis == "labels"
-            else f"what the {measure.label} of the variants was measured against")
+        how = (
+            "chosen by you"
+            if self.chosen
+            else (
+                "the most accurate measured version on this evaluation set"
+                if measure.basis == "labels"
+                else f"what the {measure.label} of the variants was measured against"
+            )
+        )
         value = f", {measure.show(self.value)}" if measure.basis == "labels" and self.value is not None else ""
         return f"reference {self.name} ({how}{value})" + (f"; {self.note}" if self.note else "")
 
@@ -125,8 +131,13 @@ def pick_reference(candidates, measure, requested=None):
         if requested:
             chosen = by_name.get(requested)
             if chosen is None or _value(chosen, measure) is None:
-                return Reference(requested, chosen.ref if chosen else None, chosen, chosen=True,
-                                 note=f"{requested} has no measured {measure.label} here, so none can be judged")
+                return Reference(
+                    requested,
+                    chosen.ref if chosen else None,
+                    chosen,
+                    chosen=True,
+                    note=f"{requested} has no measured {measure.label} here, so none can be judged",
+                )
             return _labels_reference(chosen, measure, chosen=True)
         measured = [c for c in candidates if _value(c, measure) is not None]
         if not measured:
@@ -140,13 +151,20 @@ def pick_reference(candidates, measure, requested=None):
         sign = 1 if measure.higher_is_better else -1
         best = max(members, key=lambda c: (sign * _value(c, measure), _samples(c, measure)))
         return _labels_reference(best, measure, chosen=False)
-    measured_against = Counter(c.quality.get("reference") for c in candidates
-                               if _value(c, measure) is not None and c.quality.get("reference"))
+    measured_against = Counter(
+        c.quality.get("reference") for c in candidates if _value(c, measure) is not None and c.quality.get("reference")
+    )
     if requested:
         chosen = by_name.get(requested)
         ref = chosen.ref if chosen else None
-        return Reference(requested, ref, chosen, value=measure.exact, chosen=True,
-                         note="" if ref in measured_against else f"no {measure.label} was measured against it")
+        return Reference(
+            requested,
+            ref,
+            chosen,
+            value=measure.exact,
+            chosen=True,
+            note="" if ref in measured_against else f"no {measure.label} was measured against it",
+        )
     if not measured_against:
         return Reference(None, None, None, note=f"no version has a measured {measure.label}")
     by_ref = {c.ref: c for c in candidates}
@@ -162,8 +180,15 @@ def _samples(candidate, measure):
 
 def _labels_reference(candidate, measure, *, chosen):
     evaluation_set = candidate.quality.get("evaluation_set")
-    return Reference(candidate.name, candidate.ref, candidate, value=_value(candidate, measure),
-                     evaluation_set=evaluation_set, samples=_samples(candidate, measure), chosen=chosen)
+    return Reference(
+        candidate.name,
+        candidate.ref,
+        candidate,
+        value=_value(candidate, measure),
+        evaluation_set=evaluation_set,
+        samples=_samples(candidate, measure),
+        chosen=chosen,
+    )
 
 
 def judge_quality(candidate, reference, measure, limit):
@@ -184,14 +209,24 @@ def _judge_on_labels(candidate, figure, reference, measure, limit):
         return Judgement(False, False, f"{measure.label} unknown — not measured on a labelled evaluation set")
     mine = candidate.quality.get("evaluation_set")
     if _set_key(mine) != _set_key(reference.evaluation_set):
-        return Judgement(False, False, f"measured on {describe_set(mine, _samples(candidate, measure))}, not on the "
-                                       f"reference's {describe_set(reference.evaluation_set, reference.samples)}: "
-                                       f"does not compete on {measure.label}")
+        return Judgement(
+            False,
+            False,
+            f"measured on {describe_set(mine, _samples(candidate, measure))}, not on the "
+            f"reference's {describe_set(reference.evaluation_set, reference.samples)}: "
+            f"does not compete on {measure.label}",
+        )
     value = figure["value"]
     where = describe_set(mine, _samples(candidate, measure))
     if candidate is reference.candidate:
-        return Judgement(True, True, f"{measure.label} {measure.show(value)} on {where}, the reference", value,
-                         0.0, interval_half(figure))
+        return Judgement(
+            True,
+            True,
+            f"{measure.label} {measure.show(value)} on {where}, the reference",
+            value,
+            0.0,
+            interval_half(figure),
+        )
     delta = value - reference.value
     noise = math.hypot(interval_half(figure), interval_half(_figure(reference.candidate, measure)))
     if measure.limit_kind == "rise":
@@ -202,10 +237,17 @@ def _judge_on_labels(candidate, figure, reference, measure, limit):
         drop = -delta if measure.higher_is_better else delta
         qualifies = drop <= limit + 1e-12
         change = f"{delta * 100:+.2f} pt"
-    noise_text = (f", within noise (±{_in_units(noise, measure)})" if abs(delta) <= noise and delta
-                  else f" (noise ±{_in_units(noise, measure)})" if noise else "")
-    text = (f"{measure.label} {measure.show(value)} on {where}: {change} against the reference {reference.name}"
-            f"{noise_text}; limit {measure.limit_text(limit)}")
+    noise_text = (
+        f", within noise (±{_in_units(noise, measure)})"
+        if abs(delta) <= noise and delta
+        else f" (noise ±{_in_units(noise, measure)})"
+        if noise
+        else ""
+    )
+    text = (
+        f"{measure.label} {measure.show(value)} on {where}: {change} against the reference {reference.name}"
+        f"{noise_text}; limit {measure.limit_text(limit)}"
+    )
     return Judgement(True, qualifies, text, value, delta, noise)
 
 
@@ -213,14 +255,19 @@ def _judge_fidelity(candidate, figure, reference, measure, limit):
     if reference is None or reference.ref is None:
         return Judgement(False, False, f"{measure.label} cannot be judged: {reference.note if reference else ''}")
     if candidate.ref == reference.ref:
-        return Judgement(True, True, f"the reference itself ({measure.label} {measure.show(measure.exact)})",
-                         measure.exact, 0.0, 0.0)
+        return Judgement(
+            True, True, f"the reference itself ({measure.label} {measure.show(measure.exact)})", measure.exact, 0.0, 0.0
+        )
     if figure is None or figure.get("value") is None:
         return Judgement(False, False, f"quality unknown — no labels and no {measure.label} measured")
     against = candidate.quality.get("reference")
     if against != reference.ref:
-        return Judgement(False, False, f"{measure.label} measured against {against}, not against the reference "
-                                       f"{reference.ref}: does not compete on {measure.label}")
+        return Judgement(
+            False,
+            False,
+            f"{measure.label} measured against {against}, not against the reference "
+            f"{reference.ref}: does not compete on {measure.label}",
+        )
     value = figure["value"]
     if measure.limit_kind == "min":
         qualifies = value >= limit - 1e-12
@@ -233,8 +280,10 @@ def _judge_fidelity(candidate, figure, reference, measure, limit):
     worst = f", worst {measure.show(figure['worst'])}" if figure.get("worst") is not None else ""
     mark = "✓" if qualifies else "✗"
     near = " (within noise of the limit)" if noise and abs(value - _limit_value(measure, limit)) <= noise else ""
-    text = (f"{measure.label} {measure.show(value)}{worst} against {reference.name}"
-            f"{f' on {samples} samples' if samples else ''}: {measure.limit_text(limit)} {mark}{near}")
+    text = (
+        f"{measure.label} {measure.show(value)}{worst} against {reference.name}"
+        f"{f' on {samples} samples' if samples else ''}: {measure.limit_text(limit)} {mark}{near}"
+    )
     return Judgement(True, qualifies, text, value, value - measure.exact, noise)
 
 
@@ -273,9 +322,18 @@ def decide(candidates, *, task, limits=None, budget_ms=None, reference=None, per
         else:
             qualifying.append(c)
     if not qualifying:
-        return Decision(None, None, measure, limit, ref, judgements, excluded,
-                        "None qualifies: " + "; ".join(f"{name}: {why}" for name, why in excluded) + ".",
-                        len(measured), "None qualifies.")
+        return Decision(
+            None,
+            None,
+            measure,
+            limit,
+            ref,
+            judgements,
+            excluded,
+            "None qualifies: " + "; ".join(f"{name}: {why}" for name, why in excluded) + ".",
+            len(measured),
+            "None qualifies.",
+        )
     qualifying.sort(key=lambda c: (c.latency, c.size))
     fastest = qualifying[0]
     tied = [c for c in qualifying if c.latency - fastest.latency <= fastest.spread + c.spread]
@@ -292,17 +350,25 @@ def decide(candidates, *, task, limits=None, budget_ms=None, reference=None, per
     if len(tied) > 1:
         names = " and ".join([choice.name, ", ".join(c.name for c in tied if c is not choice)])
         by_quality = any(better(c)[0] > better(choice)[0] for c in tied)
-        parts.append(f"{names} are within noise of each other on {percentile}; "
-                     + (f"the better {measure.label} wins (a tie never promotes a less accurate version)"
-                        if by_quality else "the smaller file wins" + (f" (equal {measure.label})" if measure else "")))
+        parts.append(
+            f"{names} are within noise of each other on {percentile}; "
+            + (
+                f"the better {measure.label} wins (a tie never promotes a less accurate version)"
+                if by_quality
+                else "the smaller file wins" + (f" (equal {measure.label})" if measure else "")
+            )
+        )
     if measure is None:
-        parts.append("No version has a measured quality (no labelled evaluation set and no fidelity against a "
-                     "parent): chosen on latency alone, quality not judged")
+        parts.append(
+            "No version has a measured quality (no labelled evaluation set and no fidelity against a "
+            "parent): chosen on latency alone, quality not judged"
+        )
     summary = ". ".join(parts) + "."
     if excluded:
         parts.append("Excluded: " + "; ".join(f"{name}: {why}" for name, why in excluded))
-    return Decision(choice, runner_up, measure, limit, ref, judgements, excluded, ". ".join(parts) + ".",
-                    len(measured), summary)
+    return Decision(
+        choice, runner_up, measure, limit, ref, judgements, excluded, ". ".join(parts) + ".", len(measured), summary
+    )
 
 
 def _reason(choice, judgement, measure, reference, budget_ms, percentile):

@@ -22,7 +22,7 @@ from .training import accuracy, dataset_tensors, forward_check, torch_device, tr
 STUDENTS = {
     "mlp": "rows flattened, two hidden layers of `student_width` units with ReLU, then the classes",
     "cnn": "for image inputs (batch, channels, height, width): 3×3 convolutions of `student_width` and "
-           "2 × `student_width` channels with ReLU, 2×2 max pooling, then the classes",
+    "2 × `student_width` channels with ReLU, 2×2 max pooling, then the classes",
 }
 
 
@@ -37,8 +37,10 @@ def check_teacher(params, io_signature):
     if len(outputs) != 1 or len(outputs[0].get("shape") or []) != 2:
         return "method", "Distillation needs a teacher whose one output is class scores (batch, classes)."
     if params.get("student") == "cnn" and len(inputs[0].get("shape") or []) != 4:
-        return "student", (f"A cnn student takes image inputs (batch, channels, height, width); this teacher's "
-                           f"input {inputs[0]['name']!r} has shape {inputs[0].get('shape')}. Use student 'mlp'.")
+        return "student", (
+            f"A cnn student takes image inputs (batch, channels, height, width); this teacher's "
+            f"input {inputs[0]['name']!r} has shape {inputs[0].get('shape')}. Use student 'mlp'."
+        )
     return None
 
 
@@ -52,18 +54,32 @@ def build_student(kind, width, input_shape, classes, *, seed=0):
     torch.manual_seed(seed)
     if kind == "mlp":
         features = int(np.prod(input_shape))
-        return nn.Sequential(nn.Flatten(1), nn.Linear(features, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
-                             nn.Linear(width, classes))
+        return nn.Sequential(
+            nn.Flatten(1),
+            nn.Linear(features, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, classes),
+        )
     if len(input_shape) != 3:
-        raise EngineError(f"A cnn student takes image inputs (batch, channels, height, width); this teacher's "
-                          f"input has samples of shape {list(input_shape)}. Use student 'mlp'.")
+        raise EngineError(
+            f"A cnn student takes image inputs (batch, channels, height, width); this teacher's "
+            f"input has samples of shape {list(input_shape)}. Use student 'mlp'."
+        )
     channels, height, width_px = input_shape
     if height < 2 or width_px < 2:
         raise EngineError(f"A cnn student needs images of at least 2×2 pixels, not {height}×{width_px}.")
     pooled = (height // 2) * (width_px // 2) * 2 * width
-    return nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(1), nn.Linear(pooled, classes))
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(1),
+        nn.Linear(pooled, classes),
+    )
 
 
 def teacher_scores(src, data, what):
@@ -74,21 +90,40 @@ def teacher_scores(src, data, what):
     session = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:
-        raise EngineError(f"Distillation takes a teacher with one input; this one has {len(inputs)} "
-                          f"({', '.join(i.name for i in inputs)}).")
+        raise EngineError(
+            f"Distillation takes a teacher with one input; this one has {len(inputs)} "
+            f"({', '.join(i.name for i in inputs)})."
+        )
     check_feeds(session_input_specs(session), data, what=what)
     scores, notes = run_model(src, data)
     if scores.ndim != 2 or scores.shape[1] < 2:
-        raise EngineError(f"The teacher's output {outputs[0].name!r} has shape {list(scores.shape)}; distillation "
-                          "needs class scores (batch, classes).")
+        raise EngineError(
+            f"The teacher's output {outputs[0].name!r} has shape {list(scores.shape)}; distillation "
+            "needs class scores (batch, classes)."
+        )
     if scores.min() >= 0 and np.allclose(scores.sum(axis=1), 1, atol=1e-3):
         scores = np.log(np.clip(scores, 1e-8, None))
         notes = notes + ["The teacher outputs probabilities; their logarithms were used as its logits."]
     return scores.astype(np.float32), inputs[0].name, outputs[0].name, notes
 
 
-def distill(src, dst, *, training, evaluation=None, student="mlp", student_width=32, temperature=4.0, alpha=0.5,
-            epochs=20, learning_rate=1e-3, batch_size=64, device="cpu", seed=0, progress=no_progress):
+def distill(
+    src,
+    dst,
+    *,
+    training,
+    evaluation=None,
+    student="mlp",
+    student_width=32,
+    temperature=4.0,
+    alpha=0.5,
+    epochs=20,
+    learning_rate=1e-3,
+    batch_size=64,
+    device="cpu",
+    seed=0,
+    progress=no_progress,
+):
     """Train a ``student`` of ``student_width`` on the teacher at ``src`` over ``training``
     ({teacher input: array, optional "labels"}); write it to ``dst`` as ONNX."""
     import torch
@@ -105,11 +140,15 @@ def distill(src, dst, *, training, evaluation=None, student="mlp", student_width
         x, labels = dataset_tensors(training, input_name, what="training dataset", need_labels=False)
         classes = soft.shape[1]
         if labels is not None and (int(labels.max()) >= classes or int(labels.min()) < 0):
-            raise EngineError(f"The training labels run from {int(labels.min())} to {int(labels.max())}, but the "
-                              f"teacher scores {classes} classes.")
+            raise EngineError(
+                f"The training labels run from {int(labels.min())} to {int(labels.max())}, but the "
+                f"teacher scores {classes} classes."
+            )
         if labels is None:
-            notes.append("The training dataset has no labels: the student learned from the teacher's soft targets "
-                         "alone (alpha unused).")
+            notes.append(
+                "The training dataset has no labels: the student learned from the teacher's soft targets "
+                "alone (alpha unused)."
+            )
         used_alpha = alpha if labels is not None else 0.0
 
         module = build_student(student, student_width, tuple(x.shape[1:]), classes, seed=seed)
@@ -122,8 +161,16 @@ def distill(src, dst, *, training, evaluation=None, student="mlp", student_width
         t = float(temperature)
 
         def loss_fn(out, batch):
-            kl = F.kl_div(F.log_softmax(out / t, dim=1), F.log_softmax(teacher[batch] / t, dim=1),
-                          reduction="batchmean", log_target=True) * t * t
+            kl = (
+                F.kl_div(
+                    F.log_softmax(out / t, dim=1),
+                    F.log_softmax(teacher[batch] / t, dim=1),
+                    reduction="batchmean",
+                    log_target=True,
+                )
+                * t
+                * t
+            )
             if hard is None or used_alpha == 0:
                 return kl
             return (1 - used_alpha) * kl + used_alpha * F.cross_entropy(out, hard[batch])
@@ -131,9 +178,21 @@ def distill(src, dst, *, training, evaluation=None, student="mlp", student_width
         params = sum(p.numel() for p in module.parameters())
         partial = {"student": student, "student_width": student_width, "student_parameters": params}
         progress(8, f"Training a {student} student ({params:,} parameters) for {epochs} epoch(s)", partial)
-        curve = train(module, x, loss_fn, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                      device=run_on, progress=progress, start=8, end=85, what="distillation", seed=seed,
-                      extra=partial)
+        curve = train(
+            module,
+            x,
+            loss_fn,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            device=run_on,
+            progress=progress,
+            start=8,
+            end=85,
+            what="distillation",
+            seed=seed,
+            extra=partial,
+        )
         module.to("cpu")
 
         progress(86, "Measuring the student against the teacher")
@@ -145,31 +204,46 @@ def distill(src, dst, *, training, evaluation=None, student="mlp", student_width
             notes.append("No evaluation dataset: the figures are on the training data (optimistic).")
         with torch.no_grad():
             student_out = module.eval()(eval_x).numpy()
-        fidelity = compare_outputs(student_out, reference=eval_teacher,
-                                   labels=eval_labels.numpy() if eval_labels is not None else None)
-        teacher_accuracy = (compare_outputs(eval_teacher, labels=eval_labels.numpy()).accuracy
-                            if eval_labels is not None else None)
+        fidelity = compare_outputs(
+            student_out, reference=eval_teacher, labels=eval_labels.numpy() if eval_labels is not None else None
+        )
+        teacher_accuracy = (
+            compare_outputs(eval_teacher, labels=eval_labels.numpy()).accuracy if eval_labels is not None else None
+        )
         student_accuracy = accuracy(module, eval_x, eval_labels) if eval_labels is not None else None
 
         progress(88, "Exporting the student to ONNX")
         export_onnx(module, dst, example=x[:2], input_name=input_name, output_name=output_name)
-        measured = {"teacher_accuracy": teacher_accuracy, "student_accuracy": student_accuracy,
-                    "accuracy_delta": (round(student_accuracy - teacher_accuracy, 6)
-                                       if student_accuracy is not None else None),
-                    "agreement": fidelity.agreement,
-                    "on": "evaluation dataset" if evaluation is not None else "training dataset"}
+        measured = {
+            "teacher_accuracy": teacher_accuracy,
+            "student_accuracy": student_accuracy,
+            "accuracy_delta": (round(student_accuracy - teacher_accuracy, 6) if student_accuracy is not None else None),
+            "agreement": fidelity.agreement,
+            "on": "evaluation dataset" if evaluation is not None else "training dataset",
+        }
         recipe = {
-            "method": "distill", "student": {"shape": student, "width": student_width, "parameters": params,
-                                             "describe": STUDENTS[student]},
-            "temperature": t, "alpha": alpha, "alpha_used": used_alpha, "epochs": epochs,
-            "learning_rate": learning_rate, "batch_size": batch_size, "optimizer": "Adam", "device": run_on,
+            "method": "distill",
+            "student": {"shape": student, "width": student_width, "parameters": params, "describe": STUDENTS[student]},
+            "temperature": t,
+            "alpha": alpha,
+            "alpha_used": used_alpha,
+            "epochs": epochs,
+            "learning_rate": learning_rate,
+            "batch_size": batch_size,
+            "optimizer": "Adam",
+            "device": run_on,
             "loss": "(1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + alpha * CE(labels)",
-            "samples": len(x), "loss_curve": curve, "measured": measured,
+            "samples": len(x),
+            "loss_curve": curve,
+            "measured": measured,
             "tools": {**tool_versions(), "torch": torch.__version__},
         }
         if student_accuracy is not None:
-            notes.insert(0, f"Student accuracy {student_accuracy:.2%} against the teacher's {teacher_accuracy:.2%}; "
-                            f"top-1 agreement with the teacher {fidelity.agreement:.1%}.")
+            notes.insert(
+                0,
+                f"Student accuracy {student_accuracy:.2%} against the teacher's {teacher_accuracy:.2%}; "
+                f"top-1 agreement with the teacher {fidelity.agreement:.1%}.",
+            )
         result = check_output(dst, recipe, notes, progress)
     result.summary = {**measured, "loss_curve": curve, "student_parameters": params}
     return result

@@ -34,8 +34,17 @@ class EvaluationResult:
     notes: list = field(default_factory=list)
 
 
-def evaluate(model_path, *, dataset, reference_path=None, providers=("CPUExecutionProvider",),
-             provider_options=None, batch_size=64, task=None, progress=no_progress):
+def evaluate(
+    model_path,
+    *,
+    dataset,
+    reference_path=None,
+    providers=("CPUExecutionProvider",),
+    provider_options=None,
+    batch_size=64,
+    task=None,
+    progress=no_progress,
+):
     """Run ``model_path`` (and ``reference_path``, if given) on ``dataset`` ({input name: array,
     samples along axis 0}, plus optional "labels") and compare; ``task`` (the model's) says
     what the labels are (quality.measure_outputs).
@@ -46,22 +55,39 @@ def evaluate(model_path, *, dataset, reference_path=None, providers=("CPUExecuti
     if labels is None and reference_path is None:
         raise EngineError("Nothing to measure: give the dataset a 'labels' array or pass a reference model.")
     span = 90 if reference_path is None else 45
-    outputs, notes = run_model(model_path, dataset, providers=providers, provider_options=provider_options,
-                               batch_size=batch_size,
-                               progress=lambda p, m="": progress(int(p * span / 100), m))
+    outputs, notes = run_model(
+        model_path,
+        dataset,
+        providers=providers,
+        provider_options=provider_options,
+        batch_size=batch_size,
+        progress=lambda p, m="": progress(int(p * span / 100), m),
+    )
     reference = None
     if reference_path is not None:
-        reference, _ = run_model(reference_path, dataset, providers=providers, provider_options=provider_options,
-                                 batch_size=batch_size,
-                                 progress=lambda p, m="": progress(45 + int(p * 45 / 100), f"Reference: {m}"))
+        reference, _ = run_model(
+            reference_path,
+            dataset,
+            providers=providers,
+            provider_options=provider_options,
+            batch_size=batch_size,
+            progress=lambda p, m="": progress(45 + int(p * 45 / 100), f"Reference: {m}"),
+        )
     result = compare_outputs(outputs, reference=reference, labels=labels, task=task)
     result.notes[:0] = notes
     progress(100, "Done")
     return result
 
 
-def run_model(model_path, dataset, *, providers=("CPUExecutionProvider",), provider_options=None, batch_size=64,
-              progress=no_progress):
+def run_model(
+    model_path,
+    dataset,
+    *,
+    providers=("CPUExecutionProvider",),
+    provider_options=None,
+    batch_size=64,
+    progress=no_progress,
+):
     """The model's first output on every sample of ``dataset``, as float32 (fp16 outputs are
     cast). Returns (outputs, notes)."""
     import onnxruntime as ort
@@ -73,8 +99,10 @@ def run_model(model_path, dataset, *, providers=("CPUExecutionProvider",), provi
     providers = list(providers)
     unavailable = [p for p in providers if p not in ort.get_available_providers()]
     if unavailable:
-        raise EngineError(f"{', '.join(unavailable)} is not available in this onnxruntime build (available: "
-                          f"{', '.join(ort.get_available_providers())}). Run the job on a worker for that target.")
+        raise EngineError(
+            f"{', '.join(unavailable)} is not available in this onnxruntime build (available: "
+            f"{', '.join(ort.get_available_providers())}). Run the job on a worker for that target."
+        )
     try:
         session = ort.InferenceSession(str(model_path), providers=providers, provider_options=provider_options)
     except Exception as exc:
@@ -87,11 +115,12 @@ def run_model(model_path, dataset, *, providers=("CPUExecutionProvider",), provi
     output = session.get_outputs()[0]
     notes = []
     if len(session.get_outputs()) > 1:
-        notes.append(f"The model has {len(session.get_outputs())} outputs; only the first, {output.name!r}, "
-                     "is measured.")
+        notes.append(
+            f"The model has {len(session.get_outputs())} outputs; only the first, {output.name!r}, is measured."
+        )
     chunks = []
     for start in range(0, rows, batch):
-        feeds = {name: array[start:start + batch] for name, array in arrays.items()}
+        feeds = {name: array[start : start + batch] for name, array in arrays.items()}
         got = len(next(iter(feeds.values())))
         if got < batch and fixed:  # a frozen batch size: pad with the last row, then drop the padding
             feeds = {name: np.concatenate([a, np.repeat(a[-1:], batch - got, axis=0)]) for name, a in feeds.items()}
@@ -125,29 +154,40 @@ def session_input_specs(session):
 def check_feeds(specs, data, *, what):
     """The arrays of ``data`` for each input of ``specs``, cast to the input's type, after
     checking names, ranks, fixed dimensions and that all have the same number of rows."""
-    described = "; ".join(f"{s['name']} {list(s['shape'] or [])} {np.dtype(s['dtype']).name if s['dtype'] else '?'}"
-                          for s in specs)
+    described = "; ".join(
+        f"{s['name']} {list(s['shape'] or [])} {np.dtype(s['dtype']).name if s['dtype'] else '?'}" for s in specs
+    )
     missing = [s["name"] for s in specs if s["name"] not in data]
     if missing:
-        raise EngineError(f"The {what} lacks input(s) {', '.join(missing)}. The model expects: {described}. "
-                          "Give one array per model input, samples along axis 0.")
+        raise EngineError(
+            f"The {what} lacks input(s) {', '.join(missing)}. The model expects: {described}. "
+            "Give one array per model input, samples along axis 0."
+        )
     arrays = {}
     for spec in specs:
         array = np.asarray(data[spec["name"]])
         shape = spec["shape"]
         if shape is not None and array.ndim != len(shape):
-            raise EngineError(f"In the {what}, {spec['name']!r} has shape {list(array.shape)} but the model expects "
-                              f"{len(shape)} dimensions ({list(shape)}): reshape it, samples along axis 0.")
-        wrong = [axis for axis, dim in enumerate(shape or []) if axis > 0 and isinstance(dim, int)
-                 and array.shape[axis] != dim]
+            raise EngineError(
+                f"In the {what}, {spec['name']!r} has shape {list(array.shape)} but the model expects "
+                f"{len(shape)} dimensions ({list(shape)}): reshape it, samples along axis 0."
+            )
+        wrong = [
+            axis
+            for axis, dim in enumerate(shape or [])
+            if axis > 0 and isinstance(dim, int) and array.shape[axis] != dim
+        ]
         if wrong:
-            raise EngineError(f"In the {what}, {spec['name']!r} has shape {list(array.shape)} but the model expects "
-                              f"{list(shape)}: dimension {wrong[0]} differs.")
+            raise EngineError(
+                f"In the {what}, {spec['name']!r} has shape {list(array.shape)} but the model expects "
+                f"{list(shape)}: dimension {wrong[0]} differs."
+            )
         dtype = spec["dtype"]
         if dtype is not None and array.dtype != dtype:
             if not np.can_cast(array.dtype, dtype, casting="same_kind"):
-                raise EngineError(f"In the {what}, {spec['name']!r} is {array.dtype} but the model expects "
-                                  f"{np.dtype(dtype).name}.")
+                raise EngineError(
+                    f"In the {what}, {spec['name']!r} is {array.dtype} but the model expects {np.dtype(dtype).name}."
+                )
             array = array.astype(dtype)
         arrays[spec["name"]] = array
     rows = {name: len(array) for name, array in arrays.items()}
@@ -177,13 +217,17 @@ def compare_outputs(outputs, *, reference=None, labels=None, task=None):
             result.accuracy = _top1(outputs, labels)
             result.metric = "top1_accuracy"
         else:
-            result.notes.append(f"Labels were given but the output (shape {list(outputs.shape)}) does not look "
-                                "like class scores for them: accuracy not computed.")
+            result.notes.append(
+                f"Labels were given but the output (shape {list(outputs.shape)}) does not look "
+                "like class scores for them: accuracy not computed."
+            )
     if reference is not None:
         reference = np.asarray(reference, dtype=np.float32)
         if reference.shape != outputs.shape:
-            raise EngineError(f"The model's output has shape {list(outputs.shape)} but the reference's has "
-                              f"{list(reference.shape)}: they cannot be compared.")
+            raise EngineError(
+                f"The model's output has shape {list(outputs.shape)} but the reference's has "
+                f"{list(reference.shape)}: they cannot be compared."
+            )
         if result.accuracy is not None:
             result.reference_accuracy = _top1(reference, labels)
             result.accuracy_delta = result.accuracy - result.reference_accuracy
@@ -224,4 +268,3 @@ def _cosines(a, b):
     cosines = np.where((na == 0) & (nb == 0), 1.0, 0.0)
     cosines[both] = (a[both] * b[both]).sum(axis=1) / (na[both] * nb[both])
     return cosines
-

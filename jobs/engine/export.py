@@ -36,8 +36,9 @@ class ExportResult:
     notes: list = field(default_factory=list)
 
 
-def export_to_onnx(src, fmt, dst, *, inputs, opset=18, dynamic_batch=True, parity_samples=3,
-                   output_names=None, progress=no_progress):
+def export_to_onnx(
+    src, fmt, dst, *, inputs, opset=18, dynamic_batch=True, parity_samples=3, output_names=None, progress=no_progress
+):
     """Export the model at ``src`` (``fmt`` "torchscript" or "exported_program") to ONNX at ``dst``.
 
     ``inputs`` is the source's signature inputs (name, dtype, shape; non-int dims are dynamic).
@@ -59,17 +60,24 @@ def export_to_onnx(src, fmt, dst, *, inputs, opset=18, dynamic_batch=True, parit
     input_names = [spec["name"] for spec in inputs]
     example_batch = EXAMPLE_BATCH if dynamic_batch else _fixed_batch(inputs)
     example = _torch_inputs(torch, inputs, example_batch, seed=0)
-    recipe = {"source_format": fmt, "opset": opset, "dynamic_batch": dynamic_batch,
-              "example_batch": example_batch, "torch": torch.__version__}
+    recipe = {
+        "source_format": fmt,
+        "opset": opset,
+        "dynamic_batch": dynamic_batch,
+        "example_batch": example_batch,
+        "torch": torch.__version__,
+    }
     notes = []
 
     progress(5, "Loading the source model")
     if fmt == "torchscript":
         reference, output_names = _export_torchscript(
-            torch, src, dst, example, input_names, output_names, opset, dynamic_batch, recipe, notes, progress)
+            torch, src, dst, example, input_names, output_names, opset, dynamic_batch, recipe, notes, progress
+        )
     else:
         reference, output_names = _export_program(
-            torch, src, dst, example, input_names, output_names, opset, dynamic_batch, recipe, notes, progress)
+            torch, src, dst, example, input_names, output_names, opset, dynamic_batch, recipe, notes, progress
+        )
 
     progress(60, "Checking the ONNX model")
     import onnx
@@ -85,13 +93,14 @@ def export_to_onnx(src, fmt, dst, *, inputs, opset=18, dynamic_batch=True, parit
     recipe["onnx"] = onnx.__version__
 
     progress(70, "Comparing torch and onnxruntime outputs")
-    batches = PARITY_BATCHES[:max(1, parity_samples)] if dynamic_batch else (example_batch,) * max(1, parity_samples)
+    batches = PARITY_BATCHES[: max(1, parity_samples)] if dynamic_batch else (example_batch,) * max(1, parity_samples)
     diff = _parity(torch, reference, dst, inputs, batches)
     recipe["parity_batches"] = list(batches)
     notes.append(f"Parity on batches {', '.join(map(str, batches))}: max abs difference {diff:.3g}.")
     if diff > PARITY_TOLERANCE:
-        raise EngineError(f"The ONNX model disagrees with the source: max abs difference {diff:.3g} "
-                          f"(tolerance {PARITY_TOLERANCE:g}).")
+        raise EngineError(
+            f"The ONNX model disagrees with the source: max abs difference {diff:.3g} (tolerance {PARITY_TOLERANCE:g})."
+        )
     progress(100, "Exported")
     size = dst.stat().st_size + sum(p.stat().st_size for p in _external_files(dst, model))
     return ExportResult(str(dst), size, int(actual_opset), float(diff), input_names, output_names, recipe, notes)
@@ -99,8 +108,10 @@ def export_to_onnx(src, fmt, dst, *, inputs, opset=18, dynamic_batch=True, parit
 
 # --- exporters -------------------------------------------------------------------------------
 
-def _export_torchscript(torch, src, dst, example, input_names, output_names, opset, dynamic_batch,
-                        recipe, notes, progress):
+
+def _export_torchscript(
+    torch, src, dst, example, input_names, output_names, opset, dynamic_batch, recipe, notes, progress
+):
     try:
         module = torch.jit.load(str(src), map_location="cpu")
     except Exception as exc:
@@ -116,28 +127,51 @@ def _export_torchscript(torch, src, dst, example, input_names, output_names, ops
 
     progress(20, "Exporting with the torch.export-based exporter")
     try:
-        _quietly(torch.onnx.export, module, example, str(dst), dynamo=True, verbose=False, opset_version=opset,
-                 input_names=input_names, output_names=output_names, external_data=external,
-                 dynamic_shapes=_dynamic_shapes(torch, example) if dynamic_batch else None)
+        _quietly(
+            torch.onnx.export,
+            module,
+            example,
+            str(dst),
+            dynamo=True,
+            verbose=False,
+            opset_version=opset,
+            input_names=input_names,
+            output_names=output_names,
+            external_data=external,
+            dynamic_shapes=_dynamic_shapes(torch, example) if dynamic_batch else None,
+        )
         recipe["exporter"] = "dynamo"
     except Exception as exc:  # the exporter raises many types; any of them means "try the legacy one"
         recipe["dynamo_error"] = _reason(exc)
         progress(35, "Exporting with the TorchScript-based exporter")
         axes = {name: {0: "batch"} for name in input_names + output_names} if dynamic_batch else None
         try:
-            _quietly(torch.onnx.export, module, example, str(dst), dynamo=False, verbose=False, opset_version=opset,
-                     input_names=input_names, output_names=output_names, dynamic_axes=axes)
+            _quietly(
+                torch.onnx.export,
+                module,
+                example,
+                str(dst),
+                dynamo=False,
+                verbose=False,
+                opset_version=opset,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=axes,
+            )
         except Exception as legacy_exc:
-            raise EngineError(f"torch.onnx.export failed: {first_line(legacy_exc)} "
-                              f"(the torch.export-based exporter said: {recipe['dynamo_error']})") from legacy_exc
+            raise EngineError(
+                f"torch.onnx.export failed: {first_line(legacy_exc)} "
+                f"(the torch.export-based exporter said: {recipe['dynamo_error']})"
+            ) from legacy_exc
         recipe["exporter"] = "torchscript"
-        notes.append("Exported with the TorchScript-based exporter (dynamo=False): "
-                     "the torch.export-based exporter does not take a ScriptModule.")
+        notes.append(
+            "Exported with the TorchScript-based exporter (dynamo=False): "
+            "the torch.export-based exporter does not take a ScriptModule."
+        )
     return module, output_names
 
 
-def _export_program(torch, src, dst, example, input_names, output_names, opset, dynamic_batch,
-                    recipe, notes, progress):
+def _export_program(torch, src, dst, example, input_names, output_names, opset, dynamic_batch, recipe, notes, progress):
     try:
         program = torch.export.load(str(src))
     except Exception as exc:
@@ -147,23 +181,38 @@ def _export_program(torch, src, dst, example, input_names, output_names, opset, 
         # from its own graph (guards off: they pin the saved sizes).
         progress(15, "Re-exporting the program with a dynamic batch axis")
         try:
-            program = torch.export.export(program.module(check_guards=False), example,
-                                          dynamic_shapes=_dynamic_shapes(torch, example))
+            program = torch.export.export(
+                program.module(check_guards=False), example, dynamic_shapes=_dynamic_shapes(torch, example)
+            )
         except Exception as exc:
-            raise EngineError("The program was exported with a fixed batch size and cannot be given a dynamic "
-                              f"batch axis ({first_line(exc)}). Export it with dynamic_shapes, or convert "
-                              "without a dynamic batch.") from exc
+            raise EngineError(
+                "The program was exported with a fixed batch size and cannot be given a dynamic "
+                f"batch axis ({first_line(exc)}). Export it with dynamic_shapes, or convert "
+                "without a dynamic batch."
+            ) from exc
         recipe["reexported_dynamic_batch"] = True
         notes.append("The program had a fixed batch size; it was re-exported with a dynamic batch axis.")
     external = _external_data(torch, program, notes)
 
     progress(25, "Exporting with the torch.export-based exporter")
-    options = {"dynamo": True, "verbose": False, "opset_version": opset, "input_names": input_names,
-               "output_names": output_names, "external_data": external}
+    options = {
+        "dynamo": True,
+        "verbose": False,
+        "opset_version": opset,
+        "input_names": input_names,
+        "output_names": output_names,
+        "external_data": external,
+    }
     try:
         # dynamic_shapes only names the program's own dynamic axis 0 "batch" (instead of s31).
-        _quietly(torch.onnx.export, program, (), str(dst), **options,
-                 dynamic_shapes=_dynamic_shapes(torch, example) if dynamic_batch else None)
+        _quietly(
+            torch.onnx.export,
+            program,
+            (),
+            str(dst),
+            **options,
+            dynamic_shapes=_dynamic_shapes(torch, example) if dynamic_batch else None,
+        )
     except Exception:
         try:
             _quietly(torch.onnx.export, program, (), str(dst), **options)
@@ -206,6 +255,7 @@ def _quietly(function, *args, **kwargs):
 
 # --- parity ----------------------------------------------------------------------------------
 
+
 def _parity(torch, reference, path, inputs, batches):
     import onnxruntime as ort
 
@@ -218,8 +268,9 @@ def _parity(torch, reference, path, inputs, batches):
         feeds = example_inputs(inputs, batch=batch, seed=index)
         with torch.no_grad():
             try:
-                expected = [t.numpy() for t in _flatten(torch, reference(*[torch.from_numpy(feeds[s["name"]])
-                                                                              for s in inputs]))]
+                expected = [
+                    t.numpy() for t in _flatten(torch, reference(*[torch.from_numpy(feeds[s["name"]]) for s in inputs]))
+                ]
             except Exception as exc:
                 raise EngineError(f"The source model fails at batch {batch}: {first_line(exc)}") from exc
         try:
@@ -230,8 +281,10 @@ def _parity(torch, reference, path, inputs, batches):
             raise EngineError(f"The exported model has {len(actual)} outputs, the source {len(expected)}.")
         for want, got in zip(expected, actual):
             if want.shape != got.shape:
-                raise EngineError(f"At batch {batch} the exported model returns shape {list(got.shape)}, "
-                                  f"the source {list(want.shape)}.")
+                raise EngineError(
+                    f"At batch {batch} the exported model returns shape {list(got.shape)}, "
+                    f"the source {list(want.shape)}."
+                )
             want64, got64 = want.astype(np.float64), got.astype(np.float64)
             if not np.array_equal(np.isfinite(want64), np.isfinite(got64)):
                 raise EngineError(f"At batch {batch} NaN or infinity appear in one output and not the other.")
@@ -242,6 +295,7 @@ def _parity(torch, reference, path, inputs, batches):
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
 
 def _fixed_batch(inputs):
     for spec in inputs:
@@ -254,8 +308,10 @@ def _fixed_batch(inputs):
 def _torch_inputs(torch, inputs, batch, seed):
     for spec in inputs:
         if spec.get("shape") is None:
-            raise EngineError(f"Input {spec['name']!r} has no known shape; give its shape in the signature "
-                              '(metadata {"input_shapes": ...}) before converting.')
+            raise EngineError(
+                f"Input {spec['name']!r} has no known shape; give its shape in the signature "
+                '(metadata {"input_shapes": ...}) before converting.'
+            )
     feeds = example_inputs(inputs, batch=batch, seed=seed)
     return tuple(torch.from_numpy(feeds[spec["name"]]) for spec in inputs)
 

@@ -45,8 +45,10 @@ def timing_mode(provider, io="host", cuda_graph=False):
     if io not in IO_MODES:
         raise EngineError(f"io must be one of {', '.join(IO_MODES)}, not {io!r}.")
     if io == "device" and provider not in DEVICE_OF_PROVIDER:
-        raise EngineError(f"io=device keeps tensors on a GPU; {provider} has no device memory of its own. "
-                          "Use io=host, or a target with CUDAExecutionProvider or TensorrtExecutionProvider.")
+        raise EngineError(
+            f"io=device keeps tensors on a GPU; {provider} has no device memory of its own. "
+            "Use io=host, or a target with CUDAExecutionProvider or TensorrtExecutionProvider."
+        )
     if cuda_graph and provider != "CUDAExecutionProvider":
         raise EngineError("CUDA graphs are an option of CUDAExecutionProvider only.")
     if cuda_graph and io != "device":
@@ -82,12 +84,14 @@ def device_runner(session, feeds, *, device, device_id=0):
 
 # --- providers proven by a tiny session --------------------------------------------------------
 
+
 def _tiny_model():
     """y = x + x on a float32 [1, 4]: small enough to load anywhere, real enough to need the provider."""
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "x"], ["y"])], "berth_provider_check",
+        [helper.make_node("Add", ["x", "x"], ["y"])],
+        "berth_provider_check",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
     )
@@ -115,8 +119,9 @@ def prove_providers(available=None):
             session = ort.InferenceSession(model, sess_options=options, providers=[provider])
             used = session.get_providers()[0]
             if used != provider:
-                verdicts[provider] = (f"a session fell back to {used}: the provider's libraries or device are "
-                                      "missing on this host")
+                verdicts[provider] = (
+                    f"a session fell back to {used}: the provider's libraries or device are missing on this host"
+                )
                 continue
             session.run(None, feeds)
             verdicts[provider] = None
@@ -130,6 +135,7 @@ def usable_providers(verdicts):
 
 
 # --- NVML: device memory and utilization -------------------------------------------------------
+
 
 def process_device_memory(processes, pid):
     """Bytes of device memory that ``pid`` holds, from NVML's running-process lists (None when the
@@ -237,6 +243,7 @@ class UtilizationSampler:
 
 # --- TensorRT on the worker: engine cache and int8 calibration ---------------------------------
 
+
 def runtime_provider_options(provider, options, *, cache_dir, artifact_sha256, model_path=None, calibration=None):
     """A target's provider options completed on the worker. TensorRT gets an engine cache folder per artifact
     (``cache_dir``/tensorrt/<sha256>: an engine is only ever reused for the bytes it was built from) and, in
@@ -257,8 +264,10 @@ def runtime_provider_options(provider, options, *, cache_dir, artifact_sha256, m
         options["trt_int8_calibration_table_name"] = table.name  # built by an earlier job: data not read again
     if int8 and not options.get("trt_int8_calibration_table_name"):
         if calibration is None:
-            raise EngineError("TensorRT int8 needs a calibration table: attach a calibration dataset to the model, "
-                              "or give trt_int8_calibration_table_name in the target's provider options.")
+            raise EngineError(
+                "TensorRT int8 needs a calibration table: attach a calibration dataset to the model, "
+                "or give trt_int8_calibration_table_name in the target's provider options."
+            )
         # TensorRT looks for the table in the engine cache folder.
         table = build_calibration_table(model_path, calibration(), Path(options["trt_engine_cache_path"]))
         options["trt_int8_calibration_table_name"] = table.name
@@ -283,9 +292,12 @@ def build_calibration_table(model_path, data, folder, *, max_samples=128):
     batches, _used, _notes = calibration_batches(model_path, data, max_samples=max_samples)
     with tempfile.TemporaryDirectory(prefix="berth-trt-calibration-") as tmp:
         try:
-            calibrator = create_calibrator(str(model_path), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                           calibrate_method=CalibrationMethod.MinMax,
-                                           providers=["CPUExecutionProvider"])
+            calibrator = create_calibrator(
+                str(model_path),
+                augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                calibrate_method=CalibrationMethod.MinMax,
+                providers=["CPUExecutionProvider"],
+            )
             calibrator.collect_data(_array_reader(batches))
             ranges = calibrator.compute_data()
         except Exception as exc:  # onnxruntime's own types
@@ -293,6 +305,8 @@ def build_calibration_table(model_path, data, folder, *, max_samples=128):
     folder.mkdir(parents=True, exist_ok=True)
     write_calibration_table(ranges, dir=str(folder))
     if not table.is_file():
-        raise EngineError("onnxruntime wrote no calibration.flatbuffers; this onnxruntime may be too old for "
-                          "TensorRT int8 calibration tables.")
+        raise EngineError(
+            "onnxruntime wrote no calibration.flatbuffers; this onnxruntime may be too old for "
+            "TensorRT int8 calibration tables."
+        )
     return table

@@ -36,9 +36,11 @@ def gpus():
         return []
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version,uuid",
-             "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
+            ["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version,uuid", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -53,8 +55,15 @@ def parse_nvidia_smi(out):
         if len(parts) != 5:
             continue
         try:
-            found.append({"index": int(parts[0]), "name": parts[1], "memory_mib": int(float(parts[2])),
-                          "driver": parts[3], "uuid": parts[4]})
+            found.append(
+                {
+                    "index": int(parts[0]),
+                    "name": parts[1],
+                    "memory_mib": int(float(parts[2])),
+                    "driver": parts[3],
+                    "uuid": parts[4],
+                }
+            )
         except ValueError:
             continue
     return found

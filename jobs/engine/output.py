@@ -53,17 +53,21 @@ def check_output(dst, recipe, notes, progress):
     progress(85, "Checking the output")
     model = onnx.load(str(dst), load_external_data=False)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        raise EngineError("The output was written with external data; it must be a single file. "
-                          "Models over 2 GB are not supported by this engine.")
+        raise EngineError(
+            "The output was written with external data; it must be a single file. "
+            "Models over 2 GB are not supported by this engine."
+        )
     try:
         onnx.checker.check_model(str(dst), full_check=True)
     except Exception as exc:
-        raise EngineError(f"The output fails the ONNX checker: {first_line(exc)}. Try other parameters "
-                          "or another method.") from exc
+        raise EngineError(
+            f"The output fails the ONNX checker: {first_line(exc)}. Try other parameters or another method."
+        ) from exc
     try:
         ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise EngineError(f"onnxruntime cannot load the output: {first_line(exc)}. Try other parameters "
-                          "or another method.") from exc
+        raise EngineError(
+            f"onnxruntime cannot load the output: {first_line(exc)}. Try other parameters or another method."
+        ) from exc
     progress(100, "Done")
     return CompressionResult(output_path=str(dst), size_bytes=os.path.getsize(dst), recipe=recipe, notes=notes)

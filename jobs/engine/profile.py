@@ -58,8 +58,9 @@ def row_values(kind, array, column=None):
     raise EngineError(f"Unknown feature kind {kind!r}.")
 
 
-def build_profile(model_path, *, inputs, dataset, providers=("CPUExecutionProvider",), batch_size=256,
-                  progress=no_progress):
+def build_profile(
+    model_path, *, inputs, dataset, providers=("CPUExecutionProvider",), batch_size=256, progress=no_progress
+):
     """Profile the reference ``dataset`` ({input name: array}) for the model at ``model_path``
     whose signature inputs are ``inputs``. Returns a list of FeatureProfile."""
     import onnxruntime as ort
@@ -75,8 +76,15 @@ def build_profile(model_path, *, inputs, dataset, providers=("CPUExecutionProvid
         array = np.asarray(dataset[spec["name"]])
         if array.ndim == 2 and array.shape[1] <= MAX_COLUMNS:
             for column in range(array.shape[1]):
-                features.append(_binned(f"{spec['name']}[{column}]", "column", spec["name"],
-                                        row_values("column", array, column), column=column))
+                features.append(
+                    _binned(
+                        f"{spec['name']}[{column}]",
+                        "column",
+                        spec["name"],
+                        row_values("column", array, column),
+                        column=column,
+                    )
+                )
         else:
             for kind in ("mean", "std"):
                 features.append(_binned(f"{spec['name']}.{kind}", kind, spec["name"], row_values(kind, array)))
@@ -89,20 +97,28 @@ def build_profile(model_path, *, inputs, dataset, providers=("CPUExecutionProvid
     batches = []
     feeds_types = {arg.name: arg.type for arg in session.get_inputs()}
     for start in range(0, rows, batch_size):
-        feeds = {spec["name"]: np.asarray(dataset[spec["name"]][start:start + batch_size],
-                                          dtype=_numpy_type(feeds_types[spec["name"]])) for spec in inputs}
+        feeds = {
+            spec["name"]: np.asarray(
+                dataset[spec["name"]][start : start + batch_size], dtype=_numpy_type(feeds_types[spec["name"]])
+            )
+            for spec in inputs
+        }
         try:
             batches.append(session.run([output.name], feeds)[0])
         except Exception as exc:
-            raise EngineError(f"The model fails on reference rows {start}-{start + batch_size - 1}: "
-                              f"{first_line(exc)}") from exc
+            raise EngineError(
+                f"The model fails on reference rows {start}-{start + batch_size - 1}: {first_line(exc)}"
+            ) from exc
         progress(40 + 55 * min(rows, start + batch_size) // rows, "")
     predictions = np.concatenate(batches)
     width = int(np.prod(predictions.shape[1:])) if predictions.ndim > 1 else 1
     if predictions.ndim >= 2 and 2 <= width <= MAX_CLASSES:
         classes = row_values("class", predictions)
-        features.append(FeatureProfile("prediction", "class", output.name, classes=width,
-                                       counts=np.bincount(classes, minlength=width).tolist()))
+        features.append(
+            FeatureProfile(
+                "prediction", "class", output.name, classes=width, counts=np.bincount(classes, minlength=width).tolist()
+            )
+        )
     else:
         values = row_values("value", predictions.reshape(len(predictions), -1))
         features.append(_binned("prediction", "value", output.name, values))

@@ -32,8 +32,11 @@ class PruneResult:
     @property
     def summary(self):
         """Figures for the job's result."""
-        return {"sparsity": self.sparsity, "tensors_pruned": self.tensors_pruned,
-                "compressed_size_bytes": self.compressed_size_bytes}
+        return {
+            "sparsity": self.sparsity,
+            "tensors_pruned": self.tensors_pruned,
+            "compressed_size_bytes": self.compressed_size_bytes,
+        }
 
 
 def prune_magnitude(src, dst, *, sparsity=0.5, min_elements=1024, progress=no_progress):
@@ -45,7 +48,9 @@ def prune_magnitude(src, dst, *, sparsity=0.5, min_elements=1024, progress=no_pr
     from onnx import numpy_helper
 
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 < sparsity < 1:
-        raise EngineError(f"sparsity must be a fraction between 0 and 1 (0.5 zeroes half the weights), not {sparsity!r}.")
+        raise EngineError(
+            f"sparsity must be a fraction between 0 and 1 (0.5 zeroes half the weights), not {sparsity!r}."
+        )
     if isinstance(min_elements, bool) or not isinstance(min_elements, int) or min_elements < 1:
         raise EngineError(f"min_elements must be a whole number of at least 1, not {min_elements!r}.")
     src, dst = source_and_output(src, dst)
@@ -54,11 +59,16 @@ def prune_magnitude(src, dst, *, sparsity=0.5, min_elements=1024, progress=no_pr
         model = onnx.load(str(src))
         candidates = _weight_names(model.graph)
         floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
-        tensors = [t for t in model.graph.initializer
-                   if t.name in candidates and t.data_type in floats and int(np.prod(t.dims)) >= min_elements]
+        tensors = [
+            t
+            for t in model.graph.initializer
+            if t.name in candidates and t.data_type in floats and int(np.prod(t.dims)) >= min_elements
+        ]
         if not tensors:
-            raise EngineError(f"No float weight of MatMul, Gemm or Conv has at least {min_elements} values, so "
-                              "nothing can be pruned. Lower min_elements, or prune the model before quantizing it.")
+            raise EngineError(
+                f"No float weight of MatMul, Gemm or Conv has at least {min_elements} values, so "
+                "nothing can be pruned. Lower min_elements, or prune the model before quantizing it."
+            )
 
         progress(30, f"Ranking {sum(int(np.prod(t.dims)) for t in tensors):,} weights by magnitude")
         arrays = {t.name: numpy_helper.to_array(t) for t in tensors}
@@ -75,7 +85,7 @@ def prune_magnitude(src, dst, *, sparsity=0.5, min_elements=1024, progress=no_pr
         per_tensor, start, zeros, total = {}, 0, 0, 0
         for tensor in tensors:
             array = arrays[tensor.name]
-            keep = mask[start:start + array.size].reshape(array.shape)
+            keep = mask[start : start + array.size].reshape(array.shape)
             start += array.size
             pruned = np.where(keep, array, np.zeros((), dtype=array.dtype))
             tensor.CopyFrom(numpy_helper.from_array(pruned, tensor.name))
@@ -88,27 +98,47 @@ def prune_magnitude(src, dst, *, sparsity=0.5, min_elements=1024, progress=no_pr
             raise EngineError(f"The pruned model cannot be written as one file: {exc}") from exc
 
         achieved = zeros / total
-        recipe = {"method": "prune_magnitude", "scope": "global", "sparsity": float(sparsity),
-                  "min_elements": min_elements, "op_types": sorted(WEIGHT_INPUTS), "threshold": threshold,
-                  "tensors": sorted(per_tensor), "fine_tuned": False, "tools": tool_versions()}
+        recipe = {
+            "method": "prune_magnitude",
+            "scope": "global",
+            "sparsity": float(sparsity),
+            "min_elements": min_elements,
+            "op_types": sorted(WEIGHT_INPUTS),
+            "threshold": threshold,
+            "tensors": sorted(per_tensor),
+            "fine_tuned": False,
+            "tools": tool_versions(),
+        }
         low, high = min(per_tensor.items(), key=lambda kv: kv[1]), max(per_tensor.items(), key=lambda kv: kv[1])
         skipped = len(candidates) - len(tensors)
         notes = [
-            ("The file stays dense: same size, and dense kernels run no faster. Only the compressed size shrinks "
-             "(storage and transfer); a speed-up needs a sparse runtime or structured pruning."),
-            (f"{len(tensors)} tensor(s) pruned to {achieved:.1%} zeros overall; per tensor from {low[1]:.1%} "
-             f"({low[0]}) to {high[1]:.1%} ({high[0]})."),
+            (
+                "The file stays dense: same size, and dense kernels run no faster. Only the compressed size shrinks "
+                "(storage and transfer); a speed-up needs a sparse runtime or structured pruning."
+            ),
+            (
+                f"{len(tensors)} tensor(s) pruned to {achieved:.1%} zeros overall; per tensor from {low[1]:.1%} "
+                f"({low[0]}) to {high[1]:.1%} ({high[0]})."
+            ),
             "No fine-tuning was done: measure the accuracy before using this version.",
         ]
         if skipped:
             notes.append(f"{skipped} smaller weight tensor(s) under {min_elements} values were left whole.")
         if high[1] > 0.95:
-            notes.append(f"{high[0]} lost {high[1]:.0%} of its weights: global ranking can nearly empty a layer; "
-                         "check the accuracy or lower the sparsity.")
+            notes.append(
+                f"{high[0]} lost {high[1]:.0%} of its weights: global ranking can nearly empty a layer; "
+                "check the accuracy or lower the sparsity."
+            )
         result = check_output(dst, recipe, notes, progress)
-    return PruneResult(output_path=result.output_path, size_bytes=result.size_bytes,
-                       compressed_size_bytes=compressed_size(dst), sparsity=achieved,
-                       tensors_pruned=len(tensors), recipe=recipe, notes=notes)
+    return PruneResult(
+        output_path=result.output_path,
+        size_bytes=result.size_bytes,
+        compressed_size_bytes=compressed_size(dst),
+        sparsity=achieved,
+        tensors_pruned=len(tensors),
+        recipe=recipe,
+        notes=notes,
+    )
 
 
 def compressed_size(path, *, level=6):

@@ -52,16 +52,29 @@ class Measure:
         return f"{self.label} {sign} {self.show(limit) if self.percent else f'{limit:g}'}"
 
 
-MEASURES = {m.key: m for m in (
-    Measure("accuracy", "accuracy", True, "labels", "drop", "max_drop_pt", 0.005, True),
-    Measure("agreement", "top-1 agreement", True, "parent", "drop", "max_drop_pt", 0.005, True, exact=1.0),
-    Measure("mae", "MAE", False, "labels", "rise", "max_relative_error_pct", 0.01, False),
-    Measure("relative_error", "relative error", False, "parent", "max", "max_relative_error_pct", 0.01, True,
-            exact=0.0),
-    Measure("cosine", "cosine", True, "parent", "min", "min_cosine", 0.99, False, exact=1.0),
-    Measure("max_relative_error", "max relative error", False, "parent", "max", "max_relative_error_pct", 0.01,
-            True, exact=0.0),
-)}
+MEASURES = {
+    m.key: m
+    for m in (
+        Measure("accuracy", "accuracy", True, "labels", "drop", "max_drop_pt", 0.005, True),
+        Measure("agreement", "top-1 agreement", True, "parent", "drop", "max_drop_pt", 0.005, True, exact=1.0),
+        Measure("mae", "MAE", False, "labels", "rise", "max_relative_error_pct", 0.01, False),
+        Measure(
+            "relative_error", "relative error", False, "parent", "max", "max_relative_error_pct", 0.01, True, exact=0.0
+        ),
+        Measure("cosine", "cosine", True, "parent", "min", "min_cosine", 0.99, False, exact=1.0),
+        Measure(
+            "max_relative_error",
+            "max relative error",
+            False,
+            "parent",
+            "max",
+            "max_relative_error_pct",
+            0.01,
+            True,
+            exact=0.0,
+        ),
+    )
+}
 
 # Per task, the measures a decision uses, in order of preference: the first one measured for
 # any compared version is the one every version is judged by.
@@ -110,15 +123,25 @@ def read_quality(quality, *, accuracy=None, fidelity=None):
     fidelity = fidelity or {}
     samples = quality.get("samples") or fidelity.get("samples") or 0
     if "accuracy" not in metrics and accuracy is not None:
-        metrics["accuracy"] = {"value": accuracy, "samples": samples,
-                               "interval": _clip(accuracy, binomial_half_width(accuracy, samples))}
+        metrics["accuracy"] = {
+            "value": accuracy,
+            "samples": samples,
+            "interval": _clip(accuracy, binomial_half_width(accuracy, samples)),
+        }
     if "agreement" not in metrics and fidelity.get("agreement") is not None and fidelity.get("reference"):
         value = fidelity["agreement"]
-        metrics["agreement"] = {"value": value, "samples": samples,
-                                "interval": _clip(value, binomial_half_width(value, samples))}
+        metrics["agreement"] = {
+            "value": value,
+            "samples": samples,
+            "interval": _clip(value, binomial_half_width(value, samples)),
+        }
     if "cosine" not in metrics and fidelity.get("cosine_mean") is not None and fidelity.get("reference"):
-        metrics["cosine"] = {"value": fidelity["cosine_mean"], "samples": samples, "interval": None,
-                             "worst": fidelity.get("cosine_min")}
+        metrics["cosine"] = {
+            "value": fidelity["cosine_mean"],
+            "samples": samples,
+            "interval": None,
+            "worst": fidelity.get("cosine_min"),
+        }
     quality["metrics"] = metrics
     quality.setdefault("reference", fidelity.get("reference"))
     quality.setdefault("evaluation_set", None)
@@ -135,10 +158,19 @@ def _clip(value, half):
 # Metrics measured on labels: an evaluation set is named with them.
 LABEL_METRICS = ("accuracy", "top5_accuracy", "mae", "rmse", "recall_at_1", "recall_at_5")
 # What the version page shows, in order: (key, label, percent).
-SHOWN = (("accuracy", "top-1", True), ("top5_accuracy", "top-5", True), ("agreement", "agreement", True),
-         ("mae", "MAE", False), ("rmse", "RMSE", False), ("recall_at_1", "recall@1", True),
-         ("recall_at_5", "recall@5", True), ("cosine", "cosine", False), ("relative_error", "rel. error", True),
-         ("max_relative_error", "max rel. error", True), ("max_abs_error", "max abs error", False))
+SHOWN = (
+    ("accuracy", "top-1", True),
+    ("top5_accuracy", "top-5", True),
+    ("agreement", "agreement", True),
+    ("mae", "MAE", False),
+    ("rmse", "RMSE", False),
+    ("recall_at_1", "recall@1", True),
+    ("recall_at_5", "recall@5", True),
+    ("cosine", "cosine", False),
+    ("relative_error", "rel. error", True),
+    ("max_relative_error", "max rel. error", True),
+    ("max_abs_error", "max abs error", False),
+)
 
 
 def measure_outputs(outputs, *, task, labels=None, reference=None):
@@ -206,8 +238,10 @@ def _regression(flat, labels):
         return {}
     errors = np.abs(flat - targets).mean(axis=1)
     squared = ((flat - targets) ** 2).mean(axis=1)
-    return {"mae": _mean_with_interval(errors),
-            "rmse": {"value": float(math.sqrt(squared.mean())), "samples": len(flat), "interval": None}}
+    return {
+        "mae": _mean_with_interval(errors),
+        "rmse": {"value": float(math.sqrt(squared.mean())), "samples": len(flat), "interval": None},
+    }
 
 
 def _retrieval(flat, labels):

@@ -15,8 +15,19 @@ from .torch_graph import export_onnx, onnx_to_torch
 from .training import accuracy, dataset_tensors, forward_check, torch_device, train
 
 
-def prune_structured(src, dst, *, training, evaluation=None, sparsity=0.5, finetune_epochs=5, learning_rate=1e-3,
-                     batch_size=64, device="cpu", progress=no_progress):
+def prune_structured(
+    src,
+    dst,
+    *,
+    training,
+    evaluation=None,
+    sparsity=0.5,
+    finetune_epochs=5,
+    learning_rate=1e-3,
+    batch_size=64,
+    device="cpu",
+    progress=no_progress,
+):
     """Remove ``sparsity`` of the channels of each prunable layer (the output layer keeps its
     classes), then fine-tune ``finetune_epochs`` on ``training`` ({input: array, "labels": array});
     accuracy before pruning, after pruning and after fine-tuning is measured on ``evaluation``
@@ -35,8 +46,10 @@ def prune_structured(src, dst, *, training, evaluation=None, sparsity=0.5, finet
         x, labels = dataset_tensors(training, inputs[0], what="training dataset", need_labels=True)
         classes = forward_check(module, x, what="training dataset")
         if int(labels.max()) >= classes or int(labels.min()) < 0:
-            raise EngineError(f"The training labels run from {int(labels.min())} to {int(labels.max())}, but the "
-                              f"model scores {classes} classes.")
+            raise EngineError(
+                f"The training labels run from {int(labels.min())} to {int(labels.max())}, but the "
+                f"model scores {classes} classes."
+            )
         notes = []
         if evaluation is not None:
             eval_x, eval_labels = dataset_tensors(evaluation, inputs[0], what="evaluation dataset", need_labels=True)
@@ -53,17 +66,30 @@ def prune_structured(src, dst, *, training, evaluation=None, sparsity=0.5, finet
         widths = {name: _width(m) for name, m in layers.items()}
         head = _output_layer(module, x, layers)
         try:
-            pruner = tp.pruner.MetaPruner(module, x[:2], tp.importance.GroupMagnitudeImportance(p=2),
-                                          pruning_ratio=float(sparsity), ignored_layers=[head])
+            pruner = tp.pruner.MetaPruner(
+                module,
+                x[:2],
+                tp.importance.GroupMagnitudeImportance(p=2),
+                pruning_ratio=float(sparsity),
+                ignored_layers=[head],
+            )
             pruner.step()
         except Exception as exc:
             raise EngineError(f"torch-pruning cannot prune this graph: {exc}") from exc
-        per_layer = {name: {"channels_before": widths[name], "channels_after": _width(m),
-                            "sparsity": round(1 - _width(m) / widths[name], 4)}
-                     for name, m in layers.items() if name != _name_of(module, head)}
+        per_layer = {
+            name: {
+                "channels_before": widths[name],
+                "channels_after": _width(m),
+                "sparsity": round(1 - _width(m) / widths[name], 4),
+            }
+            for name, m in layers.items()
+            if name != _name_of(module, head)
+        }
         if all(entry["channels_after"] == entry["channels_before"] for entry in per_layer.values()):
-            raise EngineError("No channel could be removed: the model has no hidden convolution or linear layer "
-                              "(only the output layer, which keeps its classes).")
+            raise EngineError(
+                "No channel could be removed: the model has no hidden convolution or linear layer "
+                "(only the output layer, which keeps its classes)."
+            )
         forward_check(module, x, what="training dataset", classes=classes)
         pruned = accuracy(module, eval_x, eval_labels)
         partial = {"accuracy_before": before, "accuracy_pruned": pruned}
@@ -71,9 +97,20 @@ def prune_structured(src, dst, *, training, evaluation=None, sparsity=0.5, finet
 
         module.to(run_on)
         train_labels = labels.to(run_on)
-        curve = train(module, x, lambda out, batch: torch.nn.functional.cross_entropy(out, train_labels[batch]),
-                      epochs=finetune_epochs, learning_rate=learning_rate, batch_size=batch_size, device=run_on,
-                      progress=progress, start=20, end=80, what="fine-tuning", extra=partial)
+        curve = train(
+            module,
+            x,
+            lambda out, batch: torch.nn.functional.cross_entropy(out, train_labels[batch]),
+            epochs=finetune_epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            device=run_on,
+            progress=progress,
+            start=20,
+            end=80,
+            what="fine-tuning",
+            extra=partial,
+        )
         module.to("cpu")
         after = accuracy(module, eval_x, eval_labels)
 
@@ -82,23 +119,44 @@ def prune_structured(src, dst, *, training, evaluation=None, sparsity=0.5, finet
         params_before = sum(w["channels_before"] for w in per_layer.values())
         params_after = sum(w["channels_after"] for w in per_layer.values())
         recipe = {
-            "method": "prune_structured", "library": f"torch-pruning {tp.__version__}",
-            "importance": "group L2 magnitude", "sparsity": float(sparsity), "layers": per_layer,
+            "method": "prune_structured",
+            "library": f"torch-pruning {tp.__version__}",
+            "importance": "group L2 magnitude",
+            "sparsity": float(sparsity),
+            "layers": per_layer,
             "channels_kept": round(params_after / params_before, 4),
-            "fine_tuning": {"epochs": finetune_epochs, "learning_rate": learning_rate, "batch_size": batch_size,
-                            "optimizer": "Adam", "loss": "cross-entropy on labels", "device": run_on,
-                            "samples": len(x), "loss_curve": curve},
-            "accuracy": {"before": before, "after_pruning": pruned, "after_fine_tuning": after,
-                         "on": "evaluation dataset" if evaluation is not None else "training dataset"},
+            "fine_tuning": {
+                "epochs": finetune_epochs,
+                "learning_rate": learning_rate,
+                "batch_size": batch_size,
+                "optimizer": "Adam",
+                "loss": "cross-entropy on labels",
+                "device": run_on,
+                "samples": len(x),
+                "loss_curve": curve,
+            },
+            "accuracy": {
+                "before": before,
+                "after_pruning": pruned,
+                "after_fine_tuning": after,
+                "on": "evaluation dataset" if evaluation is not None else "training dataset",
+            },
             "tools": {**tool_versions(), "torch": torch.__version__},
         }
-        notes = [f"{1 - params_after / params_before:.0%} of the hidden channels removed; accuracy {before:.2%} "
-                 f"before, {pruned:.2%} right after pruning, {after:.2%} after {finetune_epochs} epoch(s) of "
-                 "fine-tuning."] + notes
+        notes = [
+            f"{1 - params_after / params_before:.0%} of the hidden channels removed; accuracy {before:.2%} "
+            f"before, {pruned:.2%} right after pruning, {after:.2%} after {finetune_epochs} epoch(s) of "
+            "fine-tuning."
+        ] + notes
         result = check_output(dst, recipe, notes, progress)
-    result.summary = {"accuracy_before": before, "accuracy_pruned": pruned, "accuracy_after": after,
-                      "accuracy_delta": round(after - before, 6), "loss_curve": curve,
-                      "channels_kept": recipe["channels_kept"]}
+    result.summary = {
+        "accuracy_before": before,
+        "accuracy_pruned": pruned,
+        "accuracy_after": after,
+        "accuracy_delta": round(after - before, 6),
+        "loss_curve": curve,
+        "channels_kept": recipe["channels_kept"],
+    }
     return result
 
 

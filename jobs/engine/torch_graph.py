@@ -16,9 +16,25 @@ from .errors import EngineError, first_line
 
 ACTIVATIONS = {"Relu": "ReLU", "Sigmoid": "Sigmoid", "Tanh": "Tanh", "Gelu": "GELU"}
 PASS_THROUGH = {"Identity", "Dropout"}
-SUPPORTED = sorted({"Conv", "Gemm", "MatMul", "Add", "BatchNormalization", "MaxPool", "AveragePool",
-                    "GlobalAveragePool", "Flatten", "Reshape", "Concat", "Softmax", "LeakyRelu",
-                    *ACTIVATIONS, *PASS_THROUGH})
+SUPPORTED = sorted(
+    {
+        "Conv",
+        "Gemm",
+        "MatMul",
+        "Add",
+        "BatchNormalization",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "Flatten",
+        "Reshape",
+        "Concat",
+        "Softmax",
+        "LeakyRelu",
+        *ACTIVATIONS,
+        *PASS_THROUGH,
+    }
+)
 
 
 def onnx_to_torch(path):
@@ -35,9 +51,11 @@ def onnx_to_torch(path):
             consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     unsupported = sorted({n.op_type for n in graph.node if n.op_type not in SUPPORTED and n.op_type != "Constant"})
     if unsupported:
-        raise EngineError(f"This model uses {', '.join(unsupported)}, which Berth cannot train or prune "
-                          f"(it rebuilds {', '.join(SUPPORTED)} as torch layers). Use a simpler architecture, "
-                          "or another method.")
+        raise EngineError(
+            f"This model uses {', '.join(unsupported)}, which Berth cannot train or prune "
+            f"(it rebuilds {', '.join(SUPPORTED)} as torch layers). Use a simpler architecture, "
+            "or another method."
+        )
     inputs = [i.name for i in graph.input if i.name not in consts]
     outputs = [o.name for o in graph.output]
     users = {}
@@ -57,7 +75,7 @@ def onnx_to_torch(path):
         count["n"] += 1
         name = f"{kind}{count['n']}"
         if weight and weight.endswith(".weight"):  # the exporter's module path: layers keep their torch names
-            named = _ident(weight[:-len(".weight")])
+            named = _ident(weight[: -len(".weight")])
             if not hasattr(root, named):
                 name = named
         root.add_module(name, module)
@@ -79,17 +97,25 @@ def onnx_to_torch(path):
         if op == "Conv":
             weight = consts.get(ins[1])
             if weight is None or weight.ndim != 4:
-                raise EngineError(f"Conv {node.name or out}: only 2-D convolutions with constant weights are supported.")
+                raise EngineError(
+                    f"Conv {node.name or out}: only 2-D convolutions with constant weights are supported."
+                )
             if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
                 raise EngineError(f"Conv {node.name or out}: auto_pad is not supported; export with explicit pads.")
             pads = list(attrs.get("pads", [0, 0, 0, 0]))
             if pads[:2] != pads[2:]:
                 raise EngineError(f"Conv {node.name or out}: asymmetric padding is not supported.")
             groups = attrs.get("group", 1)
-            conv = torch.nn.Conv2d(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
-                                   stride=tuple(attrs.get("strides", [1, 1])), padding=tuple(pads[:2]),
-                                   dilation=tuple(attrs.get("dilations", [1, 1])), groups=groups,
-                                   bias=len(ins) > 2 and bool(ins[2]))
+            conv = torch.nn.Conv2d(
+                weight.shape[1] * groups,
+                weight.shape[0],
+                tuple(weight.shape[2:]),
+                stride=tuple(attrs.get("strides", [1, 1])),
+                padding=tuple(pads[:2]),
+                dilation=tuple(attrs.get("dilations", [1, 1])),
+                groups=groups,
+                bias=len(ins) > 2 and bool(ins[2]),
+            )
             conv.weight = param(weight)
             if conv.bias is not None:
                 conv.bias = param(consts[ins[2]])
@@ -117,8 +143,9 @@ def onnx_to_torch(path):
             values[out] = add_module("linear", linear, ins[0], ins[1])
         elif op == "BatchNormalization":
             scale, shift, mean, var = (consts[name] for name in ins[1:5])
-            norm = torch.nn.BatchNorm2d(len(scale), eps=attrs.get("epsilon", 1e-5),
-                                        momentum=1 - attrs.get("momentum", 0.9))
+            norm = torch.nn.BatchNorm2d(
+                len(scale), eps=attrs.get("epsilon", 1e-5), momentum=1 - attrs.get("momentum", 0.9)
+            )
             norm.weight, norm.bias = param(scale), param(shift)
             norm.running_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
             norm.running_var.copy_(torch.from_numpy(var.astype(np.float32)))
@@ -133,9 +160,17 @@ def onnx_to_torch(path):
                 raise EngineError(f"{op} {node.name or out}: only symmetric explicit padding is supported.")
             kernel, stride = tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", attrs["kernel_shape"]))
             ceil = bool(attrs.get("ceil_mode", 0))
-            pool = (torch.nn.MaxPool2d(kernel, stride, tuple(pads[:2]), ceil_mode=ceil) if op == "MaxPool" else
-                    torch.nn.AvgPool2d(kernel, stride, tuple(pads[:2]), ceil_mode=ceil,
-                                       count_include_pad=bool(attrs.get("count_include_pad", 0))))
+            pool = (
+                torch.nn.MaxPool2d(kernel, stride, tuple(pads[:2]), ceil_mode=ceil)
+                if op == "MaxPool"
+                else torch.nn.AvgPool2d(
+                    kernel,
+                    stride,
+                    tuple(pads[:2]),
+                    ceil_mode=ceil,
+                    count_include_pad=bool(attrs.get("count_include_pad", 0)),
+                )
+            )
             values[out] = add_module("pool", pool, data[0])
         elif op == "GlobalAveragePool":
             values[out] = add_module("pool", torch.nn.AdaptiveAvgPool2d(1), data[0])
@@ -149,18 +184,18 @@ def onnx_to_torch(path):
             if rows and len(shape) == 2 and shape[1] != 0:  # one row per sample: a flatten
                 values[out] = add_module("flatten", torch.nn.Flatten(1), data[0])
             elif rows and all(int(d) > 0 for d in shape[1:]):  # rows into fixed sample shapes: an unflatten
-                values[out] = add_module("unflatten", torch.nn.Unflatten(1, tuple(int(d) for d in shape[1:])),
-                                         data[0])
+                values[out] = add_module("unflatten", torch.nn.Unflatten(1, tuple(int(d) for d in shape[1:])), data[0])
             else:
-                raise EngineError(f"Reshape {node.name or out}: only a flatten to rows, or rows into a fixed "
-                                  "sample shape, is supported.")
+                raise EngineError(
+                    f"Reshape {node.name or out}: only a flatten to rows, or rows into a fixed "
+                    "sample shape, is supported."
+                )
         elif op == "Add":
             if len(data) != 2:
                 raise EngineError(f"Add {node.name or out}: adding a constant is only supported after a MatMul.")
             values[out] = fx.call_function(operator.add, (values[data[0]], values[data[1]]))
         elif op == "Concat":
-            values[out] = fx.call_function(torch.cat, ([values[name] for name in data],),
-                                           {"dim": attrs.get("axis", 1)})
+            values[out] = fx.call_function(torch.cat, ([values[name] for name in data],), {"dim": attrs.get("axis", 1)})
         elif op == "Softmax":
             values[out] = add_module("softmax", torch.nn.Softmax(dim=attrs.get("axis", -1)), data[0])
     missing = [name for name in outputs if name not in values]
@@ -184,8 +219,17 @@ def export_onnx(module, dst, *, example, input_name, output_name, opset=18):
     module = module.to("cpu").eval()
     example = example[:2].to("cpu") if len(example) > 1 else example.repeat(2, *[1] * (example.dim() - 1))
     try:
-        torch.onnx.export(module, (example,), str(dst), dynamo=True, external_data=False, opset_version=opset,
-                          input_names=[input_name], output_names=[output_name],
-                          dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(dst),
+            dynamo=True,
+            external_data=False,
+            opset_version=opset,
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            verbose=False,
+        )
     except Exception as exc:
         raise EngineError(f"The trained model cannot be exported to ONNX: {first_line(exc)}") from exc

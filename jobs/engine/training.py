@@ -27,12 +27,15 @@ def dataset_tensors(data, input_name, *, what, need_labels):
     import torch
 
     if input_name not in data:
-        raise EngineError(f"The {what} has no array {input_name!r}, the model's input; it has "
-                          f"{', '.join(sorted(data)) or 'nothing'}.")
+        raise EngineError(
+            f"The {what} has no array {input_name!r}, the model's input; it has {', '.join(sorted(data)) or 'nothing'}."
+        )
     x = np.asarray(data[input_name])
     if x.dtype.kind not in "fiu" or x.ndim < 2 or len(x) < 2:
-        raise EngineError(f"The {what}'s {input_name!r} must be numbers with samples along the first axis "
-                          f"(at least 2), not {x.dtype} of shape {list(x.shape)}.")
+        raise EngineError(
+            f"The {what}'s {input_name!r} must be numbers with samples along the first axis "
+            f"(at least 2), not {x.dtype} of shape {list(x.shape)}."
+        )
     labels = data.get("labels")
     if labels is None:
         if need_labels:
@@ -40,8 +43,10 @@ def dataset_tensors(data, input_name, *, what, need_labels):
         return torch.from_numpy(x.astype(np.float32)), None
     labels = np.asarray(labels)
     if labels.shape != (len(x),) or labels.dtype.kind not in "iu":
-        raise EngineError(f"The {what}'s labels must be whole numbers, one per sample ({len(x)}), not "
-                          f"{labels.dtype} of shape {list(labels.shape)}.")
+        raise EngineError(
+            f"The {what}'s labels must be whole numbers, one per sample ({len(x)}), not "
+            f"{labels.dtype} of shape {list(labels.shape)}."
+        )
     return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -53,8 +58,10 @@ def forward_check(module, x, *, what, classes=None):
         with torch.no_grad():
             out = module.eval()(x[:2])
     except Exception as exc:
-        raise EngineError(f"The model cannot run on the {what}: {first_line(exc)}. Check that its arrays have the "
-                          "model's input shape.") from exc
+        raise EngineError(
+            f"The model cannot run on the {what}: {first_line(exc)}. Check that its arrays have the "
+            "model's input shape."
+        ) from exc
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or (classes is not None and out.shape[1] != classes):
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         want = f"(batch, {classes})" if classes is not None else "(batch, classes)"
@@ -69,13 +76,28 @@ def accuracy(module, x, labels, *, device="cpu", batch_size=256):
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            out = module(x[start:start + batch_size].to(device))
-            correct += int((out.argmax(dim=1).cpu() == labels[start:start + batch_size]).sum())
+            out = module(x[start : start + batch_size].to(device))
+            correct += int((out.argmax(dim=1).cpu() == labels[start : start + batch_size]).sum())
     return correct / len(x)
 
 
-def train(module, x, loss_fn, *, epochs, learning_rate, batch_size, device, progress, start, end, what,
-          seed=0, curve=None, extra=None):
+def train(
+    module,
+    x,
+    loss_fn,
+    *,
+    epochs,
+    learning_rate,
+    batch_size,
+    device,
+    progress,
+    start,
+    end,
+    what,
+    seed=0,
+    curve=None,
+    extra=None,
+):
     """Adam on ``loss_fn(outputs, batch indices)`` for ``epochs`` over shuffled batches of ``x``.
     Reports ``start``..``end`` percent with the loss curve so far (mean loss per epoch) in the
     partial result; returns the curve."""
@@ -105,8 +127,10 @@ def train(module, x, loss_fn, *, epochs, learning_rate, batch_size, device, prog
                 progress(start + (end - start) * done, f"{what}: epoch {epoch} of {epochs}, step {step} of {steps}")
         curve.append({"epoch": len(curve) + 1, "stage": what, "loss": round(total / seen, 6)})
         last = time.monotonic()
-        progress(start + (end - start) * epoch / epochs,
-                 f"{what}: epoch {epoch} of {epochs}, loss {total / seen:.4f}",
-                 {"loss_curve": curve, **(extra or {})})
+        progress(
+            start + (end - start) * epoch / epochs,
+            f"{what}: epoch {epoch} of {epochs}, loss {total / seen:.4f}",
+            {"loss_curve": curve, **(extra or {})},
+        )
     module.eval()
     return curve

@@ -42,8 +42,11 @@ def inspect_model(path, fmt, *, input_shapes=None, progress=no_progress):
     ``input_shapes`` ({input name: [dims]}) fills in shapes a TorchScript file does not record.
     Raises ModelInvalid with a reason a user can act on.
     """
-    inspectors = {"onnx": _inspect_onnx, "torchscript": _inspect_torchscript,
-                  "exported_program": _inspect_exported_program}
+    inspectors = {
+        "onnx": _inspect_onnx,
+        "torchscript": _inspect_torchscript,
+        "exported_program": _inspect_exported_program,
+    }
     if fmt not in inspectors:
         raise ModelInvalid(f"Unknown format {fmt!r}.")
     return inspectors[fmt](path, input_shapes or {}, progress)
@@ -64,8 +67,10 @@ def example_inputs(inputs, *, batch=1, other_dynamic=16, seed=0):
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in inputs:
-        shape = [d if isinstance(d, int) else (batch if axis == 0 else other_dynamic)
-                 for axis, d in enumerate(spec["shape"] or [])]
+        shape = [
+            d if isinstance(d, int) else (batch if axis == 0 else other_dynamic)
+            for axis, d in enumerate(spec["shape"] or [])
+        ]
         dtype = np.dtype(spec["dtype"])
         if dtype.kind == "f":
             feeds[spec["name"]] = rng.standard_normal(shape).astype(dtype)
@@ -75,6 +80,7 @@ def example_inputs(inputs, *, batch=1, other_dynamic=16, seed=0):
 
 
 # --- ONNX ------------------------------------------------------------------------------------
+
 
 def _ort_value_info(arg):
     if arg.type not in ORT_TYPES:
@@ -97,7 +103,9 @@ def _inspect_onnx(path, input_shapes, progress):
     except OnnxWireError as exc:
         raise ModelInvalid(f"The ONNX file cannot be parsed: {exc}") from exc
     if structure["external_tensors"]:
-        raise ModelInvalid("The ONNX model references external data files, which a single-file artifact does not carry.")
+        raise ModelInvalid(
+            "The ONNX model references external data files, which a single-file artifact does not carry."
+        )
     try:
         onnx.checker.check_model(path)
     except (onnx.checker.ValidationError, ValueError) as exc:
@@ -118,14 +126,17 @@ def _inspect_onnx(path, input_shapes, progress):
     try:
         outputs = session.run(None, feeds)
     except Exception as exc:
-        raise ModelInvalid(f"Test inference failed on generated inputs of shapes "
-                           f"{ {k: list(v.shape) for k, v in feeds.items()} }: {first_line(exc)}") from exc
+        raise ModelInvalid(
+            f"Test inference failed on generated inputs of shapes "
+            f"{ {k: list(v.shape) for k, v in feeds.items()} }: {first_line(exc)}"
+        ) from exc
     elapsed_ms = (time.perf_counter() - started) * 1000
     notes = [f"{structure['nodes']} nodes, {structure['initializers']} initializers."]
     return Inspection(signature, elapsed_ms, notes + _finiteness_notes(signature["outputs"], outputs))
 
 
 # --- TorchScript and torch.export -----------------------------------------------------------
+
 
 def import_torch():
     # Defence in depth: any torch.load reached while loading an upload is forced to
@@ -186,7 +197,9 @@ def _inspect_torchscript(path, input_shapes, progress):
     outputs = _flatten_outputs(torch, result)
     signature = {
         "inputs": inputs,
-        "outputs": [_tensor(f"output_{i}", _torch_dtype_name(torch, t.dtype), list(t.shape)) for i, t in enumerate(outputs)],
+        "outputs": [
+            _tensor(f"output_{i}", _torch_dtype_name(torch, t.dtype), list(t.shape)) for i, t in enumerate(outputs)
+        ],
     }
     notes += _finiteness_notes(signature["outputs"], [t.numpy() for t in outputs])
     return Inspection(signature, elapsed_ms, notes)
@@ -222,13 +235,18 @@ def _inspect_exported_program(path, input_shapes, progress):
     elapsed_ms = (time.perf_counter() - started) * 1000
     outputs = _flatten_outputs(torch, result)
     output_node = next(node for node in program.graph.nodes if node.op == "output")
-    output_values = [getattr(arg, "meta", {}).get("val") for arg in output_node.args[0]][-len(outputs):] if outputs else []
+    output_values = (
+        [getattr(arg, "meta", {}).get("val") for arg in output_node.args[0]][-len(outputs) :] if outputs else []
+    )
     names = list(program.graph_signature.user_outputs)
     signature = {"inputs": inputs, "outputs": []}
     for i, tensor in enumerate(outputs):
         declared = output_values[i] if i < len(output_values) else None
-        shape = ([int(d) if isinstance(d, int) else str(d) for d in declared.shape]
-                 if isinstance(declared, torch.Tensor) else list(tensor.shape))
+        shape = (
+            [int(d) if isinstance(d, int) else str(d) for d in declared.shape]
+            if isinstance(declared, torch.Tensor)
+            else list(tensor.shape)
+        )
         name = names[i] if i < len(names) else f"output_{i}"
         signature["outputs"].append(_tensor(name, _torch_dtype_name(torch, tensor.dtype), shape))
     return Inspection(signature, elapsed_ms, _finiteness_notes(signature["outputs"], [t.numpy() for t in outputs]))
@@ -254,4 +272,3 @@ def _finiteness_notes(specs, arrays):
         for spec, array in zip(specs, arrays)
         if np.asarray(array).dtype.kind == "f" and not np.isfinite(np.asarray(array)).all()
     ]
-

@@ -36,18 +36,24 @@ def require_target(target, kind):
     if not target.active:
         raise BerthError(f"Hardware target {target.slug} is inactive.", field="target")
     if not target.provider_usable:
-        raise BerthError(f"Hardware target {target.slug} has no usable execution provider "
-                         f"({target.execution_provider or 'none'} on {target.device}); fix it in the admin.",
-                         field="target")
+        raise BerthError(
+            f"Hardware target {target.slug} has no usable execution provider "
+            f"({target.execution_provider or 'none'} on {target.device}); fix it in the admin.",
+            field="target",
+        )
 
 
 def require_ready_onnx(version, what):
     if version.status != ModelVersion.Status.READY:
-        raise BerthError(f"Version {version.ref} is {version.status}; only ready versions can be {what}.",
-                         field="version")
+        raise BerthError(
+            f"Version {version.ref} is {version.status}; only ready versions can be {what}.", field="version"
+        )
     if version.format != ModelVersion.Format.ONNX:
-        raise BerthError(f"Version {version.ref} is {version.get_format_display()}; {what} needs ONNX. "
-                         "Convert it first (a convert job).", field="version")
+        raise BerthError(
+            f"Version {version.ref} is {version.get_format_display()}; {what} needs ONNX. "
+            "Convert it first (a convert job).",
+            field="version",
+        )
 
 
 def scaled(report, start, end):
@@ -104,8 +110,11 @@ def require_usable_provider(target):
     if not workers or any(provider in w.providers for w in workers):
         return
     reasons = "; ".join(f"{w.hostname}: {w.provider_problems.get(provider, 'not installed')}" for w in workers)
-    raise BerthError(f"No live worker on {target.queue} can use {provider} ({reasons}). Install the provider's "
-                     "libraries on a worker and restart it, or pick another target.", field="target")
+    raise BerthError(
+        f"No live worker on {target.queue} can use {provider} ({reasons}). Install the provider's "
+        "libraries on a worker and restart it, or pick another target.",
+        field="target",
+    )
 
 
 def worker_provider_options(target, version, model_path):
@@ -122,11 +131,18 @@ def worker_provider_options(target, version, model_path):
     def calibration():
         newest = Dataset.objects.filter(model=version.model, kind="calibration").order_by("-created").first()
         if newest is None:
-            raise EngineError(f"TensorRT int8 on {target.slug} needs a calibration table: attach a calibration "
-                              f"dataset to model {version.model.name}.")
+            raise EngineError(
+                f"TensorRT int8 on {target.slug} needs a calibration table: attach a calibration "
+                f"dataset to model {version.model.name}."
+            )
         return load_dataset(version.model, newest.name)
 
-    options = runtime_provider_options(target.execution_provider, target.provider_options,
-                                       cache_dir=settings.BERTH_ENGINE_CACHE_DIR, artifact_sha256=version.sha256,
-                                       model_path=model_path, calibration=calibration)
+    options = runtime_provider_options(
+        target.execution_provider,
+        target.provider_options,
+        cache_dir=settings.BERTH_ENGINE_CACHE_DIR,
+        artifact_sha256=version.sha256,
+        model_path=model_path,
+        calibration=calibration,
+    )
     return options or None

@@ -17,8 +17,17 @@ from .base import (
     worker_provider_options,
 )
 
-MEASUREMENT_KEYS = {"batch_sizes", "threads", "warmup", "min_runs", "min_seconds", "max_seconds", "measure_memory",
-                    "io", "cuda_graph"}
+MEASUREMENT_KEYS = {
+    "batch_sizes",
+    "threads",
+    "warmup",
+    "min_runs",
+    "min_seconds",
+    "max_seconds",
+    "measure_memory",
+    "io",
+    "cuda_graph",
+}
 
 
 def clean_measurement(params, *, target=None):
@@ -61,8 +70,9 @@ class BenchmarkKind(JobKind):
         require_ready_onnx(version, "benchmarked")
         require_usable_provider(target)
         cleaned = clean_measurement(params, target=target)
-        cleaned["evaluation_dataset"] = p.dataset(params, "evaluation_dataset", model=version.model,
-                                                  kind="evaluation", required=False)
+        cleaned["evaluation_dataset"] = p.dataset(
+            params, "evaluation_dataset", model=version.model, kind="evaluation", required=False
+        )
         return cleaned
 
     def run(self, job, report):
@@ -72,28 +82,58 @@ class BenchmarkKind(JobKind):
         with artifact_path(version) as path:
             provider_options = worker_provider_options(target, version, path)
             measured = run_benchmark(
-                path, inputs=version.io_signature["inputs"], provider=target.execution_provider,
-                provider_options=provider_options, batch_sizes=params["batch_sizes"],
-                threads=params["threads"], warmup_runs=params["warmup"], min_runs=params["min_runs"],
-                min_seconds=params["min_seconds"], max_seconds=params["max_seconds"],
-                measure_memory=params["measure_memory"], io=params.get("io", "host"),
-                cuda_graph=params.get("cuda_graph", False), progress=scaled(report, 2, 80),
+                path,
+                inputs=version.io_signature["inputs"],
+                provider=target.execution_provider,
+                provider_options=provider_options,
+                batch_sizes=params["batch_sizes"],
+                threads=params["threads"],
+                warmup_runs=params["warmup"],
+                min_runs=params["min_runs"],
+                min_seconds=params["min_seconds"],
+                max_seconds=params["max_seconds"],
+                measure_memory=params["measure_memory"],
+                io=params.get("io", "host"),
+                cuda_graph=params.get("cuda_graph", False),
+                progress=scaled(report, 2, 80),
                 should_stop=lambda: _cancelled(job.id),
             )
             report(82, "Measuring accuracy against the parent")
-            quality = self._quality(version, path, target, params.get("evaluation_dataset"), scaled(report, 82, 97),
-                                    provider_options)
+            quality = self._quality(
+                version, path, target, params.get("evaluation_dataset"), scaled(report, 82, 97), provider_options
+            )
         rows = [
             BenchmarkResult(
-                job=job, version=version, target=target, batch_size=m.batch_size, threads=m.threads,
-                iterations=m.iterations, warmup=m.warmup, p25_ms=m.p25_ms, p50_ms=m.p50_ms, p75_ms=m.p75_ms,
-                p90_ms=m.p90_ms, p95_ms=m.p95_ms, p99_ms=m.p99_ms, min_ms=m.min_ms, max_ms=m.max_ms,
-                mean_ms=m.mean_ms, std_ms=m.std_ms, intervals=m.intervals, throughput=m.throughput, stable=m.stable,
-                windows=m.windows, peak_memory_bytes=m.peak_memory_bytes, load_time_ms=m.load_time_ms,
-                device_memory_bytes=m.device_memory_bytes, timing_mode=m.timing_mode,
+                job=job,
+                version=version,
+                target=target,
+                batch_size=m.batch_size,
+                threads=m.threads,
+                iterations=m.iterations,
+                warmup=m.warmup,
+                p25_ms=m.p25_ms,
+                p50_ms=m.p50_ms,
+                p75_ms=m.p75_ms,
+                p90_ms=m.p90_ms,
+                p95_ms=m.p95_ms,
+                p99_ms=m.p99_ms,
+                min_ms=m.min_ms,
+                max_ms=m.max_ms,
+                mean_ms=m.mean_ms,
+                std_ms=m.std_ms,
+                intervals=m.intervals,
+                throughput=m.throughput,
+                stable=m.stable,
+                windows=m.windows,
+                peak_memory_bytes=m.peak_memory_bytes,
+                load_time_ms=m.load_time_ms,
+                device_memory_bytes=m.device_memory_bytes,
+                timing_mode=m.timing_mode,
                 gpu_utilization=(m.gpu_utilization or {}).get("mean_percent"),
-                accuracy=quality.get("accuracy"), accuracy_delta=quality.get("accuracy_delta"),
-                fidelity=quality.get("fidelity", {}), quality=quality.get("quality", {}),
+                accuracy=quality.get("accuracy"),
+                accuracy_delta=quality.get("accuracy_delta"),
+                fidelity=quality.get("fidelity", {}),
+                quality=quality.get("quality", {}),
                 samples=compress_samples(m.samples_ms),
                 environment=measured.environment,
             )
@@ -103,10 +143,22 @@ class BenchmarkKind(JobKind):
             BenchmarkResult.objects.bulk_create(rows)
         report(100, f"Stored {len(rows)} result{'s' if len(rows) != 1 else ''}")
         return {
-            "results": [{"batch_size": r.batch_size, "threads": r.threads, "p50_ms": r.p50_ms, "p95_ms": r.p95_ms,
-                         "p99_ms": r.p99_ms, "throughput": r.throughput, "stable": r.stable,
-                         "timing_mode": r.timing_mode, "device_memory_bytes": r.device_memory_bytes} for r in rows],
-            "quality": quality, "environment": measured.environment,
+            "results": [
+                {
+                    "batch_size": r.batch_size,
+                    "threads": r.threads,
+                    "p50_ms": r.p50_ms,
+                    "p95_ms": r.p95_ms,
+                    "p99_ms": r.p99_ms,
+                    "throughput": r.throughput,
+                    "stable": r.stable,
+                    "timing_mode": r.timing_mode,
+                    "device_memory_bytes": r.device_memory_bytes,
+                }
+                for r in rows
+            ],
+            "quality": quality,
+            "environment": measured.environment,
         }
 
     def _quality(self, version, path, target, dataset_name, progress, provider_options=None):
@@ -131,18 +183,44 @@ class BenchmarkKind(JobKind):
             dataset = dataset or example_inputs(version.io_signature["inputs"], batch=64)
         with contextlib.ExitStack() as stack:
             reference_path = stack.enter_context(artifact_path(reference)) if reference else None
-            result = evaluate(path, dataset=dataset, reference_path=reference_path,
-                              providers=(target.execution_provider,), provider_options=provider_options,
-                              task=version.model.task, progress=progress)
-        fidelity = {key: getattr(result, key) for key in ("metric", "samples", "cosine_mean", "cosine_min",
-                                                           "max_abs_diff", "agreement", "reference_accuracy",
-                                                           "relative_error", "max_relative_error")}
+            result = evaluate(
+                path,
+                dataset=dataset,
+                reference_path=reference_path,
+                providers=(target.execution_provider,),
+                provider_options=provider_options,
+                task=version.model.task,
+                progress=progress,
+            )
+        fidelity = {
+            key: getattr(result, key)
+            for key in (
+                "metric",
+                "samples",
+                "cosine_mean",
+                "cosine_min",
+                "max_abs_diff",
+                "agreement",
+                "reference_accuracy",
+                "relative_error",
+                "max_relative_error",
+            )
+        }
         fidelity["reference"] = reference.ref if reference else None
         on_labels = any(key in result.metrics for key in LABEL_METRICS)
-        stored = {"task": version.model.task, "evaluation_set": evaluation_set if on_labels else None,
-                  "reference": fidelity["reference"], "samples": result.samples, "metrics": result.metrics}
-        return {"accuracy": result.accuracy, "accuracy_delta": result.accuracy_delta, "fidelity": fidelity,
-                "quality": stored}
+        stored = {
+            "task": version.model.task,
+            "evaluation_set": evaluation_set if on_labels else None,
+            "reference": fidelity["reference"],
+            "samples": result.samples,
+            "metrics": result.metrics,
+        }
+        return {
+            "accuracy": result.accuracy,
+            "accuracy_delta": result.accuracy_delta,
+            "fidelity": fidelity,
+            "quality": stored,
+        }
 
 
 def _cancelled(job_id):

@@ -32,8 +32,13 @@ class CompressKind(JobKind):
         for param in method.params:
             cleaned[param.name] = clean_param(params, param, model=version.model, method=method)
             if param.kind == "dataset" and param.fits_inputs and cleaned[param.name]:
-                p.dataset_fits(param.name, cleaned[param.name], model=version.model, version=version,
-                               needs_labels=param.needs_labels)
+                p.dataset_fits(
+                    param.name,
+                    cleaned[param.name],
+                    model=version.model,
+                    version=version,
+                    needs_labels=param.needs_labels,
+                )
         if method.check:
             problem = _engine_function(method.check)(cleaned, version.io_signature)
             if problem:
@@ -43,8 +48,10 @@ class CompressKind(JobKind):
 
             follow = params["then_benchmark"]
             if not isinstance(follow, dict):
-                p.fail("then_benchmark", "then_benchmark must be an object of benchmark parameters, e.g. "
-                                         '{"batch_sizes": [1, 32]}.')
+                p.fail(
+                    "then_benchmark",
+                    'then_benchmark must be an object of benchmark parameters, e.g. {"batch_sizes": [1, 32]}.',
+                )
             cleaned["then_benchmark"] = clean_measurement(follow, target=target)
         return cleaned
 
@@ -57,9 +64,9 @@ class CompressKind(JobKind):
         version, params = job.version, job.params
         method = params["method"]
         with artifact_path(version) as src, tempfile.TemporaryDirectory(prefix="berth-compress-") as tmp:
-            output, recipe, summary = self._compress(method, src, Path(tmp), params, version.model,
-                                                     scaled(report, 3, 80), target=job.target,
-                                                     version=version)
+            output, recipe, summary = self._compress(
+                method, src, Path(tmp), params, version.model, scaled(report, 3, 80), target=job.target, version=version
+            )
             report(82, "Validating the compressed model")
             inspection = inspect_model(output, "onnx", progress=scaled(report, 82, 90))
             recipe = {**recipe, "engine": recipe.get("method"), "method": method, "job": job.id}
@@ -68,17 +75,29 @@ class CompressKind(JobKind):
                 recipe["datasets"] = datasets
             suffix = BY_NAME[method].child_suffix(params)
             child = registry_services.version_create_derived(
-                parent=version, path=output, recipe=recipe, io_signature=inspection.io_signature,
+                parent=version,
+                path=output,
+                recipe=recipe,
+                io_signature=inspection.io_signature,
                 name=params["output_version"] or f"{version.version}-{suffix}",
-                auto_suffix=params["output_version"] is None, created_by=job.created_by,
+                auto_suffix=params["output_version"] is None,
+                created_by=job.created_by,
                 detail=" ".join([f"Made by job {job.id} ({method})."] + summary.get("notes", [])[:3]),
             )
         job_services.job_set_output(job=job, version=child)
-        summary.update(output_version=child.ref, size_bytes=child.size_bytes,
-                       size_ratio=round(child.size_bytes / version.size_bytes, 4))
+        summary.update(
+            output_version=child.ref,
+            size_bytes=child.size_bytes,
+            size_ratio=round(child.size_bytes / version.size_bytes, 4),
+        )
         if params.get("then_benchmark") is not None:
-            follow = job_services.job_create(kind="benchmark", version=child, target=job.target,
-                                             params=params["then_benchmark"], created_by=job.created_by)
+            follow = job_services.job_create(
+                kind="benchmark",
+                version=child,
+                target=job.target,
+                params=params["then_benchmark"],
+                created_by=job.created_by,
+            )
             summary["benchmark_job"] = follow.id
             report(99, f"Queued benchmark job {follow.id} for {child.ref}")
         report(100, f"Created {child.ref} ({summary['size_ratio']:.2f}× the size of {version.version})")
@@ -95,8 +114,9 @@ class CompressKind(JobKind):
                 value = load_dataset(model, value) if value else None
             arguments[param.engine_arg] = value
         if declared.measures_on_target and target is not None:
-            arguments.update(provider=target.execution_provider,
-                             provider_options=worker_provider_options(target, version, src))
+            arguments.update(
+                provider=target.execution_provider, provider_options=worker_provider_options(target, version, src)
+            )
         if declared.takes_device:
             arguments["device"] = "cuda" if target is not None and target.device == "cuda" else "cpu"
         result = engine(src, tmp / "model.onnx", progress=progress, **arguments)
@@ -115,8 +135,11 @@ def dataset_records(model, method, params):
 
     names = {param.name: params.get(param.name) for param in method.params if param.kind == "dataset"}
     found = {d.name: d for d in Dataset.objects.filter(model=model, name__in=[n for n in names.values() if n])}
-    return {key: {"name": name, "sha256": found[name].sha256, "rows": found[name].rows}
-            for key, name in names.items() if name in found}
+    return {
+        key: {"name": name, "sha256": found[name].sha256, "rows": found[name].rows}
+        for key, name in names.items()
+        if name in found
+    }
 
 
 def clean_param(params, param, *, model, method):
@@ -132,14 +155,23 @@ def clean_param(params, param, *, model, method):
     if param.kind == "names":
         return p.string_list(params, param.name, param.default, list(param.choices))
     if param.kind == "dataset":
-        return p.dataset(params, param.name, model=model, kind=param.dataset_kind, required=param.required,
-                         why=f"{method.label} needs {param.help}.")
+        return p.dataset(
+            params,
+            param.name,
+            model=model,
+            kind=param.dataset_kind,
+            required=param.required,
+            why=f"{method.label} needs {param.help}.",
+        )
     if param.kind == "object":
         value = params.get(param.name, param.default)
         example = ", ".join(f'{{"{key}": ...}}' for key in param.choices[:2])
         if not isinstance(value, dict) or not value or not set(value) <= set(param.choices):
-            p.fail(param.name, f"{param.name} is an object with some of {', '.join(sorted(param.choices))}, "
-                               f"e.g. {example}: {param.help}.")
+            p.fail(
+                param.name,
+                f"{param.name} is an object with some of {', '.join(sorted(param.choices))}, "
+                f"e.g. {example}: {param.help}.",
+            )
         for key, item in value.items():
             if isinstance(item, bool) or not isinstance(item, (int, float)):
                 p.fail(param.name, f"{param.name}.{key} must be a number.")

@@ -43,21 +43,45 @@ class ConvertKind(JobKind):
 
         version, params = job.version, job.params
         with artifact_path(version) as src, tempfile.TemporaryDirectory(prefix="berth-convert-") as tmp:
-            result = export_to_onnx(src, version.format, Path(tmp) / "model.onnx", inputs=version.io_signature["inputs"],
-                                    opset=params["opset"], dynamic_batch=params["dynamic_batch"],
-                                    progress=scaled(report, 5, 75))
+            result = export_to_onnx(
+                src,
+                version.format,
+                Path(tmp) / "model.onnx",
+                inputs=version.io_signature["inputs"],
+                opset=params["opset"],
+                dynamic_batch=params["dynamic_batch"],
+                progress=scaled(report, 5, 75),
+            )
             report(80, "Validating the ONNX model")
             inspection = inspect_model(result.output_path, "onnx", progress=scaled(report, 80, 90))
-            recipe = {**result.recipe, "method": "convert", "from_format": version.format,
-                      "parity_max_abs_diff": result.parity_max_abs_diff, "job": job.id}
+            recipe = {
+                **result.recipe,
+                "method": "convert",
+                "from_format": version.format,
+                "parity_max_abs_diff": result.parity_max_abs_diff,
+                "job": job.id,
+            }
             child = registry_services.version_create_derived(
-                parent=version, path=result.output_path, recipe=recipe,
-                io_signature=inspection.io_signature, name=params["output_version"] or f"{version.version}-onnx",
-                auto_suffix=params["output_version"] is None, created_by=job.created_by,
-                detail=" ".join([f"Converted by job {job.id}; parity max abs diff "
-                                 f"{result.parity_max_abs_diff:.2e}.", inspection.summary()]),
+                parent=version,
+                path=result.output_path,
+                recipe=recipe,
+                io_signature=inspection.io_signature,
+                name=params["output_version"] or f"{version.version}-onnx",
+                auto_suffix=params["output_version"] is None,
+                created_by=job.created_by,
+                detail=" ".join(
+                    [
+                        f"Converted by job {job.id}; parity max abs diff {result.parity_max_abs_diff:.2e}.",
+                        inspection.summary(),
+                    ]
+                ),
             )
         job_services.job_set_output(job=job, version=child)
         report(100, f"Created {child.ref}")
-        return {"output_version": child.ref, "size_bytes": child.size_bytes, "opset": result.opset,
-                "parity_max_abs_diff": result.parity_max_abs_diff, "notes": result.notes}
+        return {
+            "output_version": child.ref,
+            "size_bytes": child.size_bytes,
+            "opset": result.opset,
+            "parity_max_abs_diff": result.parity_max_abs_diff,
+            "notes": result.notes,
+        }

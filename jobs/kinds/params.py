@@ -11,7 +11,9 @@ def fail(key, message):
 def only_known(params, allowed, what):
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        fail(unknown[0], f"Unknown parameter {unknown[0]!r} for {what}. Allowed: {', '.join(sorted(allowed)) or 'none'}.")
+        fail(
+            unknown[0], f"Unknown parameter {unknown[0]!r} for {what}. Allowed: {', '.join(sorted(allowed)) or 'none'}."
+        )
 
 
 def boolean(params, key, default):
@@ -52,8 +54,11 @@ def int_list(params, key, default, *, low, high, most, allow_none=False):
         if item is None and allow_none:
             continue
         if isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high:
-            fail(key, f"Every {key} entry must be a whole number from {low} to {high}"
-                      f"{' (or null for the default)' if allow_none else ''}, not {item!r}.")
+            fail(
+                key,
+                f"Every {key} entry must be a whole number from {low} to {high}"
+                f"{' (or null for the default)' if allow_none else ''}, not {item!r}.",
+            )
     return list(dict.fromkeys(value))
 
 
@@ -96,8 +101,11 @@ def dataset(params, key, *, model, kind, required, why=""):
         return found.name
     found = datasets.filter(kind=kind).order_by("-created").first()
     if found is None and required:
-        fail(key, f"{why} Model {model.name} has no {kind} dataset: attach one "
-                  f"(POST /api/v1/models/{model.name}/versions/<version>/datasets/ with kind={kind}).")
+        fail(
+            key,
+            f"{why} Model {model.name} has no {kind} dataset: attach one "
+            f"(POST /api/v1/models/{model.name}/versions/<version>/datasets/ with kind={kind}).",
+        )
     return found.name if found else None
 
 
@@ -109,8 +117,11 @@ def dataset_fits(key, name, *, model, version, needs_labels=False):
     for spec in version.io_signature.get("inputs", []):
         found = dataset.arrays.get(spec["name"])
         if found is None:
-            fail(key, f"Dataset {name} has no array {spec['name']!r}, an input of {version.ref}; it has "
-                      f"{', '.join(sorted(dataset.arrays))}.")
+            fail(
+                key,
+                f"Dataset {name} has no array {spec['name']!r}, an input of {version.ref}; it has "
+                f"{', '.join(sorted(dataset.arrays))}.",
+            )
         want, have = spec.get("shape") or [], found.get("shape") or []
         fixed = all(not isinstance(w, int) or w == h for w, h in zip(want[1:], have[1:]))
         if len(want) != len(have) or not fixed:

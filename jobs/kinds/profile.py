@@ -13,8 +13,16 @@ class ProfileKind(JobKind):
     def clean_params(self, params, *, version, target):
         require_ready_onnx(version, "profiled")
         p.only_known(params, {"reference_dataset"}, "profile")
-        return {"reference_dataset": p.dataset(params, "reference_dataset", model=version.model, kind="reference",
-                                               required=True, why="A drift profile is built from reference data.")}
+        return {
+            "reference_dataset": p.dataset(
+                params,
+                "reference_dataset",
+                model=version.model,
+                kind="reference",
+                required=True,
+                why="A drift profile is built from reference data.",
+            )
+        }
 
     def run(self, job, report):
         from registry import services as registry_services
@@ -26,8 +34,9 @@ class ProfileKind(JobKind):
         dataset = Dataset.objects.get(model=version.model, name=job.params["reference_dataset"])
         arrays = load_dataset(version.model, dataset.name)
         with artifact_path(version) as path:
-            features = build_profile(path, inputs=version.io_signature["inputs"], dataset=arrays,
-                                     progress=scaled(report, 5, 95))
+            features = build_profile(
+                path, inputs=version.io_signature["inputs"], dataset=arrays, progress=scaled(report, 5, 95)
+            )
         if not features:
             raise BerthError("The reference dataset gave no feature to profile.")
         registry_services.profile_store(version=version, dataset=dataset, features=features)

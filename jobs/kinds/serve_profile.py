@@ -16,11 +16,13 @@ class ServeProfileKind(JobKind):
         require_ready_onnx(version, "profiled for serving")
         require_usable_provider(target)
         p.only_known(params, {"concurrency", "batch_sizes", "threads", "seconds", "p99_budget_ms"}, "serve_profile")
-        return {"concurrency": p.int_list(params, "concurrency", [1, 8, 32], low=1, high=256, most=4),
-                "batch_sizes": p.int_list(params, "batch_sizes", [1, 8, 32], low=1, high=1024, most=4),
-                "threads": p.int_list(params, "threads", [None], low=1, high=64, most=3, allow_none=True),
-                "seconds": p.number(params, "seconds", 2.0, low=0.1, high=60),
-                "p99_budget_ms": p.number(params, "p99_budget_ms", 50.0, low=0.1, high=60_000)}
+        return {
+            "concurrency": p.int_list(params, "concurrency", [1, 8, 32], low=1, high=256, most=4),
+            "batch_sizes": p.int_list(params, "batch_sizes", [1, 8, 32], low=1, high=1024, most=4),
+            "threads": p.int_list(params, "threads", [None], low=1, high=64, most=3, allow_none=True),
+            "seconds": p.number(params, "seconds", 2.0, low=0.1, high=60),
+            "p99_budget_ms": p.number(params, "p99_budget_ms", 50.0, low=0.1, high=60_000),
+        }
 
     def run(self, job, report):
         from serving.profile import sweep
@@ -29,13 +31,27 @@ class ServeProfileKind(JobKind):
         params = job.params
         threads = [t for t in params["threads"] if t] or None
         with artifact_path(job.version) as path:
-            result = sweep(path, job.version.io_signature, concurrency=params["concurrency"],
-                           batch_sizes=params["batch_sizes"], threads=threads, seconds=params["seconds"],
-                           p99_budget_ms=params["p99_budget_ms"], progress=scaled(report, 5, 95),
-                           target={"slug": target.slug, "execution_provider": target.execution_provider,
-                                   "provider_options": target.provider_options or {}})
+            result = sweep(
+                path,
+                job.version.io_signature,
+                concurrency=params["concurrency"],
+                batch_sizes=params["batch_sizes"],
+                threads=threads,
+                seconds=params["seconds"],
+                p99_budget_ms=params["p99_budget_ms"],
+                progress=scaled(report, 5, 95),
+                target={
+                    "slug": target.slug,
+                    "execution_provider": target.execution_provider,
+                    "provider_options": target.provider_options or {},
+                },
+            )
         best = result["recommended"]
-        report(100, "No configuration kept p99 within the budget" if best is None else
-               f"Recommended: max_batch_size {best['max_batch_size']}, {best['threads']} thread(s): "
-               f"{best['throughput']:.0f} req/s at concurrency {best['concurrency']}, p99 {best['p99_ms']:.2f} ms")
+        report(
+            100,
+            "No configuration kept p99 within the budget"
+            if best is None
+            else f"Recommended: max_batch_size {best['max_batch_size']}, {best['threads']} thread(s): "
+            f"{best['throughput']:.0f} req/s at concurrency {best['concurrency']}, p99 {best['p99_ms']:.2f} ms",
+        )
         return result

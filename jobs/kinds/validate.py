@@ -28,14 +28,19 @@ class ValidateKind(JobKind):
         report(5, "Checking the stored file's sha256")
         try:
             with storage.local_copy(version.artifact.name, sha256=version.sha256) as path:
-                inspection = inspect_model(path, version.format, input_shapes=version.metadata.get("input_shapes"),
-                                           progress=report)
+                inspection = inspect_model(
+                    path, version.format, input_shapes=version.metadata.get("input_shapes"), progress=report
+                )
         except ModelInvalid as exc:
             raise BerthError(str(exc)) from exc
-        registry_services.version_mark_ready(version=version, io_signature=inspection.io_signature,
-                                             detail=inspection.summary())
-        return {"io_signature": inspection.io_signature, "inference_ms": inspection.inference_ms,
-                "notes": inspection.notes}
+        registry_services.version_mark_ready(
+            version=version, io_signature=inspection.io_signature, detail=inspection.summary()
+        )
+        return {
+            "io_signature": inspection.io_signature,
+            "inference_ms": inspection.inference_ms,
+            "notes": inspection.notes,
+        }
 
     def on_failure(self, job, error):
         from registry import services as registry_services

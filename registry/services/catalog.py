@@ -19,6 +19,7 @@ VALIDATION_WAITING = "Waiting for the validate job."
 
 # --- models ----------------------------------------------------------------------------------
 
+
 def model_create(*, name, description="", task=Model.Task.OTHER, owner=None):
     if Model.objects.filter(name=name).exists():
         raise Conflict(f"A model named {name!r} already exists.", field="name")
@@ -34,9 +35,24 @@ def model_create(*, name, description="", task=Model.Task.OTHER, owner=None):
 
 # --- versions --------------------------------------------------------------------------------
 
-def version_register(*, model_name, version, artifact, created_by, metadata=None, tags=None, parent=None,
-                     alias=None, create_model=False, task=None, description="", recipe=None, io_signature=None,
-                     status_detail=""):
+
+def version_register(
+    *,
+    model_name,
+    version,
+    artifact,
+    created_by,
+    metadata=None,
+    tags=None,
+    parent=None,
+    alias=None,
+    create_model=False,
+    task=None,
+    description="",
+    recipe=None,
+    io_signature=None,
+    status_detail="",
+):
     """Register ``artifact`` (an uploads.IncomingArtifact) as ``model_name:version``.
 
     Returns ``(ModelVersion, created)``. Registering the same version with the same bytes
@@ -63,26 +79,47 @@ def version_register(*, model_name, version, artifact, created_by, metadata=None
         sniffed = sniff_model_file(artifact.path, parse_max_bytes=settings.BERTH_INTAKE_PARSE_MAX_BYTES)
     except SniffError as exc:
         raise InvalidModelFile(str(exc), field="artifact") from exc
-    parent_version = parent if isinstance(parent, ModelVersion) else (_resolve_parent(model, parent) if parent else None)
+    parent_version = (
+        parent if isinstance(parent, ModelVersion) else (_resolve_parent(model, parent) if parent else None)
+    )
 
     try:
         with transaction.atomic():
             if model is None:
-                model = model_create(name=model_name, description=description, task=task or Model.Task.OTHER,
-                                     owner=created_by)
+                model = model_create(
+                    name=model_name, description=description, task=task or Model.Task.OTHER, owner=created_by
+                )
             name = storage.new_name("artifacts", model.name, sniffed.format)
             mv = ModelVersion(
-                model=model, version=version, parent=parent_version, format=sniffed.format, artifact=name,
-                sha256=artifact.sha256, size_bytes=artifact.size, metadata=metadata or {}, tags=list(tags or []),
-                created_by=created_by, recipe=recipe or {}, io_signature=io_signature or {},
+                model=model,
+                version=version,
+                parent=parent_version,
+                format=sniffed.format,
+                artifact=name,
+                sha256=artifact.sha256,
+                size_bytes=artifact.size,
+                metadata=metadata or {},
+                tags=list(tags or []),
+                created_by=created_by,
+                recipe=recipe or {},
+                io_signature=io_signature or {},
                 status=ModelVersion.Status.VALIDATING if io_signature is None else ModelVersion.Status.READY,
                 status_detail=status_detail or (VALIDATION_WAITING if io_signature is None else ""),
             )
             full_clean(mv, exclude=["artifact", "parent", "created_by", "recipe", "io_signature"])
             mv.save()
-            audit.record(audit.Action.REGISTER, mv.ref, user=created_by, details={
-                "sha256": mv.sha256, "size_bytes": mv.size_bytes, "format": mv.format,
-                "parent": parent_version.ref if parent_version else None, "recipe": recipe or {}})
+            audit.record(
+                audit.Action.REGISTER,
+                mv.ref,
+                user=created_by,
+                details={
+                    "sha256": mv.sha256,
+                    "size_bytes": mv.size_bytes,
+                    "format": mv.format,
+                    "parent": parent_version.ref if parent_version else None,
+                    "recipe": recipe or {},
+                },
+            )
             if alias:
                 promotion.alias_set(model=model, name=alias, version=mv, user=created_by)
             if io_signature is None:
@@ -112,9 +149,17 @@ def version_create_derived(*, parent, path, recipe, io_signature, name, created_
                 continue
             try:
                 version, _ = version_register(
-                    model_name=parent.model.name, version=candidate, artifact=incoming, created_by=created_by,
-                    parent=parent, recipe=recipe, io_signature=io_signature, status_detail=detail,
-                    tags=["derived"], metadata={"derived_from": parent.ref})
+                    model_name=parent.model.name,
+                    version=candidate,
+                    artifact=incoming,
+                    created_by=created_by,
+                    parent=parent,
+                    recipe=recipe,
+                    io_signature=io_signature,
+                    status_detail=detail,
+                    tags=["derived"],
+                    metadata={"derived_from": parent.ref},
+                )
             except Conflict:
                 if not auto_suffix:
                     raise
@@ -138,8 +183,9 @@ def _resolve_parent(model, parent):
     model_name, _, version = parent.rpartition(":")
     if not model_name:
         if model is None:
-            raise BerthError("A new model has no versions to be a parent; give the parent as model:version.",
-                             field="parent")
+            raise BerthError(
+                "A new model has no versions to be a parent; give the parent as model:version.", field="parent"
+            )
         model_name = model.name
     found = ModelVersion.objects.filter(model__name=model_name, version=version).first()
     if found is None:
@@ -151,8 +197,8 @@ def version_mark_validating(*, version):
     """Back to validating (a new validate job was queued); a version registered without a
     signature is created in this state."""
     ModelVersion.objects.filter(pk=version.pk).exclude(
-        status=ModelVersion.Status.VALIDATING, status_detail=VALIDATION_WAITING).update(
-        status=ModelVersion.Status.VALIDATING, status_detail=VALIDATION_WAITING)
+        status=ModelVersion.Status.VALIDATING, status_detail=VALIDATION_WAITING
+    ).update(status=ModelVersion.Status.VALIDATING, status_detail=VALIDATION_WAITING)
 
 
 def version_mark_ready(*, version, io_signature, detail=""):
@@ -170,6 +216,7 @@ def version_mark_invalid(*, version, reason, io_signature=None):
 
 # --- datasets --------------------------------------------------------------------------------
 
+
 def dataset_attach(*, version, name, kind, incoming, created_by):
     """Attach an .npz dataset to the version's model. Its arrays are checked against the
     version's input signature (when known); ``labels`` is optional. Returns (dataset, created)."""
@@ -179,8 +226,9 @@ def dataset_attach(*, version, name, kind, incoming, created_by):
     if existing is not None:
         if existing.sha256 == incoming.sha256 and existing.kind == kind:
             return existing, False
-        raise Conflict(f"Model {version.model.name} already has a dataset named {name!r} with other content.",
-                       field="name")
+        raise Conflict(
+            f"Model {version.model.name} already has a dataset named {name!r} with other content.", field="name"
+        )
     try:
         arrays = read_npz_arrays(incoming.path)
     except SniffError as exc:
@@ -189,9 +237,18 @@ def dataset_attach(*, version, name, kind, incoming, created_by):
     _check_dataset_inputs(version, arrays)
     with transaction.atomic():
         file_name = storage.new_name("datasets", version.model.name, "npz")
-        dataset = Dataset(model=version.model, version=version, name=name, kind=kind, file=file_name,
-                          sha256=incoming.sha256, size_bytes=incoming.size, rows=rows, arrays=arrays,
-                          created_by=created_by)
+        dataset = Dataset(
+            model=version.model,
+            version=version,
+            name=name,
+            kind=kind,
+            file=file_name,
+            sha256=incoming.sha256,
+            size_bytes=incoming.size,
+            rows=rows,
+            arrays=arrays,
+            created_by=created_by,
+        )
         full_clean(dataset, exclude=["file", "version", "created_by"])
         dataset.save()
         stored = storage.store(incoming, file_name)
@@ -206,8 +263,9 @@ def _dataset_rows(arrays):
         scalar = next(n for n, v in lengths.items() if v is None)
         raise BerthError(f"Array {scalar!r} is a scalar; every array needs one row per example.", field="file")
     if len(set(lengths.values())) != 1:
-        raise BerthError(f"Arrays have different numbers of rows: {lengths}. Every array needs one row per example.",
-                         field="file")
+        raise BerthError(
+            f"Arrays have different numbers of rows: {lengths}. Every array needs one row per example.", field="file"
+        )
     rows = next(iter(lengths.values()))
     if rows == 0:
         raise BerthError("The dataset has no rows.", field="file")
@@ -230,8 +288,18 @@ def _check_dataset_inputs(version, arrays):
 
 # --- hardware targets ------------------------------------------------------------------------
 
-def target_create(*, slug, name="", device=HardwareTarget.Device.CPU, execution_provider="", provider_options=None,
-                  description="", active=True, preset=""):
+
+def target_create(
+    *,
+    slug,
+    name="",
+    device=HardwareTarget.Device.CPU,
+    execution_provider="",
+    provider_options=None,
+    description="",
+    active=True,
+    preset="",
+):
     """A hardware target; ``preset`` (registry.presets) fills device, provider and options."""
     from ..presets import PRESETS, preset_target
 
@@ -254,8 +322,15 @@ def target_create(*, slug, name="", device=HardwareTarget.Device.CPU, execution_
         )
     if not isinstance(provider_options or {}, dict):
         raise BerthError("provider_options must be a JSON object.", field="provider_options")
-    target = HardwareTarget(slug=slug, name=name or slug, device=device, execution_provider=execution_provider,
-                            provider_options=provider_options or {}, description=description, active=active)
+    target = HardwareTarget(
+        slug=slug,
+        name=name or slug,
+        device=device,
+        execution_provider=execution_provider,
+        provider_options=provider_options or {},
+        description=description,
+        active=active,
+    )
     full_clean(target)
     with transaction.atomic():
         target.save()
@@ -264,14 +339,26 @@ def target_create(*, slug, name="", device=HardwareTarget.Device.CPU, execution_
 
 # --- reference profiles ----------------------------------------------------------------------
 
+
 def profile_store(*, version, dataset, features):
     """Replace the version's reference profile with ``features`` (engine FeatureProfiles)."""
     from ..models import ReferenceProfile
 
     with transaction.atomic():
         ReferenceProfile.objects.filter(version=version).delete()
-        ReferenceProfile.objects.bulk_create([
-            ReferenceProfile(version=version, dataset=dataset, name=f.name, kind=f.kind, tensor=f.tensor,
-                             column=f.column, classes=f.classes, edges=f.edges, counts=f.counts)
-            for f in features
-        ])
+        ReferenceProfile.objects.bulk_create(
+            [
+                ReferenceProfile(
+                    version=version,
+                    dataset=dataset,
+                    name=f.name,
+                    kind=f.kind,
+                    tensor=f.tensor,
+                    column=f.column,
+                    classes=f.classes,
+                    edges=f.edges,
+                    counts=f.counts,
+                )
+                for f in features
+            ]
+        )

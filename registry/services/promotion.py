@@ -21,6 +21,7 @@ from .base import full_clean
 
 # --- aliases ---------------------------------------------------------------------------------
 
+
 def alias_set(*, model, name, version, user, override=False, justification=""):
     """Point alias ``name`` of ``model`` at ``version`` (creating or moving it) and record the
     change in the alias log. Returns ``(alias, event)``; event is None when the alias already
@@ -34,8 +35,10 @@ def alias_set(*, model, name, version, user, override=False, justification=""):
     if version.model_id != model.id:
         raise BerthError(f"Version {version.ref} does not belong to model {model.name}.", field="version")
     if version.status == ModelVersion.Status.INVALID:
-        raise BerthError(f"Version {version.version} is invalid ({version.status_detail}); an alias cannot point at it.",
-                         field="version")
+        raise BerthError(
+            f"Version {version.version} is invalid ({version.status_detail}); an alias cannot point at it.",
+            field="version",
+        )
     candidate = Alias(model=model, name=name, version=version, updated_by=user)
     full_clean(candidate, exclude=["updated_by"])
     current = Alias.objects.filter(model=model, name=name).first()
@@ -45,8 +48,16 @@ def alias_set(*, model, name, version, user, override=False, justification=""):
     results = selectors.gate_results(version) if name in GATED_ALIASES else []
     failed = [result for result in results if not result["passed"]]
     if failed:
-        _check_override(model=model, name=name, version=version, user=user, failed=failed, total=len(results),
-                        override=override, justification=justification)
+        _check_override(
+            model=model,
+            name=name,
+            version=version,
+            user=user,
+            failed=failed,
+            total=len(results),
+            override=override,
+            justification=justification,
+        )
 
     with transaction.atomic():
         # No join in the locking query: PostgreSQL re-checks a join against the row a concurrent
@@ -62,18 +73,33 @@ def alias_set(*, model, name, version, user, override=False, justification=""):
             with transaction.atomic():
                 alias.save()
         except IntegrityError as exc:
-            raise Conflict(f"Someone else set {name} on {model.name} at the same moment; try again.",
-                           field="name") from exc
+            raise Conflict(
+                f"Someone else set {name} on {model.name} at the same moment; try again.", field="name"
+            ) from exc
         event = AliasEvent.objects.create(
-            model=model, alias=name, action=AliasEvent.Action.MOVE if current else AliasEvent.Action.SET,
-            from_version=from_version, from_label=from_version.version if from_version else "",
-            to_version=version, to_label=version.version, user=user, gate_results=results,
-            overridden=bool(failed), justification=justification,
+            model=model,
+            alias=name,
+            action=AliasEvent.Action.MOVE if current else AliasEvent.Action.SET,
+            from_version=from_version,
+            from_label=from_version.version if from_version else "",
+            to_version=version,
+            to_label=version.version,
+            user=user,
+            gate_results=results,
+            overridden=bool(failed),
+            justification=justification,
         )
-        audit.record(audit.Action.GATE_OVERRIDE if failed else audit.Action.ALIAS_SET, f"{model.name}@{name}",
-                     user=user, details={"from": event.from_label or None, "to": version.version,
-                                         "justification": justification,
-                                         "failed_gates": [r.get("reason") for r in failed]})
+        audit.record(
+            audit.Action.GATE_OVERRIDE if failed else audit.Action.ALIAS_SET,
+            f"{model.name}@{name}",
+            user=user,
+            details={
+                "from": event.from_label or None,
+                "to": version.version,
+                "justification": justification,
+                "failed_gates": [r.get("reason") for r in failed],
+            },
+        )
     return alias, event
 
 
@@ -85,14 +111,23 @@ def _check_override(*, model, name, version, user, failed, total, override, just
         raise Conflict(
             f"{name} cannot move to {version.version}: it fails {len(failed)} of the {total} promotion gates of "
             f"{model.name}: {reasons}. Meet the gates, or an admin may override them with a justification.",
-            field="version", extra={"gates": failed},
+            field="version",
+            extra={"gates": failed},
         )
     if not permits(user, "alias", OVERRIDE):
-        raise BerthError("Only admins may override promotion gates.", field="override",
-                         status=status.HTTP_403_FORBIDDEN, extra={"gates": failed})
+        raise BerthError(
+            "Only admins may override promotion gates.",
+            field="override",
+            status=status.HTTP_403_FORBIDDEN,
+            extra={"gates": failed},
+        )
     if not justification:
-        raise BerthError("Overriding a failing promotion gate needs a justification: say why this version may "
-                         f"become {name} anyway.", field="justification", extra={"gates": failed})
+        raise BerthError(
+            "Overriding a failing promotion gate needs a justification: say why this version may "
+            f"become {name} anyway.",
+            field="justification",
+            extra={"gates": failed},
+        )
 
 
 def alias_remove(*, model, name, user=None):
@@ -103,13 +138,21 @@ def alias_remove(*, model, name, user=None):
             raise NotFound(f"Model {model.name} has no alias {name!r}.")
         from_version = alias.version
         alias.delete()
-        audit.record(audit.Action.ALIAS_REMOVE, f"{model.name}@{name}", user=user,
-                     details={"from": from_version.version})
-        return AliasEvent.objects.create(model=model, alias=name, action=AliasEvent.Action.REMOVE,
-                                         from_version=from_version, from_label=from_version.version, user=user)
+        audit.record(
+            audit.Action.ALIAS_REMOVE, f"{model.name}@{name}", user=user, details={"from": from_version.version}
+        )
+        return AliasEvent.objects.create(
+            model=model,
+            alias=name,
+            action=AliasEvent.Action.REMOVE,
+            from_version=from_version,
+            from_label=from_version.version,
+            user=user,
+        )
 
 
 # --- promotion gates -------------------------------------------------------------------------
+
 
 def gate_create(*, model, kind, threshold, target=None, batch_size=1, created_by=None):
     """Add a promotion gate to ``model``. ``threshold`` is a fraction for max_accuracy_drop
@@ -118,21 +161,26 @@ def gate_create(*, model, kind, threshold, target=None, batch_size=1, created_by
     at ``batch_size``. Quality gates are judged by jobs.engine.decision against the model's
     reference version (the most accurate on the same evaluation set, any lineage)."""
     if kind not in PromotionGate.Kind.values:
-        raise BerthError(f"Unknown gate kind {kind!r}; use one of {', '.join(PromotionGate.Kind.values)}.",
-                         field="kind")
+        raise BerthError(
+            f"Unknown gate kind {kind!r}; use one of {', '.join(PromotionGate.Kind.values)}.", field="kind"
+        )
     try:
         threshold = float(threshold)
     except (TypeError, ValueError):
         raise BerthError("threshold must be a number.", field="threshold") from None
     if not math.isfinite(threshold) or threshold <= 0:
-        raise BerthError("threshold must be a positive number (a fraction such as 0.005 for max_accuracy_drop or "
-                         "0.01 for max_relative_error, a cosine such as 0.99 for min_cosine, milliseconds for "
-                         "max_p95_ms).", field="threshold")
+        raise BerthError(
+            "threshold must be a positive number (a fraction such as 0.005 for max_accuracy_drop or "
+            "0.01 for max_relative_error, a cosine such as 0.99 for min_cosine, milliseconds for "
+            "max_p95_ms).",
+            field="threshold",
+        )
     if kind == PromotionGate.Kind.MAX_P95_MS and target is None:
         raise BerthError("A max_p95_ms gate needs the target whose latency it checks.", field="target")
     if kind == PromotionGate.Kind.MAX_ACCURACY_DROP and threshold >= 1:
-        raise BerthError("max_accuracy_drop is a fraction: 0.005 allows a drop of 0.5 percentage points.",
-                         field="threshold")
+        raise BerthError(
+            "max_accuracy_drop is a fraction: 0.005 allows a drop of 0.5 percentage points.", field="threshold"
+        )
     if kind == PromotionGate.Kind.MIN_COSINE and threshold > 1:
         raise BerthError("min_cosine is a cosine similarity of at most 1, such as 0.99.", field="threshold")
     if kind == PromotionGate.Kind.MAX_RELATIVE_ERROR and threshold >= 1:
@@ -142,10 +190,12 @@ def gate_create(*, model, kind, threshold, target=None, batch_size=1, created_by
     if kind in PromotionGate.QUALITY_KINDS:
         batch_size = 1  # quality does not depend on the batch size
     if model.gates.filter(kind=kind, target=target, batch_size=batch_size).exists():
-        raise Conflict(f"Model {model.name} already has this gate; delete it first to change its threshold.",
-                       field="kind")
-    gate = PromotionGate(model=model, kind=kind, threshold=threshold, target=target, batch_size=batch_size,
-                         created_by=created_by)
+        raise Conflict(
+            f"Model {model.name} already has this gate; delete it first to change its threshold.", field="kind"
+        )
+    gate = PromotionGate(
+        model=model, kind=kind, threshold=threshold, target=target, batch_size=batch_size, created_by=created_by
+    )
     full_clean(gate, exclude=["created_by"])
     with transaction.atomic():
         gate.save()

@@ -21,6 +21,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # --- resumable uploads -----------------------------------------------------------------------
 
+
 def upload_start(*, user, size, filename="", sha256=""):
     """Open a resumable upload of ``size`` bytes, or return the user's open upload of the
     same bytes (same size and sha256) so that a restarted client resumes where it stopped.
@@ -33,8 +34,9 @@ def upload_start(*, user, size, filename="", sha256=""):
     if sha256 and not _SHA256.match(sha256):
         raise BerthError("sha256 must be 64 hexadecimal characters.", field="sha256")
     if sha256:
-        existing = Upload.objects.filter(created_by=user, size=size, expected_sha256=sha256,
-                                         status=Upload.Status.OPEN).first()
+        existing = Upload.objects.filter(
+            created_by=user, size=size, expected_sha256=sha256, status=Upload.Status.OPEN
+        ).first()
         if existing is not None and uploads.part_path(existing.id).exists():
             return existing, False
     upload = Upload(created_by=user, size=size, filename=filename[:255], expected_sha256=sha256)
@@ -50,19 +52,24 @@ def upload_write_chunk(*, upload, content_range, content_length, stream):
         raise Conflict(f"This upload is {upload.status}; it takes no more data.")
     match = _CONTENT_RANGE.match(content_range or "")
     if not match:
-        raise BerthError("Send each chunk with a header 'Content-Range: bytes <first>-<last>/<total>'.",
-                         field="Content-Range")
+        raise BerthError(
+            "Send each chunk with a header 'Content-Range: bytes <first>-<last>/<total>'.", field="Content-Range"
+        )
     first, last, total = (int(g) for g in match.groups())
     if total != upload.size:
-        raise BerthError(f"Content-Range says the file has {total:,} bytes, but this upload was started for "
-                         f"{upload.size:,}.", field="Content-Range")
+        raise BerthError(
+            f"Content-Range says the file has {total:,} bytes, but this upload was started for {upload.size:,}.",
+            field="Content-Range",
+        )
     if last < first or last >= total:
-        raise BerthError(f"Content-Range bytes {first}-{last} is not a range inside 0-{total - 1}.",
-                         field="Content-Range")
+        raise BerthError(
+            f"Content-Range bytes {first}-{last} is not a range inside 0-{total - 1}.", field="Content-Range"
+        )
     length = last - first + 1
     if content_length != length:
-        raise BerthError(f"Content-Range announces {length:,} bytes but the body has {content_length:,}.",
-                         field="Content-Length")
+        raise BerthError(
+            f"Content-Range announces {length:,} bytes but the body has {content_length:,}.", field="Content-Length"
+        )
     if length > settings.BERTH_MAX_CHUNK_BYTES:
         raise TooLarge(f"Chunks may be at most {settings.BERTH_MAX_CHUNK_BYTES:,} bytes; this one has {length:,}.")
 
@@ -72,8 +79,14 @@ def upload_write_chunk(*, upload, content_range, content_length, stream):
     def record_offset(offset):
         Upload.objects.filter(pk=upload.pk).update(offset=offset, updated=timezone.now())
 
-    upload.offset = uploads.append_chunk(upload_id=upload.id, current_offset=current_offset,
-                                         record_offset=record_offset, start=first, length=length, stream=stream)
+    upload.offset = uploads.append_chunk(
+        upload_id=upload.id,
+        current_offset=current_offset,
+        record_offset=record_offset,
+        start=first,
+        length=length,
+        stream=stream,
+    )
     return upload
 
 
@@ -109,8 +122,10 @@ def _upload_complete_locked(*, upload, user, sha256, **registration):
     actual = uploads.finished_sha256(upload.id, upload.size)
     expected = (sha256 or upload.expected_sha256).lower()
     if expected and expected != actual:
-        detail = (f"The received bytes have sha256 {actual}, not {expected} as announced. The upload was "
-                  "discarded and nothing was registered; upload the file again.")
+        detail = (
+            f"The received bytes have sha256 {actual}, not {expected} as announced. The upload was "
+            "discarded and nothing was registered; upload the file again."
+        )
         Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.FAILED, status_detail=detail, sha256=actual)
         uploads.remove_part_file(upload.id)
         raise BerthError(detail, field="sha256")
@@ -119,15 +134,25 @@ def _upload_complete_locked(*, upload, user, sha256, **registration):
         version, created = version_register(artifact=incoming, created_by=user, **registration)
     except InvalidModelFile as exc:
         # No version name makes these bytes acceptable: free the disk now.
-        Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.FAILED, status_detail=exc.message,
-                                                   sha256=actual)
+        Upload.objects.filter(pk=upload.pk).update(
+            status=Upload.Status.FAILED, status_detail=exc.message, sha256=actual
+        )
         uploads.remove_part_file(upload.id)
         raise
     with transaction.atomic():
         Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.COMPLETED, sha256=actual, version=version)
-        audit.record(audit.Action.UPLOAD, version.ref, user=user, details={
-            "upload": str(upload.id), "size_bytes": upload.size, "sha256": actual, "filename": upload.filename,
-            "registered": created})
+        audit.record(
+            audit.Action.UPLOAD,
+            version.ref,
+            user=user,
+            details={
+                "upload": str(upload.id),
+                "size_bytes": upload.size,
+                "sha256": actual,
+                "filename": upload.filename,
+                "registered": created,
+            },
+        )
     uploads.remove_part_file(upload.id)
     return version, created
 

@@ -97,7 +97,7 @@ class CuttingProxy:
                     start = window.find(self.MARKER)
                     if start >= 0 and self._is_target():
                         remaining = self.cut_after + start - len(tail)
-                    tail = window[-(len(self.MARKER) - 1):]
+                    tail = window[-(len(self.MARKER) - 1) :]
                 if remaining is not None and len(data) >= remaining:
                     dst.sendall(data[:remaining])
                     self.cut.set()

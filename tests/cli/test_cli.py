@@ -16,8 +16,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def register_args(path, *extra, model="digits", version="1"):
     # A short retry window, so that a server error fails the test quickly instead of being retried for minutes.
-    return ("register", "--model", model, "--version", version, "--file", str(path), "--create-model",
-            "--retry-for", "10", *extra)
+    return (
+        "register",
+        "--model",
+        model,
+        "--version",
+        version,
+        "--file",
+        str(path),
+        "--create-model",
+        "--retry-for",
+        "10",
+        *extra,
+    )
 
 
 @pytest.fixture
@@ -38,8 +49,12 @@ def put_sizes(monkeypatch):
 @pytest.mark.worker
 def test_it_registers_and_waits_until_ready(berth, ci_user, celery_worker, onnx_file):
     """With a register-scoped token, as CI should hold."""
-    result = berth(*register_args(onnx_file, "--wait", "--timeout", "60", "--tags", "ci,nightly",
-                                  "--metadata", '{"commit": "abc123"}'), token=api_token_key(ci_user, scope="register"))
+    result = berth(
+        *register_args(
+            onnx_file, "--wait", "--timeout", "60", "--tags", "ci,nightly", "--metadata", '{"commit": "abc123"}'
+        ),
+        token=api_token_key(ci_user, scope="register"),
+    )
     assert result.code == 0, result.err
     assert "registered digits:1 (validating)" in result.out
     assert "digits:1 is ready" in result.out
@@ -74,8 +89,9 @@ def test_it_answers_200_when_the_upload_completes_an_existing_version(ci_client,
     # Registered by someone else between the CLI's check and its complete: the server's 200 path.
     upload = berth_client.upload_file(ci_client, onnx_file, retry_for=10)
     assert register(api_client(ci_user), onnx_file).status_code == 201
-    created, version = berth_client.upload_complete(ci_client, upload["id"], model="digits", version="1",
-                                                    sha256=sha256_of(onnx_file), retry_for=10)
+    created, version = berth_client.upload_complete(
+        ci_client, upload["id"], model="digits", version="1", sha256=sha256_of(onnx_file), retry_for=10
+    )
     assert not created and version["version"] == "1"
     assert ModelVersion.objects.count() == 1
 
@@ -120,8 +136,10 @@ def test_a_missing_token_is_a_usage_error(berth, onnx_file, monkeypatch):
     from berth.cli import main
 
     monkeypatch.delenv("BERTH_TOKEN", raising=False)
-    assert main(["register", "--server", "http://127.0.0.1:9", "--model", "m", "--version", "1",
-                 "--file", str(onnx_file)]) == 2
+    assert (
+        main(["register", "--server", "http://127.0.0.1:9", "--model", "m", "--version", "1", "--file", str(onnx_file)])
+        == 2
+    )
 
 
 def test_it_gives_up_when_the_server_is_unreachable(berth, onnx_file):
@@ -149,11 +167,18 @@ def test_it_survives_a_connection_cut_mid_chunk(berth, cutting_proxy, big_onnx_f
 def test_it_resumes_an_upload_started_earlier(berth, ci_user, big_onnx_file, put_sizes):
     data = big_onnx_file.read_bytes()
     api = api_client(ci_user)
-    started = api.post("/api/v1/uploads/", {"size": len(data), "filename": "big.onnx",
-                                            "sha256": sha256_of(big_onnx_file)}, format="json")
+    started = api.post(
+        "/api/v1/uploads/",
+        {"size": len(data), "filename": "big.onnx", "sha256": sha256_of(big_onnx_file)},
+        format="json",
+    )
     assert started.status_code == 201
-    chunk = api.put(f"/api/v1/uploads/{started.json()['id']}/", data[:CHUNK],
-                    content_type="application/octet-stream", HTTP_CONTENT_RANGE=f"bytes 0-{CHUNK - 1}/{len(data)}")
+    chunk = api.put(
+        f"/api/v1/uploads/{started.json()['id']}/",
+        data[:CHUNK],
+        content_type="application/octet-stream",
+        HTTP_CONTENT_RANGE=f"bytes 0-{CHUNK - 1}/{len(data)}",
+    )
     assert chunk.json()["offset"] == CHUNK
 
     result = berth(*register_args(big_onnx_file, "--chunk-size", str(CHUNK)))

@@ -10,8 +10,20 @@ QUICK = ("--param", "min_runs=10", "--param", "min_seconds=0.05", "--param", "me
 
 
 def test_it_compresses_and_benchmarks_the_result(berth, celery_worker, digits_version):
-    result = berth("compress", "--version", "digits:1", "--target", "cpu", "--method", "dynamic_int8",
-                   "--then-benchmark", "1,4", "--wait", "--timeout", "180")
+    result = berth(
+        "compress",
+        "--version",
+        "digits:1",
+        "--target",
+        "cpu",
+        "--method",
+        "dynamic_int8",
+        "--then-benchmark",
+        "1,4",
+        "--wait",
+        "--timeout",
+        "180",
+    )
     assert result.code == 0, result.err + result.out
     assert "created digits:1-int8-dynamic" in result.out
     assert "succeeded" in result.out and "p50 ms" in result.out
@@ -19,8 +31,19 @@ def test_it_compresses_and_benchmarks_the_result(berth, celery_worker, digits_ve
 
 
 def test_it_benchmarks_on_a_target_and_prints_the_table(berth, celery_worker, digits_version):
-    result = berth("benchmark", "--version", "digits:1", "--target", "cpu", "--batch-sizes", "1,8", *QUICK,
-                   "--wait", "--timeout", "120")
+    result = berth(
+        "benchmark",
+        "--version",
+        "digits:1",
+        "--target",
+        "cpu",
+        "--batch-sizes",
+        "1,8",
+        *QUICK,
+        "--wait",
+        "--timeout",
+        "120",
+    )
     assert result.code == 0, result.err + result.out
     lines = [line.split() for line in result.out.splitlines()]
     assert lines[-4][:2] == ["1", "default"] and lines[-3][:2] == ["8", "default"]

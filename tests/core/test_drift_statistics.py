@@ -7,9 +7,18 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from berth.core.drift import (PROFILE_QUANTILES, bin_bounds, binned_moments, cramers_v, kolmogorov_sf,
-                              kolmogorov_sf_array, ks,
-                              profile_edges, total_variation, wasserstein)
+from berth.core.drift import (
+    PROFILE_QUANTILES,
+    bin_bounds,
+    binned_moments,
+    cramers_v,
+    kolmogorov_sf,
+    kolmogorov_sf_array,
+    ks,
+    profile_edges,
+    total_variation,
+    wasserstein,
+)
 
 
 def binned(values, edges):
@@ -99,7 +108,8 @@ def test_wasserstein_on_profile_bins_tracks_scipy_on_the_raw_samples():
         current[wide] = rng.normal(3, 8, wide.sum())
         raw = stats.wasserstein_distance(reference, current) / np.std(reference)
         assert wasserstein(binned(reference, edges), binned(current, edges), edges) == pytest.approx(
-            raw, rel=0.2, abs=0.01)
+            raw, rel=0.2, abs=0.01
+        )
 
 
 def test_binned_moments_approach_the_raw_moments():
@@ -133,7 +143,8 @@ def test_cramers_v_matches_scipy_on_the_contingency_table():
     chi2 = stats.chi2_contingency(np.array([reference, current]), correction=False).statistic
     assert cramers_v(reference, current) == pytest.approx(math.sqrt(chi2 / 1400), rel=1e-12)
     assert cramers_v(reference, current) == pytest.approx(
-        stats.contingency.association(np.array([reference, current]), method="cramer"), rel=1e-12)
+        stats.contingency.association(np.array([reference, current]), method="cramer"), rel=1e-12
+    )
     assert cramers_v([10, 0, 5], [20, 0, 10]) == pytest.approx(0, abs=1e-12)  # an empty class is left out
     assert cramers_v([10, 0], [20, 0]) is None
 

@@ -8,8 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from berth.core.drift import (DEFAULT_TESTS, MIN_DRIFT_ROWS, dataset_drift, feature_drift, features_drift,
-                              profile_edges, relative_drift, sustained)
+from berth.core.drift import (
+    DEFAULT_TESTS,
+    MIN_DRIFT_ROWS,
+    dataset_drift,
+    feature_drift,
+    features_drift,
+    profile_edges,
+    relative_drift,
+    sustained,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,21 +96,25 @@ def test_dataset_drift_is_the_share_of_drifted_features():
 
 
 def test_the_calibration_bench_meets_its_goals_on_the_small_grid():
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "drift.py"), "--small"], capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "drift.py"), "--small"], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "agreement with the raw-data verdicts" in run.stdout and run.stdout.rstrip().endswith("OK")
 
 
 def test_verdicts_for_many_rows_equal_one_at_a_time(normal):
     rng, edges, reference, counts = normal
-    rows = [counts(rng.normal(rng.uniform(-0.3, 0.3), rng.uniform(0.9, 1.3), rng.integers(50, 3000)))
-            for _ in range(40)]
-    assert features_drift("column", reference, rows, edges) == [feature_drift("column", reference, r, edges)
-                                                               for r in rows]
+    rows = [
+        counts(rng.normal(rng.uniform(-0.3, 0.3), rng.uniform(0.9, 1.3), rng.integers(50, 3000))) for _ in range(40)
+    ]
+    assert features_drift("column", reference, rows, edges) == [
+        feature_drift("column", reference, r, edges) for r in rows
+    ]
     classes = [[int(c) for c in rng.multinomial(rng.integers(50, 3000), [0.5, 0.3, 0.2])] for _ in range(20)]
-    assert features_drift("class", [500, 300, 200], classes) == [feature_drift("class", [500, 300, 200], c)
-                                                                 for c in classes]
+    assert features_drift("class", [500, 300, 200], classes) == [
+        feature_drift("class", [500, 300, 200], c) for c in classes
+    ]
     assert features_drift("column", reference, [], edges) == []
     with pytest.raises(ValueError):
         features_drift("column", reference, [reference[:-1]], edges)

@@ -27,7 +27,12 @@ def test_a_token_made_through_the_api_works_and_only_its_hash_is_kept(engineer):
     assert created.status_code == 201
     body = created.json()
     key = body["key"]
-    assert body["scope"] == "register" and body["prefix"] == key[:12] and key.startswith("berth_") and body["active"] is True
+    assert (
+        body["scope"] == "register"
+        and body["prefix"] == key[:12]
+        and key.startswith("berth_")
+        and body["active"] is True
+    )
     stored = ApiToken.objects.get(pk=body["id"])
     assert key not in str(list(ApiToken.objects.values_list()))
     assert stored.key_hash != key and len(stored.key_hash) == 64
@@ -66,10 +71,16 @@ def test_an_inactive_users_tokens_stop_working(engineer):
     assert with_key(key).get("/api/v1/models/").status_code == 401
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"name": ""}, "name"), ({"name": "x", "scope": "root"}, "scope"), ({"name": "x", "expires_days": 0}, "expires_days"),
-    ({"name": "x" * 101}, "name"), ({"name": "x", "user": "ghost"}, "user"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x", "scope": "root"}, "scope"),
+        ({"name": "x", "expires_days": 0}, "expires_days"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": "x", "user": "ghost"}, "user"),
+    ],
+)
 def test_bad_requests_create_nothing(admin_user, body, field):
     manager = api_client(admin_user)
     before = ApiToken.objects.count()
@@ -91,8 +102,9 @@ def test_people_see_and_revoke_their_own_tokens_admins_everyones(engineer, viewe
 
     admin_api = api_client(admin_user)
     assert "viewer's" in {t["name"] for t in admin_api.get("/api/v1/tokens/?all=true").json()["results"]}
-    issued = admin_api.post("/api/v1/tokens/", {"name": "ci-bot", "user": viewer.username, "scope": "read"},
-                            format="json")
+    issued = admin_api.post(
+        "/api/v1/tokens/", {"name": "ci-bot", "user": viewer.username, "scope": "read"}, format="json"
+    )
     assert issued.status_code == 201 and issued.json()["user"] == viewer.username
     assert admin_api.delete(f"/api/v1/tokens/{theirs.pk}/").status_code == 200
     active = {t["name"] for t in admin_api.get("/api/v1/tokens/?all=true&active=true").json()["results"]}

@@ -33,8 +33,11 @@ def test_the_demo_loads_real_models_once(settings, tmp_path):
     # digits:1 is validated on the spot, so that a compression and benchmarks wait for the worker.
     assert ModelVersion.objects.get(pk=versions["1"].pk).status == "ready"
     queued = Job.objects.filter(status="queued").exclude(kind="validate")
-    assert {(j.kind, j.queue) for j in queued} == {("benchmark", "target.cpu"), ("compress", "target.cpu"),
-                                                    ("profile", "default")}
+    assert {(j.kind, j.queue) for j in queued} == {
+        ("benchmark", "target.cpu"),
+        ("compress", "target.cpu"),
+        ("profile", "default"),
+    }
     assert queued.get(kind="compress").params["then_benchmark"]["batch_sizes"] == [1, 8, 32]
     # the demo endpoint serves digits:1; its token waits in var/ for `manage.py serve`
     deployment = Deployment.objects.get(endpoint__name="digits-demo", state="active")

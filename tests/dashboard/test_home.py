@@ -15,8 +15,9 @@ def test_the_overview_shows_best_variants_and_failing_gates(world, viewer, engin
     world.result(int8, world.cpu, p95=4.0, accuracy=0.979)
     world.result(fp32, world.gpu, p95=2.0, accuracy=0.980)
     services.alias_set(model=world.model, name="production", version=fp32, user=engineer)
-    services.gate_create(model=world.model, kind="max_p95_ms", threshold=5, target=world.cpu, batch_size=1,
-                         created_by=engineer)
+    services.gate_create(
+        model=world.model, kind="max_p95_ms", threshold=5, target=world.cpu, batch_size=1, created_by=engineer
+    )
     client = Client()
     client.force_login(viewer)
     html = client.get("/").content.decode()

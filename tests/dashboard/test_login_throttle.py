@@ -58,15 +58,21 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_throttled(client, setti
     settings.BERTH_TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.0/8")]
     make_user("ana", ADMIN)
     for name in ("x1", "x2", "x3"):
-        client.post("/accounts/login/", {"username": name, "password": "no"},
-                    HTTP_X_FORWARDED_FOR="203.0.113.9, 127.0.0.5")
+        client.post(
+            "/accounts/login/", {"username": name, "password": "no"}, HTTP_X_FORWARDED_FOR="203.0.113.9, 127.0.0.5"
+        )
     assert set(LoginFailure.objects.values_list("address", flat=True)) == {"203.0.113.9"}
-    other_browser = client.post("/accounts/login/", {"username": "ana", "password": "pw-ana"},
-                                HTTP_X_FORWARDED_FOR="198.51.100.7")
+    other_browser = client.post(
+        "/accounts/login/", {"username": "ana", "password": "pw-ana"}, HTTP_X_FORWARDED_FOR="198.51.100.7"
+    )
     assert other_browser.status_code == 302  # the proxy's address is not locked out for everyone
     client.logout()
-    assert client.post("/accounts/login/", {"username": "ana", "password": "pw-ana"},
-                       HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 429
+    assert (
+        client.post(
+            "/accounts/login/", {"username": "ana", "password": "pw-ana"}, HTTP_X_FORWARDED_FOR="203.0.113.9"
+        ).status_code
+        == 429
+    )
 
     settings.BERTH_TRUSTED_PROXIES = []  # not trusted: the header is ignored
     LoginFailure.objects.all().delete()

@@ -6,13 +6,16 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("url", [
-    "/api/v1/models/digits%00/",
-    "/api/v1/models/?q=a%00",
-    "/api/v1/jobs/?version=digits:1%00",
-    "/api/v1/endpoints/prod%00/metrics/",
-    "/api/v1/alerts/?endpoint=%00",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/models/digits%00/",
+        "/api/v1/models/?q=a%00",
+        "/api/v1/jobs/?version=digits:1%00",
+        "/api/v1/endpoints/prod%00/metrics/",
+        "/api/v1/alerts/?endpoint=%00",
+    ],
+)
 def test_an_api_address_with_a_nul_is_refused(viewer_api, url):
     response = viewer_api.get(url)
     assert response.status_code == 400

@@ -23,10 +23,16 @@ def free_port():
 def test_it_serves_pages_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url(), "BERTH_VAR_DIR": str(tmp_path)}
-    process = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-worker", "--port", str(port)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--no-worker", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
+
         def login_page():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2) as response:
@@ -68,8 +74,9 @@ def demo(_isolated_files, engineer_api, onnx_file):
     assert version.status == "ready", version.status_detail
     endpoint, token = monitoring_services.endpoint_create(name=DEMO_ENDPOINT, model=version.model, target=cpu)
     monitoring_services.deploy(endpoint=endpoint, version=version, weight=100)
-    (var / "demo-endpoint.json").write_text(json.dumps({"endpoint": DEMO_ENDPOINT, "token": token,
-                                                        "model": version.model.name}))
+    (var / "demo-endpoint.json").write_text(
+        json.dumps({"endpoint": DEMO_ENDPOINT, "token": token, "model": version.model.name})
+    )
     return {"var": var, "endpoint": endpoint, "token": token}
 
 
@@ -79,13 +86,29 @@ class Run:
     def __init__(self, var, port, serving_port):
         self.var, self.port, self.serving_port = var, port, serving_port
         self.log_path = var / f"run-{port}.log"
-        env = {**os.environ, "DATABASE_URL": database_url(), "BERTH_VAR_DIR": str(var),
-               "BERTH_MEDIA_ROOT": str(var / "media")}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "BERTH_VAR_DIR": str(var),
+            "BERTH_MEDIA_ROOT": str(var / "media"),
+        }
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "serve", "--no-worker", "--port", str(port),
-                 "--serving-port", str(serving_port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "manage.py",
+                    "serve",
+                    "--no-worker",
+                    "--port",
+                    str(port),
+                    "--serving-port",
+                    str(serving_port),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def output(self):
         return self.log_path.read_text()
@@ -99,8 +122,11 @@ class Run:
 
     def wait_banner(self):
         try:
-            wait_for(lambda: self.answers("/accounts/login/") and "Berth is running" in self.output(), timeout=90,
-                     interval=0.3)
+            wait_for(
+                lambda: self.answers("/accounts/login/") and "Berth is running" in self.output(),
+                timeout=90,
+                interval=0.3,
+            )
         except AssertionError:
             raise AssertionError(f"no dashboard and banner within 90 s:\n{self.output()[-3000:]}") from None
         return self.output()
@@ -167,7 +193,9 @@ def test_a_busy_dashboard_port_is_reported_before_anything_starts(demo):
     assert "Berth is running" not in run.output() and not _processes_of(demo["var"])
 
 
-def test_a_rotated_token_is_reissued_a_second_run_leaves_the_first_alone_and_a_dead_runtime_only_the_demo(demo, client, admin_user):
+def test_a_rotated_token_is_reissued_a_second_run_leaves_the_first_alone_and_a_dead_runtime_only_the_demo(
+    demo, client, admin_user
+):
     from monitoring import services as monitoring_services
 
     monitoring_services.endpoint_rotate_token(endpoint=demo["endpoint"])  # "New token" on the page
@@ -176,15 +204,20 @@ def test_a_rotated_token_is_reissued_a_second_run_leaves_the_first_alone_and_a_d
         try:
             banner = first.wait_banner()
             assert ("got a new one" in banner) == (attempt == 1), banner
-            wait_for(lambda run=first: run.answers("/v2/health/ready", run.serving_port), timeout=60, interval=0.3,
-                     message=f"the demo runtime to be ready:\n{(demo['var'] / 'demo-serving.log').read_text()}")
+            wait_for(
+                lambda run=first: run.answers("/v2/health/ready", run.serving_port),
+                timeout=60,
+                interval=0.3,
+                message=f"the demo runtime to be ready:\n{(demo['var'] / 'demo-serving.log').read_text()}",
+            )
             assert "answers at" in _endpoint_page(client, admin_user, demo["var"])
 
             second = Run(demo["var"], free_port(), free_port())
             assert second.process.wait(timeout=60) == 1
             assert "Berth is already running" in second.output() and f"pid {first.process.pid}" in second.output()
-            check = subprocess.run([sys.executable, "dashboard/runlocal.py", str(demo["var"])], capture_output=True,
-                                   text=True)  # make run's first step
+            check = subprocess.run(
+                [sys.executable, "dashboard/runlocal.py", str(demo["var"])], capture_output=True, text=True
+            )  # make run's first step
             assert check.returncode == 1 and f"pid {first.process.pid}" in check.stderr, check
             assert first.answers("/accounts/login/") and first.answers("/v2/health/ready", first.serving_port)
             if attempt == 2:
@@ -197,11 +230,14 @@ def _the_demo_runtime_dies(run, var, client, admin_user):
     """The demo runtime killed: the dashboard keeps answering, the command and the page say why."""
     runtime = next(pid for pid in _processes_of(var) if b"serving.cli" in open(f"/proc/{pid}/cmdline", "rb").read())
     os.killpg(int(runtime), signal.SIGKILL)
-    wait_for(lambda: "The demo's serving runtime stopped" in run.output(), timeout=30, interval=0.3,
-             message="the command to notice")
+    wait_for(
+        lambda: "The demo's serving runtime stopped" in run.output(),
+        timeout=30,
+        interval=0.3,
+        message="the command to notice",
+    )
     assert "The dashboard and workers keep running" in run.output()
     page = _endpoint_page(client, admin_user, var)
-    assert "serving runtime stopped" in page, page[page.find("<h1>"):page.find("<h2>")]
+    assert "serving runtime stopped" in page, page[page.find("<h1>") : page.find("<h2>")]
     wait_for(lambda: run.answers("/accounts/login/"), timeout=30, interval=0.5, message="the dashboard")
     assert run.process.poll() is None
-

@@ -14,8 +14,14 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 # Playwright's waits and expect()s (ms): everything is local; the validate job gets longer.
 TIMEOUT_MS = 15_000
@@ -53,10 +59,22 @@ def new_page(browser, live_server):
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: js_errors.append(str(error)))
-        page.on("response", lambda response: response.status >= 400 and any(
-            part in response.url for part in ("/static/", "/favicon")) and missing.append(f"{response.status} {response.url}"))
-        page.on("console", lambda message: message.type == "error" and "Content Security Policy" in message.text
-                and csp_violations.append(message.text))
+        page.on(
+            "response",
+            lambda response: (
+                response.status >= 400
+                and any(part in response.url for part in ("/static/", "/favicon"))
+                and missing.append(f"{response.status} {response.url}")
+            ),
+        )
+        page.on(
+            "console",
+            lambda message: (
+                message.type == "error"
+                and "Content Security Policy" in message.text
+                and csp_violations.append(message.text)
+            ),
+        )
         return page
 
     csp_violations = []
@@ -117,6 +135,7 @@ def recorded(page):
 
 
 # --- a model file big enough to be sent in several chunks ------------------------------------
+
 
 @pytest.fixture(scope="session")
 def big_onnx_file(tmp_path_factory):

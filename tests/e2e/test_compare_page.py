@@ -47,8 +47,10 @@ def test_the_charts_render_and_the_budget_drives_the_recommendation(logged_in_pa
 def test_the_csv_download_is_the_table(logged_in_page, viewer, results):
     page = logged_in_page(viewer)
     page.goto("/compare/?model=digits&targets=cpu&targets=gpu&batch_size=1")
-    shown = [[cell.strip() for cell in row.locator("td").all_inner_texts()]
-             for row in page.locator("#compare-table tbody tr").all()]
+    shown = [
+        [cell.strip() for cell in row.locator("td").all_inner_texts()]
+        for row in page.locator("#compare-table tbody tr").all()
+    ]
     with page.expect_download() as download:
         page.locator("#export-csv").click()
     exported = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
@@ -69,8 +71,15 @@ def test_charts_a_reader_trusts(logged_in_page, viewer, world):
     fp32 = world.version("1")
     for batch in (1, 8, 32):
         world.result(fp32, world.cpu, p95=0.008 * batch, batch=batch)
-    ModelVersion.objects.create(model=world.model, version="2-ts", format="torchscript", artifact="a/2.pt",
-                                sha256="1" * 64, size_bytes=10, status="ready")
+    ModelVersion.objects.create(
+        model=world.model,
+        version="2-ts",
+        format="torchscript",
+        artifact="a/2.pt",
+        sha256="1" * 64,
+        size_bytes=10,
+        status="ready",
+    )
     page = logged_in_page(viewer)
     page.goto("/compare/?model=digits&targets=cpu")
     for name in ("distribution", "batch", "history"):

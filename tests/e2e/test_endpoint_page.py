@@ -16,19 +16,42 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 def send(endpoint, minute, count, *, mean=0.5, error_kind=None):
     start = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=minute)
-    events = [{"ts": (start + timedelta(milliseconds=100 * i)).isoformat(), "version": "1",
-               "latency_ms": 1.0 + (i % 7) * 0.3, "ok": error_kind is None or i % 10 != 0,
-               "error_kind": error_kind, "features": {"x.mean": mean + (i % 10) * 0.01}} for i in range(count)]
+    events = [
+        {
+            "ts": (start + timedelta(milliseconds=100 * i)).isoformat(),
+            "version": "1",
+            "latency_ms": 1.0 + (i % 7) * 0.3,
+            "ok": error_kind is None or i % 10 != 0,
+            "error_kind": error_kind,
+            "features": {"x.mean": mean + (i % 10) * 0.01},
+        }
+        for i in range(count)
+    ]
     services.telemetry_ingest(endpoint=endpoint, payload={"events": events})
 
 
 @pytest.fixture
 def monitored(world):
     version = world.version("1")
-    dataset = Dataset.objects.create(model=world.model, name="ref", kind="reference", file="x.npz", sha256="0" * 64,
-                                     size_bytes=1, rows=1000, arrays={})
-    ReferenceProfile.objects.create(version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x",
-                                    edges=[0.2, 0.4, 0.6], counts=[250, 250, 250, 250])
+    dataset = Dataset.objects.create(
+        model=world.model,
+        name="ref",
+        kind="reference",
+        file="x.npz",
+        sha256="0" * 64,
+        size_bytes=1,
+        rows=1000,
+        arrays={},
+    )
+    ReferenceProfile.objects.create(
+        version=version,
+        dataset=dataset,
+        name="x.mean",
+        kind="mean",
+        tensor="x",
+        edges=[0.2, 0.4, 0.6],
+        counts=[250, 250, 250, 250],
+    )
     endpoint, _ = services.endpoint_create(name="digits-prod", model=world.model, target=world.cpu)
     services.deploy(endpoint=endpoint, version=version, weight=100)
     world.result(version, world.cpu, p95=1.5)
@@ -83,14 +106,22 @@ def test_a_fresh_canarys_rate_is_right_and_the_overview_agrees(logged_in_page, v
     assert abs(main - 9.0) <= 9.0 * 0.2, main
 
 
-def test_deployment_labels_never_collide_and_the_legend_leaves_the_dates_alone(logged_in_page, viewer, monitored,
-                                                                                 world):
+def test_deployment_labels_never_collide_and_the_legend_leaves_the_dates_alone(
+    logged_in_page, viewer, monitored, world
+):
     from registry.models import Dataset, ReferenceProfile
 
     second = world.version("2")
     dataset = Dataset.objects.get(name="ref")
-    ReferenceProfile.objects.create(version=second, dataset=dataset, name="x.mean", kind="mean", tensor="x",
-                                    edges=[0.2, 0.4, 0.6], counts=[250, 250, 250, 250])
+    ReferenceProfile.objects.create(
+        version=second,
+        dataset=dataset,
+        name="x.mean",
+        kind="mean",
+        tensor="x",
+        edges=[0.2, 0.4, 0.6],
+        counts=[250, 250, 250, 250],
+    )
     services.deploy(endpoint=monitored, version=second, weight=10)  # a canary, promoted, rolled back
     services.deploy(endpoint=monitored, version=second, weight=100)
     services.rollback(endpoint=monitored)
@@ -103,10 +134,14 @@ def test_deployment_labels_never_collide_and_the_legend_leaves_the_dates_alone(l
     boxes = [labels.nth(i).bounding_box() for i in range(4)]
 
     def overlap(a, b):
-        return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
-                and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+        return (
+            a["x"] < b["x"] + b["width"]
+            and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"]
+            and b["y"] < a["y"] + a["height"]
+        )
 
-    assert not any(overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]), boxes
+    assert not any(overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :]), boxes
     legend = chart.locator(".legend").bounding_box()
     ticks = [t.bounding_box() for t in chart.locator(".xtick text").all()]
     assert legend["y"] >= max(t["y"] + t["height"] for t in ticks) - 1, (legend, ticks)
@@ -128,10 +163,22 @@ def test_production_is_compared_with_the_benchmark_like_for_like(logged_in_page,
         return s.to_dict()
 
     start = timezone.now() - timedelta(seconds=30)
-    flush = {"flush_id": str(uuid.uuid4()), "start": start.isoformat(), "seconds": 10, "series": [
-        {"version": version, "requests": 200, "errors": 0, "latency": sketch(6.0, 200),
-         "inference_latency": {"1": sketch(inference, 200)}, "batch_sizes": {"1": 200}}
-        for version, inference in (("1", 1.8), ("2", 2.0))]}
+    flush = {
+        "flush_id": str(uuid.uuid4()),
+        "start": start.isoformat(),
+        "seconds": 10,
+        "series": [
+            {
+                "version": version,
+                "requests": 200,
+                "errors": 0,
+                "latency": sketch(6.0, 200),
+                "inference_latency": {"1": sketch(inference, 200)},
+                "batch_sizes": {"1": 200},
+            }
+            for version, inference in (("1", 1.8), ("2", 2.0))
+        ],
+    }
     services.telemetry_ingest(endpoint=endpoint, payload=flush)
 
     page = logged_in_page(viewer)

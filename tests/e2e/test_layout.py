@@ -15,8 +15,10 @@ def test_no_page_scrolls_sideways(logged_in_page, site, width):  # noqa: F811
     from tests.conftest import ADMIN, make_user
 
     root = site.model.versions.get(version="1")
-    for name in ("1-int8-static-per-channel-entropy-calibrated-on-digits-calibration",
-                 "1-fp16-optimized-graph-level-extended-with-a-rather-long-name"):
+    for name in (
+        "1-int8-static-per-channel-entropy-calibrated-on-digits-calibration",
+        "1-fp16-optimized-graph-level-extended-with-a-rather-long-name",
+    ):
         site.result(site.version(name, parent=root), site.cpu, p95=0.5, accuracy=0.979)
     page = logged_in_page(make_user("root", ADMIN, is_staff=True, is_superuser=True))
     page.set_viewport_size({"width": width, "height": 900})
@@ -34,6 +36,10 @@ def test_the_endpoint_actions_line_up(logged_in_page, engineer, site):  # noqa: 
     page = logged_in_page(engineer)
     page.set_viewport_size({"width": 1024, "height": 900})
     page.goto("/endpoints/digits-prod/")
-    bottoms = {name: page.get_by_role("button", name=name, exact=True).bounding_box()
-               for name in ("Deploy", "Roll back", "New token")}
-    assert max(b["y"] + b["height"] for b in bottoms.values()) - min(b["y"] + b["height"] for b in bottoms.values()) <= 2, bottoms
+    bottoms = {
+        name: page.get_by_role("button", name=name, exact=True).bounding_box()
+        for name in ("Deploy", "Roll back", "New token")
+    }
+    assert (
+        max(b["y"] + b["height"] for b in bottoms.values()) - min(b["y"] + b["height"] for b in bottoms.values()) <= 2
+    ), bottoms

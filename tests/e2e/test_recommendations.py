@@ -28,8 +28,9 @@ def test_an_untrained_version_is_never_recommended(logged_in_page, viewer, untra
     expect(best).to_contain_text("cpu")
     expect(best.locator("td").nth(2)).to_have_text("1")
     expect(best.locator("td").nth(3)).to_contain_text("1 on eval (360 samples)")
-    expect(best).to_contain_text("3: accuracy 10.80 % on evaluation set eval (360 samples): -88.40 pt against "
-                                 "the reference 1")
+    expect(best).to_contain_text(
+        "3: accuracy 10.80 % on evaluation set eval (360 samples): -88.40 pt against the reference 1"
+    )
 
     for query in ("", "&max_drop_pt=0.5"):
         page.goto(f"/compare/?model=digits{query}")
@@ -38,7 +39,8 @@ def test_an_untrained_version_is_never_recommended(logged_in_page, viewer, untra
         expect(recommendation).to_contain_text("and at most 0.50 pt accuracy drop, ship 1.")
         expect(recommendation.locator(".reference")).to_contain_text(
             "Judged on accuracy against reference 1 (the most accurate measured version on this evaluation set, "
-            "99.20 %), on evaluation set eval (360 samples).")
+            "99.20 %), on evaluation set eval (360 samples)."
+        )
         excluded = recommendation.locator(".excluded li")
         expect(excluded).to_have_count(2)
         expect(excluded.filter(has_text="3-ux-small")).to_contain_text("-88.70 pt against the reference 1")
@@ -56,9 +58,19 @@ def test_the_limit_field_reads_in_the_tasks_terms(logged_in_page, viewer, engine
     int8 = encoder.version("1-int8", parent=fp32, size=1000)
 
     def fidelity(cosine):
-        return {"evaluation_set": None, "reference": "encoder:1", "samples": 64,
-                "metrics": {"cosine": {"value": cosine, "samples": 64, "interval": [cosine - 1e-4, cosine + 1e-4],
-                                       "worst": cosine - 0.01}}}
+        return {
+            "evaluation_set": None,
+            "reference": "encoder:1",
+            "samples": 64,
+            "metrics": {
+                "cosine": {
+                    "value": cosine,
+                    "samples": 64,
+                    "interval": [cosine - 1e-4, cosine + 1e-4],
+                    "worst": cosine - 0.01,
+                }
+            },
+        }
 
     encoder.result(fp32, encoder.cpu, p95=33.0, accuracy=None)
     encoder.result(int8, encoder.cpu, p95=14.0, accuracy=None, quality=fidelity(0.995))
@@ -77,5 +89,6 @@ def test_the_limit_field_reads_in_the_tasks_terms(logged_in_page, viewer, engine
     limit.fill("0.999")
     expect(recommendation).to_contain_text("and cosine ≥ 0.999, ship 1.")
     expect(page.locator("#recommendations .excluded li")).to_contain_text(
-        "1-int8: cosine 0.995, worst 0.985 against 1 on 64 samples: cosine ≥ 0.999 ✗")
+        "1-int8: cosine 0.995, worst 0.985 against 1 on 64 samples: cosine ≥ 0.999 ✗"
+    )
     assert "min_cosine=0.999" in page.url

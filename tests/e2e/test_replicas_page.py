@@ -33,17 +33,36 @@ def replica(live_server, digits_version, engineer, settings, tmp_path):
     """digits-prod served by one berth-serve process that reads its token from a file and
     flushes telemetry every second."""
     settings.BERTH_TELEMETRY_FLUSH_SECONDS = 1
-    endpoint, token = services.endpoint_create(name="digits-prod", model=digits_version.model,
-                                               target=HardwareTarget.objects.get(slug="cpu"))
+    endpoint, token = services.endpoint_create(
+        name="digits-prod", model=digits_version.model, target=HardwareTarget.objects.get(slug="cpu")
+    )
     services.deploy(endpoint=endpoint, version=digits_version, weight=100, user=engineer)
     (tmp_path / "token").write_text(token + "\n")
     port = free_port()
     log = open(tmp_path / "berth-serve.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving.cli", "--dashboard", live_server.url, "--endpoint", "digits-prod",
-         "--token-file", str(tmp_path / "token"), "--port", str(port), "--poll-seconds", "0.3",
-         "--cache-dir", str(tmp_path / "cache")], cwd=ROOT, env=os.environ.copy(), stdout=log,
-        stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "serving.cli",
+            "--dashboard",
+            live_server.url,
+            "--endpoint",
+            "digits-prod",
+            "--token-file",
+            str(tmp_path / "token"),
+            "--port",
+            str(port),
+            "--poll-seconds",
+            "0.3",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def ready():

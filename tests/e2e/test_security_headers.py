@@ -19,9 +19,23 @@ def site(world):
     return world
 
 
-PAGES = ["/", "/models/", "/models/digits/", "/models/digits/versions/1/", "/jobs/", "/compare/?model=digits",
-         "/targets/", "/upload/", "/endpoints/", "/endpoints/digits-prod/", "/alerts/", "/endpoints/digits-prod/alerts/",
-         "/workers/", "/account/tokens/", "/admin/"]
+PAGES = [
+    "/",
+    "/models/",
+    "/models/digits/",
+    "/models/digits/versions/1/",
+    "/jobs/",
+    "/compare/?model=digits",
+    "/targets/",
+    "/upload/",
+    "/endpoints/",
+    "/endpoints/digits-prod/",
+    "/alerts/",
+    "/endpoints/digits-prod/alerts/",
+    "/workers/",
+    "/account/tokens/",
+    "/admin/",
+]
 
 
 def test_every_page_works_under_the_policy(logged_in_page, site):

@@ -99,8 +99,7 @@ def expect_version_page(page, *, model, version):
     expect(inputs.locator("code")).to_have_text(["x"])
 
 
-def test_it_uploads_in_chunks_and_shows_the_validated_version(logged_in_page, engineer, big_onnx_file,
-                                                               validation_gate):
+def test_it_uploads_in_chunks_and_shows_the_validated_version(logged_in_page, engineer, big_onnx_file, validation_gate):
     page = logged_in_page(engineer)
     ranges = route_chunks(page, lambda route, ranges: route.continue_())
     page.locator("header nav").get_by_role("link", name="Upload", exact=True).click()
@@ -160,8 +159,7 @@ def test_it_resends_chunks_after_lost_connections(logged_in_page, engineer, big_
     assert ModelVersion.objects.get(model__name="resnet", version="2").sha256 == sha256_of(big_onnx_file)
 
 
-def test_it_waits_while_the_server_still_holds_a_lost_chunk(logged_in_page, engineer, big_onnx_file,
-                                                            celery_worker):
+def test_it_waits_while_the_server_still_holds_a_lost_chunk(logged_in_page, engineer, big_onnx_file, celery_worker):
     """After a lost connection the server may still be reading the abandoned chunk (and hold the
     upload's lock) when the page sends it again; the page waits instead of giving up."""
     page = logged_in_page(engineer)
@@ -181,7 +179,9 @@ def test_it_waits_while_the_server_still_holds_a_lost_chunk(logged_in_page, engi
         page.locator("#upload-button").click()
         expect_version_page(page, model="resnet", version="4")
 
-    assert any("right now" in line and "retrying" in line for line in recorded(page)["status"]), recorded(page)["status"]
+    assert any("right now" in line and "retrying" in line for line in recorded(page)["status"]), recorded(page)[
+        "status"
+    ]
     chunk = chunk_ranges(big_onnx_file)
     assert ranges == [chunk[0], chunk[1], chunk[1], *chunk[2:]]
     assert ModelVersion.objects.get(model__name="resnet", version="4").sha256 == sha256_of(big_onnx_file)

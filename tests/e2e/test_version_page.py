@@ -24,9 +24,24 @@ def test_jobs_follow_their_state_without_a_reload(logged_in_page, engineer, worl
     page.evaluate("window.berthSamePage = true")
     Job.objects.filter(pk=job.pk).update(status="running", progress=40, message="Measuring batch 8")
     expect(page.locator("#job-status")).to_contain_text("Measuring batch 8")
-    Job.objects.filter(pk=job.pk).update(status="succeeded", progress=100, message="Stored 1 result", result={
-        "results": [{"batch_size": 8, "threads": None, "p50_ms": 0.008, "p95_ms": 0.01, "p99_ms": 0.02,
-                     "throughput": 1e6, "stable": True}]})
+    Job.objects.filter(pk=job.pk).update(
+        status="succeeded",
+        progress=100,
+        message="Stored 1 result",
+        result={
+            "results": [
+                {
+                    "batch_size": 8,
+                    "threads": None,
+                    "p50_ms": 0.008,
+                    "p95_ms": 0.01,
+                    "p99_ms": 0.02,
+                    "throughput": 1e6,
+                    "stable": True,
+                }
+            ]
+        },
+    )
     expect(page.locator("#job-status .badge")).to_have_text("succeeded")
     expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
     expect(page.locator("table.result-latency")).to_contain_text("8.0 µs")

@@ -39,8 +39,9 @@ class Service:
 
     def start(self):
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         return self
 
     def alive(self):
@@ -80,8 +81,24 @@ class RedisServer(Service):
         self.port = free_port()
         data = Path(folder) / "redis"
         data.mkdir(exist_ok=True)
-        super().__init__("redis", ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                   "--appendonly", "no", "--dir", str(data)], os.environ.copy(), folder)
+        super().__init__(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data),
+            ],
+            os.environ.copy(),
+            folder,
+        )
 
     @property
     def url(self):
@@ -110,8 +127,11 @@ class RedisServer(Service):
         client = redis.Redis(port=self.port)
         messages = [json.loads(m) for queue in ("default", "target.cpu") for m in client.lrange(queue, 0, -1)]
         messages += [json.loads(m)[0] for m in client.hvals("unacked")]  # [message, exchange, routing key]
-        return sorted(json.loads(base64.b64decode(m["body"]))[0][0] for m in messages
-                      if m["headers"].get("task") == "jobs.run_job")
+        return sorted(
+            json.loads(base64.b64decode(m["body"]))[0][0]
+            for m in messages
+            if m["headers"].get("task") == "jobs.run_job"
+        )
 
 
 class Dashboard(Service):
@@ -151,9 +171,22 @@ class Worker(Service):
 
     def __init__(self, queues, env, folder, beat=False):
         self.hostname = f"fault-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
-        command = [str(Path(sys.executable).parent / "celery"), "-A", "dashboard", "worker", "-Q", ",".join(queues),
-                   "--pool", "solo", "--hostname", self.hostname, "--without-gossip", "--without-mingle",
-                   "--loglevel", "INFO"]
+        command = [
+            str(Path(sys.executable).parent / "celery"),
+            "-A",
+            "dashboard",
+            "worker",
+            "-Q",
+            ",".join(queues),
+            "--pool",
+            "solo",
+            "--hostname",
+            self.hostname,
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ]
         if beat:
             command += ["-B", "--schedule", str(Path(folder) / f"beat-{self.hostname.split('@')[0]}")]
         super().__init__(f"worker-{self.hostname.split('@')[0]}", command, env, folder)
@@ -161,8 +194,12 @@ class Worker(Service):
     def wait_ready(self):
         from jobs.models import WorkerHost
 
-        wait_for(lambda: self.alive() and WorkerHost.objects.filter(hostname=self.hostname).exists(), timeout=90,
-                 interval=0.2, message=f"worker {self.hostname} to report itself")
+        wait_for(
+            lambda: self.alive() and WorkerHost.objects.filter(hostname=self.hostname).exists(),
+            timeout=90,
+            interval=0.2,
+            message=f"worker {self.hostname} to report itself",
+        )
         return self
 
 
@@ -171,8 +208,21 @@ class ServingRuntime(Service):
 
     def __init__(self, dashboard, endpoint, token, folder):
         self.port = free_port()
-        command = [sys.executable, "-m", "serving.cli", "--dashboard", dashboard.url, "--endpoint", endpoint,
-                   "--port", str(self.port), "--poll-seconds", "0.5", "--cache-dir", str(Path(folder) / "serve-cache")]
+        command = [
+            sys.executable,
+            "-m",
+            "serving.cli",
+            "--dashboard",
+            dashboard.url,
+            "--endpoint",
+            endpoint,
+            "--port",
+            str(self.port),
+            "--poll-seconds",
+            "0.5",
+            "--cache-dir",
+            str(Path(folder) / "serve-cache"),
+        ]
         super().__init__("berth-serve", command, {**os.environ, "BERTH_ENDPOINT_TOKEN": token}, folder)
 
     @property
@@ -204,8 +254,13 @@ class Processes:
 
     def env(self, **extra):
         """The environment of a Berth process on the test's database, media and upload folders."""
-        return {**os.environ, "DATABASE_URL": database_url(), "BERTH_MEDIA_ROOT": str(self.settings.MEDIA_ROOT),
-                "BERTH_UPLOAD_DIR": str(self.settings.BERTH_UPLOAD_DIR), **{k: str(v) for k, v in extra.items()}}
+        return {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "BERTH_MEDIA_ROOT": str(self.settings.MEDIA_ROOT),
+            "BERTH_UPLOAD_DIR": str(self.settings.BERTH_UPLOAD_DIR),
+            **{k: str(v) for k, v in extra.items()},
+        }
 
     def _track(self, service):
         self.started.append(service)
@@ -292,16 +347,19 @@ class HalfSentChunk:
         self.data, self.start, self.sent, self.length = data, start, sent, length
         self.connection = http.client.HTTPConnection("127.0.0.1", dashboard.port, timeout=30)
         self.connection.putrequest("PUT", f"/api/v1/uploads/{upload['id']}/")
-        for name, value in {"Authorization": f"Token {token}", "Content-Type": "application/octet-stream",
-                            "Content-Length": str(length),
-                            "Content-Range": f"bytes {start}-{start + length - 1}/{len(data)}"}.items():
+        for name, value in {
+            "Authorization": f"Token {token}",
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(length),
+            "Content-Range": f"bytes {start}-{start + length - 1}/{len(data)}",
+        }.items():
             self.connection.putheader(name, value)
         self.connection.endheaders()
-        self.connection.send(data[start:start + sent])
+        self.connection.send(data[start : start + sent])
 
     def finish(self):
         """Send the rest; returns (status, headers, JSON answer)."""
-        self.connection.send(self.data[self.start + self.sent:self.start + self.length])
+        self.connection.send(self.data[self.start + self.sent : self.start + self.length])
         response = self.connection.getresponse()
         body = json.loads(response.read())
         self.connection.close()
@@ -377,8 +435,10 @@ def postgres_only():
     from django.db import connection
 
     if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...): on SQLite there is no database connection to "
-                    "drop, the database is a file")
+        pytest.skip(
+            "needs PostgreSQL (DATABASE_URL=postgres://...): on SQLite there is no database connection to "
+            "drop, the database is a file"
+        )
 
 
 @pytest.fixture

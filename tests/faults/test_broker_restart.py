@@ -22,8 +22,9 @@ QUICK = {"min_runs": 10, "min_seconds": 0.05, "max_seconds": 5, "warmup": 2, "me
 
 
 def benchmark(client, params=QUICK):
-    status, job = client.json("POST", "/api/v1/jobs/", {"kind": "benchmark", "version": "digits:1",
-                                                        "target": "cpu", "params": params})
+    status, job = client.json(
+        "POST", "/api/v1/jobs/", {"kind": "benchmark", "version": "digits:1", "target": "cpu", "params": params}
+    )
     assert status == 202, job
     return job
 
@@ -43,8 +44,14 @@ def test_no_job_is_lost_or_stuck_when_redis_restarts(processes, ready_version, e
     dashboard = processes.dashboard(wait=False, **broker)
     # Beat sends the reconciler every second; a queued job counts as lost after 2 s with its
     # worker idle (600 s by default).
-    worker = processes.worker(["default", "target.cpu"], beat=True, wait=False, BERTH_REQUEUE_SECONDS=1,
-                              BERTH_JOB_REQUEUE_AFTER_SECONDS=2, **broker)
+    worker = processes.worker(
+        ["default", "target.cpu"],
+        beat=True,
+        wait=False,
+        BERTH_REQUEUE_SECONDS=1,
+        BERTH_JOB_REQUEUE_AFTER_SECONDS=2,
+        **broker,
+    )
     dashboard.wait_ready()
     worker.wait_ready()
     client = api(dashboard, engineer)
@@ -58,8 +65,9 @@ def test_no_job_is_lost_or_stuck_when_redis_restarts(processes, ready_version, e
     assert Job.objects.get(id=running).status == "running"
 
     redis.kill()
-    status, created_while_down = client.json("POST", "/api/v1/jobs/", {
-        "kind": "benchmark", "version": "digits:1", "target": "cpu", "params": QUICK})
+    status, created_while_down = client.json(
+        "POST", "/api/v1/jobs/", {"kind": "benchmark", "version": "digits:1", "target": "cpu", "params": QUICK}
+    )
     assert status == 202 and created_while_down["status"] == "queued"
     assert created_while_down["message"] == NOT_SENT
     status, cancelled = client.json("POST", f"/api/v1/jobs/{doomed}/cancel/")
@@ -68,8 +76,12 @@ def test_no_job_is_lost_or_stuck_when_redis_restarts(processes, ready_version, e
     assert redis.job_messages() == []  # the restart forgot them all
 
     jobs = [running, *queued, created_while_down["id"]]
-    wait_for(lambda: Job.objects.filter(id__in=jobs, status__in=Job.FINISHED).count() == len(jobs), timeout=90,
-             interval=0.3, message=f"every job to finish; worker log:\n{worker.log()[-3000:]}")
+    wait_for(
+        lambda: Job.objects.filter(id__in=jobs, status__in=Job.FINISHED).count() == len(jobs),
+        timeout=90,
+        interval=0.3,
+        message=f"every job to finish; worker log:\n{worker.log()[-3000:]}",
+    )
     for job in Job.objects.filter(id__in=jobs):
         assert job.status == "succeeded", (job.id, job.error, job.log)
         assert job.log.count("Started on") == 1, job.log
@@ -84,7 +96,10 @@ def test_no_job_is_lost_or_stuck_when_redis_restarts(processes, ready_version, e
     for job_id in [running, *queued[:2], created_while_down["id"]]:
         assert BenchmarkResult.objects.filter(job_id=job_id).count() == 1
     assert set(ModelVersion.objects.values_list("version", "status")) == {
-        ("1", "ready"), ("2", "ready"), ("3", "ready")}
+        ("1", "ready"),
+        ("2", "ready"),
+        ("3", "ready"),
+    }
 
     status, body = client.json("GET", f"/api/v1/jobs/{created_while_down['id']}/")
     assert body["status"] == "succeeded" and body["message"] == "Done"

@@ -29,14 +29,20 @@ def test_an_upload_resumes_after_the_dashboard_is_killed_mid_chunk(processes, en
     client = Client(dashboard.url, token)
     data = large_onnx_file.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
-    _, upload = client.json("POST", "/api/v1/uploads/", {"size": len(data), "filename": "large.onnx",
-                                                          "sha256": sha256})
-    _, upload = client.json("PUT", f"/api/v1/uploads/{upload['id']}/", body=data[:CHUNK], headers={
-        "Content-Type": "application/octet-stream", "Content-Range": f"bytes 0-{CHUNK - 1}/{len(data)}"})
+    _, upload = client.json("POST", "/api/v1/uploads/", {"size": len(data), "filename": "large.onnx", "sha256": sha256})
+    _, upload = client.json(
+        "PUT",
+        f"/api/v1/uploads/{upload['id']}/",
+        body=data[:CHUNK],
+        headers={"Content-Type": "application/octet-stream", "Content-Range": f"bytes 0-{CHUNK - 1}/{len(data)}"},
+    )
     assert upload["offset"] == CHUNK
     half = HalfSentChunk(dashboard, token, upload, data, start=CHUNK, sent=CHUNK * 3 // 4)
-    wait_for(lambda: part_file(settings, upload["id"]).stat().st_size > CHUNK, timeout=10,
-             message="the server to write part of the second chunk")
+    wait_for(
+        lambda: part_file(settings, upload["id"]).stat().st_size > CHUNK,
+        timeout=10,
+        message="the server to write part of the second chunk",
+    )
 
     dashboard.kill()
     half.connection.close()
@@ -71,8 +77,7 @@ def test_the_client_rides_out_a_dashboard_restart_on_its_own(processes, engineer
 
     def upload():
         try:
-            outcome["upload"] = upload_file(client, large_onnx_file, chunk_size=chunk, retry_for=60,
-                                            progress=progress)
+            outcome["upload"] = upload_file(client, large_onnx_file, chunk_size=chunk, retry_for=60, progress=progress)
         except Exception as exc:
             outcome["error"] = exc
 
@@ -97,7 +102,6 @@ def test_the_client_rides_out_a_dashboard_restart_on_its_own(processes, engineer
 
     wait_for(lambda: accepted_after_restart() >= chunks - 3, timeout=10, message="the access log")
     assert accepted_after_restart() == chunks - 3  # the rest of the chunks, each once
-    created, version = upload_complete(client, outcome["upload"]["id"], model="digits", version="2",
-                                       create_model=True)
+    created, version = upload_complete(client, outcome["upload"]["id"], model="digits", version="2", create_model=True)
     assert created and registered_bytes_are(version["id"], data)
     assert not part_file(settings, outcome["upload"]["id"]).exists()

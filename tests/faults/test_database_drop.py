@@ -27,13 +27,17 @@ OTHER_BACKENDS = "FROM pg_stat_activity WHERE datname = current_database() AND p
 def other_backends(terminate=False):
     """How many other sessions the test database has (the dashboard's), after terminating them if asked."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(pg_terminate_backend(pid)) {OTHER_BACKENDS}" if terminate
-                       else f"SELECT count(*) {OTHER_BACKENDS}")
+        cursor.execute(
+            f"SELECT count(pg_terminate_backend(pid)) {OTHER_BACKENDS}"
+            if terminate
+            else f"SELECT count(*) {OTHER_BACKENDS}"
+        )
         return cursor.fetchone()[0]
 
 
 def test_a_request_that_loses_its_database_connection_fails_cleanly_and_the_next_succeeds(
-        processes, engineer, large_onnx_file, settings):
+    processes, engineer, large_onnx_file, settings
+):
     postgres_only()
     dashboard = processes.dashboard()
     token = api_token_key(engineer)
@@ -41,13 +45,20 @@ def test_a_request_that_loses_its_database_connection_fails_cleanly_and_the_next
     data = large_onnx_file.read_bytes()
     _, upload = client.json("POST", "/api/v1/uploads/", {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
     upload_path = f"/api/v1/uploads/{upload['id']}/"
-    client.json("PUT", upload_path, body=data[:CHUNK], headers={
-        "Content-Type": "application/octet-stream", "Content-Range": f"bytes 0-{CHUNK - 1}/{len(data)}"})
+    client.json(
+        "PUT",
+        upload_path,
+        body=data[:CHUNK],
+        headers={"Content-Type": "application/octet-stream", "Content-Range": f"bytes 0-{CHUNK - 1}/{len(data)}"},
+    )
 
     # Mid-request: the server has read the upload's offset and is writing the chunk to disk.
     half = HalfSentChunk(dashboard, token, upload, data, start=CHUNK, sent=CHUNK * 3 // 4)
-    wait_for(lambda: part_file(settings, upload["id"]).stat().st_size > CHUNK, timeout=10,
-             message="the server to write part of the second chunk")
+    wait_for(
+        lambda: part_file(settings, upload["id"]).stat().st_size > CHUNK,
+        timeout=10,
+        message="the server to write part of the second chunk",
+    )
     assert other_backends(terminate=True) >= 1
     wait_for(lambda: other_backends() == 0, timeout=10, message="the dashboard's sessions to end")
     status, headers, body = half.finish()

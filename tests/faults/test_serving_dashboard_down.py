@@ -20,10 +20,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_serving_goes_on_without_the_dashboard_and_every_request_is_counted_when_it_is_back(
-        processes, ready_version, engineer):
+    processes, ready_version, engineer
+):
     dashboard = processes.dashboard(BERTH_TELEMETRY_FLUSH_SECONDS=1)
-    endpoint, token = services.endpoint_create(name="digits-prod", model=ready_version.model,
-                                               target=HardwareTarget.objects.get(slug="cpu"))
+    endpoint, token = services.endpoint_create(
+        name="digits-prod", model=ready_version.model, target=HardwareTarget.objects.get(slug="cpu")
+    )
     services.deploy(endpoint=endpoint, version=ready_version, weight=100, user=engineer)
     runtime = processes.serve(dashboard, "digits-prod", token)
     rows = np.random.default_rng(0).standard_normal((1, 4)).astype(np.float32)
@@ -45,8 +47,12 @@ def test_serving_goes_on_without_the_dashboard_and_every_request_is_counted_when
     assert "still serving digits generation 1" in runtime.log()
     assert "telemetry: the dashboard is unreachable" in runtime.log()
     dashboard.start()
-    wait_for(lambda: reported(endpoint) == sent, timeout=60, interval=0.5,
-             message=f"{sent} requests to be reported, got {reported(endpoint)}")
+    wait_for(
+        lambda: reported(endpoint) == sent,
+        timeout=60,
+        interval=0.5,
+        message=f"{sent} requests to be reported, got {reported(endpoint)}",
+    )
     assert "endpoint digits-prod answers again" in runtime.log()
 
     sent += serve_for(1)  # and it goes on as before

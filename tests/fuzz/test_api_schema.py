@@ -45,18 +45,28 @@ MAX_EXAMPLES = int(os.environ.get("BERTH_FUZZ_EXAMPLES", 30))
 VIEWER_EXAMPLES = max(1, MAX_EXAMPLES // 6)
 SEED = int(os.environ.get("BERTH_FUZZ_SEED", 20261122))
 
-CONFIG = schemathesis.Config.from_dict({
-    "seed": SEED,
-    "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none",
-                   "with-security-parameters": False},
-    # No 5xx, and every answer is one the schema declares. Berth validates more than the schema
-    # can say (a job's params, a file's bytes), so a schema-valid request may well get a 400:
-    # positive_data_acceptance does not apply.
-    "checks": {"enabled": False, "not_a_server_error": {"enabled": True},
-               "status_code_conformance": {"enabled": True}, "content_type_conformance": {"enabled": True},
-               "response_headers_conformance": {"enabled": True},
-               "response_schema_conformance": {"enabled": True}},
-})
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "seed": SEED,
+        "generation": {
+            "max-examples": MAX_EXAMPLES,
+            "deterministic": True,
+            "database": "none",
+            "with-security-parameters": False,
+        },
+        # No 5xx, and every answer is one the schema declares. Berth validates more than the schema
+        # can say (a job's params, a file's bytes), so a schema-valid request may well get a 400:
+        # positive_data_acceptance does not apply.
+        "checks": {
+            "enabled": False,
+            "not_a_server_error": {"enabled": True},
+            "status_code_conformance": {"enabled": True},
+            "content_type_conformance": {"enabled": True},
+            "response_headers_conformance": {"enabled": True},
+            "response_schema_conformance": {"enabled": True},
+        },
+    }
+)
 
 
 def _closing(app):
@@ -88,9 +98,16 @@ class FuzzWorld:
         client = api_client(admin)
         self.onnx = tiny_onnx_bytes()
         for version, seed in (("1", 0), ("2", 1)):
-            response = client.post("/api/v1/models/digits/versions/", {
-                "artifact": _named(tiny_onnx_bytes(seed=seed), "model.onnx"), "version": version,
-                "create_model": "true", "task": "classification"}, format="multipart")
+            response = client.post(
+                "/api/v1/models/digits/versions/",
+                {
+                    "artifact": _named(tiny_onnx_bytes(seed=seed), "model.onnx"),
+                    "version": version,
+                    "create_model": "true",
+                    "task": "classification",
+                },
+                format="multipart",
+            )
             assert response.status_code == 201, response.json()
         for job in Job.objects.filter(kind="validate"):
             job_services.job_run(job_id=job.id, worker_host="fuzz")
@@ -101,53 +118,99 @@ class FuzzWorld:
         np.savez(buffer, x=rng.standard_normal((20, 4)).astype(np.float32), labels=rng.integers(0, 3, 20))
         self.npz = buffer.getvalue()
         for name, kind in (("eval", "evaluation"), ("reference", "reference")):
-            response = client.post("/api/v1/models/digits/versions/1/datasets/",
-                                   {"file": _named(self.npz, "d.npz"), "name": name, "kind": kind}, format="multipart")
+            response = client.post(
+                "/api/v1/models/digits/versions/1/datasets/",
+                {"file": _named(self.npz, "d.npz"), "name": name, "kind": kind},
+                format="multipart",
+            )
             assert response.status_code == 201, response.json()
         registry_services.alias_set(model=v1.model, name="production", version=v1, user=admin)
-        gate = registry_services.gate_create(model=v1.model, kind="max_p95_ms", threshold=5, target=self.cpu,
-                                             created_by=admin)
+        gate = registry_services.gate_create(
+            model=v1.model, kind="max_p95_ms", threshold=5, target=self.cpu, created_by=admin
+        )
         _benchmark(v1, self.cpu)
-        open_upload = client.post("/api/v1/uploads/", {"size": len(self.onnx), "filename": "model.onnx"},
-                                  format="json").json()
-        full_upload = client.post("/api/v1/uploads/", {"size": len(self.onnx) + 1, "filename": "full.onnx"},
-                                  format="json").json()
-        response = client.put(f"/api/v1/uploads/{full_upload['id']}/", data=self.onnx + b"\n",
-                              content_type="application/octet-stream",
-                              HTTP_CONTENT_RANGE=f"bytes 0-{len(self.onnx)}/{len(self.onnx) + 1}")
+        open_upload = client.post(
+            "/api/v1/uploads/", {"size": len(self.onnx), "filename": "model.onnx"}, format="json"
+        ).json()
+        full_upload = client.post(
+            "/api/v1/uploads/", {"size": len(self.onnx) + 1, "filename": "full.onnx"}, format="json"
+        ).json()
+        response = client.put(
+            f"/api/v1/uploads/{full_upload['id']}/",
+            data=self.onnx + b"\n",
+            content_type="application/octet-stream",
+            HTTP_CONTENT_RANGE=f"bytes 0-{len(self.onnx)}/{len(self.onnx) + 1}",
+        )
         assert response.status_code == 200, response.json()
         endpoint, self.endpoint_token = monitoring_services.endpoint_create(
-            name="digits-prod", model=v1.model, target=self.cpu, created_by=admin)
+            name="digits-prod", model=v1.model, target=self.cpu, created_by=admin
+        )
         monitoring_services.deploy(endpoint=endpoint, version=v1, weight=100, user=admin)
         now = timezone.now()
-        telemetry = {"events": [
-            {"ts": (now - timedelta(seconds=i)).isoformat(), "version": "1", "latency_ms": 1.0 + i % 7,
-             "ok": i % 10 != 0, "error_kind": "invalid_input" if i % 10 == 0 else None} for i in range(50)]}
+        telemetry = {
+            "events": [
+                {
+                    "ts": (now - timedelta(seconds=i)).isoformat(),
+                    "version": "1",
+                    "latency_ms": 1.0 + i % 7,
+                    "ok": i % 10 != 0,
+                    "error_kind": "invalid_input" if i % 10 == 0 else None,
+                }
+                for i in range(50)
+            ]
+        }
         monitoring_services.telemetry_ingest(endpoint=endpoint, payload=telemetry)
-        rule = alerts.rule_create(endpoint=endpoint, metric="p95_latency", threshold=0.5,
-                                  webhook_url="http://127.0.0.1:9/hook", emails="oncall@example.com", user=admin)
-        alert = Alert.objects.create(rule=rule, endpoint=endpoint, version=v1, value=7.0, last_value=7.0,
-                                     threshold=0.5, message="p95 7 ms > 0.5 ms", started=now, last_evaluated=now)
+        rule = alerts.rule_create(
+            endpoint=endpoint,
+            metric="p95_latency",
+            threshold=0.5,
+            webhook_url="http://127.0.0.1:9/hook",
+            emails="oncall@example.com",
+            user=admin,
+        )
+        alert = Alert.objects.create(
+            rule=rule,
+            endpoint=endpoint,
+            version=v1,
+            value=7.0,
+            last_value=7.0,
+            threshold=0.5,
+            message="p95 7 ms > 0.5 ms",
+            started=now,
+            last_evaluated=now,
+        )
         Notification.objects.create(alert=alert, channel="webhook", event="firing", destination=rule.webhook_url)
         WorkerHost.objects.create(hostname="fuzz@host", queues=["default", "target.cpu"], started=now, last_seen=now)
 
         self.values = {
-            "model": ["digits"], "version": ["1", "2", "digits:1"], "alias": ["production", "candidate"],
-            "target": ["cpu"], "slug": ["cpu"], "endpoint": ["digits-prod"], "gate_id": [gate.id],
-            "upload_id": [open_upload["id"], full_upload["id"]], "rule_id": [rule.id],
-            "job_id": list(Job.objects.values_list("id", flat=True)), "versions": ["1,2", "1"], "targets": ["cpu"],
-            "artifact": [self.onnx], "file": [self.npz], "sha256": [""],
+            "model": ["digits"],
+            "version": ["1", "2", "digits:1"],
+            "alias": ["production", "candidate"],
+            "target": ["cpu"],
+            "slug": ["cpu"],
+            "endpoint": ["digits-prod"],
+            "gate_id": [gate.id],
+            "upload_id": [open_upload["id"], full_upload["id"]],
+            "rule_id": [rule.id],
+            "job_id": list(Job.objects.values_list("id", flat=True)),
+            "versions": ["1,2", "1"],
+            "targets": ["cpu"],
+            "artifact": [self.onnx],
+            "file": [self.npz],
+            "sha256": [""],
         }
         # Whole request bodies that do something, beside the generated ones.
         self.bodies = {
             "POST /api/v1/telemetry/": [telemetry, {**telemetry, "flush_id": "6f9619ff-8b86-d011-b42d-00c04fc964ff"}],
             "POST /api/v1/endpoints/": [{"name": "digits-canary", "model": "digits", "target": "cpu"}],
-            "POST /api/v1/endpoints/{name}/deploy/": [{"version": "2", "weight": 10},
-                                                      {"weights": [{"version": "1", "weight": 50},
-                                                                   {"version": "2", "weight": 50}]}],
+            "POST /api/v1/endpoints/{name}/deploy/": [
+                {"version": "2", "weight": 10},
+                {"weights": [{"version": "1", "weight": 50}, {"version": "2", "weight": 50}]},
+            ],
             "POST /api/v1/endpoints/{name}/alert-rules/": [{"metric": "drift", "emails": ["a@example.com"]}],
-            "POST /api/v1/jobs/": [{"kind": "benchmark", "version": "digits:1", "target": "cpu",
-                                    "params": {"batch_sizes": [1, 8]}}],
+            "POST /api/v1/jobs/": [
+                {"kind": "benchmark", "version": "digits:1", "target": "cpu", "params": {"batch_sizes": [1, 8]}}
+            ],
             "POST /api/v1/models/{name}/gates/": [{"kind": "max_accuracy_drop", "threshold": 0.01}],
             "PUT /api/v1/models/{name}/aliases/{alias}/": [{"version": "2"}],
             "POST /api/v1/uploads/{upload_id}/complete/": [{"model": "digits", "version": "3"}],
@@ -178,10 +241,31 @@ def _named(data, name):
 def _benchmark(version, target):
     job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded")
     BenchmarkResult.objects.create(
-        job=job, version=version, target=target, batch_size=1, iterations=100, warmup=5, p25_ms=0.9, p50_ms=1.0,
-        p75_ms=1.1, p90_ms=1.4, p95_ms=1.5, p99_ms=2.0, min_ms=0.5, max_ms=3.0, mean_ms=1.05, std_ms=0.1,
-        throughput=950.0, intervals={"p50": [0.98, 1.02], "p95": [1.45, 1.55], "p99": [1.9, 2.1], "mean": [1.0, 1.1]},
-        windows=[1.0, 1.01, 1.0], stable=True, accuracy=0.9, fidelity={"samples": 20}, samples=b"", environment={})
+        job=job,
+        version=version,
+        target=target,
+        batch_size=1,
+        iterations=100,
+        warmup=5,
+        p25_ms=0.9,
+        p50_ms=1.0,
+        p75_ms=1.1,
+        p90_ms=1.4,
+        p95_ms=1.5,
+        p99_ms=2.0,
+        min_ms=0.5,
+        max_ms=3.0,
+        mean_ms=1.05,
+        std_ms=0.1,
+        throughput=950.0,
+        intervals={"p50": [0.98, 1.02], "p95": [1.45, 1.55], "p99": [1.9, 2.1], "mean": [1.0, 1.1]},
+        windows=[1.0, 1.01, 1.0],
+        stable=True,
+        accuracy=0.9,
+        fidelity={"samples": 20},
+        samples=b"",
+        environment={},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +275,10 @@ def seeded(django_db_setup, django_db_blocker, tmp_path_factory):
     operation's examples change never reaches the next."""
     root = tmp_path_factory.mktemp("fuzz-world")
     (root / "uploads" / "tmp").mkdir(parents=True)
-    with django_db_blocker.unblock(), override_settings(MEDIA_ROOT=str(root / "media"),
-                                                       BERTH_UPLOAD_DIR=root / "uploads"):
+    with (
+        django_db_blocker.unblock(),
+        override_settings(MEDIA_ROOT=str(root / "media"), BERTH_UPLOAD_DIR=root / "uploads"),
+    ):
         with transaction.atomic():
             world = FuzzWorld(make_user("fuzz-admin", ADMIN), make_user("fuzz-viewer", VIEWER))
             world.files = root
@@ -246,8 +332,9 @@ for _container in ("path_parameters", "query", "body"):
 
 # An operation's examples share its copy of the world: each may change it (that is the point),
 # and the next starts from whatever the previous left.
-FUZZ_SETTINGS = hypothesis.settings(suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture,
-                                                            hypothesis.HealthCheck.too_slow])
+FUZZ_SETTINGS = hypothesis.settings(
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture, hypothesis.HealthCheck.too_slow]
+)
 
 
 @schema.parametrize()

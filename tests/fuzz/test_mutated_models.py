@@ -32,9 +32,11 @@ def model_files(tmp_path_factory):
     module = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)).eval()
     program = torch.export.export(module, (torch.zeros(2, 64),), dynamic_shapes=({0: torch.export.Dim("batch")},))
     torch.export.save(program, str(folder / "model.pt2"))
-    return {"onnx": export_onnx(module, folder / "model.onnx").read_bytes(),
-            "torchscript": export_torchscript(module, folder / "model.pt").read_bytes(),
-            "exported_program": (folder / "model.pt2").read_bytes()}
+    return {
+        "onnx": export_onnx(module, folder / "model.onnx").read_bytes(),
+        "torchscript": export_torchscript(module, folder / "model.pt").read_bytes(),
+        "exported_program": (folder / "model.pt2").read_bytes(),
+    }
 
 
 def mutants(data, *, seed, count=MUTANTS_PER_FORMAT):
@@ -42,8 +44,10 @@ def mutants(data, *, seed, count=MUTANTS_PER_FORMAT):
     1 to 16 random bit flips and zeroed ranges of 1 to 512 bytes, from a seeded generator."""
     rng = random.Random(seed)
     size = len(data)
-    out = [(f"cut at byte {cut}", data[:cut])
-           for cut in sorted({0, 1, 16, size // 8, size // 4, size // 2, 3 * size // 4, size - 64, size - 1})]
+    out = [
+        (f"cut at byte {cut}", data[:cut])
+        for cut in sorted({0, 1, 16, size // 8, size // 4, size // 2, 3 * size // 4, size - 64, size - 1})
+    ]
     while len(out) < count * 2 // 3:
         flips = rng.choice([1, 2, 4, 16])
         damaged = bytearray(data)
@@ -53,7 +57,7 @@ def mutants(data, *, seed, count=MUTANTS_PER_FORMAT):
     while len(out) < count:
         length, start = rng.choice([1, 8, 64, 512]), rng.randrange(size)
         damaged = bytearray(data)
-        damaged[start:start + length] = bytes(len(damaged[start:start + length]))
+        damaged[start : start + length] = bytes(len(damaged[start : start + length]))
         out.append((f"{length} bytes zeroed at {start}", bytes(damaged)))
     return out
 
@@ -74,8 +78,9 @@ def files_under(folder):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_a_damaged_file_is_refused_with_a_reason_and_leaves_nothing(fmt, engineer_api, model_files, media_files,
-                                                                    settings, tmp_path):
+def test_a_damaged_file_is_refused_with_a_reason_and_leaves_nothing(
+    fmt, engineer_api, model_files, media_files, settings, tmp_path
+):
     uploads = settings.BERTH_UPLOAD_DIR
     refused = accepted = 0
     for number, (what, damaged) in enumerate(mutants(model_files[fmt], seed=SEED)):
@@ -115,8 +120,11 @@ def test_a_worker_validates_every_accepted_mutant_and_survives(worker_process, e
 
     def all_finished():
         assert worker.poll() is None, f"the worker died: {worker.log.read_text()[-3000:]}"
-        return not Job.objects.filter(version_id__in=accepted, kind="validate").exclude(
-            status__in=[Job.Status.SUCCEEDED, Job.Status.FAILED]).exists()
+        return (
+            not Job.objects.filter(version_id__in=accepted, kind="validate")
+            .exclude(status__in=[Job.Status.SUCCEEDED, Job.Status.FAILED])
+            .exists()
+        )
 
     wait_for(all_finished, timeout=240, interval=0.5, message="the validate jobs of the accepted mutants")
     for job in Job.objects.filter(version_id__in=accepted, kind="validate").select_related("version"):
@@ -136,6 +144,9 @@ def test_a_worker_validates_every_accepted_mutant_and_survives(worker_process, e
     sound.write_bytes(tiny_onnx_bytes())
     response = register(engineer_api, sound, model="fuzz-sound", version="1")
     assert response.status_code == 201
-    version = wait_for(lambda: ModelVersion.objects.exclude(status="validating").filter(
-        pk=response.json()["id"]).first(), timeout=60, message="the sound model's validate job")
+    version = wait_for(
+        lambda: ModelVersion.objects.exclude(status="validating").filter(pk=response.json()["id"]).first(),
+        timeout=60,
+        message="the sound model's validate job",
+    )
     assert version.status == "ready", version.status_detail

@@ -29,8 +29,15 @@ WINDOW_MINUTES = 2
 def endpoint(engineer):
     model = Model.objects.create(name="digits", task="classification")
     cpu = HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})[0]
-    ModelVersion.objects.create(model=model, version="1", format="onnx", artifact="artifacts/1.onnx", sha256="0" * 64,
-                                size_bytes=1000, status="ready")
+    ModelVersion.objects.create(
+        model=model,
+        version="1",
+        format="onnx",
+        artifact="artifacts/1.onnx",
+        sha256="0" * 64,
+        size_bytes=1000,
+        status="ready",
+    )
     endpoint, _ = services.endpoint_create(name="digits-prod", model=model, target=cpu, created_by=engineer)
     return endpoint
 
@@ -52,16 +59,40 @@ def beat_worker(transactional_db, settings, tmp_path):
     purge_queues(app, ["default"])
     name = f"test-beat-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
     mail_dir = tmp_path / "mail"
-    env = {**os.environ, "DATABASE_URL": database_url(), "BERTH_MEDIA_ROOT": str(settings.MEDIA_ROOT),
-           "BERTH_ALERT_EVALUATE_SECONDS": "1",
-           "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend", "EMAIL_FILE_PATH": str(mail_dir)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "BERTH_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "BERTH_ALERT_EVALUATE_SECONDS": "1",
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(mail_dir),
+    }
     log = tmp_path / "worker.log"
     with open(log, "w") as log_file:
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "celery"), "-A", "dashboard", "worker", "-B", "--schedule",
-             str(tmp_path / "celerybeat-schedule"), "-Q", "default", "--pool", "solo", "--hostname", name,
-             "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT)
+            [
+                str(Path(sys.executable).parent / "celery"),
+                "-A",
+                "dashboard",
+                "worker",
+                "-B",
+                "--schedule",
+                str(tmp_path / "celerybeat-schedule"),
+                "-Q",
+                "default",
+                "--pool",
+                "solo",
+                "--hostname",
+                name,
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     process.log, process.mail_dir = log, mail_dir
 
     def reported():
@@ -86,45 +117,74 @@ def mails(folder, text):
 
 
 def test_alerts_fire_notify_and_resolve_through_the_worker_and_beat(endpoint, beat_worker, receiver):
-    rule = alerts.rule_create(endpoint=endpoint, metric="error_rate", threshold=5, window_minutes=WINDOW_MINUTES,
-                              min_requests=10, webhook_url=receiver.url + "/hook", emails="ops@example.com")
-    quiet = alerts.rule_create(endpoint=endpoint, metric="p95_latency", threshold=1, window_minutes=WINDOW_MINUTES,
-                               min_requests=10, webhook_url=receiver.url + "/silenced")
+    rule = alerts.rule_create(
+        endpoint=endpoint,
+        metric="error_rate",
+        threshold=5,
+        window_minutes=WINDOW_MINUTES,
+        min_requests=10,
+        webhook_url=receiver.url + "/hook",
+        emails="ops@example.com",
+    )
+    quiet = alerts.rule_create(
+        endpoint=endpoint,
+        metric="p95_latency",
+        threshold=1,
+        window_minutes=WINDOW_MINUTES,
+        min_requests=10,
+        webhook_url=receiver.url + "/silenced",
+    )
     alerts.rule_silence(rule=quiet, minutes=60)
 
     with transaction.atomic():
-        services.window_add(endpoint=endpoint, version=ModelVersion.objects.get(version="1"),
-                            start=timezone.now(), requests=200, errors=40, latency=sketch(20.0, 200))
+        services.window_add(
+            endpoint=endpoint,
+            version=ModelVersion.objects.get(version="1"),
+            start=timezone.now(),
+            requests=200,
+            errors=40,
+            latency=sketch(20.0, 200),
+        )
 
     # Beat evaluates within a second: the alert fires and the receiver gets its JSON.
-    alert = wait_for(lambda: Alert.objects.filter(rule=rule, state="firing").first(), timeout=30,
-                     message="the error-rate alert to fire")
-    assert alert.message == ("digits-prod v1: error rate 20 % > 5 % over the last 2 min "
-                             "(40 of 200 requests failed)")
+    alert = wait_for(
+        lambda: Alert.objects.filter(rule=rule, state="firing").first(),
+        timeout=30,
+        message="the error-rate alert to fire",
+    )
+    assert alert.message == ("digits-prod v1: error rate 20 % > 5 % over the last 2 min (40 of 200 requests failed)")
     (fired,) = wait_for(lambda: receiver.posts("/hook"), timeout=30, message="the firing webhook")
     assert fired["state"] == "firing" and fired["alert"] == alert.pk and fired["value"] == 20
     assert fired["endpoint"] == "digits-prod" and fired["version"] == "1"
     assert fired["rule"] == "error rate above 5 % over 2 min" and fired["url"] == "/alerts/?endpoint=digits-prod"
     (mail,) = wait_for(lambda: mails(beat_worker.mail_dir, "[Berth] FIRING"), timeout=30, message="the e-mail")
     assert "To: ops@example.com" in mail.read_text()
-    wait_for(lambda: Notification.objects.filter(alert=alert, status="sent").count() == 2, timeout=30,
-             message="both notifications to be marked sent")
+    wait_for(
+        lambda: Notification.objects.filter(alert=alert, status="sent").count() == 2,
+        timeout=30,
+        message="both notifications to be marked sent",
+    )
 
     # The silenced rule fires too, and its notification is recorded as silenced, never sent.
-    silenced = wait_for(lambda: Alert.objects.filter(rule=quiet, state="firing").first(), timeout=30,
-                        message="the silenced rule's alert")
+    silenced = wait_for(
+        lambda: Alert.objects.filter(rule=quiet, state="firing").first(),
+        timeout=30,
+        message="the silenced rule's alert",
+    )
     assert list(silenced.notifications.values_list("status", flat=True)) == ["silenced"]
 
     # Time moves on: the windows slide out of the rules' window, so both alerts resolve.
     MetricWindow.objects.filter(endpoint=endpoint).update(start=F("start") - timedelta(minutes=2 * WINDOW_MINUTES))
-    wait_for(lambda: Alert.objects.get(pk=alert.pk).state == "resolved", timeout=30,
-             message="the alert to resolve")
+    wait_for(lambda: Alert.objects.get(pk=alert.pk).state == "resolved", timeout=30, message="the alert to resolve")
     resolved = wait_for(lambda: receiver.posts("/hook")[1:], timeout=30, message="the resolved webhook")[0]
     assert resolved["state"] == "resolved" and resolved["alert"] == alert.pk and resolved["resolved"]
     assert resolved["message"] == "digits-prod v1: no traffic in the last 2 min"
     wait_for(lambda: mails(beat_worker.mail_dir, "[Berth] RESOLVED"), timeout=30, message="the resolved e-mail")
-    wait_for(lambda: Alert.objects.get(pk=silenced.pk).state == "resolved", timeout=30,
-             message="the silenced alert to resolve")
+    wait_for(
+        lambda: Alert.objects.get(pk=silenced.pk).state == "resolved",
+        timeout=30,
+        message="the silenced alert to resolve",
+    )
     assert set(silenced.notifications.values_list("status", flat=True)) == {"silenced"}
     assert receiver.posts("/silenced") == []
     assert Alert.objects.count() == 2  # evaluated every second, and never a second alert

@@ -37,11 +37,15 @@ def demo(digits_version, digits_files, engineer, engineer_api, tmp_path):
     data = digits_data()
     path = save_npz(tmp_path / "reference.npz", x=data.train_x, labels=data.train_y)
     with open(path, "rb") as f:
-        response = engineer_api.post("/api/v1/models/digits/versions/1/datasets/",
-                                     {"file": f, "name": "digits-reference", "kind": "reference"}, format="multipart")
+        response = engineer_api.post(
+            "/api/v1/models/digits/versions/1/datasets/",
+            {"file": f, "name": "digits-reference", "kind": "reference"},
+            format="multipart",
+        )
     assert response.status_code == 201
-    endpoint, _ = services.endpoint_create(name="digits-demo", model=digits_version.model,
-                                           target=HardwareTarget.objects.get(slug="cpu"))
+    endpoint, _ = services.endpoint_create(
+        name="digits-demo", model=digits_version.model, target=HardwareTarget.objects.get(slug="cpu")
+    )
     services.deploy(endpoint=endpoint, version=digits_version, weight=100, user=engineer)
     job = Job.objects.get(kind="profile", version=digits_version)
     job_services.job_run(job_id=job.id, worker_host="test")
@@ -73,8 +77,14 @@ class Traffic:
         (scores,) = self.session.run([self.output], {self.input: x})
         counts = self.features.split(self.features.counts({self.input: x}, {self.output: scores}))
         with transaction.atomic():
-            services.window_add(endpoint=self.endpoint, version=self.version, start=start, requests=ROWS_PER_MINUTE,
-                                latency=self.latency, features={k: [int(c) for c in v] for k, v in counts.items()})
+            services.window_add(
+                endpoint=self.endpoint,
+                version=self.version,
+                start=start,
+                requests=ROWS_PER_MINUTE,
+                latency=self.latency,
+                features={k: [int(c) for c in v] for k, v in counts.items()},
+            )
 
 
 def drift_alerts():
@@ -97,8 +107,7 @@ def test_an_hour_of_steady_demo_traffic_raises_no_drift_alert_and_brighter_image
 
     run(60)
     assert not drift_alerts().exists(), [a.message for a in drift_alerts()]
-    recent = next(iter(alerts.series.recent(endpoint, minutes=2, now=start + timedelta(minutes=60))
-                       .values()))["drift"]
+    recent = next(iter(alerts.series.recent(endpoint, minutes=2, now=start + timedelta(minutes=60)).values()))["drift"]
     assert all(not v["drifted"] for v in recent.values() if v), {k: v and v["explanation"] for k, v in recent.items()}
 
     run(2, bright=True)  # the brighter-images phase: 2 minutes

@@ -18,20 +18,25 @@ QUICK = {"min_runs": 10, "min_seconds": 0.05, "max_seconds": 5, "warmup": 2}
 
 
 def start(client, kind, params, version="digits:1", target="cpu"):
-    response = client.post("/api/v1/jobs/", {"kind": kind, "version": version, "target": target, "params": params},
-                           format="json")
+    response = client.post(
+        "/api/v1/jobs/", {"kind": kind, "version": version, "target": target, "params": params}, format="json"
+    )
     assert response.status_code == 202, response.json()
     return response.json()["id"]
 
 
 def finished(job_id, timeout=180):
-    return wait_for(lambda: (job := Job.objects.get(id=job_id)).is_finished and job, timeout=timeout,
-                    message=f"job {job_id} to finish")
+    return wait_for(
+        lambda: (job := Job.objects.get(id=job_id)).is_finished and job,
+        timeout=timeout,
+        message=f"job {job_id} to finish",
+    )
 
 
 def test_it_compresses_then_benchmarks_end_to_end(celery_worker, engineer_api, viewer_api, digits_version):
-    job_id = start(engineer_api, "compress", {"method": "static_int8",
-                                               "then_benchmark": {"batch_sizes": [1, 8], **QUICK}})
+    job_id = start(
+        engineer_api, "compress", {"method": "static_int8", "then_benchmark": {"batch_sizes": [1, 8], **QUICK}}
+    )
     job = finished(job_id)
     assert job.status == "succeeded", job.error
     child = ModelVersion.objects.get(pk=job.output_version_id)
@@ -77,8 +82,11 @@ def test_cancel_stops_a_running_benchmark(celery_worker, engineer_api, digits_ve
     wait_for(lambda: Job.objects.get(id=job_id).status == "running", message="the benchmark to start")
     response = engineer_api.post(f"/api/v1/jobs/{job_id}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    wait_for(lambda: "Stopped: the job was cancelled" in Job.objects.get(id=job_id).log, timeout=30,
-             message="the worker to stop the benchmark")
+    wait_for(
+        lambda: "Stopped: the job was cancelled" in Job.objects.get(id=job_id).log,
+        timeout=30,
+        message="the worker to stop the benchmark",
+    )
     assert Job.objects.get(id=job_id).status == "cancelled"
     assert not BenchmarkResult.objects.exists()
 
@@ -90,8 +98,12 @@ def test_a_killed_worker_leaves_the_job_failed_not_running(worker_process, engin
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=10)
     settings.BERTH_JOB_LOST_AFTER_SECONDS = 3
-    wait_for(lambda: services.jobs_reap() or Job.objects.get(id=job_id).status != "running", timeout=30,
-             interval=0.5, message="the reaper to notice the lost worker")
+    wait_for(
+        lambda: services.jobs_reap() or Job.objects.get(id=job_id).status != "running",
+        timeout=30,
+        interval=0.5,
+        message="the reaper to notice the lost worker",
+    )
     job = Job.objects.get(id=job_id)
     assert job.status == "failed"
     assert job.error.startswith("Worker lost:") and worker.hostname in job.error
@@ -101,8 +113,9 @@ def test_a_killed_worker_leaves_the_job_failed_not_running(worker_process, engin
 def test_jobs_for_a_target_without_a_worker_wait_and_say_so(worker_process, engineer_api, viewer, digits_version):
     from django.test import Client
 
-    HardwareTarget.objects.create(slug="gpu-a100", name="A100", device="cuda",
-                                  execution_provider="CUDAExecutionProvider")
+    HardwareTarget.objects.create(
+        slug="gpu-a100", name="A100", device="cuda", execution_provider="CUDAExecutionProvider"
+    )
     worker = worker_process(["default", "target.cpu"])
     waiting = start(engineer_api, "benchmark", QUICK, target="gpu-a100")
     done = finished(start(engineer_api, "benchmark", {**QUICK, "measure_memory": False}))

@@ -63,15 +63,32 @@ def served(live_server, digits_version, engineer, settings, tmp_path):
     """digits-prod serving digits:1 through a real berth-serve process that reads the spec from
     the live dashboard and flushes telemetry every second."""
     settings.BERTH_TELEMETRY_FLUSH_SECONDS = 1
-    endpoint, token = services.endpoint_create(name="digits-prod", model=digits_version.model,
-                                               target=HardwareTarget.objects.get(slug="cpu"))
+    endpoint, token = services.endpoint_create(
+        name="digits-prod", model=digits_version.model, target=HardwareTarget.objects.get(slug="cpu")
+    )
     services.deploy(endpoint=endpoint, version=digits_version, weight=100, user=engineer)
     port = free_port()
     log = open(tmp_path / "berth-serve.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving.cli", "--dashboard", live_server.url, "--endpoint", "digits-prod",
-         "--port", str(port), "--poll-seconds", "0.3", "--cache-dir", str(tmp_path / "cache")],
-        env={**os.environ, "BERTH_ENDPOINT_TOKEN": token}, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "serving.cli",
+            "--dashboard",
+            live_server.url,
+            "--endpoint",
+            "digits-prod",
+            "--port",
+            str(port),
+            "--poll-seconds",
+            "0.3",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        env={**os.environ, "BERTH_ENDPOINT_TOKEN": token},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     runtime = Runtime(f"http://127.0.0.1:{port}", process, endpoint)
 
     def ready():
@@ -118,13 +135,15 @@ def test_a_canary_takes_its_share_and_switches_lose_nothing(served, digits_versi
     from dashboard.demo import digits_data
 
     cpu = HardwareTarget.objects.get(slug="cpu")
-    compress = job_services.job_create(kind="compress", version=digits_version, target=cpu,
-                                       params={"method": "dynamic_int8"})
+    compress = job_services.job_create(
+        kind="compress", version=digits_version, target=cpu, params={"method": "dynamic_int8"}
+    )
     job_services.job_run(job_id=compress.id, worker_host="test")
     canary = Job.objects.get(pk=compress.pk).output_version
     services.deploy(endpoint=served.endpoint, version=canary, weight=10, user=engineer)
-    wait_for(lambda: served.versions() == sorted(["1", canary.version]), timeout=30,
-             message="the runtime to load the canary")
+    wait_for(
+        lambda: served.versions() == sorted(["1", canary.version]), timeout=30, message="the runtime to load the canary"
+    )
 
     rows = digits_data().test_x[:1]
     seen = Counter(served.infer(rows)[1]["model_version"] for _ in range(2000))

@@ -18,18 +18,27 @@ def training_set(engineer_api, digits_version, tmp_path):
     data = digits_data()
     path = save_npz(tmp_path / "train.npz", x=data.train_x[:400], labels=data.train_y[:400])
     with open(path, "rb") as f:
-        response = engineer_api.post("/api/v1/models/digits/versions/1/datasets/",
-                                     {"file": f, "name": "digits-train", "kind": "training"}, format="multipart")
+        response = engineer_api.post(
+            "/api/v1/models/digits/versions/1/datasets/",
+            {"file": f, "name": "digits-train", "kind": "training"},
+            format="multipart",
+        )
     assert response.status_code == 201, response.json()
     return response.json()
 
 
-def test_distill_and_prune_structured_make_smaller_children(celery_worker, engineer_api, engineer, digits_version,
-                                                            training_set):
+def test_distill_and_prune_structured_make_smaller_children(
+    celery_worker, engineer_api, engineer, digits_version, training_set
+):
     from django.test import Client
 
-    distilled = finished(start(engineer_api, "compress", {"method": "distill", "student_width": 16, "epochs": 6, "batch_size": 16,
-                                                          "learning_rate": 0.03}))
+    distilled = finished(
+        start(
+            engineer_api,
+            "compress",
+            {"method": "distill", "student_width": 16, "epochs": 6, "batch_size": 16, "learning_rate": 0.03},
+        )
+    )
     assert distilled.status == "succeeded", distilled.error
     child = ModelVersion.objects.get(pk=distilled.output_version_id)
     assert child.version == "1-distilled-mlp16" and child.parent == digits_version and child.status == "ready"
@@ -53,16 +62,23 @@ def test_distill_and_prune_structured_make_smaller_children(celery_worker, engin
     assert 'id="chart-loss"' in page and "fine-tuning" in page
 
 
-def test_cancelling_a_distillation_stops_it_and_leaves_no_child(celery_worker, engineer_api, digits_version,
-                                                                training_set):
+def test_cancelling_a_distillation_stops_it_and_leaves_no_child(
+    celery_worker, engineer_api, digits_version, training_set
+):
     before = ModelVersion.objects.count()
     job_id = start(engineer_api, "compress", {"method": "distill", "epochs": 500, "batch_size": 8})
-    wait_for(lambda: "distillation: epoch" in (Job.objects.get(id=job_id).message or ""), timeout=120,
-             message="the distillation to train")
+    wait_for(
+        lambda: "distillation: epoch" in (Job.objects.get(id=job_id).message or ""),
+        timeout=120,
+        message="the distillation to train",
+    )
     response = engineer_api.post(f"/api/v1/jobs/{job_id}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    wait_for(lambda: "Stopped: the job was cancelled" in Job.objects.get(id=job_id).log, timeout=30,
-             message="the worker to stop the distillation")
+    wait_for(
+        lambda: "Stopped: the job was cancelled" in Job.objects.get(id=job_id).log,
+        timeout=30,
+        message="the worker to stop the distillation",
+    )
     job = Job.objects.get(id=job_id)
     assert job.status == "cancelled" and job.output_version_id is None
     assert ModelVersion.objects.count() == before

@@ -23,7 +23,8 @@ def test_it_validates_a_registered_version_end_to_end(celery_worker, engineer_ap
     version = ModelVersion.objects.get(pk=response.json()["id"])
     assert version.status == ModelVersion.Status.READY
     assert version.io_signature["inputs"] == [
-        {"name": "x", "dtype": "float32", "shape": ["batch", 4], "dynamic_axes": [0]}]
+        {"name": "x", "dtype": "float32", "shape": ["batch", 4], "dynamic_axes": [0]}
+    ]
     assert version.io_signature["outputs"][0]["name"] == "probs"
     body = engineer_api.get("/api/v1/models/digits/versions/7/").json()
     assert body["status"] == "ready"
@@ -35,8 +36,9 @@ def test_a_second_delivery_of_a_finished_job_does_nothing(celery_worker, enginee
 
     response = register(engineer_api, onnx_file, version="8")
     job_id = Job.objects.get(version_id=response.json()["id"]).id
-    done = wait_for(lambda: Job.objects.filter(id=job_id, status=Job.Status.SUCCEEDED).first(), timeout=60,
-                    message="the first run")
+    done = wait_for(
+        lambda: Job.objects.filter(id=job_id, status=Job.Status.SUCCEEDED).first(), timeout=60, message="the first run"
+    )
     run_job.apply_async(args=[job_id], queue="default")
     # A marker job queued after the re-delivery: once it ran, the re-delivery was consumed too.
     marker = Job.objects.create(kind="validate", version=done.version, queue="default")

@@ -30,8 +30,10 @@ def test_it_recommends_the_fastest_variant_that_qualifies(world):
     assert recommendation.choice.version == fp16
     assert recommendation.runner_up is None
     assert "p95 6.000 ms within the 8.000 ms budget" in recommendation.reason
-    assert "accuracy 97.80 % on evaluation set eval (360 samples): -0.20 pt against the reference 1" \
+    assert (
+        "accuracy 97.80 % on evaluation set eval (360 samples): -0.20 pt against the reference 1"
         in recommendation.reason
+    )
     assert "1-int8: accuracy 96.00 % on evaluation set eval (360 samples): -2.00 pt" in recommendation.reason
     loose = benchmark_comparison(model_name="digits", budget_ms=8, max_drop=0.05).recommendations[0]
     assert (loose.choice.version, loose.runner_up.version) == (int8, fp16)
@@ -114,8 +116,9 @@ def test_the_api_answers_what_the_page_shows(world, viewer_api):
     int8 = world.version("1-int8", parent=fp32)
     world.result(fp32, world.cpu, p95=10.0)
     world.result(int8, world.cpu, p95=5.0, accuracy=0.979)
-    body = viewer_api.get("/api/v1/compare/?model=digits&versions=1,1-int8&targets=cpu&batch_size=1"
-                          "&budget_ms=6&max_drop_pt=0.5").json()
+    body = viewer_api.get(
+        "/api/v1/compare/?model=digits&versions=1,1-int8&targets=cpu&batch_size=1&budget_ms=6&max_drop_pt=0.5"
+    ).json()
     assert [r["version"] for r in body["rows"]] == ["1", "1-int8"]
     assert body["rows"][1]["p95_ms"] == 5.0 and body["rows"][1]["p95_ms_ratio"] == 0.5
     assert body["rows"][1]["p95_ms_verdict"] == "better"
@@ -137,16 +140,19 @@ def test_a_csv_export_has_its_header_even_with_no_rows(world, viewer_api):
         assert response.content.decode().splitlines() == [header], url
 
 
-@pytest.mark.parametrize("query,field", [
-    ("model=nope", "model"),
-    ("model=digits&versions=9", "versions"),
-    ("model=digits&targets=tpu", "targets"),
-    ("model=digits&percentile=p42", "percentile"),
-    ("model=digits&budget_ms=-1", "budget_ms"),
-    ("model=digits&batch_size=0", "batch_size"),
-    ("model=digits&timing_mode=gpu", "timing_mode"),
-    ("", "model"),
-])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("model=nope", "model"),
+        ("model=digits&versions=9", "versions"),
+        ("model=digits&targets=tpu", "targets"),
+        ("model=digits&percentile=p42", "percentile"),
+        ("model=digits&budget_ms=-1", "budget_ms"),
+        ("model=digits&batch_size=0", "batch_size"),
+        ("model=digits&timing_mode=gpu", "timing_mode"),
+        ("", "model"),
+    ],
+)
 def test_the_api_explains_a_bad_query(world, viewer_api, query, field):
     world.version("1")
     response = viewer_api.get(f"/api/v1/compare/?{query}")
@@ -174,12 +180,14 @@ def test_only_results_timed_the_same_way_are_compared(world, viewer_api, viewer)
     # Against the smallest card a live worker on the target's queue reported.
     from jobs import services
 
-    services.worker_report(hostname="gpu-1", queues=[world.gpu.queue],
-                           facts={"gpus": [{"index": 0, "name": "L4", "memory_mib": 1_024}]})
+    services.worker_report(
+        hostname="gpu-1", queues=[world.gpu.queue], facts={"gpus": [{"index": 0, "name": "L4", "memory_mib": 1_024}]}
+    )
     page = client.get("/compare/?model=digits&targets=gpu&timing_mode=device").content.decode()
     assert "(does not fit)" in page and "of the GPU&#x27;s 1,024 MiB" in page
-    services.worker_report(hostname="gpu-1", queues=[world.gpu.queue],
-                           facts={"gpus": [{"index": 0, "name": "H100", "memory_mib": 81_559}]})
+    services.worker_report(
+        hostname="gpu-1", queues=[world.gpu.queue], facts={"gpus": [{"index": 0, "name": "H100", "memory_mib": 81_559}]}
+    )
     assert "(fits)" in client.get("/compare/?model=digits&targets=gpu&timing_mode=device").content.decode()
 
 
@@ -235,8 +243,9 @@ def test_it_compares_real_benchmarks_of_a_model_and_its_int8_variant(digits_vers
     from jobs import services
 
     cpu = HardwareTarget.objects.get(slug="cpu")
-    compress = services.job_create(kind="compress", version=digits_version, target=cpu,
-                                   params={"method": "dynamic_int8"})
+    compress = services.job_create(
+        kind="compress", version=digits_version, target=cpu, params={"method": "dynamic_int8"}
+    )
     services.job_run(job_id=compress.id, worker_host="test")
     child = Job.objects.get(pk=compress.pk).output_version
     quick = {"batch_sizes": [1, 8], "min_runs": 10, "min_seconds": 0.05, "max_seconds": 5, "measure_memory": False}

@@ -28,9 +28,18 @@ def test_it_queues_a_compress_job_on_the_targets_queue(engineer_api, digits_vers
 
 def test_it_fills_in_benchmark_defaults(engineer_api, digits_version):
     body = start(engineer_api, "benchmark", {"batch_sizes": [1, 8, 32]}).json()
-    assert body["params"] == {"batch_sizes": [1, 8, 32], "threads": [None], "warmup": 5, "min_runs": 30,
-                              "min_seconds": 1.0, "max_seconds": 60.0, "measure_memory": True,
-                              "io": "host", "cuda_graph": False, "evaluation_dataset": "digits-test"}
+    assert body["params"] == {
+        "batch_sizes": [1, 8, 32],
+        "threads": [None],
+        "warmup": 5,
+        "min_runs": 30,
+        "min_seconds": 1.0,
+        "max_seconds": 60.0,
+        "measure_memory": True,
+        "io": "host",
+        "cuda_graph": False,
+        "evaluation_dataset": "digits-test",
+    }
 
 
 def test_device_io_needs_a_gpu_target(engineer_api, digits_version):
@@ -46,10 +55,17 @@ def test_a_provider_every_live_worker_proved_unusable_is_refused_before_queueing
     from jobs.models import Job
     from registry.models import HardwareTarget
 
-    HardwareTarget.objects.create(slug="h100", name="H100", device="cuda", execution_provider="TensorrtExecutionProvider")
-    services.worker_report(hostname="gpu-host-1", queues=["target.h100"], facts={
-        "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-        "provider_problems": {"TensorrtExecutionProvider": "libnvinfer.so.10: cannot open shared object file"}})
+    HardwareTarget.objects.create(
+        slug="h100", name="H100", device="cuda", execution_provider="TensorrtExecutionProvider"
+    )
+    services.worker_report(
+        hostname="gpu-host-1",
+        queues=["target.h100"],
+        facts={
+            "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+            "provider_problems": {"TensorrtExecutionProvider": "libnvinfer.so.10: cannot open shared object file"},
+        },
+    )
     before = Job.objects.count()
     response = start(engineer_api, "benchmark", {}, target="h100")
     assert response.status_code == 400, response.json()
@@ -59,23 +75,30 @@ def test_a_provider_every_live_worker_proved_unusable_is_refused_before_queueing
     assert Job.objects.count() == before
 
 
-@pytest.mark.parametrize("kind,params,field,message", [
-    ("compress", {"method": "int4-magic"}, "params.method", "must be one of"),
-    ("compress", {}, "params.method", "must be one of"),
-    ("compress", {"method": "prune", "sparsity": 1.5}, "params.sparsity", "from 0.01 to 0.99"),
-    ("compress", {"method": "fp16", "per_channel": True}, "params.per_channel", "Unknown parameter"),
-    ("compress", {"method": "static_int8", "calibration_method": "guess"}, "params.calibration_method", "one of"),
-    ("compress", {"method": "static_int8", "calibration_dataset": "nope"}, "params.calibration_dataset",
-     "no dataset named"),
-    ("compress", {"method": "autotune", "budget": {"speed": 2}}, "params.budget", "budget is an object"),
-    ("compress", {"method": "dynamic_int8", "op_types": ["Teleport"]}, "params.op_types", "may contain only"),
-    ("benchmark", {"batch_sizes": [0]}, "params.batch_sizes", "from 1 to 4096"),
-    ("benchmark", {"batch_sizes": []}, "params.batch_sizes", "list of 1 to 8"),
-    ("benchmark", {"threads": ["two"]}, "params.threads", "whole number"),
-    ("benchmark", {"min_seconds": -1}, "params.min_seconds", "from 0 to 600"),
-    ("benchmark", {"iterations": 5}, "params.iterations", "Unknown parameter"),
-    ("convert", {}, "version", "already ONNX"),
-])
+@pytest.mark.parametrize(
+    "kind,params,field,message",
+    [
+        ("compress", {"method": "int4-magic"}, "params.method", "must be one of"),
+        ("compress", {}, "params.method", "must be one of"),
+        ("compress", {"method": "prune", "sparsity": 1.5}, "params.sparsity", "from 0.01 to 0.99"),
+        ("compress", {"method": "fp16", "per_channel": True}, "params.per_channel", "Unknown parameter"),
+        ("compress", {"method": "static_int8", "calibration_method": "guess"}, "params.calibration_method", "one of"),
+        (
+            "compress",
+            {"method": "static_int8", "calibration_dataset": "nope"},
+            "params.calibration_dataset",
+            "no dataset named",
+        ),
+        ("compress", {"method": "autotune", "budget": {"speed": 2}}, "params.budget", "budget is an object"),
+        ("compress", {"method": "dynamic_int8", "op_types": ["Teleport"]}, "params.op_types", "may contain only"),
+        ("benchmark", {"batch_sizes": [0]}, "params.batch_sizes", "from 1 to 4096"),
+        ("benchmark", {"batch_sizes": []}, "params.batch_sizes", "list of 1 to 8"),
+        ("benchmark", {"threads": ["two"]}, "params.threads", "whole number"),
+        ("benchmark", {"min_seconds": -1}, "params.min_seconds", "from 0 to 600"),
+        ("benchmark", {"iterations": 5}, "params.iterations", "Unknown parameter"),
+        ("convert", {}, "version", "already ONNX"),
+    ],
+)
 def test_it_refuses_bad_parameters(engineer_api, digits_version, kind, params, field, message):
     response = start(engineer_api, kind, params)
     assert response.status_code == 400, response.json()
@@ -122,22 +145,28 @@ def training_set(engineer_api, digits_version, tmp_path):
 
     def attach(name, **arrays):
         with open(save_npz(tmp_path / f"{name}.npz", **arrays), "rb") as f:
-            response = engineer_api.post("/api/v1/models/digits/versions/1/datasets/",
-                                         {"file": f, "name": name, "kind": "training"}, format="multipart")
+            response = engineer_api.post(
+                "/api/v1/models/digits/versions/1/datasets/",
+                {"file": f, "name": name, "kind": "training"},
+                format="multipart",
+            )
         assert response.status_code == 201, response.json()
 
     attach("unlabelled", x=np.zeros((20, 64), dtype=np.float32))
     return attach
 
 
-@pytest.mark.parametrize("params,field,message", [
-    ({"method": "distill", "student": "cnn"}, "params.student", "cnn student takes image inputs"),
-    ({"method": "distill", "student": "transformer"}, "params.student", "must be one of"),
-    ({"method": "distill", "temperature": 0}, "params.temperature", "from 0.5 to 50"),
-    ({"method": "distill", "training_dataset": "digits-test"}, "params.training_dataset", None),
-    ({"method": "prune_structured"}, "params.training_dataset", "no 'labels' array"),
-    ({"method": "prune_structured", "channel_sparsity": 1}, "params.channel_sparsity", "from 0.05 to 0.95"),
-])
+@pytest.mark.parametrize(
+    "params,field,message",
+    [
+        ({"method": "distill", "student": "cnn"}, "params.student", "cnn student takes image inputs"),
+        ({"method": "distill", "student": "transformer"}, "params.student", "must be one of"),
+        ({"method": "distill", "temperature": 0}, "params.temperature", "from 0.5 to 50"),
+        ({"method": "distill", "training_dataset": "digits-test"}, "params.training_dataset", None),
+        ({"method": "prune_structured"}, "params.training_dataset", "no 'labels' array"),
+        ({"method": "prune_structured", "channel_sparsity": 1}, "params.channel_sparsity", "from 0.05 to 0.95"),
+    ],
+)
 def test_training_methods_refuse_bad_parameters(engineer_api, digits_version, training_set, params, field, message):
     response = start(engineer_api, "compress", params)
     if message is None:  # an evaluation set may train too: it is accepted by name
@@ -159,10 +188,19 @@ def test_training_methods_need_a_training_set_that_fits(engineer_api, digits_ver
         # attached through another version, whose input is an image
         from registry.models import Dataset
 
-        Dataset.objects.create(model=digits_version.model, name="images", kind="training", file="datasets/x.npz",
-                               sha256="0" * 64, size_bytes=f.seek(0, 2), rows=20,
-                               arrays={"x": {"dtype": "float32", "shape": [20, 1, 8, 8]}})
+        Dataset.objects.create(
+            model=digits_version.model,
+            name="images",
+            kind="training",
+            file="datasets/x.npz",
+            sha256="0" * 64,
+            size_bytes=f.seek(0, 2),
+            rows=20,
+            arrays={"x": {"dtype": "float32", "shape": [20, 1, 8, 8]}},
+        )
     response = start(engineer_api, "compress", {"method": "distill"})
-    assert "has shape [20, 1, 8, 8], but digits:1 takes ['batch', 64]" in \
-        response.json()["errors"]["params.training_dataset"][0]
+    assert (
+        "has shape [20, 1, 8, 8], but digits:1 takes ['batch', 64]"
+        in response.json()["errors"]["params.training_dataset"][0]
+    )
     assert not Job.objects.filter(kind="compress").exists()

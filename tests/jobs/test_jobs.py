@@ -33,13 +33,16 @@ def test_it_starts_a_validate_job(engineer_api, job):
     assert Job.objects.count() == 2
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"kind": "explode", "version": "digits:1"}, "kind"),
-    ({"kind": "validate", "version": "digits:404"}, "version"),
-    ({"kind": "validate", "version": "no-colon"}, "version"),
-    ({"kind": "validate", "version": "digits:1", "params": {"x": 1}}, "params"),
-    ({"kind": "validate", "version": "digits:1", "target": "nope"}, "target"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"kind": "explode", "version": "digits:1"}, "kind"),
+        ({"kind": "validate", "version": "digits:404"}, "version"),
+        ({"kind": "validate", "version": "no-colon"}, "version"),
+        ({"kind": "validate", "version": "digits:1", "params": {"x": 1}}, "params"),
+        ({"kind": "validate", "version": "digits:1", "target": "nope"}, "target"),
+    ],
+)
 def test_it_refuses_bad_job_requests(engineer_api, job, body, field):
     response = engineer_api.post("/api/v1/jobs/", body, format="json")
     assert response.status_code in (400, 404)
@@ -48,8 +51,9 @@ def test_it_refuses_bad_job_requests(engineer_api, job, body, field):
 
 
 def test_viewers_cannot_start_or_cancel_jobs(viewer_api, job):
-    assert viewer_api.post("/api/v1/jobs/", {"kind": "validate", "version": "digits:1"},
-                           format="json").status_code == 403
+    assert (
+        viewer_api.post("/api/v1/jobs/", {"kind": "validate", "version": "digits:1"}, format="json").status_code == 403
+    )
     assert viewer_api.post(f"/api/v1/jobs/{job.id}/cancel/").status_code == 403
     assert Job.objects.get().status == "queued"
 
@@ -104,8 +108,11 @@ def test_a_changed_artifact_fails_validation_loudly(job):
     assert version.status == "invalid"
     # ... and is audited, for the admins to see.
     from dashboard.models import AuditEvent
+
     event = AuditEvent.objects.get(action="integrity")
-    assert event.target == version.ref and event.details["job"] == job.id and "changed on disk" in event.details["error"]
+    assert (
+        event.target == version.ref and event.details["job"] == job.id and "changed on disk" in event.details["error"]
+    )
     assert event.details["worker"] == "test"
 
 
@@ -165,7 +172,8 @@ def test_the_reconciler_leaves_jobs_behind_a_busy_worker(job, settings):
     from django.utils import timezone
 
     Job.objects.filter(pk=job.pk).update(
-        enqueued=timezone.now() - timedelta(seconds=settings.BERTH_JOB_REQUEUE_AFTER_SECONDS + 60))
+        enqueued=timezone.now() - timedelta(seconds=settings.BERTH_JOB_REQUEUE_AFTER_SECONDS + 60)
+    )
     _worker("celery@busy", ["default"])
     Job.objects.create(kind="validate", version=job.version, status="running", worker_host="celery@busy")
     assert services.jobs_requeue_lost() == 0

@@ -28,20 +28,31 @@ def embedding_onnx(path, seed=0):
     def weight(name, *shape):
         return numpy_helper.from_array((rng.standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32), name)
 
-    initializers = [weight("table", VOCAB, WIDTH), weight("wq", WIDTH, WIDTH), weight("wk", WIDTH, WIDTH),
-                    weight("wv", WIDTH, WIDTH), weight("w1", WIDTH, HIDDEN), weight("w2", HIDDEN, WIDTH),
-                    numpy_helper.from_array(np.array(1 / np.sqrt(WIDTH), np.float32), "scale"),
-                    numpy_helper.from_array(np.array([-1], np.int64), "last")]
+    initializers = [
+        weight("table", VOCAB, WIDTH),
+        weight("wq", WIDTH, WIDTH),
+        weight("wk", WIDTH, WIDTH),
+        weight("wv", WIDTH, WIDTH),
+        weight("w1", WIDTH, HIDDEN),
+        weight("w2", HIDDEN, WIDTH),
+        numpy_helper.from_array(np.array(1 / np.sqrt(WIDTH), np.float32), "scale"),
+        numpy_helper.from_array(np.array([-1], np.int64), "last"),
+    ]
     nodes = [
         helper.make_node("Gather", ["table", "input_ids"], ["x"]),
-        helper.make_node("MatMul", ["x", "wq"], ["q"]), helper.make_node("MatMul", ["x", "wk"], ["k"]),
+        helper.make_node("MatMul", ["x", "wq"], ["q"]),
+        helper.make_node("MatMul", ["x", "wk"], ["k"]),
         helper.make_node("MatMul", ["x", "wv"], ["v"]),
         helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
-        helper.make_node("MatMul", ["q", "kt"], ["scores"]), helper.make_node("Mul", ["scores", "scale"], ["scaled"]),
+        helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+        helper.make_node("Mul", ["scores", "scale"], ["scaled"]),
         helper.make_node("Softmax", ["scaled"], ["attention"], axis=-1),
-        helper.make_node("MatMul", ["attention", "v"], ["mixed"]), helper.make_node("Add", ["x", "mixed"], ["h"]),
-        helper.make_node("MatMul", ["h", "w1"], ["up"]), helper.make_node("Relu", ["up"], ["act"]),
-        helper.make_node("MatMul", ["act", "w2"], ["down"]), helper.make_node("Add", ["h", "down"], ["out"]),
+        helper.make_node("MatMul", ["attention", "v"], ["mixed"]),
+        helper.make_node("Add", ["x", "mixed"], ["h"]),
+        helper.make_node("MatMul", ["h", "w1"], ["up"]),
+        helper.make_node("Relu", ["up"], ["act"]),
+        helper.make_node("MatMul", ["act", "w2"], ["down"]),
+        helper.make_node("Add", ["h", "down"], ["out"]),
         helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", ["maskf", "last"], ["mask3"]),
         helper.make_node("Mul", ["out", "mask3"], ["masked"]),
@@ -51,10 +62,15 @@ def embedding_onnx(path, seed=0):
     ]
     initializers.append(numpy_helper.from_array(np.array([1], np.int64), "one"))
     graph = helper.make_graph(
-        nodes, "tiny-sentence-encoder",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", LENGTH]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", LENGTH])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", WIDTH])], initializers)
+        nodes,
+        "tiny-sentence-encoder",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", LENGTH]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", LENGTH]),
+        ],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", WIDTH])],
+        initializers,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -81,8 +97,11 @@ def run(kind, version, params):
 
 def attach(api, model, version, path, name):
     with open(path, "rb") as f:
-        response = api.post(f"/api/v1/models/{model}/versions/{version}/datasets/",
-                            {"file": f, "name": name, "kind": "evaluation"}, format="multipart")
+        response = api.post(
+            f"/api/v1/models/{model}/versions/{version}/datasets/",
+            {"file": f, "name": name, "kind": "evaluation"},
+            format="multipart",
+        )
     assert response.status_code == 201, response.json()
 
 
@@ -159,8 +178,12 @@ def test_a_regression_model_is_compared_on_relative_error(engineer_api, tmp_path
         loss.backward()
         optimiser.step()
     HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})
-    fp32 = validated(engineer_api, export_onnx(mlp.eval(), tmp_path / "diabetes.onnx", example_shape=(2, 10)),
-                     "diabetes", "regression")
+    fp32 = validated(
+        engineer_api,
+        export_onnx(mlp.eval(), tmp_path / "diabetes.onnx", example_shape=(2, 10)),
+        "diabetes",
+        "regression",
+    )
     np.savez(tmp_path / "held-out.npz", x=x[350:])
     attach(engineer_api, "diabetes", "1", tmp_path / "held-out.npz", "held-out")
     fp16 = run("compress", fp32, {"method": "fp16"}).output_version

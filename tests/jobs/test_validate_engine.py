@@ -69,7 +69,13 @@ def test_a_model_that_fails_to_run_is_invalid(tmp_path):
 
 
 def test_example_inputs_follow_the_signature():
-    feeds = example_inputs([{"name": "ids", "dtype": "int64", "shape": ["batch", "seq"]},
-                            {"name": "x", "dtype": "float16", "shape": [2, 3]}], batch=4, other_dynamic=7)
+    feeds = example_inputs(
+        [
+            {"name": "ids", "dtype": "int64", "shape": ["batch", "seq"]},
+            {"name": "x", "dtype": "float16", "shape": [2, 3]},
+        ],
+        batch=4,
+        other_dynamic=7,
+    )
     assert feeds["ids"].shape == (4, 7) and feeds["ids"].dtype == "int64"
     assert feeds["x"].shape == (2, 3) and str(feeds["x"].dtype) == "float16"

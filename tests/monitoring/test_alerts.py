@@ -26,6 +26,7 @@ pytestmark = pytest.mark.django_db
 
 # --- a local webhook receiver ------------------------------------------------------------------
 
+
 class Receiver:
     """An HTTP server in a thread that records every POST and answers with the next status of
     ``statuses`` (then 200)."""
@@ -40,8 +41,9 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.lock:
-                    receiver.calls.append({"path": self.path, "json": json.loads(body),
-                                           "content_type": self.headers.get("Content-Type")})
+                    receiver.calls.append(
+                        {"path": self.path, "json": json.loads(body), "content_type": self.headers.get("Content-Type")}
+                    )
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.end_headers()
@@ -83,13 +85,21 @@ def endpoint(engineer):
     model = Model.objects.create(name="digits", task="classification")
     cpu = HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})[0]
     for version in ("1", "2"):
-        ModelVersion.objects.create(model=model, version=version, format="onnx", artifact=f"artifacts/{version}.onnx",
-                                    sha256="0" * 64, size_bytes=1000, status="ready")
+        ModelVersion.objects.create(
+            model=model,
+            version=version,
+            format="onnx",
+            artifact=f"artifacts/{version}.onnx",
+            sha256="0" * 64,
+            size_bytes=1000,
+            status="ready",
+        )
     endpoint, _ = services.endpoint_create(name="digits-prod", model=model, target=cpu, created_by=engineer)
     return endpoint
 
 
 # --- windows written at times relative to a fixed now --------------------------------------------
+
 
 @pytest.fixture
 def now():
@@ -102,15 +112,32 @@ def sketch(ms, count):
     return s.to_dict()
 
 
-def traffic(endpoint, now, *, minutes_ago=1, requests=100, errors=0, latency_ms=10.0, version="1", features=None,
-            inference_ms=None, rows=1):
+def traffic(
+    endpoint,
+    now,
+    *,
+    minutes_ago=1,
+    requests=100,
+    errors=0,
+    latency_ms=10.0,
+    version="1",
+    features=None,
+    inference_ms=None,
+    rows=1,
+):
     """One minute window of ``version``, ``minutes_ago`` minutes before ``now`` (with an
     inference-only sketch of ``inference_ms`` for runs of ``rows`` rows when given)."""
     with transaction.atomic():
-        services.window_add(endpoint=endpoint, version=ModelVersion.objects.get(version=version),
-                            start=now - timedelta(minutes=minutes_ago), requests=requests, errors=errors,
-                            latency=sketch(latency_ms, requests), features=features or {},
-                            inference_latency={str(rows): sketch(inference_ms, requests)} if inference_ms else None)
+        services.window_add(
+            endpoint=endpoint,
+            version=ModelVersion.objects.get(version=version),
+            start=now - timedelta(minutes=minutes_ago),
+            requests=requests,
+            errors=errors,
+            latency=sketch(latency_ms, requests),
+            features=features or {},
+            inference_latency={str(rows): sketch(inference_ms, requests)} if inference_ms else None,
+        )
 
 
 def rule(endpoint, metric, threshold=None, **extra):
@@ -124,6 +151,7 @@ def firing():
 
 
 # --- every metric fires and resolves ----------------------------------------------------------------
+
 
 def test_it_fires_and_resolves_on_p95_latency(endpoint, now):
     r = rule(endpoint, "p95_latency", 50)
@@ -156,8 +184,7 @@ def test_it_fires_and_resolves_on_the_error_rate(endpoint, now):
     alerts.evaluate_rules(now=now)
     (alert,) = firing()
     assert alert.value == pytest.approx(10)
-    assert alert.message == ("digits-prod v1: error rate 10 % > 5 % over the last 5 min "
-                             "(20 of 200 requests failed)")
+    assert alert.message == ("digits-prod v1: error rate 10 % > 5 % over the last 5 min (20 of 200 requests failed)")
     traffic(endpoint, now, minutes_ago=-1, requests=2000, errors=0)  # 20 of 2,200 = 0.9 %
     alerts.evaluate_rules(now=now + timedelta(minutes=1))
     alert.refresh_from_db()
@@ -173,8 +200,10 @@ def test_it_fires_and_resolves_on_the_gap_to_the_benchmark(endpoint, now):
     alerts.evaluate_rules(now=now)
     (alert,) = firing()
     assert alert.value == pytest.approx(3.5, rel=0.02) and alert.threshold == 2
-    assert alert.message.startswith("digits-prod v1: inference p95 34.8 ms is 3.48 × its benchmark p95 (10 ms on cpu "
-                                    "at batch size 1; the limit is 2 ×) over the last 5 min")
+    assert alert.message.startswith(
+        "digits-prod v1: inference p95 34.8 ms is 3.48 × its benchmark p95 (10 ms on cpu "
+        "at batch size 1; the limit is 2 ×) over the last 5 min"
+    )
     assert alert.details["benchmark_p95_ms"] == 10.0 and alert.details["batch_size"] == 1
     traffic(endpoint, now, minutes_ago=-6, latency_ms=100, inference_ms=15)
     alerts.evaluate_rules(now=now + timedelta(minutes=6))
@@ -200,8 +229,10 @@ def test_the_benchmark_gap_compares_only_like_figures(endpoint, now):
     assert alerts.evaluate_rules(now=now) == 0 and not Alert.objects.exists()
     (summary,) = series.recent(endpoint, minutes=5, now=now).values()
     assert summary["benchmark_gap"] is None
-    assert "no benchmark at batch size 1, the size production ran (benchmarked at 8)" in \
-        summary["benchmark"]["inference"]["why"]
+    assert (
+        "no benchmark at batch size 1, the size production ran (benchmarked at 8)"
+        in summary["benchmark"]["inference"]["why"]
+    )
     assert "no end-to-end benchmark" in summary["benchmark"]["request"]["why"]
 
 
@@ -209,12 +240,34 @@ def test_the_benchmark_gap_compares_only_like_figures(endpoint, now):
 def profiled(endpoint):
     """Version 1 with a reference profile: x.mean on four bins (uniform) and a 3-class prediction."""
     version = ModelVersion.objects.get(version="1")
-    dataset = Dataset.objects.create(model=version.model, name="ref", kind="reference", file="x.npz", sha256="0" * 64,
-                                     size_bytes=1, rows=1000, arrays={})
-    ReferenceProfile.objects.create(version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x",
-                                    edges=[0.2, 0.4, 0.6], counts=[250, 250, 250, 250])
-    ReferenceProfile.objects.create(version=version, dataset=dataset, name="prediction", kind="class",
-                                    tensor="probs", classes=3, counts=[300, 300, 400])
+    dataset = Dataset.objects.create(
+        model=version.model,
+        name="ref",
+        kind="reference",
+        file="x.npz",
+        sha256="0" * 64,
+        size_bytes=1,
+        rows=1000,
+        arrays={},
+    )
+    ReferenceProfile.objects.create(
+        version=version,
+        dataset=dataset,
+        name="x.mean",
+        kind="mean",
+        tensor="x",
+        edges=[0.2, 0.4, 0.6],
+        counts=[250, 250, 250, 250],
+    )
+    ReferenceProfile.objects.create(
+        version=version,
+        dataset=dataset,
+        name="prediction",
+        kind="class",
+        tensor="probs",
+        classes=3,
+        counts=[300, 300, 400],
+    )
     return endpoint
 
 
@@ -227,8 +280,10 @@ def test_when_inputs_drift_it_fires_posts_a_webhook_sends_an_email_and_resolves(
     traffic(profiled, now, minutes_ago=-4, requests=400, features=drifted)
     alerts.evaluate_rules(now=now + timedelta(minutes=5))
     (alert,) = firing()
-    assert alert.message.startswith("digits-prod v1: drift on 1 of 2 features in 2 of the last 3 windows of 5 min "
-                                    "(the rule needs 2); now x.mean higher than the reference (mean +1.")
+    assert alert.message.startswith(
+        "digits-prod v1: drift on 1 of 2 features in 2 of the last 3 windows of 5 min "
+        "(the rule needs 2); now x.mean higher than the reference (mean +1."
+    )
     assert "(mean +1.21 sd): KS 0.65, p < 0.001 on 400 rows (Wasserstein 1.2 ≥ 0.1)" in alert.message
     assert alert.message.endswith("≥ 0.1) over the last 5 min")
     assert alert.threshold == 1.0 and alert.value > 1  # the worst verdict relative to its thresholds
@@ -272,12 +327,19 @@ def test_when_inputs_drift_it_fires_posts_a_webhook_sends_an_email_and_resolves(
 def test_a_class_drift_is_explained_by_the_class_that_moved(profiled, now):
     rule(profiled, "drift")
     for minutes_ago in (1, 6):
-        traffic(profiled, now, minutes_ago=minutes_ago, requests=400,
-                features={"x.mean": [100, 100, 100, 100], "prediction": [400, 0, 0]})
+        traffic(
+            profiled,
+            now,
+            minutes_ago=minutes_ago,
+            requests=400,
+            features={"x.mean": [100, 100, 100, 100], "prediction": [400, 0, 0]},
+        )
     alerts.evaluate_rules(now=now)
     (alert,) = firing()
-    assert ("now prediction class 0 went from 30% to 100% of predictions: chi-square p < 0.001 on 400 rows "
-            "(total variation 0.7 ≥ 0.1)") in alert.message
+    assert (
+        "now prediction class 0 went from 30% to 100% of predictions: chi-square p < 0.001 on 400 rows "
+        "(total variation 0.7 ≥ 0.1)"
+    ) in alert.message
     assert alert.details["features"][0]["test"] == "chi_square"
 
 
@@ -286,8 +348,13 @@ def test_a_significant_but_small_change_does_not_fire(profiled, now):
     # total variation floor; KS on x.mean the same.
     rule(profiled, "drift")
     for minutes_ago in (1, 6, 11):
-        traffic(profiled, now, minutes_ago=minutes_ago, requests=10_000,
-                features={"x.mean": [2300, 2500, 2500, 2700], "prediction": [3200, 3000, 3800]})
+        traffic(
+            profiled,
+            now,
+            minutes_ago=minutes_ago,
+            requests=10_000,
+            features={"x.mean": [2300, 2500, 2500, 2700], "prediction": [3200, 3000, 3800]},
+        )
     assert alerts.evaluate_rules(now=now) == 0 and not Alert.objects.exists()
     summary = next(iter(alerts.series.recent(profiled, minutes=5, now=now).values()))
     prediction = summary["drift"]["prediction"]
@@ -302,6 +369,7 @@ def test_drift_without_enough_rows_gives_no_verdict(profiled, now):
 
 
 # --- what decides ---------------------------------------------------------------------------------
+
 
 def test_too_few_requests_give_no_verdict_and_keep_the_state(endpoint, now):
     rule(endpoint, "error_rate", 5, min_requests=50)
@@ -358,8 +426,11 @@ def test_an_evaluator_that_lost_the_race_opens_nothing(endpoint, now):
     traffic(endpoint, now, requests=100, errors=50)
     alerts.evaluate_rules(now=now)
     # A second evaluator that read "nothing firing" before the first committed hits the constraint.
-    verdict = alerts.judge(r, ModelVersion.objects.get(version="1"), next(iter(
-        alerts.series.recent(endpoint, minutes=5, now=now).values())))
+    verdict = alerts.judge(
+        r,
+        ModelVersion.objects.get(version="1"),
+        next(iter(alerts.series.recent(endpoint, minutes=5, now=now).values())),
+    )
     assert verdict.breached
     with transaction.atomic():
         assert alerts._open(r, ModelVersion.objects.get(version="1"), verdict, now) == 0
@@ -378,8 +449,10 @@ def test_a_disabled_rule_is_not_evaluated_and_disabling_resolves(endpoint, now):
 
 # --- silences --------------------------------------------------------------------------------------
 
-def test_a_silenced_rule_fires_without_notifying_and_unsilencing_resumes(endpoint, now, receiver,
-                                                                           django_capture_on_commit_callbacks):
+
+def test_a_silenced_rule_fires_without_notifying_and_unsilencing_resumes(
+    endpoint, now, receiver, django_capture_on_commit_callbacks
+):
     r = rule(endpoint, "error_rate", 5, webhook_url=receiver.url, emails="ops@example.com")
     alerts.rule_silence(rule=r, minutes=60, now=now)
     traffic(endpoint, now, requests=100, errors=50)
@@ -415,11 +488,14 @@ def test_an_alert_that_resolves_during_its_silence_stays_quiet(endpoint, now):
     traffic(endpoint, now, requests=100, errors=50)
     alerts.evaluate_rules(now=now)
     alerts.evaluate_rules(now=now + timedelta(minutes=10))
-    assert list(Notification.objects.values_list("event", "status")) == [("firing", "silenced"),
-                                                                          ("resolved", "silenced")]
+    assert list(Notification.objects.values_list("event", "status")) == [
+        ("firing", "silenced"),
+        ("resolved", "silenced"),
+    ]
 
 
 # --- delivery ----------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def fired(endpoint, now):
@@ -450,8 +526,20 @@ def test_a_webhook_is_retried_with_backoff_until_it_answers(fired):
         posts = receiver.posts("/flaky")
         assert len(posts) == 3 and posts[0] == posts[2]
         assert receiver.calls[0]["content_type"] == "application/json"
-        assert set(posts[0]) >= {"alert", "state", "endpoint", "version", "rule", "value", "threshold", "message",
-                                 "details", "started", "resolved", "url"}
+        assert set(posts[0]) >= {
+            "alert",
+            "state",
+            "endpoint",
+            "version",
+            "rule",
+            "value",
+            "threshold",
+            "message",
+            "details",
+            "started",
+            "resolved",
+            "url",
+        }
         assert posts[0]["rule"] == "error rate above 5 % over 5 min" and posts[0]["value"] == 50
     finally:
         receiver.close()
@@ -482,8 +570,9 @@ def test_alerts_are_e_mailed(fired):
     deliver_notification.apply(args=[alert.notifications.get().pk])
     (message,) = mail.outbox
     assert message.to == ["ops@example.com"] and message.from_email == "berth@localhost"
-    assert message.subject == ("[Berth] FIRING: digits-prod v1: error rate 50 % > 5 % over the last 5 min "
-                               "(50 of 100 requests failed)")
+    assert message.subject == (
+        "[Berth] FIRING: digits-prod v1: error rate 50 % > 5 % over the last 5 min (50 of 100 requests failed)"
+    )
     assert "Rule: error rate above 5 % over 5 min on digits-prod" in message.body
     assert "/alerts/?endpoint=digits-prod" in message.body
     assert Notification.objects.get().status == "sent"
@@ -501,18 +590,22 @@ def test_a_failing_mail_server_is_recorded(fired, settings):
 
 # --- rules: validation ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("metric, threshold, extra, field", [
-    ("p95_latency", None, {}, "threshold"),
-    ("p95_latency", 0, {}, "threshold"),
-    ("error_rate", -1, {}, "threshold"),
-    ("error_rate", 150, {}, "threshold"),
-    ("benchmark_gap", "fast", {}, "threshold"),
-    ("cpu", 5, {}, "metric"),
-    ("error_rate", 5, {"window_minutes": 0}, "window_minutes"),
-    ("error_rate", 5, {"min_requests": -1}, "min_requests"),
-    ("error_rate", 5, {"emails": "ops@example.com, not-an-address"}, "emails"),
-    ("error_rate", 5, {"webhook_url": "ftp://example.com/hook"}, "webhook_url"),
-])
+
+@pytest.mark.parametrize(
+    "metric, threshold, extra, field",
+    [
+        ("p95_latency", None, {}, "threshold"),
+        ("p95_latency", 0, {}, "threshold"),
+        ("error_rate", -1, {}, "threshold"),
+        ("error_rate", 150, {}, "threshold"),
+        ("benchmark_gap", "fast", {}, "threshold"),
+        ("cpu", 5, {}, "metric"),
+        ("error_rate", 5, {"window_minutes": 0}, "window_minutes"),
+        ("error_rate", 5, {"min_requests": -1}, "min_requests"),
+        ("error_rate", 5, {"emails": "ops@example.com, not-an-address"}, "emails"),
+        ("error_rate", 5, {"webhook_url": "ftp://example.com/hook"}, "webhook_url"),
+    ],
+)
 def test_a_bad_rule_is_refused_naming_the_field(endpoint, metric, threshold, extra, field):
     with pytest.raises(BerthError) as refused:
         alerts.rule_create(endpoint=endpoint, metric=metric, threshold=threshold, **extra)
@@ -521,8 +614,9 @@ def test_a_bad_rule_is_refused_naming_the_field(endpoint, metric, threshold, ext
 
 
 def test_drift_needs_no_threshold_and_addresses_are_normalised(endpoint):
-    r = alerts.rule_create(endpoint=endpoint, metric="drift", emails=["a@example.com", "b@example.com",
-                                                                       "a@example.com"])
+    r = alerts.rule_create(
+        endpoint=endpoint, metric="drift", emails=["a@example.com", "b@example.com", "a@example.com"]
+    )
     assert r.threshold is None and r.emails == "a@example.com, b@example.com"
     assert r.describe() == "drift on any feature (significant and material) in 2 of the last 3 windows of 5 min"
     share = alerts.rule_create(endpoint=endpoint, metric="drift", threshold=50)
@@ -536,12 +630,22 @@ def test_drift_needs_no_threshold_and_addresses_are_normalised(endpoint):
 def test_a_drift_rule_with_a_share_needs_that_many_features(profiled, now):
     rule(profiled, "drift", 100)
     for minutes_ago in (1, 6):
-        traffic(profiled, now, minutes_ago=minutes_ago, requests=400,
-                features={"x.mean": [0, 0, 40, 360], "prediction": [120, 120, 160]})
+        traffic(
+            profiled,
+            now,
+            minutes_ago=minutes_ago,
+            requests=400,
+            features={"x.mean": [0, 0, 40, 360], "prediction": [120, 120, 160]},
+        )
     assert alerts.evaluate_rules(now=now) == 0 and not Alert.objects.exists()  # 1 of 2 features is not 100 %
     for minutes_ago in (2, 7):
-        traffic(profiled, now, minutes_ago=minutes_ago, requests=400,
-                features={"x.mean": [0, 0, 40, 360], "prediction": [800, 0, 0]})
+        traffic(
+            profiled,
+            now,
+            minutes_ago=minutes_ago,
+            requests=400,
+            features={"x.mean": [0, 0, 40, 360], "prediction": [800, 0, 0]},
+        )
     alerts.evaluate_rules(now=now)
     (alert,) = firing()
     assert alert.message.startswith("digits-prod v1: drift on 2 of 2 features")
@@ -568,6 +672,7 @@ def test_the_overview_and_endpoint_helpers(endpoint, now):
 
 # --- API -------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def history(endpoint, now):
     """digits-prod with a resolved alert (v2) and a firing one (v1), and a second endpoint without any."""
@@ -586,8 +691,10 @@ def test_the_api_lists_alerts_firing_first(history, viewer_api):
     body = response.json()
     assert body["count"] == 2
     first, second = body["results"]
-    assert (first["state"], first["version"]) == ("firing", "1") and (second["state"], second["version"]) == \
-        ("resolved", "2")
+    assert (first["state"], first["version"]) == ("firing", "1") and (second["state"], second["version"]) == (
+        "resolved",
+        "2",
+    )
     assert first["rule_description"] == "error rate above 5 % over 5 min" and first["metric"] == "error_rate"
     assert first["value"] == 50 and first["threshold"] == 5 and first["resolved"] is None
     assert first["message"].startswith("digits-prod v1: error rate 50 %")
@@ -617,8 +724,13 @@ def test_reading_alerts_needs_a_viewer(history, anon_api, nobody):
 
 def test_an_engineer_manages_rules_through_the_api(endpoint, engineer_api, viewer_api, anon_api):
     url = "/api/v1/endpoints/digits-prod/alert-rules/"
-    body = {"metric": "p95_latency", "threshold": 250, "window_minutes": 10, "emails": ["ops@example.com"],
-            "webhook_url": "https://hooks.example.com/x"}
+    body = {
+        "metric": "p95_latency",
+        "threshold": 250,
+        "window_minutes": 10,
+        "emails": ["ops@example.com"],
+        "webhook_url": "https://hooks.example.com/x",
+    }
     assert anon_api.post(url, body, format="json").status_code == 401
     assert viewer_api.post(url, body, format="json").status_code == 403
     created = engineer_api.post(url, body, format="json")
@@ -647,14 +759,17 @@ def test_an_engineer_manages_rules_through_the_api(endpoint, engineer_api, viewe
     assert engineer_api.delete(f"{url}{rule_id}/").status_code == 404
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"metric": "p95_latency"}, "threshold"),
-    ({"metric": "error_rate", "threshold": 0}, "threshold"),
-    ({"metric": "latency", "threshold": 5}, "metric"),
-    ({"metric": "error_rate", "threshold": 5, "emails": ["nope"]}, "emails"),
-    ({"metric": "error_rate", "threshold": 5, "webhook_url": "not a url"}, "webhook_url"),
-    ({"metric": "error_rate", "threshold": 5, "window_minutes": 0}, "window_minutes"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"metric": "p95_latency"}, "threshold"),
+        ({"metric": "error_rate", "threshold": 0}, "threshold"),
+        ({"metric": "latency", "threshold": 5}, "metric"),
+        ({"metric": "error_rate", "threshold": 5, "emails": ["nope"]}, "emails"),
+        ({"metric": "error_rate", "threshold": 5, "webhook_url": "not a url"}, "webhook_url"),
+        ({"metric": "error_rate", "threshold": 5, "window_minutes": 0}, "window_minutes"),
+    ],
+)
 def test_bad_rule_input_is_a_400_naming_the_field(endpoint, engineer_api, body, field):
     response = engineer_api.post("/api/v1/endpoints/digits-prod/alert-rules/", body, format="json")
     assert response.status_code == 400
@@ -664,8 +779,9 @@ def test_bad_rule_input_is_a_400_naming_the_field(endpoint, engineer_api, body, 
 
 def test_a_bad_silence_is_a_400(endpoint, engineer_api):
     r = rule(endpoint, "error_rate", 5)
-    response = engineer_api.post(f"/api/v1/endpoints/digits-prod/alert-rules/{r.pk}/silence/", {"minutes": -5},
-                                 format="json")
+    response = engineer_api.post(
+        f"/api/v1/endpoints/digits-prod/alert-rules/{r.pk}/silence/", {"minutes": -5}, format="json"
+    )
     assert response.status_code == 400 and "minutes" in response.json()["errors"]
 
 
@@ -676,6 +792,7 @@ def test_rules_of_another_endpoint_are_not_found(history, engineer_api):
 
 
 # --- pages ------------------------------------------------------------------------------------------------
+
 
 def browser(user):
     client = Client()
@@ -698,8 +815,14 @@ def test_the_alerts_page_shows_firing_then_history(history, viewer):
 
 def test_the_pages_escape_what_they_show(endpoint, now, viewer):
     r = rule(endpoint, "error_rate", 5)
-    Alert.objects.create(rule=r, endpoint=endpoint, version=ModelVersion.objects.get(version="1"),
-                         message="<script>alert(1)</script>", started=now, last_evaluated=now)
+    Alert.objects.create(
+        rule=r,
+        endpoint=endpoint,
+        version=ModelVersion.objects.get(version="1"),
+        message="<script>alert(1)</script>",
+        started=now,
+        last_evaluated=now,
+    )
     for url in ("/alerts/", "/endpoints/digits-prod/alerts/"):
         page = browser(viewer).get(url).content.decode()
         assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -717,9 +840,17 @@ def test_the_rules_page_for_a_viewer_shows_no_forms(history, viewer):
 def test_an_engineer_adds_silences_and_deletes_a_rule_on_the_page(endpoint, engineer):
     client = browser(engineer)
     assert "Add rule" in client.get("/endpoints/digits-prod/alerts/").content.decode()
-    response = client.post("/endpoints/digits-prod/alerts/new/", {
-        "metric": "error_rate", "threshold": "2.5", "window_minutes": "5", "min_requests": "20",
-        "webhook_url": "", "emails": "ops@example.com"})
+    response = client.post(
+        "/endpoints/digits-prod/alerts/new/",
+        {
+            "metric": "error_rate",
+            "threshold": "2.5",
+            "window_minutes": "5",
+            "min_requests": "20",
+            "webhook_url": "",
+            "emails": "ops@example.com",
+        },
+    )
     assert response.status_code == 302
     r = AlertRule.objects.get()
     assert r.threshold == 2.5 and r.emails == "ops@example.com" and r.created_by == engineer
@@ -743,8 +874,10 @@ def test_an_engineer_adds_silences_and_deletes_a_rule_on_the_page(endpoint, engi
 
 
 def test_a_bad_rule_on_the_page_shows_the_error(endpoint, engineer):
-    response = browser(engineer).post("/endpoints/digits-prod/alerts/new/", {
-        "metric": "p95_latency", "threshold": "", "window_minutes": "5", "min_requests": "20"})
+    response = browser(engineer).post(
+        "/endpoints/digits-prod/alerts/new/",
+        {"metric": "p95_latency", "threshold": "", "window_minutes": "5", "min_requests": "20"},
+    )
     assert response.status_code == 400
     assert "threshold is required for p95_latency" in response.content.decode()
     assert not AlertRule.objects.exists()
@@ -753,9 +886,13 @@ def test_a_bad_rule_on_the_page_shows_the_error(endpoint, engineer):
 def test_viewers_cannot_change_rules(history, viewer):
     client = browser(viewer)
     r = AlertRule.objects.get()
-    assert client.post("/endpoints/digits-prod/alerts/new/", {"metric": "error_rate", "threshold": "1",
-                                                             "window_minutes": "5", "min_requests": "1"}
-                       ).status_code == 403
+    assert (
+        client.post(
+            "/endpoints/digits-prod/alerts/new/",
+            {"metric": "error_rate", "threshold": "1", "window_minutes": "5", "min_requests": "1"},
+        ).status_code
+        == 403
+    )
     assert client.post(f"/endpoints/digits-prod/alerts/{r.pk}/silence/", {"minutes": "60"}).status_code == 403
     assert client.post(f"/endpoints/digits-prod/alerts/{r.pk}/delete/").status_code == 403
     r.refresh_from_db()

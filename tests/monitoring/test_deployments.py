@@ -16,16 +16,18 @@ def split(client, name="digits-prod"):
 
 
 def test_it_creates_an_endpoint_and_shows_the_token_once(engineer_api, endpoint):
-    response = engineer_api.post("/api/v1/endpoints/", {"name": "digits-canary", "model": "digits", "target": "cpu"},
-                                 format="json")
+    response = engineer_api.post(
+        "/api/v1/endpoints/", {"name": "digits-canary", "model": "digits", "target": "cpu"}, format="json"
+    )
     assert response.status_code == 201
     token = response.json()["token"]
     assert len(token) >= 40 and response.json()["token_prefix"] == token[:8]
     stored = Endpoint.objects.get(name="digits-canary")
     assert token not in (stored.token_hash, stored.token_prefix) and len(stored.token_hash) == 64
     assert "token" not in engineer_api.get("/api/v1/endpoints/digits-canary/").json()
-    duplicate = engineer_api.post("/api/v1/endpoints/", {"name": "digits-canary", "model": "digits", "target": "cpu"},
-                                  format="json")
+    duplicate = engineer_api.post(
+        "/api/v1/endpoints/", {"name": "digits-canary", "model": "digits", "target": "cpu"}, format="json"
+    )
     assert duplicate.status_code == 409
 
 
@@ -45,8 +47,12 @@ def test_rollback_restores_the_previous_split(engineer_api, endpoint):
     assert split(engineer_api) == {"1": 75, "2": 25}
     assert engineer_api.post("/api/v1/endpoints/digits-prod/rollback/").status_code == 200
     assert split(engineer_api) == {"2": 100}  # rolling back a rollback goes forward again
-    actions = list(Deployment.objects.filter(endpoint=endpoint).order_by("generation")
-                   .values_list("generation", "action").distinct())
+    actions = list(
+        Deployment.objects.filter(endpoint=endpoint)
+        .order_by("generation")
+        .values_list("generation", "action")
+        .distinct()
+    )
     assert [a for _, a in actions] == ["deploy", "deploy", "promote", "rollback", "rollback"]
 
 
@@ -54,26 +60,36 @@ def test_weights_can_be_set_and_always_sum_to_100(engineer_api, endpoint):
     body = {"weights": [{"version": "1", "weight": 70}, {"version": "2", "weight": 30}]}
     assert engineer_api.post("/api/v1/endpoints/digits-prod/deploy/", body, format="json").status_code == 200
     assert split(engineer_api) == {"1": 70, "2": 30}
-    bad = engineer_api.post("/api/v1/endpoints/digits-prod/deploy/",
-                            {"weights": [{"version": "1", "weight": 70}, {"version": "2", "weight": 20}]}, format="json")
+    bad = engineer_api.post(
+        "/api/v1/endpoints/digits-prod/deploy/",
+        {"weights": [{"version": "1", "weight": 70}, {"version": "2", "weight": 20}]},
+        format="json",
+    )
     assert bad.status_code == 400 and "add up to 90" in bad.json()["detail"]
     assert split(engineer_api) == {"1": 70, "2": 30}
 
 
-@pytest.mark.parametrize("weights,expected", [
-    ({"1": 50, "2": 50}, {"1": 45, "2": 45}),
-    ({"1": 67, "2": 33}, {"1": 60, "2": 30}),
-])
-def test_a_new_canary_keeps_the_others_proportions(engineer_api, endpoint, weights, expected, other_onnx_file,
-                                                    tmp_path):
+@pytest.mark.parametrize(
+    "weights,expected",
+    [
+        ({"1": 50, "2": 50}, {"1": 45, "2": 45}),
+        ({"1": 67, "2": 33}, {"1": 60, "2": 30}),
+    ],
+)
+def test_a_new_canary_keeps_the_others_proportions(
+    engineer_api, endpoint, weights, expected, other_onnx_file, tmp_path
+):
     from tests.conftest import register, tiny_onnx_bytes
 
     path = tmp_path / "v3.onnx"
     path.write_bytes(tiny_onnx_bytes(seed=3))
     register(engineer_api, path, version="3")
     ModelVersion.objects.filter(version="3").update(status="ready")
-    engineer_api.post("/api/v1/endpoints/digits-prod/deploy/",
-                      {"weights": [{"version": v, "weight": w} for v, w in weights.items()]}, format="json")
+    engineer_api.post(
+        "/api/v1/endpoints/digits-prod/deploy/",
+        {"weights": [{"version": v, "weight": w} for v, w in weights.items()]},
+        format="json",
+    )
     engineer_api.post("/api/v1/endpoints/digits-prod/deploy/", {"version": "3", "weight": 10}, format="json")
     assert split(engineer_api) == {**expected, "3": 10}
 
@@ -102,8 +118,12 @@ def test_deploying_needs_the_engineer_role(viewer_api, anon_api, endpoint):
         assert client.post("/api/v1/endpoints/digits-prod/deploy/", {"version": "2"}, format="json").status_code == code
         assert client.post("/api/v1/endpoints/digits-prod/rollback/").status_code == code
         assert client.post("/api/v1/endpoints/digits-prod/token/").status_code == code
-        assert client.post("/api/v1/endpoints/", {"name": "x", "model": "digits", "target": "cpu"},
-                           format="json").status_code == code
+        assert (
+            client.post(
+                "/api/v1/endpoints/", {"name": "x", "model": "digits", "target": "cpu"}, format="json"
+            ).status_code
+            == code
+        )
     assert viewer_api.get("/api/v1/endpoints/digits-prod/").status_code == 200
     assert split(viewer_api) == {"1": 100}
 

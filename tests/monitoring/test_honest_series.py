@@ -18,10 +18,12 @@ def steady(endpoint, version, *, since, until, per_second):
     """Raw events at ``per_second`` requests a second for ``version`` over [since, until)."""
     count = int((until - since).total_seconds() * per_second)
     step = 1.0 / per_second
-    batch = [{"ts": iso(since + timedelta(seconds=step * i)), "version": version, "latency_ms": 2.0, "ok": True}
-             for i in range(count)]
+    batch = [
+        {"ts": iso(since + timedelta(seconds=step * i)), "version": version, "latency_ms": 2.0, "ok": True}
+        for i in range(count)
+    ]
     for chunk in range(0, len(batch), 5000):
-        services.telemetry_ingest(endpoint=endpoint, payload={"events": batch[chunk:chunk + 5000]})
+        services.telemetry_ingest(endpoint=endpoint, payload={"events": batch[chunk : chunk + 5000]})
     return count
 
 
@@ -73,8 +75,7 @@ def test_the_metrics_api_says_when_each_version_served(canary, viewer_api):
 def test_the_last_partial_minute_is_not_drawn_as_a_drop(endpoint, viewer_api):
     now = timezone.now()
     Deployment.objects.filter(endpoint=endpoint).update(deployed=now - timedelta(hours=1))
-    steady(endpoint, "1", since=(now - timedelta(minutes=4)).replace(second=0, microsecond=0), until=now,
-           per_second=5)
+    steady(endpoint, "1", since=(now - timedelta(minutes=4)).replace(second=0, microsecond=0), until=now, per_second=5)
     points = viewer_api.get("/api/v1/endpoints/digits-prod/metrics/?range=15m").json()["versions"][0]["points"]
     drawn = [p["rps"] for p in points if p["rps"] is not None]
     assert len(drawn) >= 4 and all(rate == pytest.approx(5, rel=0.1) for rate in drawn)
@@ -91,10 +92,25 @@ def test_the_default_range_fits_the_data(endpoint):
 
 def test_the_overview_drift_figure_agrees_with_the_drift_alert(runtime, endpoint, client, viewer):
     version = ModelVersion.objects.get(version="1")
-    dataset = Dataset.objects.create(model=version.model, name="ref", kind="reference", file="x.npz",
-                                     sha256="0" * 64, size_bytes=1, rows=1000, arrays={})
-    ReferenceProfile.objects.create(version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x",
-                                    edges=[0.2, 0.4, 0.6], counts=[250, 250, 250, 250])
+    dataset = Dataset.objects.create(
+        model=version.model,
+        name="ref",
+        kind="reference",
+        file="x.npz",
+        sha256="0" * 64,
+        size_bytes=1,
+        rows=1000,
+        arrays={},
+    )
+    ReferenceProfile.objects.create(
+        version=version,
+        dataset=dataset,
+        name="x.mean",
+        kind="mean",
+        tensor="x",
+        edges=[0.2, 0.4, 0.6],
+        counts=[250, 250, 250, 250],
+    )
     now = timezone.now()
     # Spread over the last minutes (each under the per-minute verdict's minimum), shifted far; the
     # drift rule fires when 2 of its last 3 windows drifted.

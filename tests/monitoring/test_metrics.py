@@ -25,12 +25,28 @@ REFERENCE = [250, 250, 250, 250]
 def profiled(endpoint):
     """Version 1 with a reference profile: x.mean on EDGES (uniform reference) and a 3-class prediction."""
     version = ModelVersion.objects.get(version="1")
-    dataset = Dataset.objects.create(model=version.model, name="ref", kind="reference", file="x.npz", sha256="0" * 64,
-                                     size_bytes=1, rows=1000, arrays={})
-    ReferenceProfile.objects.create(version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x",
-                                    edges=EDGES, counts=REFERENCE)
-    ReferenceProfile.objects.create(version=version, dataset=dataset, name="prediction", kind="class",
-                                    tensor="probs", classes=3, counts=[300, 300, 400])
+    dataset = Dataset.objects.create(
+        model=version.model,
+        name="ref",
+        kind="reference",
+        file="x.npz",
+        sha256="0" * 64,
+        size_bytes=1,
+        rows=1000,
+        arrays={},
+    )
+    ReferenceProfile.objects.create(
+        version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x", edges=EDGES, counts=REFERENCE
+    )
+    ReferenceProfile.objects.create(
+        version=version,
+        dataset=dataset,
+        name="prediction",
+        kind="class",
+        tensor="probs",
+        classes=3,
+        counts=[300, 300, 400],
+    )
     return endpoint
 
 
@@ -42,11 +58,21 @@ def events(start, count, *, shift=0.0, error_every=0, version="1", seed=0):
     rng = np.random.default_rng(seed)
     latencies = rng.lognormal(0.5, 0.4, count)
     means = np.clip(rng.uniform(0, 0.8, count) + shift, 0, 1.5)  # the reference: uniform on (0, 0.8]
-    return [{"ts": iso(start + timedelta(milliseconds=50 * i)), "version": version,
-             "latency_ms": float(latencies[i]), "ok": not (error_every and i % error_every == 0),
-             "error_kind": "timeout" if error_every and i % error_every == 0 else None,
-             "features": {"x.mean": float(means[i]), "prediction": int(i % 3), "unprofiled": 1.0}}
-            for i in range(count)], latencies, means
+    return (
+        [
+            {
+                "ts": iso(start + timedelta(milliseconds=50 * i)),
+                "version": version,
+                "latency_ms": float(latencies[i]),
+                "ok": not (error_every and i % error_every == 0),
+                "error_kind": "timeout" if error_every and i % error_every == 0 else None,
+                "features": {"x.mean": float(means[i]), "prediction": int(i % 3), "unprofiled": 1.0},
+            }
+            for i in range(count)
+        ],
+        latencies,
+        means,
+    )
 
 
 def minute_ago(minutes=1):
@@ -76,15 +102,18 @@ def test_raw_events_are_aggregated_into_the_same_windows(runtime, profiled):
     assert MetricWindow.objects.get().requests == 1000
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"version": "9"}, "events.3.version"),
-    ({"latency_ms": -1}, "events.3.latency_ms"),
-    ({"latency_ms": "fast"}, "events.3.latency_ms"),
-    ({"ts": "yesterday"}, "events.3.ts"),
-    ({"ts": "2020-01-01T00:00:00Z"}, "events.3.ts"),
-    ({"ok": "yes"}, "events.3.ok"),
-    ({"features": {"prediction": 7}}, "events.3.features.prediction"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"version": "9"}, "events.3.version"),
+        ({"latency_ms": -1}, "events.3.latency_ms"),
+        ({"latency_ms": "fast"}, "events.3.latency_ms"),
+        ({"ts": "yesterday"}, "events.3.ts"),
+        ({"ts": "2020-01-01T00:00:00Z"}, "events.3.ts"),
+        ({"ok": "yes"}, "events.3.ok"),
+        ({"features": {"prediction": 7}}, "events.3.features.prediction"),
+    ],
+)
 def test_a_bad_event_is_named_and_nothing_is_written(runtime, profiled, change, field):
     batch, _, _ = events(minute_ago(2), 10)
     batch[3].update(change)
@@ -109,12 +138,11 @@ def test_nan_latency_is_refused_as_json(runtime, profiled):
 
 def test_telemetry_for_another_endpoint_is_refused(runtime, profiled):
     batch, _, _ = events(minute_ago(), 5)
-    assert runtime.post("/api/v1/telemetry/", {"endpoint": "nope", "events": batch},
-                        format="json").status_code == 404
+    assert runtime.post("/api/v1/telemetry/", {"endpoint": "nope", "events": batch}, format="json").status_code == 404
     from monitoring import services
+
     services.endpoint_create(name="other", model=profiled.model, target=profiled.target)
-    assert runtime.post("/api/v1/telemetry/", {"endpoint": "other", "events": batch},
-                        format="json").status_code == 403
+    assert runtime.post("/api/v1/telemetry/", {"endpoint": "other", "events": batch}, format="json").status_code == 403
     assert not MetricWindow.objects.exists()
 
 
@@ -151,8 +179,13 @@ def test_the_metrics_api_gives_series_per_version_with_drift(runtime, viewer_api
 
     assert anon_api.get("/api/v1/endpoints/digits-prod/metrics/").status_code == 401
     assert viewer_api.get("/api/v1/endpoints/nope/metrics/").status_code == 404
-    for query, field in (("range=2y", "range"), ("step=90", "step"), ("step=abc", "step"),
-                         ("since=2026-01-01", "since"), ("range=30d&step=60", "step")):
+    for query, field in (
+        ("range=2y", "range"),
+        ("step=90", "step"),
+        ("step=abc", "step"),
+        ("since=2026-01-01", "since"),
+        ("range=30d&step=60", "step"),
+    ):
         bad = viewer_api.get(f"/api/v1/endpoints/digits-prod/metrics/?{query}")
         assert bad.status_code == 400 and field in bad.json()["errors"], (query, bad.json())
 
@@ -167,8 +200,11 @@ def test_roll_ups_keep_every_count_and_every_step_agrees(runtime, viewer_api, pr
         data = viewer_api.get(f"/api/v1/endpoints/digits-prod/metrics/?range={range_}&step={step}").json()
         (v1,) = data["versions"]
         points = v1["points"]
-        return (sum(p["requests"] for p in points), sum(p["errors"] for p in points),
-                sum(sum(v1["histograms"]["x.mean"]["current"] or [0]) for _ in [0]))
+        return (
+            sum(p["requests"] for p in points),
+            sum(p["errors"] for p in points),
+            sum(sum(v1["histograms"]["x.mean"]["current"] or [0]) for _ in [0]),
+        )
 
     assert totals(60) == totals(900) == totals(3600) == (1000, 50, 1000)
     later = timezone.now() + timedelta(hours=1, minutes=5)  # every quarter and hour with data has closed
@@ -221,9 +257,17 @@ def test_roll_ups_keep_every_count_and_every_step_agrees(runtime, viewer_api, pr
 def test_the_step_grows_with_the_range():
     now = timezone.now()
     assert [series.choose_step(now - span, now) for span in series.RANGES.values()] == [
-        60, 60, 300, 900, 3600, 6 * 3600]
-    assert all((span.total_seconds() / series.choose_step(now - span, now)) <= series.MAX_POINTS
-               for span in series.RANGES.values())
+        60,
+        60,
+        300,
+        900,
+        3600,
+        6 * 3600,
+    ]
+    assert all(
+        (span.total_seconds() / series.choose_step(now - span, now)) <= series.MAX_POINTS
+        for span in series.RANGES.values()
+    )
 
 
 def test_the_endpoint_page_carries_live_charts(client, viewer, runtime, profiled):
@@ -245,8 +289,11 @@ def test_the_endpoint_page_carries_live_charts(client, viewer, runtime, profiled
     assert "run a new profile job" in row  # the fixture's profile has 4 bins, no tail edges
     assert figure["data"][0]["text"][0].startswith("DRIFT: higher than the reference")
     heatmap = json.loads(html.split('id="chart-drift">')[1].split("</script>")[0])
-    assert any(t.startswith("DRIFT: KS p < 0.001 (threshold 0.05), wasserstein ") for row in heatmap["data"][0]["text"]
-               for t in row)
+    assert any(
+        t.startswith("DRIFT: KS p < 0.001 (threshold 0.05), wasserstein ")
+        for row in heatmap["data"][0]["text"]
+        for t in row
+    )
     live = client.get("/endpoints/digits-prod/live/?range=15m&feature=prediction")
     assert live.status_code == 200 and 'hx-trigger="every 5s"' in live.content.decode()
     assert "prediction: reference vs current" in live.content.decode()

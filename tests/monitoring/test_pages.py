@@ -96,8 +96,9 @@ def test_the_endpoint_page_sets_dynamic_batching(endpoint, engineer, viewer):
 
     client = browser(engineer)
     assert "Off: every request runs on its own" in client.get("/endpoints/digits-prod/").content.decode()
-    response = client.post("/endpoints/digits-prod/batching/", {"max_batch_size": "32", "max_queue_delay_us": "500"},
-                           follow=True)
+    response = client.post(
+        "/endpoints/digits-prod/batching/", {"max_batch_size": "32", "max_queue_delay_us": "500"}, follow=True
+    )
     page = response.content.decode()
     assert "up to 32 rows, waiting at most 500 µs" in page and "batches of up to 32 rows" in page
     assert (Endpoint.objects.get().max_batch_size, Endpoint.objects.get().max_queue_delay_us) == (32, 500)
@@ -105,8 +106,12 @@ def test_the_endpoint_page_sets_dynamic_batching(endpoint, engineer, viewer):
     refused = client.post("/endpoints/digits-prod/batching/", {"max_batch_size": "5000", "max_queue_delay_us": "0"})
     assert refused.status_code == 400 and "Max batch size:" in refused.content.decode()
     assert Endpoint.objects.get().max_batch_size == 32
-    assert browser(viewer).post("/endpoints/digits-prod/batching/", {"max_batch_size": "1",
-                                                                      "max_queue_delay_us": "0"}).status_code == 403
+    assert (
+        browser(viewer)
+        .post("/endpoints/digits-prod/batching/", {"max_batch_size": "1", "max_queue_delay_us": "0"})
+        .status_code
+        == 403
+    )
 
 
 def test_the_endpoint_page_applies_a_serving_profiles_recommendation(endpoint, engineer):
@@ -116,10 +121,25 @@ def test_the_endpoint_page_applies_a_serving_profiles_recommendation(endpoint, e
     from registry.models import HardwareTarget, ModelVersion
 
     version = ModelVersion.objects.get(version="1")
-    run = {"threads": 2, "max_batch_size": 16, "max_queue_delay_us": 1000, "concurrency": 32, "requests": 900,
-           "throughput": 450.0, "p50_ms": 20.0, "p99_ms": 41.5, "batch_sizes": {"16": 50}}
-    Job.objects.create(kind="serve_profile", version=version, target=HardwareTarget.objects.get(slug="cpu"),
-                       status="succeeded", finished=timezone.now(), result={"runs": [run], "recommended": run})
+    run = {
+        "threads": 2,
+        "max_batch_size": 16,
+        "max_queue_delay_us": 1000,
+        "concurrency": 32,
+        "requests": 900,
+        "throughput": 450.0,
+        "p50_ms": 20.0,
+        "p99_ms": 41.5,
+        "batch_sizes": {"16": 50},
+    }
+    Job.objects.create(
+        kind="serve_profile",
+        version=version,
+        target=HardwareTarget.objects.get(slug="cpu"),
+        status="succeeded",
+        finished=timezone.now(),
+        result={"runs": [run], "recommended": run},
+    )
     client = browser(engineer)
     page = client.get("/endpoints/digits-prod/").content.decode()
     assert "recommends max batch size 16, max queue delay 1000 µs (2 inference threads): 450 req/s" in page

@@ -27,11 +27,15 @@ def deployed_digits(digits_version, digits_files, engineer, engineer_api, tmp_pa
     data = digits_data()
     path = save_npz(tmp_path / "reference.npz", x=data.train_x, labels=data.train_y)
     with open(path, "rb") as f:
-        response = engineer_api.post("/api/v1/models/digits/versions/1/datasets/",
-                                     {"file": f, "name": "digits-reference", "kind": "reference"}, format="multipart")
+        response = engineer_api.post(
+            "/api/v1/models/digits/versions/1/datasets/",
+            {"file": f, "name": "digits-reference", "kind": "reference"},
+            format="multipart",
+        )
     assert response.status_code == 201
-    endpoint, token = services.endpoint_create(name="digits-prod", model=digits_version.model,
-                                               target=HardwareTarget.objects.get(slug="cpu"))
+    endpoint, token = services.endpoint_create(
+        name="digits-prod", model=digits_version.model, target=HardwareTarget.objects.get(slug="cpu")
+    )
     services.deploy(endpoint=endpoint, version=digits_version, weight=100, user=engineer)
     endpoint.token = token
     return endpoint, data
@@ -52,8 +56,9 @@ def test_deploying_queues_a_profile_that_bins_the_reference_data(deployed_digits
     rows = len(data.train_x)
     assert mean.counts[0] <= 0.011 * rows and mean.counts[-1] <= 0.011 * rows
     assert abs(mean.counts[len(mean.counts) // 2] - rows / 10) <= rows * 0.02
-    expected = np.bincount(np.searchsorted(mean.edges, data.train_x.mean(axis=1), side="left"),
-                           minlength=len(mean.edges) + 1)
+    expected = np.bincount(
+        np.searchsorted(mean.edges, data.train_x.mean(axis=1), side="left"), minlength=len(mean.edges) + 1
+    )
     assert mean.counts == expected.tolist()
     prediction = profiles["prediction"]
     assert prediction.kind == "class" and prediction.classes == 10 and sum(prediction.counts) == len(data.train_x)
@@ -79,11 +84,20 @@ def test_the_bundle_serves_the_split_offline(deployed_digits, digits_version, di
     archive = tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content)), mode="r:gz")
     names = set(archive.getnames())
     sha = sha256_of(digits_files["onnx"])
-    assert {"bundle/spec.json", f"bundle/artifacts/{sha}.onnx", "Dockerfile", "requirements.txt", "README.txt",
-            "berth/__init__.py", "berth/core/stats.py", "serving/__init__.py"} <= names
+    assert {
+        "bundle/spec.json",
+        f"bundle/artifacts/{sha}.onnx",
+        "Dockerfile",
+        "requirements.txt",
+        "README.txt",
+        "berth/__init__.py",
+        "berth/core/stats.py",
+        "serving/__init__.py",
+    } <= names
     assert not any(name.startswith("monitoring/") for name in names)
-    assert all(name == "berth/__init__.py" or name.startswith("berth/core/") for name in names
-               if name.startswith("berth/"))
+    assert all(
+        name == "berth/__init__.py" or name.startswith("berth/core/") for name in names if name.startswith("berth/")
+    )
     spec = json.load(archive.extractfile("bundle/spec.json"))
     assert spec["telemetry"] is None
     assert spec["deployments"][0]["artifact_url"] == f"artifacts/{sha}.onnx"
@@ -92,7 +106,12 @@ def test_the_bundle_serves_the_split_offline(deployed_digits, digits_version, di
     assert "serving.cli" in dockerfile and "--bundle" in dockerfile
     assert not any(name.startswith(("dashboard/", "registry/", "jobs/")) for name in names)
     archive.extractall(tmp_path / "unpacked", filter="data")
-    result = subprocess.run([sys.executable, "-c", BUNDLE_IMPORT_CHECK], cwd=tmp_path / "unpacked",
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", BUNDLE_IMPORT_CHECK],
+        cwd=tmp_path / "unpacked",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "False"]

@@ -16,8 +16,17 @@ INSTANCE = "3f1c2b9a8d7e4f60a1b2c3d4e5f60718"
 
 def report(**extra):
     now = timezone.now().isoformat().replace("+00:00", "Z")
-    return {"instance": INSTANCE, "host": "serve-a", "pid": 4242, "runtime": "berth-serve 0.1", "generation": 1,
-            "versions": ["1"], "spec_polled": now, "started": now, **extra}
+    return {
+        "instance": INSTANCE,
+        "host": "serve-a",
+        "pid": 4242,
+        "runtime": "berth-serve 0.1",
+        "generation": 1,
+        "versions": ["1"],
+        "spec_polled": now,
+        "started": now,
+        **extra,
+    }
 
 
 def post(runtime, body):
@@ -41,13 +50,16 @@ def test_telemetry_without_a_replica_object_is_still_accepted(runtime, viewer_ap
     assert replicas(viewer_api) == []
 
 
-@pytest.mark.parametrize("bad,field", [
-    ({"instance": "short"}, "replica"),
-    (report(pid=-1), "replica.pid"),
-    (report(versions="1"), "replica.versions"),
-    (report(spec_polled="yesterday"), "replica.spec_polled"),
-    (report(secret="x"), "replica"),
-])
+@pytest.mark.parametrize(
+    "bad,field",
+    [
+        ({"instance": "short"}, "replica"),
+        (report(pid=-1), "replica.pid"),
+        (report(versions="1"), "replica.versions"),
+        (report(spec_polled="yesterday"), "replica.spec_polled"),
+        (report(secret="x"), "replica"),
+    ],
+)
 def test_a_malformed_replica_object_is_refused_before_anything_is_counted(runtime, endpoint, bad, field):
     response = post(runtime, flush(replica=bad))
     assert response.status_code == 400 and field in response.json()["errors"]

@@ -16,12 +16,23 @@ pytestmark = pytest.mark.django_db
 
 def flush(version="1", requests=10, errors=1, **extra):
     start = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
-    body = {"endpoint": "digits-prod", "flush_id": str(uuid.uuid4()), "start": start.isoformat().replace("+00:00", "Z"),
-            "seconds": 10, "dropped": 0,
-            "series": [{"version": version, "requests": requests, "errors": errors,
-                        "error_kinds": {"invalid_input": errors},
-                        "latency": {"alpha": 0.01, "buckets": {"100": requests - 1, "101": 1}, "zero_count": 0},
-                        "features": {"x.mean": [1, 2, requests - 3]}}]}
+    body = {
+        "endpoint": "digits-prod",
+        "flush_id": str(uuid.uuid4()),
+        "start": start.isoformat().replace("+00:00", "Z"),
+        "seconds": 10,
+        "dropped": 0,
+        "series": [
+            {
+                "version": version,
+                "requests": requests,
+                "errors": errors,
+                "error_kinds": {"invalid_input": errors},
+                "latency": {"alpha": 0.01, "buckets": {"100": requests - 1, "101": 1}, "zero_count": 0},
+                "features": {"x.mean": [1, 2, requests - 3]},
+            }
+        ],
+    }
     body.update(extra)
     return body
 
@@ -58,15 +69,33 @@ def test_the_spec_carries_the_reference_features(runtime, endpoint):
     from registry.models import Dataset, ModelVersion
 
     version = ModelVersion.objects.get(version="1")
-    dataset = Dataset.objects.create(model=version.model, name="ref", kind="reference", file="x.npz", sha256="0" * 64,
-                                     size_bytes=1, rows=100, arrays={})
-    ReferenceProfile.objects.create(version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x",
-                                    edges=[0.1, 0.2], counts=[30, 40, 30])
-    ReferenceProfile.objects.create(version=version, dataset=dataset, name="prediction", kind="class",
-                                    tensor="probs", classes=3, counts=[20, 30, 50])
+    dataset = Dataset.objects.create(
+        model=version.model,
+        name="ref",
+        kind="reference",
+        file="x.npz",
+        sha256="0" * 64,
+        size_bytes=1,
+        rows=100,
+        arrays={},
+    )
+    ReferenceProfile.objects.create(
+        version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x", edges=[0.1, 0.2], counts=[30, 40, 30]
+    )
+    ReferenceProfile.objects.create(
+        version=version,
+        dataset=dataset,
+        name="prediction",
+        kind="class",
+        tensor="probs",
+        classes=3,
+        counts=[20, 30, 50],
+    )
     features = runtime.get("/api/v1/endpoints/digits-prod/spec/").json()["deployments"][0]["features"]
-    assert features == [{"name": "x.mean", "kind": "mean", "input": "x", "edges": [0.1, 0.2]},
-                        {"name": "prediction", "kind": "class", "output": "probs", "classes": 3}]
+    assert features == [
+        {"name": "x.mean", "kind": "mean", "input": "x", "edges": [0.1, 0.2]},
+        {"name": "prediction", "kind": "class", "output": "probs", "classes": 3},
+    ]
 
 
 def test_runtime_calls_need_the_endpoints_own_token(runtime, anon_api, engineer_api, endpoint):
@@ -102,12 +131,15 @@ def test_a_retried_flush_counts_once(runtime, endpoint):
     assert MetricWindow.objects.get().requests == 10 and TelemetryFlush.objects.count() == 1
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"flush_id": "nope"}, "flush_id"),
-    ({"start": "yesterday"}, "start"),
-    ({"start": "2020-01-01T00:00:00Z"}, "start"),
-    ({"seconds": -1}, "seconds"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"flush_id": "nope"}, "flush_id"),
+        ({"start": "yesterday"}, "start"),
+        ({"start": "2020-01-01T00:00:00Z"}, "start"),
+        ({"seconds": -1}, "seconds"),
+    ],
+)
 def test_a_malformed_flush_is_refused(runtime, endpoint, change, field):
     response = post(runtime, flush(**change))
     assert response.status_code == 400 and field in response.json()["errors"], response.json()
@@ -128,15 +160,18 @@ def test_telemetry_is_json_only(runtime, endpoint):
     assert not MetricWindow.objects.exists()
 
 
-@pytest.mark.parametrize("series_change,field", [
-    ({"version": "9"}, "series.0.version"),
-    ({"requests": -1}, "series.0.requests"),
-    ({"errors": 20}, "series.0.requests"),
-    ({"latency": {"alpha": 0.01, "buckets": {"100": -2}}}, "series.0.latency"),
-    ({"latency": {"alpha": 0.01, "buckets": {"a": 1}}}, "series.0.latency"),
-    ({"latency": {"alpha": 0.05, "buckets": {"1": 1}}}, "series.0.latency"),
-    ({"features": {"x.mean": [1, -1]}}, "series.0.features"),
-])
+@pytest.mark.parametrize(
+    "series_change,field",
+    [
+        ({"version": "9"}, "series.0.version"),
+        ({"requests": -1}, "series.0.requests"),
+        ({"errors": 20}, "series.0.requests"),
+        ({"latency": {"alpha": 0.01, "buckets": {"100": -2}}}, "series.0.latency"),
+        ({"latency": {"alpha": 0.01, "buckets": {"a": 1}}}, "series.0.latency"),
+        ({"latency": {"alpha": 0.05, "buckets": {"1": 1}}}, "series.0.latency"),
+        ({"features": {"x.mean": [1, -1]}}, "series.0.features"),
+    ],
+)
 def test_a_malformed_series_writes_nothing(runtime, endpoint, series_change, field):
     body = flush()
     body["series"].append({**body["series"][0], **series_change})  # the second series is the bad one
@@ -160,8 +195,15 @@ def test_an_oversized_flush_is_refused(runtime, endpoint, settings):
 
 
 def integrity_report(version="1", **changes):
-    return {"version": version, "expected_sha256": "a" * 64, "actual_sha256": "b" * 64, "where": "download",
-            "detail": "sha256 mismatch: …", "host": "serve-1", **changes}
+    return {
+        "version": version,
+        "expected_sha256": "a" * 64,
+        "actual_sha256": "b" * 64,
+        "where": "download",
+        "detail": "sha256 mismatch: …",
+        "host": "serve-1",
+        **changes,
+    }
 
 
 def test_a_runtime_reports_a_sha256_mismatch_into_the_audit_log(runtime, endpoint, admin_user):
@@ -180,10 +222,15 @@ def test_a_runtime_reports_a_sha256_mismatch_into_the_audit_log(runtime, endpoin
     assert "serve-1" in page.get("/audit/?action=integrity").content.decode()
 
 
-@pytest.mark.parametrize("changes,status", [
-    ({"version": "2"}, 404),  # never deployed on this endpoint
-    ({"expected_sha256": "xyz"}, 400), ({"where": "moon"}, 400), ({"actual_sha256": None}, 400),
-])
+@pytest.mark.parametrize(
+    "changes,status",
+    [
+        ({"version": "2"}, 404),  # never deployed on this endpoint
+        ({"expected_sha256": "xyz"}, 400),
+        ({"where": "moon"}, 400),
+        ({"actual_sha256": None}, 400),
+    ],
+)
 def test_a_bad_integrity_report_writes_nothing(runtime, endpoint, changes, status):
     from dashboard.models import AuditEvent
 
@@ -193,9 +240,13 @@ def test_a_bad_integrity_report_writes_nothing(runtime, endpoint, changes, statu
 
 
 def test_only_the_endpoints_runtime_reports_integrity(anon_api, engineer_api, endpoint):
-    assert anon_api.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(), format="json").status_code == 401
-    assert engineer_api.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(),
-                             format="json").status_code == 401  # a user token is no endpoint token
+    assert (
+        anon_api.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(), format="json").status_code == 401
+    )
+    assert (
+        engineer_api.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(), format="json").status_code
+        == 401
+    )  # a user token is no endpoint token
 
 
 def test_batch_sizes_are_summed_into_windows_and_shown_per_version(runtime, endpoint):
@@ -222,26 +273,36 @@ def test_malformed_batch_sizes_write_nothing(runtime, endpoint, batch_sizes):
 
 def test_the_spec_carries_the_endpoints_batching(runtime, engineer_api, endpoint):
     assert runtime.get("/api/v1/endpoints/digits-prod/spec/").json()["batching"] == {
-        "max_batch_size": 1, "max_queue_delay_us": 0}
-    response = engineer_api.patch("/api/v1/endpoints/digits-prod/", {"max_batch_size": 16, "max_queue_delay_us": 2000},
-                                  format="json")
+        "max_batch_size": 1,
+        "max_queue_delay_us": 0,
+    }
+    response = engineer_api.patch(
+        "/api/v1/endpoints/digits-prod/", {"max_batch_size": 16, "max_queue_delay_us": 2000}, format="json"
+    )
     assert response.status_code == 200, response.json()
     assert (response.json()["max_batch_size"], response.json()["max_queue_delay_us"]) == (16, 2000)
     assert runtime.get("/api/v1/endpoints/digits-prod/spec/").json()["batching"] == {
-        "max_batch_size": 16, "max_queue_delay_us": 2000}
-    refused = engineer_api.patch("/api/v1/endpoints/digits-prod/", {"max_batch_size": 0, "max_queue_delay_us": 2000},
-                                 format="json")
+        "max_batch_size": 16,
+        "max_queue_delay_us": 2000,
+    }
+    refused = engineer_api.patch(
+        "/api/v1/endpoints/digits-prod/", {"max_batch_size": 0, "max_queue_delay_us": 2000}, format="json"
+    )
     assert refused.status_code == 400 and "max_batch_size" in refused.json()["errors"]
 
 
 def test_the_inference_only_sketch_is_stored_by_batch_size_and_checked(runtime, endpoint):
     body = flush(requests=10)
-    body["series"][0]["inference_latency"] = {"1": {"alpha": 0.01, "buckets": {"50": 6}, "zero_count": 0},
-                                              "4": {"alpha": 0.01, "buckets": {"60": 1}, "zero_count": 0}}
+    body["series"][0]["inference_latency"] = {
+        "1": {"alpha": 0.01, "buckets": {"50": 6}, "zero_count": 0},
+        "4": {"alpha": 0.01, "buckets": {"60": 1}, "zero_count": 0},
+    }
     assert post(runtime, body).status_code == 202
     (window,) = MetricWindow.objects.all()
-    assert window.inference_latency == {"1": {"alpha": 0.01, "buckets": {"50": 6}, "zero_count": 0},
-                                        "4": {"alpha": 0.01, "buckets": {"60": 1}, "zero_count": 0}}
+    assert window.inference_latency == {
+        "1": {"alpha": 0.01, "buckets": {"50": 6}, "zero_count": 0},
+        "4": {"alpha": 0.01, "buckets": {"60": 1}, "zero_count": 0},
+    }
     for bad in ({"one": {"buckets": {}}}, {"1": {"alpha": 0.5, "buckets": {}}}, {"1": {"buckets": {"x": 1}}}, []):
         body = flush()
         body["series"][0]["inference_latency"] = bad

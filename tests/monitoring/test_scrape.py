@@ -109,25 +109,38 @@ def test_it_reads_mlserver_counters_and_only_the_infer_routes_of_its_histogram()
 
 
 def test_it_filters_ungrouped_routes_to_this_model_and_version():
-    text = "\n".join([
-        "# TYPE model_infer_request_success_total counter",
-        'model_infer_request_success_total{model="digits",version="2"} 10.0',
-        "# TYPE rest_server_request_duration_seconds histogram",
-        *[f'rest_server_request_duration_seconds_bucket{{le="{le}",method="POST",path="{path}"}} {count}'
-          for path, counts in (("/v2/models/digits/versions/2/infer", (4, 10)), ("/v2/models/iris/infer", (7, 7)))
-          for le, count in zip(("0.01", "+Inf"), counts)],
-        'rest_server_request_duration_seconds_sum{method="POST",path="/v2/models/digits/versions/2/infer"} 0.2',
-    ]) + "\n"
+    text = (
+        "\n".join(
+            [
+                "# TYPE model_infer_request_success_total counter",
+                'model_infer_request_success_total{model="digits",version="2"} 10.0',
+                "# TYPE rest_server_request_duration_seconds histogram",
+                *[
+                    f'rest_server_request_duration_seconds_bucket{{le="{le}",method="POST",path="{path}"}} {count}'
+                    for path, counts in (
+                        ("/v2/models/digits/versions/2/infer", (4, 10)),
+                        ("/v2/models/iris/infer", (7, 7)),
+                    )
+                    for le, count in zip(("0.01", "+Inf"), counts)
+                ],
+                'rest_server_request_duration_seconds_sum{method="POST",path="/v2/models/digits/versions/2/infer"} 0.2',
+            ]
+        )
+        + "\n"
+    )
     sample = scrape.parse_metrics(text, "digits")
     assert set(sample.versions) == {"2"}
     assert sample.versions["2"].buckets == {"10.0": 4, "inf": 10}
     assert sample.versions["2"].latency_sum_ms == pytest.approx(200.0)  # no summary: the route's own sum
 
 
-@pytest.mark.parametrize("text, message", [
-    ("<html><body>Grafana</body></html>", "not Prometheus text"),
-    ("# TYPE node_load1 gauge\nnode_load1 0.42\n", "no Triton (nv_inference_request_success) or MLServer"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("<html><body>Grafana</body></html>", "not Prometheus text"),
+        ("# TYPE node_load1 gauge\nnode_load1 0.42\n", "no Triton (nv_inference_request_success) or MLServer"),
+    ],
+)
 def test_it_refuses_a_text_that_is_not_a_servers_metrics(text, message):
     with pytest.raises(scrape.ScrapeError, match=message.replace("(", r"\(").replace(")", r"\)")):
         scrape.parse_metrics(text, "digits")
@@ -232,10 +245,13 @@ def test_it_notes_an_unreachable_server_and_writes_nothing(endpoint):
     assert scrape.scrape_status(endpoint)["ok"] is False
 
 
-@pytest.mark.parametrize("status, text, message", [
-    (200, "<html><body>Grafana</body></html>", ": the response is not Prometheus text"),
-    (500, "Internal Server Error", ": HTTP 500 Internal Server Error"),
-])
+@pytest.mark.parametrize(
+    "status, text, message",
+    [
+        (200, "<html><body>Grafana</body></html>", ": the response is not Prometheus text"),
+        (500, "Internal Server Error", ": HTTP 500 Internal Server Error"),
+    ],
+)
 def test_it_notes_a_malformed_answer_and_writes_nothing(scraped, metrics_server, status, text, message):
     _, first, second = moments()
     metrics_server.text = TRITON
@@ -256,16 +272,22 @@ def test_it_skips_an_unknown_version_with_a_note(scraped, metrics_server):
     assert scrape.scrape_endpoint(scraped, now=second) is True
     assert set(windows(scraped)) == {"1"}
     scraped.refresh_from_db()
-    assert scraped.scrape_error == ("121 requests for version '7' were not counted: digits has no such version in "
-                                    "Berth. Register it to see its traffic.")
+    assert scraped.scrape_error == (
+        "121 requests for version '7' were not counted: digits has no such version in "
+        "Berth. Register it to see its traffic."
+    )
 
 
 def test_the_celery_task_scrapes_every_endpoint_with_a_scrape_url(scraped, metrics_server):
     from monitoring.services import endpoint_create
     from monitoring.tasks import scrape as scrape_task
 
-    endpoint_create(name="digits-dead", model=scraped.model, target=scraped.target,
-                    scrape_url=f"http://127.0.0.1:{closed_port()}/metrics")
+    endpoint_create(
+        name="digits-dead",
+        model=scraped.model,
+        target=scraped.target,
+        scrape_url=f"http://127.0.0.1:{closed_port()}/metrics",
+    )
     endpoint_create(name="digits-telemetry", model=scraped.model, target=scraped.target)
     metrics_server.text = TRITON
     assert scrape_task.apply().get() == 1
@@ -280,21 +302,34 @@ def test_the_celery_task_scrapes_every_endpoint_with_a_scrape_url(scraped, metri
 
 
 def test_it_creates_a_scrape_endpoint_through_the_api(engineer_api, world):
-    response = engineer_api.post("/api/v1/endpoints/", {"name": "digits-triton", "model": "digits", "target": "cpu",
-                                                        "scrape_url": "http://triton.internal:8002/metrics"},
-                                 format="json")
+    response = engineer_api.post(
+        "/api/v1/endpoints/",
+        {
+            "name": "digits-triton",
+            "model": "digits",
+            "target": "cpu",
+            "scrape_url": "http://triton.internal:8002/metrics",
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     assert response.json()["scrape_url"] == "http://triton.internal:8002/metrics"
     assert Endpoint.objects.get(name="digits-triton").scrape_url == "http://triton.internal:8002/metrics"
     shown = engineer_api.get("/api/v1/endpoints/digits-triton/").json()
     assert (shown["scrape_url"], shown["scraped"], shown["scrape_error"]) == (
-        "http://triton.internal:8002/metrics", None, "")
+        "http://triton.internal:8002/metrics",
+        None,
+        "",
+    )
 
 
 @pytest.mark.parametrize("url", ["ftp://triton.internal/metrics", "triton metrics", "file:///etc/passwd"])
 def test_it_refuses_a_scrape_url_that_is_not_http(engineer_api, world, url):
-    response = engineer_api.post("/api/v1/endpoints/", {"name": "digits-triton", "model": "digits", "target": "cpu",
-                                                        "scrape_url": url}, format="json")
+    response = engineer_api.post(
+        "/api/v1/endpoints/",
+        {"name": "digits-triton", "model": "digits", "target": "cpu", "scrape_url": url},
+        format="json",
+    )
     assert response.status_code == 400
     assert "scrape_url" in response.json()["errors"]
     assert not Endpoint.objects.filter(name="digits-triton").exists()
@@ -303,7 +338,14 @@ def test_it_refuses_a_scrape_url_that_is_not_http(engineer_api, world, url):
 def test_the_create_form_takes_a_scrape_url(engineer, world):
     client = Client()
     client.force_login(engineer)
-    response = client.post("/new/endpoint/", {"name": "digits-mlserver", "model": "digits", "target": "cpu",
-                                              "scrape_url": "http://mlserver.internal:8082/metrics"})
+    response = client.post(
+        "/new/endpoint/",
+        {
+            "name": "digits-mlserver",
+            "model": "digits",
+            "target": "cpu",
+            "scrape_url": "http://mlserver.internal:8082/metrics",
+        },
+    )
     assert response.status_code == 200
     assert Endpoint.objects.get(name="digits-mlserver").scrape_url == "http://mlserver.internal:8082/metrics"

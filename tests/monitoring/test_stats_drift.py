@@ -18,7 +18,7 @@ REVERSED = [40, 30, 20, 10]
 
 def test_psi_is_the_sum_over_bins_on_proportions():
     # r = .1 .2 .3 .4, c = .4 .3 .2 .1: (c - r) ln(c / r) per bin
-    expected = (0.3 * math.log(4) + 0.1 * math.log(1.5) + (-0.1) * math.log(2 / 3) + (-0.3) * math.log(1 / 4))
+    expected = 0.3 * math.log(4) + 0.1 * math.log(1.5) + (-0.1) * math.log(2 / 3) + (-0.3) * math.log(1 / 4)
     assert psi(REFERENCE, REVERSED) == pytest.approx(expected, rel=1e-12)
     assert psi(REVERSED, REFERENCE) == pytest.approx(expected, rel=1e-12)
 
@@ -65,13 +65,16 @@ def test_nothing_to_compare_and_bad_input():
 # --- chi-square ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("x", "dof", "p_value"), [
-    (5.991, 2, math.exp(-5.991 / 2)),  # ~0.05, the dof=2 critical value
-    (3.841, 1, math.erfc(math.sqrt(3.841 / 2))),  # ~0.05
-    (9.0, 4, math.exp(-4.5) * (1 + 4.5)),  # even dof: exp(-y) sum_{k < dof/2} y^k / k!
-    (1.0, 4, math.exp(-0.5) * (1 + 0.5)),  # series branch (x/2 < dof/2 + 1)
-    (0.0, 3, 1.0),
-])
+@pytest.mark.parametrize(
+    ("x", "dof", "p_value"),
+    [
+        (5.991, 2, math.exp(-5.991 / 2)),  # ~0.05, the dof=2 critical value
+        (3.841, 1, math.erfc(math.sqrt(3.841 / 2))),  # ~0.05
+        (9.0, 4, math.exp(-4.5) * (1 + 4.5)),  # even dof: exp(-y) sum_{k < dof/2} y^k / k!
+        (1.0, 4, math.exp(-0.5) * (1 + 0.5)),  # series branch (x/2 < dof/2 + 1)
+        (0.0, 3, 1.0),
+    ],
+)
 def test_chi2_survival_function_exact_cases(x, dof, p_value):
     assert chi2_sf(x, dof) == pytest.approx(p_value, rel=1e-10)
 
@@ -180,8 +183,10 @@ def test_sketch_quantiles_edge_cases():
     zeros_and_one.add_many([0, 0, 0, 12.5])
     assert sketch_quantiles([zeros_and_one.to_dict()], qs=(0.5, 1.0)) == [0.0, zeros_and_one.quantile(1.0)]
     # a key parsed from JSON ("412") and one written as an int are the same bucket
-    assert sketch_quantiles([{"alpha": 0.01, "buckets": {"412": 1}}, {"alpha": 0.01, "buckets": {412: 1}}],
-                            qs=(0.0, 1.0)) == [LogSketch().value(412)] * 2
+    assert (
+        sketch_quantiles([{"alpha": 0.01, "buckets": {"412": 1}}, {"alpha": 0.01, "buckets": {412: 1}}], qs=(0.0, 1.0))
+        == [LogSketch().value(412)] * 2
+    )
     with pytest.raises(ValueError):
         sketch_quantiles([LogSketch(0.01).to_dict() | {"buckets": {"1": 1}}, {"alpha": 0.02, "buckets": {"1": 1}}])
     with pytest.raises(ValueError):

@@ -15,8 +15,10 @@ def ready(model="digits", version="1"):
     """Mark a registered version ready with the tiny model's signature (as the validate job would)."""
     ModelVersion.objects.filter(model__name=model, version=version).update(
         status="ready",
-        io_signature={"inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 4], "dynamic_axes": [0]}],
-                      "outputs": [{"name": "probs", "dtype": "float32", "shape": ["batch", 3], "dynamic_axes": [0]}]},
+        io_signature={
+            "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 4], "dynamic_axes": [0]}],
+            "outputs": [{"name": "probs", "dtype": "float32", "shape": ["batch", 3], "dynamic_axes": [0]}],
+        },
     )
 
 
@@ -29,8 +31,9 @@ def npz(**arrays):
 
 
 def test_it_creates_and_lists_models(engineer_api, viewer_api):
-    response = engineer_api.post("/api/v1/models/", {"name": "digits", "task": "classification",
-                                                     "description": "8x8 digits"}, format="json")
+    response = engineer_api.post(
+        "/api/v1/models/", {"name": "digits", "task": "classification", "description": "8x8 digits"}, format="json"
+    )
     assert response.status_code == 201
     assert response.json()["owner"] == "ed"
     listing = viewer_api.get("/api/v1/models/").json()
@@ -86,13 +89,16 @@ def test_the_version_detail_has_what_ci_needs(engineer_api, viewer_api, onnx_fil
 def test_aliases_move_between_versions(engineer_api, viewer_api, onnx_file, other_onnx_file):
     register(engineer_api, onnx_file, version="1")
     register(engineer_api, other_onnx_file, version="2")
-    assert engineer_api.put("/api/v1/models/digits/aliases/production/", {"version": "1"},
-                            format="json").status_code == 200
+    assert (
+        engineer_api.put("/api/v1/models/digits/aliases/production/", {"version": "1"}, format="json").status_code
+        == 200
+    )
     moved = engineer_api.put("/api/v1/models/digits/aliases/production/", {"version": "2"}, format="json")
     assert moved.status_code == 200 and moved.json()["version"] == "2"
     assert Alias.objects.get(name="production").version.version == "2"
-    assert viewer_api.put("/api/v1/models/digits/aliases/production/", {"version": "1"},
-                          format="json").status_code == 403
+    assert (
+        viewer_api.put("/api/v1/models/digits/aliases/production/", {"version": "1"}, format="json").status_code == 403
+    )
     assert engineer_api.delete("/api/v1/models/digits/aliases/production/").status_code == 204
     assert not Alias.objects.exists()
 
@@ -118,11 +124,14 @@ def test_it_attaches_a_dataset_checked_against_the_signature(engineer_api, onnx_
     assert dataset.has_labels and dataset.file.name.startswith("datasets/digits/")
 
 
-@pytest.mark.parametrize("arrays,message", [
-    ({"pixels": np.zeros((3, 4), np.float32)}, "named after the model's inputs"),
-    ({"x": np.zeros((3, 4), np.float32), "labels": np.arange(2)}, "different numbers of rows"),
-    ({"x": np.array([{}] * 3, dtype=object)}, "never unpickles"),
-])
+@pytest.mark.parametrize(
+    "arrays,message",
+    [
+        ({"pixels": np.zeros((3, 4), np.float32)}, "named after the model's inputs"),
+        ({"x": np.zeros((3, 4), np.float32), "labels": np.arange(2)}, "different numbers of rows"),
+        ({"x": np.array([{}] * 3, dtype=object)}, "never unpickles"),
+    ],
+)
 def test_it_explains_a_bad_dataset(engineer_api, onnx_file, arrays, message, media_files):
     register(engineer_api, onnx_file, version="1")
     ready()
@@ -157,8 +166,13 @@ def test_a_damaged_npz_is_refused_with_the_reason(engineer_api, onnx_file, media
 
 
 def test_only_admins_create_targets(admin_api, engineer_api, viewer_api):
-    body = {"slug": "gpu-a100", "name": "A100", "device": "cuda", "execution_provider": "CUDAExecutionProvider",
-            "provider_options": {"device_id": 0}}
+    body = {
+        "slug": "gpu-a100",
+        "name": "A100",
+        "device": "cuda",
+        "execution_provider": "CUDAExecutionProvider",
+        "provider_options": {"device_id": 0},
+    }
     assert engineer_api.post("/api/v1/targets/", body, format="json").status_code == 403
     created = admin_api.post("/api/v1/targets/", body, format="json")
     assert created.status_code == 201
@@ -168,31 +182,44 @@ def test_only_admins_create_targets(admin_api, engineer_api, viewer_api):
 
 
 def test_a_target_refuses_nul_characters_in_its_options(admin_api):
-    response = admin_api.post("/api/v1/targets/", {"slug": "cpu2", "provider_options": {"arena": "a\x00"}},
-                              format="json")
+    response = admin_api.post(
+        "/api/v1/targets/", {"slug": "cpu2", "provider_options": {"arena": "a\x00"}}, format="json"
+    )
     assert response.status_code == 400 and "provider_options" in response.json()["errors"]
     assert not HardwareTarget.objects.exists()
 
 
 def test_a_target_needs_a_provider_that_fits_its_device(admin_api):
-    response = admin_api.post("/api/v1/targets/", {"slug": "cpu2", "device": "cpu",
-                                                   "execution_provider": "CUDAExecutionProvider"}, format="json")
+    response = admin_api.post(
+        "/api/v1/targets/",
+        {"slug": "cpu2", "device": "cpu", "execution_provider": "CUDAExecutionProvider"},
+        format="json",
+    )
     assert response.status_code == 400
     assert "execution_provider" in response.json()["errors"]
     assert not HardwareTarget.objects.exists()
 
 
 def test_a_target_preset_fills_its_provider_and_options_and_given_options_win(admin_api):
-    created = admin_api.post("/api/v1/targets/", {"slug": "h100-trt", "preset": "tensorrt-int8",
-                                                  "provider_options": {"device_id": 1}}, format="json")
+    created = admin_api.post(
+        "/api/v1/targets/",
+        {"slug": "h100-trt", "preset": "tensorrt-int8", "provider_options": {"device_id": 1}},
+        format="json",
+    )
     assert created.status_code == 201, created.json()
     body = created.json()
     assert body["device"] == "cuda" and body["execution_provider"] == "TensorrtExecutionProvider"
-    assert body["provider_options"] == {"trt_int8_enable": "1", "trt_fp16_enable": "1",
-                                        "trt_engine_cache_enable": "1", "device_id": 1}
-    exhaustive = admin_api.post("/api/v1/targets/", {"slug": "h100", "preset": "cuda-exhaustive",
-                                                     "provider_options": {"cudnn_conv_algo_search": "DEFAULT"}},
-                                format="json").json()
+    assert body["provider_options"] == {
+        "trt_int8_enable": "1",
+        "trt_fp16_enable": "1",
+        "trt_engine_cache_enable": "1",
+        "device_id": 1,
+    }
+    exhaustive = admin_api.post(
+        "/api/v1/targets/",
+        {"slug": "h100", "preset": "cuda-exhaustive", "provider_options": {"cudnn_conv_algo_search": "DEFAULT"}},
+        format="json",
+    ).json()
     assert exhaustive["provider_options"] == {"cudnn_conv_algo_search": "DEFAULT"}
     unknown = admin_api.post("/api/v1/targets/", {"slug": "x", "preset": "tpu"}, format="json")
     assert unknown.status_code == 400 and "preset" in unknown.json()["errors"]
@@ -209,15 +236,23 @@ def test_the_schema_declares_the_errors_and_nulls_the_api_answers(client):
     for method, path in (("get", "/api/v1/jobs/"), ("get", "/api/v1/benchmarks/")):
         assert "404" in schema["paths"][path][method]["responses"]  # ?version= or ?format= it does not know
     components = schema["components"]["schemas"]
-    for component, field in (("Job", "target"), ("Job", "created_by"), ("JobDetail", "target"),
-                             ("VersionDetail", "created_by"), ("ModelSummary", "owner"), ("Gate", "target"),
-                             ("Gate", "created_by"), ("AliasMoved", "updated_by"), ("AliasEvent", "user")):
+    for component, field in (
+        ("Job", "target"),
+        ("Job", "created_by"),
+        ("JobDetail", "target"),
+        ("VersionDetail", "created_by"),
+        ("ModelSummary", "owner"),
+        ("Gate", "target"),
+        ("Gate", "created_by"),
+        ("AliasMoved", "updated_by"),
+        ("AliasEvent", "user"),
+    ):
         assert components[component]["properties"][field].get("nullable"), (component, field)
 
 
 def test_a_huge_page_limit_is_capped(viewer_api, onnx_file, engineer_api):
     register(engineer_api, onnx_file, version="1")
-    response = viewer_api.get(f"/api/v1/models/?limit={10 ** 22}")
+    response = viewer_api.get(f"/api/v1/models/?limit={10**22}")
     assert response.status_code == 200 and response.json()["count"] == 1
 
 

@@ -130,15 +130,18 @@ def test_it_refuses_an_unknown_format(engineer_api, tmp_path):
     assert "Unrecognised model file" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("field,value,expected", [
-    ("version", "has space", "version"),
-    ("version", "", "version"),
-    ("metadata", "{not json", "metadata"),
-    ("metadata", "[1, 2]", "metadata"),
-    # PostgreSQL stores no NUL character, in text or in jsonb.
-    ("metadata", '{"commit": "abc\\u0000"}', "metadata"),
-    ("tags", "ci,a\x00b", "tags"),
-])
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("version", "has space", "version"),
+        ("version", "", "version"),
+        ("metadata", "{not json", "metadata"),
+        ("metadata", "[1, 2]", "metadata"),
+        # PostgreSQL stores no NUL character, in text or in jsonb.
+        ("metadata", '{"commit": "abc\\u0000"}', "metadata"),
+        ("tags", "ci,a\x00b", "tags"),
+    ],
+)
 def test_it_explains_bad_fields(engineer_api, onnx_file, field, value, expected):
     fields = {"version": "1", field: value}
     version = fields.pop("version")

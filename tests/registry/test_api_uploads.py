@@ -27,8 +27,12 @@ def start(client, payload, **extra):
 
 def put(client, upload_id, payload, first, last, total=None):
     total = len(payload) if total is None else total
-    return client.put(f"/api/v1/uploads/{upload_id}/", data=payload[first:last + 1],
-                      content_type="application/octet-stream", HTTP_CONTENT_RANGE=f"bytes {first}-{last}/{total}")
+    return client.put(
+        f"/api/v1/uploads/{upload_id}/",
+        data=payload[first : last + 1],
+        content_type="application/octet-stream",
+        HTTP_CONTENT_RANGE=f"bytes {first}-{last}/{total}",
+    )
 
 
 def send_all(client, upload_id, payload, chunk=2000, start_at=0, stop_at=None):
@@ -78,26 +82,35 @@ def test_it_refuses_an_overlapping_chunk(engineer_api, payload):
     assert uploads.part_path(upload["id"]).stat().st_size == 2000
 
 
-@pytest.mark.parametrize("header,field", [
-    ("", "Content-Range"),
-    ("bytes 0-9/99999999", "Content-Range"),
-    ("bytes 9-0/{total}", "Content-Range"),
-    ("items 0-9/{total}", "Content-Range"),
-])
+@pytest.mark.parametrize(
+    "header,field",
+    [
+        ("", "Content-Range"),
+        ("bytes 0-9/99999999", "Content-Range"),
+        ("bytes 9-0/{total}", "Content-Range"),
+        ("items 0-9/{total}", "Content-Range"),
+    ],
+)
 def test_it_explains_a_bad_content_range(engineer_api, payload, header, field):
     upload = start(engineer_api, payload).json()
-    response = engineer_api.put(f"/api/v1/uploads/{upload['id']}/", data=payload[:10],
-                                content_type="application/octet-stream",
-                                HTTP_CONTENT_RANGE=header.format(total=len(payload)))
+    response = engineer_api.put(
+        f"/api/v1/uploads/{upload['id']}/",
+        data=payload[:10],
+        content_type="application/octet-stream",
+        HTTP_CONTENT_RANGE=header.format(total=len(payload)),
+    )
     assert response.status_code == 400
     assert field in response.json()["errors"]
 
 
 def test_it_refuses_a_body_that_does_not_match_the_range(engineer_api, payload):
     upload = start(engineer_api, payload).json()
-    response = engineer_api.put(f"/api/v1/uploads/{upload['id']}/", data=payload[:10],
-                                content_type="application/octet-stream",
-                                HTTP_CONTENT_RANGE=f"bytes 0-19/{len(payload)}")
+    response = engineer_api.put(
+        f"/api/v1/uploads/{upload['id']}/",
+        data=payload[:10],
+        content_type="application/octet-stream",
+        HTTP_CONTENT_RANGE=f"bytes 0-19/{len(payload)}",
+    )
     assert response.status_code == 400
     assert "Content-Length" in response.json()["errors"]
 

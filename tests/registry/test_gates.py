@@ -23,33 +23,76 @@ def world(engineer_api, engineer, onnx_file, other_onnx_file):
     assert register(engineer_api, other_onnx_file, version="2", parent="1").status_code == 201
     cpu = HardwareTarget.objects.create(slug="cpu", name="CPU")
     model = Model.objects.get(name="digits")
-    return {"model": model, "v1": model.versions.get(version="1"), "v2": model.versions.get(version="2"),
-            "cpu": cpu, "engineer": engineer}
+    return {
+        "model": model,
+        "v1": model.versions.get(version="1"),
+        "v2": model.versions.get(version="2"),
+        "cpu": cpu,
+        "engineer": engineer,
+    }
 
 
-def bench(version, target, *, p95=4.0, batch_sizes=(1,), threads=None, accuracy_delta=None, stable=True,
-          accuracy=None, evaluation_set="eval", samples=1000, fidelity=None):
+def bench(
+    version,
+    target,
+    *,
+    p95=4.0,
+    batch_sizes=(1,),
+    threads=None,
+    accuracy_delta=None,
+    stable=True,
+    accuracy=None,
+    evaluation_set="eval",
+    samples=1000,
+    fidelity=None,
+):
     """One finished benchmark job of ``version`` on ``target`` with a row per batch size;
     ``accuracy`` on ``evaluation_set`` of ``samples`` samples."""
-    job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded",
-                             queue=target.queue)
-    quality = {"evaluation_set": {"name": evaluation_set, "sha256": evaluation_set.ljust(64, "0"), "samples": samples},
-               "samples": samples} if accuracy is not None else {}
+    job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded", queue=target.queue)
+    quality = (
+        {
+            "evaluation_set": {"name": evaluation_set, "sha256": evaluation_set.ljust(64, "0"), "samples": samples},
+            "samples": samples,
+        }
+        if accuracy is not None
+        else {}
+    )
     for batch_size in batch_sizes:
         BenchmarkResult.objects.create(
-            job=job, version=version, target=target, batch_size=batch_size, threads=threads, iterations=30, warmup=5,
-            p50_ms=p95 * 0.8, p90_ms=p95 * 0.95, p95_ms=p95, p99_ms=p95 * 1.1, mean_ms=p95 * 0.85, std_ms=0.1,
-            throughput=1000 * batch_size / p95, stable=stable,
+            job=job,
+            version=version,
+            target=target,
+            batch_size=batch_size,
+            threads=threads,
+            iterations=30,
+            warmup=5,
+            p50_ms=p95 * 0.8,
+            p90_ms=p95 * 0.95,
+            p95_ms=p95,
+            p99_ms=p95 * 1.1,
+            mean_ms=p95 * 0.85,
+            std_ms=0.1,
+            throughput=1000 * batch_size / p95,
+            stable=stable,
             accuracy=accuracy if accuracy is not None else None if accuracy_delta is None else 0.95,
-            accuracy_delta=accuracy_delta, quality=quality, fidelity=fidelity or {"samples": samples},
-            samples=b"", environment={})
+            accuracy_delta=accuracy_delta,
+            quality=quality,
+            fidelity=fidelity or {"samples": samples},
+            samples=b"",
+            environment={},
+        )
     return job
 
 
 def gate(world, kind="max_p95_ms", threshold=5.0, target="cpu", batch_size=1):
-    return services.gate_create(model=world["model"], kind=kind, threshold=threshold,
-                                target=HardwareTarget.objects.get(slug=target) if target else None,
-                                batch_size=batch_size, created_by=world["engineer"])
+    return services.gate_create(
+        model=world["model"],
+        kind=kind,
+        threshold=threshold,
+        target=HardwareTarget.objects.get(slug=target) if target else None,
+        batch_size=batch_size,
+        created_by=world["engineer"],
+    )
 
 
 def production():
@@ -65,6 +108,7 @@ def browser(user):
 
 # --- moving production -----------------------------------------------------------------------
 
+
 def test_it_moves_production_when_every_gate_passes(world, engineer_api):
     gate(world, threshold=5.0, batch_size=8)
     gate(world, kind="max_accuracy_drop", threshold=0.005, target=None)
@@ -79,7 +123,12 @@ def test_it_moves_production_when_every_gate_passes(world, engineer_api):
     assert production() == "2"
     event = AliasEvent.objects.get()
     assert (event.alias, event.action, event.from_version, event.to_version, event.user.username) == (
-        "production", "set", None, world["v2"], "ed")
+        "production",
+        "set",
+        None,
+        world["v2"],
+        "ed",
+    )
     assert not event.overridden and len(event.gate_results) == 2
     p95 = next(r for r in event.gate_results if r["kind"] == "max_p95_ms")
     assert p95["measured"] == 4.2 and p95["description"] == "p95 ≤ 5 ms on cpu at batch 8"
@@ -141,8 +190,9 @@ def test_it_judges_the_newest_result_of_the_gated_configuration(world):
     bench(world["v2"], world["cpu"], p95=1.0, batch_sizes=(1,))
     assert selectors.gate_results(world["v2"])[0]["measured"] == 9.0
     # Another target's figures never count.
-    gpu = HardwareTarget.objects.create(slug="gpu", name="GPU", device="cuda",
-                                        execution_provider="CUDAExecutionProvider")
+    gpu = HardwareTarget.objects.create(
+        slug="gpu", name="GPU", device="cuda", execution_provider="CUDAExecutionProvider"
+    )
     bench(world["v2"], gpu, p95=0.5, batch_sizes=(8,))
     assert selectors.gate_results(world["v2"])[0]["measured"] == 9.0
 
@@ -150,9 +200,25 @@ def test_it_judges_the_newest_result_of_the_gated_configuration(world):
 def test_it_prefers_the_default_thread_count_else_the_fastest(world):
     gate(world, threshold=5.0)
     job = bench(world["v2"], world["cpu"], p95=6.0, threads=1)
-    BenchmarkResult.objects.create(job=job, version=world["v2"], target=world["cpu"], batch_size=1, threads=4,
-                                   iterations=30, warmup=5, p50_ms=3, p90_ms=3, p95_ms=3.5, p99_ms=4, mean_ms=3,
-                                   std_ms=0.1, throughput=300, stable=True, samples=b"", environment={})
+    BenchmarkResult.objects.create(
+        job=job,
+        version=world["v2"],
+        target=world["cpu"],
+        batch_size=1,
+        threads=4,
+        iterations=30,
+        warmup=5,
+        p50_ms=3,
+        p90_ms=3,
+        p95_ms=3.5,
+        p99_ms=4,
+        mean_ms=3,
+        std_ms=0.1,
+        throughput=300,
+        stable=True,
+        samples=b"",
+        environment={},
+    )
     [result] = selectors.gate_results(world["v2"])
     assert result["measured"] == 3.5 and "with 4 threads" in result["reason"]
 
@@ -184,9 +250,15 @@ def test_an_original_is_judged_like_any_version_whatever_its_lineage(world, engi
     """An untrained upload (its own root) has no parent to lose accuracy against: it is still
     judged against the most accurate version on the same evaluation set."""
     gate(world, kind="max_accuracy_drop", threshold=0.005, target=None)
-    untrained = ModelVersion.objects.create(model=world["model"], version="3", format="onnx",
-                                            artifact="artifacts/3.onnx", sha256="0" * 64, size_bytes=10,
-                                            status="ready")
+    untrained = ModelVersion.objects.create(
+        model=world["model"],
+        version="3",
+        format="onnx",
+        artifact="artifacts/3.onnx",
+        sha256="0" * 64,
+        size_bytes=10,
+        status="ready",
+    )
     bench(world["v1"], world["cpu"], accuracy=0.992)
     bench(untrained, world["cpu"], accuracy=0.108)
     [result] = selectors.gate_results(untrained)
@@ -203,13 +275,15 @@ def test_accuracy_on_another_evaluation_set_does_not_compete(world):
     bench(world["v2"], world["cpu"], accuracy=0.99, evaluation_set="easy", samples=50)
     [result] = selectors.gate_results(world["v2"])
     assert result["passed"] is False and result["measured"] == "no accuracy delta"
-    assert "measured on evaluation set easy (50 samples), not on the reference's evaluation set eval" \
-        in result["reason"]
+    assert (
+        "measured on evaluation set easy (50 samples), not on the reference's evaluation set eval" in result["reason"]
+    )
 
 
 def test_an_accuracy_gate_on_a_target_reads_only_that_target(world):
-    gpu = HardwareTarget.objects.create(slug="gpu", name="GPU", device="cuda",
-                                        execution_provider="CUDAExecutionProvider")
+    gpu = HardwareTarget.objects.create(
+        slug="gpu", name="GPU", device="cuda", execution_provider="CUDAExecutionProvider"
+    )
     gate(world, kind="max_accuracy_drop", threshold=0.01, target="gpu")
     bench(world["v1"], world["cpu"], accuracy=0.95)
     bench(world["v2"], world["cpu"], accuracy=0.95)
@@ -223,8 +297,11 @@ def test_an_accuracy_gate_on_a_target_reads_only_that_target(world):
 def test_a_cosine_gate_reads_fidelity_against_the_parent(world):
     gate(world, kind="min_cosine", threshold=0.99, target=None)
     assert PromotionGate.objects.get(kind="min_cosine").description == "cosine ≥ 0.99"
-    bench(world["v2"], world["cpu"], fidelity={"samples": 64, "reference": "digits:1", "cosine_mean": 0.995,
-                                                "cosine_min": 0.97})
+    bench(
+        world["v2"],
+        world["cpu"],
+        fidelity={"samples": 64, "reference": "digits:1", "cosine_mean": 0.995, "cosine_min": 0.97},
+    )
     [result] = selectors.gate_results(world["v2"])
     assert result["passed"] is True and result["measured"] == 0.995 and result["reference"] == "1"
     bench(world["v2"], world["cpu"], fidelity={"samples": 64, "reference": "digits:1", "cosine_mean": 0.98})
@@ -265,36 +342,49 @@ def test_registering_straight_into_a_gated_production_is_refused(world, engineer
 
 # --- overrides -------------------------------------------------------------------------------
 
+
 def test_admins_override_failing_gates_with_a_justification(world, admin_api, engineer_api):
     gate(world, threshold=5.0)
     bench(world["v1"], world["cpu"], p95=3.0)
     engineer_api.put(PRODUCTION, {"version": "1"}, format="json")
     bench(world["v2"], world["cpu"], p95=6.5)
 
-    response = admin_api.put(PRODUCTION, {"version": "2", "override": True,
-                                          "justification": "  Hotfix for the outage; latency fix follows.  "},
-                             format="json")
+    response = admin_api.put(
+        PRODUCTION,
+        {"version": "2", "override": True, "justification": "  Hotfix for the outage; latency fix follows.  "},
+        format="json",
+    )
 
     assert response.status_code == 200, response.json()
     assert response.json()["overridden"] is True and response.json()["gates"][0]["passed"] is False
     assert production() == "2"
     event = AliasEvent.objects.first()
     assert (event.action, event.from_version, event.to_version, event.user.username) == (
-        "move", world["v1"], world["v2"], "ada")
+        "move",
+        world["v1"],
+        world["v2"],
+        "ada",
+    )
     assert event.overridden and event.justification == "Hotfix for the outage; latency fix follows."
     assert event.gate_results[0]["measured"] == 6.5
     from dashboard.models import AuditEvent
+
     audited = AuditEvent.objects.get(action="gate_override")
     assert (audited.actor_name, audited.target, audited.details["from"], audited.details["to"]) == (
-        "ada", "digits@production", "1", "2")
+        "ada",
+        "digits@production",
+        "1",
+        "2",
+    )
     assert audited.details["justification"] == "Hotfix for the outage; latency fix follows."
 
 
 def test_an_override_needs_a_justification(world, admin_api):
     gate(world, threshold=5.0)
     for justification in ("", "   "):
-        response = admin_api.put(PRODUCTION, {"version": "2", "override": True, "justification": justification},
-                                 format="json")
+        response = admin_api.put(
+            PRODUCTION, {"version": "2", "override": True, "justification": justification}, format="json"
+        )
         assert response.status_code == 400
         assert "justification" in response.json()["errors"]
         assert response.json()["gates"][0]["reason"].endswith("run one first")
@@ -303,8 +393,9 @@ def test_an_override_needs_a_justification(world, admin_api):
 
 def test_engineers_cannot_override(world, engineer_api):
     gate(world, threshold=5.0)
-    response = engineer_api.put(PRODUCTION, {"version": "2", "override": True, "justification": "please"},
-                                format="json")
+    response = engineer_api.put(
+        PRODUCTION, {"version": "2", "override": True, "justification": "please"}, format="json"
+    )
     assert response.status_code == 403
     assert response.json()["detail"] == "Only admins may override promotion gates."
     assert production() is None and not AliasEvent.objects.exists()
@@ -320,6 +411,7 @@ def test_an_override_is_not_recorded_when_no_gate_fails(world, admin_api):
 
 # --- who may do what -------------------------------------------------------------------------
 
+
 def test_viewers_cannot_move_aliases_or_change_gates(world, viewer_api, viewer, engineer_api):
     existing = gate(world, threshold=5.0)
     bench(world["v1"], world["cpu"], p95=1.0)
@@ -329,14 +421,20 @@ def test_viewers_cannot_move_aliases_or_change_gates(world, viewer_api, viewer, 
     assert viewer_api.put(PRODUCTION, {"version": "2"}, format="json").status_code == 403
     assert viewer_api.put(CANDIDATE, {"version": "2"}, format="json").status_code == 403
     assert viewer_api.delete(PRODUCTION).status_code == 403
-    assert viewer_api.post(GATES, {"kind": "max_p95_ms", "threshold": 1, "target": "cpu"},
-                           format="json").status_code == 403
+    assert (
+        viewer_api.post(GATES, {"kind": "max_p95_ms", "threshold": 1, "target": "cpu"}, format="json").status_code
+        == 403
+    )
     assert viewer_api.delete(f"{GATES}{existing.id}/").status_code == 403
     client = browser(viewer)
     assert client.post("/models/digits/aliases/", {"name": "production", "version": "2"}).status_code == 403
     assert client.post("/models/digits/aliases/production/remove/").status_code == 403
-    assert client.post("/models/digits/gates/", {"kind": "max_p95_ms", "threshold": 1, "target": "cpu",
-                                                 "batch_size": 1}).status_code == 403
+    assert (
+        client.post(
+            "/models/digits/gates/", {"kind": "max_p95_ms", "threshold": 1, "target": "cpu", "batch_size": 1}
+        ).status_code
+        == 403
+    )
     assert client.post(f"/models/digits/gates/{existing.id}/delete/").status_code == 403
 
     assert (AliasEvent.objects.count(), PromotionGate.objects.count(), production()) == before
@@ -357,13 +455,20 @@ def test_the_new_routes_need_a_token_and_a_role(world, anon_api, nobody):
 
 # --- managing gates --------------------------------------------------------------------------
 
+
 def test_engineers_add_list_and_remove_gates(world, engineer_api, viewer_api):
-    created = engineer_api.post(GATES, {"kind": "max_p95_ms", "threshold": 12.5, "target": "cpu", "batch_size": 8},
-                                format="json")
+    created = engineer_api.post(
+        GATES, {"kind": "max_p95_ms", "threshold": 12.5, "target": "cpu", "batch_size": 8}, format="json"
+    )
     assert created.status_code == 201, created.json()
     body = created.json()
     assert (body["kind"], body["threshold"], body["target"], body["batch_size"], body["created_by"]) == (
-        "max_p95_ms", 12.5, "cpu", 8, "ed")
+        "max_p95_ms",
+        12.5,
+        "cpu",
+        8,
+        "ed",
+    )
     assert body["description"] == "p95 ≤ 12.5 ms on cpu at batch 8"
     accuracy = engineer_api.post(GATES, {"kind": "max_accuracy_drop", "threshold": 0.005}, format="json")
     assert accuracy.status_code == 201 and accuracy.json()["target"] is None
@@ -376,17 +481,20 @@ def test_engineers_add_list_and_remove_gates(world, engineer_api, viewer_api):
     assert list(PromotionGate.objects.values_list("kind", flat=True)) == ["max_accuracy_drop"]
 
 
-@pytest.mark.parametrize("data,status,field", [
-    ({"kind": "max_p95_ms", "threshold": 0, "target": "cpu"}, 400, "threshold"),
-    ({"kind": "max_p95_ms", "threshold": -3, "target": "cpu"}, 400, "threshold"),
-    ({"kind": "max_p95_ms", "threshold": 5}, 400, "target"),
-    ({"kind": "max_accuracy_drop", "threshold": 1.5}, 400, "threshold"),
-    ({"kind": "max_speedup", "threshold": 5}, 400, "kind"),
-    ({"threshold": 5}, 400, "kind"),
-    ({"kind": "max_p95_ms", "threshold": "fast", "target": "cpu"}, 400, "threshold"),
-    ({"kind": "max_p95_ms", "threshold": 5, "target": "cpu", "batch_size": 0}, 400, "batch_size"),
-    ({"kind": "max_p95_ms", "threshold": 5, "target": "tpu"}, 404, "target"),
-])
+@pytest.mark.parametrize(
+    "data,status,field",
+    [
+        ({"kind": "max_p95_ms", "threshold": 0, "target": "cpu"}, 400, "threshold"),
+        ({"kind": "max_p95_ms", "threshold": -3, "target": "cpu"}, 400, "threshold"),
+        ({"kind": "max_p95_ms", "threshold": 5}, 400, "target"),
+        ({"kind": "max_accuracy_drop", "threshold": 1.5}, 400, "threshold"),
+        ({"kind": "max_speedup", "threshold": 5}, 400, "kind"),
+        ({"threshold": 5}, 400, "kind"),
+        ({"kind": "max_p95_ms", "threshold": "fast", "target": "cpu"}, 400, "threshold"),
+        ({"kind": "max_p95_ms", "threshold": 5, "target": "cpu", "batch_size": 0}, 400, "batch_size"),
+        ({"kind": "max_p95_ms", "threshold": 5, "target": "tpu"}, 404, "target"),
+    ],
+)
 def test_it_refuses_bad_gates(world, engineer_api, data, status, field):
     response = engineer_api.post(GATES, data, format="json")
     assert response.status_code == status, response.json()
@@ -398,8 +506,12 @@ def test_it_refuses_a_duplicate_gate_and_unknown_models(world, engineer_api):
     gate(world, threshold=5.0)
     again = engineer_api.post(GATES, {"kind": "max_p95_ms", "threshold": 9, "target": "cpu"}, format="json")
     assert again.status_code == 409 and "delete it first" in again.json()["detail"]
-    assert engineer_api.post("/api/v1/models/nope/gates/", {"kind": "max_p95_ms", "threshold": 9, "target": "cpu"},
-                             format="json").status_code == 404
+    assert (
+        engineer_api.post(
+            "/api/v1/models/nope/gates/", {"kind": "max_p95_ms", "threshold": 9, "target": "cpu"}, format="json"
+        ).status_code
+        == 404
+    )
     assert PromotionGate.objects.count() == 1
 
 
@@ -416,12 +528,14 @@ def test_the_gate_service_names_the_bad_field(world):
 
 def test_engineers_manage_gates_on_the_model_page(world, engineer):
     client = browser(engineer)
-    added = client.post("/models/digits/gates/", {"kind": "max_p95_ms", "threshold": "5", "target": "cpu",
-                                                  "batch_size": "8"}, follow=True)
+    added = client.post(
+        "/models/digits/gates/",
+        {"kind": "max_p95_ms", "threshold": "5", "target": "cpu", "batch_size": "8"},
+        follow=True,
+    )
     assert "Gate added: p95 ≤ 5 ms on cpu at batch 8." in added.content.decode()
     created = PromotionGate.objects.get()
-    bad = client.post("/models/digits/gates/", {"kind": "max_p95_ms", "threshold": "5", "batch_size": "1"},
-                      follow=True)
+    bad = client.post("/models/digits/gates/", {"kind": "max_p95_ms", "threshold": "5", "batch_size": "1"}, follow=True)
     assert "needs the target" in bad.content.decode() and PromotionGate.objects.count() == 1
     removed = client.post(f"/models/digits/gates/{created.id}/delete/", follow=True)
     assert "Gate removed" in removed.content.decode() and not PromotionGate.objects.exists()
@@ -430,6 +544,7 @@ def test_engineers_manage_gates_on_the_model_page(world, engineer):
 
 
 # --- the alias log ---------------------------------------------------------------------------
+
 
 def test_every_alias_change_is_logged(world, engineer_api, viewer_api):
     gate(world, threshold=5.0)  # production is gated; candidate is not
@@ -462,8 +577,9 @@ def test_the_model_page_shows_gates_and_the_alias_history_escaped(world, admin_a
     bench(world["v1"], world["cpu"], p95=2.0)
     engineer_api.put(PRODUCTION, {"version": "1"}, format="json")
     engineer_api.put(CANDIDATE, {"version": "2"}, format="json")
-    admin_api.put(PRODUCTION, {"version": "2", "override": True, "justification": "<script>alert(1)</script>"},
-                  format="json")
+    admin_api.put(
+        PRODUCTION, {"version": "2", "override": True, "justification": "<script>alert(1)</script>"}, format="json"
+    )
     engineer_api.delete(CANDIDATE)
 
     html = browser(viewer).get("/models/digits/").content.decode()
@@ -513,19 +629,26 @@ def test_the_alias_form_shows_gate_failures_and_offers_admins_an_override(world,
 
     blocked = client.post("/models/digits/aliases/", {"name": "production", "version": "2"}, follow=True)
     assert "p95 8.00 ms on cpu at batch 1 exceeds 5 ms" in blocked.content.decode()
-    refused = client.post("/models/digits/aliases/", {"name": "production", "version": "2", "override": "on",
-                                                      "justification": "trust me"}, follow=True)
+    refused = client.post(
+        "/models/digits/aliases/",
+        {"name": "production", "version": "2", "override": "on", "justification": "trust me"},
+        follow=True,
+    )
     assert "Only admins may override" in refused.content.decode()
     assert production() is None and not AliasEvent.objects.exists()
 
     admin = browser(admin_user)
     page = admin.get("/models/digits/").content.decode()
     assert 'name="override"' in page and 'name="justification"' in page
-    missing = admin.post("/models/digits/aliases/", {"name": "production", "version": "2", "override": "on"},
-                         follow=True)
+    missing = admin.post(
+        "/models/digits/aliases/", {"name": "production", "version": "2", "override": "on"}, follow=True
+    )
     assert "needs a justification" in missing.content.decode() and production() is None
-    done = admin.post("/models/digits/aliases/", {"name": "production", "version": "2", "override": "on",
-                                                  "justification": "Accepted by the on-call lead"}, follow=True)
+    done = admin.post(
+        "/models/digits/aliases/",
+        {"name": "production", "version": "2", "override": "on", "justification": "Accepted by the on-call lead"},
+        follow=True,
+    )
     assert "failing gates overridden" in done.content.decode() and production() == "2"
     assert AliasEvent.objects.get().justification == "Accepted by the on-call lead"
 
@@ -576,8 +699,10 @@ def test_concurrent_moves_form_one_unbroken_chain_in_the_log(world):
 
 # --- the overview ----------------------------------------------------------------------------
 
-def test_failing_gates_finds_a_production_version_after_a_slower_benchmark(world, engineer_api, onnx_file,
-                                                                          django_assert_num_queries):
+
+def test_failing_gates_finds_a_production_version_after_a_slower_benchmark(
+    world, engineer_api, onnx_file, django_assert_num_queries
+):
     gate(world, threshold=5.0)
     bench(world["v1"], world["cpu"], p95=3.0)
     assert engineer_api.put(PRODUCTION, {"version": "1"}, format="json").status_code == 200
@@ -602,12 +727,14 @@ def test_failing_gates_ignores_models_without_production(world):
 
 # --- with a real benchmark -------------------------------------------------------------------
 
+
 def test_it_gates_production_on_real_benchmark_results(digits_version, engineer_api, admin_api):
     from jobs import services as job_services
 
     cpu = HardwareTarget.objects.get(slug="cpu")
-    compress = job_services.job_create(kind="compress", version=digits_version, target=cpu,
-                                       params={"method": "dynamic_int8"})
+    compress = job_services.job_create(
+        kind="compress", version=digits_version, target=cpu, params={"method": "dynamic_int8"}
+    )
     job_services.job_run(job_id=compress.id, worker_host="test")
     child = Job.objects.get(pk=compress.pk).output_version
     quick = {"batch_sizes": [1], "min_runs": 10, "min_seconds": 0.05, "max_seconds": 5, "measure_memory": False}

@@ -25,9 +25,16 @@ def browser(user=None):
 
 
 READ_PAGES = [
-    "/", "/models/", "/models/?q=dig", "/models/digits/", "/models/digits/versions/1/",
-    "/models/digits/versions/1/download/", "/targets/", "/jobs/",
-    "/jobs/?kind=validate&status=queued", "/account/tokens/",
+    "/",
+    "/models/",
+    "/models/?q=dig",
+    "/models/digits/",
+    "/models/digits/versions/1/",
+    "/models/digits/versions/1/download/",
+    "/targets/",
+    "/jobs/",
+    "/jobs/?kind=validate&status=queued",
+    "/account/tokens/",
 ]
 
 
@@ -61,8 +68,13 @@ def test_the_version_page_shows_what_an_engineer_needs(registered, viewer):
     for text in (registered.sha256, "ONNX", "commit", "abc123", "validating", "Download"):
         assert text in html
     assert 'hx-trigger="every 2s"' in html
-    ModelVersion.objects.update(status="ready", io_signature={
-        "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 4], "dynamic_axes": [0]}], "outputs": []})
+    ModelVersion.objects.update(
+        status="ready",
+        io_signature={
+            "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 4], "dynamic_axes": [0]}],
+            "outputs": [],
+        },
+    )
     html = browser(viewer).get("/models/digits/versions/1/").content.decode()
     assert html.count("every 2s") == 1  # the jobs table, while the validate job is queued
     Job.objects.update(status="succeeded", progress=100)
@@ -109,15 +121,20 @@ def test_engineers_cancel_jobs(registered, engineer):
 
 def test_admins_create_targets(registered, admin_user):
     client = browser(admin_user)
-    response = client.post("/new/target/", {"slug": "gpu-a100", "name": "A100", "device": "cuda",
-                                            "execution_provider": "CUDAExecutionProvider"})
+    response = client.post(
+        "/new/target/",
+        {"slug": "gpu-a100", "name": "A100", "device": "cuda", "execution_provider": "CUDAExecutionProvider"},
+    )
     assert response.status_code == 302
     assert HardwareTarget.objects.get(slug="gpu-a100").queue == "target.gpu-a100"
-    wrong = client.post("/new/target/", {"slug": "cpu9", "device": "cpu",
-                                         "execution_provider": "TensorrtExecutionProvider"})
+    wrong = client.post(
+        "/new/target/", {"slug": "cpu9", "device": "cpu", "execution_provider": "TensorrtExecutionProvider"}
+    )
     assert wrong.status_code == 200 and b"cannot run on a cpu target" in wrong.content
-    preset = client.post("/new/target/", {"slug": "h100", "device": "cpu", "execution_provider": "CPUExecutionProvider",
-                                          "preset": "tensorrt-fp16"})
+    preset = client.post(
+        "/new/target/",
+        {"slug": "h100", "device": "cpu", "execution_provider": "CPUExecutionProvider", "preset": "tensorrt-fp16"},
+    )
     assert preset.status_code == 302
     h100 = HardwareTarget.objects.get(slug="h100")
     assert (h100.device, h100.execution_provider) == ("cuda", "TensorrtExecutionProvider")
@@ -125,16 +142,23 @@ def test_admins_create_targets(registered, admin_user):
 
 
 def test_model_names_and_metadata_are_escaped(engineer_api, viewer, onnx_file):
-    register(engineer_api, onnx_file, model="digits", version="1", metadata='{"note": "<script>alert(1)</script>"}',
-             description="<script>alert(2)</script>")
+    register(
+        engineer_api,
+        onnx_file,
+        model="digits",
+        version="1",
+        metadata='{"note": "<script>alert(1)</script>"}',
+        description="<script>alert(2)</script>",
+    )
     html = browser(viewer).get("/models/digits/versions/1/").content.decode()
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>alert(2)</script>" not in browser(viewer).get("/models/digits/").content.decode()
 
 
-@pytest.mark.parametrize("url", ["/models/nope/", "/models/digits/versions/9/", "/jobs/999/",
-                                 "/models/digits/versions/9/download/"])
+@pytest.mark.parametrize(
+    "url", ["/models/nope/", "/models/digits/versions/9/", "/jobs/999/", "/models/digits/versions/9/download/"]
+)
 def test_what_does_not_exist_is_a_404_page_not_an_error(registered, viewer, url):
     response = browser(viewer).get(url)
     assert response.status_code == 404

@@ -116,9 +116,13 @@ def test_it_refuses_onnx_with_external_data(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     weight = numpy_helper.from_array(np.ones((64, 64), np.float32), "W")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], initializer=[weight])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+        initializer=[weight],
+    )
     model = helper.make_model(graph)
     path = tmp_path / "ext.onnx"
     onnx.save_model(model, str(path), save_as_external_data=True, location="ext.onnx.data", size_threshold=0)
@@ -128,12 +132,15 @@ def test_it_refuses_onnx_with_external_data(tmp_path):
         sniff_model_file(path, parse_max_bytes=10)  # large files: found by the structure walk
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"", "empty"),
-    (b"\x00" * 100, "Unrecognised"),
-    (b"hello world, not a model", "Unrecognised"),
-    ((20).to_bytes(8, "little") + b'{"w": {"dtype": "F32"}}', "safetensors"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "empty"),
+        (b"\x00" * 100, "Unrecognised"),
+        (b"hello world, not a model", "Unrecognised"),
+        ((20).to_bytes(8, "little") + b'{"w": {"dtype": "F32"}}', "safetensors"),
+    ],
+)
 def test_it_explains_what_it_does_not_accept(tmp_path, content, message):
     path = tmp_path / "model.onnx"
     path.write_bytes(content)
@@ -157,5 +164,7 @@ def test_walk_counts_nodes_and_initializers(onnx_file):
 def test_npz_headers_are_read_without_the_data(tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, x=np.zeros((5, 64), np.float32), labels=np.arange(5))
-    assert read_npz_arrays(path) == {"x": {"dtype": "float32", "shape": [5, 64]},
-                                     "labels": {"dtype": "int64", "shape": [5]}}
+    assert read_npz_arrays(path) == {
+        "x": {"dtype": "float32", "shape": [5, 64]},
+        "labels": {"dtype": "int64", "shape": [5]},
+    }

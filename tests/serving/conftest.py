@@ -24,8 +24,10 @@ from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "secret-endpoint-token"
-SIGNATURE = {"inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 64], "dynamic_axes": [0]}],
-             "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 10], "dynamic_axes": [0]}]}
+SIGNATURE = {
+    "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 64], "dynamic_axes": [0]}],
+    "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 10], "dynamic_axes": [0]}],
+}
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -61,10 +63,20 @@ def digits(tmp_path_factory):
     models = {"1": Model(first), "2": Model(_retrained(first))}
     x = data.train_x
     q = np.linspace(0, 1, 6)[1:-1]
-    features = [{"name": "x.mean", "input": "x", "kind": "mean", "edges": np.quantile(x.mean(1), q).tolist()},
-                {"name": "x.std", "input": "x", "kind": "std", "edges": np.quantile(x.std(1), q).tolist()}]
-    features += [{"name": f"x[{c}]", "input": "x", "kind": "column", "column": c,
-                  "edges": np.unique(np.quantile(x[:, c], q)).tolist()} for c in (20, 36, 43)]
+    features = [
+        {"name": "x.mean", "input": "x", "kind": "mean", "edges": np.quantile(x.mean(1), q).tolist()},
+        {"name": "x.std", "input": "x", "kind": "std", "edges": np.quantile(x.std(1), q).tolist()},
+    ]
+    features += [
+        {
+            "name": f"x[{c}]",
+            "input": "x",
+            "kind": "column",
+            "column": c,
+            "edges": np.unique(np.quantile(x[:, c], q)).tolist(),
+        }
+        for c in (20, 36, 43)
+    ]
     features.append({"name": "prediction", "kind": "class", "output": "logits", "classes": 10})
     return {"models": models, "x": data.test_x, "features": features}
 
@@ -84,16 +96,28 @@ def _retrained(raw):
 
 
 def deployment(version, model, weight=100, *, features=(), url=None):
-    return {"version": version, "weight": weight, "sha256": model.sha256, "size_bytes": len(model.raw),
-            "format": "onnx", "artifact_url": url or f"/api/v1/endpoints/digits-prod/artifacts/{version}/",
-            "io_signature": model.signature, "features": list(features)}
+    return {
+        "version": version,
+        "weight": weight,
+        "sha256": model.sha256,
+        "size_bytes": len(model.raw),
+        "format": "onnx",
+        "artifact_url": url or f"/api/v1/endpoints/digits-prod/artifacts/{version}/",
+        "io_signature": model.signature,
+        "features": list(features),
+    }
 
 
 def make_spec(deployments, *, generation=1, telemetry=None, model="digits", max_request_bytes=1 << 20):
-    return {"endpoint": "digits-prod", "model": model, "generation": generation,
-            "target": {"slug": "cpu", "execution_provider": "CPUExecutionProvider", "provider_options": {}},
-            "deployments": deployments, "telemetry": telemetry,
-            "limits": {"max_request_bytes": max_request_bytes}}
+    return {
+        "endpoint": "digits-prod",
+        "model": model,
+        "generation": generation,
+        "target": {"slug": "cpu", "execution_provider": "CPUExecutionProvider", "provider_options": {}},
+        "deployments": deployments,
+        "telemetry": telemetry,
+        "limits": {"max_request_bytes": max_request_bytes},
+    }
 
 
 def write_bundle(folder, spec, models):
@@ -128,8 +152,9 @@ class Client:
             if self._connection is None:
                 self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
             try:
-                self._connection.request(method, path, body=data,
-                                         headers={"Content-Type": "application/json", **(headers or {})})
+                self._connection.request(
+                    method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})}
+                )
                 response = self._connection.getresponse()
                 text = response.read()
                 if response.will_close:
@@ -166,9 +191,14 @@ class Serve:
     def __init__(self, args, log_path, env=None):
         self.log_path = Path(log_path)
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen([sys.executable, "-m", "serving.cli", "--port", "0", *map(str, args)],
-                                        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "serving.cli", "--port", "0", *map(str, args)],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.port = None
 
     def log(self):
@@ -188,6 +218,7 @@ class Serve:
     def wait_ready(self, timeout=60):
         if self.port is None:
             self.wait_listening(timeout)
+
         def ready():
             try:
                 return self.client.get("/v2/health/ready")[0] == 200
@@ -410,4 +441,3 @@ def wait_until(condition, timeout=30, message="condition"):
 def served_versions(client, model="digits"):
     status, body = client.get(f"/v2/models/{model}")
     return body.get("versions") if status == 200 else None
-

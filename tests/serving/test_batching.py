@@ -49,7 +49,7 @@ def test_concurrent_clients_get_their_own_rows(server, digits):
     def ask(bounds):
         client = Client(server.port)
         try:
-            status, body = client.post("/v2/models/digits/infer", infer_body(x[bounds[0]:bounds[1]]))
+            status, body = client.post("/v2/models/digits/infer", infer_body(x[bounds[0] : bounds[1]]))
         finally:
             client.close()
         assert status == 200, body
@@ -96,13 +96,15 @@ def test_a_client_that_goes_away_does_not_break_the_batch(server, digits):
     def request(row):
         message = service_pb2.ModelInferRequest(model_name="digits")
         message.inputs.add(name="x", datatype="FP32", shape=[1, 64])
-        message.raw_input_contents.append(x[row:row + 1].tobytes())
+        message.raw_input_contents.append(x[row : row + 1].tobytes())
         return message
 
     with grpc.insecure_channel(server.grpc_address) as channel:
-        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
-                                    request_serializer=lambda m: m.SerializeToString(),
-                                    response_deserializer=service_pb2.ModelInferResponse.FromString)
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=service_pb2.ModelInferResponse.FromString,
+        )
         assert infer(request(0), timeout=10).model_name == "digits"  # connected
         calls = [infer.future(request(row), timeout=0.005 if row % 2 else 10) for row in range(8)]
         for row, call in enumerate(calls):

@@ -94,29 +94,34 @@ def _x_input(shape=(1, 64), size=None, datatype="FP32"):
 ROW = np.full((1, 64), 0.5, np.float32).tobytes()
 
 
-@pytest.mark.parametrize("body, header_length, fragments", [
-    # header length beyond the body
-    (ROW, 10_000, ["Inference-Header-Content-Length is 10000", "body has"]),
-    # not a number
-    (ROW, "ten", ["Inference-Header-Content-Length must be an integer"]),
-    # sizes that do not add up: more bytes than declared, fewer, and a size that does not fit the shape
-    (*_binary_body({"inputs": [_x_input()]}, ROW, b"\0" * 8), ["binary part has 264 bytes", "add up to 256"]),
-    (*_binary_body({"inputs": [_x_input()]}, ROW[:100]), ["goes past the end of the body"]),
-    (*_binary_body({"inputs": [_x_input(size=252)]}, ROW[:252]), ["binary_data_size is 252", "need 256"]),
-    # huge declared sizes
-    (*_binary_body({"inputs": [_x_input(shape=(1 << 40, 64), size=1 << 48)]}, ROW),
-     ["binary_data_size 281474976710656 goes past the end of the body"]),
-    (*_binary_body({"inputs": [_x_input(size=1 << 48)]}, ROW), ["binary_data_size is 281474976710656", "need 256"]),
-    # unknown datatype, BYTES tensors
-    (*_binary_body({"inputs": [_x_input(datatype="FP33")]}, ROW), ["'x'", "FP33", "FP32"]),
-    (*_binary_body({"inputs": [_x_input(datatype="BYTES")]}, struct.pack("<I", 3) + b"abc"), ["'x'", "BYTES"]),
-    # binary_data_size without the header, negative, or with data as well
-    (json.dumps({"inputs": [_x_input()]}).encode(), None, ["no binary part", "Inference-Header-Content-Length"]),
-    (*_binary_body({"inputs": [_x_input(size=-4)]}, ROW), ["binary_data_size must be a non-negative integer"]),
-    (*_binary_body({"inputs": [dict(_x_input(), data=[0.5] * 64)]}, ROW), ["both 'data'", "binary_data_size"]),
-    # a JSON header that is not JSON
-    (b"{inputs" + ROW, 7, ["not valid JSON"]),
-])
+@pytest.mark.parametrize(
+    "body, header_length, fragments",
+    [
+        # header length beyond the body
+        (ROW, 10_000, ["Inference-Header-Content-Length is 10000", "body has"]),
+        # not a number
+        (ROW, "ten", ["Inference-Header-Content-Length must be an integer"]),
+        # sizes that do not add up: more bytes than declared, fewer, and a size that does not fit the shape
+        (*_binary_body({"inputs": [_x_input()]}, ROW, b"\0" * 8), ["binary part has 264 bytes", "add up to 256"]),
+        (*_binary_body({"inputs": [_x_input()]}, ROW[:100]), ["goes past the end of the body"]),
+        (*_binary_body({"inputs": [_x_input(size=252)]}, ROW[:252]), ["binary_data_size is 252", "need 256"]),
+        # huge declared sizes
+        (
+            *_binary_body({"inputs": [_x_input(shape=(1 << 40, 64), size=1 << 48)]}, ROW),
+            ["binary_data_size 281474976710656 goes past the end of the body"],
+        ),
+        (*_binary_body({"inputs": [_x_input(size=1 << 48)]}, ROW), ["binary_data_size is 281474976710656", "need 256"]),
+        # unknown datatype, BYTES tensors
+        (*_binary_body({"inputs": [_x_input(datatype="FP33")]}, ROW), ["'x'", "FP33", "FP32"]),
+        (*_binary_body({"inputs": [_x_input(datatype="BYTES")]}, struct.pack("<I", 3) + b"abc"), ["'x'", "BYTES"]),
+        # binary_data_size without the header, negative, or with data as well
+        (json.dumps({"inputs": [_x_input()]}).encode(), None, ["no binary part", "Inference-Header-Content-Length"]),
+        (*_binary_body({"inputs": [_x_input(size=-4)]}, ROW), ["binary_data_size must be a non-negative integer"]),
+        (*_binary_body({"inputs": [dict(_x_input(), data=[0.5] * 64)]}, ROW), ["both 'data'", "binary_data_size"]),
+        # a JSON header that is not JSON
+        (b"{inputs" + ROW, 7, ["not valid JSON"]),
+    ],
+)
 def test_malformed_binary_bodies_get_a_400_and_the_server_keeps_serving(server, body, header_length, fragments):
     client = Client(server.port)
     headers = {} if header_length is None else {"Inference-Header-Content-Length": str(header_length)}
@@ -146,12 +151,18 @@ def test_tritonclient_grpc_gets_onnxruntimes_outputs(grpc_client, digits, versio
     assert grpc_client.get_server_metadata(as_json=True)["extensions"] == ["binary_tensor_data"]
     metadata = grpc_client.get_model_metadata("digits", as_json=True)
     assert metadata["versions"] == ["1", "2"] and metadata["inputs"] == [
-        {"name": "x", "datatype": "FP32", "shape": ["-1", "64"]}]
+        {"name": "x", "datatype": "FP32", "shape": ["-1", "64"]}
+    ]
     x = digits["x"][20:25].astype(np.float32)
     tensor = triton_grpc.InferInput("x", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x)
-    result = grpc_client.infer("digits", [tensor], model_version=version, request_id="r-7",
-                               outputs=[triton_grpc.InferRequestedOutput("logits")])
+    result = grpc_client.infer(
+        "digits",
+        [tensor],
+        model_version=version,
+        request_id="r-7",
+        outputs=[triton_grpc.InferRequestedOutput("logits")],
+    )
     response = result.get_response()
     assert (response.model_version, response.id) == (version, "r-7")
     np.testing.assert_array_equal(result.as_numpy("logits"), digits["models"][version].run(x=x)[0])
@@ -159,9 +170,11 @@ def test_tritonclient_grpc_gets_onnxruntimes_outputs(grpc_client, digits, versio
 
 def _stub_call(server, method, request, response_type):
     with grpc.insecure_channel(server.grpc_address) as channel:
-        call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}",
-                                   request_serializer=lambda m: m.SerializeToString(),
-                                   response_deserializer=response_type.FromString)
+        call = channel.unary_unary(
+            f"/inference.GRPCInferenceService/{method}",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=response_type.FromString,
+        )
         return call(request, timeout=10)
 
 
@@ -182,22 +195,29 @@ def _infer_request(shape=(1, 64), datatype="FP32", raw=(ROW,), model="digits", v
     return request
 
 
-@pytest.mark.parametrize("request_, code, fragments", [
-    (_infer_request(shape=(1, 63), raw=(ROW[:252],)), "INVALID_ARGUMENT", ["dimension 1 must be 64"]),
-    (_infer_request(raw=(ROW[:100],)), "INVALID_ARGUMENT", ["raw_input_contents[0] has 100 bytes", "need 256"]),
-    (_infer_request(raw=(ROW, ROW)), "INVALID_ARGUMENT", ["raw_input_contents has 2 entries", "1 inputs"]),
-    (_infer_request(datatype="BYTES", raw=(b"abc",)), "INVALID_ARGUMENT", ["'x'", "BYTES"]),
-    (_infer_request(datatype="FP33"), "INVALID_ARGUMENT", ["'x'", "FP33"]),
-    (_infer_request(name="y"), "INVALID_ARGUMENT", ["unknown input 'y'"]),
-    (_infer_request(shape=(1 << 40, 64)), "INVALID_ARGUMENT", ["has 256 bytes", "need 281474976710656"]),
-    (_infer_request(raw=()), "INVALID_ARGUMENT", ["contents.fp32_contents has 0 values", "needs 64"]),
-    (_infer_request(version="9"), "NOT_FOUND", ["no version '9'"]),
-    (_infer_request(model="mnist"), "NOT_FOUND", ["unknown model 'mnist'"]),
-    (_infer_request(shape=(5000, 64), raw=(b"\0" * (5000 * 256),)), "RESOURCE_EXHAUSTED",
-     [f"limit of {LIMIT:,} bytes"]),
-])
+@pytest.mark.parametrize(
+    "request_, code, fragments",
+    [
+        (_infer_request(shape=(1, 63), raw=(ROW[:252],)), "INVALID_ARGUMENT", ["dimension 1 must be 64"]),
+        (_infer_request(raw=(ROW[:100],)), "INVALID_ARGUMENT", ["raw_input_contents[0] has 100 bytes", "need 256"]),
+        (_infer_request(raw=(ROW, ROW)), "INVALID_ARGUMENT", ["raw_input_contents has 2 entries", "1 inputs"]),
+        (_infer_request(datatype="BYTES", raw=(b"abc",)), "INVALID_ARGUMENT", ["'x'", "BYTES"]),
+        (_infer_request(datatype="FP33"), "INVALID_ARGUMENT", ["'x'", "FP33"]),
+        (_infer_request(name="y"), "INVALID_ARGUMENT", ["unknown input 'y'"]),
+        (_infer_request(shape=(1 << 40, 64)), "INVALID_ARGUMENT", ["has 256 bytes", "need 281474976710656"]),
+        (_infer_request(raw=()), "INVALID_ARGUMENT", ["contents.fp32_contents has 0 values", "needs 64"]),
+        (_infer_request(version="9"), "NOT_FOUND", ["no version '9'"]),
+        (_infer_request(model="mnist"), "NOT_FOUND", ["unknown model 'mnist'"]),
+        (
+            _infer_request(shape=(5000, 64), raw=(b"\0" * (5000 * 256),)),
+            "RESOURCE_EXHAUSTED",
+            [f"limit of {LIMIT:,} bytes"],
+        ),
+    ],
+)
 def test_bad_grpc_requests_get_a_status_with_a_message_and_the_server_keeps_serving(
-        server, grpc_client, request_, code, fragments):
+    server, grpc_client, request_, code, fragments
+):
     with pytest.raises(grpc.RpcError) as raised:
         _stub_call(server, "ModelInfer", request_, service_pb2.ModelInferResponse)
     assert raised.value.code().name == code
@@ -231,19 +251,39 @@ def test_grpc_requests_are_counted_in_telemetry_like_http_ones(serve, dashboard,
     from .conftest import TOKEN, wait_until
 
     models = digits["models"]
-    spec = make_spec([deployment("1", models["1"], 100), deployment("2", models["2"], 0)], max_request_bytes=4096,
-                     telemetry={"url": "/api/v1/telemetry/", "flush_seconds": 0.5, "flush_requests": 1000})
+    spec = make_spec(
+        [deployment("1", models["1"], 100), deployment("2", models["2"], 0)],
+        max_request_bytes=4096,
+        telemetry={"url": "/api/v1/telemetry/", "flush_seconds": 0.5, "flush_requests": 1000},
+    )
     dashboard.publish(spec, models.values())
-    process = serve("--dashboard", dashboard.url, "--endpoint", "digits-prod", "--token", TOKEN, "--cache-dir",
-                    tmp_path / "cache", "--poll-seconds", "0.2", "--grpc-port", "0")
+    process = serve(
+        "--dashboard",
+        dashboard.url,
+        "--endpoint",
+        "digits-prod",
+        "--token",
+        TOKEN,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--poll-seconds",
+        "0.2",
+        "--grpc-port",
+        "0",
+    )
     address = "127.0.0.1:" + re.search(r"grpc on 127\.0\.0\.1:(\d+)", process.log()).group(1)
     x = digits["x"][:1].astype(np.float32)
     with grpc.insecure_channel(address) as channel:
-        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
-                                    request_serializer=lambda m: m.SerializeToString(),
-                                    response_deserializer=service_pb2.ModelInferResponse.FromString)
-        for version, raw, code in [("1", x.tobytes(), None)] * 6 + [("2", ROW[:100], "INVALID_ARGUMENT")] * 2 + [
-                ("1", b"\0" * 8192, "RESOURCE_EXHAUSTED"), ("7", x.tobytes(), "NOT_FOUND")]:
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=service_pb2.ModelInferResponse.FromString,
+        )
+        for version, raw, code in (
+            [("1", x.tobytes(), None)] * 6
+            + [("2", ROW[:100], "INVALID_ARGUMENT")] * 2
+            + [("1", b"\0" * 8192, "RESOURCE_EXHAUSTED"), ("7", x.tobytes(), "NOT_FOUND")]
+        ):
             request = _infer_request(shape=(len(raw) // 256 or 1, 64), raw=(raw,), version=version)
             if code is None:
                 assert infer(request, timeout=10).model_version == version
@@ -251,6 +291,8 @@ def test_grpc_requests_are_counted_in_telemetry_like_http_ones(serve, dashboard,
                 with pytest.raises(grpc.RpcError) as raised:
                     infer(request, timeout=10)
                 assert raised.value.code().name == code
-    expected = {"1": {"requests": 7, "errors": 1, "error_kinds": {"too_large": 1}},
-                "2": {"requests": 2, "errors": 2, "error_kinds": {"invalid_input": 2}}}
+    expected = {
+        "1": {"requests": 7, "errors": 1, "error_kinds": {"too_large": 1}},
+        "2": {"requests": 2, "errors": 2, "error_kinds": {"invalid_input": 2}},
+    }
     wait_until(lambda: dashboard.totals() == expected, timeout=20, message=f"{expected}, got {dashboard.totals()}")

@@ -11,7 +11,8 @@ def _model(op, onnx_type, dtype, extra_inputs=(), initializers=()):
     from onnx import helper
 
     graph = helper.make_graph(
-        [helper.make_node(op, ["x", *extra_inputs], ["y"])], op.lower(),
+        [helper.make_node(op, ["x", *extra_inputs], ["y"])],
+        op.lower(),
         [helper.make_tensor_value_info("x", onnx_type, ["batch", 3])],
         [helper.make_tensor_value_info("y", onnx_type, ["batch", 3])],
         initializer=list(initializers),
@@ -28,14 +29,31 @@ def typed(tmp_path_factory):
     from onnx import TensorProto, helper
 
     models = {
-        "fp16": _model("Mul", TensorProto.FLOAT16, "float16", ["two"],
-                       [helper.make_tensor("two", TensorProto.FLOAT16, [], np.array([2], np.float16).view(np.uint16))]),
-        "int64": _model("Add", TensorProto.INT64, "int64", ["one"], [helper.make_tensor("one", TensorProto.INT64, [], [1])]),
+        "fp16": _model(
+            "Mul",
+            TensorProto.FLOAT16,
+            "float16",
+            ["two"],
+            [helper.make_tensor("two", TensorProto.FLOAT16, [], np.array([2], np.float16).view(np.uint16))],
+        ),
+        "int64": _model(
+            "Add", TensorProto.INT64, "int64", ["one"], [helper.make_tensor("one", TensorProto.INT64, [], [1])]
+        ),
         "bool": _model("Not", TensorProto.BOOL, "bool"),
     }
-    deployments = [{"version": name, "weight": 100 if name == "fp16" else 0, "sha256": model.sha256,
-                    "size_bytes": len(model.raw), "format": "onnx", "artifact_url": f"artifacts/{model.sha256}.onnx",
-                    "io_signature": model.signature, "features": []} for name, model in models.items()]
+    deployments = [
+        {
+            "version": name,
+            "weight": 100 if name == "fp16" else 0,
+            "sha256": model.sha256,
+            "size_bytes": len(model.raw),
+            "format": "onnx",
+            "artifact_url": f"artifacts/{model.sha256}.onnx",
+            "io_signature": model.signature,
+            "features": [],
+        }
+        for name, model in models.items()
+    ]
     folder = tmp_path_factory.mktemp("typed")
     write_bundle(folder, make_spec(deployments, model="typed"), models.values())
     process = Serve(["--bundle", folder], folder / "serve.log").wait_ready()
@@ -44,8 +62,10 @@ def typed(tmp_path_factory):
 
 
 def _infer(process, version, datatype, data, shape=(2, 3)):
-    return process.client.post(f"/v2/models/typed/versions/{version}/infer",
-                               {"inputs": [{"name": "x", "shape": list(shape), "datatype": datatype, "data": data}]})
+    return process.client.post(
+        f"/v2/models/typed/versions/{version}/infer",
+        {"inputs": [{"name": "x", "shape": list(shape), "datatype": datatype, "data": data}]},
+    )
 
 
 def test_it_serves_fp16(typed):
@@ -63,7 +83,12 @@ def test_it_serves_int64_and_refuses_fractions_and_overflow(typed):
     process, _ = typed
     status, body = _infer(process, "int64", "INT64", [1, 2, 3, 2**40, -5, 0])
     assert status == 200, body
-    assert body["outputs"][0] == {"name": "y", "datatype": "INT64", "shape": [2, 3], "data": [2, 3, 4, 2**40 + 1, -4, 1]}
+    assert body["outputs"][0] == {
+        "name": "y",
+        "datatype": "INT64",
+        "shape": [2, 3],
+        "data": [2, 3, 4, 2**40 + 1, -4, 1],
+    }
     status, body = _infer(process, "int64", "INT64", [1.5, 2, 3, 4, 5, 6])
     assert status == 400 and "input 'x'" in body["error"] and "integers" in body["error"]
     status, body = _infer(process, "int64", "INT64", [2**70, 2, 3, 4, 5, 6])
@@ -74,8 +99,12 @@ def test_it_serves_bool(typed):
     process, _ = typed
     status, body = _infer(process, "bool", "BOOL", [[True, False, True], [False, False, True]])
     assert status == 200, body
-    assert body["outputs"][0] == {"name": "y", "datatype": "BOOL", "shape": [2, 3],
-                                  "data": [False, True, False, True, True, False]}
+    assert body["outputs"][0] == {
+        "name": "y",
+        "datatype": "BOOL",
+        "shape": [2, 3],
+        "data": [False, True, False, True, True, False],
+    }
     status, body = _infer(process, "bool", "BOOL", [0.5, 1, 0, 1, 0, 1])
     assert status == 400 and "BOOL" in body["error"]
 

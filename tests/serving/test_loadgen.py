@@ -17,4 +17,12 @@ def test_the_drift_phase_runs_once_by_default():
 
 def test_the_drift_phase_repeats_when_asked():
     assert [drifting(t, drift_every=600) for t in (89, 90, 209, 210, 689, 690, 809, 810)] == [
-        False, True, True, False, False, True, True, False]
+        False,
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+        False,
+    ]

@@ -10,13 +10,35 @@ import threading
 
 import numpy as np
 
-from .conftest import ROOT, TOKEN, Client, FakeDashboard, deployment, free_port, infer_body, make_spec, \
-    served_versions, wait_until
+from .conftest import (
+    ROOT,
+    TOKEN,
+    Client,
+    FakeDashboard,
+    deployment,
+    free_port,
+    infer_body,
+    make_spec,
+    served_versions,
+    wait_until,
+)
 
 
 def _args(dashboard_url, tmp_path, *extra):
-    return ["--dashboard", dashboard_url, "--endpoint", "digits-prod", "--token", TOKEN,
-            "--cache-dir", tmp_path / "cache", "--poll-seconds", "0.1", "--no-telemetry", *extra]
+    return [
+        "--dashboard",
+        dashboard_url,
+        "--endpoint",
+        "digits-prod",
+        "--token",
+        TOKEN,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--poll-seconds",
+        "0.1",
+        "--no-telemetry",
+        *extra,
+    ]
 
 
 class Traffic:
@@ -45,8 +67,7 @@ class Traffic:
         self.client.close()
 
 
-def test_it_follows_a_canary_a_promotion_and_a_rollback_without_failing_a_request(serve, dashboard, digits,
-                                                                                   tmp_path):
+def test_it_follows_a_canary_a_promotion_and_a_rollback_without_failing_a_request(serve, dashboard, digits, tmp_path):
     models = digits["models"]
     one, two = models["1"], models["2"]
     dashboard.publish(make_spec([deployment("1", one)], generation=1), [one])
@@ -92,20 +113,30 @@ def test_it_refuses_an_artifact_whose_sha256_does_not_match(serve, dashboard, di
     wait_until(lambda: dashboard.integrity_reports, message="the mismatch reported to the dashboard")
     report = dashboard.integrity_reports[0]
     assert (report["version"], report["where"], report["expected_sha256"], report["actual_sha256"]) == (
-        "2", "download", two.sha256, corrupted)
-    wait_until(lambda: "serving digits generation 2: 1 (100 %); refused: 2" in process.log(),
-               message="generation 2 served without the refused version")
+        "2",
+        "download",
+        two.sha256,
+        corrupted,
+    )
+    wait_until(
+        lambda: "serving digits generation 2: 1 (100 %); refused: 2" in process.log(),
+        message="generation 2 served without the refused version",
+    )
     status, body = process.client.post("/v2/models/digits/versions/2/infer", infer_body(digits["x"][:1]))
     assert status == 503 and "sha256 mismatch" in body["error"]
-    assert {process.client.post("/v2/models/digits/infer", infer_body(digits["x"][:1]))[1]["model_version"]
-            for _ in range(30)} == {"1"}
+    assert {
+        process.client.post("/v2/models/digits/infer", infer_body(digits["x"][:1]))[1]["model_version"]
+        for _ in range(30)
+    } == {"1"}
     assert sorted(p.name for p in (tmp_path / "cache").glob("*.onnx")) == [f"{one.sha256}.onnx"]
     assert not list((tmp_path / "cache").glob("*.part"))
 
     # Promoting the corrupt version to 100 % keeps the last good split.
     dashboard.spec = make_spec([dict(canary, weight=100)], generation=3)
-    wait_until(lambda: "none of the weighted versions of digits generation 3" in process.log(),
-               message="generation 3 to be turned down")
+    wait_until(
+        lambda: "none of the weighted versions of digits generation 3" in process.log(),
+        message="generation 3 to be turned down",
+    )
     assert served_versions(process.client) == ["1"]
     assert process.client.post("/v2/models/digits/infer", infer_body(digits["x"][:1]))[0] == 200
 
@@ -135,20 +166,27 @@ def test_it_reuses_cached_artifacts_after_a_restart(serve, dashboard, digits, tm
 
 
 def _start_and_exit(*args):
-    return subprocess.run([sys.executable, "-m", "serving.cli", "--port", "0", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "serving.cli", "--port", "0", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_it_exits_at_start_up_when_the_dashboard_refuses_the_token(dashboard, tmp_path):
-    result = _start_and_exit("--dashboard", dashboard.url, "--endpoint", "digits-prod", "--token", "wrong",
-                             "--cache-dir", tmp_path)
+    result = _start_and_exit(
+        "--dashboard", dashboard.url, "--endpoint", "digits-prod", "--token", "wrong", "--cache-dir", tmp_path
+    )
     assert result.returncode == 2
     assert "refuses the token for endpoint 'digits-prod' (401" in result.stderr
 
 
 def test_it_exits_at_start_up_for_an_unknown_endpoint(dashboard, tmp_path):
-    result = _start_and_exit("--dashboard", dashboard.url, "--endpoint", "nope", "--token", TOKEN,
-                             "--cache-dir", tmp_path)
+    result = _start_and_exit(
+        "--dashboard", dashboard.url, "--endpoint", "nope", "--token", TOKEN, "--cache-dir", tmp_path
+    )
     assert result.returncode == 2
     assert "has no endpoint 'nope' (404" in result.stderr
 
@@ -156,22 +194,44 @@ def test_it_exits_at_start_up_for_an_unknown_endpoint(dashboard, tmp_path):
 def test_it_takes_the_token_from_the_environment(serve, dashboard, digits, tmp_path):
     one = digits["models"]["1"]
     dashboard.publish(make_spec([deployment("1", one)]), [one])
-    process = serve("--dashboard", dashboard.url, "--endpoint", "digits-prod", "--cache-dir", tmp_path,
-                    "--no-telemetry", env={"BERTH_ENDPOINT_TOKEN": TOKEN})
+    process = serve(
+        "--dashboard",
+        dashboard.url,
+        "--endpoint",
+        "digits-prod",
+        "--cache-dir",
+        tmp_path,
+        "--no-telemetry",
+        env={"BERTH_ENDPOINT_TOKEN": TOKEN},
+    )
     assert process.client.get("/v2/health/ready")[0] == 200
 
 
 def test_it_takes_the_token_from_a_file_and_names_itself_to_the_dashboard(serve, dashboard, digits, tmp_path):
     one = digits["models"]["1"]
-    dashboard.publish(make_spec([deployment("1", one)], telemetry={"url": "/api/v1/telemetry/", "flush_seconds": 0.2}),
-                      [one])
+    dashboard.publish(
+        make_spec([deployment("1", one)], telemetry={"url": "/api/v1/telemetry/", "flush_seconds": 0.2}), [one]
+    )
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    process = serve("--dashboard", dashboard.url, "--endpoint", "digits-prod", "--cache-dir", tmp_path,
-                    "--token-file", token_file, "--poll-seconds", "0.1", env={"BERTH_ENDPOINT_TOKEN": "not-this-one"})
+    process = serve(
+        "--dashboard",
+        dashboard.url,
+        "--endpoint",
+        "digits-prod",
+        "--cache-dir",
+        tmp_path,
+        "--token-file",
+        token_file,
+        "--poll-seconds",
+        "0.1",
+        env={"BERTH_ENDPOINT_TOKEN": "not-this-one"},
+    )
     assert TOKEN not in " ".join(process.process.args)
-    wait_until(lambda: any(p.get("replica", {}).get("generation") == 1 for _, p in dashboard.posts),
-               message="a flush describing the replica")
+    wait_until(
+        lambda: any(p.get("replica", {}).get("generation") == 1 for _, p in dashboard.posts),
+        message="a flush describing the replica",
+    )
     replica = next(p["replica"] for _, p in dashboard.posts if p.get("replica", {}).get("generation") == 1)
     assert replica["versions"] == ["1"] and replica["pid"] == process.process.pid
     assert replica["host"] and replica["spec_polled"].endswith("Z") and len(replica["instance"]) == 32
@@ -180,11 +240,13 @@ def test_it_takes_the_token_from_a_file_and_names_itself_to_the_dashboard(serve,
 
 def test_an_empty_token_file_is_a_usage_error(tmp_path):
     (tmp_path / "token").write_text("\n")
-    result = _start_and_exit("--dashboard", "http://127.0.0.1:9", "--endpoint", "digits-prod",
-                             "--token-file", tmp_path / "token")
+    result = _start_and_exit(
+        "--dashboard", "http://127.0.0.1:9", "--endpoint", "digits-prod", "--token-file", tmp_path / "token"
+    )
     assert result.returncode == 2 and "is empty; put the endpoint token on its first line" in result.stderr
-    result = _start_and_exit("--dashboard", "http://127.0.0.1:9", "--endpoint", "digits-prod",
-                             "--token-file", tmp_path / "missing")
+    result = _start_and_exit(
+        "--dashboard", "http://127.0.0.1:9", "--endpoint", "digits-prod", "--token-file", tmp_path / "missing"
+    )
     assert result.returncode == 2 and "--token-file" in result.stderr and "No such file" in result.stderr
 
 
@@ -208,5 +270,6 @@ def test_it_waits_for_an_unreachable_dashboard_and_is_not_ready_meanwhile(serve,
     wait_until(lambda: "still serving digits generation 1" in process.log(), message="the outage to be noticed")
     status, body = process.client.post("/v2/models/digits/infer", infer_body(digits["x"][:2]))
     assert status == 200
-    np.testing.assert_array_equal(np.array(body["outputs"][0]["data"], dtype=np.float32).reshape(2, 10),
-                                  one.run(x=digits["x"][:2])[0])
+    np.testing.assert_array_equal(
+        np.array(body["outputs"][0]["data"], dtype=np.float32).reshape(2, 10), one.run(x=digits["x"][:2])[0]
+    )

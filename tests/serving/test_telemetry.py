@@ -24,14 +24,33 @@ def _start(serve, dashboard, digits, tmp_path, telemetry, **spec):
     models = digits["models"]
     deployments = spec.pop("deployments", None) or [deployment("1", models["1"], features=digits["features"])]
     dashboard.publish(make_spec(deployments, telemetry=telemetry, **spec), models.values())
-    return serve("--dashboard", dashboard.url, "--endpoint", "digits-prod", "--token", TOKEN,
-                 "--cache-dir", tmp_path / "cache", "--poll-seconds", "0.2", "--shutdown-flush-seconds", "10")
+    return serve(
+        "--dashboard",
+        dashboard.url,
+        "--endpoint",
+        "digits-prod",
+        "--token",
+        TOKEN,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--poll-seconds",
+        "0.2",
+        "--shutdown-flush-seconds",
+        "10",
+    )
 
 
 def test_it_reports_exactly_the_requests_it_served_with_their_error_kinds(serve, dashboard, digits, tmp_path):
     models = digits["models"]
-    process = _start(serve, dashboard, digits, tmp_path, _telemetry(), max_request_bytes=4096, deployments=[
-        deployment("1", models["1"], 90, features=digits["features"]), deployment("2", models["2"], 10)])
+    process = _start(
+        serve,
+        dashboard,
+        digits,
+        tmp_path,
+        _telemetry(),
+        max_request_bytes=4096,
+        deployments=[deployment("1", models["1"], 90, features=digits["features"]), deployment("2", models["2"], 10)],
+    )
     client, x = process.client, digits["x"]
     for row in x[:30]:
         assert client.post("/v2/models/digits/versions/1/infer", infer_body(row[None]))[0] == 200
@@ -46,8 +65,10 @@ def test_it_reports_exactly_the_requests_it_served_with_their_error_kinds(serve,
     assert client.post("/v2/models/digits/versions/7/infer", infer_body(x[:1]))[0] == 404  # routed nowhere
     assert client.post("/v2/models/other/infer", infer_body(x[:1]))[0] == 404
 
-    expected = {"1": {"requests": 38, "errors": 8, "error_kinds": {"bad_request": 5, "too_large": 3}},
-                "2": {"requests": 24, "errors": 4, "error_kinds": {"invalid_input": 4}}}
+    expected = {
+        "1": {"requests": 38, "errors": 8, "error_kinds": {"bad_request": 5, "too_large": 3}},
+        "2": {"requests": 24, "errors": 4, "error_kinds": {"invalid_input": 4}},
+    }
     wait_until(lambda: dashboard.totals() == expected, timeout=20, message=f"{expected}, got {dashboard.totals()}")
     process.stop()
     assert dashboard.totals() == expected
@@ -60,20 +81,24 @@ def test_it_reports_exactly_the_requests_it_served_with_their_error_kinds(serve,
         assert 0 <= payload["seconds"] <= 1 and payload["dropped"] == 0  # a shutdown flush may follow at once
     series = [s for p in payloads for s in p["series"]]
     assert sum(sum(s["latency"]["buckets"].values()) + s["latency"]["zero_count"] for s in series) == 62
-    assert all(s["latency"]["alpha"] == 0.01 and all(isinstance(k, str) for k in s["latency"]["buckets"])
-               for s in series)
+    assert all(
+        s["latency"]["alpha"] == 0.01 and all(isinstance(k, str) for k in s["latency"]["buckets"]) for s in series
+    )
     # The inference-only (session.run) sketch: one value per model run, by batch size; the failed
     # requests never ran. Each run is shorter than its request.
     runs = {}
     for s in series:
         for rows, sketch in s.get("inference_latency", {}).items():
-            runs[(s["version"], rows)] = runs.get((s["version"], rows), 0) + sum(sketch["buckets"].values()) \
-                + sketch["zero_count"]
+            runs[(s["version"], rows)] = (
+                runs.get((s["version"], rows), 0) + sum(sketch["buckets"].values()) + sketch["zero_count"]
+            )
     assert runs == {("1", "1"): 30, ("2", "1"): 20}
     from berth.core.stats import sketch_quantiles
 
-    inference = sketch_quantiles([s["inference_latency"]["1"] for s in series if s["version"] == "1"
-                                  and "1" in s.get("inference_latency", {})], (0.5,))[0]
+    inference = sketch_quantiles(
+        [s["inference_latency"]["1"] for s in series if s["version"] == "1" and "1" in s.get("inference_latency", {})],
+        (0.5,),
+    )[0]
     request = sketch_quantiles([s["latency"] for s in series if s["version"] == "1"], (0.5,))[0]
     assert 0 < inference < request
 
@@ -113,7 +138,8 @@ def test_it_retries_a_flush_answered_500_and_it_is_counted_once(serve, dashboard
 
 
 def test_it_keeps_answering_while_the_dashboard_is_down_and_delivers_every_window_afterwards(
-        serve, dashboard, digits, tmp_path):
+    serve, dashboard, digits, tmp_path
+):
     process = _start(serve, dashboard, digits, tmp_path, _telemetry(flush_seconds=0.5))
     body = infer_body(digits["x"][:1])
     dashboard.stop()
@@ -124,8 +150,11 @@ def test_it_keeps_answering_while_the_dashboard_is_down_and_delivers_every_windo
         sent += 1
     down_until = time.time()
     dashboard.start()
-    wait_until(lambda: dashboard.totals().get("1", {}).get("requests") == sent, timeout=30,
-               message=f"{sent} requests to be reported")
+    wait_until(
+        lambda: dashboard.totals().get("1", {}).get("requests") == sent,
+        timeout=30,
+        message=f"{sent} requests to be reported",
+    )
     windows = sorted(p["start"] for p in dashboard.accepted.values() if p["series"] and p["start"] < _iso(down_until))
     assert len(windows) >= 8  # ~10 windows of 0.5 s while it was down, each delivered
     assert all(p["dropped"] == 0 for p in dashboard.accepted.values())

@@ -20,8 +20,10 @@ def test_it_serves_from_several_workers_and_sums_their_metrics(serve, digits, tm
         connection.request("POST", "/v2/models/digits/infer", body=body, headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         assert response.status == 200
-        np.testing.assert_array_equal(np.array(json.loads(response.read())["outputs"][0]["data"], np.float32),
-                                      model.run(x=digits["x"][:1])[0].ravel())
+        np.testing.assert_array_equal(
+            np.array(json.loads(response.read())["outputs"][0]["data"], np.float32),
+            model.run(x=digits["x"][:1])[0].ravel(),
+        )
         connection.close()
     status, text = process.client.get("/metrics")
     families = {family.name: family for family in text_string_to_metric_families(text)}

@@ -20,18 +20,27 @@ from registry.models import HardwareTarget
 
 
 class Command(BaseCommand):
-    help = ("Run the web server and local Celery workers (default queue with beat; every active target's "
-            "queue, one job at a time) in the foreground.")
+    help = (
+        "Run the web server and local Celery workers (default queue with beat; every active target's "
+        "queue, one job at a time) in the foreground."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument("--no-worker", action="store_true", help="Start the web server only.")
-        parser.add_argument("--serving-port", type=int, default=8081,
-                            help="Port of the demo endpoint's serving runtime (when the demo created one).")
-        parser.add_argument("--no-demo-traffic", action="store_true",
-                            help="Do not start the demo endpoint's runtime and traffic generator.")
+        parser.add_argument(
+            "--serving-port",
+            type=int,
+            default=8081,
+            help="Port of the demo endpoint's serving runtime (when the demo created one).",
+        )
+        parser.add_argument(
+            "--no-demo-traffic",
+            action="store_true",
+            help="Do not start the demo endpoint's runtime and traffic generator.",
+        )
 
     def handle(self, *args, host, port, web_workers, no_worker, serving_port, no_demo_traffic, **options):
         var_dir = settings.VAR_DIR
@@ -63,36 +72,59 @@ class Command(BaseCommand):
         if not no_worker:
             # Validation and housekeeping (with beat) in one worker; the targets' jobs in another,
             # one at a time, so that two benchmarks never share the CPU they are measuring.
-            processes["worker"] = _popen(celery + [
-                "-B", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"), "-Q", "default",
-                "--concurrency", "2", "--hostname", "local-default@%h"])
+            processes["worker"] = _popen(
+                celery
+                + [
+                    "-B",
+                    "--schedule",
+                    str(settings.VAR_DIR / "celerybeat-schedule"),
+                    "-Q",
+                    "default",
+                    "--concurrency",
+                    "2",
+                    "--hostname",
+                    "local-default@%h",
+                ]
+            )
             if target_queues:
-                processes["target worker"] = _popen(celery + [
-                    "-Q", ",".join(target_queues), "--concurrency", "1", "--hostname", "local-targets@%h"])
+                processes["target worker"] = _popen(
+                    celery + ["-Q", ",".join(target_queues), "--concurrency", "1", "--hostname", "local-targets@%h"]
+                )
         queues = ["default"] + target_queues
-        processes["web"] = _popen(gunicorn_command(bind=f"{host}:{port}", workers=web_workers),
-                                  env=gunicorn_environment(os.environ))
+        processes["web"] = _popen(
+            gunicorn_command(bind=f"{host}:{port}", workers=web_workers), env=gunicorn_environment(os.environ)
+        )
         self._wait_until_listening(host, port, processes["web"])
         if demo and not problem:
             self._demo_serving(processes, demo, host, port, serving_port)
         elif demo:
-            runtime_status.write(settings.VAR_DIR, endpoint=DEMO_ENDPOINT, running=False,
-                                 message=f"The demo's serving runtime is not running: {problem}.")
+            runtime_status.write(
+                settings.VAR_DIR,
+                endpoint=DEMO_ENDPOINT,
+                running=False,
+                message=f"The demo's serving runtime is not running: {problem}.",
+            )
         demo_line = ""
         if demo and not problem:
-            demo_line = (f"  demo endpoint {demo['endpoint']}: http://{host}:{serving_port}/v2/models/{demo['model']}"
-                         "/infer (Open Inference Protocol), with generated traffic\n")
+            demo_line = (
+                f"  demo endpoint {demo['endpoint']}: http://{host}:{serving_port}/v2/models/{demo['model']}"
+                "/infer (Open Inference Protocol), with generated traffic\n"
+            )
             if reissued:
                 demo_line += "    (its token had been replaced on the endpoint page: the demo runtime got a new one)\n"
         elif demo:
-            demo_line = (f"  demo endpoint {demo['endpoint']} is not served: {problem}; "
-                         "the rest of Berth runs without it\n")
-        self.stdout.write(self.style.SUCCESS(
-            f"\nBerth is running at http://{host}:{port}/\n"
-            f"  log in as admin, engineer or viewer with the password {DEMO_PASSWORD!r} (demo users)\n"
-            f"  worker queues: {', '.join(queues) if not no_worker else 'none (--no-worker)'}\n"
-            + demo_line + "  stop with Ctrl-C\n"
-        ))
+            demo_line = (
+                f"  demo endpoint {demo['endpoint']} is not served: {problem}; the rest of Berth runs without it\n"
+            )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nBerth is running at http://{host}:{port}/\n"
+                f"  log in as admin, engineer or viewer with the password {DEMO_PASSWORD!r} (demo users)\n"
+                f"  worker queues: {', '.join(queues) if not no_worker else 'none (--no-worker)'}\n"
+                + demo_line
+                + "  stop with Ctrl-C\n"
+            )
+        )
 
     def _demo_serving(self, processes, demo, host, port, serving_port):
         """The demo endpoint's serving runtime and a traffic generator (steady digits images, a
@@ -102,17 +134,53 @@ class Command(BaseCommand):
         log_path = settings.VAR_DIR / "demo-serving.log"
         self._serving_log = log_path
         with open(log_path, "w") as log:
-            processes["serving runtime"] = _popen([
-                python, "-m", "serving.cli", "--dashboard", f"http://{host}:{port}", "--endpoint", demo["endpoint"],
-                "--port", str(serving_port), "--cache-dir", str(settings.VAR_DIR / "serving-cache")],
-                env={**os.environ, "BERTH_ENDPOINT_TOKEN": demo["token"]}, stdout=log, stderr=subprocess.STDOUT)
-        processes["traffic"] = _popen([
-            python, "-m", "serving.loadgen", "--url", f"http://{host}:{serving_port}", "--model", demo["model"],
-            "--rate", "10", "--drift-after", "90", "--drift-for", "120", "--drift-every", "600",
-            "--malformed-every", "50"])
+            processes["serving runtime"] = _popen(
+                [
+                    python,
+                    "-m",
+                    "serving.cli",
+                    "--dashboard",
+                    f"http://{host}:{port}",
+                    "--endpoint",
+                    demo["endpoint"],
+                    "--port",
+                    str(serving_port),
+                    "--cache-dir",
+                    str(settings.VAR_DIR / "serving-cache"),
+                ],
+                env={**os.environ, "BERTH_ENDPOINT_TOKEN": demo["token"]},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes["traffic"] = _popen(
+            [
+                python,
+                "-m",
+                "serving.loadgen",
+                "--url",
+                f"http://{host}:{serving_port}",
+                "--model",
+                demo["model"],
+                "--rate",
+                "10",
+                "--drift-after",
+                "90",
+                "--drift-for",
+                "120",
+                "--drift-every",
+                "600",
+                "--malformed-every",
+                "50",
+            ]
+        )
         url = f"http://{host}:{serving_port}/v2/models/{demo['model']}/infer"
-        runtime_status.write(settings.VAR_DIR, endpoint=DEMO_ENDPOINT, running=True, url=url,
-                             message=f"The demo's serving runtime answers at {url} (log: {log_path}).")
+        runtime_status.write(
+            settings.VAR_DIR,
+            endpoint=DEMO_ENDPOINT,
+            running=True,
+            url=url,
+            message=f"The demo's serving runtime answers at {url} (log: {log_path}).",
+        )
 
     def _wait_until_listening(self, host, port, web, timeout=60):
         """Print the banner once the server answers, not somewhere inside its start-up logs."""
@@ -148,14 +216,18 @@ class Command(BaseCommand):
         """The demo's runtime or traffic stopped: say why, keep the rest running."""
         del processes[name]
         if name == "traffic":
-            self.stderr.write(f"The demo traffic generator exited with code {code}; the demo endpoint gets no "
-                              "more generated traffic. The rest keeps running.")
+            self.stderr.write(
+                f"The demo traffic generator exited with code {code}; the demo endpoint gets no "
+                "more generated traffic. The rest keeps running."
+            )
             return
         reason = RUNTIME_EXITS.get(code, f"it exited with code {code}")
         last = _last_line(getattr(self, "_serving_log", None))
-        message = (f"The demo's serving runtime stopped: {reason}"
-                   + (f" (last log line: {last})" if last else "")
-                   + ". The dashboard and workers keep running; `make run` again to retry.")
+        message = (
+            f"The demo's serving runtime stopped: {reason}"
+            + (f" (last log line: {last})" if last else "")
+            + ". The dashboard and workers keep running; `make run` again to retry."
+        )
         runtime_status.write(settings.VAR_DIR, endpoint=DEMO_ENDPOINT, running=False, message=message)
         self.stderr.write(message)
         traffic = processes.pop("traffic", None)
@@ -166,8 +238,10 @@ class Command(BaseCommand):
 # The demo's parts that may stop without stopping the rest.
 OPTIONAL = ("serving runtime", "traffic")
 # berth-serve's exit codes (serving/cli.py) as a reason.
-RUNTIME_EXITS = {2: "the dashboard refused its endpoint token or spec",
-                 3: "it could not listen on its port (in use? `make run SERVE_PORT=8091`)"}
+RUNTIME_EXITS = {
+    2: "the dashboard refused its endpoint token or spec",
+    3: "it could not listen on its port (in use? `make run SERVE_PORT=8091`)",
+}
 
 
 def _popen(command, **kwargs):

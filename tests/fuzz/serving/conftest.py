@@ -68,20 +68,37 @@ def build_versions():
 
     info = helper.make_tensor_value_info
     return {
-        "1": (_onnx([helper.make_node("Log", ["x"], ["y"])], [info("x", TensorProto.FLOAT, ["batch", 4])],
-                    [info("y", TensorProto.FLOAT, ["batch", 4])]),
-              {"inputs": [_io("x", "float32", ["batch", 4])], "outputs": [_io("y", "float32", ["batch", 4])]}),
-        "2": (_onnx([helper.make_node("Where", ["m", "i", "zero"], ["z"])],
-                    [info("i", TensorProto.INT64, ["batch", 3]), info("m", TensorProto.BOOL, ["batch", 3])],
-                    [info("z", TensorProto.INT64, ["batch", 3])],
-                    [numpy_helper.from_array(np.zeros((), np.int64), "zero")]),
-              {"inputs": [_io("i", "int64", ["batch", 3]), _io("m", "bool", ["batch", 3])],
-               "outputs": [_io("z", "int64", ["batch", 3])]}),
-        "3": (_onnx([helper.make_node("Mul", ["h", "h"], ["hh"]), helper.make_node("Neg", ["d"], ["nd"])],
-                    [info("h", TensorProto.FLOAT16, [2]), info("d", TensorProto.DOUBLE, ["batch"])],
-                    [info("hh", TensorProto.FLOAT16, [2]), info("nd", TensorProto.DOUBLE, ["batch"])]),
-              {"inputs": [_io("h", "float16", [2], ()), _io("d", "float64", ["batch"])],
-               "outputs": [_io("hh", "float16", [2], ()), _io("nd", "float64", ["batch"])]}),
+        "1": (
+            _onnx(
+                [helper.make_node("Log", ["x"], ["y"])],
+                [info("x", TensorProto.FLOAT, ["batch", 4])],
+                [info("y", TensorProto.FLOAT, ["batch", 4])],
+            ),
+            {"inputs": [_io("x", "float32", ["batch", 4])], "outputs": [_io("y", "float32", ["batch", 4])]},
+        ),
+        "2": (
+            _onnx(
+                [helper.make_node("Where", ["m", "i", "zero"], ["z"])],
+                [info("i", TensorProto.INT64, ["batch", 3]), info("m", TensorProto.BOOL, ["batch", 3])],
+                [info("z", TensorProto.INT64, ["batch", 3])],
+                [numpy_helper.from_array(np.zeros((), np.int64), "zero")],
+            ),
+            {
+                "inputs": [_io("i", "int64", ["batch", 3]), _io("m", "bool", ["batch", 3])],
+                "outputs": [_io("z", "int64", ["batch", 3])],
+            },
+        ),
+        "3": (
+            _onnx(
+                [helper.make_node("Mul", ["h", "h"], ["hh"]), helper.make_node("Neg", ["d"], ["nd"])],
+                [info("h", TensorProto.FLOAT16, [2]), info("d", TensorProto.DOUBLE, ["batch"])],
+                [info("hh", TensorProto.FLOAT16, [2]), info("nd", TensorProto.DOUBLE, ["batch"])],
+            ),
+            {
+                "inputs": [_io("h", "float16", [2], ()), _io("d", "float64", ["batch"])],
+                "outputs": [_io("hh", "float16", [2], ()), _io("nd", "float64", ["batch"])],
+            },
+        ),
     }
 
 
@@ -128,9 +145,13 @@ class Ledger:
             out = {}
             for version, count in self.requests.items():
                 refused = {s: n for (v, s), n in self.statuses.items() if v == version}
-                out[version] = {"requests": count, "errors": sum(refused.values()),
-                                "400": refused.get(400, 0), "413": refused.get(413, 0),
-                                "other": sum(n for s, n in refused.items() if s not in (400, 413))}
+                out[version] = {
+                    "requests": count,
+                    "errors": sum(refused.values()),
+                    "400": refused.get(400, 0),
+                    "413": refused.get(413, 0),
+                    "other": sum(n for s, n in refused.items() if s not in (400, 413)),
+                }
             return out
 
 
@@ -138,11 +159,13 @@ def _by_status(totals):
     out = {}
     for version, t in totals.items():
         kinds = t["error_kinds"]
-        out[version] = {"requests": t["requests"], "errors": t["errors"],
-                        "400": kinds.get("bad_request", 0) + kinds.get("invalid_input", 0),
-                        "413": kinds.get("too_large", 0),
-                        "other": sum(n for k, n in kinds.items() if k not in ("bad_request", "invalid_input",
-                                                                              "too_large"))}
+        out[version] = {
+            "requests": t["requests"],
+            "errors": t["errors"],
+            "400": kinds.get("bad_request", 0) + kinds.get("invalid_input", 0),
+            "413": kinds.get("too_large", 0),
+            "other": sum(n for k, n in kinds.items() if k not in ("bad_request", "invalid_input", "too_large")),
+        }
     return out
 
 
@@ -165,11 +188,11 @@ class Server:
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10).read().decode()
         failures, requests = {}, {}
         for line in text.splitlines():
-            match = re.match(r'berth_request_failures_total\{(.*)\} (\S+)', line)
+            match = re.match(r"berth_request_failures_total\{(.*)\} (\S+)", line)
             if match:
                 labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
                 failures[labels["version"], labels["kind"]] = int(float(match.group(2)))
-            match = re.match(r'berth_requests_total\{(.*)\} (\S+)', line)
+            match = re.match(r"berth_requests_total\{(.*)\} (\S+)", line)
             if match:
                 labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
                 requests[labels["version"]] = int(float(match.group(2)))
@@ -181,8 +204,10 @@ class Server:
 
         assert urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/health/ready", timeout=10).status == 200
         for version in self.versions.values():
-            feeds = {t["name"]: np.ones([1 if d == "batch" else d for d in t["shape"]],
-                                        dtype=t["dtype"]) for t in version.signature["inputs"]}
+            feeds = {
+                t["name"]: np.ones([1 if d == "batch" else d for d in t["shape"]], dtype=t["dtype"])
+                for t in version.signature["inputs"]
+            }
             answer = HTTP_JSON.infer(self, version.name, json.dumps(valid_body(feeds)).encode())
             assert answer.status == 200, answer
             HTTP_JSON.check_outputs(answer, version, feeds)
@@ -221,26 +246,56 @@ def server(tmp_path_factory, request):
     reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
     if reporter is not None and capture is not None:  # the header hook runs only for conftests loaded at start-up
         with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\nserving fuzz: BERTH_FUZZ_SEED={SEED} "
-                                f"(BERTH_FUZZ_EXAMPLES={EXAMPLES or 'unset: make test bounds'})")
+            reporter.write_line(
+                f"\nserving fuzz: BERTH_FUZZ_SEED={SEED} (BERTH_FUZZ_EXAMPLES={EXAMPLES or 'unset: make test bounds'})"
+            )
     folder = tmp_path_factory.mktemp("serve-fuzz")
     versions = {name: Version(name, raw, io) for name, (raw, io) in build_versions().items()}
     dashboard = FakeDashboard()
-    deployments = [{"version": v.name, "weight": 100 if v.name == "1" else 0, "sha256": v.sha256,
-                    "size_bytes": len(v.raw), "format": "onnx",
-                    "artifact_url": f"/api/v1/endpoints/digits-prod/artifacts/{v.name}/",
-                    "io_signature": v.signature, "features": []} for v in versions.values()]
-    spec = make_spec(deployments, model=MODEL, max_request_bytes=LIMIT,
-                     telemetry={"url": "/api/v1/telemetry/", "flush_seconds": 1.0, "flush_requests": 100000})
+    deployments = [
+        {
+            "version": v.name,
+            "weight": 100 if v.name == "1" else 0,
+            "sha256": v.sha256,
+            "size_bytes": len(v.raw),
+            "format": "onnx",
+            "artifact_url": f"/api/v1/endpoints/digits-prod/artifacts/{v.name}/",
+            "io_signature": v.signature,
+            "features": [],
+        }
+        for v in versions.values()
+    ]
+    spec = make_spec(
+        deployments,
+        model=MODEL,
+        max_request_bytes=LIMIT,
+        telemetry={"url": "/api/v1/telemetry/", "flush_seconds": 1.0, "flush_requests": 100000},
+    )
 
     class Raw:  # FakeDashboard.publish matches artifacts by sha256
         def __init__(self, version):
             self.sha256, self.raw = version.sha256, version.raw
 
     dashboard.publish(spec, [Raw(v) for v in versions.values()])
-    process = Serve(["--dashboard", dashboard.url, "--endpoint", "digits-prod", "--token", TOKEN,
-                     "--cache-dir", folder / "cache", "--poll-seconds", "30", "--threads", "2", "--grpc-port", "0"],
-                    folder / "serve.log").wait_ready()
+    process = Serve(
+        [
+            "--dashboard",
+            dashboard.url,
+            "--endpoint",
+            "digits-prod",
+            "--token",
+            TOKEN,
+            "--cache-dir",
+            folder / "cache",
+            "--poll-seconds",
+            "30",
+            "--threads",
+            "2",
+            "--grpc-port",
+            "0",
+        ],
+        folder / "serve.log",
+    ).wait_ready()
     served = Server(process, dashboard, versions)
     yield served
     code = process.stop()

@@ -14,8 +14,15 @@ from .test_json import FUZZ, feeds
 from .transports import DATATYPES, GRPC, raw_bytes
 
 TYPED = {"float32": "fp32_contents", "float64": "fp64_contents", "int64": "int64_contents", "bool": "bool_contents"}
-FIELDS = ["fp32_contents", "fp64_contents", "int64_contents", "int_contents", "uint_contents", "uint64_contents",
-          "bool_contents"]
+FIELDS = [
+    "fp32_contents",
+    "fp64_contents",
+    "int64_contents",
+    "int_contents",
+    "uint_contents",
+    "uint64_contents",
+    "bool_contents",
+]
 
 
 def _pb():
@@ -61,13 +68,29 @@ def test_valid_messages_get_the_answer_of_a_direct_run(server, data):
 
 
 def _mutate(draw, request):
-    kind = draw(st.sampled_from(["raw-size", "raw-count", "typed-field", "typed-length", "shape", "datatype",
-                                 "drop-input", "repeat-input", "rename", "mixed", "non-finite", "output"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "raw-size",
+                "raw-count",
+                "typed-field",
+                "typed-length",
+                "shape",
+                "datatype",
+                "drop-input",
+                "repeat-input",
+                "rename",
+                "mixed",
+                "non-finite",
+                "output",
+            ]
+        )
+    )
     tensor = draw(st.sampled_from(list(request.inputs)))
     index = list(request.inputs).index(tensor)
     if kind == "raw-size" and request.raw_input_contents:
         data = request.raw_input_contents[index]
-        request.raw_input_contents[index] = data[:draw(st.integers(0, len(data)))] + draw(st.binary(max_size=9))
+        request.raw_input_contents[index] = data[: draw(st.integers(0, len(data)))] + draw(st.binary(max_size=9))
     elif kind == "raw-count":
         request.raw_input_contents.append(draw(st.binary(max_size=16)))
     elif kind == "typed-field":
@@ -98,8 +121,9 @@ def _mutate(draw, request):
     elif kind == "non-finite":
         values = tensor.contents.fp32_contents if tensor.datatype == "FP32" else tensor.contents.fp64_contents
         if tensor.datatype in ("FP32", "FP64") and len(values):
-            values[draw(st.integers(0, len(values) - 1))] = draw(st.sampled_from([float("nan"), float("inf"),
-                                                                                 float("-inf")]))
+            values[draw(st.integers(0, len(values) - 1))] = draw(
+                st.sampled_from([float("nan"), float("inf"), float("-inf")])
+            )
     elif kind == "output":
         request.outputs.add(name=draw(st.text(max_size=6)))
     return kind, request
@@ -122,7 +146,7 @@ def test_bytes_that_are_no_message_get_invalid_argument(server, data):
     _, _, request = data.draw(grpc_requests(server))
     raw = request.SerializeToString()
     at = data.draw(st.integers(0, len(raw)))
-    raw = raw[:at] + data.draw(st.binary(min_size=1, max_size=12)) + raw[at + data.draw(st.integers(0, 12)):]
+    raw = raw[:at] + data.draw(st.binary(min_size=1, max_size=12)) + raw[at + data.draw(st.integers(0, 12)) :]
     note(f"seed {SEED}: {raw!r}")
     try:
         message = _pb().ModelInferRequest.FromString(raw)

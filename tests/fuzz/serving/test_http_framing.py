@@ -55,8 +55,12 @@ def _chunked(body, cuts):
 
 @seed(SEED)
 @settings(max_examples=examples(30), **FUZZ)
-@given(data=st.data(), lie=st.sampled_from(["short", "long", "huge", "malformed", "twice", "chunked", "chunked-big",
-                                            "chunked-broken", "both"]))
+@given(
+    data=st.data(),
+    lie=st.sampled_from(
+        ["short", "long", "huge", "malformed", "twice", "chunked", "chunked-big", "chunked-broken", "both"]
+    ),
+)
 def test_framing_lies_get_a_4xx_or_a_correct_200_and_never_hang(server, data, lie):
     body = BODY
     shut_write = False  # a half-closed connection is a client gone: uvicorn drops its answer
@@ -66,14 +70,28 @@ def test_framing_lies_get_a_4xx_or_a_correct_200_and_never_hang(server, data, li
     elif lie == "long":  # declares less: the rest is read as the next request. (Bytes that are not a
         # request make uvicorn answer 400 and close at once, dropping the answer to the first request,
         # which the server did count: the client cannot tell, so the ledger could not either.)
-        extra = data.draw(st.sampled_from([b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n",
-                                           _request(server, [("Content-Length", len(BODY))], BODY)]))
+        extra = data.draw(
+            st.sampled_from(
+                [
+                    b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n",
+                    _request(server, [("Content-Length", len(BODY))], BODY),
+                ]
+            )
+        )
         headers, body = [("Content-Length", len(body))], body + extra
     elif lie == "huge":
         headers = [("Content-Length", data.draw(st.integers(4 * LIMIT + 1, 2**63)))]
     elif lie == "malformed":
-        headers = [("Content-Length", data.draw(st.sampled_from(["-1", "abc", "1e3", " ", "0x10", "99999999999999999999999",
-                                                                 f"{len(body)}, {len(body)}"])))]
+        headers = [
+            (
+                "Content-Length",
+                data.draw(
+                    st.sampled_from(
+                        ["-1", "abc", "1e3", " ", "0x10", "99999999999999999999999", f"{len(body)}, {len(body)}"]
+                    )
+                ),
+            )
+        ]
     elif lie == "twice":
         headers = [("Content-Length", len(body)), ("Content-Length", data.draw(st.integers(0, 2 * len(body))))]
     elif lie == "both":
@@ -87,7 +105,11 @@ def test_framing_lies_get_a_4xx_or_a_correct_200_and_never_hang(server, data, li
         if lie == "chunked-broken":  # a chunk size may now promise more than follows: the client stops
             shut_write = True  # sending, as for "short" (a client still sending is waited for)
             at = data.draw(st.integers(0, len(body)))
-            body = body[:at] + data.draw(st.sampled_from([b"zz\r\n", b"\r\n", b"ffffffffffffffff\r\n", b"-1\r\n"])) + body[at:]
+            body = (
+                body[:at]
+                + data.draw(st.sampled_from([b"zz\r\n", b"\r\n", b"ffffffffffffffff\r\n", b"-1\r\n"]))
+                + body[at:]
+            )
     raw = _request(server, headers, body, close=lie != "long")
     note(f"seed {SEED}; {lie}: {raw[:500]!r}")
     # "long" leaves the connection open after its answers (uvicorn closes it after 5 s idle).

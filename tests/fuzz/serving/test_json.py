@@ -44,19 +44,24 @@ def valid_requests(draw, server):
     inputs = draw(feeds(version))
     outputs = [o["name"] for o in version.signature["outputs"]]
     wanted = draw(st.none() | st.lists(st.sampled_from(outputs), min_size=1, unique=True))
-    body = valid_body(inputs, nested=draw(st.booleans()), outputs=wanted,
-                      request_id=draw(st.none() | st.text(max_size=20)))
+    body = valid_body(
+        inputs, nested=draw(st.booleans()), outputs=wanted, request_id=draw(st.none() | st.text(max_size=20))
+    )
     if draw(st.booleans()):
-        body["parameters"] = draw(st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8),
-                                                  max_size=3))
+        body["parameters"] = draw(st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=3))
     return version, inputs, wanted, body
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=12)
     | st.sampled_from([-0.0, 1e308, -1e308, 2**63, 2**64, -(2**63) - 1, "", "\u0000", "\ud800", "FP32", "x"]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 
 def _paths(value, path=()):
@@ -81,8 +86,12 @@ def _mutate(draw, body):
         parent = parent[key]
     last = path[-1]
     if action == "replace":
-        parent[last] = draw(JSON_VALUES | st.sampled_from(
-            [[], {}, [[]], -1, 0, 2**31, [2**62, 2**62], [-1, 4], [1.5, 4], [True, 4], "FP64", "BYTES", "INT8"]))
+        parent[last] = draw(
+            JSON_VALUES
+            | st.sampled_from(
+                [[], {}, [[]], -1, 0, 2**31, [2**62, 2**62], [-1, 4], [1.5, 4], [True, 4], "FP64", "BYTES", "INT8"]
+            )
+        )
     elif action == "delete":
         del parent[last]
     elif isinstance(parent, dict):
@@ -128,9 +137,22 @@ def test_mutated_requests_get_a_4xx_with_a_message_or_a_correct_200(server, data
 
 
 def _text_mutations():
-    return st.sampled_from([
-        "truncate", "insert", "replace", "nan", "bignum", "deep", "duplicate", "bom", "utf8", "surrogate",
-        "whitespace", "pad"])
+    return st.sampled_from(
+        [
+            "truncate",
+            "insert",
+            "replace",
+            "nan",
+            "bignum",
+            "deep",
+            "duplicate",
+            "bom",
+            "utf8",
+            "surrogate",
+            "whitespace",
+            "pad",
+        ]
+    )
 
 
 @seed(SEED)
@@ -144,14 +166,27 @@ def test_text_mutations_get_a_4xx_with_a_message_or_a_correct_200(server, data):
     if kind == "truncate":
         raw = raw[:at]
     elif kind == "insert":
-        raw = raw[:at] + data.draw(st.binary(max_size=16) | st.sampled_from([b"[", b"]", b"{", b"}", b",", b'"', b":",
-                                                                            b"\\", b"null", b"-0", b"1e400"])) + raw[at:]
+        raw = (
+            raw[:at]
+            + data.draw(
+                st.binary(max_size=16)
+                | st.sampled_from([b"[", b"]", b"{", b"}", b",", b'"', b":", b"\\", b"null", b"-0", b"1e400"])
+            )
+            + raw[at:]
+        )
     elif kind == "replace":
-        raw = raw[:at] + data.draw(st.text(max_size=12)).encode("utf-8", "surrogatepass") + raw[at + 8:]
+        raw = raw[:at] + data.draw(st.text(max_size=12)).encode("utf-8", "surrogatepass") + raw[at + 8 :]
     elif kind == "nan":
-        raw = re.sub(rb"(?<=[\[,])-?[0-9][0-9.e+-]*(?=[,\]])",
-                     data.draw(st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"-0", b"-0.0",
-                                                b"1e-400", b"70000"])), raw, count=data.draw(st.integers(1, 3)))
+        raw = re.sub(
+            rb"(?<=[\[,])-?[0-9][0-9.e+-]*(?=[,\]])",
+            data.draw(
+                st.sampled_from(
+                    [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"-0", b"-0.0", b"1e-400", b"70000"]
+                )
+            ),
+            raw,
+            count=data.draw(st.integers(1, 3)),
+        )
     elif kind == "bignum":
         raw = raw[:at] + b"1" * data.draw(st.sampled_from([20, 400, 5000, 40000])) + raw[at:]
     elif kind == "deep":
@@ -180,8 +215,11 @@ FLOAT_INPUTS = [("1", "x"), ("3", "h"), ("3", "d")]
 
 @seed(SEED)
 @settings(max_examples=examples(40), **FUZZ)
-@given(data=st.data(), where=st.sampled_from(FLOAT_INPUTS),
-       token=st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e39", "70000"]))
+@given(
+    data=st.data(),
+    where=st.sampled_from(FLOAT_INPUTS),
+    token=st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e39", "70000"]),
+)
 def test_non_finite_input_is_refused_naming_the_tensor(server, data, where, token):
     version = server.versions[where[0]]
     inputs = data.draw(feeds(version).filter(lambda f: f[where[1]].size > 0))
@@ -199,8 +237,11 @@ def test_non_finite_input_is_refused_naming_the_tensor(server, data, where, toke
 
 @seed(SEED)
 @settings(max_examples=examples(20), **FUZZ)
-@given(depth=st.integers(33, 200_000), inner=st.sampled_from([b"", b"0", b'"[{"', b"{}"]),
-       opener=st.sampled_from([b"[", b'{"a":']))
+@given(
+    depth=st.integers(33, 200_000),
+    inner=st.sampled_from([b"", b"0", b'"[{"', b"{}"]),
+    opener=st.sampled_from([b"[", b'{"a":']),
+)
 def test_nesting_deeper_than_the_limit_is_a_clear_400(server, depth, inner, opener):
     closer = b"]" if opener == b"[" else b"}"
     depth = min(depth, (LIMIT - 100) // (len(opener) + 1))

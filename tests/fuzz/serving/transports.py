@@ -31,6 +31,7 @@ class Answer:
 
 def strict_json(raw):
     """RFC 8259 JSON: NaN, Infinity and -Infinity literals are refused."""
+
     def refuse(token):
         raise ValueError(f"{token} is not JSON")
 
@@ -39,9 +40,17 @@ def strict_json(raw):
 
 def valid_body(feeds, *, nested=False, request_id=None, outputs=None):
     """An OIP request for ``feeds`` ({name: ndarray}), data flat or nested as the shape says."""
-    body = {"inputs": [{"name": name, "shape": list(array.shape), "datatype": DATATYPES[array.dtype.name],
-                        "data": array.tolist() if nested and array.ndim else array.ravel().tolist()}
-                       for name, array in feeds.items()]}
+    body = {
+        "inputs": [
+            {
+                "name": name,
+                "shape": list(array.shape),
+                "datatype": DATATYPES[array.dtype.name],
+                "data": array.tolist() if nested and array.ndim else array.ravel().tolist(),
+            }
+            for name, array in feeds.items()
+        ]
+    }
     if request_id is not None:
         body["id"] = request_id
     if outputs is not None:
@@ -63,10 +72,15 @@ class HttpJson:
             connection = self._connections.get(server.port)
             if connection is None:
                 connection = self._connections[server.port] = http.client.HTTPConnection(
-                    "127.0.0.1", server.port, timeout=timeout)
+                    "127.0.0.1", server.port, timeout=timeout
+                )
             try:
-                connection.request("POST", server.path(version), body=body,
-                                   headers={"Content-Type": "application/json", **(headers or {})})
+                connection.request(
+                    "POST",
+                    server.path(version),
+                    body=body,
+                    headers={"Content-Type": "application/json", **(headers or {})},
+                )
                 response = connection.getresponse()
                 raw = response.read()
                 if response.will_close:
@@ -79,11 +93,11 @@ class HttpJson:
         answer = Answer(response.status, raw, {k.lower(): v for k, v in response.getheaders()})
         header_length = answer.headers.get("inference-header-content-length")
         try:
-            answer.data = strict_json(raw if header_length is None else raw[:int(header_length)])
+            answer.data = strict_json(raw if header_length is None else raw[: int(header_length)])
         except ValueError:
             pass
         if header_length is not None and answer.data is not None:
-            _attach_binary(answer, raw[int(header_length):])
+            _attach_binary(answer, raw[int(header_length) :])
         server.ledger.answered(version, answer.status)
         self.check(answer, server.versions[version])
         return answer
@@ -133,8 +147,9 @@ class HttpJson:
             if "binary" in output:
                 got_array = np.frombuffer(output["binary"], dtype=want.dtype.newbyteorder("<"))
             else:
-                got_array = np.array([NON_FINITE.get(v, v) if isinstance(v, str) else v for v in output["data"]],
-                                     dtype=want.dtype)
+                got_array = np.array(
+                    [NON_FINITE.get(v, v) if isinstance(v, str) else v for v in output["data"]], dtype=want.dtype
+                )
             np.testing.assert_array_equal(got_array.reshape(want.shape), want)
 
 
@@ -145,7 +160,7 @@ def _attach_binary(answer, rest):
         size = (output.get("parameters") or {}).get("binary_data_size")
         if size is not None:
             assert "data" not in output, output
-            output["binary"] = rest[offset:offset + size]
+            output["binary"] = rest[offset : offset + size]
             offset += size
     assert offset == len(rest), f"binary outputs add up to {offset} bytes but {len(rest)} follow the header"
 
@@ -154,8 +169,10 @@ def binary_body(header, chunks, header_length=None):
     """(body, headers) of a request with the binary tensor data extension."""
     encoded = json.dumps(header).encode()
     length = len(encoded) if header_length is None else header_length
-    return encoded + b"".join(chunks), {"Inference-Header-Content-Length": str(length),
-                                        "Content-Type": "application/octet-stream"}
+    return encoded + b"".join(chunks), {
+        "Inference-Header-Content-Length": str(length),
+        "Content-Type": "application/octet-stream",
+    }
 
 
 def raw_bytes(array):
@@ -183,11 +200,15 @@ class Grpc:
 
             from tritonclient.grpc import service_pb2 as pb
 
-            channel = grpc.insecure_channel(server.grpc_address, options=[
-                ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
+            channel = grpc.insecure_channel(
+                server.grpc_address,
+                options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
+            )
             stub = self._stubs[server.grpc_address] = channel.unary_unary(
-                "/inference.GRPCInferenceService/ModelInfer", request_serializer=lambda raw: raw,
-                response_deserializer=pb.ModelInferResponse.FromString)
+                "/inference.GRPCInferenceService/ModelInfer",
+                request_serializer=lambda raw: raw,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
         return stub
 
     def infer(self, server, version, message, *, counted=True):

@@ -9,10 +9,13 @@ from jobs.engine.quality import MEASURES, binomial_half_width
 
 def labelled(name, *, latency, accuracy, size=1000, spread=0.1, evaluation_set="eval", samples=360):
     half = binomial_half_width(accuracy, samples)
-    quality = {"evaluation_set": {"name": evaluation_set, "sha256": evaluation_set * 8, "samples": samples},
-               "samples": samples,
-               "metrics": {"accuracy": {"value": accuracy, "samples": samples,
-                                        "interval": [accuracy - half, accuracy + half]}}}
+    quality = {
+        "evaluation_set": {"name": evaluation_set, "sha256": evaluation_set * 8, "samples": samples},
+        "samples": samples,
+        "metrics": {
+            "accuracy": {"value": accuracy, "samples": samples, "interval": [accuracy - half, accuracy + half]}
+        },
+    }
     return Candidate(name=name, ref=f"digits:{name}", latency=latency, spread=spread, size=size, quality=quality)
 
 
@@ -21,10 +24,17 @@ def unevaluated(name, *, latency, size=1000, spread=0.1):
 
 
 def fidelity(name, *, latency, against, cosine=None, size=1000, spread=0.1, samples=64, model="minilm"):
-    metrics = {"cosine": {"value": cosine, "samples": samples, "interval": [cosine - 0.001, cosine + 0.001]}} \
-        if cosine is not None else {}
-    quality = {"evaluation_set": None, "reference": f"{model}:{against}" if against else None, "samples": samples,
-               "metrics": metrics}
+    metrics = (
+        {"cosine": {"value": cosine, "samples": samples, "interval": [cosine - 0.001, cosine + 0.001]}}
+        if cosine is not None
+        else {}
+    )
+    quality = {
+        "evaluation_set": None,
+        "reference": f"{model}:{against}" if against else None,
+        "samples": samples,
+        "metrics": metrics,
+    }
     return Candidate(name=name, ref=f"{model}:{name}", latency=latency, spread=spread, size=size, quality=quality)
 
 
@@ -35,8 +45,9 @@ def test_an_untrained_version_of_another_lineage_is_never_picked():
     decision = decide([trained, untrained, small], task="classification", limits={"max_drop_pt": 0.005})
     assert decision.choice is trained
     assert decision.reference.name == "1" and decision.reference.evaluation_set["name"] == "eval"
-    assert dict(decision.excluded)["3"].startswith("accuracy 10.80 % on evaluation set eval (360 samples): "
-                                                   "-88.40 pt against the reference 1")
+    assert dict(decision.excluded)["3"].startswith(
+        "accuracy 10.80 % on evaluation set eval (360 samples): -88.40 pt against the reference 1"
+    )
     assert "3-ux-small" in dict(decision.excluded)
     # Without a limit given, the default (0.5 pt) applies: still never the untrained one.
     assert decide([trained, untrained, small], task="classification").choice is trained
@@ -53,8 +64,10 @@ def test_a_drop_within_noise_is_called_so_and_still_counts_against_the_limit():
     assert "within noise (±" in judgement.text and "limit at most 0.50 pt accuracy drop" in judgement.text
     assert decision.judgements["1-int4"].within_noise and not decision.judgements["1-int4"].qualifies
     # With many more samples the same drop is beyond noise.
-    big = [labelled(c.name, latency=c.latency, accuracy=a, samples=1_000_000)
-           for c, a in ((reference, 0.980), (close, 0.975))]
+    big = [
+        labelled(c.name, latency=c.latency, accuracy=a, samples=1_000_000)
+        for c, a in ((reference, 0.980), (close, 0.975))
+    ]
     assert not decide(big, task="classification").judgements["1-int8"].within_noise
 
 
@@ -81,9 +94,11 @@ def test_different_evaluation_sets_do_not_compete():
     # The set most versions were measured on is the one they compete on, whatever the accuracy on another.
     assert decision.reference.name == "1" and decision.reference.evaluation_set["name"] == "eval"
     assert decision.choice is also
-    assert dict(decision.excluded)["1-int8"] == ("measured on evaluation set easy (20 samples), not on the "
-                                                 "reference's evaluation set eval (1000 samples): does not compete "
-                                                 "on accuracy")
+    assert dict(decision.excluded)["1-int8"] == (
+        "measured on evaluation set easy (20 samples), not on the "
+        "reference's evaluation set eval (1000 samples): does not compete "
+        "on accuracy"
+    )
 
 
 def test_a_latency_tie_never_promotes_a_less_accurate_version():
@@ -143,8 +158,11 @@ def test_fidelity_against_another_lineage_does_not_compete():
 
 
 def test_pick_reference_prefers_the_most_accurate_on_the_shared_set():
-    candidates = [labelled("a", latency=1, accuracy=0.90), labelled("b", latency=1, accuracy=0.95),
-                  labelled("c", latency=1, accuracy=0.99, evaluation_set="other")]
+    candidates = [
+        labelled("a", latency=1, accuracy=0.90),
+        labelled("b", latency=1, accuracy=0.95),
+        labelled("c", latency=1, accuracy=0.99, evaluation_set="other"),
+    ]
     reference = pick_reference(candidates, MEASURES["accuracy"])
     assert reference.name == "b" and reference.value == 0.95
 

@@ -44,8 +44,9 @@ def test_regression_mae_rmse_and_relative_error():
     assert metrics["mae"]["value"] == pytest.approx(4 / 3)
     assert metrics["rmse"]["value"] == pytest.approx(math.sqrt(10 / 3))
     std = np.std([1, 0, 3], ddof=1)
-    assert metrics["mae"]["interval"] == pytest.approx([4 / 3 - Z95 * std / math.sqrt(3),
-                                                        4 / 3 + Z95 * std / math.sqrt(3)])
+    assert metrics["mae"]["interval"] == pytest.approx(
+        [4 / 3 - Z95 * std / math.sqrt(3), 4 / 3 + Z95 * std / math.sqrt(3)]
+    )
     assert metrics["relative_error"]["value"] == pytest.approx((1 / 3) / (8 / 3))
     assert metrics["max_relative_error"]["value"] == pytest.approx(1 / 4)
     assert metrics["max_abs_error"]["value"] == 1.0
@@ -84,8 +85,11 @@ def test_evaluate_keeps_embedding_labels_out_of_accuracy():
 
 
 def test_older_benchmarks_are_read_from_their_fields():
-    quality = read_quality({}, accuracy=0.9, fidelity={"samples": 100, "reference": "m:1", "cosine_mean": 0.99,
-                                                       "cosine_min": 0.9, "agreement": 0.97})
+    quality = read_quality(
+        {},
+        accuracy=0.9,
+        fidelity={"samples": 100, "reference": "m:1", "cosine_mean": 0.99, "cosine_min": 0.9, "agreement": 0.97},
+    )
     assert quality["metrics"]["accuracy"]["value"] == 0.9 and quality["metrics"]["accuracy"]["samples"] == 100
     assert quality["metrics"]["cosine"]["worst"] == 0.9 and quality["reference"] == "m:1"
     assert ("top-1", "90.00 % ±5.88 pt") in summary(quality)

@@ -42,8 +42,9 @@ def test_it_quantizes_the_cnn_dynamically(cnn_onnx, cnn_evaluation, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
-def test_static_per_channel_int8_keeps_mlp_accuracy_within_half_a_point(method, mlp_onnx, mlp_calibration,
-                                                                        mlp_evaluation, tmp_path):
+def test_static_per_channel_int8_keeps_mlp_accuracy_within_half_a_point(
+    method, mlp_onnx, mlp_calibration, mlp_evaluation, tmp_path
+):
     result = quantize_static(mlp_onnx, tmp_path / f"{method}.onnx", calibration=mlp_calibration, method=method)
 
     assert_valid(result.output_path)
@@ -56,10 +57,12 @@ def test_static_per_channel_int8_keeps_mlp_accuracy_within_half_a_point(method, 
 
 
 @pytest.mark.parametrize("method, weight_type", [("minmax", "qint8"), ("entropy", "quint8")])
-def test_static_per_channel_int8_keeps_cnn_accuracy_within_half_a_point(method, weight_type, cnn_onnx,
-                                                                        cnn_calibration, cnn_evaluation, tmp_path):
-    result = quantize_static(cnn_onnx, tmp_path / "static.onnx", calibration=cnn_calibration, method=method,
-                             weight_type=weight_type)
+def test_static_per_channel_int8_keeps_cnn_accuracy_within_half_a_point(
+    method, weight_type, cnn_onnx, cnn_calibration, cnn_evaluation, tmp_path
+):
+    result = quantize_static(
+        cnn_onnx, tmp_path / "static.onnx", calibration=cnn_calibration, method=method, weight_type=weight_type
+    )
 
     assert_valid(result.output_path)
     measured = evaluate(result.output_path, dataset=cnn_evaluation, reference_path=cnn_onnx)
@@ -69,9 +72,18 @@ def test_static_per_channel_int8_keeps_cnn_accuracy_within_half_a_point(method, 
 
 def test_the_recipe_records_every_parameter_and_the_tools(mlp_onnx, digits, tmp_path):
     calibration = {"x": digits.train_x[:100], "labels": digits.train_y[:100]}
-    result = quantize_static(mlp_onnx, tmp_path / "q.onnx", calibration=calibration, method="percentile",
-                             per_channel=False, reduce_range=True, activation_type="qint8", weight_type="qint8",
-                             op_types=["MatMul", "Gemm"], max_samples=64)
+    result = quantize_static(
+        mlp_onnx,
+        tmp_path / "q.onnx",
+        calibration=calibration,
+        method="percentile",
+        per_channel=False,
+        reduce_range=True,
+        activation_type="qint8",
+        weight_type="qint8",
+        op_types=["MatMul", "Gemm"],
+        max_samples=64,
+    )
 
     recipe = result.recipe
     assert recipe["method"] == "quantize_static" and recipe["format"] == "QDQ"
@@ -103,8 +115,12 @@ def test_it_writes_an_optimized_graph_that_loads(level, cnn_onnx, cnn_evaluation
 
     x = cnn_evaluation["x"][:4]
     np.testing.assert_allclose(run(result.output_path, x), run(cnn_onnx, x), atol=1e-4)
-    assert result.recipe == {"method": "optimize_graph", "level": level, "providers": ["CPUExecutionProvider"],
-                             "tools": {"onnx": onnx.__version__, "onnxruntime": ort.__version__}}
+    assert result.recipe == {
+        "method": "optimize_graph",
+        "level": level,
+        "providers": ["CPUExecutionProvider"],
+        "tools": {"onnx": onnx.__version__, "onnxruntime": ort.__version__},
+    }
 
 
 def test_it_rejects_an_unknown_calibration_method(mlp_onnx, mlp_calibration, tmp_path):

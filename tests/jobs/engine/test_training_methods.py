@@ -38,9 +38,12 @@ def test_an_onnx_classifier_becomes_the_same_torch_module(request, digits, which
 def test_an_unsupported_operator_is_named(tmp_path):
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Sin", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])])
+    graph = helper.make_graph(
+        [helper.make_node("Sin", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+    )
     onnx.save(helper.make_model(graph), tmp_path / "sin.onnx")
     with pytest.raises(EngineError, match="uses Sin"):
         onnx_to_torch(tmp_path / "sin.onnx")
@@ -49,8 +52,15 @@ def test_an_unsupported_operator_is_named(tmp_path):
 def test_structured_pruning_removes_channels_and_fine_tunes(cnn_onnx, cnn_training, cnn_evaluation, tmp_path):
     out = tmp_path / "pruned.onnx"
     partials = []
-    result = prune_structured(cnn_onnx, out, training=cnn_training, evaluation=cnn_evaluation, sparsity=0.5,
-                              finetune_epochs=2, progress=lambda p, m="", partial=None: partials.append(partial))
+    result = prune_structured(
+        cnn_onnx,
+        out,
+        training=cnn_training,
+        evaluation=cnn_evaluation,
+        sparsity=0.5,
+        finetune_epochs=2,
+        progress=lambda p, m="", partial=None: partials.append(partial),
+    )
     layers = result.recipe["layers"]
     assert layers and all(entry["channels_after"] * 2 == entry["channels_before"] for entry in layers.values())
     conv = [i for i in onnx.load(str(out)).graph.initializer if len(i.dims) == 4]
@@ -75,8 +85,17 @@ def test_a_student_learns_the_teacher_from_soft_targets_alone(mlp_onnx, digits, 
     """No labels: whatever the student gets right, it learnt from the teacher's scores."""
     training = {"x": digits.train_x[:800]}
     evaluation = {"x": digits.test_x, "labels": digits.test_y}
-    result = distill(mlp_onnx, tmp_path / "student.onnx", training=training, evaluation=evaluation,
-                     student="mlp", student_width=16, epochs=8, learning_rate=0.01, temperature=4.0)
+    result = distill(
+        mlp_onnx,
+        tmp_path / "student.onnx",
+        training=training,
+        evaluation=evaluation,
+        student="mlp",
+        student_width=16,
+        epochs=8,
+        learning_rate=0.01,
+        temperature=4.0,
+    )
     measured = result.recipe["measured"]
     assert measured["agreement"] > 0.8 and measured["student_accuracy"] > 0.75
     assert result.recipe["alpha_used"] == 0.0 and "no labels" in " ".join(result.notes)
@@ -92,8 +111,7 @@ def test_bad_students_and_datasets_are_refused(mlp_onnx, cnn_onnx, digits, tmp_p
     with pytest.raises(EngineError, match="training dataset lacks input"):
         distill(cnn_onnx, tmp_path / "s.onnx", training={"pixels": digits.train_x[:50]}, epochs=1)
     with pytest.raises(EngineError, match="labels run from"):
-        distill(mlp_onnx, tmp_path / "s.onnx", training={"x": digits.train_x[:50], "labels": np.full(50, 12)},
-                epochs=1)
+        distill(mlp_onnx, tmp_path / "s.onnx", training={"x": digits.train_x[:50], "labels": np.full(50, 12)}, epochs=1)
     assert not (tmp_path / "s.onnx").exists()
     signature = {"inputs": [{"name": "x", "shape": ["batch", 64]}], "outputs": [{"name": "y", "shape": ["b", 10]}]}
     assert check_teacher({"student": "cnn"}, signature)[0] == "student"

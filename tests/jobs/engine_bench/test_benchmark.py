@@ -91,8 +91,9 @@ def test_it_measures_every_batch_size_and_thread_count(mlp_onnx):
 
 def test_it_flags_a_run_that_hits_max_seconds_as_unstable(mlp_onnx):
     # One window takes 0.05 s of inference: 0.06 s leaves no room for three.
-    run = run_benchmark(mlp_onnx, inputs=MLP_INPUTS, min_runs=30, min_seconds=0.05, max_seconds=0.06,
-                        measure_memory=False)
+    run = run_benchmark(
+        mlp_onnx, inputs=MLP_INPUTS, min_runs=30, min_seconds=0.05, max_seconds=0.06, measure_memory=False
+    )
     (m,) = run.measurements
     assert m.stable is False
     assert len(m.windows) < 3
@@ -107,8 +108,9 @@ def test_it_stops_when_asked(mlp_onnx):
         return len(calls) > 8
 
     with pytest.raises(BenchmarkCancelled):
-        run_benchmark(mlp_onnx, inputs=MLP_INPUTS, should_stop=should_stop, min_seconds=30, max_seconds=60,
-                      measure_memory=False)
+        run_benchmark(
+            mlp_onnx, inputs=MLP_INPUTS, should_stop=should_stop, min_seconds=30, max_seconds=60, measure_memory=False
+        )
     assert len(calls) == 9
 
 
@@ -122,8 +124,11 @@ def test_it_measures_memory_and_load_time_in_a_fresh_process(mlp_onnx):
 
 
 def test_an_unavailable_provider_names_the_available_ones(mlp_onnx):
-    with pytest.raises(EngineError, match=r"NoSuchExecutionProvider is not available on this host \(available: .*"
-                                          r"CPUExecutionProvider"):
+    with pytest.raises(
+        EngineError,
+        match=r"NoSuchExecutionProvider is not available on this host \(available: .*"
+        r"CPUExecutionProvider",
+    ):
         run_benchmark(mlp_onnx, inputs=MLP_INPUTS, provider="NoSuchExecutionProvider", **FAST)
 
 

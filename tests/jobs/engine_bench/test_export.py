@@ -32,8 +32,13 @@ def assert_dynamic_batch_onnx(path, mlp):
 
 def test_it_exports_torchscript_with_the_legacy_exporter(mlp, mlp_torchscript, tmp_path):
     seen = []
-    result = export_to_onnx(mlp_torchscript, "torchscript", tmp_path / "ts.onnx", inputs=TRACED_INPUTS,
-                            progress=lambda p, m="": seen.append(p))
+    result = export_to_onnx(
+        mlp_torchscript,
+        "torchscript",
+        tmp_path / "ts.onnx",
+        inputs=TRACED_INPUTS,
+        progress=lambda p, m="": seen.append(p),
+    )
     assert result.recipe["exporter"] == "torchscript"
     assert "ScriptModule" in result.recipe["dynamo_error"]
     assert result.opset == 18 and result.recipe["opset"] == 18
@@ -62,8 +67,9 @@ def test_it_gives_a_fixed_batch_program_a_dynamic_axis(mlp, mlp_program_fixed_ba
 
 
 def test_it_keeps_a_fixed_batch_when_asked(mlp_torchscript, tmp_path):
-    result = export_to_onnx(mlp_torchscript, "torchscript", tmp_path / "s.onnx", inputs=TRACED_INPUTS,
-                            dynamic_batch=False, parity_samples=1)
+    result = export_to_onnx(
+        mlp_torchscript, "torchscript", tmp_path / "s.onnx", inputs=TRACED_INPUTS, dynamic_batch=False, parity_samples=1
+    )
     assert ort.InferenceSession(result.output_path).get_inputs()[0].shape == [1, 64]
 
 

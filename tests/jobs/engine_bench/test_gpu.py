@@ -50,13 +50,19 @@ def test_timing_modes_are_checked_against_the_provider():
 def test_a_cuda_graph_is_a_provider_option():
     mode = gpu.timing_mode("CUDAExecutionProvider", "device", cuda_graph=True)
     assert gpu.session_provider_options("CUDAExecutionProvider", {"device_id": 1}, mode) == {
-        "device_id": 1, "enable_cuda_graph": "1"}
+        "device_id": 1,
+        "enable_cuda_graph": "1",
+    }
     assert gpu.session_provider_options("CPUExecutionProvider", None, gpu.TimingMode()) == {}
 
 
 def test_process_device_memory_sums_what_nvml_lists_for_that_pid():
-    listed = [SimpleNamespace(pid=7, usedGpuMemory=1_000), SimpleNamespace(pid=8, usedGpuMemory=5_000),
-              SimpleNamespace(pid=7, usedGpuMemory=24), SimpleNamespace(pid=7, usedGpuMemory=None)]
+    listed = [
+        SimpleNamespace(pid=7, usedGpuMemory=1_000),
+        SimpleNamespace(pid=8, usedGpuMemory=5_000),
+        SimpleNamespace(pid=7, usedGpuMemory=24),
+        SimpleNamespace(pid=7, usedGpuMemory=None),
+    ]
     assert gpu.process_device_memory(listed, 7) == 1_024
     assert gpu.process_device_memory(listed, 9) is None
     assert gpu.process_device_memory([SimpleNamespace(pid=7, usedGpuMemory=None)], 7) is None
@@ -114,10 +120,21 @@ def test_a_cpu_benchmark_refuses_device_io_before_measuring(mlp_onnx):
 
 @needs_cuda
 def test_device_io_on_cuda_records_device_memory_and_is_not_slower_than_host_io(mlp_onnx):
-    host = run_benchmark(mlp_onnx, inputs=MLP_INPUTS, provider="CUDAExecutionProvider", batch_sizes=(32,),
-                         **{**FAST, "measure_memory": True})
-    device = run_benchmark(mlp_onnx, inputs=MLP_INPUTS, provider="CUDAExecutionProvider", batch_sizes=(32,),
-                           io="device", **{**FAST, "measure_memory": True})
+    host = run_benchmark(
+        mlp_onnx,
+        inputs=MLP_INPUTS,
+        provider="CUDAExecutionProvider",
+        batch_sizes=(32,),
+        **{**FAST, "measure_memory": True},
+    )
+    device = run_benchmark(
+        mlp_onnx,
+        inputs=MLP_INPUTS,
+        provider="CUDAExecutionProvider",
+        batch_sizes=(32,),
+        io="device",
+        **{**FAST, "measure_memory": True},
+    )
     assert device.measurements[0].timing_mode == "device"
     assert host.measurements[0].device_memory_bytes > 0
 
@@ -130,17 +147,31 @@ def test_tensorrt_options_get_an_engine_cache_per_artifact_and_an_int8_table_bui
         return {"x": np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)}
 
     preset = {"trt_int8_enable": "1", "trt_fp16_enable": "1", "trt_engine_cache_enable": "1"}
-    options = gpu.runtime_provider_options("TensorrtExecutionProvider", preset, cache_dir=tmp_path,
-                                           artifact_sha256="ab" * 32, model_path=mlp_onnx, calibration=calibration)
+    options = gpu.runtime_provider_options(
+        "TensorrtExecutionProvider",
+        preset,
+        cache_dir=tmp_path,
+        artifact_sha256="ab" * 32,
+        model_path=mlp_onnx,
+        calibration=calibration,
+    )
     folder = tmp_path / "tensorrt" / ("ab" * 32)
     assert options["trt_engine_cache_path"] == str(folder)
     assert options["trt_int8_calibration_table_name"] == "calibration.flatbuffers"
     assert (folder / "calibration.flatbuffers").stat().st_size > 0
-    again = gpu.runtime_provider_options("TensorrtExecutionProvider", preset, cache_dir=tmp_path,
-                                         artifact_sha256="ab" * 32, model_path=mlp_onnx, calibration=calibration)
+    again = gpu.runtime_provider_options(
+        "TensorrtExecutionProvider",
+        preset,
+        cache_dir=tmp_path,
+        artifact_sha256="ab" * 32,
+        model_path=mlp_onnx,
+        calibration=calibration,
+    )
     assert again == options and len(calls) == 1  # built once: a later job neither rebuilds nor reads the data
-    assert gpu.runtime_provider_options("CUDAExecutionProvider", {"device_id": 0}, cache_dir=tmp_path,
-                                        artifact_sha256="cd" * 32) == {"device_id": 0}
+    assert gpu.runtime_provider_options(
+        "CUDAExecutionProvider", {"device_id": 0}, cache_dir=tmp_path, artifact_sha256="cd" * 32
+    ) == {"device_id": 0}
     with pytest.raises(EngineError, match="attach a calibration dataset"):
-        gpu.runtime_provider_options("TensorrtExecutionProvider", preset, cache_dir=tmp_path,
-                                     artifact_sha256="ef" * 32, model_path=mlp_onnx)
+        gpu.runtime_provider_options(
+            "TensorrtExecutionProvider", preset, cache_dir=tmp_path, artifact_sha256="ef" * 32, model_path=mlp_onnx
+        )
