@@ -190,6 +190,19 @@ METHODS = (
         _int8_params(),
     ),
     Method(
+        "int4_weights",
+        "int4 weight-only (MatMul)",
+        "jobs.engine.int4:quantize_int4_weights",
+        "MatMul and dense-layer weights stored as 4-bit blocks, dequantized on the fly; activations stay float32, no data needed",
+        "the block size, symmetry, how many MatMuls were quantized, tool versions",
+        "int4-b{block_size}",
+        (
+            Param("block_size", "int", 32, "rows per quantization block: 16, 32, 64 or 128", low=16, high=128),
+            Param("symmetric", "bool", True, "blocks without a zero point", form=False),
+        ),
+        check="jobs.engine.int4:check_params",
+    ),
+    Method(
         "fp16",
         "fp16",
         "jobs.engine.quantize:convert_fp16",

@@ -91,6 +91,7 @@ def test_a_provider_every_live_worker_proved_unusable_is_refused_before_queueing
         ),
         ("compress", {"method": "autotune", "budget": {"speed": 2}}, "params.budget", "budget is an object"),
         ("compress", {"method": "dynamic_int8", "op_types": ["Teleport"]}, "params.op_types", "may contain only"),
+        ("compress", {"method": "int4_weights", "block_size": 20}, "params.block_size", "one of 16, 32, 64, 128"),
         ("benchmark", {"batch_sizes": [0]}, "params.batch_sizes", "from 1 to 4096"),
         ("benchmark", {"batch_sizes": []}, "params.batch_sizes", "list of 1 to 8"),
         ("benchmark", {"threads": ["two"]}, "params.threads", "whole number"),

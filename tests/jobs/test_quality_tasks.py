@@ -197,3 +197,18 @@ def test_a_regression_model_is_compared_on_relative_error(engineer_api, tmp_path
     judged = next(r for r in comparison.rows if r.version == fp16).judgement
     assert judged.known and 0 < judged.value < 0.01 and judged.qualifies  # fp16 of a small MLP: far below 1 %
     assert recommendation.choice is not None and "relative error" in recommendation.reason
+
+
+def test_an_encoders_int4_weights_child_records_its_recipe_and_is_judged_on_cosine(engineer_api, tmp_path):
+    HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})
+    fp32 = validated(engineer_api, embedding_onnx(tmp_path / "encoder.onnx"), "encoder", "embedding")
+    np.savez(tmp_path / "sentences.npz", **tokens(64))
+    attach(engineer_api, "encoder", "1", tmp_path / "sentences.npz", "sentences")
+    int4 = run("compress", fp32, {"method": "int4_weights", "block_size": 64}).output_version
+    run("benchmark", int4, {**QUICK, "evaluation_dataset": "sentences"})
+
+    assert int4.parent == fp32 and int4.version == "1-int4-b64"
+    assert int4.recipe["block_size"] == 64 and int4.recipe["quantized_matmuls"] == 5  # wq, wk, wv, w1, w2
+    assert int4.size_bytes < 0.4 * fp32.size_bytes  # the token table (Gather) stays float32
+    cosine = BenchmarkResult.objects.get(version=int4).quality["metrics"]["cosine"]
+    assert cosine["samples"] == 64 and 0.9 < cosine["value"] <= 1.0
