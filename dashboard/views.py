@@ -19,9 +19,9 @@ ENDPOINTS_ON_OVERVIEW = 20
 @access_required("model")
 def home(request):
     from jobs.comparison import best_variants
+    from jobs.gates import failing_gates
     from monitoring import alerts, series
     from monitoring.selectors import endpoint_list
-    from registry.selectors import failing_gates
 
     return render(
         request,

@@ -5,9 +5,12 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self):
-        from registry.signals import validation_requested
+        from registry.signals import gate_judge_provide, validation_requested
 
+        from .gates import gate_results
         from .services import validate_registered_version
 
         # Registering a version without a signature asks for validation: a validate job.
         validation_requested.connect(validate_registered_version, dispatch_uid="jobs.validate_registered_version")
+        # Moving a gated alias (production) asks for the gates' verdict on benchmark results.
+        gate_judge_provide(gate_results)

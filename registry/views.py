@@ -6,6 +6,7 @@ from django.views.decorators.http import require_POST
 
 from dashboard.access import access_required
 from dashboard.errors import BerthError, NotFound
+from jobs import gates as job_gates
 from jobs import selectors as job_selectors
 from jobs import services as job_services
 from jobs.forms import BenchmarkForm, CompressForm, ConvertForm
@@ -68,7 +69,7 @@ def model_detail(request, name):
     production = next((a for a in aliases if a.name in GATED_ALIASES), None)
     if production is not None:
         # Each gate as the current production version meets it now.
-        for gate, result in zip(gates, selectors.gate_results(production.version, gates=gates), strict=True):
+        for gate, result in zip(gates, job_gates.gate_results(production.version, gates=gates), strict=True):
             gate.production_result = result
     return render(
         request,

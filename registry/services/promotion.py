@@ -9,7 +9,7 @@ from dashboard import audit
 from dashboard.access import OVERRIDE, permits
 from dashboard.errors import BerthError, Conflict, NotFound
 
-from .. import selectors
+from .. import signals
 from ..models import (
     GATED_ALIASES,
     Alias,
@@ -45,7 +45,7 @@ def alias_set(*, model, name, version, user, override=False, justification=""):
     if current is not None and current.version_id == version.id:
         return current, None
     justification = (justification or "").strip()
-    results = selectors.gate_results(version) if name in GATED_ALIASES else []
+    results = signals.gate_results(version) if name in GATED_ALIASES else []
     failed = [result for result in results if not result["passed"]]
     if failed:
         _check_override(

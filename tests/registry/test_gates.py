@@ -3,8 +3,9 @@
 import pytest
 from django.test import Client
 
+from jobs import gates
 from jobs.models import BenchmarkResult, Job
-from registry import selectors, services
+from registry import services
 from registry.models import Alias, AliasEvent, HardwareTarget, Model, ModelVersion, PromotionGate
 from tests.conftest import register
 
@@ -175,7 +176,7 @@ def test_it_blocks_a_version_without_a_benchmark(world, engineer_api):
 def test_it_counts_an_unstable_result_but_says_so(world):
     gate(world, threshold=5.0)
     bench(world["v2"], world["cpu"], p95=4.0, stable=False)
-    [result] = selectors.gate_results(world["v2"])
+    [result] = gates.gate_results(world["v2"])
     assert result["passed"] is True and result["stable"] is False
     assert "unstable" in result["reason"]
 
@@ -184,17 +185,17 @@ def test_it_judges_the_newest_result_of_the_gated_configuration(world):
     gate(world, threshold=5.0, batch_size=8)
     bench(world["v2"], world["cpu"], p95=3.0, batch_sizes=(8,))
     bench(world["v2"], world["cpu"], p95=9.0, batch_sizes=(8,))  # slower, newer
-    [result] = selectors.gate_results(world["v2"])
+    [result] = gates.gate_results(world["v2"])
     assert result["passed"] is False and result["measured"] == 9.0
     # A newer benchmark that did not measure batch 8 leaves the batch-8 figure as it was.
     bench(world["v2"], world["cpu"], p95=1.0, batch_sizes=(1,))
-    assert selectors.gate_results(world["v2"])[0]["measured"] == 9.0
+    assert gates.gate_results(world["v2"])[0]["measured"] == 9.0
     # Another target's figures never count.
     gpu = HardwareTarget.objects.create(
         slug="gpu", name="GPU", device="cuda", execution_provider="CUDAExecutionProvider"
     )
     bench(world["v2"], gpu, p95=0.5, batch_sizes=(8,))
-    assert selectors.gate_results(world["v2"])[0]["measured"] == 9.0
+    assert gates.gate_results(world["v2"])[0]["measured"] == 9.0
 
 
 def test_it_prefers_the_default_thread_count_else_the_fastest(world):
@@ -219,29 +220,29 @@ def test_it_prefers_the_default_thread_count_else_the_fastest(world):
         samples=b"",
         environment={},
     )
-    [result] = selectors.gate_results(world["v2"])
+    [result] = gates.gate_results(world["v2"])
     assert result["measured"] == 3.5 and "with 4 threads" in result["reason"]
 
 
 def test_it_checks_the_accuracy_drop_against_the_most_accurate_version(world):
     gate(world, kind="max_accuracy_drop", threshold=0.005, target=None)
-    [result] = selectors.gate_results(world["v2"])
+    [result] = gates.gate_results(world["v2"])
     assert result["passed"] is False and result["measured"] == "no benchmark" and "run a benchmark" in result["reason"]
 
     bench(world["v2"], world["cpu"])  # measured, but without a labelled evaluation set
-    [result] = selectors.gate_results(world["v2"])
+    [result] = gates.gate_results(world["v2"])
     assert result["passed"] is False and result["measured"] == "no accuracy delta"
 
     bench(world["v1"], world["cpu"], accuracy=0.950)
     bench(world["v2"], world["cpu"], accuracy=0.946)
-    [result] = selectors.gate_results(world["v2"])
+    [result] = gates.gate_results(world["v2"])
     assert result["passed"] is True and result["measured"] == pytest.approx(-0.004) and result["measured_on"] == "cpu"
     assert result["reference"] == "1" and result["evaluation_set"] == "eval"
     assert "-0.40 pt against the reference 1, within noise" in result["reason"]
     assert "evaluation set eval (1000 samples)" in result["reason"] and "0.50 pt" in result["reason"]
 
     bench(world["v2"], world["cpu"], accuracy=0.9439)
-    [result] = selectors.gate_results(world["v2"])
+    [result] = gates.gate_results(world["v2"])
     assert result["passed"] is False and "-0.61 pt against the reference 1" in result["reason"]
     assert "fails accuracy drop ≤ 0.50 pt" in result["reason"]
 
@@ -261,11 +262,11 @@ def test_an_original_is_judged_like_any_version_whatever_its_lineage(world, engi
     )
     bench(world["v1"], world["cpu"], accuracy=0.992)
     bench(untrained, world["cpu"], accuracy=0.108)
-    [result] = selectors.gate_results(untrained)
+    [result] = gates.gate_results(untrained)
     assert result["passed"] is False and result["reference"] == "1"
     assert "-88.40 pt against the reference 1" in result["reason"]
     assert engineer_api.put(PRODUCTION, {"version": "3"}, format="json").status_code == 409
-    [result] = selectors.gate_results(world["v1"])
+    [result] = gates.gate_results(world["v1"])
     assert result["passed"] is True and "the reference" in result["reason"]
 
 
@@ -273,7 +274,7 @@ def test_accuracy_on_another_evaluation_set_does_not_compete(world):
     gate(world, kind="max_accuracy_drop", threshold=0.005, target=None)
     bench(world["v1"], world["cpu"], accuracy=0.95, evaluation_set="eval")
     bench(world["v2"], world["cpu"], accuracy=0.99, evaluation_set="easy", samples=50)
-    [result] = selectors.gate_results(world["v2"])
+    [result] = gates.gate_results(world["v2"])
     assert result["passed"] is False and result["measured"] == "no accuracy delta"
     assert (
         "measured on evaluation set easy (50 samples), not on the reference's evaluation set eval" in result["reason"]
@@ -287,11 +288,11 @@ def test_an_accuracy_gate_on_a_target_reads_only_that_target(world):
     gate(world, kind="max_accuracy_drop", threshold=0.01, target="gpu")
     bench(world["v1"], world["cpu"], accuracy=0.95)
     bench(world["v2"], world["cpu"], accuracy=0.95)
-    [result] = selectors.gate_results(world["v2"])
+    [result] = gates.gate_results(world["v2"])
     assert result["passed"] is False and "on gpu" in result["reason"]
     bench(world["v1"], gpu, accuracy=0.95)
     bench(world["v2"], gpu, accuracy=0.941)
-    assert selectors.gate_results(world["v2"])[0]["passed"] is True
+    assert gates.gate_results(world["v2"])[0]["passed"] is True
 
 
 def test_a_cosine_gate_reads_fidelity_against_the_parent(world):
@@ -302,10 +303,10 @@ def test_a_cosine_gate_reads_fidelity_against_the_parent(world):
         world["cpu"],
         fidelity={"samples": 64, "reference": "digits:1", "cosine_mean": 0.995, "cosine_min": 0.97},
     )
-    [result] = selectors.gate_results(world["v2"])
+    [result] = gates.gate_results(world["v2"])
     assert result["passed"] is True and result["measured"] == 0.995 and result["reference"] == "1"
     bench(world["v2"], world["cpu"], fidelity={"samples": 64, "reference": "digits:1", "cosine_mean": 0.98})
-    [result] = selectors.gate_results(world["v2"])
+    [result] = gates.gate_results(world["v2"])
     assert result["passed"] is False and "cosine 0.98 against 1" in result["reason"]
 
 
@@ -317,7 +318,7 @@ def test_gate_evaluation_takes_three_queries(world, django_assert_num_queries):
         bench(world["v2"], world["cpu"], p95=4.0, batch_sizes=(1, 8, 32), accuracy_delta=-0.001)
     version = ModelVersion.objects.select_related("model").get(pk=world["v2"].pk)
     with django_assert_num_queries(3):
-        results = selectors.gate_results(version)
+        results = gates.gate_results(version)
     assert len(results) == 4 and all(r["passed"] for r in results)
 
 
@@ -707,11 +708,11 @@ def test_failing_gates_finds_a_production_version_after_a_slower_benchmark(
     bench(world["v1"], world["cpu"], p95=3.0)
     assert engineer_api.put(PRODUCTION, {"version": "1"}, format="json").status_code == 200
     register(engineer_api, onnx_file, model="other", version="1")  # no gates: never listed
-    assert selectors.failing_gates() == []
+    assert gates.failing_gates() == []
 
     bench(world["v1"], world["cpu"], p95=6.0)  # the host got slower, or the runtime did
     with django_assert_num_queries(3):
-        failing = selectors.failing_gates()
+        failing = gates.failing_gates()
 
     [(model, version, results)] = failing
     assert model == world["model"] and version == world["v1"]
@@ -722,7 +723,7 @@ def test_failing_gates_finds_a_production_version_after_a_slower_benchmark(
 
 def test_failing_gates_ignores_models_without_production(world):
     gate(world, threshold=5.0)
-    assert selectors.failing_gates() == []
+    assert gates.failing_gates() == []
 
 
 # --- with a real benchmark -------------------------------------------------------------------
