@@ -20,6 +20,7 @@ from django.utils import timezone
 from dashboard import audit
 from dashboard.errors import BerthError, Conflict
 
+from .kind_table import kind_get, kind_names
 from .models import Job
 
 logger = logging.getLogger(__name__)
@@ -61,11 +62,9 @@ def validate_registered_version(*, version, user, **_signal):
 
 def job_create(*, kind, version, target=None, params=None, created_by=None):
     """Create a job row and enqueue it once the surrounding transaction commits."""
-    from .kinds import KINDS
-
-    if kind not in KINDS:
-        raise BerthError(f"Unknown job kind {kind!r}. Available: {', '.join(KINDS)}.", field="kind")
-    handler = KINDS[kind]
+    if kind not in kind_names():
+        raise BerthError(f"Unknown job kind {kind!r}. Available: {', '.join(kind_names())}.", field="kind")
+    handler = kind_get(kind)
     if not isinstance(params or {}, dict):
         raise BerthError("params must be a JSON object.", field="params")
     params = handler.clean_params(params or {}, version=version, target=target)
@@ -97,9 +96,8 @@ def job_enqueue(job):
     from kombu.exceptions import OperationalError as BrokerUnreachable
 
     from .engine.errors import first_line
-    from .kinds import KINDS
 
-    soft, hard = KINDS[job.kind].time_limits
+    soft, hard = kind_get(job.kind).time_limits
     try:
         # By the task's name (jobs/tasks.py runs it): the tasks module imports services, never the reverse.
         current_app.send_task(
@@ -145,9 +143,8 @@ def job_run(*, job_id, worker_host):
         return
     from .engine.benchmark import BenchmarkCancelled
     from .engine.errors import EngineError, first_line
-    from .kinds import KINDS
 
-    handler = KINDS[job.kind]
+    handler = kind_get(job.kind)
     reporter = Reporter(job)
     job_log(job_id=job.id, line=f"Started on {worker_host}")
     try:
@@ -281,9 +278,7 @@ def job_cancel(*, job, user=None):
             logger.warning("job %s cancelled but not revoked: the broker is unreachable (%s)", job.id, exc)
     job.refresh_from_db()
     if job.started is None:
-        from .kinds import KINDS
-
-        KINDS[job.kind].on_failure(job, "The job was cancelled before it started.")
+        kind_get(job.kind).on_failure(job, "The job was cancelled before it started.")
     return job
 
 
@@ -299,8 +294,6 @@ def job_set_output(*, job, version):
 def jobs_reap(*, now=None):
     """Fail running jobs whose heartbeat stopped: their worker died (SIGKILL, OOM, lost host).
     A re-delivered message for such a job finds it failed and does nothing. Returns how many."""
-    from .kinds import KINDS
-
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.BERTH_JOB_LOST_AFTER_SECONDS)
     reaped = 0
@@ -315,7 +308,7 @@ def jobs_reap(*, now=None):
         if failed:
             reaped += 1
             job_log(job_id=job.id, line=error)
-            KINDS[job.kind].on_failure(job, error)
+            kind_get(job.kind).on_failure(job, error)
     return reaped
 
 
