@@ -249,3 +249,72 @@ def loss_curve(result):
             "Training loss", "mean loss per epoch", x_title="epoch", y_title="loss", height=320, uirevision="loss"
         ),
     }
+
+
+def serving_profile(profile):
+    """A serving profile's sweep (jobs.selectors.serving_profile_summary): throughput against p99
+    for every configuration measured, one line per max_batch_size and thread count through its
+    concurrency levels, the p99 budget as a dashed line and the recommended configuration ringed."""
+    runs = [r for r in profile["runs"] if r.get("p99_ms") is not None]
+    budget = profile["budget_ms"]
+    factor, unit = latency_unit([r["p99_ms"] for r in runs] + ([budget] if budget is not None else []))
+    lines = {}
+    for run in sorted(runs, key=lambda r: r["concurrency"]):
+        lines.setdefault((run["max_batch_size"], run["threads"]), []).append(run)
+    traces = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": f"batch ≤ {size}, {threads} thread{'s' if threads != 1 else ''}",
+            "x": _scaled([r["p99_ms"] for r in line], factor),
+            "y": [r["throughput"] for r in line],
+            "customdata": [r["concurrency"] for r in line],
+            "hovertemplate": "concurrency %{customdata}<br>p99 %{x:.3f} "
+            + unit
+            + "<br>%{y:,.0f} req/s<extra>batch ≤ "
+            + str(size)
+            + "</extra>",
+        }
+        for (size, threads), line in sorted(lines.items())
+    ]
+    best = profile["recommended"]
+    if best is not None and best.get("p99_ms") is not None:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "recommended",
+                "x": [best["p99_ms"] * factor],
+                "y": [best["throughput"]],
+                "marker": {"size": 16, "symbol": "circle-open", "color": RED, "line": {"width": 2}},
+                "hoverinfo": "skip",
+            }
+        )
+    shapes = []
+    if budget is not None:
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": budget * factor,
+                "x1": budget * factor,
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": RED, "dash": "dash", "width": 1},
+            }
+        )
+    target = profile["target"].slug
+    return {
+        "data": traces,
+        "layout": layout(
+            f"Serving profile on {target}",
+            "throughput against p99 per configuration; dashed: the p99 budget",
+            x_title=f"p99 ({unit})",
+            y_title="requests/s",
+            xaxis={"rangemode": "tozero"},
+            yaxis={"rangemode": "tozero"},
+            shapes=shapes,
+            height=360,
+        ),
+    }

@@ -147,3 +147,29 @@ class BenchmarkForm(forms.Form):
             "min_runs": data["min_runs"],
             "min_seconds": data["min_seconds"],
         }
+
+
+class ServeProfileForm(forms.Form):
+    """A serving profile's sweep: berth-serve's core on the target's worker over concurrency ×
+    max_batch_size × inference threads (the serve_profile job checks the ranges)."""
+
+    target = TargetChoiceField()
+    concurrency = forms.CharField(initial="1,8,32", help_text="clients sending at once")
+    batch_sizes = forms.CharField(initial="1,8,32", label="Max batch sizes", help_text="1: no batching")
+    threads = forms.CharField(required=False, help_text="inference threads, e.g. 1,4; empty: 1 and one per CPU")
+    seconds = forms.FloatField(min_value=0.1, max_value=60, initial=2.0, help_text="per configuration")
+    p99_budget_ms = forms.FloatField(min_value=0.1, max_value=60_000, initial=50.0, label="p99 budget (ms)")
+
+    def clean_concurrency(self):
+        return _int_list(self.cleaned_data["concurrency"], "concurrency")
+
+    def clean_batch_sizes(self):
+        return _int_list(self.cleaned_data["batch_sizes"], "max batch sizes")
+
+    def clean_threads(self):
+        return _int_list(self.cleaned_data["threads"] or "", "threads") or [None]
+
+    def params(self):
+        return {
+            key: self.cleaned_data[key] for key in ("concurrency", "batch_sizes", "threads", "seconds", "p99_budget_ms")
+        }

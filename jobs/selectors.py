@@ -144,3 +144,39 @@ def accuracy_deltas(versions):
     for version_id, delta in rows:
         deltas.setdefault(version_id, delta)
     return deltas
+
+
+def serving_profiles(*, versions, targets=None):
+    """{(version id, target id): the newest succeeded serving profile (a serve_profile job) of that
+    version on that target}, one query whatever the number of versions and targets. Each is
+    serving_profile_summary's dict."""
+    jobs = Job.objects.filter(kind=Job.Kind.SERVE_PROFILE, status=Job.Status.SUCCEEDED, version__in=versions)
+    if targets is not None:
+        jobs = jobs.filter(target__in=targets)
+    newest = {}
+    for job in jobs.select_related("version__model", "target").order_by("-finished", "-id"):
+        newest.setdefault((job.version_id, job.target_id), serving_profile_summary(job))
+    return newest
+
+
+def serving_profile_summary(job):
+    """A serve_profile job's result as the pages show it: the job, its version and target, the p99
+    budget (ms), every configuration measured (threads, max_batch_size, max_queue_delay_us,
+    concurrency, requests, throughput in requests/s, p50_ms, p99_ms, batch_sizes formed as
+    {"rows": runs}) and the recommended one (None when none kept p99 within the budget)."""
+    result = job.result or {}
+    return {
+        "job": job,
+        "version": job.version,
+        "target": job.target,
+        "budget_ms": result.get("p99_budget_ms", job.params.get("p99_budget_ms")),
+        "runs": [_with_batches_formed(run) for run in result.get("runs") or []],
+        "recommended": _with_batches_formed(result["recommended"]) if result.get("recommended") else None,
+    }
+
+
+def _with_batches_formed(run):
+    """The run with ``formed``: its batch sizes formed as [(rows, runs)], fewest rows first (the
+    stored keys are strings, as JSON has them)."""
+    formed = sorted((int(rows), count) for rows, count in (run.get("batch_sizes") or {}).items())
+    return {**run, "formed": formed}

@@ -13,7 +13,7 @@ from registry.selectors import version_get
 from registry.views import version_page
 
 from . import selectors, services
-from .forms import BenchmarkForm, CompressForm, ConvertForm
+from .forms import BenchmarkForm, CompressForm, ConvertForm, ServeProfileForm
 from .models import Job
 
 
@@ -78,13 +78,19 @@ def _form_field(form, name):
     return None
 
 
-FORMS = {"convert": ConvertForm, "compress": CompressForm, "benchmark": BenchmarkForm}
+FORMS = {
+    "convert": ConvertForm,
+    "compress": CompressForm,
+    "benchmark": BenchmarkForm,
+    "serve_profile": ServeProfileForm,
+}
 
 
 @access_required("job", "write")
 @require_POST
 def version_run(request, name, version, kind):
-    """Start a convert, compress or benchmark job (one per target) from the version page."""
+    """Start a convert, compress, benchmark (one per target) or serving profile job from the
+    version page."""
     found = version_get(name, version)
     if kind not in FORMS:
         raise Http404("No such job kind.")

@@ -6,10 +6,11 @@ from django.views.decorators.http import require_POST
 
 from dashboard.access import access_required
 from dashboard.errors import BerthError, NotFound
+from jobs import charts as job_charts
 from jobs import gates as job_gates
 from jobs import selectors as job_selectors
 from jobs import services as job_services
-from jobs.forms import BenchmarkForm, CompressForm, ConvertForm
+from jobs.forms import BenchmarkForm, CompressForm, ConvertForm, ServeProfileForm
 from monitoring.selectors import version_deployments
 
 from . import selectors, services
@@ -193,6 +194,7 @@ def version_page(request, found, *, bound_form=None, kind=None):
         "benchmark_form": BenchmarkForm(
             prefix="benchmark", initial={"targets": [default_target] if default_target else []}
         ),
+        "serve_profile_form": ServeProfileForm(prefix="serve_profile", initial={"target": default_target}),
     }
     if bound_form is not None:
         job_forms[f"{kind}_form"] = bound_form
@@ -208,11 +210,20 @@ def version_page(request, found, *, bound_form=None, kind=None):
             "aliases": found.aliases.all(),
             "datasets": found.model.datasets.all(),
             "benchmarks": job_selectors.latest_benchmarks(found),
+            "serving_profiles": _serving_profiles(found),
             "deployed_on": version_deployments(found),
             **job_forms,
         },
         status=400 if bound_form is not None else 200,
     )
+
+
+def _serving_profiles(version):
+    """The version's newest serving profile on each target, with its sweep's figure (JSON)."""
+    profiles = sorted(job_selectors.serving_profiles(versions=[version]).values(), key=lambda p: p["target"].slug)
+    for profile in profiles:
+        profile["chart"] = job_charts.to_json(job_charts.serving_profile(profile))
+    return profiles
 
 
 @access_required("version")

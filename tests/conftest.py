@@ -499,3 +499,35 @@ class BenchWorld:
 @pytest.fixture
 def world(engineer):
     return BenchWorld(engineer)
+
+
+# --- a real serving profile ------------------------------------------------------------------
+
+# A quick sweep: 2 concurrencies × 2 max batch sizes on 1 thread, 0.2 s each; a budget every
+# configuration keeps, so the recommendation is the highest throughput measured.
+QUICK_SERVING_SWEEP = {"concurrency": [1, 4], "batch_sizes": [1, 4], "threads": [1], "seconds": 0.2}
+
+
+def profile_serving(version, *, user=None, target="cpu", p99_budget_ms=10_000):
+    """Run a serve_profile job of ``version`` on ``target`` in this process (berth-serve's
+    inference core over QUICK_SERVING_SWEEP) and return it, succeeded, its result as measured."""
+    from jobs import services as job_services
+    from registry.models import HardwareTarget
+
+    job = job_services.job_create(
+        kind="serve_profile",
+        version=version,
+        target=HardwareTarget.objects.get(slug=target),
+        params={**QUICK_SERVING_SWEEP, "p99_budget_ms": p99_budget_ms},
+        created_by=user,
+    )
+    job_services.job_run(job_id=job.id, worker_host="test")
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    return job
+
+
+@pytest.fixture
+def serving_profile(digits_version, engineer):
+    """digits:1's serving profile on cpu (profile_serving)."""
+    return profile_serving(digits_version, user=engineer)
