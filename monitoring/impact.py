@@ -168,3 +168,39 @@ def rule_delete_impact(rule):
         ],
         confirm="Yes, delete the rule",
     )
+
+
+def _batching_text(max_batch_size, max_queue_delay_us):
+    if max_batch_size > 1:
+        return f"batches of up to {max_batch_size} rows, waiting at most {max_queue_delay_us} µs"
+    return "off (every request runs on its own)"
+
+
+def serving_profile_impact(endpoint, profile):
+    """Applying a serving profile's recommended batching (monitoring.selectors.serving_profile_for)."""
+    best, version = profile["recommended"], profile["version"]
+    now = _batching_text(endpoint.max_batch_size, endpoint.max_queue_delay_us)
+    changes = [
+        f"Dynamic batching on {endpoint.name} becomes {_batching_text(best['max_batch_size'], best['max_queue_delay_us'])} "
+        f"(now: {now}).",
+        f"As the serving profile of v{version.version} on {profile['target'].slug} (job {profile['job'].pk}) measured it: "
+        f"{best['throughput']:,.0f} req/s at concurrency {best['concurrency']}, p99 {best['p99_ms']:.2f} ms "
+        f"(budget {profile['budget_ms']:g} ms).",
+        f"It measured {best['threads']} inference thread(s): the spec does not carry threads, so start berth-serve "
+        f"with --threads {best['threads']} to serve as measured.",
+    ]
+    affected = _serving(endpoint)
+    if not profile.get("serving"):
+        affected.append(
+            f"v{version.version} does not serve on {endpoint.name} now: the versions serving get these settings too."
+        )
+    return Impact(
+        title=f"Apply the serving profile of v{version.version} to {endpoint.name}?",
+        changes=changes,
+        affected=affected,
+        undo=[
+            f"Set Dynamic batching back on this page: max batch size {endpoint.max_batch_size}, max queue delay "
+            f"{endpoint.max_queue_delay_us} µs."
+        ],
+        confirm="Yes, apply",
+    )

@@ -7,10 +7,15 @@ from itertools import groupby
 from django.conf import settings
 from django.urls import reverse
 
-from dashboard.errors import NotFound
+from dashboard.errors import BerthError, NotFound
+from jobs import selectors as job_selectors
+from jobs.models import Job
 from registry.models import ReferenceProfile
 
 from .models import Deployment, Endpoint
+
+# Serving profiles the endpoint page offers to apply (the serving versions' first).
+SERVING_PROFILES_SHOWN = 5
 
 
 def endpoint_get(name):
@@ -42,24 +47,57 @@ def active_deployments(endpoint):
     )
 
 
-def serving_profile(endpoint, deployments):
-    """The newest succeeded serving profile job (serve_profile) of a version deployed on the
-    endpoint, on the endpoint's target, that recommends a configuration; None when there is none."""
-    from jobs.models import Job
+def serving_profiles(endpoint, deployments):
+    """The newest serving profile (jobs.selectors.serving_profile_summary) of each version of the
+    endpoint's model on the endpoint's target that recommends a configuration: the versions
+    serving now first, then the newest; each with ``serving`` (whether it serves here now)."""
+    serving = {d.version_id for d in deployments}
+    found = [
+        {**profile, "serving": profile["version"].pk in serving}
+        for profile in job_selectors.serving_profiles(
+            versions=endpoint.model.versions.all(), targets=[endpoint.target]
+        ).values()
+        if profile["recommended"] is not None
+    ]
+    found.sort(key=lambda p: (not p["serving"], -(p["job"].finished or p["job"].created).timestamp(), -p["job"].pk))
+    return found[:SERVING_PROFILES_SHOWN]
 
-    job = (
-        Job.objects.filter(
-            kind=Job.Kind.SERVE_PROFILE,
-            status=Job.Status.SUCCEEDED,
-            target=endpoint.target,
-            version__in=[d.version_id for d in deployments],
+
+def serving_profile_for(endpoint, job_id):
+    """The serving profile of job ``job_id`` if its recommendation can be applied on ``endpoint``
+    (a succeeded serve_profile of a version of the endpoint's model, on the endpoint's target,
+    that recommends a configuration); a BerthError (400) saying why not otherwise."""
+    try:
+        job_id = int(job_id)
+    except (TypeError, ValueError):
+        raise BerthError("Say which serving profile to apply: the id of its serve_profile job.", field="job") from None
+    job = Job.objects.select_related("version__model", "target").filter(pk=job_id).first()
+    if job is None:
+        raise BerthError(f"There is no job {job_id}; pick a serving profile shown on this page.", field="job")
+    if job.kind != Job.Kind.SERVE_PROFILE:
+        raise BerthError(f"Job {job_id} is a {job.get_kind_display()} job, not a serving profile.", field="job")
+    if job.status != Job.Status.SUCCEEDED:
+        raise BerthError(f"Job {job_id} has not succeeded ({job.status}); it has no recommendation.", field="job")
+    if job.version.model_id != endpoint.model_id:
+        raise BerthError(
+            f"Job {job_id} profiled {job.version.ref}, but {endpoint.name} serves {endpoint.model.name}: "
+            f"run a serving profile of a {endpoint.model.name} version.",
+            field="job",
         )
-        .exclude(result__recommended=None)
-        .select_related("version")
-        .order_by("-finished", "-id")
-        .first()
-    )
-    return job and {"job": job, "version": job.version, **job.result["recommended"]}
+    if job.target_id != endpoint.target_id:
+        raise BerthError(
+            f"Job {job_id} measured on {job.target.slug}, but {endpoint.name} serves on {endpoint.target.slug}: "
+            f"batching that suits one target can be wrong on another; profile on {endpoint.target.slug}.",
+            field="job",
+        )
+    profile = job_selectors.serving_profile_summary(job)
+    if profile["recommended"] is None:
+        raise BerthError(
+            f"Job {job_id} found no configuration whose p99 stayed within its {profile['budget_ms']} ms budget, "
+            "so there is nothing to apply: profile again with a larger budget.",
+            field="job",
+        )
+    return profile
 
 
 def endpoint_spec(endpoint, *, artifact_url=None):

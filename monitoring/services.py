@@ -93,9 +93,10 @@ def endpoint_create(*, name, model, target, description="", scrape_url="", creat
     return endpoint, token
 
 
-def endpoint_set_batching(*, endpoint, max_batch_size, max_queue_delay_us, user=None):
+def endpoint_set_batching(*, endpoint, max_batch_size, max_queue_delay_us, user=None, serving_profile_job=None):
     """Dynamic batching for the endpoint's runtimes (they pick it up with the spec): requests wait
-    at most ``max_queue_delay_us`` to run in batches of up to ``max_batch_size`` rows (1: off)."""
+    at most ``max_queue_delay_us`` to run in batches of up to ``max_batch_size`` rows (1: off).
+    ``serving_profile_job``: the serve_profile job whose recommendation this is (kept in the audit)."""
     from registry.services.base import full_clean
 
     endpoint.max_batch_size, endpoint.max_queue_delay_us = max_batch_size, max_queue_delay_us
@@ -108,7 +109,11 @@ def endpoint_set_batching(*, endpoint, max_batch_size, max_queue_delay_us, user=
             audit.Action.ENDPOINT_BATCHING,
             endpoint.name,
             user=user,
-            details={"max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us},
+            details={
+                "max_batch_size": max_batch_size,
+                "max_queue_delay_us": max_queue_delay_us,
+                **({"serving_profile_job": serving_profile_job.pk} if serving_profile_job else {}),
+            },
         )
     return endpoint
 

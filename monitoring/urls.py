@@ -14,6 +14,7 @@ urlpatterns = [
     path("endpoints/<str:name>/rollback/", views.endpoint_rollback, name="endpoint-rollback"),
     path("endpoints/<str:name>/token/", views.endpoint_token, name="endpoint-token"),
     path("endpoints/<str:name>/batching/", views.endpoint_batching, name="endpoint-batching"),
+    path("endpoints/<str:name>/apply-profile/", views.endpoint_apply_profile, name="endpoint-apply-profile"),
     path("endpoints/<str:name>/bundle/", views.endpoint_bundle, name="endpoint-bundle"),
     path("alerts/", alert_views.alerts, name="alerts"),
     path("endpoints/<str:name>/alerts/", alert_views.alert_rules, name="alert-rules"),

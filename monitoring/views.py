@@ -60,7 +60,7 @@ def _render_detail(request, endpoint, deploy_form=None, batching_form=None, stat
         {
             "endpoint": endpoint,
             "deployments": deployments,
-            "serving_profile": selectors.serving_profile(endpoint, deployments),
+            "serving_profiles": selectors.serving_profiles(endpoint, deployments),
             "history": selectors.deployment_history(endpoint),
             "deploy_form": deploy_form or DeployForm(endpoint=endpoint),
             "batching_form": batching_form
@@ -231,6 +231,39 @@ def endpoint_batching(request, name):
         f"Dynamic batching on {endpoint.name}: "
         + (f"up to {size} rows, waiting at most {delay} µs" if size > 1 else "off")
         + "; runtimes pick it up within seconds.",
+    )
+    return redirect(endpoint)
+
+
+@access_required("endpoint", "write")
+@require_POST
+def endpoint_apply_profile(request, name):
+    """Set the endpoint's batching to what a serving profile (its job, ``job``) recommends, once
+    the person has seen what changes."""
+    endpoint = selectors.endpoint_get(name)
+    try:
+        profile = selectors.serving_profile_for(endpoint, request.POST.get("job"))
+    except BerthError as exc:
+        messages.error(request, exc.message)
+        return _render_detail(request, endpoint, status=400)
+    profile["serving"] = any(d.version_id == profile["version"].pk for d in selectors.active_deployments(endpoint))
+    if not confirmed(request):
+        return render_confirm(
+            request, endpoint, impact.serving_profile_impact(endpoint, profile), fields=[("job", profile["job"].pk)]
+        )
+    best = profile["recommended"]
+    services.endpoint_set_batching(
+        endpoint=endpoint,
+        max_batch_size=best["max_batch_size"],
+        max_queue_delay_us=best["max_queue_delay_us"],
+        user=request.user,
+        serving_profile_job=profile["job"],
+    )
+    messages.success(
+        request,
+        f"Dynamic batching on {endpoint.name} set from the serving profile of {profile['version'].version}: "
+        f"up to {best['max_batch_size']} rows, waiting at most {best['max_queue_delay_us']} µs; runtimes pick it "
+        f"up within seconds. Start berth-serve with --threads {best['threads']} to serve as measured.",
     )
     return redirect(endpoint)
 

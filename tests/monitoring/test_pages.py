@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from monitoring.models import Deployment, Endpoint
+from tests.conftest import api_client, profile_serving, register
 
 pytestmark = pytest.mark.django_db
 
@@ -114,36 +115,55 @@ def test_the_endpoint_page_sets_dynamic_batching(endpoint, engineer, viewer):
     )
 
 
-def test_the_endpoint_page_applies_a_serving_profiles_recommendation(endpoint, engineer):
-    from django.utils import timezone
+def test_the_endpoint_page_applies_a_serving_profile_after_confirming(endpoint, engineer):
+    from dashboard.models import AuditEvent
+    from registry.models import ModelVersion
 
+    job = profile_serving(ModelVersion.objects.get(version="1"), user=engineer)
+    best = job.result["recommended"]
+    client = browser(engineer)
+    offered = client.get("/endpoints/digits-prod/").content.decode().split('id="serving-profile"')[1]
+    assert (
+        f"recommends max batch size {best['max_batch_size']}, max queue delay {best['max_queue_delay_us']} µs"
+        in offered
+    )
+    assert f'name="job" value="{job.pk}"' in offered and "Apply profile of 1" in offered
+    asked = client.post("/endpoints/digits-prod/apply-profile/", {"job": job.pk}).content.decode()
+    assert "Apply the serving profile of v1 to digits-prod?" in asked and f"--threads {best['threads']}" in asked
+    assert "Set Dynamic batching back on this page: max batch size 1, max queue delay 0 µs" in asked
+    assert Endpoint.objects.get().max_batch_size == 1 and not AuditEvent.objects.filter(action="endpoint_batching")
+    client.post("/endpoints/digits-prod/apply-profile/", {"job": job.pk, "confirmed": "yes"})
+    applied = Endpoint.objects.get()
+    assert (applied.max_batch_size, applied.max_queue_delay_us) == (best["max_batch_size"], best["max_queue_delay_us"])
+    event = AuditEvent.objects.get(action="endpoint_batching", target="digits-prod")
+    assert event.details["serving_profile_job"] == job.pk and event.actor == engineer
+
+
+def test_a_serving_profile_that_does_not_fit_the_endpoint_is_refused(endpoint, engineer, viewer, onnx_file):
+    from jobs import services as job_services
     from jobs.models import Job
     from registry.models import HardwareTarget, ModelVersion
 
-    version = ModelVersion.objects.get(version="1")
-    run = {
-        "threads": 2,
-        "max_batch_size": 16,
-        "max_queue_delay_us": 1000,
-        "concurrency": 32,
-        "requests": 900,
-        "throughput": 450.0,
-        "p50_ms": 20.0,
-        "p99_ms": 41.5,
-        "batch_sizes": {"16": 50},
-    }
-    Job.objects.create(
-        kind="serve_profile",
-        version=version,
-        target=HardwareTarget.objects.get(slug="cpu"),
-        status="succeeded",
-        finished=timezone.now(),
-        result={"runs": [run], "recommended": run},
-    )
     client = browser(engineer)
-    page = client.get("/endpoints/digits-prod/").content.decode()
-    assert "recommends max batch size 16, max queue delay 1000 µs (2 inference threads): 450 req/s" in page
-    applied = page.split('id="serving-profile"')[1]
-    assert 'name="max_batch_size" value="16"' in applied and 'name="max_queue_delay_us" value="1000"' in applied
-    client.post("/endpoints/digits-prod/batching/", {"max_batch_size": "16", "max_queue_delay_us": "1000"})
-    assert (Endpoint.objects.get().max_batch_size, Endpoint.objects.get().max_queue_delay_us) == (16, 1000)
+    assert register(api_client(engineer), onnx_file, model="other", version="1").status_code == 201
+    other = ModelVersion.objects.get(model__name="other")
+    job_services.job_run(job_id=Job.objects.get(kind="validate", version=other).id, worker_host="test")
+    other.refresh_from_db()
+    foreign = profile_serving(other, user=engineer)
+    HardwareTarget.objects.create(slug="cpu-b", name="CPU B")
+    elsewhere = profile_serving(ModelVersion.objects.get(model__name="digits", version="2"), target="cpu-b")
+    over_budget = profile_serving(ModelVersion.objects.get(model__name="digits", version="1"), p99_budget_ms=0.1)
+    Job.objects.filter(pk=over_budget.pk).update(result={**over_budget.result, "recommended": None})
+    benchmark = Job.objects.create(kind="benchmark", version=other, target=foreign.target, status="succeeded")
+    for job, reason in (
+        ("", "Say which serving profile to apply"),
+        ("99999", "There is no job 99999"),
+        (benchmark.pk, "is a Benchmark job, not a serving profile"),
+        (foreign.pk, "profiled other:1, but digits-prod serves digits"),
+        (elsewhere.pk, "measured on cpu-b, but digits-prod serves on cpu"),
+        (over_budget.pk, "found no configuration whose p99 stayed within its 0.1 ms budget"),
+    ):
+        response = client.post("/endpoints/digits-prod/apply-profile/", {"job": job, "confirmed": "yes"})
+        assert response.status_code == 400 and reason in response.content.decode(), (job, reason)
+    assert Endpoint.objects.get().max_batch_size == 1
+    assert browser(viewer).post("/endpoints/digits-prod/apply-profile/", {"job": foreign.pk}).status_code == 403
