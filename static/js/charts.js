@@ -2,13 +2,32 @@
 // id="chart-NAME"> beside <div data-chart="NAME">. The figures are built in Python.
 (function () {
   "use strict";
+  function drawOne(element) {
+    const source = document.getElementById(`chart-${element.dataset.chart}`);
+    if (!source || !window.Plotly) return;
+    const figure = JSON.parse(source.textContent);
+    window.Plotly.react(element, figure.data, figure.layout, { displaylogo: false, responsive: true });
+  }
+  // The first chart (the top one, in view) is drawn at once and each other one in a task of its
+  // own after the next frame: drawn in one go, a page's charts kept the first one off the screen
+  // until all of them were plotted (each takes tens of ms). One queue for the page, so live
+  // refreshes that come while charts wait (a hidden tab has no frames) do not pile up.
+  const queue = [];
+  let scheduled = false;
+  function drawNext() {
+    scheduled = false;
+    const element = queue.shift();
+    if (element && element.isConnected) drawOne(element);
+    if (queue.length) {
+      scheduled = true;
+      requestAnimationFrame(() => setTimeout(drawNext));
+    }
+  }
   function draw(root) {
     root.querySelectorAll("[data-chart]").forEach((element) => {
-      const source = document.getElementById(`chart-${element.dataset.chart}`);
-      if (!source || !window.Plotly) return;
-      const figure = JSON.parse(source.textContent);
-      window.Plotly.react(element, figure.data, figure.layout, { displaylogo: false, responsive: true });
+      if (!queue.includes(element)) queue.push(element);
     });
+    if (!scheduled) drawNext();
   }
   document.addEventListener("DOMContentLoaded", () => {
     draw(document);
