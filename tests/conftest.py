@@ -521,10 +521,37 @@ def profile_serving(version, *, user=None, target="cpu", p99_budget_ms=10_000):
         params={**QUICK_SERVING_SWEEP, "p99_budget_ms": p99_budget_ms},
         created_by=user,
     )
-    job_services.job_run(job_id=job.id, worker_host="test")
+    if _event_loop_running():
+        # Playwright's sync API runs a loop in this thread (the browser tests), and the profile
+        # runs its own, as on a worker: run it in a thread of its own (transactional tests only).
+        import threading
+
+        from django.db import connection
+
+        def run():
+            try:
+                job_services.job_run(job_id=job.id, worker_host="test")
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+    else:
+        job_services.job_run(job_id=job.id, worker_host="test")
     job.refresh_from_db()
     assert job.status == "succeeded", job.error
     return job
+
+
+def _event_loop_running():
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 @pytest.fixture
