@@ -282,11 +282,17 @@ def rule_evaluate(*, rule_id, now):
                 changed += _open(rule, version, verdict, now)
             elif verdict.breached:
                 alert.last_value, alert.last_evaluated = verdict.value, now
-                alert.save(update_fields=["last_value", "last_evaluated"])
+                fields = ["last_value", "last_evaluated"]
+                if "worst" in verdict.details:
+                    alert.details = {**alert.details, "worst": verdict.details["worst"]}
+                    fields.append("details")
+                alert.save(update_fields=fields)
                 if not alert.heard and not _silenced(rule, now):
                     _notify(alert, Alert.State.FIRING, now)  # it fired during a silence that is over now
             elif alert is not None:
-                changed += _resolve(alert, now, value=verdict.value, resolution=verdict.message)
+                changed += _resolve(
+                    alert, now, value=verdict.value, resolution=verdict.message, worst=verdict.details.get("worst")
+                )
         for alert in firing.values():  # versions without a single window in the rule's window
             changed += _resolve(alert, now, value=None, resolution=_no_traffic(rule, alert.version))
     return changed
@@ -378,19 +384,10 @@ def _judge_drift(rule, who, span, summary, counts, earlier):
         **counts,
         "features_scored": len(scored),
         "features_drifted": len(drifted),
-        "features": [
-            {
-                "feature": name,
-                "test": v["test"],
-                "score": v["score"],
-                "threshold": v["threshold"],
-                "effect": v["effect"],
-                "effect_value": v["effect_value"],
-                "effect_threshold": v["effect_threshold"],
-                "explanation": v["explanation"],
-            }
-            for name, v in drifted
-        ],
+        "features": [_feature_figures(name, v) for name, v in drifted],
+        # The feature furthest past its thresholds, drifted or not: what the alerts page and the
+        # notifications state (berth.core.drift.drift_text), refreshed at every evaluation.
+        "worst": _feature_figures(*ranked[0]),
     }
     needed = _features_needed(rule, len(scored))
     details["features_needed"] = needed
@@ -422,6 +419,22 @@ def _judge_drift(rule, who, span, summary, counts, earlier):
     else:
         text = f"{who}: no feature drifts any more ({len(scored)} scored; closest {_drift_text(name, closest)}) {span}"
     return Verdict(False, value, 1.0, text, details)
+
+
+def _feature_figures(name, verdict):
+    """What an alert keeps of a feature's verdict: its test and effect against their thresholds."""
+    return {
+        "feature": name,
+        "test": verdict["test"],
+        "score": verdict["score"],
+        "statistic": verdict["statistic"],
+        "threshold": verdict["threshold"],
+        "effect": verdict["effect"],
+        "effect_value": verdict["effect_value"],
+        "effect_threshold": verdict["effect_threshold"],
+        "drifted": verdict["drifted"],
+        "explanation": verdict["explanation"],
+    }
 
 
 def _features_needed(rule, scored):
@@ -464,10 +477,12 @@ def _open(rule, version, verdict, now):
     return 1
 
 
-def _resolve(alert, now, *, value, resolution):
+def _resolve(alert, now, *, value, resolution, worst=None):
     alert.state, alert.resolved, alert.last_evaluated = Alert.State.RESOLVED, now, now
     alert.last_value = value
     alert.details = {**alert.details, "resolution": resolution}
+    if worst is not None:
+        alert.details["worst"] = worst
     alert.save(update_fields=["state", "resolved", "last_evaluated", "last_value", "details"])
     heard = getattr(alert, "heard", None)
     if heard is None:

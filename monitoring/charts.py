@@ -2,11 +2,9 @@
 figure dicts (drawn by static/js/charts.js like the comparison page's). ``uirevision`` keeps a
 user's zoom while the live refresh replaces the data."""
 
-from berth.core.drift import DEFAULT_TESTS, p_text
+from berth.core.drift import drift_text, threshold_text
 from dashboard import charts as site_charts
 from dashboard.charts import RED, to_json
-
-TEST_LABELS = {rule.test: rule.test_label for rule in DEFAULT_TESTS.values()}
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 AMBER = "#e6a700"
@@ -236,11 +234,12 @@ def _severity(point):
 def _point_text(point, feature):
     """A heatmap cell's hover: the test's p-value and the effect against their thresholds."""
     verdict = "DRIFT" if point["drifted"] else "significant, too small" if point["warn"] else "like the reference"
-    return (
-        f"{verdict}: {TEST_LABELS.get(feature['test'], feature['test'])} {p_text(point['score'])} "
-        f"(threshold {feature['threshold']:g}), {feature['effect'].replace('_', ' ')} "
-        f"{point['effect_value']:.2g} (threshold {feature['effect_threshold']:g})"
-    )
+    return f"{verdict}: {drift_text({**feature, **point})}"
+
+
+# The colour scale and the drift-now bars: how far past its thresholds a verdict is
+# (berth.core.drift.relative_drift), 1 where the feature starts to drift.
+RELATIVE_TITLE = "past the thresholds (1: drifts)"
 
 
 def drift_heatmap(data, version):
@@ -261,7 +260,11 @@ def drift_heatmap(data, version):
         "hovertemplate": "%{y} %{x}<br>%{text}<extra></extra>",
         "hoverongaps": False,
         "colorscale": [[0, "#f7fbff"], [0.2, "#c6dbef"], [0.45, "#fdd49e"], [0.5, RED], [1, "#67000d"]],
-        "colorbar": {"title": {"text": "× threshold"}, "tickvals": [0, 0.5, 1, 1.5, 2]},
+        "colorbar": {
+            "title": {"text": "past the<br>thresholds", "side": "top"},
+            "tickvals": [0, 0.5, 1, 1.5, 2],
+            "ticktext": ["0", "0.5", "1: drifts", "1.5", "2+"],
+        },
     }
     height = max(320, 60 + 14 * len(features))
     return {
@@ -269,7 +272,7 @@ def drift_heatmap(data, version):
         "layout": _live_layout(
             data,
             f"Drift per feature, v{version['version']}",
-            "red: drifted (the test significant and the effect material); the table says why in words",
+            "red: drifted (p-value below its threshold and the effect at or above its own); hover for the figures",
             None,
             height=height,
             yaxis={"automargin": True, "autorange": "reversed"},
@@ -287,7 +290,9 @@ def drift_now_chart(version, verdicts, window_minutes):
         names.append(name)
         values.append(_severity(verdict))
         colors.append(RED if verdict["drifted"] else AMBER if verdict.get("warn") else GREEN)
-        text.append(("DRIFT: " if verdict["drifted"] else "") + verdict["explanation"])
+        text.append(
+            ("DRIFT: " if verdict["drifted"] else "") + f"{verdict['explanation']}<br>{drift_text(verdict, name)}"
+        )
     trace = {
         "type": "bar",
         "x": names,
@@ -299,8 +304,8 @@ def drift_now_chart(version, verdicts, window_minutes):
     }
     layout = site_charts.layout(
         f"Drift now, v{version} (last {window_minutes} min)",
-        "bar = the smaller of threshold / p-value and effect / its threshold; above the line: drifted",
-        y_title="× threshold",
+        "bar: the smaller of p threshold ÷ p-value and effect ÷ its threshold; hover for the figures",
+        y_title=RELATIVE_TITLE,
         shapes=[
             {
                 "type": "line",
@@ -312,10 +317,30 @@ def drift_now_chart(version, verdicts, window_minutes):
                 "line": {"color": RED, "dash": "dash"},
             }
         ],
+        annotations=[
+            {
+                "xref": "paper",
+                "x": 1,
+                "xanchor": "right",
+                "y": 1,
+                "yanchor": "bottom",
+                "text": _threshold_label(verdicts),
+                "showarrow": False,
+                "font": {"color": RED, "size": 11},
+            }
+        ],
         **{**LIVE, "showlegend": False},
         xaxis={"type": "category"},
     )
     return {"data": [trace], "layout": layout}
+
+
+def _threshold_label(verdicts):
+    """The drift-now line's label: when each test on the chart calls drift."""
+    rules = {(v["test"], v["threshold"], v["effect"], v["effect_threshold"]) for v in verdicts.values() if v}
+    return "drifts above: " + "; ".join(
+        f"{threshold_text(test, p)} and {threshold_text(effect, e)}" for test, p, effect, e in sorted(rules)
+    )
 
 
 def histogram_chart(version, name):

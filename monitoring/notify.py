@@ -13,7 +13,9 @@ from django.core.mail import send_mail
 from django.urls import reverse
 from django.utils import timezone
 
-from .models import Alert, Notification
+from berth.core.drift import drift_text
+
+from .models import Alert, AlertRule, Notification
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ def payload(notification):
         "metric": alert.rule.metric,
         "value": alert.last_value if resolved else alert.value,
         "threshold": alert.threshold,
+        "value_text": value_text(alert, latest=resolved),
         "message": _text(notification),
         "details": alert.details,
         "started": alert.started.isoformat(),
@@ -124,13 +127,14 @@ def _send_email(notification):
         f"Rule: {alert.rule.describe()} on {alert.endpoint.name}",
         f"Started: {alert.started:%Y-%m-%d %H:%M:%S %Z}",
     ]
-    if notification.event == Alert.State.RESOLVED and alert.resolved:
+    resolved = notification.event == Alert.State.RESOLVED
+    if resolved and alert.resolved:
         lines.append(f"Resolved: {alert.resolved:%Y-%m-%d %H:%M:%S %Z}")
-    for feature in alert.details.get("features", [])[:20]:
-        lines.append(
-            f"  {feature['feature']}: {feature['test']} {number(feature['score'])} "
-            f"(threshold {number(feature['threshold'])})"
-        )
+    lines.append(f"{'Last' if resolved else 'Now'}: {value_text(alert, latest=resolved)}")
+    features = alert.details.get("features", [])
+    if features:
+        lines.append("Drifted features:")
+    lines += [f"  {drift_text(feature, feature['feature'])}" for feature in features[:20]]
     lines += ["", f"Alerts: {alerts_url(alert)}"]
     try:
         send_mail(
@@ -149,6 +153,31 @@ def alerts_url(alert=None):
     if alert is not None:
         path += f"?endpoint={alert.endpoint.name}"
     return settings.BERTH_PUBLIC_URL + path
+
+
+def value_text(alert, *, latest=True):
+    """An alert's figure against its threshold, in the metric's own terms: "p95 812 ms
+    (threshold 500 ms)", or for drift the worst feature's test and effect ("pixel_mean: KS
+    p-value 2e-6 (threshold 0.05), Wasserstein 0.31 sd (threshold 0.1 sd)"). ``latest``: the
+    last evaluation's figure, else the one it fired with."""
+    metric = alert.rule.metric
+    if metric == AlertRule.Metric.DRIFT:
+        worst = alert.details.get("worst") if latest else None
+        features = alert.details.get("features") or []
+        worst = worst or (features[0] if features else None)  # the worst when it fired (drifted first)
+        if worst is not None:
+            return drift_text(worst, worst["feature"])
+        # An alert from before the figures were kept: only how far past the thresholds it was.
+        return f"{number(alert.last_value if latest else alert.value)} × its thresholds"
+    value = alert.last_value if latest and alert.last_value is not None else alert.value
+    if value is None:
+        return "no data"
+    threshold = number(alert.threshold)
+    if metric == AlertRule.Metric.ERROR_RATE:
+        return f"error rate {number(value)} % (threshold {threshold} %)"
+    if metric == AlertRule.Metric.P95_LATENCY:
+        return f"p95 {number(value)} ms (threshold {threshold} ms)"
+    return f"inference p95 {number(value)} × its benchmark (threshold {threshold} ×)"
 
 
 def number(value):

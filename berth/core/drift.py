@@ -229,18 +229,38 @@ WINDOWS_NEEDED, WINDOWS = 2, 3
 @dataclass(frozen=True)
 class DriftTest:
     """How features of one kind are judged: ``test`` significant at p < ``p_threshold``, and
-    the ``effect`` size at least ``effect_threshold``."""
+    the ``effect`` size at least ``effect_threshold`` (both names are keys of MEASURES)."""
 
     test: str
-    test_label: str
     p_threshold: float
     effect: str
-    effect_label: str
     effect_threshold: float
 
 
-NUMERIC_TEST = DriftTest("ks", "KS", 0.05, "wasserstein", "Wasserstein", 0.1)
-CLASS_TEST = DriftTest("chi_square", "chi-square", 0.05, "total_variation", "total variation", 0.1)
+@dataclass(frozen=True)
+class Measure:
+    """How a drift figure reads: its ``label``, whether it is a p-value (drift below its
+    threshold) or a distance (drift at or above it), and the ``unit`` after a distance."""
+
+    label: str
+    p_value: bool = False
+    unit: str = ""
+
+
+# Every figure a verdict, a series point or an alert (also one stored before these tests, when
+# numeric features were judged by PSI against 0.2) may name, in the words pages and messages use.
+MEASURES = {
+    "ks": Measure("KS", p_value=True),
+    "chi_square": Measure("chi-square", p_value=True),
+    "wasserstein": Measure("Wasserstein", unit=" sd"),  # normed by the reference's standard deviation
+    "total_variation": Measure("total variation"),
+    "cramers_v": Measure("Cramér's V"),
+    "psi": Measure("PSI"),
+    "js": Measure("Jensen-Shannon"),
+}
+
+NUMERIC_TEST = DriftTest("ks", 0.05, "wasserstein", 0.1)
+CLASS_TEST = DriftTest("chi_square", 0.05, "total_variation", 0.1)
 DEFAULT_TESTS = {
     "column": NUMERIC_TEST,
     "mean": NUMERIC_TEST,
@@ -439,7 +459,7 @@ def explain(kind, verdict, reference, current, moments=None):
     else:
         figures = f"KS {verdict['statistic']:.2g}, {p_text(verdict['score'])}"
     figures += f" on {verdict['rows']:,} rows"
-    effect = f"{rule.effect_label} {verdict['effect_value']:.2g}"
+    effect = f"{MEASURES[rule.effect].label} {verdict['effect_value']:.2g}"
     if not verdict["significant"]:
         return f"like the reference: {figures}"
     shape = _class_shape(reference, current) if rule is CLASS_TEST else _numeric_shape(reference, current, moments)
@@ -490,3 +510,50 @@ def _class_shape(reference, current):
     moves = [(abs(c / m - r / n), i, r / n, c / m) for i, (r, c) in enumerate(zip(reference, current))]
     _, index, before, after = max(moves)
     return f"class {index} went from {before:.0%} to {after:.0%} of predictions"
+
+
+def figure(value):
+    """A drift figure, compact: 0.31, 0.023, 1.23, 312; below 0.001 in scientific notation with
+    at most two digits (2e-6, 3.4e-12), so a p-value far below its threshold still says how far."""
+    if value is None:
+        return "–"
+    if value == 0:
+        return "0"
+    size = abs(value)
+    if size < 0.001:
+        mantissa, exponent = f"{value:.1e}".split("e")
+        return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+    if size >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if size >= 1 else f"{value:.2g}"
+
+
+def measure_text(name, value, threshold=None):
+    """One figure in its test's terms: "KS p-value 2e-6 (threshold 0.05)", "PSI 0.31 (threshold
+    0.2)", "Wasserstein 0.31 sd (threshold 0.1 sd)". A name outside MEASURES is shown as is."""
+    measure = MEASURES.get(name, Measure(str(name).replace("_", " ")))
+    unit = "" if measure.p_value else measure.unit
+    text = f"{measure.label} {'p-value ' if measure.p_value else ''}{figure(value)}{unit}"
+    if threshold is not None:
+        text += f" (threshold {figure(threshold)}{unit})"
+    return text
+
+
+def threshold_text(name, threshold):
+    """When a figure calls drift: "KS p-value < 0.05", "Wasserstein ≥ 0.1 sd"."""
+    measure = MEASURES.get(name, Measure(str(name).replace("_", " ")))
+    if measure.p_value:
+        return f"{measure.label} p-value < {figure(threshold)}"
+    return f"{measure.label} ≥ {figure(threshold)}{measure.unit}"
+
+
+def drift_text(verdict, feature=None):
+    """A feature's drift figures against their thresholds, the one wording of every page, chart
+    and notification: "pixel_mean: KS p-value 2e-6 (threshold 0.05), Wasserstein 0.31 sd
+    (threshold 0.1 sd)". ``verdict`` holds ``test``, ``score`` and ``threshold``, and, unless it
+    predates the effect sizes, ``effect``, ``effect_value`` and ``effect_threshold`` (a
+    feature_drift verdict, an alert's stored feature, a series point with its feature's tests)."""
+    text = measure_text(verdict["test"], verdict["score"], verdict.get("threshold"))
+    if verdict.get("effect") and verdict.get("effect_value") is not None:
+        text += ", " + measure_text(verdict["effect"], verdict["effect_value"], verdict.get("effect_threshold"))
+    return f"{feature}: {text}" if feature else text

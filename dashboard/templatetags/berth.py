@@ -1,5 +1,8 @@
 from django import template
 
+from berth.core.drift import drift_text
+from monitoring.notify import value_text
+
 register = template.Library()
 
 
@@ -177,3 +180,15 @@ def scalar_items(mapping):
         for key, value in sorted((mapping or {}).items())
         if isinstance(value, (str, int, float, bool)) or value is None
     ]
+
+
+@register.filter
+def drift_figures(verdict, feature=None):
+    """A drift verdict's test and effect against their thresholds (berth.core.drift.drift_text)."""
+    return drift_text(verdict, feature)
+
+
+@register.filter
+def alert_value(alert):
+    """A firing alert's latest figure against its threshold, in its metric's terms."""
+    return value_text(alert)

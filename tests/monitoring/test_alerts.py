@@ -2,6 +2,7 @@
 now, now + N min …), notifications, silences, webhook retries, e-mail, the API and the pages."""
 
 import json
+import re
 import socket
 import threading
 from datetime import timedelta
@@ -13,9 +14,10 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
+from berth.core.drift import drift_text, feature_drift
 from berth.core.stats import LogSketch
 from dashboard.errors import BerthError
-from monitoring import alerts, series, services
+from monitoring import alerts, notify, series, services
 from monitoring.models import Alert, AlertRule, Notification
 from monitoring.tasks import deliver_notification
 from registry.models import Dataset, HardwareTarget, Model, ModelVersion, ReferenceProfile
@@ -302,8 +304,16 @@ def test_when_inputs_drift_it_fires_posts_a_webhook_sends_an_email_and_resolves(
     assert posted["details"]["features"][0]["feature"] == "x.mean" and posted["resolved"] is None
     assert posted["details"]["features"][0]["explanation"].startswith("higher than the reference")
     assert posted["url"] == "/alerts/?endpoint=digits-prod"
+    # The worst feature's test and effect against their thresholds, in their own terms.
+    assert re.fullmatch(
+        r"x\.mean: KS p-value \d(\.\d)?e-\d+ \(threshold 0\.05\), Wasserstein 1\.2\d sd \(threshold 0\.1 sd\)",
+        posted["value_text"],
+    ), posted["value_text"]
+    assert posted["details"]["worst"]["feature"] == "x.mean"
     assert sorted(m.to[0] for m in mail.outbox) == ["ml@example.com", "ops@example.com"]
     assert mail.outbox[0].subject == f"[Berth] FIRING: {alert.message}"
+    assert f"Now: {posted['value_text']}" in mail.outbox[0].body
+    assert f"Drifted features:\n  {posted['value_text']}" in mail.outbox[0].body
 
     # Drift ends: one steady window leaves two drifted windows of the last three, two resolve it.
     traffic(profiled, now, minutes_ago=-9, requests=400, features=steady)
@@ -341,6 +351,61 @@ def test_a_class_drift_is_explained_by_the_class_that_moved(profiled, now):
         "(total variation 0.7 ≥ 0.1)"
     ) in alert.message
     assert alert.details["features"][0]["test"] == "chi_square"
+
+
+def test_a_drift_alert_states_the_worst_feature_in_its_tests_terms(profiled, now, viewer):
+    rule(profiled, "drift", emails="ops@example.com")
+    moved = {"x.mean": [100, 100, 100, 100], "prediction": [400, 0, 0]}
+    for minutes_ago in (1, 6):
+        traffic(profiled, now, minutes_ago=minutes_ago, requests=400, features=moved)
+    alerts.evaluate_rules(now=now)
+    (alert,) = firing()
+    # What berth.core.drift says of the same counts, worded by its one formatter.
+    verdict = feature_drift("class", [300, 300, 400], moved["prediction"])
+    expected = drift_text(verdict, "prediction")
+    assert re.fullmatch(
+        r"prediction: chi-square p-value \d(\.\d)?e-\d+ \(threshold 0\.05\), "
+        r"total variation 0\.7 \(threshold 0\.1\)",
+        expected,
+    ), expected
+    assert alert.details["worst"]["statistic"] == pytest.approx(verdict["statistic"])
+    assert notify.value_text(alert) == expected
+    for url, part in (("/alerts/", 'id="firing-alerts"'), ("/endpoints/digits-prod/", 'class="endpoint-alerts"')):
+        page = browser(viewer).get(url).content.decode().split(part)[1]
+        assert expected in page and "× threshold" not in page, url
+    deliver_notification.apply(args=[alert.notifications.get().pk])
+    assert f"Now: {expected}" in mail.outbox[0].body
+
+    # The next evaluation keeps the figure current: the worst feature now is x.mean.
+    shifted = {"x.mean": [0, 0, 40, 360], "prediction": [400, 0, 0]}
+    traffic(profiled, now, minutes_ago=-4, requests=400, features=shifted)
+    alerts.evaluate_rules(now=now + timedelta(minutes=5))
+    alert.refresh_from_db()
+    assert alert.state == "firing" and alert.details["worst"]["feature"] == "x.mean"
+    assert notify.value_text(alert).startswith("x.mean: KS p-value ")
+    assert notify.value_text(alert, latest=False) == expected  # what it fired with
+
+
+def test_alerts_stored_before_the_figures_still_render(profiled, now, viewer):
+    drift = rule(profiled, "drift")
+    version = ModelVersion.objects.get(version="1")
+    old = {"features": [{"feature": "x.mean", "test": "psi", "score": 0.31, "threshold": 0.2}]}
+    for details, value in ((old, 1.55), ({}, 2.0)):
+        Alert.objects.create(
+            rule=drift,
+            endpoint=profiled,
+            version=version,
+            value=value,
+            last_value=value,
+            threshold=1.0,
+            message="digits-prod v1: drift",
+            details=details,
+            started=now,
+            last_evaluated=now,
+        )
+        page = browser(viewer).get("/alerts/").content.decode()
+        assert "x.mean: PSI 0.31 (threshold 0.2)" in page if details else "2 × its thresholds" in page
+        Alert.objects.all().delete()
 
 
 def test_a_significant_but_small_change_does_not_fire(profiled, now):

@@ -2,6 +2,7 @@
 drift from binned counts, and the endpoint page's live part."""
 
 import json
+import re
 import math
 from datetime import timedelta
 
@@ -289,11 +290,20 @@ def test_the_endpoint_page_carries_live_charts(client, viewer, runtime, profiled
     assert "run a new profile job" in row  # the fixture's profile has 4 bins, no tail edges
     assert figure["data"][0]["text"][0].startswith("DRIFT: higher than the reference")
     heatmap = json.loads(html.split('id="chart-drift">')[1].split("</script>")[0])
-    assert any(
-        t.startswith("DRIFT: KS p < 0.001 (threshold 0.05), wasserstein ")
-        for row in heatmap["data"][0]["text"]
-        for t in row
+    # The figures in the test's own terms against their thresholds, p-values below 0.001 in
+    # scientific notation (was "KS p < 0.001 (threshold 0.05), wasserstein ...").
+    drifted = re.compile(
+        r"DRIFT: KS p-value \d(\.\d)?e-\d+ \(threshold 0\.05\), Wasserstein [\d.]+ sd \(threshold 0\.1 sd\)$"
     )
+    assert any(drifted.match(t) for row in heatmap["data"][0]["text"] for t in row), heatmap["data"][0]["text"]
+    assert re.search(r"x\.mean: KS p-value \d(\.\d)?e-\d+ \(threshold 0\.05\)", figure["data"][0]["text"][0])
+    figures = row.split('class="drift-figures">')[1].split("</td>")[0]
+    assert re.fullmatch(
+        r"KS p-value \d(\.\d)?e-\d+ \(threshold 0\.05\), Wasserstein [\d.]+ sd \(threshold 0\.1 sd\)", figures
+    )
+    line = figure["layout"]["annotations"][-1]["text"]
+    assert line.startswith("drifts above: ") and "KS p-value < 0.05 and Wasserstein ≥ 0.1 sd" in line, line
+    assert "chi-square p-value < 0.05 and total variation ≥ 0.1" in line, line  # the prediction's test
     live = client.get("/endpoints/digits-prod/live/?range=15m&feature=prediction")
     assert live.status_code == 200 and 'hx-trigger="every 5s"' in live.content.decode()
     assert "prediction: reference vs current" in live.content.decode()
