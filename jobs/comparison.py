@@ -15,6 +15,7 @@ from .engine.decision import Candidate, decide
 from .engine.gpu import TIMING_MODES  # how a GPU benchmark timed its runs: only like modes compare
 from .engine.quality import LIMIT_PARAMS, read_quality, task_limit_params
 from .models import BenchmarkResult
+from .selectors import serving_profiles
 
 PERCENTILES = ("p50", "p95", "p99")
 Z95 = 1.959964
@@ -29,6 +30,20 @@ METRICS = [
     ("load_time_ms", "load time", "ms", False),
     ("device_memory_bytes", "GPU memory", "bytes", False),
     ("accuracy", "accuracy", "", True),
+]
+# The newest serving profile of each version × target (jobs.selectors.serving_profiles): its
+# recommended configuration and what it measured; None where there is none or none kept p99
+# within its budget. Not at the comparison's batch size: the profile chooses the batching.
+SERVING_COLUMNS = [
+    "serving_profile_job",
+    "serving_p99_budget_ms",
+    "serving_max_batch_size",
+    "serving_max_queue_delay_us",
+    "serving_threads",
+    "serving_concurrency",
+    "serving_throughput",
+    "serving_p50_ms",
+    "serving_p99_ms",
 ]
 # The columns of table(), in order.
 TABLE_COLUMNS = [
@@ -48,6 +63,7 @@ TABLE_COLUMNS = [
     "quality_within_noise",
     "qualifies",
     "quality_note",
+    *SERVING_COLUMNS,
 ]
 # Figures measured once, with no spread to judge a difference by: their ratios are shown
 # uncoloured.
@@ -71,6 +87,7 @@ class Row:
     accuracy_delta: float | None = None  # accuracy minus the baseline's, in fraction points
     quality: dict = field(default_factory=dict)  # engine.quality.read_quality of the result
     judgement: object = None  # engine.decision.Judgement against the recommendation's reference
+    serving_profile: dict | None = None  # the newest serving profile here (selectors.serving_profile_summary)
 
     @property
     def missing(self):
@@ -212,12 +229,17 @@ def benchmark_comparison(
     def baseline_for(version):
         return baseline_choice or _root(version, by_id)
 
+    profiles = serving_profiles(versions=versions, targets=targets)
     rows = []
     for target in targets:
         for version in versions:
             base = baseline_for(version)
             row = Row(
-                version=version, target=target, result=newest.get((version.pk, target.pk, batch_size)), baseline=base
+                version=version,
+                target=target,
+                result=newest.get((version.pk, target.pk, batch_size)),
+                baseline=base,
+                serving_profile=profiles.get((version.pk, target.pk)),
             )
             base_result = newest.get((base.pk, target.pk, batch_size)) if base else None
             _fill(row, base, base_result)
@@ -424,8 +446,19 @@ def table(comparison):
             entry[f"{key}_verdict"] = figure.verdict
         entry["accuracy_delta"] = row.accuracy_delta
         entry.update(_quality_columns(row, decisions.get(row.target.pk)))
+        entry.update(_serving_columns(row.serving_profile))
         out.append(entry)
     return out
+
+
+def _serving_columns(profile):
+    """The row's serving profile: its job, budget, and the recommended configuration's figures."""
+    best = (profile or {}).get("recommended") or {}
+    return {
+        "serving_profile_job": profile["job"].pk if profile else None,
+        "serving_p99_budget_ms": profile["budget_ms"] if profile else None,
+        **{f"serving_{key}": best.get(key) for key in (c.removeprefix("serving_") for c in SERVING_COLUMNS[2:])},
+    }
 
 
 def _quality_columns(row, decision):

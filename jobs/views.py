@@ -161,6 +161,7 @@ def compare(request):
             metrics=metrics,
             charts=all_charts(comparison),
             rows=_display_rows(comparison, metrics),
+            serving_rows=_serving_rows(comparison),
             selected_versions={v.pk for v in comparison.versions},
             selected_targets={t.pk for t in comparison.targets},
         )
@@ -210,6 +211,25 @@ def _display_rows(comparison, metrics):
             }
         )
     return rows
+
+
+def _serving_rows(comparison):
+    """The rows with a serving profile, each with ``fastest``: whether its recommendation serves
+    the most requests per second on its target."""
+    rows = [row for row in comparison.rows if row.serving_profile]
+    best = {}
+    for row in rows:
+        throughput = (row.serving_profile["recommended"] or {}).get("throughput")
+        if throughput is not None and throughput > best.get(row.target.pk, -1):
+            best[row.target.pk] = throughput
+    return [
+        {
+            "row": row,
+            "profile": row.serving_profile,
+            "fastest": (row.serving_profile["recommended"] or {}).get("throughput") == best.get(row.target.pk),
+        }
+        for row in rows
+    ]
 
 
 @access_required("job")
