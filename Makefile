@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 export SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
 
-.PHONY: run run-lock lint test fuzz bench bench-large load migrate demo clean proto
+.PHONY: run run-lock lint test fuzz bench bench-large load migrate demo clean proto plotly
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,11 @@ bench-large: $(VENV)/.installed-dev var/secret_key
 proto: $(VENV)/.installed-dev
 	$(PY) -m grpc_tools.protoc -I serving/proto --python_out=serving/proto --pyi_out=serving/proto \
 		serving/proto/grpc_predict_v2.proto
+
+# static/vendor/plotly-berth.min.js: plotly.js with the trace types the pages draw (committed; run
+# after changing static_src/plotly/: a new trace type in a chart, or plotly.js's pin).
+plotly:
+	cd static_src/plotly && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf var/test var/broker

@@ -7,7 +7,7 @@ Two gunicorn servers on loopback, started side by side in this run on one databa
   uncompressed, ``Cache-Control: max-age=60``, the full 4.8 MB plotly.js),
   bench/pages_baseline_settings.py;
 - ours: dashboard.settings (collectstatic's hashed names with brotli/gzip copies, cached for a
-  year; plotly.js's cartesian bundle, 1.5 MB, which has every trace type the pages draw; the
+  year; a plotly.js built with only the trace types the pages draw (make plotly), 1.2 MB; the
   first chart drawn first, the others one per frame).
 
 Each load is a fresh browser context (empty cache, logged in by a session cookie); the time to

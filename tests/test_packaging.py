@@ -20,7 +20,7 @@ from django.test import Client
 from django.test.utils import setup_test_environment
 setup_test_environment()
 print("module", dashboard.__file__)
-print("plotly", finders.find("vendor/plotly-cartesian.min.js"))
+print("plotly", finders.find("vendor/plotly-berth.min.js"))
 response = Client().get("/accounts/login/")
 print("status", response.status_code)
 print("page", "Log in" in response.content.decode() and "css/berth" in response.content.decode())

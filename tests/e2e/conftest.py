@@ -145,3 +145,18 @@ def big_onnx_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "big.onnx"
     path.write_bytes(tiny_onnx_bytes(features=1024, classes=1024, seed=7))
     return path
+
+
+# --- the plotly.js the pages load ------------------------------------------------------------
+
+
+def unbundled_trace_types(page):
+    """Trace types of the page's figures that its plotly.js lacks: Berth's bundle has only the
+    ones static_src/plotly/index.js registers, and plotly.js skips a trace of another type
+    without a word (the chart is drawn, empty)."""
+    return page.evaluate("""() => {
+      const known = new Set(Object.keys(Plotly.PlotSchema.get().traces));
+      return [...document.querySelectorAll('script[id^="chart-"]')]
+        .flatMap((source) => JSON.parse(source.textContent).data.map((trace) => trace.type || "scatter"))
+        .filter((type) => !known.has(type));
+    }""")

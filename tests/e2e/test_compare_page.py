@@ -7,6 +7,8 @@ import io
 import pytest
 from playwright.sync_api import expect
 
+from .conftest import unbundled_trace_types
+
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
@@ -29,6 +31,7 @@ def test_the_charts_render_and_the_budget_drives_the_recommendation(logged_in_pa
     for name in ("distribution", "batch", "pareto", "history"):
         expect(page.locator(f'[data-chart="{name}"] svg.main-svg').first).to_be_attached()
     assert page.locator('[data-chart="distribution"] .boxlayer .trace').count() == 2  # cpu and gpu
+    assert not unbundled_trace_types(page)
 
     recommendation = page.locator("#recommendations .recommendation").first
     expect(recommendation).to_contain_text("ship 1-int8")

@@ -11,6 +11,8 @@ from playwright.sync_api import expect
 from monitoring import services
 from registry.models import Dataset, ReferenceProfile
 
+from .conftest import unbundled_trace_types
+
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
@@ -65,6 +67,7 @@ def test_the_charts_render_and_follow_new_telemetry(logged_in_page, viewer, moni
     page.goto("/endpoints/digits-prod/?range=15m")
     for name in ("requests", "latency", "errors", "drift", "drift_now", "histogram"):
         expect(page.locator(f'[data-chart="{name}"] svg.main-svg').first).to_be_attached()
+    assert not unbundled_trace_types(page)
     # Raw events carry request latency only: no ratio against the session.run benchmark, and the
     # page says why; the benchmark line is not drawn beside request latency.
     expect(page.locator("#live .kpis td.versus")).to_contain_text("no comparable benchmark")

@@ -24,7 +24,7 @@ def test_static_files_are_compressed_and_cached_for_a_year(logged_in_page, viewe
         assert int(headers["cache-control"].split("max-age=")[1].split(",")[0]) >= YEAR, name
         if name.endswith((".js", ".css")):
             assert headers.get("content-encoding") == "br", (name, headers.get("content-encoding"))
-    # The full bundle was 4.8 MB; the cartesian one travels as about 0.4 MB of brotli.
+    # The full bundle was 4.8 MB; Berth's (make plotly) travels as about 0.35 MB of brotli.
     transferred = page.evaluate("""() => performance.getEntriesByType("resource")
         .filter((e) => e.name.includes("/static/vendor/plotly")).map((e) => e.transferSize)""")
     assert len(transferred) == 1 and transferred[0] < 600_000, transferred
