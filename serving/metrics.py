@@ -58,7 +58,8 @@ class Metrics:
             **gauge,
         )
         self.generation = Gauge("berth_spec_generation", "Generation of the spec being served.", **kwargs, **gauge)
-        self._children = {}
+        self._children = {}  # (model, version) -> (requests, latency) children
+        self._batch_children = {}  # (model, version) -> batch_sizes child
 
     def observe(self, model, version, seconds, error_kind=None):
         children = self._children.get((model, version))
@@ -73,7 +74,11 @@ class Metrics:
             self.failures.labels(model, version, error_kind).inc()
 
     def batch(self, model, version, rows):
-        self.batch_sizes.labels(model, version).observe(rows)
+        # Unbatched, this runs once per request: labels() costs more than the observation.
+        child = self._batch_children.get((model, version))
+        if child is None:
+            child = self._batch_children[(model, version)] = self.batch_sizes.labels(model, version)
+        child.observe(rows)
 
     def telemetry(self, outcome):
         self.flushes.labels(outcome).inc()
