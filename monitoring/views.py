@@ -52,17 +52,28 @@ def _render_token(request, endpoint, token, rotated=False):
     )
 
 
-def _render_detail(request, endpoint, deploy_form=None, batching_form=None, status=200):
+def _serving_context(endpoint, deploy_form=None):
+    """What serves now, its history and the actions that fit (refreshed with the live part)."""
     deployments = selectors.active_deployments(endpoint)
+    history = selectors.deployment_history(endpoint)
+    return {
+        "deployments": deployments,
+        "history": history,
+        # services.rollback needs a split before the current one
+        "can_roll_back": bool(deployments) and len(history) > 1,
+        "deploy_form": deploy_form or DeployForm(endpoint=endpoint),
+    }
+
+
+def _render_detail(request, endpoint, deploy_form=None, batching_form=None, status=200):
+    serving = _serving_context(endpoint, deploy_form)
     return render(
         request,
         "monitoring/endpoint_detail.html",
         {
             "endpoint": endpoint,
-            "deployments": deployments,
-            "serving_profiles": selectors.serving_profiles(endpoint, deployments),
-            "history": selectors.deployment_history(endpoint),
-            "deploy_form": deploy_form or DeployForm(endpoint=endpoint),
+            **serving,
+            "serving_profiles": selectors.serving_profiles(endpoint, serving["deployments"]),
             "batching_form": batching_form
             or BatchingForm(
                 initial={"max_batch_size": endpoint.max_batch_size, "max_queue_delay_us": endpoint.max_queue_delay_us}
@@ -154,7 +165,11 @@ def endpoint_detail(request, name):
 @access_required("endpoint")
 def endpoint_live(request, name):
     endpoint = selectors.endpoint_get(name)
-    return render(request, "monitoring/_endpoint_live.html", {"endpoint": endpoint, **_live_context(request, endpoint)})
+    return render(
+        request,
+        "monitoring/_endpoint_refresh.html",
+        {"endpoint": endpoint, **_serving_context(endpoint), **_live_context(request, endpoint)},
+    )
 
 
 @access_required("endpoint", "write")

@@ -24,3 +24,20 @@
   // Forms that htmx swaps in later (the version page's job forms once validation is done).
   document.addEventListener("htmx:load", (event) => bind(event.target.parentNode || document));
 })();
+
+// A region that a live refresh swaps in out of band (the endpoint page's deploy form and
+// actions) is left alone while someone fills in a form inside it: while one of its fields has
+// the focus, or after a field was changed (or the server sent the form back with errors,
+// data-edited), the refresh skips it; a reload or a submit brings the region up to date.
+(function () {
+  "use strict";
+  document.addEventListener("input", (event) => {
+    if (event.target.form) event.target.form.dataset.edited = "1";
+  });
+  document.addEventListener("htmx:oobBeforeSwap", (event) => {
+    const region = event.detail.target;
+    const focused = document.activeElement;
+    const typing = focused && region.contains(focused) && focused.matches("input, select, textarea");
+    if (typing || region.querySelector("form[data-edited]")) event.detail.shouldSwap = false;
+  });
+})();

@@ -33,6 +33,11 @@ def test_no_page_scrolls_sideways(logged_in_page, site, width):  # noqa: F811
 
 
 def test_the_endpoint_actions_line_up(logged_in_page, engineer, site):  # noqa: F811
+    from monitoring import services
+    from monitoring.models import Endpoint
+
+    # Roll back is offered once there is an earlier split to go back to.
+    services.deploy(endpoint=Endpoint.objects.get(name="digits-prod"), version=site.version("2"), weight=10)
     page = logged_in_page(engineer)
     page.set_viewport_size({"width": 1024, "height": 900})
     page.goto("/endpoints/digits-prod/")
