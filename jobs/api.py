@@ -10,8 +10,10 @@ from dashboard.api import CONFLICT, ERRORS, validated
 from dashboard.renderers import CSVRenderer
 
 from registry import selectors as registry_selectors
+from serving.protocol import ENCODINGS
 
 from . import selectors, services
+from .models import BenchmarkResult
 from .comparison import TABLE_COLUMNS, benchmark_comparison, comparison_payload, table
 from .serializers import (
     CompareQuerySerializer,
@@ -83,6 +85,13 @@ class BenchmarkListApi(GenericAPIView):
             OpenApiParameter("model", str),
             OpenApiParameter("version", str),
             OpenApiParameter("target", str),
+            OpenApiParameter(
+                "scope",
+                str,
+                enum=list(BenchmarkResult.Scope.values),
+                description="session_run: the model alone; request: requests end to end (default: both)",
+            ),
+            OpenApiParameter("encoding", str, enum=list(ENCODINGS), description="request scope: how they were sent"),
             OpenApiParameter("format", str, enum=["json", "csv"], description="csv for a spreadsheet"),
         ],
         responses={200: BenchmarkResultSerializer(many=True), **ERRORS},
@@ -90,7 +99,11 @@ class BenchmarkListApi(GenericAPIView):
     def get(self, request):
         params = request.query_params
         rows = selectors.benchmark_results(
-            model=params.get("model"), version=params.get("version"), target=params.get("target")
+            model=params.get("model"),
+            version=params.get("version"),
+            target=params.get("target"),
+            scope=params.get("scope"),
+            encoding=params.get("encoding"),
         )
         response = Response(BenchmarkResultSerializer(rows, many=True).data)
         if getattr(request, "accepted_renderer", None) and request.accepted_renderer.format == "csv":

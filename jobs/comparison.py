@@ -3,7 +3,9 @@ its ratio to a baseline and a verdict that is only "better" or "worse" when the 
 larger than what was measured to be noise; and a recommendation under a latency budget.
 
 ``benchmark_comparison`` reads everything in a fixed number of queries, whatever the number of
-versions and targets.
+versions and targets. Only results of the model alone (scope session_run) are compared: an
+end-to-end request benchmark (scope request) also times a server and a socket, so it never
+stands beside them (monitoring.comparable compares it with production's request latency).
 """
 
 import math
@@ -186,7 +188,9 @@ def benchmark_comparison(
     by_id = {v.pk: v for v in all_versions}
     by_name = {v.version: v for v in all_versions}
     results = list(
-        BenchmarkResult.objects.filter(version__model=model, threads=threads, timing_mode=timing_mode)
+        BenchmarkResult.objects.filter(
+            version__model=model, threads=threads, timing_mode=timing_mode, scope=BenchmarkResult.Scope.SESSION_RUN
+        )
         .defer("samples", "environment")
         .order_by("-job_id")
     )
@@ -407,7 +411,7 @@ def best_variants(*, max_drop, limit, batch_size=1):
     limit; the other measures' default limits), as [(model name, recommendation)]."""
     names = []
     for name in (
-        BenchmarkResult.objects.filter(batch_size=batch_size)
+        BenchmarkResult.objects.filter(batch_size=batch_size, scope=BenchmarkResult.Scope.SESSION_RUN)
         .order_by("-created")
         .values_list("version__model__name", flat=True)
     ):

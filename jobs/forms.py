@@ -5,6 +5,9 @@ from django import forms
 from registry.models import HardwareTarget
 
 from berth.compression import METHODS
+from serving.protocol import ENCODINGS
+
+from .kinds.benchmark import MEASURES
 
 
 def _int_list(text, field):
@@ -132,6 +135,18 @@ class BenchmarkForm(forms.Form):
     threads = forms.CharField(required=False, help_text="e.g. 1,2; empty for onnxruntime's default")
     min_runs = forms.IntegerField(min_value=1, max_value=100000, initial=30)
     min_seconds = forms.FloatField(min_value=0, max_value=600, initial=1.0)
+    measure = forms.ChoiceField(
+        choices=[(name, f"{name}: {what}") for name, what in MEASURES.items()],
+        required=False,
+        initial="inference",
+        help_text="Requests are what production's request latency is compared with",
+    )
+    encoding = forms.ChoiceField(
+        choices=[(name, name) for name in ENCODINGS],
+        required=False,
+        initial="json",
+        help_text="how requests are sent (measure=requests)",
+    )
 
     def clean_batch_sizes(self):
         return _int_list(self.cleaned_data["batch_sizes"], "batch sizes")
@@ -141,12 +156,14 @@ class BenchmarkForm(forms.Form):
 
     def params(self):
         data = self.cleaned_data
-        return {
+        common = {
             "batch_sizes": data["batch_sizes"],
-            "threads": data["threads"],
             "min_runs": data["min_runs"],
             "min_seconds": data["min_seconds"],
         }
+        if data["measure"] == "requests":
+            return {**common, "measure": "requests", "encoding": data["encoding"] or "json"}
+        return {**common, "threads": data["threads"]}
 
 
 class ServeProfileForm(forms.Form):

@@ -67,7 +67,7 @@ def _has_quality_gate(gates):
 def _benchmark_rows(version_ids):
     """{version id: benchmark rows as dicts, newest job first} with only what gates read."""
     rows = (
-        BenchmarkResult.objects.filter(version_id__in=version_ids)
+        BenchmarkResult.objects.filter(version_id__in=version_ids, scope=BenchmarkResult.Scope.SESSION_RUN)
         .order_by("-job_id", "batch_size", "threads", "id")
         .values(
             "version_id",
@@ -93,7 +93,7 @@ def _quality_rows(model_ids):
     if not model_ids:
         return {}
     rows = (
-        BenchmarkResult.objects.filter(version__model_id__in=model_ids)
+        BenchmarkResult.objects.filter(version__model_id__in=model_ids, scope=BenchmarkResult.Scope.SESSION_RUN)
         .order_by("-job_id", "batch_size", "id")
         .values(
             "version_id",

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from serving.protocol import ENCODINGS
+
 
 class Job(models.Model):
     """One unit of work for a worker. The row is the single source of truth for its state;
@@ -72,7 +74,15 @@ class Job(models.Model):
 
 
 class BenchmarkResult(models.Model):
-    """One measured configuration (batch size × threads) of a version on a target."""
+    """One measured configuration (batch size × threads) of a version on a target.
+
+    ``scope`` says what was timed: ``session_run`` (the model alone, what comparisons rank) or
+    ``request`` (requests end to end through a local berth-serve in ``encoding``, what production's
+    request latency is compared with). Figures of the two scopes are never compared with each other."""
+
+    class Scope(models.TextChoices):
+        SESSION_RUN = "session_run", "session.run"
+        REQUEST = "request", "request (end to end)"
 
     job = models.ForeignKey(Job, related_name="benchmark_results", on_delete=models.CASCADE)
     version = models.ForeignKey("registry.ModelVersion", related_name="benchmark_results", on_delete=models.CASCADE)
@@ -111,6 +121,10 @@ class BenchmarkResult(models.Model):
         help_text="host: inputs copied in and outputs out each run; device: IO binding "
         "on the GPU; device+graph: and replayed as a CUDA graph",
     )
+    scope = models.CharField(max_length=12, choices=Scope.choices, default=Scope.SESSION_RUN)
+    encoding = models.CharField(
+        max_length=8, blank=True, help_text="request scope: how the requests were sent (serving.protocol.ENCODINGS)"
+    )
     # Against the parent on the evaluation set (fraction points), or output fidelity when
     # there is no labelled evaluation set.
     accuracy = models.FloatField(null=True, blank=True)
@@ -126,6 +140,13 @@ class BenchmarkResult(models.Model):
     class Meta:
         ordering = ["version", "target", "batch_size", "threads"]
         indexes = [models.Index(fields=["version", "target", "batch_size"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(scope="session_run", encoding="")
+                | models.Q(scope="request", encoding__in=ENCODINGS),
+                name="benchmark_scope_encoding",
+            )
+        ]
 
     def __str__(self):
         return f"{self.version} on {self.target.slug}, batch {self.batch_size}: p50 {self.p50_ms:.3f} ms"

@@ -1,4 +1,5 @@
-from dashboard.errors import NotFound
+from dashboard.errors import BerthError, NotFound
+from serving.protocol import ENCODINGS
 
 from .models import BenchmarkResult, Job
 
@@ -103,9 +104,20 @@ def waiting_reason(job, served):
     return ""
 
 
-def benchmark_results(*, model=None, version=None, target=None):
-    """Benchmark rows for the API and CSV export, newest job first."""
+def benchmark_results(*, model=None, version=None, target=None, scope=None, encoding=None):
+    """Benchmark rows for the API and CSV export, newest job first; ``scope`` (session_run or
+    request) and ``encoding`` narrow them (BerthError naming the allowed values otherwise)."""
     rows = BenchmarkResult.objects.select_related("version__model", "target", "job").defer("samples")
+    if scope:
+        if scope not in BenchmarkResult.Scope.values:
+            raise BerthError(
+                f"scope must be one of {', '.join(BenchmarkResult.Scope.values)}, not {scope!r}.", field="scope"
+            )
+        rows = rows.filter(scope=scope)
+    if encoding:
+        if encoding not in ENCODINGS:
+            raise BerthError(f"encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}.", field="encoding")
+        rows = rows.filter(encoding=encoding)
     if model:
         rows = rows.filter(version__model__name=model)
     if version:
@@ -120,7 +132,7 @@ def benchmark_results(*, model=None, version=None, target=None):
 def latest_benchmarks(version):
     """{target: [rows of its most recent benchmark job]} for the version page."""
     rows = list(
-        BenchmarkResult.objects.filter(version=version)
+        BenchmarkResult.objects.filter(version=version, scope=BenchmarkResult.Scope.SESSION_RUN)
         .select_related("target")
         .defer("samples")
         .order_by("target__slug", "-job_id", "batch_size", "threads")

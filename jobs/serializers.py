@@ -7,6 +7,7 @@ from berth import compression
 from dashboard.serializer_fields import JSONObjectField
 
 from .engine.gpu import TIMING_MODES
+from .kinds.benchmark import BENCHMARK_MEASURE_SCHEMA
 from .models import BenchmarkResult, Job
 
 
@@ -68,8 +69,13 @@ class JobDetailSerializer(JobSerializer):
 @extend_schema_field(
     {
         "description": "The kind's parameters (see the README's Jobs section). A compress job's are "
-        "one of the methods declared in berth.compression:",
-        "anyOf": [*(compression.json_schema(m) for m in compression.METHODS), {"type": "object"}],
+        "one of the methods declared in berth.compression; a benchmark's measure the model alone "
+        "(measure=inference) or requests through a local berth-serve (measure=requests):",
+        "anyOf": [
+            *(compression.json_schema(m) for m in compression.METHODS),
+            BENCHMARK_MEASURE_SCHEMA,
+            {"type": "object"},
+        ],
     }
 )
 class JobParamsField(JSONObjectField):
@@ -108,6 +114,8 @@ class BenchmarkSummarySerializer(serializers.ModelSerializer):
             "device_memory_bytes",
             "gpu_utilization",
             "timing_mode",
+            "scope",
+            "encoding",
             "accuracy",
             "accuracy_delta",
         ]
@@ -143,6 +151,8 @@ class BenchmarkResultSerializer(BenchmarkSummarySerializer):
             "device_memory_bytes",
             "gpu_utilization",
             "timing_mode",
+            "scope",
+            "encoding",
             "accuracy",
             "accuracy_delta",
             "size_bytes",

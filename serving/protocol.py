@@ -29,6 +29,9 @@ DATATYPES = {
 }
 NUMPY_TO_DATATYPE = {dtype.name: name for name, dtype in DATATYPES.items()}
 EXTENSIONS = ["binary_tensor_data"]  # the protocol extensions served (server metadata)
+# How a request reached the core: JSON tensors or the binary tensor extension over HTTP, or gRPC.
+# Telemetry counts requests by these names, and an end-to-end benchmark is measured in one of them.
+ENCODINGS = ("json", "binary", "grpc")
 
 
 class ServeError(Exception):

@@ -3,6 +3,7 @@ import contextlib
 from django.db import transaction
 
 from jobs.models import BenchmarkResult, Job
+from serving.protocol import ENCODINGS
 
 from . import params as p
 from .base import (
@@ -30,13 +31,64 @@ MEASUREMENT_KEYS = {
 }
 
 
+# What a benchmark times: the model alone (session.run, what comparisons rank), or requests end
+# to end through a local berth-serve in one encoding (what production's request latency is
+# compared with).
+MEASURES = {
+    "inference": "session.run alone",
+    "requests": "requests end to end through a local berth-serve",
+}
+# The API schema's view of the two (README: Benchmarks, end to end).
+BENCHMARK_MEASURE_SCHEMA = {
+    "title": "benchmark",
+    "type": "object",
+    "properties": {
+        "measure": {
+            "enum": list(MEASURES),
+            "default": "inference",
+            "description": "; ".join(f"{name}: {what}" for name, what in MEASURES.items())
+            + " (request-scope results, compared with production's request latency)",
+        },
+        "encoding": {
+            "enum": list(ENCODINGS),
+            "default": "json",
+            "description": "measure=requests only: JSON tensors, the binary tensor extension, or gRPC",
+        },
+        "batch_sizes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "default": [1]},
+    },
+}
+# Options of the model-alone measurement that a request benchmark has no use for.
+INFERENCE_ONLY_KEYS = {"threads", "measure_memory", "io", "cuda_graph", "evaluation_dataset"}
+
+
 def clean_measurement(params, *, target=None):
     """How to measure: batch sizes, thread counts, the perf_analyzer-style stopping rules and the timing
-    mode (``io`` host or device, ``cuda_graph``), checked against ``target``'s provider when given."""
+    mode (``io`` host or device, ``cuda_graph``), checked against ``target``'s provider when given;
+    or, with ``measure=requests``, the ``encoding`` of requests through a local berth-serve."""
     from ..engine.errors import EngineError
     from ..engine.gpu import IO_MODES, timing_mode
 
-    p.only_known(params, MEASUREMENT_KEYS | {"evaluation_dataset"}, "benchmark")
+    p.only_known(params, MEASUREMENT_KEYS | {"evaluation_dataset", "measure", "encoding"}, "benchmark")
+    measure = p.choice(params, "measure", "inference", tuple(MEASURES))
+    if measure == "requests":
+        wrong = sorted(INFERENCE_ONLY_KEYS & set(params))
+        if wrong:
+            p.fail(
+                wrong[0],
+                f"{wrong[0]} applies to measure=inference only; a request benchmark runs berth-serve as "
+                "production does (one intra-op thread, inputs on the host, no accuracy).",
+            )
+        return {
+            "measure": measure,
+            "encoding": p.choice(params, "encoding", "json", ENCODINGS),
+            "batch_sizes": p.int_list(params, "batch_sizes", [1], low=1, high=4096, most=8),
+            "warmup": p.integer(params, "warmup", 5, low=0, high=10_000),
+            "min_runs": p.integer(params, "min_runs", 30, low=1, high=1_000_000),
+            "min_seconds": p.number(params, "min_seconds", 1.0, low=0, high=600),
+            "max_seconds": p.number(params, "max_seconds", 60.0, low=1, high=3600),
+        }
+    if "encoding" in params:
+        p.fail("encoding", "encoding applies to measure=requests only (requests through a local berth-serve).")
     cleaned = {
         "batch_sizes": p.int_list(params, "batch_sizes", [1], low=1, high=4096, most=8),
         "threads": p.int_list(params, "threads", [None], low=1, high=256, most=4, allow_none=True),
@@ -70,6 +122,8 @@ class BenchmarkKind(JobKind):
         require_ready_onnx(version, "benchmarked")
         require_usable_provider(target)
         cleaned = clean_measurement(params, target=target)
+        if cleaned.get("measure") == "requests":
+            return cleaned
         cleaned["evaluation_dataset"] = p.dataset(
             params, "evaluation_dataset", model=version.model, kind="evaluation", required=False
         )
@@ -79,6 +133,8 @@ class BenchmarkKind(JobKind):
         from ..engine.benchmark import compress_samples, run_benchmark
 
         version, target, params = job.version, job.target, job.params
+        if params.get("measure") == "requests":
+            return self._run_requests(job, report)
         with artifact_path(version) as path:
             provider_options = worker_provider_options(target, version, path)
             measured = run_benchmark(
@@ -143,6 +199,7 @@ class BenchmarkKind(JobKind):
             BenchmarkResult.objects.bulk_create(rows)
         report(100, f"Stored {len(rows)} result{'s' if len(rows) != 1 else ''}")
         return {
+            "scope": BenchmarkResult.Scope.SESSION_RUN,
             "results": [
                 {
                     "batch_size": r.batch_size,
@@ -159,6 +216,100 @@ class BenchmarkKind(JobKind):
             ],
             "quality": quality,
             "environment": measured.environment,
+        }
+
+    def _run_requests(self, job, report):
+        """Requests end to end: a berth-serve on a loopback port with the version's artifact and the
+        target's provider, one keep-alive client in ``encoding``; one request-scope row per batch size."""
+        from serving.request_benchmark import RequestClient, local_server, server_environment
+
+        from ..engine.benchmark import compress_samples
+        from ..engine.request_benchmark import run_request_benchmark
+
+        version, target, params = job.version, job.target, job.params
+        encoding = params["encoding"]
+        intra_op_threads = 1  # berth-serve's default, as production runs it
+        with artifact_path(version) as path:
+            provider_options = worker_provider_options(target, version, path) or {}
+            report(2, f"Starting berth-serve ({encoding})")
+            served = {
+                "slug": target.slug,
+                "execution_provider": target.execution_provider,
+                "provider_options": provider_options,
+            }
+            with local_server(
+                path, version.io_signature, target=served, grpc=encoding == "grpc", intra_op_threads=intra_op_threads
+            ) as server:
+                client = RequestClient(server, encoding)
+                try:
+                    measured = run_request_benchmark(
+                        client.prepare,
+                        inputs=version.io_signature["inputs"],
+                        provider=target.execution_provider,
+                        provider_options=provider_options,
+                        batch_sizes=params["batch_sizes"],
+                        threads=intra_op_threads,
+                        warmup_runs=params["warmup"],
+                        min_runs=params["min_runs"],
+                        min_seconds=params["min_seconds"],
+                        max_seconds=params["max_seconds"],
+                        progress=scaled(report, 5, 97),
+                        should_stop=lambda: _cancelled(job.id),
+                    )
+                finally:
+                    client.close()
+        environment = {**measured.environment, **server_environment(encoding)}
+        rows = [
+            BenchmarkResult(
+                job=job,
+                version=version,
+                target=target,
+                scope=BenchmarkResult.Scope.REQUEST,
+                encoding=encoding,
+                batch_size=m.batch_size,
+                threads=m.threads,
+                iterations=m.iterations,
+                warmup=m.warmup,
+                p25_ms=m.p25_ms,
+                p50_ms=m.p50_ms,
+                p75_ms=m.p75_ms,
+                p90_ms=m.p90_ms,
+                p95_ms=m.p95_ms,
+                p99_ms=m.p99_ms,
+                min_ms=m.min_ms,
+                max_ms=m.max_ms,
+                mean_ms=m.mean_ms,
+                std_ms=m.std_ms,
+                intervals=m.intervals,
+                throughput=m.throughput,
+                stable=m.stable,
+                windows=m.windows,
+                samples=compress_samples(m.samples_ms),
+                environment=environment,
+            )
+            for m in measured.measurements
+        ]
+        with transaction.atomic():
+            BenchmarkResult.objects.bulk_create(rows)
+        report(100, f"Stored {len(rows)} end-to-end result{'s' if len(rows) != 1 else ''} ({encoding})")
+        return {
+            "scope": BenchmarkResult.Scope.REQUEST,
+            "encoding": encoding,
+            "results": [
+                {
+                    "batch_size": r.batch_size,
+                    "threads": r.threads,
+                    "p50_ms": r.p50_ms,
+                    "p95_ms": r.p95_ms,
+                    "p99_ms": r.p99_ms,
+                    "throughput": r.throughput,
+                    "stable": r.stable,
+                    "timing_mode": r.timing_mode,
+                    "device_memory_bytes": None,
+                }
+                for r in rows
+            ],
+            "environment": environment,
         }
 
     def _quality(self, version, path, target, dataset_name, progress, provider_options=None):

@@ -66,3 +66,37 @@ def test_a_failed_job_fails_the_command(berth, celery_worker, digits_version, se
     result = berth("benchmark", "--version", "digits:1", "--target", "cpu", *QUICK, "--wait", "--timeout", "60")
     assert result.code == 1
     assert "OpenVINOExecutionProvider is not available on this host" in result.out
+
+
+def test_it_measures_requests_end_to_end_in_an_encoding(berth, celery_worker, digits_version):
+    result = berth(
+        "benchmark",
+        "--version",
+        "digits:1",
+        "--target",
+        "cpu",
+        "--measure",
+        "requests",
+        "--encoding",
+        "binary",
+        "--param",
+        "min_runs=10",
+        "--param",
+        "min_seconds=0.05",
+        "--wait",
+        "--timeout",
+        "180",
+    )
+    assert result.code == 0, result.err + result.out
+    assert "requests end to end through a local berth-serve, binary encoding" in result.out
+    row = BenchmarkResult.objects.get(version__version="1")
+    assert (row.scope, row.encoding, row.batch_size) == ("request", "binary", 1)
+
+
+def test_an_unknown_encoding_is_refused_with_the_allowed_ones(berth, digits_version):
+    result = berth(
+        "benchmark", "--version", "digits:1", "--target", "cpu", "--measure", "requests", "--encoding", "xml"
+    )
+    assert result.code == 1
+    assert "encoding must be one of json, binary, grpc" in result.err
+    assert not Job.objects.filter(kind="benchmark").exists()

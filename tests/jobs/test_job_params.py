@@ -205,3 +205,46 @@ def test_training_methods_need_a_training_set_that_fits(engineer_api, digits_ver
         in response.json()["errors"]["params.training_dataset"][0]
     )
     assert not Job.objects.filter(kind="compress").exists()
+
+
+def test_it_fills_in_request_benchmark_defaults(engineer_api, digits_version):
+    body = start(engineer_api, "benchmark", {"measure": "requests", "batch_sizes": [1, 8]}).json()
+    assert body["params"] == {
+        "measure": "requests",
+        "encoding": "json",
+        "batch_sizes": [1, 8],
+        "warmup": 5,
+        "min_runs": 30,
+        "min_seconds": 1.0,
+        "max_seconds": 60.0,
+    }
+    assert body["queue"] == "target.cpu"
+
+
+def test_a_request_benchmark_refuses_an_unknown_encoding_and_creates_nothing(engineer_api, digits_version):
+    before = Job.objects.count()
+    response = start(engineer_api, "benchmark", {"measure": "requests", "encoding": "protobuf"})
+    assert response.status_code == 400, response.json()
+    assert response.json()["errors"]["params.encoding"] == [
+        "encoding must be one of json, binary, grpc, not 'protobuf'."
+    ]
+    response = start(engineer_api, "benchmark", {"measure": "end_to_end"})
+    assert response.status_code == 400 and "measure must be one of inference, requests" in str(response.json())
+    assert Job.objects.count() == before
+
+
+def test_a_request_benchmark_refuses_options_of_the_model_alone(engineer_api, digits_version):
+    response = start(engineer_api, "benchmark", {"measure": "requests", "threads": [2]})
+    assert response.status_code == 400
+    assert "threads applies to measure=inference only" in str(response.json()["errors"]["params.threads"])
+    response = start(engineer_api, "benchmark", {"encoding": "grpc"})
+    assert response.status_code == 400
+    assert "encoding applies to measure=requests only" in str(response.json()["errors"]["params.encoding"])
+
+
+def test_the_benchmarks_api_refuses_an_unknown_scope_or_encoding(engineer_api, digits_version):
+    response = engineer_api.get("/api/v1/benchmarks/?scope=end_to_end")
+    assert response.status_code == 400
+    assert response.json()["errors"]["scope"] == ["scope must be one of session_run, request, not 'end_to_end'."]
+    response = engineer_api.get("/api/v1/benchmarks/?scope=request&encoding=xml")
+    assert response.status_code == 400 and "encoding must be one of json, binary, grpc" in str(response.json())
