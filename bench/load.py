@@ -374,8 +374,8 @@ def setup(endpoint_count):
     served model names)."""
     from django.contrib.auth.models import Group, User
 
-    from dashboard import tokens
-    from dashboard.access import ENGINEER
+    from common import tokens
+    from common.access import ENGINEER
     from monitoring import services as monitoring_services
     from registry.models import HardwareTarget, Model, ModelVersion
 
@@ -481,7 +481,7 @@ def check_registry(shared):
     from django.core.files.storage import default_storage
 
     from berth.core.hashing import file_sha256
-    from dashboard.models import AuditEvent
+    from common.models import AuditEvent
     from jobs.models import Job
     from registry.models import Alias, AliasEvent, ModelVersion
 

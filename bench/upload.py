@@ -79,7 +79,7 @@ def manage(env, *args):
 
 CREATE_USER = """
 from django.contrib.auth.models import Group, User
-from dashboard import tokens
+from common import tokens
 user = User.objects.create_user("bench")
 user.groups.add(Group.objects.get_or_create(name="engineer")[0])
 print(tokens.issue(user, name="bench", scope="register")[1])

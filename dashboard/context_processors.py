@@ -1,4 +1,4 @@
-from .access import can_write, is_admin, user_role
+from common.access import can_write, is_admin, user_role
 
 
 def roles(request):

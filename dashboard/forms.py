@@ -1,7 +1,7 @@
 from django import forms
 
-from . import tokens
-from .models import ApiToken
+from common import tokens
+from common.models import ApiToken
 
 
 class ApiTokenForm(forms.Form):

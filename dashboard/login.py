@@ -16,7 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.utils import timezone
 
-from .models import LoginFailure
+from dashboard.models import LoginFailure
 
 
 def client_address(request):

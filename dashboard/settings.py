@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "common",  # errors, access, audit, API tokens and API helpers every app uses
     "dashboard",
     "registry",
     "jobs",
@@ -105,13 +106,13 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "dashboard.middleware.RefuseNulCharacters",
+    "common.middleware.RefuseNulCharacters",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "dashboard.middleware.ContentSecurityPolicy",
-    "dashboard.middleware.BerthErrorPages",
+    "common.middleware.ContentSecurityPolicy",
+    "common.middleware.BerthErrorPages",
 ]
 
 AUTHENTICATION_BACKENDS = ["dashboard.login.ThrottledModelBackend"]
@@ -278,13 +279,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "dashboard.authentication.ApiTokenAuthentication",
+        "common.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["dashboard.access.RolePermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["common.access.RolePermission"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "dashboard.errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "dashboard.api.Pagination",
+    "EXCEPTION_HANDLER": "common.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "common.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
@@ -301,8 +302,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "dashboard.api.document_unsupported_media_type",
-        "dashboard.api.tag_by_app",
+        "common.api.document_unsupported_media_type",
+        "common.api.tag_by_app",
     ],
     "ENUM_NAME_OVERRIDES": {
         "JobKindEnum": "jobs.models.Job.Kind",

@@ -9,11 +9,11 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import tokens
-from .access import OTHERS, permits, request_token
-from .api import ERRORS, validated
-from .errors import BerthError, NotFound
-from .models import ApiToken
+from common import tokens
+from common.access import OTHERS, permits, request_token
+from common.api import ERRORS, validated
+from common.errors import BerthError, NotFound
+from common.models import ApiToken
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):

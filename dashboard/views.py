@@ -6,8 +6,8 @@ from django.views.decorators.http import require_http_methods
 from jobs.models import Job
 from registry.models import Model, ModelVersion
 
-from . import audit
-from .access import access_required
+from common import audit
+from common.access import access_required
 
 
 # The overview's "best variant": the fastest p95 at batch 1 that loses at most this much accuracy.
@@ -66,9 +66,9 @@ def healthz(request):
 def api_tokens(request):
     """The user's API tokens for CI and scripts: create (the key is shown once, on this answer),
     list and revoke. Admins also see and may revoke everyone's active tokens."""
-    from . import tokens
-    from .access import OTHERS, permits
-    from .errors import BerthError
+    from common import tokens
+    from common.access import OTHERS, permits
+    from common.errors import BerthError
     from .forms import ApiTokenForm
 
     see_all = permits(request.user, "token", OTHERS)

@@ -6,8 +6,8 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
-from dashboard.api import CONFLICT, ERRORS, validated
-from dashboard.renderers import CSVRenderer
+from common.api import CONFLICT, ERRORS, validated
+from common.renderers import CSVRenderer
 
 from registry import selectors as registry_selectors
 from serving.protocol import ENCODINGS

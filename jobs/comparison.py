@@ -11,7 +11,7 @@ stands beside them (monitoring.comparable compares it with production's request 
 import math
 from dataclasses import dataclass, field
 
-from dashboard.errors import BerthError, NotFound
+from common.errors import BerthError, NotFound
 
 from .engine.decision import Candidate, decide
 from .engine.gpu import TIMING_MODES  # how a GPU benchmark timed its runs: only like modes compare

@@ -1,4 +1,4 @@
-from dashboard.errors import BerthError, NotFound
+from common.errors import BerthError, NotFound
 from serving.protocol import ENCODINGS
 
 from .models import BenchmarkResult, Job

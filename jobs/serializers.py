@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from berth import compression
 
-from dashboard.serializer_fields import JSONObjectField
+from common.serializer_fields import JSONObjectField
 
 from .engine.gpu import TIMING_MODES
 from .kinds.benchmark import BENCHMARK_MEASURE_SCHEMA

@@ -17,8 +17,8 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from dashboard import audit
-from dashboard.errors import BerthError, Conflict
+from common import audit
+from common.errors import BerthError, Conflict
 
 from .kind_table import kind_get, kind_names
 from .models import Job

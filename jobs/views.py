@@ -6,8 +6,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from dashboard.access import access_required
-from dashboard.errors import BerthError
+from common.access import access_required
+from common.errors import BerthError
 
 from registry.selectors import version_get
 from registry.views import version_page

@@ -6,8 +6,8 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from dashboard.access import access_required
-from dashboard.errors import BerthError, NotFound
+from common.access import access_required
+from common.errors import BerthError, NotFound
 
 from . import alerts as services
 from . import impact, selectors

@@ -26,7 +26,7 @@ from django.utils import timezone
 from berth.core.drift import WINDOWS as DRIFT_WINDOWS
 from berth.core.drift import WINDOWS_NEEDED as DRIFT_WINDOWS_NEEDED
 from berth.core.drift import relative_drift, sustained
-from dashboard.errors import BerthError
+from common.errors import BerthError
 
 from . import series
 from .models import Alert, AlertRule, Notification

@@ -9,9 +9,9 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dashboard.access import WRITE, permits
-from dashboard.api import ERRORS, validated
-from dashboard.errors import BerthError, NotFound
+from common.access import WRITE, permits
+from common.api import ERRORS, validated
+from common.errors import BerthError, NotFound
 
 from . import alerts, selectors
 from .models import Alert, AlertRule, Notification

@@ -11,9 +11,9 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dashboard.api import CONFLICT, ERRORS, TOO_LARGE, validated
-from dashboard.errors import TooLarge
-from dashboard.renderers import FirstRendererNegotiation
+from common.api import CONFLICT, ERRORS, TOO_LARGE, validated
+from common.errors import TooLarge
+from common.renderers import FirstRendererNegotiation
 from registry import selectors as registry_selectors
 
 from . import bundle, replicas, selectors, series, services

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from berth.core.stats import DEFAULT_ALPHA, LogSketch
-from dashboard.errors import BerthError
+from common.errors import BerthError
 from registry.models import ModelVersion, ReferenceProfile
 
 MAX_EVENTS = 10_000

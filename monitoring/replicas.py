@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from dashboard.errors import BerthError
+from common.errors import BerthError
 
 from . import services
 from .models import Endpoint, Replica

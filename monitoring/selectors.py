@@ -7,7 +7,7 @@ from itertools import groupby
 from django.conf import settings
 from django.urls import reverse
 
-from dashboard.errors import BerthError, NotFound
+from common.errors import BerthError, NotFound
 from jobs import selectors as job_selectors
 from jobs.models import Job
 from registry.models import ReferenceProfile

@@ -524,7 +524,7 @@ def parse_range(params, now=None, default=DEFAULT_RANGE):
     """(since, until, step) from query parameters: ``range`` (15m … 30d, ``default`` when absent)
     or ``since``/``until`` (ISO 8601), and an optional ``step`` in seconds. Raises BerthError
     naming the parameter."""
-    from dashboard.errors import BerthError
+    from common.errors import BerthError
 
     now = now or timezone.now()
     until = parse_time(params.get("until"), "until") if params.get("until") else now

@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from berth.core.stats import DEFAULT_ALPHA, merge_sketches
 from berth.core.timeparse import parse_aware_time
-from dashboard import audit
-from dashboard.errors import BerthError, Conflict, NotFound
-from dashboard.serializer_fields import holds_nul
+from common import audit
+from common.errors import BerthError, Conflict, NotFound
+from common.serializer_fields import holds_nul
 from jobs import services as job_services
 from registry.models import ModelVersion
 

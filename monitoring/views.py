@@ -3,8 +3,8 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard.access import access_required
-from dashboard.errors import BerthError
+from common.access import access_required
+from common.errors import BerthError
 from registry.selectors import version_get
 
 from . import alerts, bundle, charts, impact, replicas, selectors, series, services

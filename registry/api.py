@@ -10,9 +10,9 @@ from rest_framework.response import Response
 from rest_framework.generics import GenericAPIView
 from rest_framework.views import APIView
 
-from dashboard.api import CONFLICT, ERRORS, INVALID_FILE, TOO_LARGE, validated
-from dashboard.errors import BerthError, TooLarge
-from dashboard.renderers import FirstRendererNegotiation
+from common.api import CONFLICT, ERRORS, INVALID_FILE, TOO_LARGE, validated
+from common.errors import BerthError, TooLarge
+from common.renderers import FirstRendererNegotiation
 
 from jobs.selectors import latest_benchmarks, version_jobs
 

@@ -2,7 +2,7 @@
 
 from django.db.models import Count, Prefetch, Q
 
-from dashboard.errors import NotFound
+from common.errors import NotFound
 
 from .models import Alias, HardwareTarget, Model, ModelVersion, PromotionGate, Upload
 
@@ -96,7 +96,7 @@ def target_get(slug, *, field="target"):
 
 def upload_get(upload_id, *, user):
     """An upload of this user (admins see all); NotFound otherwise, so ids reveal nothing."""
-    from dashboard.access import OTHERS, permits
+    from common.access import OTHERS, permits
 
     uploads = Upload.objects.all() if permits(user, "upload", OTHERS) else Upload.objects.filter(created_by=user)
     try:

@@ -2,7 +2,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from dashboard.serializer_fields import JSONObjectField, TagsField, no_nul
+from common.serializer_fields import JSONObjectField, TagsField, no_nul
 from jobs.serializers import BenchmarkSummarySerializer
 
 from .models import (

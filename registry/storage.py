@@ -12,7 +12,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 
 from berth.core.hashing import file_sha256
-from dashboard.errors import BerthError
+from common.errors import BerthError
 
 EXTENSIONS = {"onnx": ".onnx", "torchscript": ".pt", "exported_program": ".pt2", "npz": ".npz"}
 

@@ -20,7 +20,7 @@ from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 
 from berth.core.hashing import file_sha256
-from dashboard.errors import BerthError, Busy, Conflict, TooLarge
+from common.errors import BerthError, Busy, Conflict, TooLarge
 
 READ_SIZE = 1024 * 1024
 

@@ -4,8 +4,8 @@ from django.http import FileResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard.access import access_required
-from dashboard.errors import BerthError, NotFound
+from common.access import access_required
+from common.errors import BerthError, NotFound
 from jobs import charts as job_charts
 from jobs import gates as job_gates
 from jobs import selectors as job_selectors

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group, User
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from dashboard.access import ADMIN, ENGINEER, VIEWER
+from common.access import ADMIN, ENGINEER, VIEWER
 from jobs.models import BenchmarkResult, Job
 from registry.models import HardwareTarget, Model, ModelVersion
 
@@ -82,7 +82,7 @@ def nobody(db):
 
 def api_token_key(user, *, scope="full", name="tests"):
     """A new API token's key for ``user``, issued the way the tokens page does it."""
-    from dashboard import tokens
+    from common import tokens
 
     return tokens.issue(user, name=name, scope=scope)[1]
 

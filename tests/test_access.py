@@ -1,10 +1,10 @@
-"""Access is decided in one place (dashboard.access.POLICY): every page and API view names the
+"""Access is decided in one place (common.access.POLICY): every page and API view names the
 object type and action it needs, and a URL that forgets to is caught here."""
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from dashboard.access import POLICY, RolePermission
+from common.access import POLICY, RolePermission
 from monitoring.authentication import IsEndpointRuntime
 
 # Views outside the policy, each for a reason: log-in/out, the load balancers' health check, the
@@ -42,7 +42,7 @@ def test_every_view_declares_its_access(route, pattern):
     permissions = view_class.permission_classes
     if IsEndpointRuntime in permissions:  # the serving runtime's endpoint token, checked per endpoint
         return
-    assert RolePermission in permissions, f"{route} is not checked by dashboard.access"
+    assert RolePermission in permissions, f"{route} is not checked by common.access"
     assert view_class.access in POLICY, f"{route}: {view_class.__name__} names no object type in POLICY"
     for action in getattr(view_class, "access_actions", {}).values():
         assert action in POLICY[view_class.access], f"{route}: no {action!r} rule for {view_class.access!r}"

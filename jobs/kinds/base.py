@@ -5,7 +5,7 @@ import contextlib
 
 import numpy as np
 
-from dashboard.errors import BerthError
+from common.errors import BerthError
 from registry.models import ModelVersion
 
 

@@ -1,7 +1,7 @@
 import tempfile
 from pathlib import Path
 
-from dashboard.errors import BerthError
+from common.errors import BerthError
 from registry.models import ModelVersion
 
 from . import params as p

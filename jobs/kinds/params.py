@@ -1,7 +1,7 @@
 """Checking a job's ``params`` before it is queued: each problem is a 400 naming the field
 (``params.batch_sizes``) and saying what is allowed."""
 
-from dashboard.errors import BerthError
+from common.errors import BerthError
 
 
 def fail(key, message):

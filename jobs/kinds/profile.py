@@ -1,4 +1,4 @@
-from dashboard.errors import BerthError
+from common.errors import BerthError
 
 from . import params as p
 from .base import JobKind, artifact_path, load_dataset, require_ready_onnx, scaled

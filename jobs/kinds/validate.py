@@ -1,4 +1,4 @@
-from dashboard.errors import BerthError
+from common.errors import BerthError
 
 from .base import JobKind
 

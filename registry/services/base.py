@@ -2,7 +2,7 @@
 
 from django.core.exceptions import ValidationError
 
-from dashboard.errors import BerthError
+from common.errors import BerthError
 
 
 def full_clean(instance, **kwargs):

@@ -5,8 +5,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from berth.core.sniff import SniffError, read_npz_arrays, sniff_model_file
-from dashboard import audit
-from dashboard.errors import BerthError, Conflict, InvalidModelFile, NotFound
+from common import audit
+from common.errors import BerthError, Conflict, InvalidModelFile, NotFound
 
 from .. import storage, uploads
 from ..signals import validation_requested

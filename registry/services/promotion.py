@@ -5,9 +5,9 @@ import math
 from django.db import IntegrityError, transaction
 from rest_framework import status
 
-from dashboard import audit
-from dashboard.access import OVERRIDE, permits
-from dashboard.errors import BerthError, Conflict, NotFound
+from common import audit
+from common.access import OVERRIDE, permits
+from common.errors import BerthError, Conflict, NotFound
 
 from .. import signals
 from ..models import (

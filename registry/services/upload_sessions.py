@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard import audit
-from dashboard.errors import BerthError, Conflict, InvalidModelFile, TooLarge
+from common import audit
+from common.errors import BerthError, Conflict, InvalidModelFile, TooLarge
 
 from .. import uploads
 from ..models import Upload

@@ -9,7 +9,7 @@ import pytest
 
 from berth.cli import main
 from berth.client import Client
-from dashboard.access import ENGINEER
+from common.access import ENGINEER
 from tests.conftest import api_token_key, make_user, tiny_onnx_bytes
 
 CHUNK = 64 * 1024

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from dashboard.models import ApiToken, AuditEvent
+from common.models import ApiToken, AuditEvent
 from tests.conftest import api_client, api_token_key
 from tests.registry.test_pages import browser
 

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from dashboard.models import AuditEvent
+from common.models import AuditEvent
 from registry.models import HardwareTarget
 from tests.conftest import register
 

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client as BrowserClient
 
 from berth.client import Client, upload_complete, upload_file
-from dashboard.errors import DATABASE_UNAVAILABLE_MESSAGE
+from common.errors import DATABASE_UNAVAILABLE_MESSAGE
 from registry.models import ModelVersion, Upload
 from tests.conftest import api_token_key, wait_for
 

@@ -26,7 +26,7 @@ from django.db import close_old_connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from dashboard.access import ADMIN, VIEWER
+from common.access import ADMIN, VIEWER
 from jobs import services as job_services
 from jobs.models import BenchmarkResult, Job, WorkerHost
 from monitoring import alerts

@@ -107,7 +107,7 @@ def test_a_changed_artifact_fails_validation_loudly(job):
     version.refresh_from_db()
     assert version.status == "invalid"
     # ... and is audited, for the admins to see.
-    from dashboard.models import AuditEvent
+    from common.models import AuditEvent
 
     event = AuditEvent.objects.get(action="integrity")
     assert (

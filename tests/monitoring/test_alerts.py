@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from berth.core.drift import drift_text, feature_drift
 from berth.core.stats import LogSketch
-from dashboard.errors import BerthError
+from common.errors import BerthError
 from monitoring import alerts, notify, series, services
 from monitoring.models import Alert, AlertRule, Notification
 from monitoring.tasks import deliver_notification

@@ -93,7 +93,7 @@ def test_the_version_page_says_where_it_is_deployed(endpoint, viewer):
 
 
 def test_the_endpoint_page_sets_dynamic_batching(endpoint, engineer, viewer):
-    from dashboard.models import AuditEvent
+    from common.models import AuditEvent
 
     client = browser(engineer)
     assert "Off: every request runs on its own" in client.get("/endpoints/digits-prod/").content.decode()
@@ -116,7 +116,7 @@ def test_the_endpoint_page_sets_dynamic_batching(endpoint, engineer, viewer):
 
 
 def test_the_endpoint_page_applies_a_serving_profile_after_confirming(endpoint, engineer):
-    from dashboard.models import AuditEvent
+    from common.models import AuditEvent
     from registry.models import ModelVersion
 
     job = profile_serving(ModelVersion.objects.get(version="1"), user=engineer)

@@ -207,7 +207,7 @@ def integrity_report(version="1", **changes):
 
 
 def test_a_runtime_reports_a_sha256_mismatch_into_the_audit_log(runtime, endpoint, admin_user):
-    from dashboard.models import AuditEvent
+    from common.models import AuditEvent
 
     answer = runtime.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(), format="json")
     assert answer.status_code == 201
@@ -232,7 +232,7 @@ def test_a_runtime_reports_a_sha256_mismatch_into_the_audit_log(runtime, endpoin
     ],
 )
 def test_a_bad_integrity_report_writes_nothing(runtime, endpoint, changes, status):
-    from dashboard.models import AuditEvent
+    from common.models import AuditEvent
 
     answer = runtime.post("/api/v1/endpoints/digits-prod/integrity/", integrity_report(**changes), format="json")
     assert answer.status_code == status and answer.json()["detail"]

@@ -368,7 +368,7 @@ def test_admins_override_failing_gates_with_a_justification(world, admin_api, en
     )
     assert event.overridden and event.justification == "Hotfix for the outage; latency fix follows."
     assert event.gate_results[0]["measured"] == 6.5
-    from dashboard.models import AuditEvent
+    from common.models import AuditEvent
 
     audited = AuditEvent.objects.get(action="gate_override")
     assert (audited.actor_name, audited.target, audited.details["from"], audited.details["to"]) == (
@@ -517,7 +517,7 @@ def test_it_refuses_a_duplicate_gate_and_unknown_models(world, engineer_api):
 
 
 def test_the_gate_service_names_the_bad_field(world):
-    from dashboard.errors import BerthError
+    from common.errors import BerthError
 
     with pytest.raises(BerthError) as caught:
         services.gate_create(model=world["model"], kind="fastest", threshold=1)

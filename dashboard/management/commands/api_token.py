@@ -3,9 +3,9 @@
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
-from dashboard import tokens
-from dashboard.errors import BerthError
-from dashboard.models import ApiToken
+from common import tokens
+from common.errors import BerthError
+from common.models import ApiToken
 
 
 class Command(BaseCommand):

@@ -71,7 +71,7 @@ def required_role(kind, action):
     try:
         return POLICY[kind][action]
     except KeyError:
-        raise LookupError(f"dashboard.access.POLICY has no rule for {action!r} on {kind!r}") from None
+        raise LookupError(f"common.access.POLICY has no rule for {action!r} on {kind!r}") from None
 
 
 def permits(user, kind, action, *, token=None):

@@ -1,6 +1,6 @@
-"""API token authentication: ``Authorization: Token <key>`` (dashboard.tokens checks the key).
+"""API token authentication: ``Authorization: Token <key>`` (common.tokens checks the key).
 
-Kept apart from dashboard.tokens because DRF imports authentication classes while it loads
+Kept apart from common.tokens because DRF imports authentication classes while it loads
 its settings, before its views module can be imported."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
