@@ -147,10 +147,12 @@ def test_keys_from_drfs_token_table_keep_working_hashed(engineer):
     import importlib
     from types import SimpleNamespace
 
-    from django.apps import apps
     from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
 
     migration = importlib.import_module("dashboard.migrations.0005_api_tokens")
+    # the models as that migration saw them (ApiToken was the dashboard app's then; common's now)
+    apps = MigrationLoader(connection).project_state(("dashboard", "0005_api_tokens")).apps
     old_key = "0123456789abcdef0123456789abcdef01234567"
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, user_id integer)")
