@@ -12,6 +12,17 @@
      on the same model, generator and concurrency, when MLServer is installed in its own virtual
      environment (MLSERVER_VENV, default var/mlserver-venv; it pins other versions of our packages).
 
+Beside each figure, the floor of its transport on this machine: an echo server on the same stack
+(uvicorn on uvloop with berth-serve's HTTP protocol; grpc.aio with berth-serve's options) that reads
+the same request and answers berth-serve's own response bytes, decoding nothing and running no
+model. (echo p50 + session.run p50) / session.run p50 is the lowest overhead ratio any server on
+that transport reaches here; the echo's req/s at concurrency 32 over berth-serve's unbatched req/s
+is the highest batching ratio, and its p99 the lowest p99 at that concurrency. A goal above its
+floor is out of reach on this machine, whatever the server does (the lines say so).
+
+Client and servers are not pinned to cores: on a shared 2-core machine, pinning them apart takes
+from each the core the other sessions' load leaves free, which measures the pinning, not them.
+
 Flask and telemetry on/off are bench/serving.py's (make bench runs both).
 
     .venv/bin/python bench/serving_dataplane.py [--seconds 10] [--requests 200]
@@ -250,7 +261,138 @@ def in_process_core(bundle):
     return core, loop
 
 
+# --- transport floors -----------------------------------------------------------------------------
+
+
+def echo_http(port, response_file):
+    """uvicorn as berth-serve runs it (uvloop, its HTTP protocol, no access log), answering every
+    request with the bytes of ``response_file`` once the body is read: no decoding, no model."""
+    import uvicorn
+
+    from serving.transport import protocol_name
+
+    body = Path(response_file).read_bytes()
+    saved = json.loads(Path(response_file).with_suffix(".json").read_text())
+    headers = [(name.encode(), value.encode()) for name, value in saved["headers"]]
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http=protocol_name(),
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+    )
+
+
+def echo_grpc(port, response_file):
+    """grpc.aio with berth-serve's options, answering ModelInfer with the bytes of ``response_file``
+    (a serialized ModelInferResponse) without parsing the request."""
+
+    import grpc
+    import uvloop
+
+    from serving.grpc_server import MAX_MESSAGE_BYTES, SERVICE
+
+    response = Path(response_file).read_bytes()
+
+    async def infer(raw, context):
+        return response
+
+    async def main():
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ]
+        )
+        handler = grpc.method_handlers_generic_handler(
+            SERVICE, {"ModelInfer": grpc.unary_unary_rpc_method_handler(infer)}
+        )
+        server.add_generic_rpc_handlers((handler,))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    uvloop.run(main())
+
+
+# glibc's malloc maps a fresh process's 600 KB request buffers with mmap and unmaps them on free, so
+# each request page-faults them in again (~300 faults, more CPU than the whole echo); berth-serve,
+# counted the same way (/proc/PID/stat), takes none per request. The echo servers get thresholds that
+# keep such buffers from the start, or they would not be a floor.
+ECHO_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
+
+
+def echo_server(kind, response, headers, tmp, log):
+    """An echo server (``kind`` http or grpc) answering ``response`` (bytes; ``headers`` for HTTP),
+    in its own process, ready: (Process, port)."""
+    port = free_port()
+    response_file = tmp / f"echo-{kind}.bin"
+    response_file.write_bytes(response)
+    response_file.with_suffix(".json").write_text(json.dumps({"headers": headers}))
+    command = [sys.executable, str(Path(__file__).resolve()), "--echo", kind, str(port), str(response_file)]
+    process = Process(command, log, env=ECHO_MALLOC)
+    deadline = time.monotonic() + 60
+    while True:
+        if process.process.poll() is not None:
+            raise RuntimeError(f"the {kind} echo server exited with {process.process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 # --- 1. overhead ---------------------------------------------------------------------------------
+
+
+def http_client(port):
+    """A keep-alive HTTP/1.1 connection: ``post(body, headers)`` returns a call that writes one
+    request in one piece and returns the response's (head, body)."""
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def post(body, headers):
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        message = (
+            f"POST /v2/models/m/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+        ).encode() + body
+
+        def call():
+            connection.sendall(message)
+            received = b""
+            while True:
+                chunk = connection.recv(1 << 20)
+                if not chunk:
+                    raise RuntimeError("the server closed the connection")
+                received += chunk
+                end = received.find(b"\r\n\r\n")
+                if end > 0:
+                    status = received[9:12]
+                    length = int(received[:end].lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    if len(received) >= end + 4 + length:
+                        assert status == b"200", received[:300]
+                        return received[:end], received[end + 4 :]
+
+        return call
+
+    return connection, post
 
 
 def overhead(tmp, requests):
@@ -261,6 +403,7 @@ def overhead(tmp, requests):
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     bundle = write_bundle(tmp / "stem-bundle", model, (3, 224, 224), 1000)
     server, port, grpc_port = berth_serve(bundle, tmp / "stem.log", grpc=True)
+    echoes = []
     try:
         json_body = json.dumps(
             {"inputs": [{"name": "x", "shape": [1, 3, 224, 224], "datatype": "FP32", "data": x.ravel().tolist()}]}
@@ -279,54 +422,45 @@ def overhead(tmp, requests):
             }
         ).encode()
         binary_body = header + x.tobytes()
-        connection = socket.create_connection(("127.0.0.1", port))
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def http_post(body, headers):
-            """One keep-alive HTTP/1.1 request written in one piece; reads the whole response."""
-            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-            message = (
-                f"POST /v2/models/m/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n{head}\r\n"
-            ).encode() + body
-
-            def call():
-                connection.sendall(message)
-                received = b""
-                while True:
-                    chunk = connection.recv(1 << 20)
-                    if not chunk:
-                        raise RuntimeError("berth-serve closed the connection")
-                    received += chunk
-                    end = received.find(b"\r\n\r\n")
-                    if end > 0:
-                        status = received[9:12]
-                        length = int(received[:end].lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                        if len(received) >= end + 4 + length:
-                            assert status == b"200", received[:300]
-                            return
-
-            return call
+        binary_headers = {
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(len(header)),
+        }
+        connection, post = http_client(port)
 
         request = service_pb2.ModelInferRequest(model_name="m")
         request.inputs.add(name="x", datatype="FP32", shape=[1, 3, 224, 224])
         request.raw_input_contents.append(x.tobytes())
         grpc_body = request.SerializeToString()
-        channel = grpc.insecure_channel(
-            f"127.0.0.1:{grpc_port}",
-            options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
-        )
+        options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=options)
         infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+
+        # The floors: echo servers answering berth-serve's own responses to these requests.
+        head, binary_response = post(binary_body, binary_headers)()
+        kept = (b"content-type", b"content-length", b"inference-header-content-length")
+        response_headers = [
+            [part.decode() for part in line.split(b": ", 1)]
+            for line in head.split(b"\r\n")[1:]
+            if line.split(b":", 1)[0].lower() in kept
+        ]
+        echo, echo_port = echo_server("http", binary_response, response_headers, tmp, tmp / "echo-http.log")
+        echoes.append(echo)
+        echo_connection, echo_post = http_client(echo_port)
+        echo, echo_grpc_port = echo_server("grpc", infer(grpc_body, timeout=60), None, tmp, tmp / "echo-grpc.log")
+        echoes.append(echo)
+        echo_channel = grpc.insecure_channel(f"127.0.0.1:{echo_grpc_port}", options=options)
+        echo_infer = echo_channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
 
         # Round robin, so that the machine's changes of pace fall on every figure alike (a bare
         # session.run in this process is one of them); JSON, 100x slower, is timed on its own.
         bare_session = session(model)
         core, loop = in_process_core(bundle)
         calls = {
-            "binary": http_post(
-                binary_body,
-                {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))},
-            ),
+            "binary": post(binary_body, binary_headers),
             "grpc": lambda: infer(grpc_body, timeout=60),
+            "echo_binary": echo_post(binary_body, binary_headers),
+            "echo_grpc": lambda: echo_infer(grpc_body, timeout=60),
             "core": lambda: loop.run_until_complete(core.infer("m", {"x": x})),
             "session": lambda: bare_session.run(None, {"x": x}),
         }
@@ -337,7 +471,7 @@ def overhead(tmp, requests):
                 call()
                 if number >= 5:
                     times[name].append((time.perf_counter() - started) * 1000)
-        json_call = http_post(json_body, {"Content-Type": "application/json"})
+        json_call = post(json_body, {"Content-Type": "application/json"})
         json_call()
         times["json"] = []
         for _ in range(max(10, requests // 10)):
@@ -346,29 +480,42 @@ def overhead(tmp, requests):
             times["json"].append((time.perf_counter() - started) * 1000)
         figures = {name: statistics.median(values) for name, values in times.items()}
         channel.close()
+        echo_channel.close()
         connection.close()
+        echo_connection.close()
         core.stop()
         loop.close()
     finally:
         server.stop()
+        for echo in echoes:
+            echo.stop()
     bare = figures.pop("session")
     print(
         f"1x3x224x224 float32 ({x.nbytes:,} bytes; JSON body {len(json_body):,} bytes), session.run p50 "
-        f"{bare:.2f} ms (in this process, interleaved with the binary and gRPC requests)"
+        f"{bare:.2f} ms (in this process, interleaved with the binary and gRPC requests); load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
-    results = {}
+    results, floors = {}, {}
     core_p50 = figures.pop("core")
     print(
         f"serving_dataplane.overhead_core: core_p50={core_p50:.2f} ms session_run_p50={bare:.2f} ms "
         f"ratio={core_p50 / bare:.2f} (the inference core in process: what is left is the transport's)"
     )
+    for name in ("binary", "grpc"):
+        echo_p50 = figures.pop(f"echo_{name}")
+        floors[name] = (echo_p50 + bare) / bare
+        print(
+            f"serving_dataplane.floor_{name}: echo_p50={echo_p50:.2f} ms session_run_p50={bare:.2f} ms "
+            f"ratio={floors[name]:.2f} (an echo server on the same transport answering berth-serve's response "
+            "without decoding or inference, plus session.run: the lowest ratio reachable here)"
+        )
     for name, p50 in figures.items():
         results[name] = p50 / bare
         print(
             f"serving_dataplane.overhead_{name}: request_p50={p50:.2f} ms session_run_p50={bare:.2f} ms "
             f"ratio={p50 / bare:.2f}"
         )
-    return results
+    return results, floors
 
 
 # --- 2. and 3. batching, MLServer ----------------------------------------------------------------
@@ -422,11 +569,25 @@ def batching(tmp, seconds, mlserver_venv):
     try:
         servers["off"] = berth_serve(off, tmp / "off.log")
         servers["on"] = berth_serve(on, tmp / "on.log")
+        connection, post = http_client(servers["off"][1])
+        head, response = post(body.read_bytes(), {"Content-Type": "application/json"})()
+        connection.close()
+        kept = (b"content-type", b"content-length")
+        headers = [
+            [part.decode() for part in line.split(b": ", 1)]
+            for line in head.split(b"\r\n")[1:]
+            if line.split(b":", 1)[0].lower() in kept
+        ]
+        servers["echo"] = echo_server("http", response, headers, tmp, tmp / "echo.log")
         if mlserver_venv:
             servers["mlserver"] = start_mlserver(tmp, model, mlserver_venv)
         path = "/v2/models/m/infer"
         results["off_c1"] = generate(servers["off"][1], path, body, seconds, 1)
         for name in servers:
+            if name == "echo":
+                server, echo_port = servers[name]
+                results[name] = generate(echo_port, path, body, seconds, CONCURRENCY, server)
+                continue
             model_name = "digits" if name == "mlserver" else "m"
             results[name] = generate(
                 servers[name][1], f"/v2/models/{model_name}/infer", body, seconds, CONCURRENCY, servers[name][0]
@@ -440,7 +601,7 @@ def batching(tmp, seconds, mlserver_venv):
     finally:
         for process, *_ in servers.values():
             process.stop()
-    on_, off_, c1 = results["on"], results["off"], results["off_c1"]
+    on_, off_, c1, echo = results["on"], results["off"], results["off_c1"], results["echo"]
     bound = c1["p99_ms"] + DELAY_US / 1000 + 2 * batch_ms
     print(
         f"serving_dataplane.batching: on={on_['rps']:.0f} off={off_['rps']:.0f} ratio={on_['rps'] / off_['rps']:.2f} "
@@ -450,8 +611,17 @@ def batching(tmp, seconds, mlserver_venv):
         f"serving_dataplane.batching_p99: on={on_['p99_ms']:.2f} ms bound={bound:.2f} ms (unbatched p99 at "
         f"concurrency 1 {c1['p99_ms']:.2f} + delay {DELAY_US / 1000:g} + 2 x {batch_ms:.3f})"
     )
+    print(
+        f"serving_dataplane.batching_floor: echo={echo['rps']:.0f} off={off_['rps']:.0f} "
+        f"ratio={echo['rps'] / off_['rps']:.2f} p99={echo['p99_ms']:.2f} ms (an echo server on berth-serve's HTTP "
+        f"stack answering its response at concurrency {CONCURRENCY}, no decoding or inference: the highest "
+        f"ratio and the lowest p99 reachable here; server CPU {echo['server_cpu_us']:.0f} µs/req)"
+    )
     out = {
         "batching": on_["rps"] / off_["rps"],
+        "batching_floor": echo["rps"] / off_["rps"],
+        "p99_floor": echo["p99_ms"],
+        "bound": bound,
         "p99_ok": on_["p99_ms"] <= bound,
         "errors": sum(r["errors"] for r in results.values()),
     }
@@ -500,6 +670,10 @@ def start_mlserver(tmp, model, venv):
 
 
 def main():
+    if sys.argv[1:2] == ["--echo"]:  # an echo server for the floors: --echo http|grpc PORT RESPONSE_FILE
+        kind, port, response_file = sys.argv[2:5]
+        (echo_http if kind == "http" else echo_grpc)(int(port), response_file)
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per load configuration")
     parser.add_argument("--requests", type=int, default=200, help="requests per transport in the overhead part")
@@ -516,17 +690,34 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench-dataplane-") as tmp:
         tmp = Path(tmp)
         if args.only != "batching":
-            ratios = overhead(tmp, args.requests)
+            ratios, floors = overhead(tmp, args.requests)
             for name in ("binary", "grpc"):
                 met = ratios[name] <= OVERHEAD_GOAL
                 ok &= met
-                print(f"goal overhead_{name} ratio <= {OVERHEAD_GOAL}: {'met' if met else 'NOT met'}")
+                print(
+                    f"goal overhead_{name} ratio <= {OVERHEAD_GOAL}: {'met' if met else 'NOT met'}"
+                    + (
+                        f" (out of reach here: the transport's floor is {floors[name]:.2f})"
+                        if floors[name] > OVERHEAD_GOAL
+                        else ""
+                    )
+                )
         if args.only != "overhead":
             out = batching(tmp, args.seconds, venv)
             met = out["batching"] >= BATCHING_GOAL
             print(
-                f"goal batching ratio >= {BATCHING_GOAL}: {'met' if met else 'NOT met'}; p99 bound: "
-                f"{'met' if out['p99_ok'] else 'NOT met'}"
+                f"goal batching ratio >= {BATCHING_GOAL}: {'met' if met else 'NOT met'}"
+                + (
+                    f" (out of reach here: the floor is {out['batching_floor']:.2f})"
+                    if out["batching_floor"] < BATCHING_GOAL
+                    else ""
+                )
+                + f"; p99 bound: {'met' if out['p99_ok'] else 'NOT met'}"
+                + (
+                    f" (out of reach here: the echo's p99 is {out['p99_floor']:.2f} ms)"
+                    if out["p99_floor"] > out["bound"]
+                    else ""
+                )
             )
             ok &= met and out["p99_ok"]
             if "mlserver" in out:
