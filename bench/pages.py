@@ -16,6 +16,11 @@ by the page's own clock (``performance.now()``, from navigation start). A second
 same context shows what the cache saves. Medians of LOADS loads, interleaved. The goal (issue
 14): ours under 500 ms on both pages.
 
+The floor, loaded the same way: a page with nothing but ours' plotly.js (from ours' server, with
+an empty cache) that draws the endpoint page's first figure. No page can show a chart sooner on
+this machine: what is left above it is the page itself (the server's answer, the other static
+files, the HTML).
+
     .venv/bin/python bench/pages.py        # DATABASE_URL defaults to the local PostgreSQL
 """
 
@@ -48,6 +53,14 @@ new MutationObserver((records, observer) => {
   }
 }).observe(document, {childList: true, subtree: true});
 """
+FLOOR_PATH = "/bench-floor/"
+FLOOR_PAGE = """<!doctype html><html><head><script src="{plotly}" defer></script></head><body>
+<div data-chart="floor" style="width:800px;height:360px"></div>
+<script type="application/json" id="figure">{figure}</script>
+<script>document.addEventListener("DOMContentLoaded", () => {{
+  const figure = JSON.parse(document.getElementById("figure").textContent);
+  Plotly.react(document.querySelector("[data-chart]"), figure.data, figure.layout, {{displaylogo: false, responsive: true}});
+}});</script></body></html>"""
 STATIC_TRANSFER = """() => performance.getEntriesByType("resource").filter((e) => e.name.includes("/static/"))
   .reduce((sum, e) => sum + e.transferSize, 0)"""
 
@@ -193,12 +206,15 @@ def start_server(settings_module, database_url):
     raise SystemExit(f"the {settings_module} server did not start")
 
 
-def load(browser, base_url, path, cookie):
-    """(first-chart ms, static bytes transferred) of a cold load, and first-chart ms of a warm one."""
+def load(browser, base_url, path, cookie, floor=None):
+    """(first-chart ms, static bytes transferred) of a cold load, and first-chart ms of a warm one.
+    ``floor``: the floor page's HTML, answered at FLOOR_PATH by the browser itself."""
     context = browser.new_context(base_url=base_url)
     try:
         context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": base_url}])
         context.add_init_script(FIRST_CHART)
+        if floor is not None:
+            context.route(base_url + FLOOR_PATH, lambda route: route.fulfill(body=floor, content_type="text/html"))
         page = context.new_page()
         figures = []
         for _ in range(2):
@@ -206,6 +222,20 @@ def load(browser, base_url, path, cookie):
             page.wait_for_function("() => window.__firstChart !== undefined", timeout=30_000)
             figures.append((page.evaluate("() => window.__firstChart"), page.evaluate(STATIC_TRANSFER)))
         return figures[0][0], figures[0][1], figures[1][0]
+    finally:
+        context.close()
+
+
+def floor_page(browser, base_url, cookie):
+    """FLOOR_PAGE with ours' plotly.js (its hashed name) and the endpoint page's first figure."""
+    context = browser.new_context(base_url=base_url)
+    try:
+        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": base_url}])
+        page = context.new_page()
+        page.goto(PAGES["endpoint"])
+        plotly, figure = page.evaluate("""() => [document.querySelector('script[src*="/vendor/plotly"]').src,
+          document.querySelector('script[id^="chart-"]').textContent]""")
+        return FLOOR_PAGE.format(plotly=plotly, figure=figure)
     finally:
         context.close()
 
@@ -230,11 +260,14 @@ def main():
                 )
                 for _name, (_, url) in servers.items():  # each server's first request sets it up
                     load(browser, url, PAGES["compare"], cookie)
+                floor = floor_page(browser, servers["ours"][1], cookie)
                 figures = {(server, page): [] for server in servers for page in PAGES}
+                figures["ours", "floor"] = []
                 for _ in range(LOADS):
                     for page, path in PAGES.items():
                         for server, (_, url) in servers.items():
                             figures[server, page].append(load(browser, url, path, cookie))
+                    figures["ours", "floor"].append(load(browser, servers["ours"][1], FLOOR_PATH, cookie, floor))
                 browser.close()
         finally:
             for process, _ in servers.values():
@@ -251,6 +284,11 @@ def main():
         )
         print(f"{page}.first_chart_warm: ours={ours[2]:.0f} ms baseline={base[2]:.0f} ms ratio={ours[2] / base[2]:.2f}")
         met &= ours[0] < GOAL_MS
+    floor = [statistics.median(column) for column in zip(*figures["ours", "floor"])]
+    print(
+        f"floor.first_chart_cold: {floor[0]:.0f} ms (a page with only ours' plotly.js drawing the endpoint page's "
+        f"first figure; {floor[1] / 1024:.0f} KiB)"
+    )
     print(f"goal (first chart < {GOAL_MS} ms on a cold load of both pages, loopback): {'met' if met else 'NOT met'}")
 
 
