@@ -3,7 +3,7 @@ plotly.js draws) and handed to the page as JSON; one small script, static/js/cha
 them. Plain dicts, not plotly.graph_objects: validating hundreds of traces on every page view
 cost more than the rest of the page (the tests validate every figure with graph_objects)."""
 
-from dashboard.charts import RED, layout, to_json
+from common.charts import RED, layout, to_json
 
 
 def latency_unit(values):

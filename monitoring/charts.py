@@ -3,8 +3,8 @@ figure dicts (drawn by static/js/charts.js like the comparison page's). ``uirevi
 user's zoom while the live refresh replaces the data."""
 
 from berth.core.drift import drift_text, threshold_text
-from dashboard import charts as site_charts
-from dashboard.charts import RED, to_json
+from common import charts as site_charts
+from common.charts import RED, to_json
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 AMBER = "#e6a700"
