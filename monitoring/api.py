@@ -86,7 +86,8 @@ class DeployApi(APIView):
         request=DeploySerializer,
         responses={200: EndpointSerializer, **CONFLICT, **ERRORS},
         description="Deploy a version with a share of the traffic (100 promotes it), or set the whole "
-        "split with weights. A version that is not ready (or not ONNX) is 409.",
+        "split with weights. A version that is not ready (or not ONNX) is 409. apply_serving_profile also sets "
+        "the endpoint's batching from the version's newest serving profile on its target (400 when none).",
     )
     def post(self, request, name):
         endpoint = selectors.endpoint_get(name)
@@ -100,6 +101,7 @@ class DeployApi(APIView):
                 version=self._version(endpoint, data["version"]),
                 weight=data["weight"],
                 user=request.user,
+                apply_serving_profile=data["apply_serving_profile"],
             )
         return Response(EndpointSerializer(selectors.endpoint_get(name)).data)
 

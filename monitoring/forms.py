@@ -25,6 +25,9 @@ class DeployForm(forms.Form):
         initial=100,
         help_text="% of the traffic; under 100 it is a canary beside what serves now",
     )
+    apply_serving_profile = forms.BooleanField(
+        required=False, label="and apply its serving profile (batching from its newest profile on this target)"
+    )
 
     def __init__(self, *args, endpoint, **kwargs):
         super().__init__(*args, **kwargs)

@@ -49,14 +49,25 @@ def _serving(endpoint):
     ]
 
 
-def deploy_impact(endpoint, version):
-    """Deploying or promoting ``version`` to 100 % of the traffic."""
+def deploy_impact(endpoint, version, *, apply_serving_profile=False):
+    """Deploying or promoting ``version`` to 100 % of the traffic (and applying its serving
+    profile's batching)."""
     current = _current_split(endpoint)
     leaving = [(v, w) for v, w in current if v != version.version]
     changes = [f"{endpoint.name} sends 100 % of its traffic to v{version.version} (now: {_split_text(current)})."]
     if leaving:
         changes.append("Stop serving: " + ", ".join(f"v{v} (now {w} %)" for v, w in leaving) + ".")
+    if apply_serving_profile:
+        changes.append(
+            f"Dynamic batching is set from v{version.version}'s newest serving profile on {endpoint.target.slug} "
+            f"(now: {_batching_text(endpoint.max_batch_size, endpoint.max_queue_delay_us)})."
+        )
     undo = [f"Roll back on this page: it restores the current split ({_split_text(current)}) as a new generation."]
+    if apply_serving_profile:
+        undo.append(
+            f"Rolling back leaves batching as it is: set it back to max batch size {endpoint.max_batch_size}, "
+            f"max queue delay {endpoint.max_queue_delay_us} µs under Dynamic batching."
+        )
     if not current:
         undo = ["Nothing serves now, so there is nothing to roll back to; deploy another version to replace it."]
     return Impact(

@@ -122,10 +122,20 @@ class DeploySerializer(serializers.Serializer):
     version = serializers.CharField(max_length=128, required=False)
     weight = serializers.IntegerField(min_value=1, max_value=100, required=False, default=100)
     weights = WeightSerializer(many=True, required=False)
+    apply_serving_profile = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="With version: also set the endpoint's batching to what the version's newest serving "
+        "profile on the endpoint's target recommends (400 when it has none)",
+    )
 
     def validate(self, data):
         if ("version" in data) == ("weights" in data):
             raise serializers.ValidationError("Give either version (and weight) or weights.")
+        if "weights" in data and data.get("apply_serving_profile"):
+            raise serializers.ValidationError(
+                {"apply_serving_profile": "A serving profile is applied with one version; not with weights."}
+            )
         return data
 
 

@@ -22,6 +22,7 @@ from berth.core.timeparse import parse_aware_time
 from common import audit
 from common.errors import BerthError, Conflict, NotFound
 from common.serializer_fields import holds_nul
+from jobs import selectors as job_selectors
 from jobs import services as job_services
 from registry.models import ModelVersion
 
@@ -167,14 +168,18 @@ def current_generation(endpoint):
     )
 
 
-def deploy(*, endpoint, version, weight=100, user=None):
+def deploy(*, endpoint, version, weight=100, user=None, apply_serving_profile=False):
     """Send ``weight`` % of the endpoint's traffic to ``version``; the versions already serving
-    share the rest in their current proportions. 100 replaces them all (a promotion)."""
+    share the rest in their current proportions. 100 replaces them all (a promotion).
+    ``apply_serving_profile``: also set the endpoint's batching to what the newest serving profile
+    of ``version`` on the endpoint's target recommends (endpoint_set_batching), in the same
+    transaction; refused (400, nothing changed) when there is none."""
     if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 100:
         raise BerthError("weight is a whole percentage from 1 to 100.", field="weight")
     with transaction.atomic():
         endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
         _check_deployable(endpoint, version)
+        profile = _serving_profile_to_apply(endpoint, version) if apply_serving_profile else None
         others = [d for d in current_generation(endpoint) if d.version_id != version.pk]
         if weight < 100 and not others:
             raise BerthError(
@@ -185,7 +190,33 @@ def deploy(*, endpoint, version, weight=100, user=None):
         shares = _split(100 - weight, [d.weight for d in others])
         split = [(version, weight)] + [(d.version, share) for d, share in zip(others, shares) if share > 0]
         action = Deployment.Action.PROMOTE if weight == 100 and others else Deployment.Action.DEPLOY
-        return _new_generation(endpoint, split, action, user)
+        generation = _new_generation(endpoint, split, action, user)
+        if profile is not None:
+            best = profile["recommended"]
+            endpoint_set_batching(
+                endpoint=endpoint,
+                max_batch_size=best["max_batch_size"],
+                max_queue_delay_us=best["max_queue_delay_us"],
+                user=user,
+                serving_profile_job=profile["job"],
+            )
+        return generation
+
+
+def _serving_profile_to_apply(endpoint, version):
+    """The newest serving profile of ``version`` on the endpoint's target that recommends a
+    configuration, or a BerthError saying there is none."""
+    profile = job_selectors.serving_profiles(versions=[version], targets=[endpoint.target]).get(
+        (version.pk, endpoint.target_id)
+    )
+    if profile is None or profile["recommended"] is None:
+        raise BerthError(
+            f"{version.version} has no serving profile on {endpoint.target.slug} that recommends a configuration"
+            + (" (none kept p99 within its budget)" if profile else "")
+            + ": run one from its version page, or deploy without applying one.",
+            field="apply_serving_profile",
+        )
+    return profile
 
 
 def set_weights(*, endpoint, weights, user=None):

@@ -180,22 +180,34 @@ def endpoint_deploy(request, name):
     if not form.is_valid():
         return _render_detail(request, endpoint, form, status=400)
     version, weight = form.cleaned_data["version"], form.cleaned_data["weight"]
+    apply_profile = form.cleaned_data["apply_serving_profile"]
     if weight == 100 and not confirmed(request):
         return render_confirm(
             request,
             endpoint,
-            impact.deploy_impact(endpoint, version),
-            fields=[("version", version.version), ("weight", weight)],
+            impact.deploy_impact(endpoint, version, apply_serving_profile=apply_profile),
+            fields=[("version", version.version), ("weight", weight)]
+            + ([("apply_serving_profile", "on")] if apply_profile else []),
         )
     try:
-        services.deploy(endpoint=endpoint, version=version, weight=weight, user=request.user)
+        services.deploy(
+            endpoint=endpoint, version=version, weight=weight, user=request.user, apply_serving_profile=apply_profile
+        )
     except BerthError as exc:
-        form.add_error(None, exc.message)
+        form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         return _render_detail(request, endpoint, form, status=400)
+    endpoint.refresh_from_db()
     messages.success(
         request,
         f"{form.cleaned_data['version'].version} now takes {form.cleaned_data['weight']} % of "
-        f"{endpoint.name}'s traffic; runtimes pick it up within seconds.",
+        f"{endpoint.name}'s traffic"
+        + (
+            f", batched as its serving profile recommends (up to {endpoint.max_batch_size} rows, waiting at most "
+            f"{endpoint.max_queue_delay_us} µs)"
+            if apply_profile
+            else ""
+        )
+        + "; runtimes pick it up within seconds.",
     )
     return redirect(endpoint)
 

@@ -165,3 +165,40 @@ def test_tokens_never_start_with_a_dash(monkeypatch):
     monkeypatch.setattr(services.secrets, "token_urlsafe", lambda n: next(made))
     token, _, prefix = services._new_token()
     assert token == "_fine-token" and prefix == "_fine-to"
+
+
+def test_deploying_applies_the_versions_serving_profile_when_asked(engineer_api, endpoint, engineer):
+    from dashboard.models import AuditEvent
+    from tests.conftest import profile_serving
+
+    job = profile_serving(ModelVersion.objects.get(version="2"), user=engineer)
+    best = job.result["recommended"]
+    response = engineer_api.post(
+        "/api/v1/endpoints/digits-prod/deploy/",
+        {"version": "2", "weight": 10, "apply_serving_profile": True},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    assert (response.json()["max_batch_size"], response.json()["max_queue_delay_us"]) == (
+        best["max_batch_size"],
+        best["max_queue_delay_us"],
+    )
+    assert split(engineer_api) == {"1": 90, "2": 10}
+    assert AuditEvent.objects.get(action="endpoint_batching").details["serving_profile_job"] == job.pk
+
+
+def test_applying_a_missing_serving_profile_changes_nothing(engineer_api, endpoint):
+    response = engineer_api.post(
+        "/api/v1/endpoints/digits-prod/deploy/",
+        {"version": "2", "weight": 10, "apply_serving_profile": True},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "2 has no serving profile on cpu" in response.json()["errors"]["apply_serving_profile"][0]
+    assert split(engineer_api) == {"1": 100}
+    with_weights = engineer_api.post(
+        "/api/v1/endpoints/digits-prod/deploy/",
+        {"weights": [{"version": "1", "weight": 100}], "apply_serving_profile": True},
+        format="json",
+    )
+    assert with_weights.status_code == 400 and "apply_serving_profile" in with_weights.json()["errors"]

@@ -167,3 +167,29 @@ def test_a_serving_profile_that_does_not_fit_the_endpoint_is_refused(endpoint, e
         assert response.status_code == 400 and reason in response.content.decode(), (job, reason)
     assert Endpoint.objects.get().max_batch_size == 1
     assert browser(viewer).post("/endpoints/digits-prod/apply-profile/", {"job": foreign.pk}).status_code == 403
+
+
+def test_the_deploy_form_applies_the_serving_profile_in_the_same_click(endpoint, engineer):
+    from registry.models import ModelVersion
+
+    client = browser(engineer)
+    refused = client.post(
+        "/endpoints/digits-prod/deploy/", {"version": "2", "weight": "10", "apply_serving_profile": "on"}
+    )
+    assert refused.status_code == 400 and "2 has no serving profile on cpu" in refused.content.decode()
+    assert {d.version.version for d in Deployment.objects.filter(state="active")} == {"1"}
+    best = profile_serving(ModelVersion.objects.get(version="2"), user=engineer).result["recommended"]
+    asked = client.post(
+        "/endpoints/digits-prod/deploy/", {"version": "2", "weight": "100", "apply_serving_profile": "on"}
+    ).content.decode()
+    assert "Dynamic batching is set from v2&#x27;s newest serving profile on cpu" in asked
+    assert 'name="apply_serving_profile" value="on"' in asked and Endpoint.objects.get().max_batch_size == 1
+    done = client.post(
+        "/endpoints/digits-prod/deploy/",
+        {"version": "2", "weight": "100", "apply_serving_profile": "on", "confirmed": "yes"},
+        follow=True,
+    ).content.decode()
+    assert "batched as its serving profile recommends" in done
+    applied = Endpoint.objects.get()
+    assert (applied.max_batch_size, applied.max_queue_delay_us) == (best["max_batch_size"], best["max_queue_delay_us"])
+    assert {d.version.version for d in Deployment.objects.filter(state="active")} == {"2"}
