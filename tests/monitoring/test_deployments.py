@@ -168,7 +168,7 @@ def test_tokens_never_start_with_a_dash(monkeypatch):
 
 
 def test_deploying_applies_the_versions_serving_profile_when_asked(engineer_api, endpoint, engineer):
-    from dashboard.models import AuditEvent
+    from common.models import AuditEvent
     from tests.conftest import profile_serving
 
     job = profile_serving(ModelVersion.objects.get(version="2"), user=engineer)
