@@ -25,8 +25,12 @@ class DeployForm(forms.Form):
         initial=100,
         help_text="% of the traffic; under 100 it is a canary beside what serves now",
     )
+    # Below the deploy row (which lines up with Roll back and New token), joined to its form by
+    # the input's form attribute.
     apply_serving_profile = forms.BooleanField(
-        required=False, label="and apply its serving profile (batching from its newest profile on this target)"
+        required=False,
+        label="and apply its serving profile (batching from its newest profile on this target)",
+        widget=forms.CheckboxInput(attrs={"form": "deploy-form"}),
     )
 
     def __init__(self, *args, endpoint, **kwargs):
