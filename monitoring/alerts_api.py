@@ -13,7 +13,7 @@ from common.access import WRITE, permits
 from common.api import ERRORS, validated
 from common.errors import BerthError, NotFound
 
-from . import alerts, selectors
+from . import alerts, notify, selectors
 from .models import Alert, AlertRule, Notification
 
 
@@ -55,12 +55,20 @@ class AlertSerializer(serializers.Serializer):
     )
     last_value = serializers.FloatField(allow_null=True)
     threshold = serializers.FloatField(allow_null=True)
+    value_text = serializers.SerializerMethodField(
+        help_text="The latest figure against its threshold in the metric's terms, e.g. 'p95 812 ms (threshold 500 "
+        "ms)' or, for drift, the worst feature's test and effect: 'x.mean: KS p-value 2e-6 (threshold 0.05), "
+        "Wasserstein 0.31 sd (threshold 0.1 sd)'"
+    )
     message = serializers.CharField()
     details = serializers.JSONField()
     started = serializers.DateTimeField()
     resolved = serializers.DateTimeField(allow_null=True)
     last_evaluated = serializers.DateTimeField()
     notifications = NotificationSerializer(many=True, source="notifications.all")
+
+    def get_value_text(self, alert) -> str:
+        return notify.value_text(alert)
 
 
 class AlertRuleSerializer(serializers.Serializer):

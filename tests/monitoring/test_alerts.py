@@ -763,6 +763,7 @@ def test_the_api_lists_alerts_firing_first(history, viewer_api):
     assert first["rule_description"] == "error rate above 5 % over 5 min" and first["metric"] == "error_rate"
     assert first["value"] == 50 and first["threshold"] == 5 and first["resolved"] is None
     assert first["message"].startswith("digits-prod v1: error rate 50 %")
+    assert first["value_text"] == "error rate 50 % (threshold 5 %)"
     assert second["resolved"] and second["details"]["resolution"] == "digits-prod v2: no traffic in the last 5 min"
     assert first["notifications"][0]["channel"] == "webhook" and first["notifications"][0]["status"] == "pending"
     assert first["notifications"][0]["destination"] == "https://hooks.example.com/…"  # a viewer sees no secret
