@@ -74,7 +74,7 @@ def _flatten(errors):
             flat = {}
             for index, item in enumerate(errors):
                 for key, messages in _flatten(item).items():
-                    flat[f"{index}.{key}"] = messages
+                    flat[f"{index}.{key}" if key != "non_field_errors" else str(index)] = messages
             return flat
         return {"non_field_errors": [str(e) for e in errors]}
     if isinstance(errors, dict):

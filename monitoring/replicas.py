@@ -19,6 +19,7 @@ from django.utils import timezone
 from common.errors import BerthError
 
 from . import services
+from .telemetry_serializers import parse_time
 from .models import Endpoint, Replica
 
 INSTANCE_HEADER = "X-Berth-Instance"
@@ -109,7 +110,7 @@ def check_report(report, field="replica"):
     checked["versions"] = versions
     for name in ("spec_polled", "started"):
         value = report.get(name)
-        checked[name] = services.parse_time(value, f"{field}.{name}") if value is not None else None
+        checked[name] = parse_time(value, f"{field}.{name}") if value is not None else None
     return checked
 
 

@@ -17,7 +17,7 @@ from registry.models import ReferenceProfile
 
 from . import comparable
 from .models import Deployment, MetricWindow
-from .services import parse_time
+from .telemetry_serializers import parse_time
 
 RANGES = {
     "15m": timedelta(minutes=15),

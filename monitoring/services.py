@@ -8,7 +8,6 @@ weights always sum to 100 and a rollback is "make the previous generation curren
 import hashlib
 import math
 import secrets
-import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -17,9 +16,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from berth.core.stats import DEFAULT_ALPHA, merge_sketches
-from berth.core.timeparse import parse_aware_time
+from berth.core.stats import merge_sketches
 from common import audit
+from common.api import validated
 from common.errors import BerthError, Conflict, NotFound
 from common.serializer_fields import holds_nul
 from jobs import selectors as job_selectors
@@ -28,10 +27,7 @@ from registry.models import ModelVersion
 
 from . import events
 from .models import Deployment, Endpoint, MetricWindow, TelemetryFlush
-
-ERROR_KINDS = ("bad_request", "invalid_input", "too_large", "inference_error", "unavailable")
-MAX_SERIES = 200
-MAX_BUCKETS = 5000
+from .telemetry_serializers import TelemetryFlushSerializer, telemetry_time
 
 
 def _hash(token):
@@ -316,16 +312,17 @@ def _new_generation(endpoint, split, action, user):
 def telemetry_ingest(*, endpoint, payload, body=None):
     """Count one telemetry flush (a runtime's series, or an external server's raw events) into
     the endpoint's minute windows. Returns ``(accepted, duplicate)``; a flush_id already counted
-    is not counted again. Raises BerthError (400) for anything malformed, before writing anything."""
+    is not counted again. Raises BerthError (400) or, for a runtime's flush, the 400
+    ValidationError of TelemetryFlushSerializer for anything malformed, before writing anything."""
     # JSON can only carry a NUL as \u0000, so the raw body (when there is one) answers quickly.
     if (b"\\u0000" in body) if body is not None else holds_nul(payload):
         raise BerthError("Telemetry must not hold NUL characters (\\u0000): PostgreSQL cannot store them.")
     _check_endpoint_name(endpoint, payload)
     if isinstance(payload, dict) and "events" in payload:
-        flush = events.flush_from_events(endpoint, payload, check_time=_timestamp, body=body)
+        flush = events.flush_from_events(endpoint, payload, check_time=telemetry_time, body=body)
         flush.update(dropped=0, source=MetricWindow.Source.EVENTS)
     else:
-        flush = _check_flush(endpoint, payload)
+        flush = validated(TelemetryFlushSerializer, payload, context={"endpoint": endpoint})
         flush["source"] = MetricWindow.Source.RUNTIME
     minute = flush["start"].replace(second=0, microsecond=0)
     with transaction.atomic():
@@ -487,137 +484,3 @@ def _check_endpoint_name(endpoint, payload):
     if not Endpoint.objects.filter(name=str(named)).exists():
         raise NotFound(f"There is no endpoint named {named!r}.", field="endpoint")
     raise BerthError(f"This token belongs to {endpoint.name}, not {named!r}.", field="endpoint", status=403)
-
-
-def _check_flush(endpoint, payload):
-    """The flush, checked and typed; BerthError naming the field otherwise."""
-    if not isinstance(payload, dict):
-        raise BerthError("The body must be a JSON object.")
-    try:
-        flush_id = uuid.UUID(str(payload.get("flush_id")))
-    except ValueError as exc:
-        raise BerthError("flush_id must be a UUID (it makes a retried flush count once).", field="flush_id") from exc
-    start = _timestamp(payload.get("start"))
-    seconds = payload.get("seconds", 10)
-    if not _number(seconds) or not 0 <= seconds <= 3600:
-        raise BerthError("seconds must be a number from 0 to 3600.", field="seconds")
-    dropped = payload.get("dropped", 0)
-    if not _count(dropped):
-        raise BerthError("dropped must be a whole number ≥ 0.", field="dropped")
-    series = payload.get("series")
-    if not isinstance(series, list) or len(series) > MAX_SERIES:
-        raise BerthError(f"series must be a list of at most {MAX_SERIES} entries.", field="series")
-    versions = {
-        v.version: v
-        for v in ModelVersion.objects.filter(
-            model_id=endpoint.model_id, version__in=[s.get("version") for s in series if isinstance(s, dict)]
-        )
-    }
-    return {
-        "flush_id": flush_id,
-        "start": start,
-        "dropped": dropped,
-        "series": [_check_series(entry, i, versions, endpoint) for i, entry in enumerate(series)],
-    }
-
-
-def _check_series(entry, index, versions, endpoint):
-    field = f"series.{index}"
-    if not isinstance(entry, dict):
-        raise BerthError("Each series entry must be an object.", field=field)
-    version = versions.get(entry.get("version"))
-    if version is None:
-        raise BerthError(f"{endpoint.model.name} has no version {entry.get('version')!r}.", field=f"{field}.version")
-    requests, errors = entry.get("requests"), entry.get("errors", 0)
-    if not _count(requests) or not _count(errors) or errors > requests:
-        raise BerthError("requests and errors must be whole numbers ≥ 0, errors ≤ requests.", field=f"{field}.requests")
-    kinds = entry.get("error_kinds", {})
-    if not isinstance(kinds, dict) or not all(isinstance(k, str) and _count(v) for k, v in kinds.items()):
-        raise BerthError("error_kinds maps a kind to a whole number ≥ 0.", field=f"{field}.error_kinds")
-    latency = _check_sketch(entry.get("latency") or {}, f"{field}.latency")
-    inference = entry.get("inference_latency", {})
-    inference = {} if inference is None else inference
-    if (
-        not isinstance(inference, dict)
-        or len(inference) > MAX_SERIES
-        or not all(isinstance(rows, str) and rows.isascii() and rows.isdigit() and len(rows) <= 9 for rows in inference)
-    ):
-        raise BerthError(
-            'inference_latency maps the rows of a model run ("1") to a latency sketch of its session.run time.',
-            field=f"{field}.inference_latency",
-        )
-    inference = {
-        str(int(rows)): _check_sketch(sketch, f"{field}.inference_latency.{rows}") for rows, sketch in inference.items()
-    }
-    features = entry.get("features", {})
-    if not isinstance(features, dict) or not all(
-        isinstance(name, str) and isinstance(counts, list) and counts and all(_count(c) for c in counts)
-        for name, counts in features.items()
-    ):
-        raise BerthError("features maps a feature name to a list of whole-number counts.", field=f"{field}.features")
-    batch_sizes = entry.get("batch_sizes", {})
-    if (
-        not isinstance(batch_sizes, dict)
-        or len(batch_sizes) > MAX_BUCKETS
-        or not all(
-            isinstance(rows, str) and rows.isascii() and rows.isdigit() and len(rows) <= 9 and _count(runs)
-            for rows, runs in batch_sizes.items()
-        )
-    ):
-        raise BerthError(
-            'batch_sizes maps the rows of a model run ("8") to how many runs had them.', field=f"{field}.batch_sizes"
-        )
-    return {
-        "version": version,
-        "requests": requests,
-        "errors": errors,
-        "error_kinds": kinds,
-        "batch_sizes": {str(int(rows)): runs for rows, runs in batch_sizes.items()},
-        "latency": latency,
-        "inference_latency": inference,
-        "features": features,
-    }
-
-
-def _check_sketch(latency, field):
-    """A latency sketch in the wire format, checked (BerthError naming ``field`` otherwise)."""
-    buckets = latency.get("buckets", {}) if isinstance(latency, dict) else None
-    if not isinstance(buckets, dict) or len(buckets) > MAX_BUCKETS or not _count(latency.get("zero_count", 0)):
-        raise BerthError("A latency sketch is {alpha, buckets: {index: count}, zero_count}.", field=field)
-    if latency.get("alpha", DEFAULT_ALPHA) != DEFAULT_ALPHA:
-        raise BerthError(f"alpha must be {DEFAULT_ALPHA}: sketches merge only at one accuracy.", field=field)
-    try:
-        buckets = {str(int(key)): value for key, value in buckets.items()}
-    except (TypeError, ValueError) as exc:
-        raise BerthError("Latency bucket indexes must be whole numbers.", field=field) from exc
-    if not all(_count(v) for v in buckets.values()):
-        raise BerthError("Latency bucket counts must be whole numbers ≥ 0 (no NaN, no negatives).", field=field)
-    return {"alpha": DEFAULT_ALPHA, "buckets": buckets, "zero_count": latency.get("zero_count", 0)}
-
-
-def _count(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def parse_time(text, field):
-    """An aware datetime from ISO 8601 text; BerthError naming ``field`` otherwise."""
-    try:
-        return parse_aware_time(text)
-    except ValueError as exc:
-        raise BerthError(f"{field.rsplit('.', 1)[-1]} {exc}", field=field) from exc
-
-
-def _timestamp(text, field="start"):
-    """A telemetry time: parse_time, and within the accepted age."""
-    name = field.rsplit(".", 1)[-1]
-    moment = parse_time(text, field)
-    now = timezone.now()
-    if not now - timedelta(days=settings.BERTH_TELEMETRY_MAX_AGE_DAYS) <= moment <= now + timedelta(minutes=5):
-        raise BerthError(
-            f"{name} is too far in the past or in the future; check the sending host's clock.", field=field
-        )
-    return moment

@@ -138,12 +138,31 @@ def test_a_retried_flush_counts_once(runtime, endpoint):
         ({"start": "yesterday"}, "start"),
         ({"start": "2020-01-01T00:00:00Z"}, "start"),
         ({"seconds": -1}, "seconds"),
+        ({"flush_id": None}, "flush_id"),
+        ({"flush_id": 12}, "flush_id"),
+        ({"dropped": -1}, "dropped"),
+        ({"series": {"version": "1"}}, "series"),
+        ({"series": [7]}, "series.0"),
     ],
 )
 def test_a_malformed_flush_is_refused(runtime, endpoint, change, field):
     response = post(runtime, flush(**change))
     assert response.status_code == 400 and field in response.json()["errors"], response.json()
     assert not MetricWindow.objects.exists() and not TelemetryFlush.objects.exists()
+
+
+@pytest.mark.parametrize("missing", ["flush_id", "start", "series"])
+def test_a_flush_without_a_required_part_is_refused(runtime, endpoint, missing):
+    body = flush()
+    del body[missing]
+    response = post(runtime, body)
+    assert response.status_code == 400 and missing in response.json()["errors"], response.json()
+    assert not TelemetryFlush.objects.exists()
+
+
+def test_a_flush_that_is_no_object_is_refused(runtime, endpoint):
+    response = runtime.post("/api/v1/telemetry/", "[1, 2]", content_type="application/json")
+    assert response.status_code == 400 and "JSON object" in response.json()["detail"], response.json()
 
 
 def test_telemetry_with_a_nul_character_is_refused(runtime, endpoint):
