@@ -4,7 +4,13 @@
   "use strict";
   function drawOne(element) {
     const source = document.getElementById(`chart-${element.dataset.chart}`);
-    if (!source || !window.Plotly) return;
+    if (!window.Plotly) return;
+    if (!source) {
+      // A live refresh that no longer carries this figure (no drift verdict in the window any
+      // more): clear the chart rather than leave stale data on the page.
+      if (element.classList.contains("js-plotly-plot")) window.Plotly.purge(element);
+      return;
+    }
     const figure = JSON.parse(source.textContent);
     window.Plotly.react(element, figure.data, figure.layout, { displaylogo: false, responsive: true });
   }

@@ -7,6 +7,8 @@ from playwright.sync_api import expect
 
 from monitoring import services
 
+from .test_endpoint_page import monitored  # noqa: F401  (the fixture)
+
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 REFRESH_MS = 15_000  # three refreshes
@@ -52,4 +54,17 @@ def test_actions_appear_and_disappear_with_the_state(logged_in_page, engineer, w
     page.get_by_role("button", name="Deploy", exact=True).click()
     expect(page.locator("#serving-now tr[data-version='1']")).to_contain_text("25 %")
     # The charts still draw after the refreshes swapped the regions around them.
+    expect(page.locator('[data-chart="requests"] svg.main-svg').first).to_be_attached()
+
+
+def test_a_chart_whose_figure_goes_away_is_cleared(logged_in_page, viewer, monitored):  # noqa: F811
+    from monitoring.models import MetricWindow
+
+    page = logged_in_page(viewer)
+    page.goto("/endpoints/digits-prod/?range=15m")
+    drift_now = page.locator('[data-chart="drift_now"]')
+    expect(drift_now.locator("svg.main-svg").first).to_be_attached()
+    MetricWindow.objects.filter(endpoint=monitored).delete()  # no verdict in the window any more
+    expect(page.locator("#chart-drift_now")).to_have_count(0, timeout=REFRESH_MS)
+    expect(drift_now.locator("svg.main-svg")).to_have_count(0)
     expect(page.locator('[data-chart="requests"] svg.main-svg').first).to_be_attached()
