@@ -200,7 +200,9 @@ def benchmark_comparison(
     batch_sizes = sorted({key[2] for key in newest})
     if batch_size is None:
         batch_size = batch_sizes[0] if batch_sizes else 1
-    measured_targets = {key[1] for key in newest}
+    # Serving profiles count as measurements: a version profiled but not benchmarked has a row.
+    profiles = serving_profiles(versions=all_versions)
+    measured_targets = {key[1] for key in newest} | {target_id for _, target_id in profiles}
     all_targets = list(HardwareTarget.objects.order_by("slug"))
     if targets:
         unknown = set(targets) - {t.slug for t in all_targets}
@@ -215,7 +217,7 @@ def benchmark_comparison(
             raise NotFound(f"Model {model.name} has no version {missing[0]!r}.", field="versions")
         versions = [by_name[v] for v in dict.fromkeys(versions)]
     else:
-        measured_versions = {key[0] for key in newest}
+        measured_versions = {key[0] for key in newest} | {version_id for version_id, _ in profiles}
         versions = [v for v in all_versions if v.pk in measured_versions]
     baseline_choice = None
     if baseline:
@@ -233,7 +235,6 @@ def benchmark_comparison(
     def baseline_for(version):
         return baseline_choice or _root(version, by_id)
 
-    profiles = serving_profiles(versions=versions, targets=targets)
     rows = []
     for target in targets:
         for version in versions:

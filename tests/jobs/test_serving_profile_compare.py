@@ -45,3 +45,9 @@ def test_the_compare_page_shows_the_profile(serving_profile, viewer):
     assert all(cell in table for cell in cells)
     assert f'class="verdict-better">{best["throughput"]:.0f}</td>' in table
     assert f'href="/jobs/{serving_profile.pk}/"' in table
+
+
+def test_a_profiled_version_is_compared_without_being_named(serving_profile, viewer_api):
+    body = viewer_api.get("/api/v1/compare/?model=digits").json()
+    assert body["versions"] == ["1"] and body["targets"] == ["cpu"]
+    assert body["rows"][0]["serving_profile_job"] == serving_profile.pk
