@@ -1,7 +1,7 @@
 import pytest
 
 from monitoring import services
-from registry.models import HardwareTarget, ModelVersion
+from registry.models import Dataset, HardwareTarget, ModelVersion, ReferenceProfile
 from tests.conftest import register
 
 
@@ -21,6 +21,46 @@ def endpoint(engineer, engineer_api, onnx_file, other_onnx_file):
     endpoint, token = services.endpoint_create(name="digits-prod", model=v1.model, target=cpu, created_by=engineer)
     services.deploy(endpoint=endpoint, version=v1, weight=100, user=engineer)
     endpoint.token = token
+    return endpoint
+
+
+X_MEAN_EDGES = [0.2, 0.4, 0.6]
+X_MEAN_REFERENCE = [250, 250, 250, 250]
+
+
+def reference_x_mean(version, *, edges=X_MEAN_EDGES, counts=X_MEAN_REFERENCE, rows=1000):
+    """A reference dataset of ``version``'s model, and ``version``'s profile of the mean of input x
+    on it: ``counts`` on ``edges`` (uniform on four bins by default). Returns the dataset."""
+    dataset = Dataset.objects.create(
+        model=version.model,
+        name="ref",
+        kind="reference",
+        file="x.npz",
+        sha256="0" * 64,
+        size_bytes=1,
+        rows=rows,
+        arrays={},
+    )
+    ReferenceProfile.objects.create(
+        version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x", edges=edges, counts=counts
+    )
+    return dataset
+
+
+@pytest.fixture
+def profiled(endpoint):
+    """Version 1 with reference profiles: x.mean on four bins (uniform) and a 3-class prediction."""
+    version = ModelVersion.objects.get(version="1")
+    dataset = reference_x_mean(version)
+    ReferenceProfile.objects.create(
+        version=version,
+        dataset=dataset,
+        name="prediction",
+        kind="class",
+        tensor="probs",
+        classes=3,
+        counts=[300, 300, 400],
+    )
     return endpoint
 
 

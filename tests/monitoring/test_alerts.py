@@ -20,7 +20,7 @@ from common.errors import BerthError
 from monitoring import alerts, notify, series, services
 from monitoring.models import Alert, AlertRule, Notification
 from monitoring.tasks import deliver_notification
-from registry.models import Dataset, HardwareTarget, Model, ModelVersion, ReferenceProfile
+from registry.models import HardwareTarget, Model, ModelVersion
 from tests.conftest import BenchWorld
 
 pytestmark = pytest.mark.django_db
@@ -236,41 +236,6 @@ def test_the_benchmark_gap_compares_only_like_figures(endpoint, now):
         in summary["benchmark"]["inference"]["why"]
     )
     assert "no end-to-end benchmark" in summary["benchmark"]["request"]["why"]
-
-
-@pytest.fixture
-def profiled(endpoint):
-    """Version 1 with a reference profile: x.mean on four bins (uniform) and a 3-class prediction."""
-    version = ModelVersion.objects.get(version="1")
-    dataset = Dataset.objects.create(
-        model=version.model,
-        name="ref",
-        kind="reference",
-        file="x.npz",
-        sha256="0" * 64,
-        size_bytes=1,
-        rows=1000,
-        arrays={},
-    )
-    ReferenceProfile.objects.create(
-        version=version,
-        dataset=dataset,
-        name="x.mean",
-        kind="mean",
-        tensor="x",
-        edges=[0.2, 0.4, 0.6],
-        counts=[250, 250, 250, 250],
-    )
-    ReferenceProfile.objects.create(
-        version=version,
-        dataset=dataset,
-        name="prediction",
-        kind="class",
-        tensor="probs",
-        classes=3,
-        counts=[300, 300, 400],
-    )
-    return endpoint
 
 
 def test_when_inputs_drift_it_fires_posts_a_webhook_sends_an_email_and_resolves(profiled, now, receiver):

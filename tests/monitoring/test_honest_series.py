@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from monitoring import alerts, series, services
 from monitoring.models import Deployment
-from registry.models import Dataset, ModelVersion, ReferenceProfile
+from registry.models import ModelVersion
+from tests.monitoring.conftest import reference_x_mean
 from tests.monitoring.test_metrics import events, iso
 
 pytestmark = pytest.mark.django_db
@@ -91,26 +92,7 @@ def test_the_default_range_fits_the_data(endpoint):
 
 
 def test_the_overview_drift_figure_agrees_with_the_drift_alert(runtime, endpoint, client, viewer):
-    version = ModelVersion.objects.get(version="1")
-    dataset = Dataset.objects.create(
-        model=version.model,
-        name="ref",
-        kind="reference",
-        file="x.npz",
-        sha256="0" * 64,
-        size_bytes=1,
-        rows=1000,
-        arrays={},
-    )
-    ReferenceProfile.objects.create(
-        version=version,
-        dataset=dataset,
-        name="x.mean",
-        kind="mean",
-        tensor="x",
-        edges=[0.2, 0.4, 0.6],
-        counts=[250, 250, 250, 250],
-    )
+    reference_x_mean(ModelVersion.objects.get(version="1"))
     now = timezone.now()
     # Spread over the last minutes (each under the per-minute verdict's minimum), shifted far; the
     # drift rule fires when 2 of its last 3 windows drifted.

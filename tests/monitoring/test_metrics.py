@@ -14,41 +14,10 @@ from berth.core.drift import ks
 from berth.core.stats import LogSketch
 from monitoring import rollups, series
 from monitoring.models import MetricWindow, TelemetryFlush
-from registry.models import Dataset, ModelVersion, ReferenceProfile
+from tests.monitoring.conftest import X_MEAN_EDGES as EDGES
+from tests.monitoring.conftest import X_MEAN_REFERENCE as REFERENCE
 
 pytestmark = pytest.mark.django_db
-
-EDGES = [0.2, 0.4, 0.6]
-REFERENCE = [250, 250, 250, 250]
-
-
-@pytest.fixture
-def profiled(endpoint):
-    """Version 1 with a reference profile: x.mean on EDGES (uniform reference) and a 3-class prediction."""
-    version = ModelVersion.objects.get(version="1")
-    dataset = Dataset.objects.create(
-        model=version.model,
-        name="ref",
-        kind="reference",
-        file="x.npz",
-        sha256="0" * 64,
-        size_bytes=1,
-        rows=1000,
-        arrays={},
-    )
-    ReferenceProfile.objects.create(
-        version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x", edges=EDGES, counts=REFERENCE
-    )
-    ReferenceProfile.objects.create(
-        version=version,
-        dataset=dataset,
-        name="prediction",
-        kind="class",
-        tensor="probs",
-        classes=3,
-        counts=[300, 300, 400],
-    )
-    return endpoint
 
 
 def iso(moment):

@@ -10,6 +10,7 @@ from django.utils import timezone
 from monitoring.models import MetricWindow, TelemetryFlush
 from registry.models import ModelVersion, ReferenceProfile
 from tests.conftest import sha256_of
+from tests.monitoring.conftest import reference_x_mean
 
 pytestmark = pytest.mark.django_db
 
@@ -66,22 +67,8 @@ def test_the_spec_answers_304_until_it_changes(runtime, engineer_api, endpoint):
 
 
 def test_the_spec_carries_the_reference_features(runtime, endpoint):
-    from registry.models import Dataset, ModelVersion
-
     version = ModelVersion.objects.get(version="1")
-    dataset = Dataset.objects.create(
-        model=version.model,
-        name="ref",
-        kind="reference",
-        file="x.npz",
-        sha256="0" * 64,
-        size_bytes=1,
-        rows=100,
-        arrays={},
-    )
-    ReferenceProfile.objects.create(
-        version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x", edges=[0.1, 0.2], counts=[30, 40, 30]
-    )
+    dataset = reference_x_mean(version, edges=[0.1, 0.2], counts=[30, 40, 30], rows=100)
     ReferenceProfile.objects.create(
         version=version,
         dataset=dataset,
