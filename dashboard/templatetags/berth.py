@@ -189,6 +189,17 @@ def drift_figures(verdict, feature=None):
 
 
 @register.filter
+def worst_drift(verdicts):
+    """The figures of the feature furthest past its thresholds among ``{feature: verdict or
+    None}`` (series.recent's drift), or "" when none has a verdict."""
+    scored = [(verdict["relative"], name, verdict) for name, verdict in (verdicts or {}).items() if verdict]
+    if not scored:
+        return ""
+    _, name, verdict = max(scored, key=lambda item: item[0])
+    return drift_text(verdict, name)
+
+
+@register.filter
 def alert_value(alert):
     """A firing alert's latest figure against its threshold, in its metric's terms."""
     return value_text(alert)

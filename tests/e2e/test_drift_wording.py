@@ -63,10 +63,12 @@ def test_the_alerts_page_states_each_drift_in_its_tests_terms(logged_in_page, vi
 
 def test_the_endpoint_page_states_the_drift_figures(logged_in_page, viewer, drifting):
     page = logged_in_page(viewer)
+    page.set_viewport_size({"width": 1024, "height": 900})
     page.goto("/endpoints/digits-prod/?range=15m")
     expect(page.locator(".endpoint-alerts .alert-now").first).to_be_visible()
     alert_figures = page.locator(".endpoint-alerts .alert-now").all_inner_texts()
     assert any(re.fullmatch(rf"Now: {CHI_SQUARE}", t) for t in alert_figures), alert_figures
+    expect(page.locator("#live .kpis .worst-drift")).to_have_text(re.compile(CHI_SQUARE + "$"))
     prediction = page.locator('.drift-verdicts tr[data-feature="prediction"] td.drift-figures')
     expect(prediction).to_have_text(re.compile(CHI_SQUARE.removeprefix("prediction: ") + "$"))
     x_mean = page.locator('.drift-verdicts tr[data-feature="x.mean"] td.drift-figures')
@@ -77,3 +79,4 @@ def test_the_endpoint_page_states_the_drift_figures(logged_in_page, viewer, drif
     expect(chart.locator(".annotation-text").first).to_contain_text("KS p-value < 0.05 and Wasserstein ≥ 0.1 sd")
     expect(chart.locator(".ytitle")).to_have_text("past the thresholds (1: drifts)")
     assert AlertRule.objects.filter(endpoint=drifting).count() == 2
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1024  # the longer words still fit
