@@ -130,7 +130,7 @@ class BenchmarkKind(JobKind):
         return cleaned
 
     def run(self, job, report):
-        from ..engine.benchmark import compress_samples, run_benchmark
+        from ..engine.benchmark import run_benchmark
 
         version, target, params = job.version, job.target, job.params
         if params.get("measure") == "requests":
@@ -163,24 +163,7 @@ class BenchmarkKind(JobKind):
                 job=job,
                 version=version,
                 target=target,
-                batch_size=m.batch_size,
-                threads=m.threads,
-                iterations=m.iterations,
-                warmup=m.warmup,
-                p25_ms=m.p25_ms,
-                p50_ms=m.p50_ms,
-                p75_ms=m.p75_ms,
-                p90_ms=m.p90_ms,
-                p95_ms=m.p95_ms,
-                p99_ms=m.p99_ms,
-                min_ms=m.min_ms,
-                max_ms=m.max_ms,
-                mean_ms=m.mean_ms,
-                std_ms=m.std_ms,
-                intervals=m.intervals,
-                throughput=m.throughput,
-                stable=m.stable,
-                windows=m.windows,
+                **_timed(m),
                 peak_memory_bytes=m.peak_memory_bytes,
                 load_time_ms=m.load_time_ms,
                 device_memory_bytes=m.device_memory_bytes,
@@ -190,7 +173,6 @@ class BenchmarkKind(JobKind):
                 accuracy_delta=quality.get("accuracy_delta"),
                 fidelity=quality.get("fidelity", {}),
                 quality=quality.get("quality", {}),
-                samples=compress_samples(m.samples_ms),
                 environment=measured.environment,
             )
             for m in measured.measurements
@@ -223,7 +205,6 @@ class BenchmarkKind(JobKind):
         target's provider, one keep-alive client in ``encoding``; one request-scope row per batch size."""
         from serving.request_benchmark import RequestClient, local_server, server_environment
 
-        from ..engine.benchmark import compress_samples
         from ..engine.request_benchmark import run_request_benchmark
 
         version, target, params = job.version, job.target, job.params
@@ -266,25 +247,7 @@ class BenchmarkKind(JobKind):
                 target=target,
                 scope=BenchmarkResult.Scope.REQUEST,
                 encoding=encoding,
-                batch_size=m.batch_size,
-                threads=m.threads,
-                iterations=m.iterations,
-                warmup=m.warmup,
-                p25_ms=m.p25_ms,
-                p50_ms=m.p50_ms,
-                p75_ms=m.p75_ms,
-                p90_ms=m.p90_ms,
-                p95_ms=m.p95_ms,
-                p99_ms=m.p99_ms,
-                min_ms=m.min_ms,
-                max_ms=m.max_ms,
-                mean_ms=m.mean_ms,
-                std_ms=m.std_ms,
-                intervals=m.intervals,
-                throughput=m.throughput,
-                stable=m.stable,
-                windows=m.windows,
-                samples=compress_samples(m.samples_ms),
+                **_timed(m),
                 environment=environment,
             )
             for m in measured.measurements
@@ -376,3 +339,33 @@ class BenchmarkKind(JobKind):
 
 def _cancelled(job_id):
     return Job.objects.filter(id=job_id, status=Job.Status.CANCELLED).exists()
+
+
+def _timed(measurement):
+    """The fields of a BenchmarkResult that every benchmark takes from an engine Measurement,
+    whatever it timed (session.run or whole requests): runs, latency percentiles and spread (ms),
+    throughput (items/s), stability and the timed runs themselves (compressed)."""
+    from ..engine.benchmark import compress_samples
+
+    m = measurement
+    return {
+        "batch_size": m.batch_size,
+        "threads": m.threads,
+        "iterations": m.iterations,
+        "warmup": m.warmup,
+        "p25_ms": m.p25_ms,
+        "p50_ms": m.p50_ms,
+        "p75_ms": m.p75_ms,
+        "p90_ms": m.p90_ms,
+        "p95_ms": m.p95_ms,
+        "p99_ms": m.p99_ms,
+        "min_ms": m.min_ms,
+        "max_ms": m.max_ms,
+        "mean_ms": m.mean_ms,
+        "std_ms": m.std_ms,
+        "intervals": m.intervals,
+        "throughput": m.throughput,
+        "stable": m.stable,
+        "windows": m.windows,
+        "samples": compress_samples(m.samples_ms),
+    }
