@@ -310,9 +310,11 @@ def serving_profile(profile):
         "layout": layout(
             f"Serving profile on {target}",
             "throughput against p99 per configuration; dashed: the p99 budget",
-            x_title=f"p99 ({unit})",
+            x_title=f"p99 ({unit}, log scale)",
             y_title="requests/s",
-            xaxis={"rangemode": "tozero"},
+            # p99 spans decades across a sweep (µs unbatched, ms when batches wait) and the budget
+            # may be far above them all: a log axis keeps every point and the budget apart.
+            xaxis={"type": "log"},
             yaxis={"rangemode": "tozero"},
             shapes=shapes,
             height=360,

@@ -34,7 +34,8 @@ def test_it_shows_the_newest_profile_with_its_recommendation_and_sweep(serving_p
     assert section.count("<tr") == 1 + len(runs) and section.count('class="recommended"') == 1
     figure = json.loads(section.split('id="chart-serving-cpu">')[1].split("</script>")[0])
     plotted = sorted(y for trace in figure["data"] if trace["name"] != "recommended" for y in trace["y"])
-    assert plotted == sorted(r["throughput"] for r in runs)
+    # every configuration that timed a request (on a loaded machine one may time none)
+    assert plotted == sorted(r["throughput"] for r in runs if r["p99_ms"] is not None)
     assert figure["layout"]["shapes"][0]["x0"] > 0  # the budget line
     assert "Run serving profile" not in html
 
