@@ -182,20 +182,7 @@ class BenchmarkKind(JobKind):
         report(100, f"Stored {len(rows)} result{'s' if len(rows) != 1 else ''}")
         return {
             "scope": BenchmarkResult.Scope.SESSION_RUN,
-            "results": [
-                {
-                    "batch_size": r.batch_size,
-                    "threads": r.threads,
-                    "p50_ms": r.p50_ms,
-                    "p95_ms": r.p95_ms,
-                    "p99_ms": r.p99_ms,
-                    "throughput": r.throughput,
-                    "stable": r.stable,
-                    "timing_mode": r.timing_mode,
-                    "device_memory_bytes": r.device_memory_bytes,
-                }
-                for r in rows
-            ],
+            "results": [_summary(r) for r in rows],
             "quality": quality,
             "environment": measured.environment,
         }
@@ -258,20 +245,7 @@ class BenchmarkKind(JobKind):
         return {
             "scope": BenchmarkResult.Scope.REQUEST,
             "encoding": encoding,
-            "results": [
-                {
-                    "batch_size": r.batch_size,
-                    "threads": r.threads,
-                    "p50_ms": r.p50_ms,
-                    "p95_ms": r.p95_ms,
-                    "p99_ms": r.p99_ms,
-                    "throughput": r.throughput,
-                    "stable": r.stable,
-                    "timing_mode": r.timing_mode,
-                    "device_memory_bytes": None,
-                }
-                for r in rows
-            ],
+            "results": [_summary(r) for r in rows],
             "environment": environment,
         }
 
@@ -368,4 +342,20 @@ def _timed(measurement):
         "stable": m.stable,
         "windows": m.windows,
         "samples": compress_samples(m.samples_ms),
+    }
+
+
+def _summary(row):
+    """What the job's result says of one stored BenchmarkResult (a request-scope row has no
+    device memory: None)."""
+    return {
+        "batch_size": row.batch_size,
+        "threads": row.threads,
+        "p50_ms": row.p50_ms,
+        "p95_ms": row.p95_ms,
+        "p99_ms": row.p99_ms,
+        "throughput": row.throughput,
+        "stable": row.stable,
+        "timing_mode": row.timing_mode,
+        "device_memory_bytes": row.device_memory_bytes,
     }
