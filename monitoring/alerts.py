@@ -58,10 +58,13 @@ def rule_create(
     emails="",
     enabled=True,
     user=None,
+    latency=AlertRule.Latency.INFERENCE,
 ):
     """A new alert rule on ``endpoint``. ``threshold`` is ms (p95_latency), % (error_rate) or k
-    (benchmark_gap); drift uses each feature's own test threshold and ignores it. ``emails`` is
-    a list or a comma-separated string. Raises BerthError naming the bad field."""
+    (benchmark_gap); drift uses each feature's own test threshold and ignores it. ``latency``
+    (benchmark_gap): ``inference`` compares session.run with the benchmark, ``request`` requests
+    with the end-to-end benchmark. ``emails`` is a list or a comma-separated string. Raises
+    BerthError naming the bad field."""
     rule = AlertRule(endpoint=endpoint, enabled=bool(enabled), created_by=user)
     _apply(
         rule,
@@ -71,6 +74,7 @@ def rule_create(
         min_requests=min_requests,
         webhook_url=webhook_url,
         emails=emails,
+        latency=latency,
     )
     with transaction.atomic():
         rule.save()
@@ -88,6 +92,7 @@ def rule_update(*, rule, user=None, **changes):
         "webhook_url",
         "emails",
         "enabled",
+        "latency",
     }
     if unknown:
         raise BerthError(f"Unknown rule setting {sorted(unknown)[0]!r}.", field=sorted(unknown)[0])
@@ -100,10 +105,12 @@ def rule_update(*, rule, user=None, **changes):
             "min_requests": rule.min_requests,
             "webhook_url": rule.webhook_url,
             "emails": rule.emails,
+            "latency": rule.latency,
         }
         enabled = changes.pop("enabled", rule.enabled)
         if changes.get("metric", rule.metric) != rule.metric:
             current["threshold"] = None  # ms, % and k do not translate: a new metric needs its own threshold
+            current["latency"] = AlertRule.Latency.INFERENCE
         _apply(rule, **{**current, **changes})
         rule.enabled = bool(enabled)
         rule.save()
@@ -144,9 +151,17 @@ def email_list(text):
     return [address for address in re.split(r"[,;\s]+", text or "") if address]
 
 
-def _apply(rule, *, metric, threshold, window_minutes, min_requests, webhook_url, emails):
+def _apply(rule, *, metric, threshold, window_minutes, min_requests, webhook_url, emails, latency=None):
     if metric not in Metric.values:
         raise BerthError(f"metric must be one of {', '.join(Metric.values)}.", field="metric")
+    latency = latency or AlertRule.Latency.INFERENCE
+    if latency not in AlertRule.Latency.values:
+        raise BerthError(
+            f"latency must be one of {', '.join(AlertRule.Latency.values)} (what a benchmark_gap rule compares).",
+            field="latency",
+        )
+    if latency != AlertRule.Latency.INFERENCE and metric != Metric.BENCHMARK_GAP:
+        raise BerthError("latency applies to benchmark_gap rules only.", field="latency")
     if metric == Metric.DRIFT:
         # Each feature is judged by its own test's threshold; the rule's threshold, when given, is
         # the share of features (%) that must drift (50: dataset drift), so that one feature's
@@ -211,7 +226,7 @@ def _apply(rule, *, metric, threshold, window_minutes, min_requests, webhook_url
         window_minutes,
         min_requests,
     )
-    rule.webhook_url, rule.emails = webhook_url, joined
+    rule.webhook_url, rule.emails, rule.latency = webhook_url, joined, latency
 
 
 _THRESHOLD_HELP = {
@@ -346,22 +361,29 @@ def judge(rule, version, summary, *, earlier=()):
             else f"{who}: p95 latency back to {_num(p95)} ms (≤ {_num(rule.threshold)} ms) {span}"
         )
         return Verdict(breached, p95, rule.threshold, text, latency)
-    # Like for like only: production's session.run p95 against the benchmark of the same version on
-    # this target at the batch size production ran (monitoring.comparable); else no verdict.
-    like = (summary.get("benchmark") or {}).get("inference") or {}
+    # Like for like only (monitoring.comparable): production's session.run p95 against the benchmark of
+    # the same version on this target at the batch size production ran, or (latency=request) its request
+    # p95 against the end-to-end benchmark in the encoding and at the rows it served most; else no verdict.
+    like = (summary.get("benchmark") or {}).get(rule.latency) or {}
     if not like.get("comparable"):
         return None
-    ratio, benchmark, inference = like["ratio"], like["benchmark_p95_ms"], like["production_p95_ms"]
+    ratio, benchmark, production = like["ratio"], like["benchmark_p95_ms"], like["production_p95_ms"]
     breached = ratio > rule.threshold
     target = rule.endpoint.target.slug
     size = f"batch size {like['batch_size']}"
+    if rule.latency == AlertRule.Latency.REQUEST:
+        what, against, size = "request p95", "end-to-end benchmark p95", f"{like['encoding']}, {size}"
+        figures = {"request_p95_ms": production, "encoding": like["encoding"]}
+    else:
+        what, against = "inference p95", "benchmark p95"
+        figures = {"inference_p95_ms": production}
     text = (
         (
-            f"{who}: inference p95 {_num(inference)} ms is {_num(ratio)} × its benchmark p95 ({_num(benchmark)} ms "
+            f"{who}: {what} {_num(production)} ms is {_num(ratio)} × its {against} ({_num(benchmark)} ms "
             f"on {target} at {size}; the limit is {_num(rule.threshold)} ×) {span}"
         )
         if breached
-        else f"{who}: inference p95 back to {_num(ratio)} × its benchmark p95 ({_num(inference)} ms vs {_num(benchmark)} "
+        else f"{who}: {what} back to {_num(ratio)} × its {against} ({_num(production)} ms vs {_num(benchmark)} "
         f"ms at {size}) {span}"
     )
     return Verdict(
@@ -369,7 +391,7 @@ def judge(rule, version, summary, *, earlier=()):
         ratio,
         rule.threshold,
         text,
-        {**latency, "benchmark_p95_ms": benchmark, "inference_p95_ms": inference, "batch_size": like["batch_size"]},
+        {**latency, **figures, "benchmark_p95_ms": benchmark, "batch_size": like["batch_size"]},
     )
 
 

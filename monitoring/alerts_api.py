@@ -77,6 +77,7 @@ class AlertRuleSerializer(serializers.Serializer):
     metric = serializers.CharField()
     description = serializers.CharField(source="describe")
     threshold = serializers.FloatField(allow_null=True)
+    latency = serializers.CharField(help_text="benchmark_gap: inference (session.run) or request (end to end)")
     window_minutes = serializers.IntegerField()
     min_requests = serializers.IntegerField()
     webhook_url = serializers.SerializerMethodField()
@@ -101,6 +102,13 @@ class AlertRuleCreateSerializer(serializers.Serializer):
         help_text="ms for p95_latency, % for error_rate, k for benchmark_gap; "
         "for drift the share of features (%) that must drift past their own test's threshold "
         "(empty: any feature; 50: dataset drift)",
+    )
+    latency = serializers.ChoiceField(
+        choices=AlertRule.Latency.choices,
+        required=False,
+        default=AlertRule.Latency.INFERENCE,
+        help_text="benchmark_gap only: inference compares session.run with the benchmark at the same batch "
+        "size; request compares requests with the end-to-end benchmark in the same encoding and batch size",
     )
     window_minutes = serializers.IntegerField(
         required=False, default=5, min_value=1, max_value=alerts.MAX_WINDOW_MINUTES

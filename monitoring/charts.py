@@ -135,7 +135,9 @@ def requests_chart(data):
 def latency_chart(data):
     """Request latency per version (p50, p95, p99) and, where berth-serve reports it, the
     inference-only p95 at the batch size compared with the benchmark; the benchmark p95 is drawn
-    beside that inference line only (a like figure), never beside request latency."""
+    beside that inference line only (a like figure). Where an end-to-end benchmark is like
+    production's requests (same encoding and rows), its p95 is drawn beside the request p95 of
+    that encoding and rows; a session.run figure never beside request latency."""
     traces = []
     for i, v in enumerate(data["versions"]):
         color = _color(i)
@@ -169,6 +171,34 @@ def latency_chart(data):
                     "hovertemplate": "session.run p95 %{y:.3f} ms<extra>v" + v["version"] + "</extra>",
                 }
             )
+        request_like = (v.get("benchmark") or {}).get("request") or {}
+        if v.get("request_benchmark_p95_ms") is not None:
+            # The end-to-end benchmark beside the request p95 of the encoding and rows it is like.
+            label = f"{request_like.get('encoding')}, batch {request_like.get('batch_size')}"
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": f"v{v['version']} request p95 ({label})",
+                    "x": _times(v),
+                    "y": [p.get("request_p95_ms") for p in v["points"]],
+                    "line": {"color": color, "dash": "longdashdot", "width": 2},
+                    "connectgaps": False,
+                    "hovertemplate": f"request p95 ({label}) " + "%{y:.3f} ms<extra>v" + v["version"] + "</extra>",
+                }
+            )
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "x": [data["since"], data["until"]],
+                    "y": [v["request_benchmark_p95_ms"]] * 2,
+                    "name": f"v{v['version']} end-to-end benchmark p95 ({label})",
+                    "line": {"color": color, "dash": "longdashdot", "width": 1},
+                    "opacity": 0.6,
+                    "hovertemplate": "end-to-end benchmark p95 %{y:.3f} ms<extra>v" + v["version"] + "</extra>",
+                }
+            )
         if v["benchmark_p95_ms"] is not None:
             traces.append(
                 {
@@ -189,7 +219,8 @@ def latency_chart(data):
             data,
             "Latency",
             "requests: p50 dotted, p95 solid, p99 dashed; dash-dot: inference-only p95; long dashes: "
-            "the benchmark p95 at the same batch size",
+            "the benchmark p95 at the same batch size; long dash-dot: the request p95 in the encoding and "
+            "batch size served most, and its end-to-end benchmark p95",
             "ms (log)",
             yaxis={"type": "log"},
         ),

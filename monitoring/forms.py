@@ -62,6 +62,13 @@ class AlertRuleForm(forms.Form):
     threshold = forms.FloatField(
         required=False, help_text="ms, % or k; for drift the % of features that must drift (empty: any)"
     )
+    latency = forms.ChoiceField(
+        choices=AlertRule.Latency.choices,
+        initial=AlertRule.Latency.INFERENCE,
+        required=False,
+        label="Benchmark gap of",
+        help_text="benchmark gap only: what production latency is compared with its like benchmark",
+    )
     window_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=5, label="Window (minutes)")
     min_requests = forms.IntegerField(min_value=0, initial=20, help_text="fewer requests in the window: no verdict")
     webhook_url = forms.CharField(

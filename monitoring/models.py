@@ -169,6 +169,12 @@ class MetricWindow(models.Model):
         help_text='{"<rows>": sketch}: session.run time (ms) of the model runs of that many '
         "rows, without decoding, routing or encoding (berth-serve only)",
     )
+    request_latency = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"<encoding>": {"<rows>": sketch}}: latency (ms) of the successful requests that came in '
+        "that encoding (json, binary, grpc) with that many rows (berth-serve only)",
+    )
     flushes = models.PositiveIntegerField(default=0)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.RUNTIME)
     # A scraped source may give only a latency sum (Triton) or coarse histogram buckets (MLServer):
@@ -207,13 +213,21 @@ class AlertRule(models.Model):
         P95_LATENCY = "p95_latency", "p95 latency above X ms"
         ERROR_RATE = "error_rate", "error rate above Y %"
         DRIFT = "drift", "drift score above its threshold"
-        BENCHMARK_GAP = "benchmark_gap", "inference p95 above k × benchmark p95 (same batch size)"
+        BENCHMARK_GAP = "benchmark_gap", "p95 above k × its like benchmark p95 (inference or request)"
+
+    class Latency(models.TextChoices):
+        """Which production latency a benchmark_gap rule compares with its like benchmark."""
+
+        INFERENCE = "inference", "inference (session.run) against the benchmark, same batch size"
+        REQUEST = "request", "request against the end-to-end benchmark, same encoding and batch size"
 
     endpoint = models.ForeignKey(Endpoint, related_name="alert_rules", on_delete=models.CASCADE)
     metric = models.CharField(max_length=16, choices=Metric.choices)
     # ms for p95_latency, % for error_rate, k for benchmark_gap; for drift, the share of features (%) that
     # must drift past their own test's threshold (empty: any feature).
     threshold = models.FloatField(null=True, blank=True)
+    # benchmark_gap only: what is compared (monitoring.comparable); other metrics keep the default.
+    latency = models.CharField(max_length=9, choices=Latency.choices, default=Latency.INFERENCE)
     window_minutes = models.PositiveSmallIntegerField(default=5)
     min_requests = models.PositiveIntegerField(default=20, help_text="Fewer requests in the window: no verdict")
     webhook_url = models.URLField(blank=True)
@@ -236,6 +250,11 @@ class AlertRule(models.Model):
         if self.metric == self.Metric.ERROR_RATE:
             return f"error rate above {self.threshold:g} % {window}"
         if self.metric == self.Metric.BENCHMARK_GAP:
+            if self.latency == self.Latency.REQUEST:
+                return (
+                    f"request p95 above {self.threshold:g} × the end-to-end benchmark p95 "
+                    f"(same encoding and batch size) {window}"
+                )
             return f"inference p95 above {self.threshold:g} × the benchmark p95 (same batch size) {window}"
         windows = f"in {WINDOWS_NEEDED} of the last {WINDOWS} windows of {self.window_minutes} min"
         if self.threshold:

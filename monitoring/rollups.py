@@ -90,6 +90,7 @@ def merged(windows):
         "source": windows[0].source,
         "batch_sizes": total.batch_sizes,
         "inference_latency": total.inference,
+        "request_latency": total.request,
     }
 
 

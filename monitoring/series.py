@@ -59,6 +59,8 @@ class Bucket:
     flushes: int = 0
     batch_sizes: dict = field(default_factory=dict)  # "<rows>" -> model runs
     inference: dict = field(default_factory=dict)  # "<rows>" -> merged session.run sketch (wire format)
+    # "<encoding>" -> "<rows>" -> merged sketch of the successful requests that came so (wire format)
+    request: dict = field(default_factory=dict)
 
     def add(self, window):
         self._add(
@@ -72,6 +74,7 @@ class Bucket:
             window.flushes,
             window.batch_sizes or {},
             window.inference_latency or {},
+            window.request_latency or {},
         )
 
     def merge(self, other):
@@ -86,6 +89,7 @@ class Bucket:
             other.flushes,
             other.batch_sizes,
             other.inference,
+            other.request,
         )
 
     def _add(
@@ -100,11 +104,16 @@ class Bucket:
         flushes,
         batch_sizes,
         inference=None,
+        request=None,
     ):
         for rows, runs in batch_sizes.items():
             self.batch_sizes[rows] = self.batch_sizes.get(rows, 0) + runs
         for rows, sketch in (inference or {}).items():
             add_sketch(self.inference.setdefault(rows, empty_sketch()), sketch)
+        for encoding, by_rows in (request or {}).items():
+            merged = self.request.setdefault(encoding, {})
+            for rows, sketch in by_rows.items():
+                add_sketch(merged.setdefault(rows, empty_sketch()), sketch)
         self.requests += requests
         self.errors += errors
         for kind, count in error_kinds.items():
@@ -153,17 +162,34 @@ class Bucket:
             "coarse": bool(self.coarse_requests),
             "batch_sizes": sorted(((int(rows), runs) for rows, runs in self.batch_sizes.items())),
             "inference": self.inference_summary(),
+            "request": self.request_summary(),
         }
 
     def inference_summary(self):
         """{rows: {runs, p50_ms, p95_ms, p99_ms}} of the session.run sketches, by batch size."""
+        return _by_rows(self.inference, "runs")
+
+    def request_summary(self):
+        """{encoding: {rows: {requests, p50_ms, p95_ms, p99_ms}}} of the successful requests by how
+        they came (json, binary, grpc) and their rows; {} when the runtime did not say (older
+        berth-serve, raw events, scraped servers)."""
         found = {}
-        for rows, sketch in sorted(self.inference.items(), key=lambda item: int(item[0])):
-            runs = sum(sketch["buckets"].values()) + sketch["zero_count"]
-            if runs:
-                p50, p95, p99 = sketch_quantiles([sketch], QUANTILES)
-                found[int(rows)] = {"runs": runs, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+        for encoding, by_rows in sorted(self.request.items()):
+            summary = _by_rows(by_rows, "requests")
+            if summary:
+                found[encoding] = summary
         return found
+
+
+def _by_rows(sketches, counted):
+    """{rows: {<counted>, p50_ms, p95_ms, p99_ms}} of {"<rows>": sketch}, empty sketches left out."""
+    found = {}
+    for rows, sketch in sorted(sketches.items(), key=lambda item: int(item[0])):
+        count = sum(sketch["buckets"].values()) + sketch["zero_count"]
+        if count:
+            p50, p95, p99 = sketch_quantiles([sketch], QUANTILES)
+            found[int(rows)] = {counted: count, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+    return found
 
 
 def references(versions):
@@ -221,6 +247,7 @@ WINDOW_FIELDS = (
     "flushes",
     "batch_sizes",
     "inference_latency",
+    "request_latency",
     "updated",
 )
 MERGE_GAP = timedelta(seconds=1)  # serving periods this close are one (a new generation retires the old one)
@@ -359,11 +386,16 @@ def endpoint_series(endpoint, *, since, until, step=None):
             version=versions[version_id].version,
             target=endpoint.target.slug,
             inference=total.inference_summary(),
+            request=total.request_summary(),
             measured=measured.get(version_id, {}),
         )
         rows = versus["inference"].get("batch_size")
-        for point in points:  # the inference-only p95 at the batch size compared, for the latency chart
+        encoding, request_rows = versus["request"].get("encoding"), versus["request"].get("batch_size")
+        for point in points:  # the p95s of what is compared, for the latency chart
             point["inference_p95_ms"] = point["inference"].get(rows, {}).get("p95_ms") if rows else None
+            point["request_p95_ms"] = (
+                point["request"].get(encoding, {}).get(request_rows, {}).get("p95_ms") if encoding else None
+            )
         series.append(
             {
                 "version": versions[version_id].version,
@@ -377,6 +409,10 @@ def endpoint_series(endpoint, *, since, until, step=None):
                 # Only a like figure: the benchmark p95 at the batch size production ran, or None.
                 "benchmark_p95_ms": versus["inference"].get("benchmark_p95_ms")
                 if versus["inference"]["comparable"]
+                else None,
+                # The end-to-end benchmark p95 in the encoding and at the rows production served most, or None.
+                "request_benchmark_p95_ms": versus["request"].get("benchmark_p95_ms")
+                if versus["request"]["comparable"]
                 else None,
                 "points": points,
                 "drift": _drift_series(features, drift_points),
@@ -481,6 +517,7 @@ def recent(endpoint, *, minutes, now=None):
             version=versions[version_id].version,
             target=endpoint.target.slug,
             inference=summary["inference"],
+            request=summary["request"],
             measured=measured.get(version_id, {}),
         )
         like = versus["inference"]
@@ -583,6 +620,7 @@ def endpoints_health(endpoints, *, minutes=60, now=None, drift_minutes=5):
         "flushes",
         "batch_sizes",
         "inference_latency",
+        "request_latency",
     )
     versions = set()
     for window in windows:

@@ -348,6 +348,7 @@ def telemetry_ingest(*, endpoint, payload, body=None):
                 source=flush["source"],
                 batch_sizes=series.get("batch_sizes"),
                 inference_latency=series.get("inference_latency"),
+                request_latency=series.get("request_latency"),
             )
     return True, False
 
@@ -395,6 +396,7 @@ def window_add(
     rolled=None,
     batch_sizes=None,
     inference_latency=None,
+    request_latency=None,
 ):
     """Count into the minute window of ``version`` that holds ``start`` and into every coarser
     window already rolled up over that minute (a late flush); minutes past their retention are
@@ -415,6 +417,7 @@ def window_add(
         "latency_sum_ms": latency_sum_ms,
         "batch_sizes": batch_sizes,
         "inference_latency": inference_latency,
+        "request_latency": request_latency,
     }
     targets = []
     if minute >= timezone.now() - timedelta(hours=settings.BERTH_MINUTE_WINDOWS_HOURS):
@@ -446,6 +449,7 @@ def add_to_window(
     flushes=1,
     batch_sizes=None,
     inference_latency=None,
+    request_latency=None,
 ):
     """Add counts to one window row (made if missing)."""
     window, _ = MetricWindow.objects.select_for_update().get_or_create(
@@ -465,6 +469,10 @@ def add_to_window(
         window.latency = merge_sketches(window.latency, latency)
     for rows, sketch in (inference_latency or {}).items():
         window.inference_latency[rows] = merge_sketches(window.inference_latency.get(rows), sketch)
+    for encoding, by_rows in (request_latency or {}).items():
+        known = window.request_latency.setdefault(encoding, {})
+        for rows, sketch in by_rows.items():
+            known[rows] = merge_sketches(known.get(rows), sketch)
     for name, counts in (features or {}).items():
         known = window.features.get(name)
         window.features[name] = (

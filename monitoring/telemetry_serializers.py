@@ -6,8 +6,8 @@ error under its dotted field (``series.1.latency``) with a message saying what i
 envelope and each series entry are serializers; the maps that may hold thousands of entries (a
 latency sketch's buckets, feature counts, batch sizes) are fields checked by one function each,
 so a flush is checked in about the time the hand-written checks took. Fields added to the
-format later are optional: an older berth-serve (no inference_latency, no batch_sizes) is
-accepted as it was.
+format later are optional: an older berth-serve (no inference_latency, no batch_sizes, no
+request_latency) is accepted as it was.
 
 This module sits in the monitoring layer, below monitoring.services (the API's serializers in
 monitoring/serializers.py sit above it), and holds the time checks the raw-events path
@@ -26,6 +26,7 @@ from berth.core.stats import DEFAULT_ALPHA
 from berth.core.timeparse import parse_aware_time
 from common.errors import BerthError
 from registry.models import ModelVersion
+from serving.protocol import ENCODINGS
 
 MAX_SERIES = 200
 MAX_BUCKETS = 5000
@@ -37,6 +38,10 @@ COUNTS = "requests and errors must be whole numbers ≥ 0, errors ≤ requests."
 ERROR_KINDS_SHAPE = "error_kinds maps a kind to a whole number ≥ 0."
 SKETCH_SHAPE = "A latency sketch is {alpha, buckets: {index: count}, zero_count}."
 INFERENCE_SHAPE = 'inference_latency maps the rows of a model run ("1") to a latency sketch of its session.run time.'
+REQUEST_SHAPE = (
+    f'request_latency maps an encoding ({", ".join(ENCODINGS)}) to the rows of a request ("1") and a latency '
+    "sketch of those requests."
+)
 FEATURES_SHAPE = "features maps a feature name to a list of whole-number counts."
 BATCH_SIZES_SHAPE = 'batch_sizes maps the rows of a model run ("8") to how many runs had them.'
 
@@ -165,6 +170,30 @@ def _check_inference(value):
     return sketches
 
 
+def _check_request(value):
+    """{encoding: {"<rows>": sketch}} of the successful requests (berth-serve since issue 13)."""
+    value = {} if value is None else value
+    if (
+        not isinstance(value, dict)
+        or not set(value) <= set(ENCODINGS)
+        or not all(
+            isinstance(by_rows, dict) and len(by_rows) <= MAX_SERIES and all(_is_rows(rows) for rows in by_rows)
+            for by_rows in value.values()
+        )
+    ):
+        raise serializers.ValidationError(REQUEST_SHAPE)
+    sketches, errors = {}, {}
+    for encoding, by_rows in value.items():
+        for rows, sketch in by_rows.items():
+            try:
+                sketches.setdefault(encoding, {})[str(int(rows))] = check_sketch(sketch)
+            except serializers.ValidationError as exc:
+                errors[f"{encoding}.{rows}"] = exc.detail
+    if errors:
+        raise serializers.ValidationError(errors)
+    return sketches
+
+
 def _check_batch_sizes(value):
     if (
         not isinstance(value, dict)
@@ -216,6 +245,7 @@ class SeriesSerializer(serializers.Serializer):
     error_kinds = CheckedField(_valid(_is_error_kinds, ERROR_KINDS_SHAPE), message=ERROR_KINDS_SHAPE, missing=dict)
     latency = CheckedField(_check_latency, message=SKETCH_SHAPE, missing=dict)
     inference_latency = CheckedField(_check_inference, message=INFERENCE_SHAPE, missing=dict)
+    request_latency = CheckedField(_check_request, message=REQUEST_SHAPE, missing=dict)
     features = CheckedField(_valid(_is_features, FEATURES_SHAPE), message=FEATURES_SHAPE, missing=dict)
     batch_sizes = CheckedField(_check_batch_sizes, message=BATCH_SIZES_SHAPE, missing=dict)
 

@@ -141,6 +141,7 @@ class ServingApp:
         try:
             body = await _read_body(receive, call.max_request_bytes, _header(scope, b"content-length"))
             header, binary = split_binary(body, _header(scope, b"inference-header-content-length"))
+            call.encoding = "json" if binary is None else "binary"
             payload = parse_json(header)
             feeds, wanted, request_id = decode_request(payload, call.signature, binary)
             raw = binary_outputs(payload, call.output_names)

@@ -119,9 +119,11 @@ class InferenceCore:
 
     # --- inference -----------------------------------------------------------------------------
 
-    def open(self, model, pinned=None):
+    def open(self, model, pinned=None, encoding=None):
         """Route a new inference request: an InferCall, or a ServeError to answer. A request pinned
-        to a deployed version that failed to load is counted (as unavailable) for that version."""
+        to a deployed version that failed to load is counted (as unavailable) for that version.
+        ``encoding`` (protocol.ENCODINGS) names how the request came; a transport that learns it
+        from the body sets ``call.encoding`` once decoded. In-process requests have none."""
         started = time.perf_counter()
         try:
             table, route = self.route(model, pinned)
@@ -129,7 +131,7 @@ class InferenceCore:
             if pinned is not None and self.table is not None:
                 self.count(model, pinned, time.perf_counter() - started, "unavailable")
             raise
-        return InferCall(self, table, route, started)
+        return InferCall(self, table, route, started, encoding)
 
     async def infer(self, model, feeds, pinned=None):
         """In process: the outputs (a list of arrays in the session's output order) of ``feeds``,
@@ -153,20 +155,23 @@ class InferenceCore:
         if self.telemetry is not None:
             self.telemetry.batch(version, rows)
 
-    def count(self, model, version, seconds, kind=None, features=None, inputs=None, outputs=None):
-        """One request in metrics and in the telemetry window (event loop)."""
+    def count(
+        self, model, version, seconds, kind=None, features=None, inputs=None, outputs=None, encoding=None, rows=None
+    ):
+        """One request in metrics and in the telemetry window (event loop); a successful one with its
+        ``encoding`` and ``rows`` also in the window's request latency by encoding and rows."""
         self.metrics.observe(model, version, seconds, kind)
         telemetry = self.telemetry
         if telemetry is not None:
-            telemetry.record(version, seconds * 1000.0, kind, features, inputs, outputs)
+            telemetry.record(version, seconds * 1000.0, kind, features, inputs, outputs, encoding, rows)
 
 
 class InferCall:
     """One inference request routed to a version: holds its session while it runs."""
 
-    __slots__ = ("core", "table", "route", "session", "started", "feeds", "outputs", "kind", "_released")
+    __slots__ = ("core", "table", "route", "session", "started", "feeds", "outputs", "kind", "encoding", "_released")
 
-    def __init__(self, core, table, route, started):
+    def __init__(self, core, table, route, started, encoding=None):
         self.core = core
         self.table = table
         self.route = route
@@ -175,6 +180,7 @@ class InferCall:
         self.feeds = None
         self.outputs = None
         self.kind = None  # telemetry error kind once failed
+        self.encoding = encoding  # protocol.ENCODINGS name, or None (in process)
         self._released = False
         self.session.inflight += 1
         core.active += 1
@@ -242,14 +248,17 @@ class InferCall:
         """Count the request, once its response is sent."""
         self.release()
         kind = self.kind
+        ok = kind is None
         self.core.count(
             self.table.model,
             self.route.version,
             time.perf_counter() - self.started,
             kind,
             self.route.features,
-            self.feeds if kind is None else None,
-            self.outputs if kind is None else None,
+            self.feeds if ok else None,
+            self.outputs if ok else None,
+            self.encoding if ok else None,
+            _rows(self.feeds) if ok and self.feeds else None,
         )
 
 

@@ -157,7 +157,7 @@ class GrpcTransport:
         except Exception as exc:  # protobuf's DecodeError
             return await _abort(context, BadRequest(f"the message is not a ModelInferRequest ({exc})"))
         try:
-            call = self.core.open(request.model_name, request.model_version or None)
+            call = self.core.open(request.model_name, request.model_version or None, encoding="grpc")
         except ServeError as exc:
             return await _abort(context, exc)
         error = response = None

@@ -29,6 +29,9 @@ BUFFER_REQUESTS = 256
 BUFFER_BYTES = 1 << 20
 LATENCY_BATCH = 4096
 TIMINGS_KEPT = 1 << 17  # session.run timings held between flushes at most (the oldest go first)
+# Request sketches by (encoding, rows) per version and window at most: a client sending every row
+# count would otherwise grow the flush without bound; requests past it still count in ``latency``.
+REQUEST_SKETCHES = 32
 
 
 class VersionStats:
@@ -43,6 +46,7 @@ class VersionStats:
         "buffer",
         "batch_sizes",
         "inference",
+        "by_encoding",
     )
 
     def __init__(self, features):
@@ -56,6 +60,9 @@ class VersionStats:
         self.buffer = FeatureBuffer(features) if features else None
         self.batch_sizes = {}  # rows of a model run -> runs
         self.inference = {}  # rows of a model run -> LogSketch of its session.run time (ms)
+        # (encoding, rows of the request) -> [LogSketch, pending ms]: successful requests' latency by how
+        # they came, what an end-to-end benchmark in that encoding is compared with.
+        self.by_encoding = {}
 
     def bin_pending(self):
         counts = self.buffer.drain()
@@ -65,6 +72,17 @@ class VersionStats:
     def sketch_pending(self):
         self.latency.add_many(self.latencies)
         self.latencies = []
+        for entry in self.by_encoding.values():
+            if entry[1]:
+                entry[0].add_many(entry[1])
+                entry[1] = []
+
+    def request_latency(self):
+        """{encoding: {"<rows>": sketch}} of the successful requests (sketch_pending first)."""
+        found = {}
+        for (encoding, rows), (sketch, _) in sorted(self.by_encoding.items()):
+            found.setdefault(encoding, {})[str(rows)] = sketch.to_dict()
+        return found
 
     def series(self, version):
         self.sketch_pending()
@@ -84,6 +102,7 @@ class VersionStats:
             "features": features,
             "batch_sizes": {str(rows): runs for rows, runs in sorted(self.batch_sizes.items())},
             "inference_latency": {str(rows): sketch.to_dict() for rows, sketch in sorted(self.inference.items())},
+            "request_latency": self.request_latency(),
         }
 
     def add_timings(self, timings):
@@ -136,14 +155,23 @@ class Telemetry:
                     session.timings = collections.deque(maxlen=TIMINGS_KEPT)
             self.sessions = sessions
 
-    def record(self, version, latency_ms, error_kind=None, features=None, inputs=None, outputs=None):
-        """Count one request routed to ``version`` (event loop)."""
+    def record(
+        self, version, latency_ms, error_kind=None, features=None, inputs=None, outputs=None, encoding=None, rows=None
+    ):
+        """Count one request routed to ``version`` (event loop); a successful one that came in
+        ``encoding`` with ``rows`` rows is also kept in the request latency by encoding and rows."""
         stats = self.window.get(version)
         if stats is None:
             stats = self.window[version] = VersionStats(self.features.get(version))
         stats.requests += 1
         latencies = stats.latencies
         latencies.append(latency_ms)
+        if encoding is not None and rows is not None:
+            entry = stats.by_encoding.get((encoding, rows))
+            if entry is None and len(stats.by_encoding) < REQUEST_SKETCHES:
+                entry = stats.by_encoding[(encoding, rows)] = [LogSketch(), []]
+            if entry is not None:
+                entry[1].append(latency_ms)
         if len(latencies) >= LATENCY_BATCH:
             stats.sketch_pending()
         if error_kind is not None:

@@ -446,9 +446,12 @@ class BenchWorld:
         evaluation_set="eval",
         evaluated=360,
         quality=None,
+        scope="session_run",
+        encoding="",
     ):
         """``accuracy`` on ``evaluation_set`` of ``evaluated`` samples (None: no labelled set);
-        ``quality``: the stored quality as is, instead."""
+        ``quality``: the stored quality as is, instead. ``scope`` request with an ``encoding``: an
+        end-to-end result."""
         job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded")
         if quality is None:
             quality = {
@@ -467,6 +470,8 @@ class BenchWorld:
             version=version,
             target=target,
             batch_size=batch,
+            scope=scope,
+            encoding=encoding,
             iterations=samples,
             warmup=5,
             p25_ms=p50 * 0.9,

@@ -126,9 +126,11 @@ def traffic(
     features=None,
     inference_ms=None,
     rows=1,
+    request=None,
 ):
     """One minute window of ``version``, ``minutes_ago`` minutes before ``now`` (with an
-    inference-only sketch of ``inference_ms`` for runs of ``rows`` rows when given)."""
+    inference-only sketch of ``inference_ms`` for runs of ``rows`` rows when given, and
+    ``request``: {encoding: {rows: ms}} of the requests by how they came)."""
     with transaction.atomic():
         services.window_add(
             endpoint=endpoint,
@@ -139,6 +141,10 @@ def traffic(
             latency=sketch(latency_ms, requests),
             features=features or {},
             inference_latency={str(rows): sketch(inference_ms, requests)} if inference_ms else None,
+            request_latency={
+                encoding: {size: sketch(ms, requests) for size, ms in by_rows.items()}
+                for encoding, by_rows in (request or {}).items()
+            },
         )
 
 
@@ -235,7 +241,43 @@ def test_the_benchmark_gap_compares_only_like_figures(endpoint, now):
         "no benchmark at batch size 1, the size production ran (benchmarked at 8)"
         in summary["benchmark"]["inference"]["why"]
     )
-    assert "no end-to-end benchmark" in summary["benchmark"]["request"]["why"]
+    assert "did not report which encoding served its requests" in summary["benchmark"]["request"]["why"]
+
+
+def test_a_request_gap_rule_compares_requests_with_the_end_to_end_benchmark_of_their_encoding(endpoint, now):
+    version = ModelVersion.objects.get(version="1")
+    BenchWorld.result(None, version, endpoint.target, p95=0.5)  # session.run: never beside requests
+    rule(endpoint, "benchmark_gap", 2, latency="request")
+    # gRPC requests of 1 row take 8 ms; there is only a JSON end-to-end benchmark: no verdict.
+    traffic(endpoint, now, latency_ms=8, inference_ms=0.6, request={"grpc": {"1": 8}})
+    assert alerts.evaluate_rules(now=now) == 0 and not Alert.objects.exists()
+    BenchWorld.result(None, version, endpoint.target, p95=1.0, scope="request", encoding="json")
+    assert alerts.evaluate_rules(now=now) == 0
+    (summary,) = series.recent(endpoint, minutes=5, now=now).values()
+    assert "no end-to-end benchmark in grpc at batch size 1" in summary["benchmark"]["request"]["why"]
+    # The gRPC end-to-end benchmark: 8 ms against 2 ms is 4 × (the inference gap, 1.2 ×, stays quiet).
+    BenchWorld.result(None, version, endpoint.target, p95=2.0, scope="request", encoding="grpc")
+    assert alerts.evaluate_rules(now=now) == 1
+    (alert,) = firing()
+    assert alert.value == pytest.approx(4, rel=0.02)
+    assert alert.message.startswith(
+        "digits-prod v1: request p95 7.92 ms is 3.96 × its end-to-end benchmark p95 (2 ms on cpu at grpc, "
+        "batch size 1; the limit is 2 ×) over the last 5 min"
+    )
+    assert alert.details["encoding"] == "grpc" and alert.details["request_p95_ms"] == pytest.approx(8, rel=0.02)
+    assert alert.rule.describe() == (
+        "request p95 above 2 × the end-to-end benchmark p95 (same encoding and batch size) over 5 min"
+    )
+
+
+def test_the_latency_a_gap_rule_compares_is_checked(endpoint):
+    with pytest.raises(BerthError) as caught:
+        rule(endpoint, "benchmark_gap", 2, latency="network")
+    assert caught.value.field == "latency" and "inference, request" in caught.value.message
+    with pytest.raises(BerthError) as caught:
+        rule(endpoint, "p95_latency", 50, latency="request")
+    assert caught.value.field == "latency" and "benchmark_gap rules only" in caught.value.message
+    assert rule(endpoint, "benchmark_gap", 2).latency == "inference"  # the default
 
 
 def test_when_inputs_drift_it_fires_posts_a_webhook_sends_an_email_and_resolves(profiled, now, receiver):
@@ -789,6 +831,10 @@ def test_an_engineer_manages_rules_through_the_api(endpoint, engineer_api, viewe
     assert not AlertRule.objects.exists()
     assert engineer_api.delete(f"{url}{rule_id}/").status_code == 404
 
+    gap = engineer_api.post(url, {"metric": "benchmark_gap", "threshold": 3, "latency": "request"}, format="json")
+    assert gap.status_code == 201 and gap.json()["latency"] == "request"
+    assert gap.json()["description"].startswith("request p95 above 3 × the end-to-end benchmark p95")
+
 
 @pytest.mark.parametrize(
     "body, field",
@@ -799,6 +845,8 @@ def test_an_engineer_manages_rules_through_the_api(endpoint, engineer_api, viewe
         ({"metric": "error_rate", "threshold": 5, "emails": ["nope"]}, "emails"),
         ({"metric": "error_rate", "threshold": 5, "webhook_url": "not a url"}, "webhook_url"),
         ({"metric": "error_rate", "threshold": 5, "window_minutes": 0}, "window_minutes"),
+        ({"metric": "benchmark_gap", "threshold": 2, "latency": "network"}, "latency"),
+        ({"metric": "error_rate", "threshold": 5, "latency": "request"}, "latency"),
     ],
 )
 def test_bad_rule_input_is_a_400_naming_the_field(endpoint, engineer_api, body, field):

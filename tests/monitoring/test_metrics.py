@@ -278,3 +278,67 @@ def test_the_endpoint_page_carries_live_charts(client, viewer, runtime, profiled
     assert "prediction: reference vs current" in live.content.decode()
     bad = client.get("/endpoints/digits-prod/?range=2y")
     assert bad.status_code == 200 and "range must be one of" in bad.content.decode()
+
+
+def test_request_latency_is_compared_with_the_end_to_end_benchmark_of_its_encoding(
+    client, viewer, viewer_api, runtime, endpoint
+):
+    from jobs.models import BenchmarkResult
+    from registry.models import ModelVersion
+    from tests.conftest import BenchWorld
+
+    version = ModelVersion.objects.get(version="1")
+    BenchWorld.result(None, version, endpoint.target, p95=0.05)  # session.run: never beside requests
+    BenchWorld.result(None, version, endpoint.target, p95=2.0, scope="request", encoding="json")
+    BenchWorld.result(None, version, endpoint.target, p95=9.0, scope="request", encoding="grpc")
+
+    def sketch(ms, count):
+        s = LogSketch()
+        s.add(ms, count)
+        return s.to_dict()
+
+    body = {
+        "endpoint": "digits-prod",
+        "flush_id": "6f7c1d0e-8a51-4c7e-9a3b-0d2f4b6c8e10",
+        "start": iso(minute_ago(2)),
+        "seconds": 10,
+        "series": [
+            {
+                "version": "1",
+                "requests": 300,
+                "errors": 0,
+                "latency": sketch(5.0, 300),
+                "features": {},
+                "inference_latency": {"1": sketch(0.06, 300)},
+                "request_latency": {"json": {"1": sketch(5.0, 240)}, "binary": {"1": sketch(3.0, 60)}},
+            }
+        ],
+    }
+    assert runtime.post("/api/v1/telemetry/", body, format="json").status_code == 202
+    data = viewer_api.get("/api/v1/endpoints/digits-prod/metrics/?range=15m").json()
+    (v1,) = [v for v in data["versions"] if v["version"] == "1"]
+    request = v1["benchmark"]["request"]
+    assert request["comparable"] and (request["encoding"], request["batch_size"], request["requests"]) == (
+        "json",
+        1,
+        240,
+    )
+    assert request["share"] == pytest.approx(0.8) and request["benchmark_p95_ms"] == 2.0
+    assert request["ratio"] == pytest.approx(request["production_p95_ms"] / 2.0)
+    assert request["production_p95_ms"] == pytest.approx(5.0, rel=0.02)
+    assert v1["request_benchmark_p95_ms"] == 2.0 and v1["benchmark_p95_ms"] == 0.05
+    served = [p for p in v1["points"] if p["requests"]]
+    assert served and all(p["request_p95_ms"] == pytest.approx(5.0, rel=0.02) for p in served)
+    assert served[0]["request"]["binary"]["1"]["requests"] == 60
+    assert BenchmarkResult.objects.filter(scope="request").count() == 2
+
+    client.force_login(viewer)
+    html = client.get("/endpoints/digits-prod/?range=15m").content.decode()
+    versus = html.split('class="request-versus">')[1].split("</td>")[0]
+    assert "vs end-to-end benchmark 2.000 ms (json, batch 1, 80 % of requests)" in versus
+    assert f"×{request['ratio']:.2f}" in versus
+    figure = json.loads(html.split('id="chart-latency">')[1].split("</script>")[0])
+    names = [trace.get("name") for trace in figure["data"]]
+    assert "v1 end-to-end benchmark p95 (json, batch 1)" in names and "v1 request p95 (json, batch 1)" in names
+    line = next(t for t in figure["data"] if t.get("name") == "v1 end-to-end benchmark p95 (json, batch 1)")
+    assert line["y"] == [2.0, 2.0]

@@ -315,3 +315,37 @@ def test_the_inference_only_sketch_is_stored_by_batch_size_and_checked(runtime, 
         response = post(runtime, body)
         assert response.status_code == 400 and any("inference_latency" in f for f in response.json()["errors"])
     assert MetricWindow.objects.get().requests == 10  # nothing partial written
+
+
+def test_request_latency_is_stored_by_encoding_and_rows_and_checked(runtime, endpoint):
+    # One start for every flush, so that all fall in one minute window whenever the test runs.
+    start = (timezone.now().replace(second=10, microsecond=0) - timedelta(minutes=1)).isoformat()
+    body = flush(requests=10, start=start)
+    body["series"][0]["request_latency"] = {
+        "json": {"1": {"alpha": 0.01, "buckets": {"300": 6}, "zero_count": 0}},
+        "grpc": {"8": {"alpha": 0.01, "buckets": {"320": 3}, "zero_count": 0}},
+    }
+    assert post(runtime, body).status_code == 202
+    body = flush(requests=4, start=start)
+    body["series"][0]["request_latency"] = {"json": {"1": {"alpha": 0.01, "buckets": {"300": 2}, "zero_count": 0}}}
+    assert post(runtime, body).status_code == 202
+    (window,) = MetricWindow.objects.all()
+    assert window.request_latency == {
+        "json": {"1": {"alpha": 0.01, "buckets": {"300": 8}, "zero_count": 0}},
+        "grpc": {"8": {"alpha": 0.01, "buckets": {"320": 3}, "zero_count": 0}},
+    }
+    for bad in (
+        {"xml": {"1": {"alpha": 0.01, "buckets": {}}}},
+        {"json": {"one": {"alpha": 0.01, "buckets": {}}}},
+        {"json": {"1": {"alpha": 0.5, "buckets": {}}}},
+        {"json": []},
+        [],
+    ):
+        body = flush(start=start)
+        body["series"][0]["request_latency"] = bad
+        response = post(runtime, body)
+        assert response.status_code == 400 and any("request_latency" in f for f in response.json()["errors"]), bad
+    assert MetricWindow.objects.get().requests == 14  # nothing partial written
+    # A flush without it (an older berth-serve) is still counted.
+    assert post(runtime, flush(requests=5, start=start)).status_code == 202
+    assert MetricWindow.objects.get().requests == 19

@@ -218,3 +218,59 @@ def test_it_gives_up_at_shutdown_after_its_deadline_and_says_what_was_lost(caplo
     assert time.monotonic() - started < 3
     assert sender.lost == 1
     assert "1 flush(es) with 7 requests could not be delivered before shutdown" in caplog.text
+
+
+def test_it_reports_request_latency_by_encoding_and_rows(serve, dashboard, digits, tmp_path):
+    """JSON, binary and gRPC requests (Triton's own clients) are counted by how they came and their
+    rows, so production's request latency can be compared with an end-to-end benchmark in that
+    encoding; failed requests are not in it (the benchmark times successes)."""
+    import tritonclient.grpc as triton_grpc
+    import tritonclient.http as triton_http
+
+    models = digits["models"]
+    dashboard.publish(make_spec([deployment("1", models["1"])], telemetry=_telemetry()), models.values())
+    process = serve(
+        "--dashboard",
+        dashboard.url,
+        "--endpoint",
+        "digits-prod",
+        "--token",
+        TOKEN,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--grpc-port",
+        "0",
+        "--shutdown-flush-seconds",
+        "10",
+    )
+    grpc_port = re.search(r"grpc on 127\.0\.0\.1:(\d+)", process.log()).group(1)
+    x = digits["x"].astype(np.float32)
+    for row in x[:6]:
+        assert process.client.post("/v2/models/digits/infer", infer_body(row[None]))[0] == 200
+    for start in (6, 8, 10):
+        assert process.client.post("/v2/models/digits/infer", infer_body(x[start : start + 2]))[0] == 200
+    assert process.client.post("/v2/models/digits/infer", infer_body(np.zeros((1, 63))))[0] == 400
+    http_client = triton_http.InferenceServerClient(f"127.0.0.1:{process.port}")
+    grpc_client = triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    for row in x[12:16]:
+        tensor = triton_http.InferInput("x", [1, 64], "FP32")
+        tensor.set_data_from_numpy(row[None], binary_data=True)
+        http_client.infer("digits", [tensor])
+    for row in x[16:21]:
+        tensor = triton_grpc.InferInput("x", [1, 64], "FP32")
+        tensor.set_data_from_numpy(row[None])
+        grpc_client.infer("digits", [tensor])
+    http_client.close()
+    grpc_client.close()
+    wait_until(lambda: dashboard.totals().get("1", {}).get("requests") == 19, timeout=20, message="19 requests")
+    process.stop()
+
+    counted = {}
+    for payload in dashboard.accepted.values():
+        for series in payload["series"]:
+            for encoding, by_rows in series.get("request_latency", {}).items():
+                for rows, sketch in by_rows.items():
+                    assert sketch["alpha"] == 0.01
+                    key = (encoding, rows)
+                    counted[key] = counted.get(key, 0) + sum(sketch["buckets"].values()) + sketch["zero_count"]
+    assert counted == {("json", "1"): 6, ("json", "2"): 3, ("binary", "1"): 4, ("grpc", "1"): 5}
