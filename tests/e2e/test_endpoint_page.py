@@ -159,6 +159,10 @@ def test_production_is_compared_with_the_benchmark_like_for_like(logged_in_page,
     services.deploy(endpoint=endpoint, version=v2, weight=20)
     world.result(v1, world.cpu, p95=1.5)  # session.run at batch 1
     world.result(v2, world.cpu, p95=4.0, batch=8)  # only at batch 8
+    # End to end through a local berth-serve: v1 in JSON (what its requests come in), v2 in JSON only
+    # while its requests come over gRPC.
+    world.result(v1, world.cpu, p95=3.0, scope="request", encoding="json")
+    world.result(v2, world.cpu, p95=3.0, scope="request", encoding="json")
 
     def sketch(ms, count):
         s = LogSketch()
@@ -177,9 +181,10 @@ def test_production_is_compared_with_the_benchmark_like_for_like(logged_in_page,
                 "errors": 0,
                 "latency": sketch(6.0, 200),
                 "inference_latency": {"1": sketch(inference, 200)},
+                "request_latency": {encoding: {"1": sketch(6.0, 200)}},
                 "batch_sizes": {"1": 200},
             }
-            for version, inference in (("1", 1.8), ("2", 2.0))
+            for version, inference, encoding in (("1", 1.8, "json"), ("2", 2.0, "grpc"))
         ],
     }
     services.telemetry_ingest(endpoint=endpoint, payload=flush)
@@ -188,13 +193,21 @@ def test_production_is_compared_with_the_benchmark_like_for_like(logged_in_page,
     page.goto("/endpoints/digits-prod/")
     first = page.locator("#live .kpis tbody tr", has_text="80 %").locator("td.versus")
     expect(first).to_contain_text("vs benchmark 1.500 ms at batch 1")
-    ratio = float(first.locator(".ratio").inner_text().lstrip("×"))
+    ratio = float(first.locator(".ratio").nth(0).inner_text().lstrip("×"))
     assert abs(ratio - 1.8 / 1.5) <= 0.03, ratio  # session.run against session.run, not 6 / 1.5
-    expect(first).to_contain_text("request p95: no comparable benchmark")
+    # Requests against the end-to-end benchmark in their encoding, not against session.run (6 / 1.5).
+    expect(first).to_contain_text("vs end-to-end benchmark 3.000 ms (json, batch 1)")
+    ratio = float(first.locator(".ratio").nth(1).inner_text().lstrip("×"))
+    assert abs(ratio - 6.0 / 3.0) <= 0.06, ratio
     second = page.locator("#live .kpis tbody tr", has_text="20 %").locator("td.versus")
     expect(second).to_contain_text("no benchmark at batch size 1, the size production ran (benchmarked at 8)")
+    expect(second).to_contain_text(
+        "request p95: no comparable benchmark: v2 on cpu has no end-to-end benchmark in grpc at batch size 1"
+    )
     expect(second.locator(".ratio")).to_have_count(0)
     legend = page.locator('[data-chart="latency"] .legend')
     expect(legend).to_contain_text("v1 benchmark p95 (batch 1)")
     expect(legend).to_contain_text("v1 inference p95 (batch 1)")
+    expect(legend).to_contain_text("v1 end-to-end benchmark p95 (json, batch 1)")
     expect(legend).not_to_contain_text("v2 benchmark")
+    expect(legend).not_to_contain_text("v2 end-to-end")
