@@ -168,3 +168,47 @@ def test_a_canary_takes_its_share_and_switches_lose_nothing(served, digits_versi
         stop.set()
         thread.join()
     assert failures == []
+
+
+@pytest.mark.worker
+def test_production_requests_are_compared_with_the_end_to_end_benchmark_of_their_encoding(
+    served, celery_worker, engineer_api, viewer_api
+):
+    """A real request benchmark (a worker's own berth-serve, JSON, batch 1) and real production
+    traffic (this berth-serve, JSON requests of one row, telemetry to the dashboard): the metrics
+    API compares the two, and nothing else."""
+    from dashboard.demo import digits_data
+
+    response = engineer_api.post(
+        "/api/v1/jobs/",
+        {
+            "kind": "benchmark",
+            "version": "digits:1",
+            "target": "cpu",
+            "params": {"measure": "requests", "encoding": "json", "min_runs": 20, "min_seconds": 0.2},
+        },
+        format="json",
+    )
+    assert response.status_code == 202, response.json()
+    job = wait_for(
+        lambda: Job.objects.filter(id=response.json()["id"], status__in=Job.FINISHED).first(),
+        timeout=300,
+        message="the request benchmark",
+    )
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    benchmark_p95 = job.result["results"][0]["p95_ms"]
+
+    rows = digits_data().test_x[:60]
+    for row in rows:
+        assert served.infer(row[None])[0] == 200
+    wait_for(lambda: reported(served.endpoint) == 60, timeout=30, message="every request to be reported")
+    data = viewer_api.get("/api/v1/endpoints/digits-prod/metrics/?range=15m").json()
+    (version,) = data["versions"]
+    request = version["benchmark"]["request"]
+    assert request["comparable"], request
+    assert (request["encoding"], request["batch_size"], request["requests"], request["share"]) == ("json", 1, 60, 1.0)
+    assert request["benchmark_p95_ms"] == pytest.approx(benchmark_p95)
+    assert request["ratio"] == pytest.approx(request["production_p95_ms"] / benchmark_p95)
+    assert version["request_benchmark_p95_ms"] == pytest.approx(benchmark_p95)
+    # The session.run figure is never beside requests: this version has no session.run benchmark.
+    assert not version["benchmark"]["inference"]["comparable"] and version["benchmark_p95_ms"] is None
