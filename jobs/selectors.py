@@ -145,6 +145,23 @@ def latest_benchmarks(version):
     return {target: entry["rows"] for target, entry in latest.items()}
 
 
+def latest_request_benchmarks(version):
+    """[(target, encoding, rows of its most recent end-to-end job)] for the version page: request
+    latency through a local berth-serve, kept apart from the session.run figures."""
+    rows = (
+        BenchmarkResult.objects.filter(version=version, scope=BenchmarkResult.Scope.REQUEST)
+        .select_related("target")
+        .defer("samples")
+        .order_by("target__slug", "encoding", "-job_id", "batch_size")
+    )
+    latest = {}
+    for row in rows:
+        job_id, found = latest.setdefault((row.target, row.encoding), (row.job_id, []))
+        if row.job_id == job_id:
+            found.append(row)
+    return [(target, encoding, found) for (target, encoding), (_, found) in latest.items()]
+
+
 def accuracy_deltas(versions):
     """{version id: accuracy delta of its newest benchmark} for the lineage tree (one query)."""
     deltas = {}

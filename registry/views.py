@@ -210,6 +210,7 @@ def version_page(request, found, *, bound_form=None, kind=None):
             "aliases": found.aliases.all(),
             "datasets": found.model.datasets.all(),
             "benchmarks": job_selectors.latest_benchmarks(found),
+            "request_benchmarks": job_selectors.latest_request_benchmarks(found),
             "serving_profiles": _serving_profiles(found),
             "deployed_on": version_deployments(found),
             **job_forms,

@@ -59,6 +59,35 @@ def test_benchmarking_on_two_targets_starts_two_jobs(digits_version, engineer):
     assert all(j.params["batch_sizes"] == [1, 8, 32] for j in jobs)
 
 
+def test_the_version_page_starts_an_end_to_end_benchmark_and_shows_it_apart(digits_version, engineer):
+    from jobs.models import BenchmarkResult
+    from tests.conftest import BenchWorld
+
+    response = browser(engineer).post(
+        "/models/digits/versions/1/run/benchmark/",
+        {
+            "benchmark-targets": ["cpu"],
+            "benchmark-batch_sizes": "1,8",
+            "benchmark-min_runs": "30",
+            "benchmark-min_seconds": "1",
+            "benchmark-measure": "requests",
+            "benchmark-encoding": "grpc",
+        },
+    )
+    assert response.status_code == 302
+    job = Job.objects.get(kind="benchmark")
+    assert job.params["measure"] == "requests" and job.params["encoding"] == "grpc" and "threads" not in job.params
+
+    BenchWorld.result(None, digits_version, job.target, p95=0.02)
+    BenchWorld.result(None, digits_version, job.target, p95=0.75, scope="request", encoding="grpc")
+    html = browser(engineer).get("/models/digits/versions/1/").content.decode()
+    end_to_end = html.split('class="numbers request-benchmarks">')[1].split("</table>")[0]
+    assert "<td>grpc</td>" in end_to_end and "0.75" in end_to_end
+    session_run = html.split('id="version-benchmarks">')[1].split('id="request-benchmarks"')[0]
+    assert "0.02" in session_run and "0.75" not in session_run  # never in the session.run table
+    assert BenchmarkResult.objects.count() == 2
+
+
 def test_a_bad_form_explains_itself_beside_the_field_and_keeps_what_was_typed(digits_version, engineer):
     import re
 
