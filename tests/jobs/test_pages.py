@@ -87,6 +87,19 @@ def test_the_version_page_starts_an_end_to_end_benchmark_and_shows_it_apart(digi
     assert "0.02" in session_run and "0.75" not in session_run  # never in the session.run table
     assert BenchmarkResult.objects.count() == 2
 
+    Job.objects.filter(pk=job.pk).update(
+        status="succeeded",
+        result={
+            "scope": "request",
+            "encoding": "grpc",
+            "results": [
+                {"batch_size": 1, "threads": 1, "p50_ms": 0.6, "p95_ms": 0.75, "p99_ms": 0.9, "throughput": 1600}
+            ],
+        },
+    )
+    html = browser(engineer).get(f"/jobs/{job.id}/").content.decode()
+    assert "Requests end to end through a local berth-serve, <strong>grpc</strong> encoding" in html
+
 
 def test_a_bad_form_explains_itself_beside_the_field_and_keeps_what_was_typed(digits_version, engineer):
     import re
