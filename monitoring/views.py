@@ -53,7 +53,8 @@ def _render_token(request, endpoint, token, rotated=False):
 
 
 def _serving_context(endpoint, deploy_form=None):
-    """What serves now, its history and the actions that fit (refreshed with the live part)."""
+    """What serves now, its history, the serving profiles and the actions that fit (refreshed with
+    the live part)."""
     deployments = selectors.active_deployments(endpoint)
     history = selectors.deployment_history(endpoint)
     return {
@@ -62,6 +63,7 @@ def _serving_context(endpoint, deploy_form=None):
         # services.rollback needs a split before the current one
         "can_roll_back": bool(deployments) and len(history) > 1,
         "deploy_form": deploy_form or DeployForm(endpoint=endpoint),
+        "serving_profiles": selectors.serving_profiles(endpoint, deployments),
     }
 
 
@@ -73,7 +75,6 @@ def _render_detail(request, endpoint, deploy_form=None, batching_form=None, stat
         {
             "endpoint": endpoint,
             **serving,
-            "serving_profiles": selectors.serving_profiles(endpoint, serving["deployments"]),
             "batching_form": batching_form
             or BatchingForm(
                 initial={"max_batch_size": endpoint.max_batch_size, "max_queue_delay_us": endpoint.max_queue_delay_us}

@@ -128,6 +128,9 @@ def test_the_endpoint_page_applies_a_serving_profile_after_confirming(endpoint, 
         in offered
     )
     assert f'name="job" value="{job.pk}"' in offered and "Apply profile of 1" in offered
+    # The live refresh (every 5 s) brings the profiles along, out of band.
+    refreshed = client.get("/endpoints/digits-prod/live/").content.decode()
+    assert 'id="serving-profile" hx-swap-oob="true"' in refreshed and "Apply profile of 1" in refreshed
     asked = client.post("/endpoints/digits-prod/apply-profile/", {"job": job.pk}).content.decode()
     assert "Apply the serving profile of v1 to digits-prod?" in asked and f"--threads {best['threads']}" in asked
     assert "Set Dynamic batching back on this page: max batch size 1, max queue delay 0 µs" in asked
