@@ -30,7 +30,7 @@ import logging
 import time
 
 from .batching import Batcher
-from .executor import InferencePool, typical_seconds
+from .executor import InferencePool
 from .metrics import Metrics
 from .protocol import InferenceFailed, NotFound, ServeError, Unavailable
 
@@ -213,7 +213,7 @@ class InferCall:
             elif self.core.active == 1 and self.session.seconds <= INLINE_SECONDS:
                 started = time.perf_counter()
                 arrays = self.session.run(feeds)
-                self.session.seconds = typical_seconds(self.session.seconds, time.perf_counter() - started)
+                self.session.seconds += (time.perf_counter() - started - self.session.seconds) * 0.1
                 if rows is not None:
                     self.core.batch_ran(self.table.model, self.route.version, rows)
             else:

@@ -5,14 +5,8 @@ Lighter than ``loop.run_in_executor``: jobs go through a SimpleQueue, and a work
 more jobs waiting takes several at once and hands all their results back to the loop with a
 single wake-up. For a model that runs in ~10 µs, waking threads costs more than the inference
 itself, so this halves the CPU a request costs. A worker only takes more jobs while their
-expected run time (a running estimate per session) stays under BATCH_BUDGET, so slow models still
+expected run time (an average per session) stays under BATCH_BUDGET, so slow models still
 spread over all threads and one slow job never waits behind many.
-
-That expected run time is ``typical_seconds``'s running estimate, which one run the OS preempted
-(tens of ms on a loaded machine) moves by a tenth at most: with a plain running average, such
-outliers made a 0.9 ms model (bench/serving_dataplane.py's) look slower than core.INLINE_SECONDS,
-and 86 of 300 requests alone in the runtime took the hop through the pool (which costs more than
-it saves) instead of running inline; with this estimate, none did.
 """
 
 import queue
@@ -79,16 +73,9 @@ class InferencePool:
                     results.append((future, session.run(feeds), None))
                 except BaseException as exc:  # handed to the request, which answers 500
                     results.append((future, None, exc))
-                session.seconds = typical_seconds(session.seconds, clock() - started)
+                # A running average of the session's inference time, for the batch budget.
+                session.seconds += (clock() - started - session.seconds) * 0.1
             deliver(_resolve, results)
-
-
-def typical_seconds(estimate, sample):
-    """The running estimate of a session's inference time (s) after one more run of ``sample``
-    seconds: a tenth of the way toward it, but never by more than a tenth of the estimate (plus
-    10 µs, so that it leaves 0), up or down."""
-    limit = estimate * 0.1 + 1e-5
-    return estimate + min(limit, max(-limit, (sample - estimate) * 0.1))
 
 
 def _resolve(results):

@@ -48,7 +48,7 @@ class ModelSession:
         self.output_names = [o.name for o in session.get_outputs()]
         self.inflight = 0
         self.retired = False
-        self.seconds = 0.0  # running estimate of one inference (executor.typical_seconds)
+        self.seconds = 0.0  # running average of one inference (the pool's batching budget)
         # (rows, ms) of each session.run, for telemetry's inference-only latency (a deque, which
         # threads may append to; telemetry drains it at each flush); None while nobody reads it.
         self.timings = None
