@@ -210,7 +210,7 @@ class InferCall:
         try:
             if batcher is not None and rows is not None:
                 arrays = await batcher.submit(feeds, rows)
-            elif self.core.active == 1 and self.session.seconds <= INLINE_SECONDS:
+            elif self.core.active == 1 and self.session.typical <= INLINE_SECONDS:
                 started = time.perf_counter()
                 arrays = self.session.run(feeds)
                 self.session.seconds += (time.perf_counter() - started - self.session.seconds) * 0.1

@@ -37,6 +37,7 @@ class ModelSession:
         "inflight",
         "retired",
         "seconds",
+        "typical",
         "_session",
         "label",
         "timings",
@@ -49,18 +50,20 @@ class ModelSession:
         self.inflight = 0
         self.retired = False
         self.seconds = 0.0  # running average of one inference (the pool's batching budget)
+        self.typical = 0.0  # typical_seconds's estimate of one run (the core's inline decision)
         # (rows, ms) of each session.run, for telemetry's inference-only latency (a deque, which
         # threads may append to; telemetry drains it at each flush); None while nobody reads it.
         self.timings = None
 
     def run(self, feeds):
-        """Outputs in ``output_names`` order (runs in an inference thread)."""
-        timings = self.timings
-        if timings is None:
-            return self._session.run(None, feeds)
+        """Outputs in ``output_names`` order (runs in an inference thread, or inline)."""
         started = time.perf_counter()
         outputs = self._session.run(None, feeds)
         elapsed = time.perf_counter() - started
+        self.typical = typical_seconds(self.typical, elapsed)
+        timings = self.timings
+        if timings is None:
+            return outputs
         first = next(iter(feeds.values()), None)
         timings.append((first.shape[0] if getattr(first, "ndim", 0) else 1, elapsed * 1000.0))
         return outputs
@@ -81,6 +84,18 @@ class ModelSession:
         if self._session is not None:
             self._session = None
             log.info("released %s (no request in flight)", self.label)
+
+
+def typical_seconds(estimate, sample):
+    """The running estimate of a session's inference time (s) after one more run of ``sample``
+    seconds: a tenth of the way toward it, but never by more than a tenth of the estimate (plus
+    10 µs, so that it leaves 0), up or down. One run the OS preempted (tens of ms on a loaded
+    machine) hardly moves it: with the running average, such runs made bench/serving_dataplane.py's
+    0.9 ms model look slower than core.INLINE_SECONDS, and 86 of 300 requests alone in the runtime
+    hopped through the thread pool (which costs more than it saves) instead of running inline;
+    with this estimate, none did."""
+    limit = estimate * 0.1 + 1e-5
+    return estimate + min(limit, max(-limit, (sample - estimate) * 0.1))
 
 
 def load_session(path, *, sha256, label, signature, target, intra_op_threads=1):
@@ -147,7 +162,7 @@ def _warm_up(loaded, signature, label):
     try:
         started = time.perf_counter()
         loaded.run(feeds)
-        loaded.seconds = time.perf_counter() - started
+        loaded.seconds = loaded.typical = time.perf_counter() - started
     except Exception as exc:  # a model may legitimately reject zeros; requests will tell
         log.warning("%s: warm-up inference on zeros failed (%s)", label, str(exc).strip().splitlines()[0])
 
