@@ -634,7 +634,7 @@ def endpoints_health(endpoints, *, minutes=60, now=None, drift_minutes=5):
     firing = {}
     for alert in Alert.objects.filter(
         endpoint__in=endpoints, state=Alert.State.FIRING, rule__metric=AlertRule.Metric.DRIFT
-    ).select_related("version"):
+    ).select_related("version", "rule"):  # the rule: the overview words the alert's figure
         firing.setdefault(alert.endpoint_id, []).append(alert)
     health = {}
     for endpoint in endpoints:

@@ -107,3 +107,4 @@ def test_the_overview_drift_figure_agrees_with_the_drift_alert(runtime, endpoint
     client.force_login(viewer)
     html = client.get("/").content.decode()
     assert "drift alert firing" in html and "0 of" not in html.split('class="drift-now"')[1].split("</td>")[0]
+    assert "Now: " in html.split('class="drift-now"')[1] and "p-value" in html.split('class="drift-now"')[1]
