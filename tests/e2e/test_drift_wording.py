@@ -12,7 +12,8 @@ from playwright.sync_api import expect
 from monitoring import alerts
 from monitoring.models import Alert, AlertRule
 from registry.models import ModelVersion
-from tests.monitoring.test_alerts import endpoint, profiled, traffic  # noqa: F401  (fixtures)
+from tests.monitoring.conftest import profiled  # noqa: F401  (the fixture, on test_alerts.endpoint)
+from tests.monitoring.test_alerts import endpoint, traffic  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
