@@ -258,11 +258,13 @@ def test_only_the_endpoints_runtime_reports_integrity(anon_api, engineer_api, en
 def test_batch_sizes_are_summed_into_windows_and_shown_per_version(runtime, endpoint):
     from monitoring import series
 
+    # One fixed start: flushes stamped "now - 30 s" one by one could fall in two minutes (two windows).
+    start = (timezone.now().replace(second=10, microsecond=0) - timedelta(minutes=1)).isoformat()
     for batch_sizes in ({"1": 3, "8": 2}, {"8": 1, "16": 4}):
-        body = flush()
+        body = flush(start=start)
         body["series"][0]["batch_sizes"] = batch_sizes
         assert post(runtime, body).status_code == 202
-    assert post(runtime, flush()).status_code == 202  # a runtime that sends none
+    assert post(runtime, flush(start=start)).status_code == 202  # a runtime that sends none
     assert MetricWindow.objects.get().batch_sizes == {"1": 3, "8": 3, "16": 4}
     (summary,) = series.recent(endpoint, minutes=5).values()
     assert summary["batch_sizes"] == [(1, 3), (8, 3), (16, 4)]
