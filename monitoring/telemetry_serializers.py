@@ -27,6 +27,7 @@ from berth.core.timeparse import parse_aware_time
 from common.errors import BerthError
 from registry.models import ModelVersion
 from serving.protocol import ENCODINGS
+from serving.telemetry import REQUEST_SKETCHES
 
 MAX_SERIES = 200
 MAX_BUCKETS = 5000
@@ -40,7 +41,8 @@ SKETCH_SHAPE = "A latency sketch is {alpha, buckets: {index: count}, zero_count}
 INFERENCE_SHAPE = 'inference_latency maps the rows of a model run ("1") to a latency sketch of its session.run time.'
 REQUEST_SHAPE = (
     f'request_latency maps an encoding ({", ".join(ENCODINGS)}) to the rows of a request ("1") and a latency '
-    "sketch of those requests."
+    f"sketch of those requests, at most {REQUEST_SKETCHES} encoding × rows sketches per version and flush "
+    "(berth-serve counts the requests past them in latency only)."
 )
 FEATURES_SHAPE = "features maps a feature name to a list of whole-number counts."
 BATCH_SIZES_SHAPE = 'batch_sizes maps the rows of a model run ("8") to how many runs had them.'
@@ -176,10 +178,8 @@ def _check_request(value):
     if (
         not isinstance(value, dict)
         or not set(value) <= set(ENCODINGS)
-        or not all(
-            isinstance(by_rows, dict) and len(by_rows) <= MAX_SERIES and all(_is_rows(rows) for rows in by_rows)
-            for by_rows in value.values()
-        )
+        or not all(isinstance(by_rows, dict) and all(_is_rows(rows) for rows in by_rows) for by_rows in value.values())
+        or sum(len(by_rows) for by_rows in value.values()) > REQUEST_SKETCHES
     ):
         raise serializers.ValidationError(REQUEST_SHAPE)
     sketches, errors = {}, {}

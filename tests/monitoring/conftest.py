@@ -41,26 +41,35 @@ def reference_x_mean(version, *, edges=X_MEAN_EDGES, counts=X_MEAN_REFERENCE, ro
         rows=rows,
         arrays={},
     )
-    ReferenceProfile.objects.create(
+    profile_x_mean(version, dataset, edges=edges, counts=counts)
+    return dataset
+
+
+def profile_x_mean(version, dataset, *, edges=X_MEAN_EDGES, counts=X_MEAN_REFERENCE):
+    """``version``'s profile of the mean of input x on ``dataset``: ``counts`` on ``edges``."""
+    return ReferenceProfile.objects.create(
         version=version, dataset=dataset, name="x.mean", kind="mean", tensor="x", edges=edges, counts=counts
     )
-    return dataset
+
+
+def profile_prediction(version, dataset, *, counts):
+    """``version``'s profile of its predicted class (one count per class) on ``dataset``."""
+    return ReferenceProfile.objects.create(
+        version=version,
+        dataset=dataset,
+        name="prediction",
+        kind="class",
+        tensor="probs",
+        classes=len(counts),
+        counts=counts,
+    )
 
 
 @pytest.fixture
 def profiled(endpoint):
     """Version 1 with reference profiles: x.mean on four bins (uniform) and a 3-class prediction."""
     version = ModelVersion.objects.get(version="1")
-    dataset = reference_x_mean(version)
-    ReferenceProfile.objects.create(
-        version=version,
-        dataset=dataset,
-        name="prediction",
-        kind="class",
-        tensor="probs",
-        classes=3,
-        counts=[300, 300, 400],
-    )
+    profile_prediction(version, reference_x_mean(version), counts=[300, 300, 400])
     return endpoint
 
 

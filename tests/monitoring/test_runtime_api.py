@@ -8,9 +8,11 @@ import pytest
 from django.utils import timezone
 
 from monitoring.models import MetricWindow, TelemetryFlush
-from registry.models import ModelVersion, ReferenceProfile
+from registry.models import ModelVersion
+from serving.protocol import ENCODINGS
+from serving.telemetry import REQUEST_SKETCHES
 from tests.conftest import sha256_of
-from tests.monitoring.conftest import reference_x_mean
+from tests.monitoring.conftest import profile_prediction, reference_x_mean
 
 pytestmark = pytest.mark.django_db
 
@@ -69,15 +71,7 @@ def test_the_spec_answers_304_until_it_changes(runtime, engineer_api, endpoint):
 def test_the_spec_carries_the_reference_features(runtime, endpoint):
     version = ModelVersion.objects.get(version="1")
     dataset = reference_x_mean(version, edges=[0.1, 0.2], counts=[30, 40, 30], rows=100)
-    ReferenceProfile.objects.create(
-        version=version,
-        dataset=dataset,
-        name="prediction",
-        kind="class",
-        tensor="probs",
-        classes=3,
-        counts=[20, 30, 50],
-    )
+    profile_prediction(version, dataset, counts=[20, 30, 50])
     features = runtime.get("/api/v1/endpoints/digits-prod/spec/").json()["deployments"][0]["features"]
     assert features == [
         {"name": "x.mean", "kind": "mean", "input": "x", "edges": [0.1, 0.2]},
@@ -351,3 +345,34 @@ def test_request_latency_is_stored_by_encoding_and_rows_and_checked(runtime, end
     # A flush without it (an older berth-serve) is still counted.
     assert post(runtime, flush(requests=5, start=start)).status_code == 202
     assert MetricWindow.objects.get().requests == 19
+
+
+def test_request_latency_past_the_sketch_cap_refuses_the_whole_flush(runtime, endpoint):
+    def sketches(count):
+        """``count`` request sketches, by encoding (in turn) and rows."""
+        by_encoding = {}
+        for i in range(count):
+            by_encoding.setdefault(ENCODINGS[i % len(ENCODINGS)], {})[str(i + 1)] = {
+                "alpha": 0.01,
+                "buckets": {"300": 1},
+                "zero_count": 0,
+            }
+        return by_encoding
+
+    # One start for both flushes, so that they fall in one minute window whenever the test runs.
+    start = (timezone.now().replace(second=10, microsecond=0) - timedelta(minutes=1)).isoformat()
+    at_cap = flush(requests=REQUEST_SKETCHES, errors=0, start=start)
+    at_cap["series"][0]["request_latency"] = sketches(REQUEST_SKETCHES)
+    assert post(runtime, at_cap).status_code == 202
+    stored = MetricWindow.objects.get().request_latency
+    assert sum(len(by_rows) for by_rows in stored.values()) == REQUEST_SKETCHES
+    over = flush(requests=REQUEST_SKETCHES + 1, errors=0, start=start)
+    over["series"][0]["request_latency"] = sketches(REQUEST_SKETCHES + 1)
+    response = post(runtime, over)
+    assert response.status_code == 400
+    (message,) = response.json()["errors"]["series.0.request_latency"]
+    assert f"at most {REQUEST_SKETCHES} encoding × rows sketches" in message
+    # Nothing of the refused flush is written: the window and the flush log are as before.
+    assert MetricWindow.objects.get().requests == REQUEST_SKETCHES
+    assert MetricWindow.objects.get().request_latency == stored
+    assert not TelemetryFlush.objects.filter(flush_id=over["flush_id"]).exists()
