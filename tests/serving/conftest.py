@@ -184,6 +184,14 @@ class Client:
 # --- berth-serve processes -----------------------------------------------------------------------
 
 
+def serve_args(dashboard_url, cache_dir, *extra, token=TOKEN):
+    """berth-serve's arguments for the stand-in dashboard's digits-prod endpoint: ``token`` on the
+    command line (None: none, the test gives it another way), artifacts cached in ``cache_dir``,
+    then ``extra``."""
+    credentials = [] if token is None else ["--token", token]
+    return ["--dashboard", dashboard_url, "--endpoint", "digits-prod", *credentials, "--cache-dir", cache_dir, *extra]
+
+
 class Serve:
     """``python -m serving.cli ... --port 0`` in its own process group; its port is read from the
     line it prints ("listening on http://127.0.0.1:PORT")."""

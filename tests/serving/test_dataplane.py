@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
-from .conftest import Client, Serve, deployment, infer_body, make_spec, write_bundle
+from .conftest import Client, Serve, deployment, infer_body, make_spec, serve_args, write_bundle
 
 LIMIT = 1 << 20
 
@@ -248,7 +248,7 @@ def test_the_standard_health_service_says_serving(server):
 def test_grpc_requests_are_counted_in_telemetry_like_http_ones(serve, dashboard, digits, tmp_path):
     """The same error kinds per version as over HTTP: a pinned version, bad input, a message over
     the endpoint's limit, and one routed nowhere (not counted)."""
-    from .conftest import TOKEN, wait_until
+    from .conftest import wait_until
 
     models = digits["models"]
     spec = make_spec(
@@ -257,20 +257,7 @@ def test_grpc_requests_are_counted_in_telemetry_like_http_ones(serve, dashboard,
         telemetry={"url": "/api/v1/telemetry/", "flush_seconds": 0.5, "flush_requests": 1000},
     )
     dashboard.publish(spec, models.values())
-    process = serve(
-        "--dashboard",
-        dashboard.url,
-        "--endpoint",
-        "digits-prod",
-        "--token",
-        TOKEN,
-        "--cache-dir",
-        tmp_path / "cache",
-        "--poll-seconds",
-        "0.2",
-        "--grpc-port",
-        "0",
-    )
+    process = serve(*serve_args(dashboard.url, tmp_path / "cache", "--poll-seconds", "0.2", "--grpc-port", "0"))
     address = "127.0.0.1:" + re.search(r"grpc on 127\.0\.0\.1:(\d+)", process.log()).group(1)
     x = digits["x"][:1].astype(np.float32)
     with grpc.insecure_channel(address) as channel:

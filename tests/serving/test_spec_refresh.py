@@ -19,26 +19,14 @@ from .conftest import (
     free_port,
     infer_body,
     make_spec,
+    serve_args,
     served_versions,
     wait_until,
 )
 
 
 def _args(dashboard_url, tmp_path, *extra):
-    return [
-        "--dashboard",
-        dashboard_url,
-        "--endpoint",
-        "digits-prod",
-        "--token",
-        TOKEN,
-        "--cache-dir",
-        tmp_path / "cache",
-        "--poll-seconds",
-        "0.1",
-        "--no-telemetry",
-        *extra,
-    ]
+    return serve_args(dashboard_url, tmp_path / "cache", "--poll-seconds", "0.1", "--no-telemetry", *extra)
 
 
 class Traffic:
@@ -195,14 +183,7 @@ def test_it_takes_the_token_from_the_environment(serve, dashboard, digits, tmp_p
     one = digits["models"]["1"]
     dashboard.publish(make_spec([deployment("1", one)]), [one])
     process = serve(
-        "--dashboard",
-        dashboard.url,
-        "--endpoint",
-        "digits-prod",
-        "--cache-dir",
-        tmp_path,
-        "--no-telemetry",
-        env={"BERTH_ENDPOINT_TOKEN": TOKEN},
+        *serve_args(dashboard.url, tmp_path, "--no-telemetry", token=None), env={"BERTH_ENDPOINT_TOKEN": TOKEN}
     )
     assert process.client.get("/v2/health/ready")[0] == 200
 
@@ -215,16 +196,7 @@ def test_it_takes_the_token_from_a_file_and_names_itself_to_the_dashboard(serve,
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     process = serve(
-        "--dashboard",
-        dashboard.url,
-        "--endpoint",
-        "digits-prod",
-        "--cache-dir",
-        tmp_path,
-        "--token-file",
-        token_file,
-        "--poll-seconds",
-        "0.1",
+        *serve_args(dashboard.url, tmp_path, "--token-file", token_file, "--poll-seconds", "0.1", token=None),
         env={"BERTH_ENDPOINT_TOKEN": "not-this-one"},
     )
     assert TOKEN not in " ".join(process.process.args)

@@ -13,7 +13,7 @@ import numpy as np
 from serving.dashboard import DashboardUnreachable, Response
 from serving.telemetry import Sender
 
-from .conftest import TOKEN, deployment, infer_body, make_spec, wait_until
+from .conftest import deployment, infer_body, make_spec, serve_args, wait_until
 
 
 def _telemetry(flush_seconds=0.5, flush_requests=1000):
@@ -25,18 +25,7 @@ def _start(serve, dashboard, digits, tmp_path, telemetry, **spec):
     deployments = spec.pop("deployments", None) or [deployment("1", models["1"], features=digits["features"])]
     dashboard.publish(make_spec(deployments, telemetry=telemetry, **spec), models.values())
     return serve(
-        "--dashboard",
-        dashboard.url,
-        "--endpoint",
-        "digits-prod",
-        "--token",
-        TOKEN,
-        "--cache-dir",
-        tmp_path / "cache",
-        "--poll-seconds",
-        "0.2",
-        "--shutdown-flush-seconds",
-        "10",
+        *serve_args(dashboard.url, tmp_path / "cache", "--poll-seconds", "0.2", "--shutdown-flush-seconds", "10")
     )
 
 
@@ -230,18 +219,7 @@ def test_it_reports_request_latency_by_encoding_and_rows(serve, dashboard, digit
     models = digits["models"]
     dashboard.publish(make_spec([deployment("1", models["1"])], telemetry=_telemetry()), models.values())
     process = serve(
-        "--dashboard",
-        dashboard.url,
-        "--endpoint",
-        "digits-prod",
-        "--token",
-        TOKEN,
-        "--cache-dir",
-        tmp_path / "cache",
-        "--grpc-port",
-        "0",
-        "--shutdown-flush-seconds",
-        "10",
+        *serve_args(dashboard.url, tmp_path / "cache", "--grpc-port", "0", "--shutdown-flush-seconds", "10")
     )
     grpc_port = re.search(r"grpc on 127\.0\.0\.1:(\d+)", process.log()).group(1)
     x = digits["x"].astype(np.float32)

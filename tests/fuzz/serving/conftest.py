@@ -25,7 +25,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tests.serving.conftest import TOKEN, FakeDashboard, Serve, make_spec, wait_until
+from tests.serving.conftest import FakeDashboard, Serve, make_spec, serve_args, wait_until
 
 SEED = int(os.environ.get("BERTH_FUZZ_SEED", 20261205))
 # Examples per property in make test; make fuzz sets BERTH_FUZZ_EXAMPLES (200 by default) and
@@ -278,22 +278,7 @@ def server(tmp_path_factory, request):
 
     dashboard.publish(spec, [Raw(v) for v in versions.values()])
     process = Serve(
-        [
-            "--dashboard",
-            dashboard.url,
-            "--endpoint",
-            "digits-prod",
-            "--token",
-            TOKEN,
-            "--cache-dir",
-            folder / "cache",
-            "--poll-seconds",
-            "30",
-            "--threads",
-            "2",
-            "--grpc-port",
-            "0",
-        ],
+        serve_args(dashboard.url, folder / "cache", "--poll-seconds", "30", "--threads", "2", "--grpc-port", "0"),
         folder / "serve.log",
     ).wait_ready()
     served = Server(process, dashboard, versions)
