@@ -191,8 +191,9 @@ def serving_profiles(*, versions, targets=None):
 def serving_profile_summary(job):
     """A serve_profile job's result as the pages show it: the job, its version and target, the p99
     budget (ms), every configuration measured (threads, max_batch_size, max_queue_delay_us,
-    concurrency, requests, throughput in requests/s, p50_ms, p99_ms, batch_sizes formed as
-    {"rows": runs}) and the recommended one (None when none kept p99 within the budget)."""
+    concurrency, requests completed in the measured window, seconds measured, throughput in
+    requests/s, p50_ms, p99_ms, too_few_samples, batch_sizes formed as {"rows": runs}) and the
+    recommended one (None when none kept p99 within the budget)."""
     result = job.result or {}
     return {
         "job": job,

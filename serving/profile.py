@@ -18,6 +18,11 @@ from .routing import RoutingTable, VersionRoute, load_session
 from .spec import parse_spec
 
 DELAY_US = 1000  # max_queue_delay_us of every batched configuration
+# A configuration is measured for at least ``seconds`` and MIN_REQUESTS completed requests (the
+# percentiles need that many), for at most MAX_STRETCH x ``seconds`` + 1 s; one that ends with
+# fewer is marked too_few_samples and never recommended.
+MIN_REQUESTS = 100
+MAX_STRETCH = 5
 
 
 def sweep(
@@ -40,7 +45,7 @@ def sweep(
         runs.append(asyncio.run(_measure(model_path, io_signature, target, thread_count, batch, clients, seconds)))
         if progress is not None:
             progress(100 * (index + 1) / len(configs), f"{index + 1} of {len(configs)} configurations")
-    fitting = [r for r in runs if r["p99_ms"] is not None and r["p99_ms"] <= p99_budget_ms]
+    fitting = [r for r in runs if not r["too_few_samples"] and r["p99_ms"] <= p99_budget_ms]
     recommended = max(fitting, key=lambda r: r["throughput"]) if fitting else None
     return {"runs": runs, "recommended": recommended, "p99_budget_ms": p99_budget_ms}
 
@@ -87,41 +92,71 @@ async def _measure(model_path, io_signature, target, thread_count, batch, client
     core.start(asyncio.get_running_loop())
     core.install(RoutingTable(spec, {"1": VersionRoute(spec.model, deployment, loaded, None)}, {}))
     feeds = _feeds(deployment.signature)
-    latencies = []
-    warm_until = time.perf_counter() + min(0.5, seconds / 2)
-    end = warm_until + seconds
+    window = _Window(time.perf_counter() + min(0.5, seconds / 2), seconds)
 
     async def client():
-        while True:
+        while window.open():
             started = time.perf_counter()
-            if started >= end:
-                return
             await core.infer("m", feeds)
-            if started >= warm_until:
-                latencies.append(time.perf_counter() - started)
+            window.completed(started, time.perf_counter())
 
-    before = dict(core.batch_sizes)
     try:
         await asyncio.gather(*(client() for _ in range(clients)))
     finally:
         await asyncio.get_running_loop().run_in_executor(None, core.stop)
-    formed = {
-        str(rows): runs - before.get(rows, 0)
-        for rows, runs in sorted(core.batch_sizes.items())
-        if runs - before.get(rows, 0)
-    }
-    times = np.array(latencies) * 1000
+    formed = {str(rows): runs for rows, runs in sorted(core.batch_sizes.items()) if runs}
+    times = np.array(window.latencies) * 1000
+    enough = len(times) >= MIN_REQUESTS
     return {
         "threads": thread_count,
         "max_batch_size": batch,
         "max_queue_delay_us": DELAY_US if batch > 1 else 0,
         "concurrency": clients,
-        "requests": len(latencies),
-        "throughput": len(latencies) / seconds,
+        "requests": len(times),
+        "seconds": window.seconds,
+        "throughput": len(times) / window.seconds if len(times) else None,
         "p50_ms": float(np.percentile(times, 50)) if len(times) else None,
         "p99_ms": float(np.percentile(times, 99)) if len(times) else None,
+        "too_few_samples": not enough,
         "batch_sizes": formed,
     }
+
+
+class _Window:
+    """The measured window of one configuration (closed-loop clients on one event loop).
+
+    It opens when the warm-up ends and counts every request that *completes* inside it, whenever
+    it started: counting only requests that start after the warm-up leaves nothing measured when
+    one stall (a loaded machine, a garbage collection, a slow model) holds every client's request
+    across the whole window. It closes once it has lasted ``seconds`` and holds MIN_REQUESTS
+    completions, or at the latest after MAX_STRETCH x ``seconds`` (+ 1 s), then marked as having
+    too few samples. Throughput is the completions over the window's actual length."""
+
+    def __init__(self, opens, seconds):
+        self.opens = opens
+        self.least = opens + seconds
+        self.latest = opens + seconds * MAX_STRETCH + 1.0
+        self.closed = None  # when it closed (perf_counter)
+        self.latencies = []  # seconds, of the requests completed inside it
+
+    def open(self):
+        if self.closed is None and time.perf_counter() >= self.latest:
+            self.closed = self.latest
+        return self.closed is None
+
+    def completed(self, started, finished):
+        if self.closed is not None or finished < self.opens:
+            return
+        if finished >= self.latest:
+            self.closed = self.latest
+            return
+        self.latencies.append(finished - started)
+        if finished >= self.least and len(self.latencies) >= MIN_REQUESTS:
+            self.closed = finished
+
+    @property
+    def seconds(self):
+        return self.closed - self.opens
 
 
 def main(argv=None):
