@@ -51,36 +51,8 @@ def populate(name, versions, targets):
             for batch in BATCH_SIZES:
                 p50 = 1.0 + 0.01 * version.pk + batch * 0.1
                 rows.append(
-                    BenchmarkResult(
-                        job=job,
-                        version=version,
-                        target=target,
-                        batch_size=batch,
-                        iterations=1000,
-                        warmup=5,
-                        p25_ms=p50 * 0.95,
-                        p50_ms=p50,
-                        p75_ms=p50 * 1.05,
-                        p90_ms=p50 * 1.2,
-                        p95_ms=p50 * 1.3,
-                        p99_ms=p50 * 1.6,
-                        min_ms=p50 * 0.8,
-                        max_ms=p50 * 3,
-                        mean_ms=p50 * 1.05,
-                        std_ms=p50 * 0.1,
-                        throughput=batch * 1000 / p50,
-                        stable=True,
-                        windows=[p50, p50, p50],
-                        intervals={
-                            "p50": [p50 * 0.99, p50 * 1.01],
-                            "p95": [p50 * 1.28, p50 * 1.32],
-                            "p99": [p50 * 1.55, p50 * 1.65],
-                            "mean": [p50 * 1.04, p50 * 1.06],
-                        },
-                        accuracy=0.98 - 0.0001 * version.pk,
-                        fidelity={"samples": 360},
-                        samples=b"",
-                        environment={},
+                    djangobench.benchmark_result(
+                        job=job, batch_size=batch, p50_ms=p50, accuracy=0.98 - 0.0001 * version.pk
                     )
                 )
     BenchmarkResult.objects.bulk_create(rows)

@@ -1,6 +1,6 @@
 """What the benches that drive Django share: settings for a throw-away PostgreSQL database
 (DATABASE_URL overrides it), the test database made and dropped around the run, a client
-logged in as a viewer, and timed GETs.
+logged in as a viewer, timed GETs, and synthetic benchmark rows.
 
     import djangobench
     djangobench.configure("berth_bench_x")   # before any Django import
@@ -70,3 +70,43 @@ def measure(client, path, repeats):
     with CaptureQueriesContext(connection) as queries:
         client.get(path)
     return statistics.median(times), len(queries), len(response.content)
+
+
+def benchmark_result(*, job, batch_size, p50_ms, accuracy):
+    """An unsaved BenchmarkResult of ``job`` (its version and target) whose figures all follow
+    from its median ``p50_ms`` (the spread of a steady run; ``batch_size`` rows per ``p50_ms``),
+    for ``save()`` or ``bulk_create``."""
+    from jobs.models import BenchmarkResult
+
+    p50 = p50_ms
+    return BenchmarkResult(
+        job=job,
+        version=job.version,
+        target=job.target,
+        batch_size=batch_size,
+        iterations=1000,
+        warmup=5,
+        p25_ms=p50 * 0.95,
+        p50_ms=p50,
+        p75_ms=p50 * 1.05,
+        p90_ms=p50 * 1.2,
+        p95_ms=p50 * 1.3,
+        p99_ms=p50 * 1.6,
+        min_ms=p50 * 0.8,
+        max_ms=p50 * 3,
+        mean_ms=p50 * 1.05,
+        std_ms=p50 * 0.1,
+        throughput=batch_size * 1000 / p50,
+        stable=True,
+        windows=[p50, p50, p50],
+        intervals={
+            "p50": [p50 * 0.99, p50 * 1.01],
+            "p95": [p50 * 1.28, p50 * 1.32],
+            "p99": [p50 * 1.55, p50 * 1.65],
+            "mean": [p50 * 1.04, p50 * 1.06],
+        },
+        accuracy=accuracy,
+        fidelity={"samples": 360},
+        samples=b"",
+        environment={},
+    )

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from serving_dataplane import berth_serve, write_bundle  # noqa: E402  (bench/ is on sys.path: same folder)
+from serving_dataplane import berth_serve, export_classifier, write_bundle  # noqa: E402  (bench/ is on sys.path: same folder)
 
 from jobs.engine import gpu  # noqa: E402
 from jobs.engine.benchmark import run_benchmark  # noqa: E402
@@ -65,17 +65,7 @@ def build_model(path, size):
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 1000)]
     torch.manual_seed(0)
     net = nn.Sequential(*layers).eval()
-    torch.onnx.export(
-        net,
-        (torch.zeros(1, 3, size, size),),
-        str(path),
-        input_names=["x"],
-        output_names=["logits"],
-        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    return path
+    return export_classifier(net, torch.zeros(1, 3, size, size), path)
 
 
 def benchmark(path, size, provider, batch, io="host", cuda_graph=False):

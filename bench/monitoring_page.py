@@ -108,7 +108,7 @@ class World:
 
     def endpoint(self, index):
         """Endpoint ep-NN on its own model, with 1 or 2 versions (profiles, benchmark, deployments)."""
-        from jobs.models import BenchmarkResult, Job
+        from jobs.models import Job
         from monitoring import services
         from registry.models import Dataset, Model, ModelVersion, ReferenceProfile
 
@@ -163,33 +163,7 @@ class World:
                 )
             )
             job = Job.objects.create(kind="benchmark", version=version, target=self.target, status="succeeded")
-            p50 = 3.5
-            BenchmarkResult.objects.create(
-                job=job,
-                version=version,
-                target=self.target,
-                batch_size=1,
-                iterations=1000,
-                warmup=5,
-                p25_ms=p50 * 0.95,
-                p50_ms=p50,
-                p75_ms=p50 * 1.05,
-                p90_ms=p50 * 1.2,
-                p95_ms=p50 * 1.3,
-                p99_ms=p50 * 1.6,
-                min_ms=p50 * 0.8,
-                max_ms=p50 * 3,
-                mean_ms=p50 * 1.05,
-                std_ms=p50 * 0.1,
-                throughput=1000 / p50,
-                stable=True,
-                windows=[p50] * 3,
-                intervals={},
-                accuracy=0.98,
-                fidelity={"samples": 360},
-                samples=b"",
-                environment={},
-            )
+            djangobench.benchmark_result(job=job, batch_size=1, p50_ms=3.5, accuracy=0.98).save()
         ReferenceProfile.objects.bulk_create(profiles)
         endpoint, _ = services.endpoint_create(name=f"ep-{index:02d}", model=model, target=self.target)
         services.deploy(endpoint=endpoint, version=versions[0], weight=100)

@@ -72,7 +72,7 @@ def populate():
     telemetry: what the two pages draw."""
     from django.contrib.auth.models import Group, User
 
-    from jobs.models import BenchmarkResult, Job
+    from jobs.models import Job
     from monitoring import services
     from registry.models import Dataset, HardwareTarget, Model, ModelVersion, ReferenceProfile
 
@@ -96,32 +96,9 @@ def populate():
             job = Job.objects.create(kind="benchmark", version=version, target=target, status="succeeded")
             for batch in (1, 8, 32):
                 p50 = (1.0 + index) * batch * (0.2 if target == gpu else 1.0)
-                BenchmarkResult.objects.create(
-                    job=job,
-                    version=version,
-                    target=target,
-                    batch_size=batch,
-                    iterations=1000,
-                    warmup=5,
-                    p25_ms=p50 * 0.95,
-                    p50_ms=p50,
-                    p75_ms=p50 * 1.05,
-                    p90_ms=p50 * 1.2,
-                    p95_ms=p50 * 1.3,
-                    p99_ms=p50 * 1.6,
-                    min_ms=p50 * 0.8,
-                    max_ms=p50 * 3,
-                    mean_ms=p50,
-                    std_ms=p50 * 0.1,
-                    throughput=batch * 1000 / p50,
-                    stable=True,
-                    windows=[p50, p50, p50],
-                    intervals={k: [p50 * 0.99, p50 * 1.01] for k in ("p50", "p95", "p99", "mean")},
-                    accuracy=0.98 - 0.001 * index,
-                    fidelity={"samples": 360},
-                    samples=b"",
-                    environment={},
-                )
+                djangobench.benchmark_result(
+                    job=job, batch_size=batch, p50_ms=p50, accuracy=0.98 - 0.001 * index
+                ).save()
     dataset = Dataset.objects.create(
         model=model, name="ref", kind="reference", file="x.npz", sha256="0" * 64, size_bytes=1, rows=1000, arrays={}
     )

@@ -80,6 +80,24 @@ def wait_ready(url, process, timeout=120):
 # --- models ----------------------------------------------------------------------------------
 
 
+def export_classifier(net, example, path):
+    """``net`` as ONNX at ``path`` (legacy exporter, opset 17): input x, output logits, both with
+    a dynamic batch axis, traced on ``example``."""
+    import torch
+
+    torch.onnx.export(
+        net,
+        (example,),
+        str(path),
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return path
+
+
 def build_stem(path):
     """A CNN stem on 224x224 images (two strided convolutions, pooling, a 1000-way classifier)."""
     import torch
@@ -97,17 +115,7 @@ def build_stem(path):
         nn.Flatten(),
         nn.Linear(128, 1000),
     ).eval()
-    torch.onnx.export(
-        net,
-        (torch.zeros(1, 3, 224, 224),),
-        str(path),
-        input_names=["x"],
-        output_names=["logits"],
-        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    return path
+    return export_classifier(net, torch.zeros(1, 3, 224, 224), path)
 
 
 def build_digits_cnn(path):
@@ -116,17 +124,7 @@ def build_digits_cnn(path):
     import torch
 
     module, accuracy = train_digits_cnn(digits_data(), epochs=2)
-    torch.onnx.export(
-        module,
-        (torch.zeros(2, 1, 8, 8),),
-        str(path),
-        input_names=["x"],
-        output_names=["logits"],
-        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    return path, accuracy
+    return export_classifier(module, torch.zeros(2, 1, 8, 8), path), accuracy
 
 
 def session(path):
