@@ -12,6 +12,11 @@ import re
 
 import numpy as np
 
+try:  # the serve extra installs it; without it every body takes the standard library's decoder
+    import orjson
+except ImportError:
+    orjson = None
+
 # OIP datatype <-> numpy. BYTES (strings) is not served: Berth's models take numeric tensors.
 DATATYPES = {
     "BOOL": np.dtype(np.bool_),
@@ -190,6 +195,9 @@ def parse_json(body):
     if not body:
         raise BadRequest("the request has no body; send a JSON object with 'inputs'")
     _check_depth(body)
+    payload = _fast_json(body)
+    if payload is not None:
+        return payload
     try:
         # What json.loads(body, object_pairs_hook=_object) does, without building a decoder and
         # its scanner for every request.
@@ -211,6 +219,64 @@ def _check_depth(body):
             f"the body nests arrays and objects {depth} deep; at most {MAX_DEPTH} levels are "
             "accepted (send tensor data flat, with its 'shape')"
         )
+
+
+# After every string is blanked to "", a key is a string followed by a colon.
+_KEYS = re.compile(rb'""\s*:')
+# A body with every digit turned to 0 and every other byte to a space holds this where it has
+# 20 digits in a row (an integer that may be beyond 64 bits, which orjson turns into a float).
+# Faster than a regular expression, which retries at every digit of every number.
+_DIGITS_ONLY = bytes(ord("0") if 48 <= i <= 57 else ord(" ") for i in range(256))
+_LONG_DIGITS = b"0" * 20
+# Objects an infer request holds where the envelope puts them: the request, its tensors and their
+# parameters (and the requested outputs'). Tensor data holds none.
+_ENVELOPE_LISTS = ("inputs", "outputs")
+
+
+def _fast_json(body):
+    """The body decoded by orjson (a tenth of the standard decoder's time on a tensor of floats:
+    the float parsing is most of it), when that gives exactly what the standard decoder gives;
+    None when the body may differ there, and the standard decoder decides (and words any error).
+
+    orjson accepts a subset of what the standard decoder accepts (UTF-8 only; no NaN, Infinity,
+    1e400 or lone surrogates: it raises, and None is returned), keeps the last of repeated keys
+    (so the keys of the body are counted against the objects' entries), and turns integers beyond
+    64 bits into floats (so a body with 20 digits in a row goes to the standard decoder)."""
+    if orjson is None:
+        return None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if _LONG_DIGITS in body.translate(_DIGITS_ONLY):
+        return None
+    shape = _STRINGS.sub(b'""', body) if b'"' in body else body
+    objects, entries = _envelope_objects(payload)
+    if objects != shape.count(b"{") or entries != len(_KEYS.findall(shape)):
+        return None  # a repeated key, or objects elsewhere (in tensor data): decoded as before
+    return payload
+
+
+def _envelope_objects(payload):
+    """(objects, their entries) of an infer request where the envelope holds objects."""
+    if type(payload) is not dict:
+        return 0, 0
+    objects, entries = 1, len(payload)
+    parameters = payload.get("parameters")
+    if type(parameters) is dict:
+        objects, entries = objects + 1, entries + len(parameters)
+    for key in _ENVELOPE_LISTS:
+        items = payload.get(key)
+        if type(items) is not list:
+            continue
+        for item in items:
+            if type(item) is not dict:
+                continue
+            objects, entries = objects + 1, entries + len(item)
+            parameters = item.get("parameters")
+            if type(parameters) is dict:
+                objects, entries = objects + 1, entries + len(parameters)
+    return objects, entries
 
 
 def _object(pairs):
