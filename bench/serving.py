@@ -22,7 +22,6 @@ generator and servers share the cores, so a cheaper server leaves more to the ge
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -41,6 +40,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serving_dataplane import write_bundle as write_model_bundle  # noqa: E402  (bench/ is on sys.path: same folder)
 
 CONCURRENCY = 8
 TELEMETRY_GOAL = 0.95
@@ -341,10 +342,6 @@ def build_model(folder):
 def write_bundle(folder, model_path, data):
     """A bundle with the features a reference profile of digits would have: mean and std of
     the input, its 64 columns, and the predicted class."""
-    raw = model_path.read_bytes()
-    sha = hashlib.sha256(raw).hexdigest()
-    (folder / "artifacts").mkdir(parents=True)
-    shutil.copy(model_path, folder / "artifacts" / f"{sha}.onnx")
     x = data.train_x
     q = np.linspace(0, 1, 11)[1:-1]
     features = [
@@ -362,31 +359,7 @@ def write_bundle(folder, model_path, data):
         for c in range(64)
     ]
     features.append({"name": "prediction", "kind": "class", "output": "logits", "classes": 10})
-    signature = {
-        "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 64], "dynamic_axes": [0]}],
-        "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 10], "dynamic_axes": [0]}],
-    }
-    spec = {
-        "endpoint": "digits-bench",
-        "model": "digits",
-        "generation": 1,
-        "target": {"slug": "cpu", "execution_provider": "CPUExecutionProvider", "provider_options": {}},
-        "deployments": [
-            {
-                "version": "1",
-                "weight": 100,
-                "sha256": sha,
-                "size_bytes": len(raw),
-                "format": "onnx",
-                "artifact_url": f"artifacts/{sha}.onnx",
-                "io_signature": signature,
-                "features": features,
-            }
-        ],
-        "telemetry": None,
-        "limits": {"max_request_bytes": 10 * 1024 * 1024},
-    }
-    (folder / "spec.json").write_text(json.dumps(spec))
+    write_model_bundle(folder, model_path, (64,), 10, model="digits", features=features)
     return len(features)
 
 

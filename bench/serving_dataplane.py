@@ -154,7 +154,12 @@ def run_p50(path, x, runs):
 # --- berth-serve ---------------------------------------------------------------------------------
 
 
-def write_bundle(folder, model_path, shape, outputs, batching=None, provider="CPUExecutionProvider"):
+def write_bundle(
+    folder, model_path, shape, outputs, batching=None, provider="CPUExecutionProvider", *, model="m", features=()
+):
+    """A berth-serve bundle in ``folder``: the ONNX classifier at ``model_path`` (input x of
+    ``shape`` after the batch axis, ``outputs`` logits) as version 1 of ``model`` on its own, with
+    the reference ``features`` berth-serve bins."""
     raw = model_path.read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
     (folder / "artifacts").mkdir(parents=True)
@@ -165,7 +170,7 @@ def write_bundle(folder, model_path, shape, outputs, batching=None, provider="CP
     }
     spec = {
         "endpoint": "bench",
-        "model": "m",
+        "model": model,
         "generation": 1,
         "target": {"slug": "bench", "execution_provider": provider, "provider_options": {}},
         "deployments": [
@@ -177,7 +182,7 @@ def write_bundle(folder, model_path, shape, outputs, batching=None, provider="CP
                 "format": "onnx",
                 "artifact_url": f"artifacts/{sha}.onnx",
                 "io_signature": signature,
-                "features": [],
+                "features": list(features),
             }
         ],
         "telemetry": None,
