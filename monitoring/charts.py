@@ -188,29 +188,15 @@ def latency_chart(data):
                 }
             )
             traces.append(
-                {
-                    "type": "scatter",
-                    "mode": "lines",
-                    "x": [data["since"], data["until"]],
-                    "y": [v["request_benchmark_p95_ms"]] * 2,
-                    "name": f"v{v['version']} end-to-end benchmark p95 ({label})",
-                    "line": {"color": color, "dash": "longdashdot", "width": 1},
-                    "opacity": 0.6,
-                    "hovertemplate": "end-to-end benchmark p95 %{y:.3f} ms<extra>v" + v["version"] + "</extra>",
-                }
+                _benchmark_line(
+                    data, v, "request_benchmark_p95_ms", "end-to-end benchmark p95", label, color, "longdashdot"
+                )
             )
         if v["benchmark_p95_ms"] is not None:
             traces.append(
-                {
-                    "type": "scatter",
-                    "mode": "lines",
-                    "x": [data["since"], data["until"]],
-                    "y": [v["benchmark_p95_ms"]] * 2,
-                    "name": f"v{v['version']} benchmark p95 (batch {like.get('batch_size')})",
-                    "line": {"color": color, "dash": "longdash", "width": 1},
-                    "opacity": 0.6,
-                    "hovertemplate": "benchmark p95 %{y:.3f} ms<extra>v" + v["version"] + "</extra>",
-                }
+                _benchmark_line(
+                    data, v, "benchmark_p95_ms", "benchmark p95", f"batch {like.get('batch_size')}", color, "longdash"
+                )
             )
     # Log scale: a session.run of microseconds and a request of milliseconds both stay readable.
     return {
@@ -224,6 +210,21 @@ def latency_chart(data):
             "ms (log)",
             yaxis={"type": "log"},
         ),
+    }
+
+
+def _benchmark_line(data, version, key, figure, like, color, dash):
+    """``version``'s benchmark ``figure`` (its ``key``, ms) as a faint level line across the
+    charted range, named with what the benchmark is ``like``."""
+    return {
+        "type": "scatter",
+        "mode": "lines",
+        "x": [data["since"], data["until"]],
+        "y": [version[key]] * 2,
+        "name": f"v{version['version']} {figure} ({like})",
+        "line": {"color": color, "dash": dash, "width": 1},
+        "opacity": 0.6,
+        "hovertemplate": f"{figure} " + "%{y:.3f} ms<extra>v" + version["version"] + "</extra>",
     }
 
 

@@ -231,12 +231,9 @@ def drift_of_buckets(buckets, profiles, with_js=True):
     return [(v, dataset_drift(v)) for v in verdicts]
 
 
-WINDOW_FIELDS = (
-    "version__version",
-    "version__id",
-    "version__model__name",
+# What a window counts: the fields the charts and the overview read of each MetricWindow.
+COUNTED_FIELDS = (
     "start",
-    "resolution",
     "requests",
     "errors",
     "error_kinds",
@@ -248,8 +245,8 @@ WINDOW_FIELDS = (
     "batch_sizes",
     "inference_latency",
     "request_latency",
-    "updated",
 )
+WINDOW_FIELDS = ("version__version", "version__id", "version__model__name", "resolution", *COUNTED_FIELDS, "updated")
 MERGE_GAP = timedelta(seconds=1)  # serving periods this close are one (a new generation retires the old one)
 # A rate needs this many seconds served (a step's last few seconds are too short to rate: one
 # request more or less would swing it); shorter, the rate is left out.
@@ -606,22 +603,7 @@ def endpoints_health(endpoints, *, minutes=60, now=None, drift_minutes=5):
     buckets, recent_buckets = {}, {}
     windows = MetricWindow.objects.filter(
         endpoint__in=endpoints, resolution=MetricWindow.Resolution.MINUTE, start__gte=since, start__lt=now
-    ).only(
-        "endpoint_id",
-        "version_id",
-        "start",
-        "requests",
-        "errors",
-        "error_kinds",
-        "latency",
-        "features",
-        "coarse",
-        "latency_sum_ms",
-        "flushes",
-        "batch_sizes",
-        "inference_latency",
-        "request_latency",
-    )
+    ).only("endpoint_id", "version_id", *COUNTED_FIELDS)
     versions = set()
     for window in windows:
         index = int((window.start - since).total_seconds() // 60)

@@ -60,10 +60,3 @@ class TargetForm(forms.Form):
         + "; ".join(f"{name}: {preset.help}" for name, preset in PRESETS.items() if preset.device != "cpu"),
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    preset = forms.ChoiceField(
-        required=False,
-        choices=[("", "none: the device and provider above")]
-        + [(name, f"{name} ({preset.provider})") for name, preset in PRESETS.items()],
-        help_text="Fills device, provider and its options: "
-        + "; ".join(f"{name}: {preset.help}" for name, preset in PRESETS.items() if preset.device != "cpu"),
-    )

@@ -125,6 +125,8 @@ def _export_torchscript(
     output_names = list(output_names or [f"output_{i}" for i in range(len(outputs))])
     external = _external_data(torch, module, notes)
 
+    # Both exporters take these; each adds its own way of saying which axes are dynamic.
+    arguments = dict(verbose=False, opset_version=opset, input_names=input_names, output_names=output_names)
     progress(20, "Exporting with the torch.export-based exporter")
     try:
         _quietly(
@@ -133,12 +135,9 @@ def _export_torchscript(
             example,
             str(dst),
             dynamo=True,
-            verbose=False,
-            opset_version=opset,
-            input_names=input_names,
-            output_names=output_names,
             external_data=external,
             dynamic_shapes=_dynamic_shapes(torch, example) if dynamic_batch else None,
+            **arguments,
         )
         recipe["exporter"] = "dynamo"
     except Exception as exc:  # the exporter raises many types; any of them means "try the legacy one"
@@ -152,11 +151,8 @@ def _export_torchscript(
                 example,
                 str(dst),
                 dynamo=False,
-                verbose=False,
-                opset_version=opset,
-                input_names=input_names,
-                output_names=output_names,
                 dynamic_axes=axes,
+                **arguments,
             )
         except Exception as legacy_exc:
             raise EngineError(
