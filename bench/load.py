@@ -62,6 +62,7 @@ from berth.client import Client, NetworkError  # noqa: E402
 from dashboard.webserver import gunicorn_command, gunicorn_environment  # noqa: E402
 from berth.core.stats import LogSketch  # noqa: E402
 from serving.dashboard import DashboardClient, DashboardUnreachable  # noqa: E402
+from tests.onnx_models import tiny_onnx_bytes  # noqa: E402
 
 DATABASE = "berth_bench_load"
 REGISTRY_MODEL = "load"
@@ -90,31 +91,6 @@ EXPECTED = {
 
 
 # --- what the clients send -------------------------------------------------------------------
-
-
-def tiny_onnx_bytes(seed, features=4, classes=3):
-    """A real tiny ONNX classifier, y = softmax(x @ W + b) with dynamic batch (as tests/conftest.py)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    weight = numpy_helper.from_array(rng.standard_normal((features, classes)).astype(np.float32), "W")
-    bias = numpy_helper.from_array(rng.standard_normal(classes).astype(np.float32), "b")
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "W"], ["xw"]),
-            helper.make_node("Add", ["xw", "b"], ["z"]),
-            helper.make_node("Softmax", ["z"], ["probs"], axis=1),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", classes])],
-        initializer=[weight, bias],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="berth-bench")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
 
 
 def multipart(fields, file_field, filename, data):
@@ -677,7 +653,7 @@ def run(args, telemetry_clients, database, tmp):
         warm_up(url, key, args.clients)
         onnx_pool = []
         for seed in range(ONNX_VARIANTS):
-            data = tiny_onnx_bytes(seed)
+            data = tiny_onnx_bytes(seed=seed)
             onnx_pool.append((data, hashlib.sha256(data).hexdigest()))
         rng = np.random.default_rng(20241122)
         variants = [series_variants(rng, "1", 0.9), series_variants(rng, "2", 0.1)]
@@ -767,7 +743,7 @@ def warm_up(url, key, clients):
     for thread in threads:
         thread.join()
     client = Client(url, key, timeout=REQUEST_TIMEOUT)
-    data = tiny_onnx_bytes(10_000)
+    data = tiny_onnx_bytes(seed=10_000)
     body, content_type = multipart({"version": "seed"}, "artifact", "model.onnx", data)
     for method, path, payload, headers in [
         ("POST", f"/api/v1/models/{REGISTRY_MODEL}/versions/", body, {"Content-Type": content_type}),

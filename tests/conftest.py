@@ -6,7 +6,6 @@ import os
 import pickle
 import time
 
-import numpy as np
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import override_settings
@@ -15,6 +14,7 @@ from rest_framework.test import APIClient
 from common.access import ADMIN, ENGINEER, VIEWER
 from jobs.models import BenchmarkResult, Job
 from registry.models import HardwareTarget, Model, ModelVersion
+from tests.onnx_models import tiny_onnx_bytes
 
 # --- isolation -------------------------------------------------------------------------------
 
@@ -115,31 +115,6 @@ def admin_api(admin_user):
 
 
 # --- model files -----------------------------------------------------------------------------
-
-
-def tiny_onnx_bytes(features=4, classes=3, seed=0):
-    """A real (tiny) ONNX classifier built with onnx.helper: y = softmax(x @ W + b), dynamic batch."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    weight = numpy_helper.from_array(rng.standard_normal((features, classes)).astype(np.float32), "W")
-    bias = numpy_helper.from_array(rng.standard_normal(classes).astype(np.float32), "b")
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "W"], ["xw"]),
-            helper.make_node("Add", ["xw", "b"], ["z"]),
-            helper.make_node("Softmax", ["z"], ["probs"], axis=1),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", classes])],
-        initializer=[weight, bias],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="berth-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
 
 
 def failing_onnx_bytes():
@@ -272,6 +247,31 @@ def media_files(settings):
 # --- real worker processes -------------------------------------------------------------------
 
 
+def celery_worker_command(queues, hostname, *extra):
+    """``celery -A dashboard worker`` on ``queues`` named ``hostname`` (solo pool, no gossip or
+    mingle, INFO log), then ``extra`` (beat, for one)."""
+    import sys
+    from pathlib import Path
+
+    return [
+        str(Path(sys.executable).parent / "celery"),
+        "-A",
+        "dashboard",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "--pool",
+        "solo",
+        "--hostname",
+        hostname,
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+        *extra,
+    ]
+
+
 def database_url():
     """The test database as a DATABASE_URL, for worker processes started by a test."""
     from django.db import connection
@@ -288,7 +288,6 @@ def worker_process(transactional_db, settings):
     """``worker_process(queues, **env)``: a real ``celery -A dashboard worker`` process on the test
     database and broker, started and waited for (it reports itself as a WorkerHost)."""
     import subprocess
-    import sys
     import uuid
     from pathlib import Path
 
@@ -310,22 +309,7 @@ def worker_process(transactional_db, settings):
         log = Path(settings.MEDIA_ROOT).parent / f"worker-{name.split('@')[0]}.log"
         with open(log, "w") as log_file:
             process = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "celery"),
-                    "-A",
-                    "dashboard",
-                    "worker",
-                    "-Q",
-                    ",".join(queues),
-                    "--pool",
-                    "solo",
-                    "--hostname",
-                    name,
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--loglevel",
-                    "INFO",
-                ],
+                celery_worker_command(queues, name),
                 env=environment,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -404,6 +388,24 @@ def digits_version(engineer_api, digits_files):
     )
     assert version.status == "ready", version.status_detail
     return version
+
+
+@pytest.fixture
+def digits_reference(digits_version, engineer_api, tmp_path):
+    """The demo's reference set (the digits training images, labelled) attached to digits:1 through
+    the API; returns the digits data it came from."""
+    from dashboard.demo import digits_data, save_npz
+
+    data = digits_data()
+    path = save_npz(tmp_path / "reference.npz", x=data.train_x, labels=data.train_y)
+    with open(path, "rb") as f:
+        response = engineer_api.post(
+            "/api/v1/models/digits/versions/1/datasets/",
+            {"file": f, "name": "digits-reference", "kind": "reference"},
+            format="multipart",
+        )
+    assert response.status_code == 201
+    return data
 
 
 # --- hand-built benchmark results, for edge cases a real run cannot force ---------------------

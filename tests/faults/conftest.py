@@ -22,7 +22,15 @@ import pytest
 
 from berth.client import Client
 from dashboard.webserver import gunicorn_command, gunicorn_environment
-from tests.conftest import api_token_key, database_url, purge_queues, register, tiny_onnx_bytes, wait_for
+from tests.conftest import (
+    api_token_key,
+    celery_worker_command,
+    database_url,
+    purge_queues,
+    register,
+    tiny_onnx_bytes,
+    wait_for,
+)
 from tests.integration.test_serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,24 +179,8 @@ class Worker(Service):
 
     def __init__(self, queues, env, folder, beat=False):
         self.hostname = f"fault-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
-        command = [
-            str(Path(sys.executable).parent / "celery"),
-            "-A",
-            "dashboard",
-            "worker",
-            "-Q",
-            ",".join(queues),
-            "--pool",
-            "solo",
-            "--hostname",
-            self.hostname,
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ]
-        if beat:
-            command += ["-B", "--schedule", str(Path(folder) / f"beat-{self.hostname.split('@')[0]}")]
+        beat_args = ["-B", "--schedule", str(Path(folder) / f"beat-{self.hostname.split('@')[0]}")] if beat else []
+        command = celery_worker_command(queues, self.hostname, *beat_args)
         super().__init__(f"worker-{self.hostname.split('@')[0]}", command, env, folder)
 
     def wait_ready(self):

@@ -4,10 +4,8 @@ windows into the past; nothing sleeps."""
 
 import os
 import subprocess
-import sys
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import transaction
@@ -16,9 +14,9 @@ from django.utils import timezone
 
 from monitoring import alerts, services
 from monitoring.models import Alert, MetricWindow, Notification
-from registry.models import HardwareTarget, Model, ModelVersion
-from tests.conftest import database_url, purge_queues, wait_for
-from tests.monitoring.test_alerts import Receiver, sketch
+from registry.models import ModelVersion
+from tests.conftest import celery_worker_command, database_url, purge_queues, wait_for
+from tests.monitoring.test_alerts import Receiver, digits_prod, sketch
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -27,19 +25,7 @@ WINDOW_MINUTES = 2
 
 @pytest.fixture
 def endpoint(engineer):
-    model = Model.objects.create(name="digits", task="classification")
-    cpu = HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})[0]
-    ModelVersion.objects.create(
-        model=model,
-        version="1",
-        format="onnx",
-        artifact="artifacts/1.onnx",
-        sha256="0" * 64,
-        size_bytes=1000,
-        status="ready",
-    )
-    endpoint, _ = services.endpoint_create(name="digits-prod", model=model, target=cpu, created_by=engineer)
-    return endpoint
+    return digits_prod(engineer, ("1",))
 
 
 @pytest.fixture
@@ -70,25 +56,7 @@ def beat_worker(transactional_db, settings, tmp_path):
     log = tmp_path / "worker.log"
     with open(log, "w") as log_file:
         process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "celery"),
-                "-A",
-                "dashboard",
-                "worker",
-                "-B",
-                "--schedule",
-                str(tmp_path / "celerybeat-schedule"),
-                "-Q",
-                "default",
-                "--pool",
-                "solo",
-                "--hostname",
-                name,
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO",
-            ],
+            celery_worker_command(["default"], name, "-B", "--schedule", str(tmp_path / "celerybeat-schedule")),
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,

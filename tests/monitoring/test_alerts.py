@@ -84,9 +84,14 @@ def closed_port():
 @pytest.fixture
 def endpoint(engineer):
     """digits-prod on cpu, with versions 1 and 2 (rows only: alert rules read windows, not files)."""
+    return digits_prod(engineer, ("1", "2"))
+
+
+def digits_prod(engineer, versions):
+    """The endpoint digits-prod on cpu of a new model digits with ``versions`` (ready rows, no files)."""
     model = Model.objects.create(name="digits", task="classification")
     cpu = HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})[0]
-    for version in ("1", "2"):
+    for version in versions:
         ModelVersion.objects.create(
             model=model,
             version=version,
