@@ -9,7 +9,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from monitoring import services
-from registry.models import Dataset, ReferenceProfile
+from registry.models import Dataset
+from tests.monitoring.conftest import profile_x_mean, reference_x_mean
 
 from .conftest import unbundled_trace_types
 
@@ -35,25 +36,7 @@ def send(endpoint, minute, count, *, mean=0.5, error_kind=None):
 @pytest.fixture
 def monitored(world):
     version = world.version("1")
-    dataset = Dataset.objects.create(
-        model=world.model,
-        name="ref",
-        kind="reference",
-        file="x.npz",
-        sha256="0" * 64,
-        size_bytes=1,
-        rows=1000,
-        arrays={},
-    )
-    ReferenceProfile.objects.create(
-        version=version,
-        dataset=dataset,
-        name="x.mean",
-        kind="mean",
-        tensor="x",
-        edges=[0.2, 0.4, 0.6],
-        counts=[250, 250, 250, 250],
-    )
+    reference_x_mean(version)
     endpoint, _ = services.endpoint_create(name="digits-prod", model=world.model, target=world.cpu)
     services.deploy(endpoint=endpoint, version=version, weight=100)
     world.result(version, world.cpu, p95=1.5)
@@ -112,19 +95,8 @@ def test_a_fresh_canarys_rate_is_right_and_the_overview_agrees(logged_in_page, v
 def test_deployment_labels_never_collide_and_the_legend_leaves_the_dates_alone(
     logged_in_page, viewer, monitored, world
 ):
-    from registry.models import Dataset, ReferenceProfile
-
     second = world.version("2")
-    dataset = Dataset.objects.get(name="ref")
-    ReferenceProfile.objects.create(
-        version=second,
-        dataset=dataset,
-        name="x.mean",
-        kind="mean",
-        tensor="x",
-        edges=[0.2, 0.4, 0.6],
-        counts=[250, 250, 250, 250],
-    )
+    profile_x_mean(second, Dataset.objects.get(name="ref"))
     services.deploy(endpoint=monitored, version=second, weight=10)  # a canary, promoted, rolled back
     services.deploy(endpoint=monitored, version=second, weight=100)
     services.rollback(endpoint=monitored)

@@ -2,11 +2,7 @@
 listed, keeps serving and reporting with the old token through the grace period (the page says
 it still uses it, with the countdown), and is shown as refused once the grace period is over."""
 
-import os
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,10 +14,10 @@ from monitoring import services
 from monitoring.models import Endpoint, MetricWindow
 from registry.models import HardwareTarget
 from tests.conftest import wait_for
-from tests.integration.test_serving import call, free_port, infer_body
+from tests.integration.test_serving import call, infer_body
+from tests.serving.conftest import Serve, serve_args
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def reported(endpoint):
@@ -38,45 +34,14 @@ def replica(live_server, digits_version, engineer, settings, tmp_path):
     )
     services.deploy(endpoint=endpoint, version=digits_version, weight=100, user=engineer)
     (tmp_path / "token").write_text(token + "\n")
-    port = free_port()
-    log = open(tmp_path / "berth-serve.log", "w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving.cli",
-            "--dashboard",
-            live_server.url,
-            "--endpoint",
-            "digits-prod",
-            "--token-file",
-            str(tmp_path / "token"),
-            "--port",
-            str(port),
-            "--poll-seconds",
-            "0.3",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready():
-        assert process.poll() is None, (tmp_path / "berth-serve.log").read_text()[-3000:]
-        try:
-            return call(url + "/v2/health/ready", timeout=2)[0] == 200
-        except OSError:
-            return False
-
-    wait_for(ready, timeout=60, interval=0.2, message="berth-serve to be ready")
-    yield endpoint, url
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    process = Serve(
+        serve_args(
+            live_server.url, tmp_path / "cache", "--token-file", tmp_path / "token", "--poll-seconds", "0.3", token=None
+        ),
+        tmp_path / "berth-serve.log",
+    ).wait_ready()
+    yield endpoint, f"http://127.0.0.1:{process.port}"
+    process.stop()
 
 
 def test_a_replica_serves_through_the_grace_period_and_then_shows_refused(logged_in_page, engineer, replica):

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from berth.core.stats import LogSketch
-from dashboard.demo import _demo_alert_rules, digits_data, save_npz
+from dashboard.demo import _demo_alert_rules
 from jobs import services as job_services
 from jobs.models import Job
 from monitoring import alerts, services
@@ -31,18 +31,9 @@ ROWS_PER_MINUTE = 600  # the demo's traffic: --rate 10
 
 
 @pytest.fixture
-def demo(digits_version, digits_files, engineer, engineer_api, tmp_path):
+def demo(digits_version, digits_reference, engineer):
     """digits:1 with the demo's reference set, profiled by a real profile job and deployed on an
     endpoint with the demo's alert rules."""
-    data = digits_data()
-    path = save_npz(tmp_path / "reference.npz", x=data.train_x, labels=data.train_y)
-    with open(path, "rb") as f:
-        response = engineer_api.post(
-            "/api/v1/models/digits/versions/1/datasets/",
-            {"file": f, "name": "digits-reference", "kind": "reference"},
-            format="multipart",
-        )
-    assert response.status_code == 201
     endpoint, _ = services.endpoint_create(
         name="digits-demo", model=digits_version.model, target=HardwareTarget.objects.get(slug="cpu")
     )

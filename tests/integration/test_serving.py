@@ -1,10 +1,7 @@
 """berth-serve against the real dashboard: spec, artifacts and telemetry over the REST API."""
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections import Counter
@@ -20,6 +17,7 @@ from monitoring import services
 from monitoring.models import MetricWindow
 from registry.models import HardwareTarget
 from tests.conftest import wait_for
+from tests.serving.conftest import Serve, serve_args
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,42 +65,13 @@ def served(live_server, digits_version, engineer, settings, tmp_path):
         name="digits-prod", model=digits_version.model, target=HardwareTarget.objects.get(slug="cpu")
     )
     services.deploy(endpoint=endpoint, version=digits_version, weight=100, user=engineer)
-    port = free_port()
-    log = open(tmp_path / "berth-serve.log", "w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving.cli",
-            "--dashboard",
-            live_server.url,
-            "--endpoint",
-            "digits-prod",
-            "--port",
-            str(port),
-            "--poll-seconds",
-            "0.3",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ],
-        env={**os.environ, "BERTH_ENDPOINT_TOKEN": token},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    runtime = Runtime(f"http://127.0.0.1:{port}", process, endpoint)
-
-    def ready():
-        assert process.poll() is None, (tmp_path / "berth-serve.log").read_text()[-3000:]
-        try:
-            return call(runtime.url + "/v2/health/ready", timeout=2)[0] == 200
-        except OSError:
-            return False
-
-    wait_for(ready, timeout=60, interval=0.2, message="berth-serve to be ready")
-    yield runtime
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    process = Serve(
+        serve_args(live_server.url, tmp_path / "cache", "--poll-seconds", "0.3", token=None),
+        tmp_path / "berth-serve.log",
+        env={"BERTH_ENDPOINT_TOKEN": token},
+    ).wait_ready()
+    yield Runtime(f"http://127.0.0.1:{process.port}", process.process, endpoint)
+    process.stop()
 
 
 def reported(endpoint, field="requests"):

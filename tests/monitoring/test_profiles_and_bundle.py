@@ -20,25 +20,14 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def deployed_digits(digits_version, digits_files, engineer, engineer_api, tmp_path):
+def deployed_digits(digits_version, digits_reference, engineer):
     """digits:1 with a reference dataset, deployed on digits-prod."""
-    from dashboard.demo import digits_data, save_npz
-
-    data = digits_data()
-    path = save_npz(tmp_path / "reference.npz", x=data.train_x, labels=data.train_y)
-    with open(path, "rb") as f:
-        response = engineer_api.post(
-            "/api/v1/models/digits/versions/1/datasets/",
-            {"file": f, "name": "digits-reference", "kind": "reference"},
-            format="multipart",
-        )
-    assert response.status_code == 201
     endpoint, token = services.endpoint_create(
         name="digits-prod", model=digits_version.model, target=HardwareTarget.objects.get(slug="cpu")
     )
     services.deploy(endpoint=endpoint, version=digits_version, weight=100, user=engineer)
     endpoint.token = token
-    return endpoint, data
+    return endpoint, digits_reference
 
 
 def test_deploying_queues_a_profile_that_bins_the_reference_data(deployed_digits, digits_version):
