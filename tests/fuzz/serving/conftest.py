@@ -287,3 +287,12 @@ def server(tmp_path_factory, request):
     dashboard.stop()
     assert code in (0, -signal.SIGTERM), f"berth-serve exited with {code} (seed {SEED}):\n{process.log()}"
     assert "Traceback" not in process.log(), process.log()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _ends_ready_and_counted(server):
+    """After each module's fuzzing: the server is still ready, and its metrics and telemetry
+    count every request the module sent."""
+    yield
+    server.assert_ready()
+    server.assert_counted()

@@ -7,19 +7,11 @@ import json
 
 import hypothesis.strategies as st
 import numpy as np
-import pytest
 from hypothesis import given, note, seed, settings
 
 from .conftest import LIMIT, SEED, examples
 from .test_json import FUZZ, feeds
 from .transports import HTTP_JSON, binary_body, raw_bytes
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _ends_ready_and_counted(server):
-    yield
-    server.assert_ready()
-    server.assert_counted()
 
 
 @st.composite

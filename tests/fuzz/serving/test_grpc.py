@@ -6,7 +6,6 @@ INVALID_ARGUMENT (or RESOURCE_EXHAUSTED) with a message; never INTERNAL or UNKNO
 
 import hypothesis.strategies as st
 import numpy as np
-import pytest
 from hypothesis import given, note, seed, settings
 
 from .conftest import SEED, examples
@@ -29,13 +28,6 @@ def _pb():
     from tritonclient.grpc import service_pb2 as pb
 
     return pb
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _ends_ready_and_counted(server):
-    yield
-    server.assert_ready()
-    server.assert_counted()
 
 
 @st.composite

@@ -8,7 +8,6 @@ import json
 
 import hypothesis.strategies as st
 import numpy as np
-import pytest
 from hypothesis import given, note, seed, settings
 
 from .conftest import LIMIT, SEED, examples
@@ -16,13 +15,6 @@ from .test_json import FUZZ
 from .transports import HTTP_JSON, raw_exchange, strict_json, valid_body
 
 BODY = json.dumps(valid_body({"x": np.array([[1.0, 2.0, 0.5, 4.0]], np.float32)})).encode()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _ends_ready_and_counted(server):
-    yield
-    server.assert_ready()
-    server.assert_counted()
 
 
 def _request(server, headers, body=b"", version="1", close=True):

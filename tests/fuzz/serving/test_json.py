@@ -11,7 +11,6 @@ import re
 import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, note, seed, settings
 
 from .conftest import LIMIT, SEED, examples
@@ -99,13 +98,6 @@ def _mutate(draw, body):
     else:
         parent.insert(draw(st.integers(0, len(parent))), draw(JSON_VALUES))
     return body
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _ends_ready_and_counted(server):
-    yield
-    server.assert_ready()
-    server.assert_counted()
 
 
 @seed(SEED)
