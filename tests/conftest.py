@@ -247,6 +247,19 @@ def media_files(settings):
 # --- real worker processes -------------------------------------------------------------------
 
 
+def stop_process(process, timeout=30):
+    """SIGTERM ``process`` (a Popen) and wait for it; SIGKILL it if it is still there after
+    ``timeout`` seconds."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def celery_worker_command(queues, hostname, *extra):
     """``celery -A dashboard worker`` on ``queues`` named ``hostname`` (solo pool, no gossip or
     mingle, INFO log), then ``extra`` (beat, for one)."""
@@ -329,12 +342,7 @@ def worker_process(transactional_db, settings):
     yield start
     for process in started:
         if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 # --- a real digits model with its datasets ---------------------------------------------------

@@ -15,7 +15,7 @@ from django.utils import timezone
 from monitoring import alerts, services
 from monitoring.models import Alert, MetricWindow, Notification
 from registry.models import ModelVersion
-from tests.conftest import celery_worker_command, database_url, purge_queues, wait_for
+from tests.conftest import celery_worker_command, database_url, purge_queues, stop_process, wait_for
 from tests.monitoring.test_alerts import Receiver, digits_prod, sketch
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -72,12 +72,7 @@ def beat_worker(transactional_db, settings, tmp_path):
         wait_for(reported, timeout=60, message="the worker to report itself")
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def mails(folder, text):
