@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from serving_dataplane import write_bundle as write_model_bundle  # noqa: E402  (bench/ is on sys.path: same folder)
+from tests.onnx_models import reference_features  # noqa: E402
 
 CONCURRENCY = 8
 TELEMETRY_GOAL = 0.95
@@ -342,23 +343,7 @@ def build_model(folder):
 def write_bundle(folder, model_path, data):
     """A bundle with the features a reference profile of digits would have: mean and std of
     the input, its 64 columns, and the predicted class."""
-    x = data.train_x
-    q = np.linspace(0, 1, 11)[1:-1]
-    features = [
-        {"name": "x.mean", "input": "x", "kind": "mean", "edges": np.quantile(x.mean(1), q).tolist()},
-        {"name": "x.std", "input": "x", "kind": "std", "edges": np.quantile(x.std(1), q).tolist()},
-    ]
-    features += [
-        {
-            "name": f"x[{c}]",
-            "input": "x",
-            "kind": "column",
-            "column": c,
-            "edges": sorted(set(np.quantile(x[:, c], q).tolist())),
-        }
-        for c in range(64)
-    ]
-    features.append({"name": "prediction", "kind": "class", "output": "logits", "classes": 10})
+    features = reference_features(data.train_x, bins=10, columns=range(64), classes=10)
     write_model_bundle(folder, model_path, (64,), 10, model="digits", features=features)
     return len(features)
 

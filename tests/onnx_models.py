@@ -1,5 +1,6 @@
-"""Real ONNX models built with onnx.helper, small enough to build in a test: no Django here, so
-the benches that drive a running Berth (bench/load.py) build the same files."""
+"""Real ONNX models built with onnx.helper, small enough to build in a test, and the reference
+features berth-serve bins for a classifier: no Django here, so the benches that drive a running
+Berth or berth-serve (bench/load.py, bench/serving.py) build the same things."""
 
 import numpy as np
 
@@ -27,3 +28,26 @@ def tiny_onnx_bytes(features=4, classes=3, seed=0):
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def reference_features(x, *, bins, columns, classes):
+    """The spec's reference features of a classifier with input ``x`` (rows × columns, float)
+    and output ``logits``: the mean and the std of a row and each of ``columns``, on ``bins`` bins
+    cut at quantiles of ``x`` (repeated edges once), then the predicted class of ``classes``."""
+    q = np.linspace(0, 1, bins + 1)[1:-1]
+    features = [
+        {"name": "x.mean", "input": "x", "kind": "mean", "edges": np.quantile(x.mean(1), q).tolist()},
+        {"name": "x.std", "input": "x", "kind": "std", "edges": np.quantile(x.std(1), q).tolist()},
+    ]
+    features += [
+        {
+            "name": f"x[{c}]",
+            "input": "x",
+            "kind": "column",
+            "column": c,
+            "edges": np.unique(np.quantile(x[:, c], q)).tolist(),
+        }
+        for c in columns
+    ]
+    features.append({"name": "prediction", "kind": "class", "output": "logits", "classes": classes})
+    return features

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import wait_for
+from tests.onnx_models import reference_features
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "secret-endpoint-token"
@@ -61,23 +62,7 @@ def digits(tmp_path_factory):
     module, _ = train_digits_mlp(data, hidden=32, epochs=3)
     first = export_onnx(module, folder / "digits-1.onnx").read_bytes()
     models = {"1": Model(first), "2": Model(_retrained(first))}
-    x = data.train_x
-    q = np.linspace(0, 1, 6)[1:-1]
-    features = [
-        {"name": "x.mean", "input": "x", "kind": "mean", "edges": np.quantile(x.mean(1), q).tolist()},
-        {"name": "x.std", "input": "x", "kind": "std", "edges": np.quantile(x.std(1), q).tolist()},
-    ]
-    features += [
-        {
-            "name": f"x[{c}]",
-            "input": "x",
-            "kind": "column",
-            "column": c,
-            "edges": np.unique(np.quantile(x[:, c], q)).tolist(),
-        }
-        for c in (20, 36, 43)
-    ]
-    features.append({"name": "prediction", "kind": "class", "output": "logits", "classes": 10})
+    features = reference_features(data.train_x, bins=5, columns=(20, 36, 43), classes=10)
     return {"models": models, "x": data.test_x, "features": features}
 
 
