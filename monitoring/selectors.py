@@ -12,6 +12,7 @@ from jobs import selectors as job_selectors
 from jobs.models import Job
 from registry.models import ReferenceProfile
 
+from .endpoint_reads import EndpointReads
 from .models import Deployment, Endpoint
 
 # Serving profiles the endpoint page offers to apply (the serving versions' first).
@@ -144,13 +145,10 @@ def endpoint_spec(endpoint, *, artifact_url=None):
     return spec, etag
 
 
-def deployment_history(endpoint, limit=50):
-    """[(generation, action, who, when, [(version, weight), ...])], newest first."""
-    rows = (
-        Deployment.objects.filter(endpoint=endpoint)
-        .select_related("version", "deployed_by")
-        .order_by("-generation", "-weight")
-    )
+def deployment_history(endpoint, limit=50, *, reads=None):
+    """[(generation, action, who, when, [(version, weight), ...])], newest first. ``reads``: the
+    page's EndpointReads of ``endpoint``, whose deployments it shares."""
+    rows = (reads or EndpointReads(endpoint)).deployments
     generations = []
     for generation, group in groupby(rows, key=lambda d: d.generation):
         group = list(group)

@@ -2,21 +2,21 @@
 latency quantiles from the merged sketches, and drift of every reference feature.
 
 Everything is computed from the stored windows (counts, sketches, binned feature counts) in one
-pass; the number of queries does not depend on the range or on the number of windows.
+pass; the number of queries does not depend on the range, the number of windows or of versions.
+The rows are read through an endpoint_reads.EndpointReads, which a page shares between its parts.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django.db.models import Q
 from django.utils import timezone
 
 from berth.core.drift import DEFAULT_TESTS, dataset_drift, features_drift
 from berth.core.stats import DEFAULT_ALPHA, add_sketch, empty_sketch, sketch_quantiles
-from registry.models import ReferenceProfile
 
 from . import comparable
-from .models import Deployment, MetricWindow
+from .endpoint_reads import COUNTED_FIELDS, EndpointReads, references
+from .models import MetricWindow
 from .telemetry_serializers import parse_time
 
 RANGES = {
@@ -192,16 +192,6 @@ def _by_rows(sketches, counted):
     return found
 
 
-def references(versions):
-    """{version id: {feature name: (kind, edges, counts)}} of the versions' reference profiles."""
-    found = {}
-    for profile in ReferenceProfile.objects.filter(version__in=versions).only(
-        "version_id", "name", "kind", "edges", "counts", "classes"
-    ):
-        found.setdefault(profile.version_id, {})[profile.name] = profile
-    return found
-
-
 def drift_of(bucket, profiles, with_js=True):
     """{feature: verdict or None} and the dataset verdict for one bucket's feature counts."""
     return drift_of_buckets([bucket], profiles, with_js=with_js)[0]
@@ -231,22 +221,6 @@ def drift_of_buckets(buckets, profiles, with_js=True):
     return [(v, dataset_drift(v)) for v in verdicts]
 
 
-# What a window counts: the fields the charts and the overview read of each MetricWindow.
-COUNTED_FIELDS = (
-    "start",
-    "requests",
-    "errors",
-    "error_kinds",
-    "latency",
-    "features",
-    "coarse",
-    "latency_sum_ms",
-    "flushes",
-    "batch_sizes",
-    "inference_latency",
-    "request_latency",
-)
-WINDOW_FIELDS = ("version__version", "version__id", "version__model__name", "resolution", *COUNTED_FIELDS, "updated")
 MERGE_GAP = timedelta(seconds=1)  # serving periods this close are one (a new generation retires the old one)
 # A rate needs this many seconds served (a step's last few seconds are too short to rate: one
 # request more or less would swing it); shorter, the rate is left out.
@@ -258,9 +232,10 @@ class ServedTime:
     traffic (from the deployment generations), cut at the last report the endpoint's windows
     received (``reported``: no rate is claimed for time no telemetry has covered yet). A version
     with windows but no such period (pinned traffic, raw events, a scraped server) served from
-    its first window on. Rates divide requests by these seconds, not by the whole range."""
+    its first window on. Rates divide requests by these seconds, not by the whole range.
+    ``deployments``: the endpoint's (EndpointReads.deployments)."""
 
-    def __init__(self, endpoint, since, until, windows):
+    def __init__(self, deployments, since, until, windows):
         self.since, self.until = since, until
         reported = max((w.updated for w in windows), default=None)
         self.reported = min(until, reported) if reported is not None else None
@@ -268,16 +243,14 @@ class ServedTime:
         for window in windows:
             first.setdefault(window.version_id, window.start)
         periods = {}
-        for row in (
-            Deployment.objects.filter(endpoint=endpoint, weight__gt=0, deployed__lt=until)
-            .filter(Q(retired__isnull=True) | Q(retired__gt=since))
-            .order_by("deployed")
-            .values("version_id", "deployed", "retired")
-        ):
-            start, end = max(row["deployed"], since), min(row["retired"] or until, until)
+        shares = (
+            d for d in deployments if d.weight > 0 and d.deployed < until and (d.retired is None or d.retired > since)
+        )
+        for row in sorted(shares, key=lambda d: d.deployed):
+            start, end = max(row.deployed, since), min(row.retired or until, until)
             if end <= start:
                 continue
-            merged = periods.setdefault(row["version_id"], [])
+            merged = periods.setdefault(row.version_id, [])
             if merged and start - merged[-1][1] <= MERGE_GAP:
                 merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
             else:
@@ -308,52 +281,27 @@ class ServedTime:
         return periods[0][0], periods[-1][1]
 
 
-def _windows(endpoint, since, until, step=60):
-    """The windows that cover [since, until) at the coarsest resolution a step of ``step``
-    seconds can use: rolled-up windows up to where each resolution is rolled, then finer ones,
-    then minutes (never two resolutions over the same minute)."""
-    rolled = endpoint.rollups or {}
-    covers, lower = Q(), since
-    for resolution, seconds in reversed(MetricWindow.LEVELS):
-        if seconds > step or step % seconds or not rolled.get(resolution):
-            continue
-        upper = min(until, datetime.fromisoformat(rolled[resolution]))
-        if upper > lower:
-            covers |= Q(resolution=resolution, start__gte=lower, start__lt=upper)
-            lower = upper
-    covers |= Q(resolution=MetricWindow.Resolution.MINUTE, start__gte=lower, start__lt=until)
-    return (
-        MetricWindow.objects.filter(covers, endpoint=endpoint)
-        .select_related("version__model")
-        .only(*WINDOW_FIELDS)
-        .order_by("start")
-    )
-
-
-def endpoint_series(endpoint, *, since, until, step=None):
-    """The monitored series of every version seen in [since, until): the metrics API's answer."""
+def endpoint_series(endpoint, *, since, until, step=None, reads=None):
+    """The monitored series of every version seen in [since, until): the metrics API's answer.
+    ``reads``: an EndpointReads of ``endpoint`` to share with the page's other parts."""
+    reads = reads or EndpointReads(endpoint)
     step = step or choose_step(since, until)
     since = align(since, step)
     count = max(1, int(-(-(until - since).total_seconds() // step)))
     times = [since + timedelta(seconds=step * i) for i in range(count)]
     by_version, versions = {}, {}
-    windows = list(_windows(endpoint, since, until, step))
-    served = ServedTime(endpoint, since, until, windows)
+    windows = reads.windows(since, until, step)
+    served = ServedTime(reads.deployments, since, until, windows)
     for window in windows:
         index = min(int((window.start - since).total_seconds() // step), count - 1)
         versions[window.version_id] = window.version
         by_version.setdefault(window.version_id, {}).setdefault(index, Bucket()).add(window)
-    deployed = {
-        d.version_id: d
-        for d in Deployment.objects.filter(endpoint=endpoint, state=Deployment.State.ACTIVE).select_related(
-            "version__model"
-        )
-    }
+    deployed = {d.version_id: d for d in reads.active()}
     for version_id, deployment in deployed.items():
         versions.setdefault(version_id, deployment.version)
         by_version.setdefault(version_id, {})
-    profiles = references(list(versions))
-    measured = comparable.benchmarks(list(versions), endpoint.target_id)
+    profiles = reads.profiles(list(versions))
+    measured = reads.benchmarks(list(versions))
     series = []
     for version_id, buckets in sorted(by_version.items(), key=lambda item: _natural(versions[item[0]].version)):
         points, total = [], Bucket()
@@ -423,7 +371,7 @@ def endpoint_series(endpoint, *, since, until, step=None):
         "step": step,
         "reported_until": served.reported and served.reported.isoformat(),
         "versions": series,
-        "deployments": deployment_events(endpoint, since, until),
+        "deployments": deployment_events(endpoint, since, until, reads=reads),
     }
 
 
@@ -475,14 +423,12 @@ def _histograms(profiles, total):
     }
 
 
-def deployment_events(endpoint, since, until):
+def deployment_events(endpoint, since, until, reads=None):
     """Every change of the traffic split in the range, to mark on the charts."""
+    reads = reads or EndpointReads(endpoint)
     events = {}
-    for row in (
-        Deployment.objects.filter(endpoint=endpoint, deployed__gte=since, deployed__lt=until)
-        .select_related("version")
-        .order_by("generation", "-weight")
-    ):
+    in_range = (d for d in reads.deployments if since <= d.deployed < until)
+    for row in sorted(in_range, key=lambda d: (d.generation, -d.weight, d.version_id)):
         event = events.setdefault(
             row.generation,
             {"t": row.deployed.isoformat(), "action": row.action, "generation": row.generation, "split": {}},
@@ -491,19 +437,21 @@ def deployment_events(endpoint, since, until):
     return list(events.values())
 
 
-def recent(endpoint, *, minutes, now=None):
+def recent(endpoint, *, minutes, now=None, reads=None):
     """Per version over the last ``minutes``: the summary, drift verdicts and the benchmark p95.
-    What alert rules and the overview look at."""
+    What alert rules and the overview look at. ``reads``: an EndpointReads of ``endpoint`` to
+    share with the page's other parts (its windows too, when the page's range ends at ``now``)."""
+    reads = reads or EndpointReads(endpoint)
     now = now or timezone.now()
     since = (now - timedelta(minutes=minutes)).replace(second=0, microsecond=0)
     buckets, versions = {}, {}
-    windows = list(_windows(endpoint, since, now))
-    served = ServedTime(endpoint, since, now, windows)
+    windows = reads.windows(since, now)
+    served = ServedTime(reads.deployments, since, now, windows)
     for window in windows:
         versions[window.version_id] = window.version
         buckets.setdefault(window.version_id, Bucket()).add(window)
-    profiles = references(list(versions))
-    measured = comparable.benchmarks(list(versions), endpoint.target_id)
+    profiles = reads.profiles(list(versions))
+    measured = reads.benchmarks(list(versions))
     found = {}
     for version_id, bucket in buckets.items():
         verdicts, dataset = drift_of(bucket, profiles.get(version_id, {}))

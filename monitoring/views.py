@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from common.access import access_required
@@ -8,6 +9,7 @@ from common.errors import BerthError
 from registry.selectors import version_get
 
 from . import alerts, bundle, charts, impact, replicas, selectors, series, services
+from .endpoint_reads import EndpointReads
 from .forms import BatchingForm, DeployForm, EndpointCreateForm
 
 RECENT_MINUTES = 5
@@ -52,11 +54,11 @@ def _render_token(request, endpoint, token, rotated=False):
     )
 
 
-def _serving_context(endpoint, deploy_form=None):
+def _serving_context(endpoint, reads, deploy_form=None):
     """What serves now, its history, the serving profiles and the actions that fit (refreshed with
     the live part)."""
-    deployments = selectors.active_deployments(endpoint)
-    history = selectors.deployment_history(endpoint)
+    deployments = reads.active()
+    history = selectors.deployment_history(endpoint, reads=reads)
     return {
         "deployments": deployments,
         "history": history,
@@ -68,7 +70,8 @@ def _serving_context(endpoint, deploy_form=None):
 
 
 def _render_detail(request, endpoint, deploy_form=None, batching_form=None, status=200):
-    serving = _serving_context(endpoint, deploy_form)
+    reads = EndpointReads(endpoint)  # what the serving part and the live part both read, read once
+    serving = _serving_context(endpoint, reads, deploy_form)
     return render(
         request,
         "monitoring/endpoint_detail.html",
@@ -80,7 +83,7 @@ def _render_detail(request, endpoint, deploy_form=None, batching_form=None, stat
                 initial={"max_batch_size": endpoint.max_batch_size, "max_queue_delay_us": endpoint.max_queue_delay_us}
             ),
             "demo_serving": _demo_serving(endpoint),
-            **_live_context(request, endpoint),
+            **_live_context(request, endpoint, reads),
         },
         status=status,
     )
@@ -93,19 +96,21 @@ def _demo_serving(endpoint):
     return runtime_status.read(settings.VAR_DIR, endpoint.name)
 
 
-def _live_context(request, endpoint):
+def _live_context(request, endpoint, reads):
     """The monitoring part of the endpoint page (refreshed every few seconds on its own)."""
     params = request.GET.copy()
+    # One now for the range and the last minutes: a range that ends now holds their windows.
+    now = timezone.now()
     if not params.get("range") and not params.get("since"):  # open on a range that fits the data there is
-        params["range"] = series.default_range(endpoint)
+        params["range"] = series.default_range(endpoint, now=now)
     try:
-        since, until, step = series.parse_range(params)
+        since, until, step = series.parse_range(params, now=now)
         error = None
     except BerthError as exc:
-        since, until, step = series.parse_range({})
+        since, until, step = series.parse_range({}, now=now)
         error = exc.message
-    data = series.endpoint_series(endpoint, since=since, until=until, step=step)
-    recent = series.recent(endpoint, minutes=RECENT_MINUTES)
+    data = series.endpoint_series(endpoint, since=since, until=until, step=step, reads=reads)
+    recent = series.recent(endpoint, minutes=RECENT_MINUTES, now=now, reads=reads)
     figures, primary, feature = charts.page_figures(
         data, recent, feature=params.get("feature"), recent_minutes=RECENT_MINUTES
     )
@@ -166,10 +171,11 @@ def endpoint_detail(request, name):
 @access_required("endpoint")
 def endpoint_live(request, name):
     endpoint = selectors.endpoint_get(name)
+    reads = EndpointReads(endpoint)
     return render(
         request,
         "monitoring/_endpoint_refresh.html",
-        {"endpoint": endpoint, **_serving_context(endpoint), **_live_context(request, endpoint)},
+        {"endpoint": endpoint, **_serving_context(endpoint, reads), **_live_context(request, endpoint, reads)},
     )
 
 
