@@ -72,6 +72,25 @@ def measure(client, path, repeats):
     return statistics.median(times), len(queries), len(response.content)
 
 
+def ready_versions(model, count, *, size_bytes=1000):
+    """Versions "1" to ``count`` of ``model``, ready ONNX rows (no artifact file: the pages and the
+    ingestion read rows only)."""
+    from registry.models import ModelVersion
+
+    return [
+        ModelVersion.objects.create(
+            model=model,
+            version=str(number),
+            format="onnx",
+            artifact=f"artifacts/{model.name}/{number}.onnx",
+            sha256=f"{number:064x}",
+            size_bytes=size_bytes,
+            status="ready",
+        )
+        for number in range(1, count + 1)
+    ]
+
+
 def benchmark_result(*, job, batch_size, p50_ms, accuracy):
     """An unsaved BenchmarkResult of ``job`` (its version and target) whose figures all follow
     from its median ``p50_ms`` (the spread of a steady run; ``batch_size`` rows per ``p50_ms``),

@@ -65,23 +65,12 @@ def setup_endpoints():
     """Model ``bench`` with versions 1 and 2 (reference profiles for every feature), the
     endpoint ``bench-prod`` (90/10) and ``bench-warmup``; returns their tokens and versions."""
     from monitoring import services
-    from registry.models import Dataset, HardwareTarget, Model, ModelVersion, ReferenceProfile
+    from registry.models import Dataset, HardwareTarget, Model, ReferenceProfile
 
     rng = np.random.default_rng(SEED)
     model = Model.objects.create(name="bench", task="classification")
     target = HardwareTarget.objects.get_or_create(slug="cpu", defaults={"name": "CPU"})[0]
-    versions = [
-        ModelVersion.objects.create(
-            model=model,
-            version=str(i),
-            format="onnx",
-            artifact=f"artifacts/{i}.onnx",
-            sha256=f"{i:064x}",
-            size_bytes=1000,
-            status="ready",
-        )
-        for i in (1, 2)
-    ]
+    versions = djangobench.ready_versions(model, 2)
     dataset = Dataset.objects.create(
         model=model, name="ref", kind="reference", file="ref.npz", sha256="0" * 64, size_bytes=1, rows=10_000, arrays={}
     )

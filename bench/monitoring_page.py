@@ -110,22 +110,11 @@ class World:
         """Endpoint ep-NN on its own model, with 1 or 2 versions (profiles, benchmark, deployments)."""
         from jobs.models import Job
         from monitoring import services
-        from registry.models import Dataset, Model, ModelVersion, ReferenceProfile
+        from registry.models import Dataset, Model, ReferenceProfile
 
         model = Model.objects.create(name=f"model-{index:02d}", task="classification")
         count = 2 if index % 2 == 0 else 1
-        versions = [
-            ModelVersion.objects.create(
-                model=model,
-                version=str(v),
-                format="onnx",
-                artifact=f"artifacts/{index}/{v}.onnx",
-                sha256=f"{v:064x}",
-                size_bytes=1_000_000,
-                status="ready",
-            )
-            for v in range(1, count + 1)
-        ]
+        versions = djangobench.ready_versions(model, count, size_bytes=1_000_000)
         dataset = Dataset.objects.create(
             model=model,
             name="reference",
