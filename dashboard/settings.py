@@ -312,6 +312,8 @@ SPECTACULAR_SETTINGS = {
         "VersionStatusEnum": "registry.models.ModelVersion.Status",
         "UploadStatusEnum": "registry.models.Upload.Status",
         "PromotionGateKindEnum": "registry.models.PromotionGate.Kind",
+        "ApiTokenScopeEnum": "common.models.ApiToken.Scope",
+        "BenchmarkScopeEnum": "jobs.models.BenchmarkResult.Scope",
     },
 }
 
