@@ -87,6 +87,13 @@ def build_parser():
         default=30.0,
         help="at shutdown, how long requests in flight may take to finish (default 30)",
     )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a client may take to send a whole request (headers and body) before it is "
+        "answered 408 and disconnected (default 60)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"berth-serve {__version__}")
     return parser
@@ -101,6 +108,8 @@ def main(argv=None):
     args.instance = uuid.uuid4().hex  # this replica's id on the dashboard, shared by its workers
     if args.workers < 1 or args.threads < 0 or args.intra_op_threads < 1 or args.poll_seconds <= 0:
         parser.error("--workers and --intra-op-threads must be >= 1, --threads >= 0, --poll-seconds > 0")
+    if not args.request_timeout > 0:
+        parser.error("--request-timeout must be > 0 seconds")
     if args.grpc_port is not None and not 0 <= args.grpc_port <= 65535:
         parser.error("--grpc-port must be a port number (0 picks a free one)")
     if args.bundle:
@@ -141,6 +150,7 @@ def main(argv=None):
         log_level=args.log_level,
         host=args.host,
         graceful_seconds=args.graceful_seconds,
+        request_timeout=args.request_timeout,
         grpc_port=_grpc_port(args.host, args.grpc_port),
         instance=args.instance,
     )

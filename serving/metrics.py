@@ -49,6 +49,11 @@ class Metrics:
             ["outcome"],
             **kwargs,
         )
+        self.request_timeouts = Counter(
+            "berth_request_timeouts",
+            "HTTP connections answered 408 and closed: the request did not arrive within --request-timeout.",
+            **kwargs,
+        )
         gauge = {"multiprocess_mode": "livemax"} if self.multiprocess else {}
         self.loaded = Gauge(
             "berth_model_version_loaded",

@@ -17,6 +17,7 @@ from .core import InferenceCore
 from .sources import BundleSource, DashboardSource
 from .spec import TelemetrySpec
 from .telemetry import Sender, Telemetry
+from .transport import DEADLINES
 from .watcher import SpecWatcher
 
 log = logging.getLogger("berth.serve")
@@ -40,6 +41,7 @@ class ServeOptions:
     telemetry: bool = True
     shutdown_flush_seconds: float = 5.0
     graceful_seconds: float = 30.0
+    request_timeout: float = 60.0  # seconds an HTTP request may take to arrive (transport.py)
     queue_capacity: int = 100
     log_level: str = "info"
     host: str = "127.0.0.1"
@@ -85,6 +87,7 @@ class Runtime:
         self.loop = asyncio.get_running_loop()
         self.core.start(self.loop)
         options = self.options
+        DEADLINES.start(options.request_timeout, self.metrics.request_timeouts.inc)
         if options.bundle:
             reporter = (
                 DashboardClient(options.dashboard, options.token, timeout=10, instance=options.instance)
@@ -137,6 +140,7 @@ class Runtime:
         """After the server stopped accepting and finished the requests in flight: stop the
         watcher, flush the last window and send what is pending (bounded by a deadline)."""
         loop = asyncio.get_running_loop()
+        DEADLINES.stop()
         if self.grpc is not None:
             await self.grpc.stop(self.options.graceful_seconds)
         if self.watcher is not None:
