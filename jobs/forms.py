@@ -154,6 +154,9 @@ class BenchmarkForm(forms.Form):
     def clean_threads(self):
         return _int_list(self.cleaned_data["threads"] or "", "threads") or [None]
 
+    def clean_search(self):
+        return self.cleaned_data["search"] or "quick"
+
     def params(self):
         data = self.cleaned_data
         common = {
@@ -176,6 +179,12 @@ class ServeProfileForm(forms.Form):
     threads = forms.CharField(required=False, help_text="inference threads, e.g. 1,4; empty: 1 and one per CPU")
     seconds = forms.FloatField(min_value=0.1, max_value=60, initial=2.0, help_text="per configuration")
     p99_budget_ms = forms.FloatField(min_value=0.1, max_value=60_000, initial=50.0, label="p99 budget (ms)")
+    search = forms.ChoiceField(
+        choices=[("quick", "Quick search"), ("full", "Every configuration")],
+        initial="quick",
+        required=False,
+        help_text="quick: climbs from the smallest configuration towards more throughput, measuring a few",
+    )
 
     def clean_concurrency(self):
         return _int_list(self.cleaned_data["concurrency"], "concurrency")
@@ -186,7 +195,11 @@ class ServeProfileForm(forms.Form):
     def clean_threads(self):
         return _int_list(self.cleaned_data["threads"] or "", "threads") or [None]
 
+    def clean_search(self):
+        return self.cleaned_data["search"] or "quick"
+
     def params(self):
         return {
-            key: self.cleaned_data[key] for key in ("concurrency", "batch_sizes", "threads", "seconds", "p99_budget_ms")
+            key: self.cleaned_data[key]
+            for key in ("concurrency", "batch_sizes", "threads", "seconds", "p99_budget_ms", "search")
         }

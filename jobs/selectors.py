@@ -192,15 +192,20 @@ def serving_profile_summary(job):
     """A serve_profile job's result as the pages show it: the job, its version and target, the p99
     budget (ms), every configuration measured (threads, max_batch_size, max_queue_delay_us,
     concurrency, requests completed in the measured window, seconds measured, throughput in
-    requests/s, p50_ms, p99_ms, too_few_samples, batch_sizes formed as {"rows": runs}) and the
-    recommended one (None when none kept p99 within the budget)."""
+    requests/s, p50_ms, p99_ms, too_few_samples, batch_sizes formed as {"rows": runs}), the
+    recommended one (None when none kept p99 within the budget), the search ("quick" or "full")
+    and the grid's size (how many configurations a full search measures)."""
     result = job.result or {}
+    runs = result.get("runs") or []
     return {
         "job": job,
         "version": job.version,
         "target": job.target,
         "budget_ms": result.get("p99_budget_ms", job.params.get("p99_budget_ms")),
-        "runs": [_with_batches_formed(run) for run in result.get("runs") or []],
+        "runs": [_with_batches_formed(run) for run in runs],
+        # Profiles from before the quick search measured the whole grid.
+        "search": result.get("search", "full"),
+        "grid": result.get("grid", len(runs)),
         "recommended": _with_batches_formed(result["recommended"]) if result.get("recommended") else None,
     }
 

@@ -1,12 +1,14 @@
 """The serving profile (what Triton's Model Analyzer does): berth-serve's inference core in this
-process, driven by closed-loop clients over a sweep of concurrency x max_batch_size x inference
-threads, recording throughput, p50/p99 and the batch sizes formed, and recommending the
-configuration with the highest throughput whose p99 stays within a budget.
+process, driven by closed-loop clients over configurations of concurrency x max_batch_size x
+inference threads (a quick hill-climbing search by default, or the whole grid), recording
+throughput, p50/p99 and the batch sizes formed, and recommending the measured configuration with
+the highest throughput whose p99 stays within a budget.
 
 Pure (no Django): the ``serve_profile`` job runs it on the target's worker.
 """
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -25,6 +27,12 @@ MIN_REQUESTS = 100
 MAX_STRETCH = 5
 
 
+SEARCHES = ("quick", "full")
+# The quick search moves to a neighbouring configuration only when it serves at least this much
+# more (a 5 % gain is about what a noisy 2-core machine can tell apart from one run to the next).
+MIN_GAIN = 1.05
+
+
 def sweep(
     model_path,
     io_signature,
@@ -35,19 +43,73 @@ def sweep(
     threads=None,
     seconds=1.0,
     p99_budget_ms=50.0,
+    search="quick",
     progress=None,
 ):
-    """Measure every configuration; returns {"runs": [...], "recommended": run or None, "budget_ms"}."""
-    threads = threads or sorted({1, max(1, min(8, os.cpu_count() or 1))})
-    configs = [(t, b, c) for t in threads for b in batch_sizes for c in concurrency]
+    """Measure configurations of threads x max_batch_size x concurrency: all of them (``search``
+    "full") or a hill climb through them ("quick", quick_search); returns {"runs": [...] in the
+    order measured, "recommended": run or None, "p99_budget_ms", "search", "grid": how many
+    configurations the whole grid holds}."""
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {', '.join(SEARCHES)}")
+    axes = (
+        sorted(set(threads or {1, max(1, min(8, os.cpu_count() or 1))})),
+        sorted(set(batch_sizes)),
+        sorted(set(concurrency)),
+    )
+    grid = len(axes[0]) * len(axes[1]) * len(axes[2])
     runs = []
-    for index, (thread_count, batch, clients) in enumerate(configs):
-        runs.append(asyncio.run(_measure(model_path, io_signature, target, thread_count, batch, clients, seconds)))
+
+    def measure(config):
+        thread_count, batch, clients = config
+        run = asyncio.run(_measure(model_path, io_signature, target, thread_count, batch, clients, seconds))
+        runs.append(run)
         if progress is not None:
-            progress(100 * (index + 1) / len(configs), f"{index + 1} of {len(configs)} configurations")
-    fitting = [r for r in runs if not r["too_few_samples"] and r["p99_ms"] <= p99_budget_ms]
+            progress(100 * len(runs) / grid, f"{len(runs)} configuration(s) measured ({search} search of {grid})")
+        return run
+
+    def score(run):
+        fits = not run["too_few_samples"] and run["p99_ms"] <= p99_budget_ms
+        return run["throughput"] if fits else 0.0
+
+    if search == "full":
+        for config in itertools.product(*axes):
+            measure(config)
+    else:
+        quick_search(axes, measure, score)
+    fitting = [r for r in runs if score(r) > 0]
     recommended = max(fitting, key=lambda r: r["throughput"]) if fitting else None
-    return {"runs": runs, "recommended": recommended, "p99_budget_ms": p99_budget_ms}
+    return {"runs": runs, "recommended": recommended, "p99_budget_ms": p99_budget_ms, "search": search, "grid": grid}
+
+
+def quick_search(axes, measure, score):
+    """A hill climb over the grid ``axes`` (each a sorted list of values), as Model Analyzer's
+    quick search does: start at the smallest configuration, measure its neighbours (one step up
+    or down on one axis), move to the best of them while it scores at least MIN_GAIN times the
+    current one, stop when none does. ``measure(config)`` -> run, ``score(run)`` -> a number
+    (0: out of bounds). Each configuration is measured at most once; returns the measured
+    {index tuple: run}."""
+    measured = {}
+
+    def run_at(index):
+        if index not in measured:
+            measured[index] = measure(tuple(axis[i] for axis, i in zip(axes, index)))
+        return measured[index]
+
+    current = (0,) * len(axes)
+    best = score(run_at(current))
+    while True:
+        neighbours = [
+            current[:axis] + (current[axis] + step,) + current[axis + 1 :]
+            for axis in range(len(axes))
+            for step in (1, -1)
+            if 0 <= current[axis] + step < len(axes[axis])
+        ]
+        scored = [(score(run_at(index)), index) for index in neighbours]
+        top, index = max(scored, key=lambda pair: pair[0], default=(0.0, None))
+        if index is None or top < best * MIN_GAIN or top <= 0:
+            return measured
+        current, best = index, top
 
 
 def _spec(model_path, io_signature, target, batch):
@@ -168,10 +230,14 @@ def main(argv=None):
     parser.add_argument("signature", help="a JSON file with the version's io_signature")
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--budget-ms", type=float, default=50.0)
+    parser.add_argument(
+        "--search", choices=SEARCHES, default="quick", help="quick: a hill climb (default); full: every configuration"
+    )
     args = parser.parse_args(argv)
     with open(args.signature) as f:
         signature = json.load(f)
-    print(json.dumps(sweep(args.model, signature, seconds=args.seconds, p99_budget_ms=args.budget_ms), indent=2))
+    result = sweep(args.model, signature, seconds=args.seconds, p99_budget_ms=args.budget_ms, search=args.search)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

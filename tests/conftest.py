@@ -520,7 +520,8 @@ def world(engineer):
 
 # A quick sweep: 2 concurrencies × 2 max batch sizes on 1 thread, 0.2 s each; a budget every
 # configuration keeps, so the recommendation is the highest throughput measured.
-QUICK_SERVING_SWEEP = {"concurrency": [1, 4], "batch_sizes": [1, 4], "threads": [1], "seconds": 0.2}
+# Every configuration (search "full"), so that the pages' tests know which runs there are.
+QUICK_SERVING_SWEEP = {"concurrency": [1, 4], "batch_sizes": [1, 4], "threads": [1], "seconds": 0.2, "search": "full"}
 
 
 def profile_serving(version, *, user=None, target="cpu", p99_budget_ms=10_000):

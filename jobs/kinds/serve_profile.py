@@ -1,10 +1,13 @@
+from serving.profile import SEARCHES
+
 from . import params as p
 from .base import JobKind, artifact_path, require_ready_onnx, require_target, require_usable_provider, scaled
 
 
 class ServeProfileKind(JobKind):
-    """berth-serve's inference core in process on the target's worker, over a sweep of
-    concurrency x max_batch_size x inference threads (serving.profile): throughput, p50/p99 and
+    """berth-serve's inference core in process on the target's worker, over configurations of
+    concurrency x max_batch_size x inference threads (serving.profile: a quick hill climb by
+    default, ``search`` "full" for the whole grid): throughput, p50/p99 and
     the batch sizes formed per configuration, and the one with the highest throughput whose p99
     stays within ``p99_budget_ms`` (what to set on an endpoint serving this version there)."""
 
@@ -15,8 +18,11 @@ class ServeProfileKind(JobKind):
         require_target(target, "serve_profile")
         require_ready_onnx(version, "profiled for serving")
         require_usable_provider(target)
-        p.only_known(params, {"concurrency", "batch_sizes", "threads", "seconds", "p99_budget_ms"}, "serve_profile")
+        p.only_known(
+            params, {"concurrency", "batch_sizes", "threads", "seconds", "p99_budget_ms", "search"}, "serve_profile"
+        )
         return {
+            "search": p.choice(params, "search", "quick", SEARCHES),
             "concurrency": p.int_list(params, "concurrency", [1, 8, 32], low=1, high=256, most=4),
             "batch_sizes": p.int_list(params, "batch_sizes", [1, 8, 32], low=1, high=1024, most=4),
             "threads": p.int_list(params, "threads", [None], low=1, high=64, most=3, allow_none=True),
@@ -39,6 +45,7 @@ class ServeProfileKind(JobKind):
                 threads=threads,
                 seconds=params["seconds"],
                 p99_budget_ms=params["p99_budget_ms"],
+                search=params.get("search", "full"),  # jobs queued before the quick search measured the grid
                 progress=scaled(report, 5, 95),
                 target={
                     "slug": target.slug,

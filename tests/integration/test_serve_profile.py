@@ -23,6 +23,7 @@ def test_a_serving_profile_sweeps_and_recommends(celery_worker, engineer_api, di
                 "threads": [1],
                 "seconds": 0.3,
                 "p99_budget_ms": 10_000,
+                "search": "full",
             },
         },
         format="json",
@@ -57,3 +58,9 @@ def test_a_serving_profile_refuses_bad_parameters(engineer_api, digits_version):
     assert response.status_code == 400 and "params.batch_sizes" in response.json()["errors"], response.json()
     response = engineer_api.post("/api/v1/jobs/", {"kind": "serve_profile", "version": "digits:1"}, format="json")
     assert response.status_code == 400 and "target" in response.json()["errors"], response.json()
+    response = engineer_api.post(
+        "/api/v1/jobs/",
+        {"kind": "serve_profile", "version": "digits:1", "target": "cpu", "params": {"search": "exhaustive"}},
+        format="json",
+    )
+    assert response.status_code == 400 and "quick" in response.json()["errors"]["params.search"][0], response.json()

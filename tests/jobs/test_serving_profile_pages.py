@@ -40,6 +40,29 @@ def test_it_shows_the_newest_profile_with_its_recommendation_and_sweep(serving_p
     assert "Run serving profile" not in html
 
 
+def test_it_says_how_much_of_the_grid_a_quick_search_measured(serving_profile, viewer):
+    html = browser(viewer).get("/models/digits/versions/1/").content.decode()
+    assert "Every configuration of the grid measured (4)." in html
+    result = dict(serving_profile.result, search="quick", runs=serving_profile.result["runs"][:3])
+    Job.objects.filter(pk=serving_profile.pk).update(result=result)
+    html = browser(viewer).get("/models/digits/versions/1/").content.decode()
+    assert "Quick search: 3 of the 4 configurations measured" in html
+
+
+def test_a_sweep_without_a_search_is_a_quick_one(digits_version, engineer):
+    browser(engineer).post(
+        "/models/digits/versions/1/run/serve_profile/",
+        {
+            "serve_profile-target": "cpu",
+            "serve_profile-concurrency": "1",
+            "serve_profile-batch_sizes": "1",
+            "serve_profile-seconds": "1",
+            "serve_profile-p99_budget_ms": "50",
+        },
+    )
+    assert Job.objects.get(kind="serve_profile").params["search"] == "quick"
+
+
 def test_it_says_when_nothing_kept_the_budget(serving_profile, viewer):
     result = dict(serving_profile.result, recommended=None, p99_budget_ms=0.001)
     Job.objects.filter(pk=serving_profile.pk).update(result=result)
@@ -60,6 +83,7 @@ def test_an_engineer_starts_a_serving_profile_from_the_page(digits_version, engi
             "serve_profile-threads": "1",
             "serve_profile-seconds": str(QUICK_SERVING_SWEEP["seconds"]),
             "serve_profile-p99_budget_ms": "25",
+            "serve_profile-search": "full",
         },
     )
     job = Job.objects.get(kind="serve_profile")

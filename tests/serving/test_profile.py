@@ -40,3 +40,64 @@ def test_it_marks_a_configuration_with_too_few_samples_and_never_recommends_it(m
     assert run["seconds"] == pytest.approx(0.05 * profile.MAX_STRETCH + 1.0)
     assert run["throughput"] == pytest.approx(run["requests"] / run["seconds"])
     assert result["recommended"] is None
+
+
+AXES = ([1, 2], [1, 8, 32], [1, 8, 32])  # threads, max_batch_size, concurrency
+
+
+def _climb(objective):
+    """quick_search over AXES with ``objective(config)`` as the measured throughput."""
+    measured = []
+
+    def measure(config):
+        measured.append(config)
+        return {"config": config, "throughput": objective(config)}
+
+    found = profile.quick_search(AXES, measure, lambda run: run["throughput"])
+    return measured, found
+
+
+def test_the_quick_search_climbs_to_the_best_configuration_measuring_part_of_the_grid():
+    # Throughput grows with threads, concurrency and batch size up to 8.
+    measured, found = _climb(lambda c: c[0] * 100 + c[2] * 10 + (50 if c[1] == 8 else 0))
+    assert len(measured) == len(set(measured)) < 18  # each configuration at most once
+    assert max(found.values(), key=lambda run: run["throughput"])["config"] == (2, 8, 32)
+    assert measured[0] == (1, 1, 1)  # from the smallest configuration
+
+
+def test_the_quick_search_stops_when_no_neighbour_gains_enough():
+    measured, _ = _climb(lambda c: 1000 + c[0] + c[1] + c[2])  # under 5 % apart everywhere
+    assert measured == [(1, 1, 1), (2, 1, 1), (1, 8, 1), (1, 1, 8)]
+
+
+def test_the_quick_search_never_moves_to_a_configuration_over_the_budget():
+    # More clients score 0 (p99 over the budget): it climbs threads and batch size only.
+    measured, found = _climb(lambda c: 0.0 if c[2] > 1 else c[0] * 100 + c[1] * 10)
+    best = max(found.values(), key=lambda run: run["throughput"])["config"]
+    assert best == (2, 32, 1)
+    assert not any(config[2] == 32 for config in measured)
+
+
+def test_a_quick_sweep_of_the_digits_model_measures_part_of_the_grid_and_recommends_from_it(model_path):
+    progress = []
+    result = profile.sweep(
+        model_path,
+        SIGNATURE,
+        concurrency=(1, 4, 16),
+        batch_sizes=(1, 8),
+        threads=[1],
+        seconds=0.1,
+        p99_budget_ms=10_000,
+        progress=lambda percent, message: progress.append((percent, message)),
+    )
+    assert result["search"] == "quick" and result["grid"] == 6
+    configs = [(r["threads"], r["max_batch_size"], r["concurrency"]) for r in result["runs"]]
+    assert len(configs) == len(set(configs)) and 3 <= len(configs) <= 6
+    assert configs[0] == (1, 1, 1)
+    assert result["recommended"] == max(result["runs"], key=lambda r: r["throughput"])
+    assert progress[-1][1] == f"{len(configs)} configuration(s) measured (quick search of 6)"
+
+
+def test_a_sweep_refuses_an_unknown_search(model_path):
+    with pytest.raises(ValueError, match="quick, full"):
+        profile.sweep(model_path, SIGNATURE, search="exhaustive")
