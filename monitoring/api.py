@@ -69,8 +69,8 @@ class EndpointDetailApi(APIView):
     @extend_schema(
         request=BatchingSerializer,
         responses={200: EndpointSerializer, **ERRORS},
-        description="Set dynamic batching for the endpoint's berth-serve runtimes (they pick it up with "
-        "the spec within seconds).",
+        description="Set dynamic batching and inference threads for the endpoint's berth-serve runtimes "
+        "(they pick them up with the spec within seconds).",
     )
     def patch(self, request, name):
         endpoint = selectors.endpoint_get(name)
@@ -87,7 +87,7 @@ class DeployApi(APIView):
         responses={200: EndpointSerializer, **CONFLICT, **ERRORS},
         description="Deploy a version with a share of the traffic (100 promotes it), or set the whole "
         "split with weights. A version that is not ready (or not ONNX) is 409. apply_serving_profile also sets "
-        "the endpoint's batching from the version's newest serving profile on its target (400 when none).",
+        "the endpoint's batching and threads from the version's newest serving profile on its target (400 when none).",
     )
     def post(self, request, name):
         endpoint = selectors.endpoint_get(name)

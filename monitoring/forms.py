@@ -29,7 +29,7 @@ class DeployForm(forms.Form):
     # the input's form attribute.
     apply_serving_profile = forms.BooleanField(
         required=False,
-        label="and apply its serving profile (batching from its newest profile on this target)",
+        label="and apply its serving profile (batching and threads from its newest profile on this target)",
         widget=forms.CheckboxInput(attrs={"form": "deploy-form"}),
     )
 
@@ -49,6 +49,13 @@ class BatchingForm(forms.Form):
         max_value=1_000_000,
         label="Max queue delay (µs)",
         help_text="the longest a request waits for others to join its batch",
+    )
+    inference_threads = forms.IntegerField(
+        min_value=1,
+        max_value=64,
+        required=False,
+        label="Inference threads",
+        help_text="per berth-serve worker process; empty: berth-serve's --threads",
     )
 
 

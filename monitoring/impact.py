@@ -59,14 +59,13 @@ def deploy_impact(endpoint, version, *, apply_serving_profile=False):
         changes.append("Stop serving: " + ", ".join(f"v{v} (now {w} %)" for v, w in leaving) + ".")
     if apply_serving_profile:
         changes.append(
-            f"Dynamic batching is set from v{version.version}'s newest serving profile on {endpoint.target.slug} "
-            f"(now: {_batching_text(endpoint.max_batch_size, endpoint.max_queue_delay_us)})."
+            f"Dynamic batching and inference threads are set from v{version.version}'s newest serving profile on "
+            f"{endpoint.target.slug} (now: {batching_text(endpoint)})."
         )
     undo = [f"Roll back on this page: it restores the current split ({_split_text(current)}) as a new generation."]
     if apply_serving_profile:
         undo.append(
-            f"Rolling back leaves batching as it is: set it back to max batch size {endpoint.max_batch_size}, "
-            f"max queue delay {endpoint.max_queue_delay_us} µs under Dynamic batching."
+            f"Rolling back leaves batching as it is: set it back to {_batching_undo(endpoint)} under Dynamic batching."
         )
     if not current:
         undo = ["Nothing serves now, so there is nothing to roll back to; deploy another version to replace it."]
@@ -181,24 +180,41 @@ def rule_delete_impact(rule):
     )
 
 
-def _batching_text(max_batch_size, max_queue_delay_us):
+def batching_text(endpoint):
+    """The endpoint's batching and threads in words (for its confirmations and messages)."""
+    return _batching_text(endpoint.max_batch_size, endpoint.max_queue_delay_us, endpoint.inference_threads)
+
+
+def _batching_text(max_batch_size, max_queue_delay_us, threads):
     if max_batch_size > 1:
-        return f"batches of up to {max_batch_size} rows, waiting at most {max_queue_delay_us} µs"
-    return "off (every request runs on its own)"
+        text = f"batches of up to {max_batch_size} rows, waiting at most {max_queue_delay_us} µs"
+    else:
+        text = "off (every request runs on its own)"
+    return text + (
+        f", {threads} inference thread{'s' if threads != 1 else ''}"
+        if threads
+        else ", berth-serve's own number of inference threads (--threads)"
+    )
+
+
+def _batching_undo(endpoint):
+    threads = endpoint.inference_threads
+    return f"max batch size {endpoint.max_batch_size}, max queue delay {endpoint.max_queue_delay_us} µs, " + (
+        f"inference threads {threads}" if threads else "inference threads empty"
+    )
 
 
 def serving_profile_impact(endpoint, profile):
     """Applying a serving profile's recommended batching (monitoring.selectors.serving_profile_for)."""
     best, version = profile["recommended"], profile["version"]
-    now = _batching_text(endpoint.max_batch_size, endpoint.max_queue_delay_us)
+    becomes = _batching_text(best["max_batch_size"], best["max_queue_delay_us"], best["threads"])
     changes = [
-        f"Dynamic batching on {endpoint.name} becomes {_batching_text(best['max_batch_size'], best['max_queue_delay_us'])} "
-        f"(now: {now}).",
+        f"Dynamic batching on {endpoint.name} becomes {becomes} (now: {batching_text(endpoint)}).",
         f"As the serving profile of v{version.version} on {profile['target'].slug} (job {profile['job'].pk}) measured it: "
         f"{best['throughput']:,.0f} req/s at concurrency {best['concurrency']}, p99 {best['p99_ms']:.2f} ms "
         f"(budget {profile['budget_ms']:g} ms).",
-        f"It measured {best['threads']} inference thread(s): the spec does not carry threads, so start berth-serve "
-        f"with --threads {best['threads']} to serve as measured.",
+        "Each berth-serve worker process resizes its inference thread pool when it picks up the spec "
+        "(start it with --intra-op-threads 1, the default, as the profile measured).",
     ]
     affected = _serving(endpoint)
     if not profile.get("serving"):
@@ -209,9 +225,6 @@ def serving_profile_impact(endpoint, profile):
         title=f"Apply the serving profile of v{version.version} to {endpoint.name}?",
         changes=changes,
         affected=affected,
-        undo=[
-            f"Set Dynamic batching back on this page: max batch size {endpoint.max_batch_size}, max queue delay "
-            f"{endpoint.max_queue_delay_us} µs."
-        ],
+        undo=[f"Set Dynamic batching back on this page: {_batching_undo(endpoint)}."],
         confirm="Yes, apply",
     )

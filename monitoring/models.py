@@ -45,6 +45,13 @@ class Endpoint(models.Model):
         validators=[MaxValueValidator(1_000_000)],
         help_text="How long (µs) a request may wait in the queue for others to join its batch",
     )
+    # Inference threads of each berth-serve worker process; null: the runtime's own --threads.
+    inference_threads = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(64)],
+        help_text="Inference threads per berth-serve worker process (empty: berth-serve's --threads)",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created = models.DateTimeField(auto_now_add=True)
 

@@ -139,7 +139,11 @@ def endpoint_spec(endpoint, *, artifact_url=None):
             "flush_requests": settings.BERTH_TELEMETRY_FLUSH_REQUESTS,
         },
         "limits": {"max_request_bytes": settings.BERTH_SERVING_MAX_REQUEST_BYTES},
-        "batching": {"max_batch_size": endpoint.max_batch_size, "max_queue_delay_us": endpoint.max_queue_delay_us},
+        "batching": {
+            "max_batch_size": endpoint.max_batch_size,
+            "max_queue_delay_us": endpoint.max_queue_delay_us,
+            "threads": endpoint.inference_threads,
+        },
     }
     etag = '"' + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32] + '"'
     return spec, etag

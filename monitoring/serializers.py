@@ -59,6 +59,9 @@ class EndpointSerializer(serializers.Serializer):
     scrape_error = serializers.CharField(help_text="Why the last scrape failed, or what it could not count")
     max_batch_size = serializers.IntegerField(help_text="Dynamic batching in berth-serve: rows per batch (1: off)")
     max_queue_delay_us = serializers.IntegerField(help_text="Dynamic batching: the longest a request waits (µs)")
+    inference_threads = serializers.IntegerField(
+        allow_null=True, help_text="Inference threads per berth-serve worker process (null: berth-serve's --threads)"
+    )
     created = serializers.DateTimeField()
 
     def get_url(self, endpoint) -> str:
@@ -109,6 +112,13 @@ class BatchingSerializer(serializers.Serializer):
         max_value=1_000_000,
         help_text="The longest a request waits for others to join its batch, in microseconds",
     )
+    inference_threads = serializers.IntegerField(
+        min_value=1,
+        max_value=64,
+        allow_null=True,
+        required=False,
+        help_text="Inference threads per berth-serve worker process; null: berth-serve's --threads; absent: unchanged",
+    )
 
 
 class WeightSerializer(serializers.Serializer):
@@ -125,8 +135,8 @@ class DeploySerializer(serializers.Serializer):
     apply_serving_profile = serializers.BooleanField(
         required=False,
         default=False,
-        help_text="With version: also set the endpoint's batching to what the version's newest serving "
-        "profile on the endpoint's target recommends (400 when it has none)",
+        help_text="With version: also set the endpoint's batching and inference threads to what the "
+        "version's newest serving profile on the endpoint's target recommends (400 when it has none)",
     )
 
     def validate(self, data):

@@ -90,29 +90,57 @@ def endpoint_create(*, name, model, target, description="", scrape_url="", creat
     return endpoint, token
 
 
-def endpoint_set_batching(*, endpoint, max_batch_size, max_queue_delay_us, user=None, serving_profile_job=None):
+UNCHANGED = object()
+
+
+def endpoint_set_batching(
+    *,
+    endpoint,
+    max_batch_size,
+    max_queue_delay_us,
+    inference_threads=UNCHANGED,
+    user=None,
+    serving_profile_job=None,
+):
     """Dynamic batching for the endpoint's runtimes (they pick it up with the spec): requests wait
-    at most ``max_queue_delay_us`` to run in batches of up to ``max_batch_size`` rows (1: off).
-    ``serving_profile_job``: the serve_profile job whose recommendation this is (kept in the audit)."""
+    at most ``max_queue_delay_us`` to run in batches of up to ``max_batch_size`` rows (1: off),
+    on ``inference_threads`` threads per worker process (None: berth-serve's --threads; left as
+    it is when not given). ``serving_profile_job``: the serve_profile job whose recommendation
+    this is (kept in the audit)."""
     from registry.services.base import full_clean
 
-    endpoint.max_batch_size, endpoint.max_queue_delay_us = max_batch_size, max_queue_delay_us
+    settings_ = {"max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us}
+    if inference_threads is not UNCHANGED:
+        settings_["inference_threads"] = inference_threads
+    for name, value in settings_.items():
+        setattr(endpoint, name, value)
     full_clean(endpoint, exclude=["created_by"])
     with transaction.atomic():
-        Endpoint.objects.filter(pk=endpoint.pk).update(
-            max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us
-        )
+        Endpoint.objects.filter(pk=endpoint.pk).update(**settings_)
         audit.record(
             audit.Action.ENDPOINT_BATCHING,
             endpoint.name,
             user=user,
             details={
-                "max_batch_size": max_batch_size,
-                "max_queue_delay_us": max_queue_delay_us,
+                **settings_,
                 **({"serving_profile_job": serving_profile_job.pk} if serving_profile_job else {}),
             },
         )
     return endpoint
+
+
+def endpoint_apply_serving_profile(*, endpoint, profile, user=None):
+    """Set the endpoint's batching and inference threads to what ``profile`` (a serving profile
+    summary with a recommendation) measured best."""
+    best = profile["recommended"]
+    return endpoint_set_batching(
+        endpoint=endpoint,
+        max_batch_size=best["max_batch_size"],
+        max_queue_delay_us=best["max_queue_delay_us"],
+        inference_threads=best["threads"],
+        user=user,
+        serving_profile_job=profile["job"],
+    )
 
 
 def endpoint_rotate_token(*, endpoint, user=None, grace_minutes=None):
@@ -167,8 +195,8 @@ def current_generation(endpoint):
 def deploy(*, endpoint, version, weight=100, user=None, apply_serving_profile=False):
     """Send ``weight`` % of the endpoint's traffic to ``version``; the versions already serving
     share the rest in their current proportions. 100 replaces them all (a promotion).
-    ``apply_serving_profile``: also set the endpoint's batching to what the newest serving profile
-    of ``version`` on the endpoint's target recommends (endpoint_set_batching), in the same
+    ``apply_serving_profile``: also set the endpoint's batching and inference threads to what the
+    newest serving profile of ``version`` on the endpoint's target recommends, in the same
     transaction; refused (400, nothing changed) when there is none."""
     if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 100:
         raise BerthError("weight is a whole percentage from 1 to 100.", field="weight")
@@ -188,14 +216,7 @@ def deploy(*, endpoint, version, weight=100, user=None, apply_serving_profile=Fa
         action = Deployment.Action.PROMOTE if weight == 100 and others else Deployment.Action.DEPLOY
         generation = _new_generation(endpoint, split, action, user)
         if profile is not None:
-            best = profile["recommended"]
-            endpoint_set_batching(
-                endpoint=endpoint,
-                max_batch_size=best["max_batch_size"],
-                max_queue_delay_us=best["max_queue_delay_us"],
-                user=user,
-                serving_profile_job=profile["job"],
-            )
+            endpoint_apply_serving_profile(endpoint=endpoint, profile=profile, user=user)
         return generation
 
 

@@ -80,7 +80,11 @@ def _render_detail(request, endpoint, deploy_form=None, batching_form=None, stat
             **serving,
             "batching_form": batching_form
             or BatchingForm(
-                initial={"max_batch_size": endpoint.max_batch_size, "max_queue_delay_us": endpoint.max_queue_delay_us}
+                initial={
+                    "max_batch_size": endpoint.max_batch_size,
+                    "max_queue_delay_us": endpoint.max_queue_delay_us,
+                    "inference_threads": endpoint.inference_threads,
+                }
             ),
             "demo_serving": _demo_serving(endpoint),
             **_live_context(request, endpoint, reads),
@@ -208,12 +212,7 @@ def endpoint_deploy(request, name):
         request,
         f"{form.cleaned_data['version'].version} now takes {form.cleaned_data['weight']} % of "
         f"{endpoint.name}'s traffic"
-        + (
-            f", batched as its serving profile recommends (up to {endpoint.max_batch_size} rows, waiting at most "
-            f"{endpoint.max_queue_delay_us} µs)"
-            if apply_profile
-            else ""
-        )
+        + (f", batched as its serving profile recommends ({impact.batching_text(endpoint)})" if apply_profile else "")
         + "; runtimes pick it up within seconds.",
     )
     return redirect(endpoint)
@@ -259,12 +258,9 @@ def endpoint_batching(request, name):
     if not form.is_valid():
         return _render_detail(request, endpoint, batching_form=form, status=400)
     services.endpoint_set_batching(endpoint=endpoint, user=request.user, **form.cleaned_data)
-    size, delay = form.cleaned_data["max_batch_size"], form.cleaned_data["max_queue_delay_us"]
     messages.success(
         request,
-        f"Dynamic batching on {endpoint.name}: "
-        + (f"up to {size} rows, waiting at most {delay} µs" if size > 1 else "off")
-        + "; runtimes pick it up within seconds.",
+        f"Dynamic batching on {endpoint.name}: {impact.batching_text(endpoint)}; runtimes pick it up within seconds.",
     )
     return redirect(endpoint)
 
@@ -285,19 +281,11 @@ def endpoint_apply_profile(request, name):
         return render_confirm(
             request, endpoint, impact.serving_profile_impact(endpoint, profile), fields=[("job", profile["job"].pk)]
         )
-    best = profile["recommended"]
-    services.endpoint_set_batching(
-        endpoint=endpoint,
-        max_batch_size=best["max_batch_size"],
-        max_queue_delay_us=best["max_queue_delay_us"],
-        user=request.user,
-        serving_profile_job=profile["job"],
-    )
+    services.endpoint_apply_serving_profile(endpoint=endpoint, profile=profile, user=request.user)
     messages.success(
         request,
         f"Dynamic batching on {endpoint.name} set from the serving profile of {profile['version'].version}: "
-        f"up to {best['max_batch_size']} rows, waiting at most {best['max_queue_delay_us']} µs; runtimes pick it "
-        f"up within seconds. Start berth-serve with --threads {best['threads']} to serve as measured.",
+        f"{impact.batching_text(endpoint)}; runtimes pick it up within seconds.",
     )
     return redirect(endpoint)
 

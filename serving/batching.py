@@ -75,8 +75,12 @@ class Batcher:
         self.delay = max_queue_delay_us / 1e6
         self.on_batch = on_batch  # called with the rows of each batch dispatched
         self.running = 0
-        self.limit = max(1, pool.size)  # batches handed to the pool at once
         self._queues = {}
+
+    @property
+    def limit(self):
+        """Batches handed to the pool at once: one per inference thread (the spec may resize it)."""
+        return max(1, self.pool.size)
 
     def submit(self, feeds, rows):
         """A future of the outputs of ``feeds`` (``rows`` on axis 0 of every input)."""

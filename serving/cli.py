@@ -65,7 +65,11 @@ def build_parser():
         help="where downloaded artifacts are kept as <sha256>.onnx (default ~/.cache/berth-serve)",
     )
     parser.add_argument(
-        "--threads", type=int, default=0, help="inference threads per worker process (default: one per CPU, at most 8)"
+        "--threads",
+        type=int,
+        default=0,
+        help="inference threads per worker process (default: one per CPU, at most 8); the endpoint's "
+        "inference threads, when set, override it",
     )
     parser.add_argument(
         "--intra-op-threads",

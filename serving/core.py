@@ -44,6 +44,7 @@ INLINE_SECONDS = 0.005
 
 class InferenceCore:
     def __init__(self, threads, *, metrics=None):
+        self.default_threads = threads  # when the spec names no thread count
         self.table = None  # RoutingTable in use (swapped by the runtime, on the event loop)
         self.metrics = metrics if metrics is not None else Metrics()
         self.pool = InferencePool(threads)
@@ -59,9 +60,15 @@ class InferenceCore:
         self.pool.start(loop)
 
     def install(self, table):
-        """Serve ``table`` from now on (event loop): its routes get their batchers when the spec
-        turns dynamic batching on (a version keeps its batcher while the settings stay)."""
+        """Serve ``table`` from now on (event loop): the pool takes the spec's thread count, and
+        routes get their batchers when the spec turns dynamic batching on (a version keeps its
+        batcher while the settings stay)."""
         batching = table.spec.batching
+        threads = batching.threads or self.default_threads
+        if threads != self.pool.size:
+            log.info("inference threads: %d (were %d)", threads, self.pool.size)
+            self.pool.resize(threads)
+        self.metrics.threads.set(threads)
         current = {id(r.session): r.batcher for r in self.table.routes.values()} if self.table is not None else {}
         for route in table.routes.values():
             if not batching.enabled:

@@ -20,16 +20,42 @@ _STOP = object()
 class InferencePool:
     def __init__(self, threads, name="berth-infer"):
         self.size = threads
+        self.name = name
         self._queue = queue.SimpleQueue()
         self._loop = None
-        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(threads)]
+        self._made = 0  # threads made so far (their names' numbers)
+        self._threads = [self._thread() for _ in range(threads)]
         self._started = False
+
+    def _thread(self):
+        self._made += 1
+        return threading.Thread(target=self._work, name=f"{self.name}-{self._made - 1}", daemon=True)
 
     def start(self, loop):
         self._loop = loop
         for thread in self._threads:
             thread.start()
         self._started = True
+
+    def resize(self, threads):
+        """Run on ``threads`` threads from now on (event loop; the spec's batching.threads): new
+        ones start at once, surplus ones stop after the jobs in their hands."""
+        if threads < 1:
+            raise ValueError("an inference pool needs at least one thread")
+        if threads > self.size:
+            added = [self._thread() for _ in range(threads - self.size)]
+            if self._started:
+                for thread in added:
+                    thread.start()
+            self._threads += added
+        elif threads < self.size:
+            if self._started:
+                for _ in range(self.size - threads):
+                    self._queue.put(_STOP)  # taken by whichever threads come for work next
+            else:
+                del self._threads[threads:]
+        self.size = threads
+        self._threads = [t for t in self._threads if not self._started or t.is_alive()]
 
     def run(self, session, feeds):
         """An asyncio future of ``session.run(feeds)`` (call from the event loop)."""
@@ -40,7 +66,7 @@ class InferencePool:
     def shutdown(self, timeout=10.0):
         if not self._started:
             return
-        for _ in self._threads:
+        for _ in range(self.size):  # threads stopping after a resize have their _STOP already
             self._queue.put(_STOP)
         deadline = time.monotonic() + timeout
         for thread in self._threads:

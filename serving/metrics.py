@@ -63,6 +63,12 @@ class Metrics:
             **gauge,
         )
         self.generation = Gauge("berth_spec_generation", "Generation of the spec being served.", **kwargs, **gauge)
+        self.threads = Gauge(
+            "berth_inference_threads",
+            "Inference threads of a worker process (the spec's batching.threads, or --threads).",
+            **kwargs,
+            **gauge,
+        )
         self._children = {}  # (model, version) -> (requests, latency) children
         self._batch_children = {}  # (model, version) -> batch_sizes child
 

@@ -44,10 +44,12 @@ class TelemetrySpec:
 
 @dataclass(frozen=True)
 class BatchingSpec:
-    """Dynamic batching of an endpoint's versions (serving/batching.py); max_batch_size 1 is off."""
+    """Dynamic batching of an endpoint's versions (serving/batching.py); max_batch_size 1 is off.
+    ``threads``: the inference threads of each worker process (None: berth-serve's --threads)."""
 
     max_batch_size: int = 1
     max_queue_delay_us: int = 0
+    threads: int | None = None
 
     @property
     def enabled(self):
@@ -56,6 +58,7 @@ class BatchingSpec:
 
 MAX_BATCH_SIZE = 1024
 MAX_QUEUE_DELAY_US = 1_000_000
+MAX_THREADS = 64
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,10 @@ def _batching(data):
         raise SpecError(f"'batching.max_batch_size' must be an integer from 1 to {MAX_BATCH_SIZE}")
     if type(delay) is not int or not 0 <= delay <= MAX_QUEUE_DELAY_US:
         raise SpecError(f"'batching.max_queue_delay_us' must be an integer from 0 to {MAX_QUEUE_DELAY_US:,}")
-    return BatchingSpec(max_batch_size=size, max_queue_delay_us=delay)
+    threads = data.get("threads")
+    if threads is not None and (type(threads) is not int or not 1 <= threads <= MAX_THREADS):
+        raise SpecError(f"'batching.threads' must be null or an integer from 1 to {MAX_THREADS}")
+    return BatchingSpec(max_batch_size=size, max_queue_delay_us=delay, threads=threads)
 
 
 def _int(value, default):

@@ -38,7 +38,8 @@ def test_the_profile_is_shown_and_applied_with_one_click(logged_in_page, enginee
     expect(page.locator("#batching-now")).to_contain_text("Off: every request runs on its own")
     page.get_by_role("button", name="Apply profile of 1").click()
     expect(page.locator("h1")).to_have_text("Apply the serving profile of v1 to digits-prod?")
-    expect(page.locator("#confirm")).to_contain_text(f"--threads {best['threads']}")
+    threads = f"{best['threads']} inference thread{'s' if best['threads'] != 1 else ''}"
+    expect(page.locator("#confirm")).to_contain_text(threads)
     assert Endpoint.objects.get().max_batch_size == 1  # nothing changes before the confirmation
     page.get_by_role("button", name="Yes, apply").click()
     expected = (
@@ -48,6 +49,8 @@ def test_the_profile_is_shown_and_applied_with_one_click(logged_in_page, enginee
         else "Off: every request runs on its own"
     )
     expect(page.locator("#batching-now")).to_contain_text(expected)
+    expect(page.locator("#batching-now")).to_contain_text(f"Inference threads: {best['threads']} per berth-serve")
     expect(page.locator(".messages")).to_contain_text("set from the serving profile of 1")
     applied = Endpoint.objects.get()
     assert (applied.max_batch_size, applied.max_queue_delay_us) == (best["max_batch_size"], best["max_queue_delay_us"])
+    assert applied.inference_threads == best["threads"]

@@ -179,9 +179,11 @@ def test_deploying_applies_the_versions_serving_profile_when_asked(engineer_api,
         format="json",
     )
     assert response.status_code == 200, response.json()
-    assert (response.json()["max_batch_size"], response.json()["max_queue_delay_us"]) == (
+    applied = response.json()
+    assert (applied["max_batch_size"], applied["max_queue_delay_us"], applied["inference_threads"]) == (
         best["max_batch_size"],
         best["max_queue_delay_us"],
+        best["threads"],
     )
     assert split(engineer_api) == {"1": 90, "2": 10}
     assert AuditEvent.objects.get(action="endpoint_batching").details["serving_profile_job"] == job.pk

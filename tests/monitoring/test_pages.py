@@ -102,7 +102,23 @@ def test_the_endpoint_page_sets_dynamic_batching(endpoint, engineer, viewer):
     )
     page = response.content.decode()
     assert "up to 32 rows, waiting at most 500 µs" in page and "batches of up to 32 rows" in page
+    assert "Inference threads: berth-serve&#x27;s own" in page or "Inference threads: berth-serve's own" in page
     assert (Endpoint.objects.get().max_batch_size, Endpoint.objects.get().max_queue_delay_us) == (32, 500)
+    response = client.post(
+        "/endpoints/digits-prod/batching/",
+        {"max_batch_size": "32", "max_queue_delay_us": "500", "inference_threads": "3"},
+        follow=True,
+    )
+    assert "Inference threads: 3 per berth-serve worker process" in response.content.decode()
+    assert "3 inference threads; runtimes pick it up" in response.content.decode()
+    assert Endpoint.objects.get().inference_threads == 3
+    client.post("/endpoints/digits-prod/batching/", {"max_batch_size": "32", "max_queue_delay_us": "500"})
+    assert Endpoint.objects.get().inference_threads is None  # an empty field: berth-serve's own again
+    refused = client.post(
+        "/endpoints/digits-prod/batching/",
+        {"max_batch_size": "32", "max_queue_delay_us": "0", "inference_threads": "0"},
+    )
+    assert refused.status_code == 400 and "Inference threads:" in refused.content.decode()
     assert AuditEvent.objects.filter(action="endpoint_batching", target="digits-prod").exists()
     refused = client.post("/endpoints/digits-prod/batching/", {"max_batch_size": "5000", "max_queue_delay_us": "0"})
     assert refused.status_code == 400 and "Max batch size:" in refused.content.decode()
@@ -132,12 +148,17 @@ def test_the_endpoint_page_applies_a_serving_profile_after_confirming(endpoint, 
     refreshed = client.get("/endpoints/digits-prod/live/").content.decode()
     assert 'id="serving-profile" hx-swap-oob="true"' in refreshed and "Apply profile of 1" in refreshed
     asked = client.post("/endpoints/digits-prod/apply-profile/", {"job": job.pk}).content.decode()
-    assert "Apply the serving profile of v1 to digits-prod?" in asked and f"--threads {best['threads']}" in asked
-    assert "Set Dynamic batching back on this page: max batch size 1, max queue delay 0 µs" in asked
+    threads = f"{best['threads']} inference thread{'s' if best['threads'] != 1 else ''}"
+    assert "Apply the serving profile of v1 to digits-prod?" in asked and threads in asked
+    assert (
+        "Set Dynamic batching back on this page: max batch size 1, max queue delay 0 µs, inference threads empty"
+        in asked
+    )
     assert Endpoint.objects.get().max_batch_size == 1 and not AuditEvent.objects.filter(action="endpoint_batching")
     client.post("/endpoints/digits-prod/apply-profile/", {"job": job.pk, "confirmed": "yes"})
     applied = Endpoint.objects.get()
     assert (applied.max_batch_size, applied.max_queue_delay_us) == (best["max_batch_size"], best["max_queue_delay_us"])
+    assert applied.inference_threads == best["threads"]
     event = AuditEvent.objects.get(action="endpoint_batching", target="digits-prod")
     assert event.details["serving_profile_job"] == job.pk and event.actor == engineer
 
@@ -185,7 +206,7 @@ def test_the_deploy_form_applies_the_serving_profile_in_the_same_click(endpoint,
     asked = client.post(
         "/endpoints/digits-prod/deploy/", {"version": "2", "weight": "100", "apply_serving_profile": "on"}
     ).content.decode()
-    assert "Dynamic batching is set from v2&#x27;s newest serving profile on cpu" in asked
+    assert "Dynamic batching and inference threads are set from v2&#x27;s newest serving profile on cpu" in asked
     assert 'name="apply_serving_profile" value="on"' in asked and Endpoint.objects.get().max_batch_size == 1
     done = client.post(
         "/endpoints/digits-prod/deploy/",
@@ -195,4 +216,5 @@ def test_the_deploy_form_applies_the_serving_profile_in_the_same_click(endpoint,
     assert "batched as its serving profile recommends" in done
     applied = Endpoint.objects.get()
     assert (applied.max_batch_size, applied.max_queue_delay_us) == (best["max_batch_size"], best["max_queue_delay_us"])
+    assert applied.inference_threads == best["threads"]
     assert {d.version.version for d in Deployment.objects.filter(state="active")} == {"2"}

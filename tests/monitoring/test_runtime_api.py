@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from monitoring.models import MetricWindow, TelemetryFlush
+from monitoring.models import Endpoint, MetricWindow, TelemetryFlush
 from registry.models import ModelVersion
 from serving.protocol import ENCODINGS
 from serving.telemetry import REQUEST_SKETCHES
@@ -277,6 +277,7 @@ def test_the_spec_carries_the_endpoints_batching(runtime, engineer_api, endpoint
     assert runtime.get("/api/v1/endpoints/digits-prod/spec/").json()["batching"] == {
         "max_batch_size": 1,
         "max_queue_delay_us": 0,
+        "threads": None,
     }
     response = engineer_api.patch(
         "/api/v1/endpoints/digits-prod/", {"max_batch_size": 16, "max_queue_delay_us": 2000}, format="json"
@@ -286,11 +287,29 @@ def test_the_spec_carries_the_endpoints_batching(runtime, engineer_api, endpoint
     assert runtime.get("/api/v1/endpoints/digits-prod/spec/").json()["batching"] == {
         "max_batch_size": 16,
         "max_queue_delay_us": 2000,
+        "threads": None,
     }
     refused = engineer_api.patch(
         "/api/v1/endpoints/digits-prod/", {"max_batch_size": 0, "max_queue_delay_us": 2000}, format="json"
     )
     assert refused.status_code == 400 and "max_batch_size" in refused.json()["errors"]
+
+
+def test_inference_threads_are_set_kept_and_cleared_through_the_api(runtime, engineer_api, endpoint):
+    def patch(body):
+        return engineer_api.patch("/api/v1/endpoints/digits-prod/", body, format="json")
+
+    response = patch({"max_batch_size": 8, "max_queue_delay_us": 500, "inference_threads": 4})
+    assert response.status_code == 200 and response.json()["inference_threads"] == 4, response.json()
+    assert runtime.get("/api/v1/endpoints/digits-prod/spec/").json()["batching"]["threads"] == 4
+    assert patch({"max_batch_size": 16, "max_queue_delay_us": 500}).json()["inference_threads"] == 4  # absent: kept
+    for bad in (0, 65, "four"):
+        refused = patch({"max_batch_size": 16, "max_queue_delay_us": 500, "inference_threads": bad})
+        assert refused.status_code == 400 and "inference_threads" in refused.json()["errors"], refused.json()
+    assert Endpoint.objects.get().inference_threads == 4  # nothing written by the refusals
+    cleared = patch({"max_batch_size": 16, "max_queue_delay_us": 500, "inference_threads": None})
+    assert cleared.json()["inference_threads"] is None
+    assert runtime.get("/api/v1/endpoints/digits-prod/spec/").json()["batching"]["threads"] is None
 
 
 def test_the_inference_only_sketch_is_stored_by_batch_size_and_checked(runtime, endpoint):

@@ -86,6 +86,42 @@ def test_it_follows_a_canary_a_promotion_and_a_rollback_without_failing_a_reques
     assert dashboard.artifact_requests.count("/api/v1/endpoints/digits-prod/artifacts/1/") == 1  # kept, not reloaded
 
 
+def test_the_specs_thread_count_resizes_the_inference_pool_while_requests_flow(serve, dashboard, digits, tmp_path):
+    import psutil
+    from prometheus_client.parser import text_string_to_metric_families
+
+    one = digits["models"]["1"]
+
+    def publish(threads, generation):
+        spec = make_spec([deployment("1", one)], generation=generation)
+        spec["batching"] = {"max_batch_size": 4, "max_queue_delay_us": 500, "threads": threads}
+        dashboard.publish(spec, [one])
+
+    def gauge():
+        text = Client(process.port).get("/metrics")[1]
+        (family,) = [f for f in text_string_to_metric_families(text) if f.name == "berth_inference_threads"]
+        return family.samples[0].value
+
+    publish(3, 1)
+    process = serve(*_args(dashboard.url, tmp_path, "--threads", "4"))
+    os_threads = psutil.Process(process.process.pid)
+    traffic = Traffic(process.port, digits["x"][:1])
+    try:
+        wait_until(lambda: gauge() == 3, message="3 inference threads")
+        base = os_threads.num_threads()  # 3 inference threads and the rest of the process's
+        for generation, threads in ((2, 5), (3, 2), (4, None)):
+            publish(threads, generation)
+            wanted = threads or 4  # null: back to --threads
+            wait_until(lambda n=wanted: gauge() == n, message=f"{wanted} inference threads")
+            wait_until(lambda n=wanted: os_threads.num_threads() == base - 3 + n, message=f"{wanted} OS threads")
+            served = sum(traffic.versions.values())
+            wait_until(lambda s=served: sum(traffic.versions.values()) > s + 50, message="requests after the resize")
+    finally:
+        traffic.stop()
+    assert traffic.failures == []
+    assert "inference threads: 5 (were 3)" in process.log()
+
+
 def test_it_refuses_an_artifact_whose_sha256_does_not_match(serve, dashboard, digits, tmp_path):
     models = digits["models"]
     one, two = models["1"], models["2"]
