@@ -78,7 +78,14 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
-# Everything Berth writes by default (database, broker, media, upload parts) lives here.
+# Everything Berth writes by default (database, broker, media, upload parts) lives here: var/ of
+# the checkout, or BERTH_VAR_DIR. An installed Berth (no manage.py beside its packages) must be
+# told where: the default would write the database into site-packages.
+if not os.environ.get("BERTH_VAR_DIR") and not (BASE_DIR / "manage.py").is_file():
+    raise ImproperlyConfigured(
+        "BERTH_VAR_DIR is not set. An installed Berth needs a folder for its data (the SQLite database, "
+        "the file-system broker, uploads and media): set BERTH_VAR_DIR, e.g. BERTH_VAR_DIR=/var/lib/berth."
+    )
 VAR_DIR = Path(env_str("BERTH_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 
 INSTALLED_APPS = [

@@ -86,3 +86,8 @@ def test_the_wheel_installs_and_renders_the_log_in_page(tmp_path):
     assert lines["module"].startswith(str(fresh)), lines["module"]
     assert lines["plotly"].startswith(str(fresh / "share" / "berth" / "static")), lines["plotly"]
     assert lines["status"] == "200" and lines["page"] == "True", result.stdout
+    # Without BERTH_VAR_DIR an installed Berth refuses to start rather than write into site-packages.
+    del env["BERTH_VAR_DIR"]
+    refused = subprocess.run([str(python), "-c", RENDER_LOGIN], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "BERTH_VAR_DIR is not set" in refused.stderr, refused.stderr[-3000:]
+    assert not any(Path(site).glob("var")) and not (Path(site).parent / "var").exists()
