@@ -145,6 +145,22 @@ def _parser():
         help="benchmark the result at these batch sizes on the same target, e.g. 1,32",
     )
 
+    serve_profile = commands.add_parser(
+        "serve-profile",
+        parents=[common, jobs],
+        help="measure the dynamic batching and inference threads that serve a version fastest on a target",
+    )
+    serve_profile.add_argument("--target", required=True, help="hardware target slug whose workers measure it")
+    serve_profile.add_argument("--concurrency", default="", help="clients sending at once, e.g. 1,8,32 (default)")
+    serve_profile.add_argument("--batch-sizes", default="", help="max batch sizes, e.g. 1,8,32 (default; 1: off)")
+    serve_profile.add_argument("--threads", default="", help="inference threads, e.g. 1,4 (default: 1 and one per CPU)")
+    serve_profile.add_argument("--budget-ms", type=float, help="the p99 budget in ms (default 50)")
+    serve_profile.add_argument(
+        "--search",
+        choices=["quick", "full"],
+        help="quick: a hill climb measuring a few configurations (default); full: every one",
+    )
+
     status = commands.add_parser("status", parents=[common], help="show a version or a job")
     status.add_argument("ref", nargs="?", metavar="NAME:VERSION", help="the version to show")
     status.add_argument("--job", type=int, help="show job ID instead")
@@ -351,6 +367,24 @@ def cmd_compress(args):
     return _follow(client, [_start_job(client, "compress", args.version, args.target, params)], args)
 
 
+def cmd_serve_profile(args):
+    params = {}
+    for key, value, flag in (
+        ("concurrency", args.concurrency, "--concurrency"),
+        ("batch_sizes", args.batch_sizes, "--batch-sizes"),
+        ("threads", args.threads, "--threads"),
+    ):
+        if value:
+            params[key] = _int_list(value, flag)
+    if args.budget_ms is not None:
+        params["p99_budget_ms"] = args.budget_ms
+    if args.search:
+        params["search"] = args.search
+    params.update(_params(args.param))
+    client = _client(args)
+    return _follow(client, [_start_job(client, "serve_profile", args.version, args.target, params)], args)
+
+
 def _start_job(client, kind, version, target, params):
     _, job = client.json(
         "POST", "/api/v1/jobs/", {"kind": kind, "version": version, "target": target, "params": params}
@@ -369,6 +403,7 @@ def _follow(client, jobs, args):
     pending = [job["id"] for job in jobs]
     code = OK
     interval = 1.0
+    shown = {}  # job id -> the progress line last shown
     while pending:
         if time.monotonic() > deadline:
             print(
@@ -384,6 +419,10 @@ def _follow(client, jobs, args):
                 print(f"warning: {exc}; still waiting", file=sys.stderr)
                 continue
             if job["status"] not in ("succeeded", "failed", "cancelled"):
+                line = f"job {job_id}: {job['status']} {job.get('progress') or 0:.0f}% {job.get('message') or ''}"
+                if shown.get(job_id) != line:
+                    print(line.rstrip(), file=sys.stderr, flush=True)
+                    shown[job_id] = line
                 continue
             pending.remove(job_id)
             _print_result(job)
@@ -429,11 +468,43 @@ def _print_result(job):
                 )
                 + (f" (fidelity against {against})" if against else "")
             )
+    elif job["kind"] == "serve_profile":
+        _print_serving_profile(result)
     elif result.get("output_version"):
         ratio = result.get("size_ratio")
         print(
             f"  created {result['output_version']}, {result.get('size_bytes', 0):,} bytes"
             + (f" ({ratio:.2f}× the parent)" if ratio else "")
+        )
+
+
+def _print_serving_profile(result):
+    runs, best = result.get("runs") or [], result.get("recommended")
+    searched = (
+        f"quick search: {len(runs)} of the {result['grid']} configurations measured"
+        if result.get("search") == "quick"
+        else f"every configuration measured ({len(runs)})"
+    )
+    print(f"  {searched}; p99 budget {result.get('p99_budget_ms')} ms")
+    print(f"  {'threads':>7} {'batch':>5} {'clients':>7} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
+    for run in runs:
+        figures = (
+            f"{run['throughput']:>9,.0f} {run['p50_ms']:>9.3f} {run['p99_ms']:>9.3f}"
+            if run.get("p99_ms") is not None
+            else f"{'-':>9} {'-':>9} {'-':>9}"
+        )
+        print(
+            f"  {run['threads']:>7} {run['max_batch_size']:>5} {run['concurrency']:>7} {figures}"
+            + ("  (too few samples)" if run.get("too_few_samples") else "")
+            + ("  recommended" if run == best else "")
+        )
+    if best is None:
+        print("  no configuration kept p99 within the budget")
+    else:
+        print(
+            f"  recommended: max batch size {best['max_batch_size']}, max queue delay {best['max_queue_delay_us']} µs, "
+            f"{best['threads']} inference thread(s) (apply it on the endpoint page, or deploy with "
+            "apply_serving_profile)"
         )
 
 
@@ -496,7 +567,13 @@ def _print_job(job, as_json):
 
 # --- entry point -----------------------------------------------------------------------------
 
-COMMANDS = {"register": cmd_register, "status": cmd_status, "benchmark": cmd_benchmark, "compress": cmd_compress}
+COMMANDS = {
+    "register": cmd_register,
+    "status": cmd_status,
+    "benchmark": cmd_benchmark,
+    "compress": cmd_compress,
+    "serve-profile": cmd_serve_profile,
+}
 
 
 def main(argv=None):

@@ -1,4 +1,5 @@
-"""``berth compress`` and ``berth benchmark`` against a live server and a real worker."""
+"""``berth compress``, ``berth benchmark`` and ``berth serve-profile`` against a live server and
+a real worker."""
 
 import pytest
 
@@ -100,3 +101,42 @@ def test_an_unknown_encoding_is_refused_with_the_allowed_ones(berth, digits_vers
     assert result.code == 1
     assert "encoding must be one of json, binary, grpc" in result.err
     assert not Job.objects.filter(kind="benchmark").exists()
+
+
+def test_it_runs_a_serving_profile_and_prints_the_configurations_and_the_recommendation(
+    berth, celery_worker, digits_version
+):
+    result = berth(
+        "serve-profile",
+        "--version",
+        "digits:1",
+        "--target",
+        "cpu",
+        "--concurrency",
+        "1,4",
+        "--batch-sizes",
+        "1,4",
+        "--threads",
+        "1",
+        "--budget-ms",
+        "10000",
+        "--param",
+        "seconds=0.5",
+        "--wait",
+        "--timeout",
+        "120",
+    )
+    assert result.code == 0, result.err + result.out
+    job = Job.objects.get(kind="serve_profile")
+    assert job.params["search"] == "quick" and job.params["p99_budget_ms"] == 10000
+    runs, best = job.result["runs"], job.result["recommended"]
+    assert f"quick search: {len(runs)} of the 4 configurations measured" in result.out
+    assert result.out.count("  recommended\n") == 1  # its row in the table
+    assert f"recommended: max batch size {best['max_batch_size']}" in result.out
+    assert f"job {job.id}: " in result.err  # its progress while it ran (the sweep takes seconds)
+
+
+def test_a_bad_serving_profile_is_refused_with_the_field(berth, digits_version):
+    result = berth("serve-profile", "--version", "digits:1", "--target", "cpu", "--batch-sizes", "1,2000")
+    assert result.code == 1 and "batch_sizes" in result.err
+    assert not Job.objects.filter(kind="serve_profile").exists()
