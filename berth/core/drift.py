@@ -445,12 +445,13 @@ def dataset_drift(verdicts):
 
 
 def p_text(p_value):
-    """A p-value as people read it: "p < 0.001" or "p 0.023"."""
-    return "p < 0.001" if p_value < 0.001 else f"p {p_value:.2g}"
+    """A p-value as drift_text writes it: "p-value 0.023", or "p-value 2e-6" far below 0.001 (how
+    far still shows)."""
+    return f"p-value {figure(p_value)}"
 
 
 def explain(kind, verdict, reference, current, moments=None):
-    """The verdict in words, e.g. "wider than the reference: KS 0.08, p < 0.001 on 2,000 rows
+    """The verdict in words, e.g. "wider than the reference: KS 0.08, p-value 2e-6 on 2,000 rows
     (Wasserstein 0.24 ≥ 0.1)". ``moments``: the binned (mean, standard deviation) of the
     reference and of the current counts, for numeric kinds."""
     rule = DEFAULT_TESTS[kind]

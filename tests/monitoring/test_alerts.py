@@ -298,7 +298,9 @@ def test_when_inputs_drift_it_fires_posts_a_webhook_sends_an_email_and_resolves(
         "digits-prod v1: drift on 1 of 2 features in 2 of the last 3 windows of 5 min "
         "(the rule needs 2); now x.mean higher than the reference (mean +1."
     )
-    assert "(mean +1.21 sd): KS 0.65, p < 0.001 on 400 rows (Wasserstein 1.2 ≥ 0.1)" in alert.message
+    assert re.search(
+        r"\(mean \+1\.21 sd\): KS 0\.65, p-value \d(\.\d)?e-\d+ on 400 rows \(Wasserstein 1\.2 ≥ 0\.1\)", alert.message
+    )
     assert alert.message.endswith("≥ 0.1) over the last 5 min")
     assert alert.threshold == 1.0 and alert.value > 1  # the worst verdict relative to its thresholds
     (feature,) = alert.details["features"]
@@ -358,10 +360,11 @@ def test_a_class_drift_is_explained_by_the_class_that_moved(profiled, now):
         )
     alerts.evaluate_rules(now=now)
     (alert,) = firing()
-    assert (
-        "now prediction class 0 went from 30% to 100% of predictions: chi-square p < 0.001 on 400 rows "
-        "(total variation 0.7 ≥ 0.1)"
-    ) in alert.message
+    assert re.search(
+        r"now prediction class 0 went from 30% to 100% of predictions: chi-square p-value \d(\.\d)?e-\d+ on 400 "
+        r"rows \(total variation 0\.7 ≥ 0\.1\)",
+        alert.message,
+    )
     assert alert.details["features"][0]["test"] == "chi_square"
 
 
