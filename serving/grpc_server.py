@@ -62,10 +62,11 @@ CONTENTS = {
 
 
 class GrpcTransport:
-    def __init__(self, core: InferenceCore, host, port):
+    def __init__(self, core: InferenceCore, host, port, request_timeout=60.0):
         self.core = core
         self.host = host
         self.port = port
+        self.request_timeout = request_timeout
         self.server = None
         self.health = health.aio.HealthServicer()
 
@@ -75,6 +76,9 @@ class GrpcTransport:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 1),  # worker processes (--workers) share the port
+                # A connection that has not completed its HTTP/2 handshake in --request-timeout is
+                # closed (gRPC's default waits 120 s): silent connections cannot pile up.
+                ("grpc.server_handshake_timeout_ms", int(self.request_timeout * 1000)),
             ]
         )
         self.server.add_generic_rpc_handlers((self._handlers(),))

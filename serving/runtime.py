@@ -133,7 +133,7 @@ class Runtime:
         if options.grpc_port is not None:
             from .grpc_server import GrpcTransport  # grpcio only where gRPC is served
 
-            self.grpc = GrpcTransport(self.core, options.host, options.grpc_port)
+            self.grpc = GrpcTransport(self.core, options.host, options.grpc_port, options.request_timeout)
             await self.grpc.start()
 
     async def stop(self):

@@ -114,6 +114,33 @@ def _length(answer):
     return int(head.split("content-length:")[1].split("\r\n")[0])
 
 
+def test_a_grpc_connection_that_never_completes_its_handshake_is_closed(serve, digits, tmp_path):
+    import re
+
+    import tritonclient.grpc as triton_grpc
+
+    model = digits["models"]["1"]
+    write_bundle(tmp_path / "bundle", make_spec([deployment("1", model)]), [model])
+    process = serve("--bundle", tmp_path / "bundle", "--request-timeout", TIMEOUT, "--grpc-port", "0")
+    port = int(re.search(r"grpc on 127\.0\.0\.1:(\d+)", process.log()).group(1))
+    silent = socket.create_connection(("127.0.0.1", port))
+    half = socket.create_connection(("127.0.0.1", port))
+    half.sendall(b"PRI * HTTP/2.0\r\n")  # the start of the HTTP/2 preface, never finished
+    started = time.monotonic()
+    for sock in (silent, half):
+        sock.settimeout(TIMEOUT + 5)
+        try:
+            while sock.recv(65536):  # the server's SETTINGS, then the end
+                pass
+        except ConnectionResetError:
+            pass
+        sock.close()
+    assert time.monotonic() - started < TIMEOUT + 3  # gRPC's own default waits 120 s
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
+    assert client.is_server_ready()  # everyone else is served
+    client.close()
+
+
 def test_the_timeout_must_be_positive():
     result = subprocess.run(
         [sys.executable, "-m", "serving.cli", "--bundle", ".", "--request-timeout", "0"],
