@@ -154,9 +154,6 @@ class BenchmarkForm(forms.Form):
     def clean_threads(self):
         return _int_list(self.cleaned_data["threads"] or "", "threads") or [None]
 
-    def clean_search(self):
-        return self.cleaned_data["search"] or "quick"
-
     def params(self):
         data = self.cleaned_data
         common = {

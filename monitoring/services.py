@@ -109,20 +109,20 @@ def endpoint_set_batching(
     this is (kept in the audit)."""
     from registry.services.base import full_clean
 
-    settings_ = {"max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us}
+    fields = {"max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us}
     if inference_threads is not UNCHANGED:
-        settings_["inference_threads"] = inference_threads
-    for name, value in settings_.items():
+        fields["inference_threads"] = inference_threads
+    for name, value in fields.items():
         setattr(endpoint, name, value)
     full_clean(endpoint, exclude=["created_by"])
     with transaction.atomic():
-        Endpoint.objects.filter(pk=endpoint.pk).update(**settings_)
+        Endpoint.objects.filter(pk=endpoint.pk).update(**fields)
         audit.record(
             audit.Action.ENDPOINT_BATCHING,
             endpoint.name,
             user=user,
             details={
-                **settings_,
+                **fields,
                 **({"serving_profile_job": serving_profile_job.pk} if serving_profile_job else {}),
             },
         )

@@ -18,7 +18,8 @@ arrived is not counted.
 """
 
 import asyncio
-import json
+
+from .protocol import error_body
 
 
 class CoalescingTransport:
@@ -108,9 +109,9 @@ DEADLINES = RequestDeadlines()
 
 def timeout_response(timeout):
     """The raw 408 (status line, headers, JSON body) for a request cut after ``timeout`` s."""
-    body = json.dumps(
-        {"error": f"request timeout: the request did not arrive within {timeout:g} s (berth-serve --request-timeout)"}
-    ).encode()
+    body = error_body(
+        f"request timeout: the request did not arrive within {timeout:g} s (berth-serve --request-timeout)"
+    )
     return (
         b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
         + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
@@ -148,8 +149,7 @@ if HttpToolsProtocol is not None:
         def request_timed_out(self, timeout):
             """408 and close (unless a response has begun: then only close). The app, if it is
             reading the body, sees the disconnect."""
-            self.request_began = None
-            DEADLINES.connections.discard(self)
+            self.request_began = None  # not cut twice; connection_lost forgets the connection
             if self.transport.is_closing():
                 return
             if self.cycle is None or not self.cycle.response_started:

@@ -64,3 +64,4 @@ def test_a_serving_profile_refuses_bad_parameters(engineer_api, digits_version):
         format="json",
     )
     assert response.status_code == 400 and "quick" in response.json()["errors"]["params.search"][0], response.json()
+    assert not Job.objects.filter(kind="serve_profile").exists()

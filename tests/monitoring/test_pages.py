@@ -119,6 +119,7 @@ def test_the_endpoint_page_sets_dynamic_batching(endpoint, engineer, viewer):
         {"max_batch_size": "32", "max_queue_delay_us": "0", "inference_threads": "0"},
     )
     assert refused.status_code == 400 and "Inference threads:" in refused.content.decode()
+    assert (Endpoint.objects.get().max_queue_delay_us, Endpoint.objects.get().inference_threads) == (500, None)
     assert AuditEvent.objects.filter(action="endpoint_batching", target="digits-prod").exists()
     refused = client.post("/endpoints/digits-prod/batching/", {"max_batch_size": "5000", "max_queue_delay_us": "0"})
     assert refused.status_code == 400 and "Max batch size:" in refused.content.decode()
